@@ -1,0 +1,193 @@
+//! Transaction behaviour on both engines: conflicts, read-only, limits, reopen, change feed.
+
+use std::sync::{Arc, Barrier};
+use strata_core::{Error, Options, Store};
+
+fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Store::open(dir.path(), Options::default()).unwrap();
+    vec![(Store::memory(), None), (disk, Some(dir))]
+}
+
+#[test]
+fn two_writers_of_one_key_exactly_one_commits() {
+    for (store, _dir) in stores() {
+        let ks = store.keyspace("t").unwrap();
+        for begin in [Store::begin, Store::begin_snapshot] {
+            let mut a = begin(&store);
+            let mut b = begin(&store);
+            a.set(&ks, b"x".to_vec(), b"a".to_vec()).unwrap();
+            b.set(&ks, b"x".to_vec(), b"b".to_vec()).unwrap();
+            a.commit().unwrap();
+            let err = b.commit().unwrap_err();
+            assert!(matches!(err, Error::Conflict) && err.is_retryable());
+            assert_eq!(store.begin_read_only().get(&ks, b"x").unwrap(), Some(b"a".to_vec()));
+        }
+    }
+}
+
+#[test]
+fn concurrent_increments_never_lose_an_update() {
+    for (store, _dir) in stores() {
+        let ks = store.keyspace("t").unwrap();
+        let threads = 8;
+        let per_thread = 25;
+        let barrier = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (store, ks, barrier) = (store.clone(), ks.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut retries = 0;
+                    for _ in 0..per_thread {
+                        loop {
+                            let mut txn = store.begin_snapshot();
+                            let n = txn
+                                .get(&ks, b"n")
+                                .unwrap()
+                                .map_or(0, |v| u64::from_le_bytes(v.try_into().unwrap()));
+                            txn.set(&ks, b"n".to_vec(), (n + 1).to_le_bytes().to_vec()).unwrap();
+                            match txn.commit() {
+                                Ok(_) => break,
+                                Err(Error::Conflict) => retries += 1,
+                                Err(err) => panic!("{err}"),
+                            }
+                        }
+                    }
+                    retries
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let n = store.begin_read_only().get(&ks, b"n").unwrap().unwrap();
+        assert_eq!(u64::from_le_bytes(n.try_into().unwrap()), (threads * per_thread) as u64);
+    }
+}
+
+#[test]
+fn serializable_detects_write_skew_snapshot_allows_it() {
+    for (store, _dir) in stores() {
+        let ks = store.keyspace("t").unwrap();
+        let mut init = store.begin();
+        init.set(&ks, b"a".to_vec(), b"1".to_vec()).unwrap();
+        init.set(&ks, b"b".to_vec(), b"1".to_vec()).unwrap();
+        init.commit().unwrap();
+        // Each reads both and clears a different one (the on-call doctors anomaly).
+        for (begin, skew_allowed) in [(Store::begin as fn(&Store) -> _, false), (Store::begin_snapshot, true)]
+        {
+            let mut t1 = begin(&store);
+            let mut t2 = begin(&store);
+            for t in [&t1, &t2] {
+                assert_eq!(t.scan_prefix(&ks, b"").count(), 2);
+            }
+            t1.set(&ks, b"a".to_vec(), b"0".to_vec()).unwrap();
+            t2.set(&ks, b"b".to_vec(), b"0".to_vec()).unwrap();
+            t1.commit().unwrap();
+            assert_eq!(t2.commit().is_ok(), skew_allowed);
+            let mut reset = store.begin();
+            reset.set(&ks, b"a".to_vec(), b"1".to_vec()).unwrap();
+            reset.set(&ks, b"b".to_vec(), b"1".to_vec()).unwrap();
+            reset.commit().unwrap();
+        }
+    }
+}
+
+#[test]
+fn serializable_detects_phantoms_in_scanned_ranges() {
+    for (store, _dir) in stores() {
+        let ks = store.keyspace("t").unwrap();
+        let mut reader = store.begin();
+        assert_eq!(reader.scan_prefix(&ks, b"row/").count(), 0);
+        let mut writer = store.begin();
+        writer.set(&ks, b"row/1".to_vec(), b"x".to_vec()).unwrap();
+        writer.commit().unwrap();
+        reader.set(&ks, b"summary".to_vec(), b"0 rows".to_vec()).unwrap();
+        assert!(matches!(reader.commit(), Err(Error::Conflict)));
+        // A write outside the scanned range does not conflict.
+        let mut reader = store.begin();
+        assert_eq!(reader.scan_prefix(&ks, b"row/").count(), 1);
+        let mut writer = store.begin();
+        writer.set(&ks, b"other".to_vec(), b"x".to_vec()).unwrap();
+        writer.commit().unwrap();
+        reader.set(&ks, b"summary".to_vec(), b"1 row".to_vec()).unwrap();
+        reader.commit().unwrap();
+    }
+}
+
+#[test]
+fn read_only_transactions_refuse_writes_and_see_a_snapshot() {
+    for (store, _dir) in stores() {
+        let ks = store.keyspace("t").unwrap();
+        let mut reader = store.begin_read_only();
+        assert!(matches!(reader.set(&ks, b"k".to_vec(), b"v".to_vec()), Err(Error::ReadOnly)));
+        let mut w = store.begin();
+        w.set(&ks, b"k".to_vec(), b"v".to_vec()).unwrap();
+        w.commit().unwrap();
+        assert_eq!(reader.get(&ks, b"k").unwrap(), None);
+        assert_eq!(store.begin_read_only().get(&ks, b"k").unwrap(), Some(b"v".to_vec()));
+    }
+}
+
+#[test]
+fn oversize_keys_and_values_are_invalid_input() {
+    let store = Store::memory();
+    let ks = store.keyspace("t").unwrap();
+    let mut txn = store.begin();
+    let big_key = vec![0u8; Options::default().max_key_bytes + 1];
+    assert!(matches!(txn.set(&ks, big_key, b"v".to_vec()), Err(Error::InvalidInput(_))));
+    let big_value = vec![0u8; Options::default().max_value_bytes + 1];
+    assert!(matches!(txn.set(&ks, b"k".to_vec(), big_value), Err(Error::InvalidInput(_))));
+    assert!(store.keyspace("_feed").is_err());
+}
+
+#[test]
+fn commits_survive_reopen_and_sequence_numbers_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = {
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        assert!(
+            matches!(Store::open(dir.path(), Options::default()), Err(Error::Unavailable(msg)) if msg.contains("in use"))
+        );
+        let ks = store.keyspace("t").unwrap();
+        let mut txn = store.begin();
+        txn.set(&ks, b"k".to_vec(), b"v".to_vec()).unwrap();
+        txn.commit().unwrap()
+    };
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let ks = store.keyspace("t").unwrap();
+    assert_eq!(store.begin_read_only().get(&ks, b"k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(store.last_seq(), seq);
+    let mut txn = store.begin();
+    txn.set(&ks, b"k2".to_vec(), b"v".to_vec()).unwrap();
+    assert_eq!(txn.commit().unwrap(), seq + 1);
+}
+
+#[test]
+fn change_feed_delivers_records_in_commit_order() {
+    for (store, _dir) in stores() {
+        let ks = store.keyspace("t").unwrap();
+        let mut rx = store.subscribe();
+        let mut seqs = Vec::new();
+        for i in 0..5u8 {
+            let mut txn = store.begin();
+            txn.set(&ks, vec![i], vec![i]).unwrap();
+            txn.emit("test", vec![i, 0]).unwrap();
+            txn.emit("test", vec![i, 1]).unwrap();
+            seqs.push(txn.commit().unwrap());
+        }
+        // An aborted transaction's records never appear.
+        let mut aborted = store.begin();
+        aborted.emit("test", vec![99]).unwrap();
+        aborted.rollback();
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(*rx.borrow_and_update(), *seqs.last().unwrap());
+        let changes = store.read_changes(seqs[1], 100).unwrap();
+        let got: Vec<_> = changes.iter().map(|c| (c.seq, c.source.as_str(), c.payload.clone())).collect();
+        let want: Vec<_> = (1..5u8)
+            .flat_map(|i| [(seqs[i as usize], "test", vec![i, 0]), (seqs[i as usize], "test", vec![i, 1])])
+            .collect();
+        assert_eq!(got, want);
+    }
+}
