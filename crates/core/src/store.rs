@@ -126,7 +126,6 @@ struct Commits {
 #[derive(Default)]
 struct Durable {
     state: Mutex<DurableState>,
-    cv: Condvar,
 }
 
 #[derive(Default)]
@@ -135,6 +134,8 @@ struct DurableState {
     synced: u64,
     syncing: bool,
     failed: Option<String>,
+    /// Committers waiting for their seq to be synced.
+    waiters: Vec<(u64, std::thread::Thread)>,
 }
 
 const META_LAST_SEQ: &[u8] = b"last_seq";
@@ -187,7 +188,6 @@ impl Store {
             commits: Mutex::default(),
             durable: Durable {
                 state: Mutex::new(DurableState { applied: last_seq, synced: last_seq, ..Default::default() }),
-                cv: Condvar::new(),
             },
             feed_tx: tokio::sync::watch::Sender::new(last_seq),
             stop: Arc::default(),
@@ -326,6 +326,11 @@ impl Store {
     }
 
     /// Blocks until `seq` is fsynced, leading an fsync if none is running.
+    ///
+    /// Waiters park on their own thread handle rather than a shared condvar, so that the end
+    /// of an fsync wakes only the commits it made durable (plus one waiter to lead the next
+    /// fsync), not every committer of the next group as well: with many writers on few
+    /// cores that thundering herd cost more than the fsync.
     fn wait_durable(&self, seq: u64) -> Result<()> {
         let durable = &self.inner.durable;
         let mut state = durable.state.lock().expect("durable lock poisoned");
@@ -337,7 +342,10 @@ impl Store {
                 return Err(Error::Unavailable(format!("an earlier fsync failed: {err}")));
             }
             if state.syncing {
-                state = durable.cv.wait(state).expect("durable lock poisoned");
+                state.waiters.push((seq, std::thread::current()));
+                drop(state);
+                std::thread::park();
+                state = durable.state.lock().expect("durable lock poisoned");
                 continue;
             }
             state.syncing = true;
@@ -350,7 +358,20 @@ impl Store {
                 Ok(()) => state.synced = state.synced.max(target),
                 Err(err) => state.failed = Some(err.to_string()),
             }
-            durable.cv.notify_all();
+            let (synced, failed) = (state.synced, state.failed.is_some());
+            let mut next_leader = None;
+            for (waiter_seq, thread) in std::mem::take(&mut state.waiters) {
+                if waiter_seq <= synced || failed {
+                    thread.unpark();
+                } else if next_leader.is_none() {
+                    next_leader = Some(thread);
+                } else {
+                    state.waiters.push((waiter_seq, thread));
+                }
+            }
+            if let Some(thread) = next_leader {
+                thread.unpark();
+            }
         }
     }
 }
