@@ -37,6 +37,7 @@
 //! - fjall fsyncs under its journal lock, so applies wait while a group's fsync runs; the
 //!   next group forms behind it.
 
+mod clock;
 mod engine;
 mod error;
 mod feed;
@@ -44,6 +45,7 @@ pub mod keycode;
 mod store;
 mod txn;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use feed::Change;
 pub use store::{Keyspace, Options, Store, Sync};

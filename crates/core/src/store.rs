@@ -279,6 +279,7 @@ impl Store {
         mut ops: Vec<Op>,
         changes: Vec<(String, Vec<u8>)>,
     ) -> Result<u64> {
+        let started = std::time::Instant::now();
         let written: WrittenKeys = ops.iter().map(|(ks, k, _)| (*ks, k.clone())).collect();
         let seq = {
             let mut commits = self.inner.commits.lock().expect("commits lock poisoned");
@@ -290,6 +291,7 @@ impl Store {
                 .any(|(_, keys)| conflicts(keys));
             close_open(&mut commits, start_seq);
             if conflicted {
+                metrics::counter!("strata_core_conflicts_total").increment(1);
                 return Err(Error::Conflict);
             }
             let seq = self.inner.last_seq.load(Ordering::Acquire) + 1;
@@ -315,6 +317,8 @@ impl Store {
         if self.inner.options.sync == Sync::Always {
             self.wait_durable(seq)?;
         }
+        metrics::counter!("strata_core_commits_total").increment(1);
+        metrics::histogram!("strata_core_commit_seconds").record(started.elapsed().as_secs_f64());
         self.inner.feed_tx.send_if_modified(|last| {
             let newer = seq > *last;
             if newer {
@@ -352,6 +356,7 @@ impl Store {
             let target = state.applied;
             drop(state);
             let result = self.inner.engine.sync();
+            metrics::counter!("strata_core_fsyncs_total").increment(1);
             state = durable.state.lock().expect("durable lock poisoned");
             state.syncing = false;
             match result {
