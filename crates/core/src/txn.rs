@@ -46,9 +46,8 @@ impl ReadSet {
         // Build the lookup key only when a point set exists, to keep misses cheap.
         (!self.points.is_empty() && self.points.contains(&(ks, key.to_vec())))
             || self.ranges.iter().any(|(rks, range)| {
-                *rks == ks
-                    && (range.0.as_ref().map(Vec::as_slice), range.1.as_ref().map(Vec::as_slice))
-                        .contains(key)
+                let bounds = (range.0.as_ref().map(Vec::as_slice), range.1.as_ref().map(Vec::as_slice));
+                *rks == ks && RangeBounds::<[u8]>::contains(&bounds, key)
             })
     }
 }
