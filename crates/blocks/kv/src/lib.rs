@@ -198,11 +198,11 @@ impl Kv {
         Err(Error::Conflict)
     }
 
-    /// Reads the stored entry, expired or not: (version, expires_at_ms, value).
-    fn read_raw(&self, txn: &Txn, ns: &str, key: &[u8]) -> Result<Option<(u64, Option<u64>, Vec<u8>)>> {
+    /// Reads the stored entry, expired or not.
+    fn read_raw(&self, txn: &Txn, ns: &str, key: &[u8]) -> Result<Option<Entry>> {
         let Some(raw) = txn.get(&self.ks, &Key::Entry { ns, key }.encode())? else { return Ok(None) };
-        let (version, expires, value) = decode_value(&raw)?;
-        Ok(Some((version, expires, value.to_vec())))
+        let (version, expires_at_ms, value) = decode_value(&raw)?;
+        Ok(Some(Entry { key: key.to_vec(), value: value.to_vec(), version, expires_at_ms }))
     }
 
     fn is_live(&self, expires: Option<u64>, now: u64) -> bool {
@@ -215,9 +215,7 @@ impl Kv {
         self.check_key(key)?;
         let txn = self.store.begin_read_only();
         let now = self.clock.now_ms();
-        Ok(self.read_raw(&txn, ns, key)?.filter(|(_, expires, _)| self.is_live(*expires, now)).map(
-            |(version, expires_at_ms, value)| Entry { key: key.to_vec(), value, version, expires_at_ms },
-        ))
+        Ok(self.read_raw(&txn, ns, key)?.filter(|e| self.is_live(e.expires_at_ms, now)))
     }
 
     /// Writes a key; returns its new version.
@@ -283,23 +281,23 @@ impl Kv {
         let (Op::Put { key, condition, .. } | Op::Delete { key, condition } | Op::Check { key, condition }) =
             op;
         let raw = self.read_raw(txn, ns, key)?;
-        let live = raw.as_ref().filter(|(_, expires, _)| self.is_live(*expires, now));
+        let live = raw.as_ref().filter(|e| self.is_live(e.expires_at_ms, now));
         let holds = match (condition, live) {
             (Condition::None, _) => true,
-            (Condition::Version(want), Some((have, _, _))) => want == have,
+            (Condition::Version(want), Some(entry)) => *want == entry.version,
             (Condition::Version(_), None) | (Condition::Exists, None) => false,
             (Condition::Absent, live) => live.is_none(),
             (Condition::Exists, Some(_)) => true,
         };
         if !holds {
-            let have = live.map_or("absent".to_string(), |(v, _, _)| format!("version {v}"));
+            let have = live.map_or("absent".to_string(), |e| format!("version {}", e.version));
             return Err(Error::PreconditionFailed(format!(
                 "key {:?} is {have}, the request required {condition:?}",
                 String::from_utf8_lossy(key)
             )));
         }
         let entry_key = Key::Entry { ns, key }.encode();
-        let old_expiry = raw.as_ref().and_then(|(_, expires, _)| *expires);
+        let old_expiry = raw.as_ref().and_then(|e| e.expires_at_ms);
         let drop_expiry = |txn: &mut Txn| match old_expiry {
             Some(at_ms) => txn.delete(&self.ks, Key::Expiry { at_ms, ns, key }.encode()),
             None => Ok(()),
@@ -311,13 +309,13 @@ impl Kv {
                     drop_expiry(txn)?;
                     txn.delete(&self.ks, entry_key)?;
                 }
-                if let Some((version, _, _)) = live {
-                    txn.emit(FEED_SOURCE, encode_event(ns, key, OP_DELETE, *version, b""))?;
+                if let Some(entry) = live {
+                    txn.emit(FEED_SOURCE, encode_event(ns, key, OP_DELETE, entry.version, b""))?;
                 }
                 Ok(Outcome::Deleted(live.is_some()))
             }
             Op::Put { value, ttl_ms, .. } => {
-                let previous = raw.as_ref().map_or(0, |(v, _, _)| *v);
+                let previous = raw.as_ref().map_or(0, |e| e.version);
                 let version = (previous + 1).max(txn.start_seq() + 1);
                 let expires_at_ms = ttl_ms.map(|ttl| now.saturating_add(ttl));
                 drop_expiry(txn)?;

@@ -13,7 +13,8 @@
 //!
 //! - Keys in URLs must be UTF-8 (percent-encoded as needed); binary keys are reachable only
 //!   through listings and batches that carry them as UTF-8.
-//! - No authentication yet: the front refuses (in the binary) to bind a non-loopback address.
+//! - Authentication is one shared API key (`http.api_key`); per-consumer keys and JWT come
+//!   with the edge.
 
 mod error;
 mod kv;
@@ -23,6 +24,10 @@ pub use error::ApiError;
 pub use observe::metrics_handle;
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::Future;
@@ -36,19 +41,40 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Largest request body accepted where no block limit applies.
     pub max_body_bytes: usize,
+    /// When set, `/v1/*` requires `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
     /// Becomes `true` when the server shuts down, to end long-lived streams.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The HTTP API's routes.
 pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/kv/{ns}", get(kv::list).post(kv::batch))
+        .route("/v1/kv/{ns}/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(observe::health))
         .route("/metrics", get(observe::metrics))
-        .route("/v1/kv/{ns}", get(kv::list).post(kv::batch))
-        .route("/v1/kv/{ns}/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .merge(api)
         .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
+}
+
+/// Checks `Authorization: Bearer <key>` when an API key is configured.
+async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.api_key {
+        let presented = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented != Some(key.as_str()) {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong API key")
+                .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.

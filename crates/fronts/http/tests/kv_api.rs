@@ -18,7 +18,13 @@ struct Server {
 async fn start(limits: Limits) -> Server {
     let kv = Kv::open(Store::memory(), Arc::new(SystemClock), limits).unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let state = AppState { kv, metrics: metrics_handle(), max_body_bytes: 64 * 1024, shutdown: rx.clone() };
+    let state = AppState {
+        kv,
+        metrics: metrics_handle(),
+        max_body_bytes: 64 * 1024,
+        api_key: None,
+        shutdown: rx.clone(),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut stop = rx;

@@ -1,0 +1,305 @@
+//! Configuration: defaults, then `strata.toml`, then `STRATA_*` environment variables, then
+//! command-line flags — each overriding the one before.
+//!
+//! Every key of [`Config`] can be set from the environment as `STRATA_` + its path in upper
+//! case with `_` for `.`: `[http] listen` is `STRATA_HTTP_LISTEN`, `data_dir` is
+//! `STRATA_DATA_DIR`. The variable names are derived from the defaults, so a new key gets one
+//! without code. `strata.example.toml` documents every key; a test keeps it in step.
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where every block keeps its data.
+    pub data_dir: PathBuf,
+    pub log: LogConfig,
+    pub core: CoreConfig,
+    pub kv: KvConfig,
+    pub http: HttpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./strata-data"),
+            log: LogConfig::default(),
+            core: CoreConfig::default(),
+            kv: KvConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `strata_core=debug,info`, ... (`RUST_LOG` wins).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: "text".into() }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoreConfig {
+    /// `always`: a commit returns once fsynced (group commit). `periodic`: once written to
+    /// the OS, fsynced every `sync_interval_ms`; a power loss can lose that interval.
+    pub sync: String,
+    pub sync_interval_ms: u64,
+    pub cache_mb: u64,
+    /// How many of the newest commits keep their change records (for watches and indexers).
+    pub feed_retention: u64,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_txn_bytes: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        let core = strata_core::Options::default();
+        Self {
+            sync: "always".into(),
+            sync_interval_ms: 100,
+            cache_mb: core.cache_bytes / (1024 * 1024),
+            feed_retention: core.feed_retention,
+            max_key_bytes: core.max_key_bytes,
+            max_value_bytes: core.max_value_bytes,
+            max_txn_bytes: core.max_txn_bytes,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KvConfig {
+    pub max_namespace_bytes: usize,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_page: usize,
+    pub max_batch_ops: usize,
+    /// How often expired keys are deleted (and reported to watchers).
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        let limits = strata_kv::Limits::default();
+        Self {
+            max_namespace_bytes: limits.max_namespace_bytes,
+            max_key_bytes: limits.max_key_bytes,
+            max_value_bytes: limits.max_value_bytes,
+            max_page: limits.max_page,
+            max_batch_ops: limits.max_batch_ops,
+            sweep_interval_ms: 1000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    pub listen: String,
+    /// Largest request body outside KV values (which `kv.max_value_bytes` bounds).
+    pub max_body_bytes: usize,
+    /// When set, `/v1/*` requires `Authorization: Bearer <api_key>`. Required to listen on a
+    /// non-loopback address.
+    pub api_key: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 8 * 1024 * 1024,
+            api_key: String::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: defaults, the file (if any), then the environment.
+    pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Config> {
+        let mut value = toml::Value::try_from(Config::default()).expect("defaults serialize");
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading config file {}", file.display()))?;
+            let from_file: toml::Value =
+                toml::from_str(&text).with_context(|| format!("parsing config file {}", file.display()))?;
+            merge(&mut value, from_file);
+        }
+        let env: Vec<(String, String)> = env.filter(|(k, _)| k.starts_with("STRATA_")).collect();
+        apply_env(&mut value, "STRATA", &env)?;
+        let config: Config = value.try_into().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !matches!(self.core.sync.as_str(), "always" | "periodic") {
+            bail!("core.sync must be \"always\" or \"periodic\", not {:?}", self.core.sync);
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be \"text\" or \"json\", not {:?}", self.log.format);
+        }
+        if self.http.enabled {
+            let addr: SocketAddr = self
+                .http
+                .listen
+                .parse()
+                .with_context(|| format!("http.listen {:?} is not host:port", self.http.listen))?;
+            if !addr.ip().is_loopback() && self.http.api_key.is_empty() {
+                bail!(
+                    "http.listen {} is not a loopback address and no credentials are configured: \
+                     set http.api_key (STRATA_HTTP_API_KEY) or listen on 127.0.0.1",
+                    self.http.listen
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn store_options(&self) -> strata_core::Options {
+        strata_core::Options {
+            sync: match self.core.sync.as_str() {
+                "periodic" => {
+                    strata_core::Sync::Periodic(std::time::Duration::from_millis(self.core.sync_interval_ms))
+                }
+                _ => strata_core::Sync::Always,
+            },
+            max_key_bytes: self.core.max_key_bytes,
+            max_value_bytes: self.core.max_value_bytes,
+            max_txn_bytes: self.core.max_txn_bytes,
+            cache_bytes: self.core.cache_mb * 1024 * 1024,
+            feed_retention: self.core.feed_retention,
+        }
+    }
+
+    pub fn kv_limits(&self) -> strata_kv::Limits {
+        strata_kv::Limits {
+            max_namespace_bytes: self.kv.max_namespace_bytes,
+            max_key_bytes: self.kv.max_key_bytes,
+            max_value_bytes: self.kv.max_value_bytes,
+            max_page: self.kv.max_page,
+            max_batch_ops: self.kv.max_batch_ops,
+        }
+    }
+}
+
+/// Overlays `from` on `into`, table by table.
+fn merge(into: &mut toml::Value, from: toml::Value) {
+    match (into, from) {
+        (toml::Value::Table(into), toml::Value::Table(from)) => {
+            for (key, value) in from {
+                match into.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        into.insert(key, value);
+                    }
+                }
+            }
+        }
+        (into, from) => *into = from,
+    }
+}
+
+/// Sets each leaf of `value` whose environment variable is present, parsed as the leaf's type.
+fn apply_env(value: &mut toml::Value, name: &str, env: &[(String, String)]) -> anyhow::Result<()> {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, child) in table.iter_mut() {
+                apply_env(child, &format!("{name}_{}", key.to_uppercase()), env)?;
+            }
+        }
+        leaf => {
+            if let Some((_, raw)) = env.iter().find(|(k, _)| k == name) {
+                let bad =
+                    || format!("environment variable {name}={raw:?} is not a valid {}", leaf.type_str());
+                *leaf = match leaf {
+                    toml::Value::Integer(_) => toml::Value::Integer(raw.parse().with_context(bad)?),
+                    toml::Value::Boolean(_) => toml::Value::Boolean(raw.parse().with_context(bad)?),
+                    toml::Value::Float(_) => toml::Value::Float(raw.parse().with_context(bad)?),
+                    _ => toml::Value::String(raw.clone()),
+                };
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn defaults_work_with_no_file() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.http.listen, "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./strata-data"));
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("strata.toml");
+        std::fs::write(
+            &file,
+            "[http]\nlisten = \"127.0.0.1:9999\"\nmax_body_bytes = 10\n[core]\nsync = \"periodic\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[("STRATA_HTTP_MAX_BODY_BYTES", "20"), ("STRATA_HTTP_ENABLED", "false"), ("OTHER", "x")]),
+        )
+        .unwrap();
+        assert_eq!(config.http.listen, "127.0.0.1:9999");
+        assert_eq!(config.http.max_body_bytes, 20);
+        assert!(!config.http.enabled);
+        assert_eq!(config.core.sync, "periodic");
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let err = Config::load(None, env(&[("STRATA_HTTP_MAX_BODY_BYTES", "lots")])).unwrap_err();
+        assert!(format!("{err:#}").contains("STRATA_HTTP_MAX_BODY_BYTES"));
+        let err = Config::load(None, env(&[("STRATA_CORE_SYNC", "never")])).unwrap_err();
+        assert!(format!("{err:#}").contains("core.sync"));
+        let err = Config::load(None, env(&[("STRATA_HTTP_LISTEN", "0.0.0.0:8080")])).unwrap_err();
+        assert!(format!("{err:#}").contains("api_key"));
+        let ok =
+            Config::load(None, env(&[("STRATA_HTTP_LISTEN", "0.0.0.0:8080"), ("STRATA_HTTP_API_KEY", "k")]));
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("strata.toml");
+        std::fs::write(&file, "[http]\nlisten_addr = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&file), env(&[])).is_err());
+    }
+
+    /// `strata.example.toml` documents every key with its default.
+    #[test]
+    fn example_file_lists_every_key_with_its_default() {
+        let example = include_str!("../../../strata.example.toml");
+        let example: toml::Value = toml::from_str(example).unwrap();
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        assert_eq!(example, defaults, "strata.example.toml is out of step with the defaults");
+    }
+}

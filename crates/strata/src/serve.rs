@@ -1,0 +1,132 @@
+//! `strata serve`: open the store, bind every enabled front, run until a signal.
+//!
+//! Start-up fails fast and says why: a data directory held by another process, a port in use
+//! (naming the setting that moves it). On SIGINT or SIGTERM the fronts stop accepting,
+//! in-flight requests finish, and the store is closed with a final fsync.
+
+use crate::config::{Config, LogConfig};
+use anyhow::{Context, anyhow};
+use std::sync::Arc;
+use std::time::Duration;
+use strata_core::{Store, SystemClock};
+use strata_kv::Kv;
+use tokio::net::TcpListener;
+
+pub fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(256)
+        .thread_name("strata")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+/// Binds `addr` for the front whose listen setting is `setting`, with an error that names
+/// both when the port is taken.
+async fn bind(addr: &str, setting: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|err| {
+        let env = format!("STRATA_{}", setting.to_uppercase().replace('.', "_"));
+        if err.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow!("port of {addr} is already in use; set {setting} (or {env}) to another address")
+        } else {
+            anyhow!("cannot listen on {addr} ({setting}): {err}")
+        }
+    })
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let core_dir = config.data_dir.join("core");
+    let store = tokio::task::spawn_blocking({
+        let options = config.store_options();
+        move || Store::open(&core_dir, options)
+    })
+    .await?
+    .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    let kv = Kv::open(store.clone(), Arc::new(SystemClock), config.kv_limits())?;
+    let metrics = strata_http::metrics_handle();
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+
+    let mut fronts = tokio::task::JoinSet::new();
+    if config.http.enabled {
+        let listener = bind(&config.http.listen, "http.listen").await?;
+        let addr = listener.local_addr()?;
+        let state = strata_http::AppState {
+            kv: kv.clone(),
+            metrics,
+            max_body_bytes: config.http.max_body_bytes,
+            api_key: (!config.http.api_key.is_empty()).then(|| config.http.api_key.clone()),
+            shutdown: shutdown_rx.clone(),
+        };
+        let mut stop = shutdown_rx.clone();
+        fronts.spawn(async move {
+            let result = strata_http::serve(listener, state, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+            result.context("http front")
+        });
+        tracing::info!(%addr, "http front listening");
+        println!("strata: http listening on {addr}");
+    }
+    tokio::spawn(sweep_expired(
+        kv.clone(),
+        Duration::from_millis(config.kv.sweep_interval_ms),
+        shutdown_rx.clone(),
+    ));
+    tracing::info!(data_dir = %config.data_dir.display(), sync = %config.core.sync, "strata is up");
+
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down: finishing in-flight requests"),
+        Some(result) = fronts.join_next() => {
+            result??;
+            return Err(anyhow!("a front stopped unexpectedly"));
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    while let Some(result) = fronts.join_next().await {
+        result??;
+    }
+    drop(kv);
+    tokio::task::spawn_blocking(move || store.sync()).await??;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Deletes expired keys every `interval`, off the reactor.
+async fn sweep_expired(kv: Kv, interval: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let kv = kv.clone();
+        match tokio::task::spawn_blocking(move || kv.sweep_expired(1000)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(%err, "expiring keys failed"),
+            Err(err) => tracing::error!(%err, "the expiry sweeper panicked"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
