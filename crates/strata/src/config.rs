@@ -45,7 +45,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into(), format: "text".into() }
+        Self { level: "info,fjall=warn,lsm_tree=warn".into(), format: "text".into() }
     }
 }
 

@@ -290,9 +290,14 @@ impl Kv {
             (Condition::Exists, Some(_)) => true,
         };
         if !holds {
-            let have = live.map_or("absent".to_string(), |e| format!("version {}", e.version));
+            let have = live.map_or("absent".to_string(), |e| format!("at version {}", e.version));
+            let wanted = match condition {
+                Condition::Version(v) => format!("version {v}"),
+                Condition::Absent => "absent".to_string(),
+                Condition::Exists | Condition::None => "present".to_string(),
+            };
             return Err(Error::PreconditionFailed(format!(
-                "key {:?} is {have}, the request required {condition:?}",
+                "key {:?} is {have}, the request required it {wanted}",
                 String::from_utf8_lossy(key)
             )));
         }
