@@ -4,7 +4,8 @@
 //! 100-byte value each: commits/s and p50/p99 latency with `sync = always` (group commit)
 //! and with `sync = periodic` (durability off the commit path), then the raw fsync rate of
 //! a file in the same directory: the physical limit a commit-per-fsync design would hit.
-//! Set `STRATA_BENCH_SECS` to change the duration of each run (default 3).
+//! Set `STRATA_BENCH_SECS` to change the duration of each run (default 3), and
+//! `STRATA_BENCH_WRITERS` to run one writer count only.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -77,6 +78,9 @@ fn main() {
     println!("{:<10} {:>8} {:>12} {:>10} {:>10}", "sync", "writers", "commits/s", "p50 ms", "p99 ms");
     let mut table = Vec::new();
     for writers in [1, 8, 16, 32, 64] {
+        if std::env::var("STRATA_BENCH_WRITERS").is_ok_and(|only| only != writers.to_string()) {
+            continue;
+        }
         for (name, sync) in [("always", Sync::Always), ("periodic", Sync::Periodic(Duration::from_secs(1)))] {
             let r = run(sync, writers, secs);
             println!(
@@ -91,9 +95,13 @@ fn main() {
     let fsyncs = raw_fsync_rate(secs);
     println!("raw fsync rate (write 100 B + fdatasync, one thread): {fsyncs:.0}/s");
     let get = |name: &str, writers: usize| {
-        table.iter().find(|(n, w, _)| *n == name && *w == writers).map(|(_, _, r)| r).unwrap()
+        table.iter().find(|(n, w, _)| *n == name && *w == writers).map(|(_, _, r)| r)
     };
-    let (single, many, relaxed) = (get("always", 1), get("always", 64), get("periodic", 64));
+    let (Some(single), Some(many), Some(relaxed)) =
+        (get("always", 1), get("always", 64), get("periodic", 64))
+    else {
+        return;
+    };
     let target = (10.0 * single.commits_per_sec).min(0.8 * relaxed.commits_per_sec);
     println!(
         "64 durable writers: {:.0} commits/s = {:.1}x one durable writer, {:.0}% of periodic; target {:.0}/s: {}",

@@ -10,7 +10,8 @@
 //!   detected optimistically at commit ([`Isolation::Serializable`] by default, or snapshot
 //!   isolation) and reported as the retryable [`Error::Conflict`], never as a lost update.
 //! - **Group commit**: a commit returns only once fsynced, and concurrent commits share one
-//!   fsync ([`Sync::Always`]); or fsync runs on an interval ([`Sync::Periodic`]).
+//!   engine batch and one fsync ([`Sync::Always`]); or fsync runs on an interval
+//!   ([`Sync::Periodic`]).
 //! - **[`keycode`]**: the order-preserving encoding blocks use to lay out their keys.
 //! - **The change feed**: each commit has a sequence number; blocks append change records in
 //!   their transactions ([`Txn::emit`]) and subscribers resume from a sequence number.
@@ -34,8 +35,8 @@
 //! - A commit is visible to new snapshots once applied, a moment before its fsync completes;
 //!   a read-only reader can see data that a power loss in that moment would lose.
 //! - The memory engine never collects old versions.
-//! - fjall fsyncs under its journal lock, so applies wait while a group's fsync runs; the
-//!   next group forms behind it.
+//! - The disk engine fsyncs fjall's active journal through its own file handle, relying on
+//!   fjall 3.1's journal layout (see `engine/fjall.rs`; a test pins it).
 
 mod clock;
 mod engine;

@@ -10,7 +10,7 @@
 //! transaction's commit fail, which rules out lost updates, write skew and phantoms.
 
 use crate::engine::{KsId, PairIter, Snapshot};
-use crate::store::{Keyspace, Store};
+use crate::store::{Keyspace, PendingCommit, Store};
 use crate::{Error, Result, errinput};
 use std::cell::RefCell;
 use std::cmp::Ordering;
@@ -30,7 +30,7 @@ pub enum Isolation {
     ReadOnly,
 }
 
-type Range = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+pub(crate) type Range = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
 /// A buffered write: `None` deletes.
 type LocalWrite = (Vec<u8>, Option<Vec<u8>>);
@@ -39,17 +39,6 @@ type LocalWrite = (Vec<u8>, Option<Vec<u8>>);
 struct ReadSet {
     points: HashSet<(KsId, Vec<u8>)>,
     ranges: Vec<(KsId, Range)>,
-}
-
-impl ReadSet {
-    fn contains(&self, ks: KsId, key: &[u8]) -> bool {
-        // Build the lookup key only when a point set exists, to keep misses cheap.
-        (!self.points.is_empty() && self.points.contains(&(ks, key.to_vec())))
-            || self.ranges.iter().any(|(rks, range)| {
-                let bounds = (range.0.as_ref().map(Vec::as_slice), range.1.as_ref().map(Vec::as_slice));
-                *rks == ks && RangeBounds::<[u8]>::contains(&bounds, key)
-            })
-    }
 }
 
 /// A transaction. Dropping it without committing rolls it back.
@@ -188,25 +177,49 @@ impl Txn {
             self.store.end_txn(self.start_seq);
             return Ok(self.start_seq);
         }
-        let writes = std::mem::take(&mut self.writes);
         let reads = std::mem::take(&mut *self.reads.borrow_mut());
-        let serializable = self.isolation == Isolation::Serializable;
-        let conflicts = |keys: &[(KsId, Vec<u8>)]| {
-            keys.iter().any(|(ks, key)| {
-                (serializable && reads.contains(*ks, key)) || written_contains(&writes, *ks, key)
-            })
+        let (points, ranges) = match self.isolation {
+            Isolation::Serializable => (reads.points.into_iter().collect(), reads.ranges),
+            _ => (Vec::new(), Vec::new()),
         };
-        let ops: Vec<_> = writes.iter().map(|((ks, k), v)| (*ks, k.clone(), v.clone())).collect();
+        let ops: Vec<_> =
+            std::mem::take(&mut self.writes).into_iter().map(|((ks, k), v)| (ks, k, v)).collect();
+        let check = ConflictCheck {
+            written: ops.iter().map(|(ks, k, _)| (*ks, k.clone())).collect(),
+            points,
+            ranges,
+        };
         let changes = std::mem::take(&mut self.changes);
-        self.store.commit_writes(self.start_seq, conflicts, ops, changes)
+        self.store.commit_writes(PendingCommit { start_seq: self.start_seq, check, ops, changes })
     }
 
     /// Discards the transaction's writes.
     pub fn rollback(self) {}
 }
 
-fn written_contains(writes: &BTreeMap<(KsId, Vec<u8>), Option<Vec<u8>>>, ks: KsId, key: &[u8]) -> bool {
-    writes.contains_key(&(ks, key.to_vec()))
+/// What a committing transaction touched, to check against later commits.
+pub(crate) struct ConflictCheck {
+    /// Keys written (checked in every isolation).
+    pub(crate) written: Vec<(KsId, Vec<u8>)>,
+    /// Keys read (serializable only).
+    pub(crate) points: Vec<(KsId, Vec<u8>)>,
+    /// Key ranges scanned (serializable only).
+    pub(crate) ranges: Vec<(KsId, Range)>,
+}
+
+/// A key range of one keyspace as a range over `(keyspace, key)` pairs.
+pub(crate) fn ks_range(ks: KsId, range: &Range) -> (Bound<(KsId, Vec<u8>)>, Bound<(KsId, Vec<u8>)>) {
+    let start = match &range.0 {
+        Bound::Included(k) => Bound::Included((ks, k.clone())),
+        Bound::Excluded(k) => Bound::Excluded((ks, k.clone())),
+        Bound::Unbounded => Bound::Included((ks, Vec::new())),
+    };
+    let end = match &range.1 {
+        Bound::Included(k) => Bound::Included((ks, k.clone())),
+        Bound::Excluded(k) => Bound::Excluded((ks, k.clone())),
+        Bound::Unbounded => Bound::Excluded((ks + 1, Vec::new())),
+    };
+    (start, end)
 }
 
 impl Drop for Txn {
@@ -240,20 +253,10 @@ pub struct Scan<'a> {
 
 impl<'a> Scan<'a> {
     fn new(txn: &'a Txn, ks: KsId, range: Range, reverse: bool) -> Self {
-        let local_start = match &range.0 {
-            Bound::Included(k) => Bound::Included((ks, k.clone())),
-            Bound::Excluded(k) => Bound::Excluded((ks, k.clone())),
-            Bound::Unbounded => Bound::Included((ks, Vec::new())),
-        };
-        let local_end = match &range.1 {
-            Bound::Included(k) => Bound::Included((ks, k.clone())),
-            Bound::Excluded(k) => Bound::Excluded((ks, k.clone())),
-            Bound::Unbounded => Bound::Excluded((ks + 1, Vec::new())),
-        };
         let mut local: Vec<_> = if range_is_empty(&range) {
             Vec::new()
         } else {
-            txn.writes.range((local_start, local_end)).map(|((_, k), v)| (k.clone(), v.clone())).collect()
+            txn.writes.range(ks_range(ks, &range)).map(|((_, k), v)| (k.clone(), v.clone())).collect()
         };
         if reverse {
             local.reverse();
@@ -276,7 +279,7 @@ impl<'a> Scan<'a> {
     }
 }
 
-fn range_is_empty(range: &Range) -> bool {
+pub(crate) fn range_is_empty(range: &Range) -> bool {
     match range {
         (Bound::Included(s), Bound::Included(e)) => s > e,
         (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
