@@ -500,10 +500,10 @@ fn spawn_maintenance(
                 }
                 let Some(inner) = inner.upgrade() else { return };
                 let store = Store { inner };
-                if periodic.is_some() {
-                    if let Err(err) = store.inner.engine.sync() {
-                        tracing::error!(%err, "periodic fsync failed");
-                    }
+                if periodic.is_some()
+                    && let Err(err) = store.inner.engine.sync()
+                {
+                    tracing::error!(%err, "periodic fsync failed");
                 }
                 since_trim += tick;
                 if since_trim >= Duration::from_secs(10) {

@@ -207,8 +207,11 @@ pub(crate) struct ConflictCheck {
     pub(crate) ranges: Vec<(KsId, Range)>,
 }
 
+/// A key qualified by its keyspace.
+pub(crate) type KsKey = (KsId, Vec<u8>);
+
 /// A key range of one keyspace as a range over `(keyspace, key)` pairs.
-pub(crate) fn ks_range(ks: KsId, range: &Range) -> (Bound<(KsId, Vec<u8>)>, Bound<(KsId, Vec<u8>)>) {
+pub(crate) fn ks_range(ks: KsId, range: &Range) -> (Bound<KsKey>, Bound<KsKey>) {
     let start = match &range.0 {
         Bound::Included(k) => Bound::Included((ks, k.clone())),
         Bound::Excluded(k) => Bound::Excluded((ks, k.clone())),
