@@ -1,0 +1,98 @@
+//! The catalog: table definitions, stored in the `sql` keyspace as JSON, read inside the
+//! transaction that uses them so DDL is transactional like everything else.
+
+use crate::error::{SqlError, SqlResult};
+use crate::keys::Key;
+use crate::types::DataType;
+use serde::{Deserialize, Serialize};
+use strata_core::{Keyspace, Txn};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: DataType,
+    pub nullable: bool,
+    /// The DEFAULT expression as SQL text, bound when used.
+    pub default: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IndexDef {
+    pub id: u64,
+    pub name: String,
+    /// Column positions, in index order.
+    pub columns: Vec<usize>,
+    pub unique: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub id: u64,
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    /// Positions of the primary key columns; empty means rows are keyed by a random id.
+    pub primary_key: Vec<usize>,
+    /// CHECK constraints as (name, SQL text).
+    pub checks: Vec<(String, String)>,
+    pub indexes: Vec<IndexDef>,
+}
+
+impl TableDef {
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    pub fn must_column(&self, name: &str) -> SqlResult<usize> {
+        self.column_index(name).ok_or_else(|| {
+            SqlError::new("42703", format!("column \"{name}\" of relation \"{}\" does not exist", self.name))
+        })
+    }
+}
+
+pub fn get_table(txn: &Txn, ks: &Keyspace, name: &str) -> SqlResult<Option<TableDef>> {
+    match txn.get(ks, &Key::Table(name).encode())? {
+        Some(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| SqlError::new("XX001", format!("corrupt catalog: {e}")))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+pub fn must_table(txn: &Txn, ks: &Keyspace, name: &str) -> SqlResult<TableDef> {
+    get_table(txn, ks, name)?
+        .ok_or_else(|| SqlError::new("42P01", format!("relation \"{name}\" does not exist")))
+}
+
+pub fn put_table(txn: &mut Txn, ks: &Keyspace, table: &TableDef) -> SqlResult<()> {
+    let bytes = serde_json::to_vec(table).expect("table definitions serialize");
+    txn.set(ks, Key::Table(&table.name).encode(), bytes)?;
+    Ok(())
+}
+
+pub fn delete_table(txn: &mut Txn, ks: &Keyspace, name: &str) -> SqlResult<()> {
+    txn.delete(ks, Key::Table(name).encode())?;
+    Ok(())
+}
+
+pub fn list_tables(txn: &Txn, ks: &Keyspace) -> SqlResult<Vec<TableDef>> {
+    txn.scan_prefix(ks, &crate::keys::KeyPrefix::Tables.encode())
+        .map(|pair| {
+            let (_, v) = pair?;
+            serde_json::from_slice(&v).map_err(|e| SqlError::new("XX001", format!("corrupt catalog: {e}")))
+        })
+        .collect()
+}
+
+/// Allocates a new id for a table or an index.
+pub fn next_id(txn: &mut Txn, ks: &Keyspace) -> SqlResult<u64> {
+    let key = Key::NextId.encode();
+    let id = match txn.get(ks, &key)? {
+        Some(bytes) => {
+            u64::from_le_bytes(bytes.try_into().map_err(|_| SqlError::new("XX001", "corrupt id counter"))?)
+        }
+        None => 1,
+    };
+    txn.set(ks, key, (id + 1).to_le_bytes().to_vec())?;
+    Ok(id)
+}

@@ -1,0 +1,529 @@
+//! The executor: runs a plan to completion and returns its rows.
+//!
+//! Operators materialize their output (a `Vec` of rows). That keeps each operator a few lines
+//! and is fast for the OLTP queries this block serves; see the crate's Limitations.
+
+use crate::error::{SqlError, SqlResult};
+use crate::expr::{Context, Env, Expr};
+use crate::plan::{Access, AggFunc, Aggregate, JoinKind, Plan, SetOp, SortKey};
+use crate::row::Row;
+use crate::table::{RowTable, TableStorage};
+use crate::types::{DataType, Value};
+use rust_decimal::Decimal;
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use strata_core::{Keyspace, Txn};
+
+/// Most rows one operator may hold; a query past it fails instead of exhausting memory.
+pub const MAX_ROWS: usize = 10_000_000;
+
+pub struct Executor<'a> {
+    pub txn: &'a Txn,
+    pub ks: &'a Keyspace,
+    pub params: &'a [Value],
+}
+
+impl Context for Executor<'_> {
+    fn param(&self, index: usize) -> SqlResult<Value> {
+        self.params
+            .get(index)
+            .cloned()
+            .ok_or_else(|| SqlError::new("08P01", format!("there is no parameter ${}", index + 1)))
+    }
+
+    fn run_subquery(&self, plan: &Plan, env: &Env) -> SqlResult<Vec<Row>> {
+        self.run(plan, Some(env))
+    }
+}
+
+/// A key for hashing rows by value (grouping, DISTINCT, hash joins, set operations).
+fn hash_key(values: &[Value]) -> Vec<u8> {
+    let normalized: Vec<Value> = values
+        .iter()
+        .map(|v| match v {
+            // Equal numbers of different variants must hash alike.
+            Value::Int(i) => Value::Numeric(Decimal::from(*i)),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => Value::Numeric(Decimal::from(*f as i64)),
+            Value::Numeric(d) => Value::Numeric(d.normalize()),
+            other => other.clone(),
+        })
+        .collect();
+    crate::row::encode(&normalized)
+}
+
+fn check_size(rows: &[Row]) -> SqlResult<()> {
+    if rows.len() > MAX_ROWS {
+        return Err(SqlError::new("54000", format!("a query step produced more than {MAX_ROWS} rows")));
+    }
+    Ok(())
+}
+
+impl Executor<'_> {
+    fn eval(&self, e: &Expr, row: &[Value], outer: Option<&Env>) -> SqlResult<Value> {
+        e.eval(self, &Env { row, outer })
+    }
+
+    fn truthy(&self, e: &Expr, row: &[Value], outer: Option<&Env>) -> SqlResult<bool> {
+        Ok(self.eval(e, row, outer)?.as_bool()? == Some(true))
+    }
+
+    pub fn run(&self, plan: &Plan, outer: Option<&Env>) -> SqlResult<Vec<Row>> {
+        let rows = match plan {
+            Plan::Unit => vec![Vec::new()],
+            Plan::Values(rows) => rows
+                .iter()
+                .map(|r| r.iter().map(|e| self.eval(e, &[], outer)).collect())
+                .collect::<SqlResult<_>>()?,
+            Plan::Scan { table, access, filter } => {
+                let storage = RowTable { ks: self.ks, def: table };
+                let candidates = match access {
+                    Access::Full => storage.scan(self.txn)?,
+                    Access::PrimaryKey(exprs) => {
+                        let pk = self.key_values(
+                            exprs,
+                            table.primary_key.iter().map(|&c| &table.columns[c].ty),
+                            outer,
+                        )?;
+                        match pk {
+                            Some(pk) => storage.get(self.txn, &pk)?.into_iter().collect(),
+                            None => Vec::new(),
+                        }
+                    }
+                    Access::Index(index, exprs) => {
+                        let values = self.key_values(
+                            exprs,
+                            index.columns.iter().map(|&c| &table.columns[c].ty),
+                            outer,
+                        )?;
+                        match values {
+                            Some(values) => storage.index_lookup(self.txn, index, &values)?,
+                            None => Vec::new(),
+                        }
+                    }
+                };
+                let mut rows = Vec::with_capacity(candidates.len());
+                for (_, row) in candidates {
+                    if let Some(f) = filter
+                        && !self.truthy(f, &row, outer)?
+                    {
+                        continue;
+                    }
+                    rows.push(row);
+                }
+                rows
+            }
+            Plan::Filter(input, predicate) => {
+                let mut rows = self.run(input, outer)?;
+                let mut keep = Vec::with_capacity(rows.len());
+                for row in rows.drain(..) {
+                    if self.truthy(predicate, &row, outer)? {
+                        keep.push(row);
+                    }
+                }
+                keep
+            }
+            Plan::Project(input, exprs) => self
+                .run(input, outer)?
+                .iter()
+                .map(|row| exprs.iter().map(|e| self.eval(e, row, outer)).collect())
+                .collect::<SqlResult<_>>()?,
+            Plan::NestedLoopJoin { left, right, kind, on, widths } => {
+                let (l, r) = (self.run(left, outer)?, self.run(right, outer)?);
+                let mut right_matched = vec![false; r.len()];
+                let mut out = Vec::new();
+                for lrow in &l {
+                    let mut matched = false;
+                    for (ri, rrow) in r.iter().enumerate() {
+                        let joined: Row = lrow.iter().chain(rrow).cloned().collect();
+                        if match on {
+                            Some(on) => self.truthy(on, &joined, outer)?,
+                            None => true,
+                        } {
+                            matched = true;
+                            right_matched[ri] = true;
+                            out.push(joined);
+                            check_size(&out)?;
+                        }
+                    }
+                    if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
+                        out.push(
+                            lrow.iter().cloned().chain(std::iter::repeat_n(Value::Null, widths.1)).collect(),
+                        );
+                    }
+                }
+                if matches!(kind, JoinKind::Right | JoinKind::Full) {
+                    for (ri, rrow) in r.iter().enumerate() {
+                        if !right_matched[ri] {
+                            out.push(
+                                std::iter::repeat_n(Value::Null, widths.0)
+                                    .chain(rrow.iter().cloned())
+                                    .collect(),
+                            );
+                        }
+                    }
+                }
+                out
+            }
+            Plan::HashJoin { left, right, kind, keys, residual, widths } => {
+                let (l, r) = (self.run(left, outer)?, self.run(right, outer)?);
+                let mut table: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+                for (ri, rrow) in r.iter().enumerate() {
+                    let key: Vec<Value> =
+                        keys.iter().map(|(_, rk)| self.eval(rk, rrow, outer)).collect::<SqlResult<_>>()?;
+                    if key.iter().any(Value::is_null) {
+                        continue;
+                    }
+                    table.entry(hash_key(&key)).or_default().push(ri);
+                }
+                let mut right_matched = vec![false; r.len()];
+                let mut out = Vec::new();
+                for lrow in &l {
+                    let key: Vec<Value> =
+                        keys.iter().map(|(lk, _)| self.eval(lk, lrow, outer)).collect::<SqlResult<_>>()?;
+                    let mut matched = false;
+                    if !key.iter().any(Value::is_null)
+                        && let Some(candidates) = table.get(&hash_key(&key))
+                    {
+                        for &ri in candidates {
+                            let joined: Row = lrow.iter().chain(&r[ri]).cloned().collect();
+                            if match residual {
+                                Some(res) => self.truthy(res, &joined, outer)?,
+                                None => true,
+                            } {
+                                matched = true;
+                                right_matched[ri] = true;
+                                out.push(joined);
+                            }
+                        }
+                        check_size(&out)?;
+                    }
+                    if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
+                        out.push(
+                            lrow.iter().cloned().chain(std::iter::repeat_n(Value::Null, widths.1)).collect(),
+                        );
+                    }
+                }
+                if matches!(kind, JoinKind::Right | JoinKind::Full) {
+                    for (ri, rrow) in r.iter().enumerate() {
+                        if !right_matched[ri] {
+                            out.push(
+                                std::iter::repeat_n(Value::Null, widths.0)
+                                    .chain(rrow.iter().cloned())
+                                    .collect(),
+                            );
+                        }
+                    }
+                }
+                out
+            }
+            Plan::Aggregate { input, group_by, aggregates } => {
+                self.aggregate(input, group_by, aggregates, outer)?
+            }
+            Plan::Sort(input, keys) => {
+                let rows = self.run(input, outer)?;
+                self.sort(rows, keys, outer)?
+            }
+            Plan::Limit { input, limit, offset } => {
+                let count = |e: &Option<Expr>| -> SqlResult<Option<usize>> {
+                    match e.as_ref().map(|e| self.eval(e, &[], outer)).transpose()? {
+                        Some(Value::Int(n)) if n < 0 => {
+                            Err(SqlError::new("2201W", "LIMIT must not be negative"))
+                        }
+                        Some(Value::Int(n)) => Ok(Some(n as usize)),
+                        _ => Ok(None),
+                    }
+                };
+                let (limit, offset) = (count(limit)?, count(offset)?.unwrap_or(0));
+                let rows = self.run(input, outer)?;
+                rows.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).collect()
+            }
+            Plan::Distinct(input) => {
+                let mut seen = HashSet::new();
+                self.run(input, outer)?.into_iter().filter(|r| seen.insert(hash_key(r))).collect()
+            }
+            Plan::SetOp { op, all, left, right } => {
+                let (l, r) = (self.run(left, outer)?, self.run(right, outer)?);
+                set_op(*op, *all, l, r)
+            }
+        };
+        check_size(&rows)?;
+        Ok(rows)
+    }
+
+    /// Evaluates lookup key values, cast to the key columns' types; `None` if one is NULL
+    /// (which no key equals).
+    fn key_values<'t>(
+        &self,
+        exprs: &[Expr],
+        types: impl Iterator<Item = &'t DataType>,
+        outer: Option<&Env>,
+    ) -> SqlResult<Option<Vec<Value>>> {
+        let mut values = Vec::new();
+        for (e, ty) in exprs.iter().zip(types) {
+            let v = self.eval(e, &[], outer)?;
+            if v.is_null() {
+                return Ok(None);
+            }
+            // A value that does not fit the column type cannot equal any stored key.
+            match v.coerce_to_column(ty) {
+                Ok(v) => values.push(v),
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some(values))
+    }
+
+    pub fn sort(&self, rows: Vec<Row>, keys: &[SortKey], outer: Option<&Env>) -> SqlResult<Vec<Row>> {
+        let mut keyed: Vec<(Vec<Value>, Row)> = rows
+            .into_iter()
+            .map(|row| {
+                Ok((keys.iter().map(|k| self.eval(&k.expr, &row, outer)).collect::<SqlResult<_>>()?, row))
+            })
+            .collect::<SqlResult<_>>()?;
+        let mut error = None;
+        keyed.sort_by(|(a, _), (b, _)| {
+            for ((x, y), key) in a.iter().zip(b).zip(keys) {
+                let ordering = match (x.is_null(), y.is_null()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) => {
+                        if key.nulls_first {
+                            Ordering::Less
+                        } else {
+                            Ordering::Greater
+                        }
+                    }
+                    (false, true) => {
+                        if key.nulls_first {
+                            Ordering::Greater
+                        } else {
+                            Ordering::Less
+                        }
+                    }
+                    _ => {
+                        let o = x.total_cmp(y).unwrap_or_else(|e| {
+                            error = Some(e);
+                            Ordering::Equal
+                        });
+                        if key.desc { o.reverse() } else { o }
+                    }
+                };
+                if ordering != Ordering::Equal {
+                    return ordering;
+                }
+            }
+            Ordering::Equal
+        });
+        match error {
+            Some(e) => Err(e),
+            None => Ok(keyed.into_iter().map(|(_, r)| r).collect()),
+        }
+    }
+
+    fn aggregate(
+        &self,
+        input: &Plan,
+        group_by: &[Expr],
+        aggregates: &[Aggregate],
+        outer: Option<&Env>,
+    ) -> SqlResult<Vec<Row>> {
+        let rows = self.run(input, outer)?;
+        let mut groups: Vec<(Row, Vec<Accumulator>)> = Vec::new();
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        for row in &rows {
+            let key: Row = group_by.iter().map(|e| self.eval(e, row, outer)).collect::<SqlResult<_>>()?;
+            let slot = *index.entry(hash_key(&key)).or_insert_with(|| {
+                groups.push((key, aggregates.iter().map(Accumulator::new).collect()));
+                groups.len() - 1
+            });
+            for (acc, agg) in groups[slot].1.iter_mut().zip(aggregates) {
+                let value = match &agg.arg {
+                    Some(arg) => Some(self.eval(arg, row, outer)?),
+                    None => None,
+                };
+                acc.add(value)?;
+            }
+        }
+        if groups.is_empty() && group_by.is_empty() {
+            groups.push((Vec::new(), aggregates.iter().map(Accumulator::new).collect()));
+        }
+        groups
+            .into_iter()
+            .map(|(mut key, accs)| {
+                for acc in accs {
+                    key.push(acc.finish()?);
+                }
+                Ok(key)
+            })
+            .collect()
+    }
+}
+
+fn set_op(op: SetOp, all: bool, l: Vec<Row>, r: Vec<Row>) -> Vec<Row> {
+    match (op, all) {
+        (SetOp::Union, true) => l.into_iter().chain(r).collect(),
+        (SetOp::Union, false) => {
+            let mut seen = HashSet::new();
+            l.into_iter().chain(r).filter(|row| seen.insert(hash_key(row))).collect()
+        }
+        (SetOp::Intersect | SetOp::Except, _) => {
+            let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
+            for row in &r {
+                *counts.entry(hash_key(row)).or_default() += 1;
+            }
+            let mut emitted = HashSet::new();
+            let mut out = Vec::new();
+            for row in l {
+                let key = hash_key(&row);
+                let in_right = counts.get(&key).copied().unwrap_or(0);
+                let keep = match (op, all) {
+                    (SetOp::Intersect, true) => {
+                        if in_right > 0 {
+                            counts.insert(key, in_right - 1);
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                    (SetOp::Intersect, false) => in_right > 0 && emitted.insert(key),
+                    (SetOp::Except, true) => {
+                        if in_right > 0 {
+                            counts.insert(key, in_right - 1);
+                            false
+                        } else {
+                            true
+                        }
+                    }
+                    _ => in_right == 0 && emitted.insert(key),
+                };
+                if keep {
+                    out.push(row);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// The running state of one aggregate in one group.
+struct Accumulator {
+    agg: Aggregate,
+    count: i64,
+    sum: Option<Value>,
+    best: Option<Value>,
+    flag: Option<bool>,
+    parts: Vec<String>,
+    seen: HashSet<Vec<u8>>,
+}
+
+impl Accumulator {
+    fn new(agg: &Aggregate) -> Self {
+        Self {
+            agg: agg.clone(),
+            count: 0,
+            sum: None,
+            best: None,
+            flag: None,
+            parts: Vec::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    fn add(&mut self, value: Option<Value>) -> SqlResult<()> {
+        let Some(value) = value else {
+            self.count += 1; // count(*)
+            return Ok(());
+        };
+        if value.is_null() {
+            return Ok(());
+        }
+        if self.agg.distinct && !self.seen.insert(hash_key(std::slice::from_ref(&value))) {
+            return Ok(());
+        }
+        self.count += 1;
+        match &self.agg.func {
+            AggFunc::Count | AggFunc::CountStar => {}
+            AggFunc::Sum | AggFunc::Avg => {
+                let v = match (&self.agg.ty, value) {
+                    (DataType::Numeric(_), Value::Int(i)) => Value::Numeric(Decimal::from(i)),
+                    (DataType::Float8, Value::Int(i)) => Value::Float(i as f64),
+                    (_, v) => v,
+                };
+                self.sum = Some(match self.sum.take() {
+                    None => v,
+                    Some(Value::Int(a)) => match v {
+                        Value::Int(b) => Value::Int(
+                            a.checked_add(b).ok_or_else(|| SqlError::new("22003", "bigint out of range"))?,
+                        ),
+                        other => return Err(SqlError::new("XX000", format!("sum of int and {other:?}"))),
+                    },
+                    Some(Value::Numeric(a)) => match v {
+                        Value::Numeric(b) => Value::Numeric(a + b),
+                        other => return Err(SqlError::new("XX000", format!("sum of numeric and {other:?}"))),
+                    },
+                    Some(Value::Float(a)) => match v {
+                        Value::Float(b) => Value::Float(a + b),
+                        other => return Err(SqlError::new("XX000", format!("sum of float and {other:?}"))),
+                    },
+                    Some(other) => {
+                        return Err(SqlError::new("42883", format!("cannot sum {}", other.data_type())));
+                    }
+                });
+            }
+            AggFunc::Min | AggFunc::Max => {
+                let replace = match &self.best {
+                    None => true,
+                    Some(b) => {
+                        let o = value.total_cmp(b)?;
+                        if matches!(self.agg.func, AggFunc::Min) {
+                            o == Ordering::Less
+                        } else {
+                            o == Ordering::Greater
+                        }
+                    }
+                };
+                if replace {
+                    self.best = Some(value);
+                }
+            }
+            AggFunc::BoolAnd | AggFunc::BoolOr => {
+                let b = value.as_bool()?.unwrap_or(false);
+                self.flag = Some(match (self.flag, &self.agg.func) {
+                    (None, _) => b,
+                    (Some(f), AggFunc::BoolAnd) => f && b,
+                    (Some(f), _) => f || b,
+                });
+            }
+            AggFunc::StringAgg(_) => self.parts.push(value.to_text()),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> SqlResult<Value> {
+        Ok(match &self.agg.func {
+            AggFunc::Count | AggFunc::CountStar => Value::Int(self.count),
+            AggFunc::Sum => self.sum.unwrap_or(Value::Null),
+            AggFunc::Avg => match self.sum {
+                None => Value::Null,
+                Some(Value::Numeric(s)) => {
+                    Value::Numeric((s / Decimal::from(self.count)).round_dp(16).normalize())
+                }
+                Some(Value::Float(s)) => Value::Float(s / self.count as f64),
+                Some(Value::Int(s)) => {
+                    Value::Numeric((Decimal::from(s) / Decimal::from(self.count)).round_dp(16).normalize())
+                }
+                Some(other) => {
+                    return Err(SqlError::new("42883", format!("cannot average {}", other.data_type())));
+                }
+            },
+            AggFunc::Min | AggFunc::Max => self.best.unwrap_or(Value::Null),
+            AggFunc::BoolAnd | AggFunc::BoolOr => self.flag.map_or(Value::Null, Value::Bool),
+            AggFunc::StringAgg(sep) => {
+                if self.parts.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Text(self.parts.join(sep))
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,1109 @@
+//! Sessions: statements in and results out, with transactions.
+//!
+//! A session runs each statement in the open transaction (after BEGIN) or in a transaction of
+//! its own (autocommit, retried when it loses a write-write race, since no client saw its
+//! effects). Transactions use snapshot isolation (PostgreSQL's REPEATABLE READ): a write-write
+//! conflict fails COMMIT with 40001. After an error inside BEGIN ... COMMIT, the transaction
+//! is aborted (25P02) until ROLLBACK, as in PostgreSQL.
+
+use crate::catalog::{self, ColumnDef, IndexDef, TableDef};
+use crate::error::{SqlError, SqlResult};
+use crate::exec::Executor;
+use crate::expr::{Env, Expr};
+use crate::plan::{self, Binder, Column, Plan, Query, object_name};
+use crate::row::Row;
+use crate::table::{KeyedRow, RowTable, TableStorage};
+use crate::types::{DataType, Value};
+use sqlparser::ast;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use strata_core::{Error, Keyspace, Store, Txn};
+
+/// How many times an autocommit statement is re-run after a write-write conflict.
+const AUTOCOMMIT_RETRIES: usize = 16;
+
+/// Most bytes of SQL text accepted in one query.
+pub const MAX_QUERY_BYTES: usize = 1024 * 1024;
+
+/// The result of one statement.
+#[derive(Debug)]
+pub enum Outcome {
+    Rows { columns: Vec<Column>, rows: Vec<Row>, tag: String },
+    Command { tag: String },
+}
+
+/// The relational block. Cheap to clone.
+#[derive(Clone)]
+pub struct Sql {
+    store: Store,
+    ks: Keyspace,
+}
+
+impl Sql {
+    pub fn open(store: Store) -> SqlResult<Sql> {
+        let ks = store.keyspace("sql")?;
+        Ok(Sql { store, ks })
+    }
+
+    pub fn session(&self) -> Session {
+        Session { sql: self.clone(), txn: None, aborted: false }
+    }
+}
+
+/// A parsed statement with its parameter and result types, for the extended protocol.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub statement: Option<ast::Statement>,
+    pub params: Vec<DataType>,
+    /// Result columns, if the statement returns rows.
+    pub columns: Vec<Column>,
+}
+
+pub struct Session {
+    sql: Sql,
+    txn: Option<Txn>,
+    aborted: bool,
+}
+
+/// Parses SQL text, turning sqlparser's "Line: l, Column: c" into a 1-based position.
+pub fn parse(text: &str) -> SqlResult<Vec<ast::Statement>> {
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(SqlError::new(
+            "54000",
+            format!("query of {} bytes is over the limit of {MAX_QUERY_BYTES}", text.len()),
+        ));
+    }
+    Parser::parse_sql(&PostgreSqlDialect {}, text).map_err(|e| {
+        let message = e.to_string();
+        let mut err = SqlError::syntax(message.trim_start_matches("sql parser error: ").to_string());
+        if let Some(at) = message.rfind("Line: ") {
+            let nums: Vec<usize> =
+                message[at..].split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+            if let [line, column, ..] = nums[..] {
+                let offset: usize =
+                    text.lines().take(line.saturating_sub(1)).map(|l| l.chars().count() + 1).sum();
+                err = err.with_position(offset + column);
+            }
+        }
+        err
+    })
+}
+
+impl Session {
+    /// Whether a transaction block is open.
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some() || self.aborted
+    }
+
+    /// Whether the open transaction block failed and awaits ROLLBACK.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted
+    }
+
+    /// Runs every statement of a query string (the simple query protocol).
+    pub fn execute(&mut self, text: &str) -> SqlResult<Vec<Outcome>> {
+        let mut outcomes = Vec::new();
+        for statement in parse(text)? {
+            outcomes.push(self.execute_statement(&statement, &[])?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Parses and binds one statement to learn its parameter and result types.
+    pub fn prepare(&mut self, text: &str, param_types: &[DataType]) -> SqlResult<Prepared> {
+        let mut statements = parse(text)?;
+        if statements.len() > 1 {
+            return Err(SqlError::new("42601", "cannot insert multiple commands into a prepared statement"));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(Prepared { statement: None, params: Vec::new(), columns: Vec::new() });
+        };
+        let txn = self.sql.store.begin_read_only();
+        let txn_ref = self.txn.as_ref().unwrap_or(&txn);
+        let mut binder = Binder::new(txn_ref, &self.sql.ks, param_types.to_vec());
+        let columns = describe(&mut binder, &statement)?;
+        let params = binder
+            .params
+            .iter()
+            .map(|t| if *t == DataType::Unknown { DataType::Text } else { t.clone() })
+            .collect();
+        Ok(Prepared { statement: Some(statement), params, columns })
+    }
+
+    /// Runs one statement with parameter values.
+    pub fn execute_statement(&mut self, statement: &ast::Statement, params: &[Value]) -> SqlResult<Outcome> {
+        match statement {
+            ast::Statement::StartTransaction { .. } => {
+                if self.in_transaction() {
+                    // PostgreSQL warns and carries on.
+                    return Ok(Outcome::Command { tag: "BEGIN".into() });
+                }
+                self.txn = Some(self.sql.store.begin_snapshot());
+                return Ok(Outcome::Command { tag: "BEGIN".into() });
+            }
+            ast::Statement::Commit { .. } => {
+                let txn = self.txn.take();
+                if std::mem::take(&mut self.aborted) {
+                    return Ok(Outcome::Command { tag: "ROLLBACK".into() });
+                }
+                if let Some(txn) = txn {
+                    txn.commit()?;
+                }
+                return Ok(Outcome::Command { tag: "COMMIT".into() });
+            }
+            ast::Statement::Rollback { .. } => {
+                self.txn = None;
+                self.aborted = false;
+                return Ok(Outcome::Command { tag: "ROLLBACK".into() });
+            }
+            ast::Statement::Set(_) => return Ok(Outcome::Command { tag: "SET".into() }),
+            ast::Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(|v| v.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+                let value = match name.as_str() {
+                    "transaction isolation level" => "repeatable read",
+                    "server_version" => "15.0",
+                    "standard_conforming_strings" => "on",
+                    "client_encoding" | "server_encoding" => "UTF8",
+                    _ => {
+                        return Err(SqlError::new(
+                            "42704",
+                            format!("unrecognized configuration parameter \"{name}\""),
+                        ));
+                    }
+                };
+                let columns = vec![Column { table: None, name: name.replace(' ', "_"), ty: DataType::Text }];
+                return Ok(Outcome::Rows {
+                    columns,
+                    rows: vec![vec![Value::Text(value.into())]],
+                    tag: "SHOW".into(),
+                });
+            }
+            _ => {}
+        }
+        if self.aborted {
+            return Err(SqlError::new(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let ks = self.sql.ks.clone();
+        if let Some(txn) = self.txn.as_mut() {
+            let result = run(txn, &ks, statement, params);
+            if result.is_err() {
+                self.txn = None;
+                self.aborted = true;
+            }
+            return result;
+        }
+        let read_only = matches!(statement, ast::Statement::Query(_) | ast::Statement::Explain { .. });
+        for _ in 0..AUTOCOMMIT_RETRIES {
+            let mut txn =
+                if read_only { self.sql.store.begin_read_only() } else { self.sql.store.begin_snapshot() };
+            let outcome = run(&mut txn, &ks, statement, params)?;
+            match txn.commit() {
+                Ok(_) => return Ok(outcome),
+                Err(Error::Conflict) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(Error::Conflict.into())
+    }
+}
+
+/// Result columns of a statement, binding it without running it.
+fn describe(binder: &mut Binder, statement: &ast::Statement) -> SqlResult<Vec<Column>> {
+    match statement {
+        ast::Statement::Query(q) => Ok(binder.bind_query(q)?.columns),
+        ast::Statement::Insert(insert) => {
+            let table = catalog::must_table(binder.txn, binder.ks, &table_object_name(&insert.table)?)?;
+            let scope = table_scope(&table, None);
+            bind_dml_params(binder, &table, insert)?;
+            returning_columns(binder, insert.returning.as_deref(), &scope)
+        }
+        ast::Statement::Update(update) => {
+            let (table, label) = dml_target(binder, &update.table.relation)?;
+            let scope = table_scope(&table, Some(&label));
+            for a in &update.assignments {
+                let column = assignment_column(&table, a)?;
+                let (e, _) = binder.bind_expr(&a.value, &scope)?;
+                param_type(binder, &e, &table.columns[column].ty);
+            }
+            if let Some(w) = &update.selection {
+                binder.bind_predicate(w, &scope)?;
+            }
+            returning_columns(binder, update.returning.as_deref(), &scope)
+        }
+        ast::Statement::Delete(delete) => {
+            let (table, label) = delete_target(binder, delete)?;
+            let scope = table_scope(&table, Some(&label));
+            if let Some(w) = &delete.selection {
+                binder.bind_predicate(w, &scope)?;
+            }
+            returning_columns(binder, delete.returning.as_deref(), &scope)
+        }
+        ast::Statement::Explain { .. } => {
+            Ok(vec![Column { table: None, name: "QUERY PLAN".into(), ty: DataType::Text }])
+        }
+        ast::Statement::ShowVariable { variable } => Ok(vec![Column {
+            table: None,
+            name: variable.iter().map(|v| v.value.to_lowercase()).collect::<Vec<_>>().join("_"),
+            ty: DataType::Text,
+        }]),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Infers the types of parameters in an INSERT's VALUES from the target columns.
+fn bind_dml_params(binder: &mut Binder, table: &TableDef, insert: &ast::Insert) -> SqlResult<()> {
+    let targets = insert_columns(table, insert)?;
+    if let Some(source) = &insert.source
+        && let ast::SetExpr::Values(values) = source.body.as_ref()
+    {
+        for row in &values.rows {
+            for (e, &col) in row.content.iter().zip(&targets) {
+                if matches!(e, ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default")) {
+                    continue;
+                }
+                let (bound, _) = binder.bind_expr(e, &[])?;
+                param_type(binder, &bound, &table.columns[col].ty);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn param_type(binder: &mut Binder, e: &Expr, ty: &DataType) {
+    if let Expr::Param(i, DataType::Unknown) = e {
+        if binder.params.len() <= *i {
+            binder.params.resize(i + 1, DataType::Unknown);
+        }
+        binder.params[*i] = ty.clone();
+    }
+}
+
+fn returning_columns(
+    binder: &mut Binder,
+    returning: Option<&[ast::SelectItem]>,
+    scope: &[Column],
+) -> SqlResult<Vec<Column>> {
+    Ok(match returning {
+        Some(items) => bind_returning(binder, items, scope)?.1,
+        None => Vec::new(),
+    })
+}
+
+fn table_scope(table: &TableDef, label: Option<&str>) -> Vec<Column> {
+    let label = label.unwrap_or(&table.name).to_string();
+    table
+        .columns
+        .iter()
+        .map(|c| Column { table: Some(label.clone()), name: c.name.clone(), ty: c.ty.clone() })
+        .collect()
+}
+
+fn table_object_name(t: &ast::TableObject) -> SqlResult<String> {
+    match t {
+        ast::TableObject::TableName(name) => object_name(name),
+        _ => Err(SqlError::unsupported("INSERT into a table function")),
+    }
+}
+
+fn dml_target(binder: &Binder, factor: &ast::TableFactor) -> SqlResult<(TableDef, String)> {
+    match factor {
+        ast::TableFactor::Table { name, alias, .. } => {
+            let table = catalog::must_table(binder.txn, binder.ks, &object_name(name)?)?;
+            let label =
+                alias.as_ref().map(|a| a.name.value.to_lowercase()).unwrap_or_else(|| table.name.clone());
+            Ok((table, label))
+        }
+        other => Err(SqlError::unsupported(format!("UPDATE of {other}"))),
+    }
+}
+
+fn delete_target(binder: &Binder, delete: &ast::Delete) -> SqlResult<(TableDef, String)> {
+    let from = match &delete.from {
+        ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
+    };
+    match from.as_slice() {
+        [item] if item.joins.is_empty() => dml_target(binder, &item.relation),
+        _ => Err(SqlError::unsupported("DELETE from several tables")),
+    }
+}
+
+fn bind_returning(
+    binder: &mut Binder,
+    items: &[ast::SelectItem],
+    scope: &[Column],
+) -> SqlResult<(Vec<Expr>, Vec<Column>)> {
+    let mut exprs = Vec::new();
+    let mut columns = Vec::new();
+    for item in items {
+        match item {
+            ast::SelectItem::Wildcard(_) => {
+                for (i, c) in scope.iter().enumerate() {
+                    exprs.push(Expr::Column { depth: 0, index: i });
+                    columns.push(c.clone());
+                }
+            }
+            ast::SelectItem::UnnamedExpr(e) => {
+                let (b, ty) = binder.bind_expr(e, scope)?;
+                let name = match e {
+                    ast::Expr::Identifier(i) => i.value.to_lowercase(),
+                    ast::Expr::CompoundIdentifier(p) => {
+                        p.last().map(|i| i.value.to_lowercase()).unwrap_or_default()
+                    }
+                    _ => "?column?".into(),
+                };
+                exprs.push(b);
+                columns.push(Column { table: None, name, ty });
+            }
+            ast::SelectItem::ExprWithAlias { expr, alias } => {
+                let (b, ty) = binder.bind_expr(expr, scope)?;
+                exprs.push(b);
+                columns.push(Column { table: None, name: alias.value.to_lowercase(), ty });
+            }
+            other => return Err(SqlError::unsupported(format!("RETURNING {other}"))),
+        }
+    }
+    Ok((exprs, columns))
+}
+
+fn command(tag: impl Into<String>) -> Outcome {
+    Outcome::Command { tag: tag.into() }
+}
+
+/// Runs one statement inside `txn`.
+fn run(txn: &mut Txn, ks: &Keyspace, statement: &ast::Statement, params: &[Value]) -> SqlResult<Outcome> {
+    let param_types = params.iter().map(Value::data_type).collect();
+    match statement {
+        ast::Statement::Query(q) => {
+            let mut binder = Binder::new(txn, ks, param_types);
+            let Query { plan, columns } = binder.bind_query(q)?;
+            let rows = Executor { txn, ks, params }.run(&plan, None)?;
+            let tag = format!("SELECT {}", rows.len());
+            Ok(Outcome::Rows { columns, rows, tag })
+        }
+        ast::Statement::Explain { statement, .. } => {
+            let ast::Statement::Query(q) = statement.as_ref() else {
+                return Err(SqlError::unsupported("EXPLAIN of anything but a query"));
+            };
+            let mut binder = Binder::new(txn, ks, param_types);
+            let query = binder.bind_query(q)?;
+            let rows = plan::explain(&query.plan).into_iter().map(|l| vec![Value::Text(l)]).collect();
+            let columns = vec![Column { table: None, name: "QUERY PLAN".into(), ty: DataType::Text }];
+            Ok(Outcome::Rows { columns, rows, tag: "EXPLAIN".into() })
+        }
+        ast::Statement::CreateTable(create) => create_table(txn, ks, create),
+        ast::Statement::CreateIndex(create) => create_index(txn, ks, create),
+        ast::Statement::Drop { object_type, if_exists, names, .. } => {
+            drop(txn, ks, object_type, *if_exists, names)
+        }
+        ast::Statement::AlterTable(alter) => alter_table(txn, ks, alter),
+        ast::Statement::Truncate(truncate) => {
+            for target in &truncate.table_names {
+                let table = catalog::must_table(txn, ks, &object_name(&target.name)?)?;
+                RowTable { ks, def: &table }.truncate(txn)?;
+            }
+            Ok(command("TRUNCATE TABLE"))
+        }
+        ast::Statement::Insert(insert) => insert_rows(txn, ks, insert, params),
+        ast::Statement::Update(update) => update_rows(txn, ks, update, params),
+        ast::Statement::Delete(delete) => delete_rows(txn, ks, delete, params),
+        other => Err(SqlError::unsupported(format!("statement {}", first_words(&other.to_string())))),
+    }
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+// ---------- DDL ----------
+
+fn parse_expr_text(text: &str) -> SqlResult<ast::Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| SqlError::syntax(e.to_string()))
+}
+
+fn column_def(txn: &Txn, ks: &Keyspace, c: &ast::ColumnDef, table: &mut TableDef) -> SqlResult<()> {
+    let name = c.name.value.to_lowercase();
+    if table.column_index(&name).is_some() {
+        return Err(SqlError::new("42701", format!("column \"{name}\" specified more than once")));
+    }
+    let type_name = c.data_type.to_string();
+    let ty = DataType::parse(&type_name)?;
+    let position = table.columns.len();
+    let mut column = ColumnDef { name: name.clone(), ty, nullable: true, default: None };
+    let serial = matches!(type_name.to_uppercase().as_str(), "SERIAL" | "BIGSERIAL");
+    if serial {
+        return Err(SqlError::unsupported("SERIAL (use an explicit key or gen_random_uuid())"));
+    }
+    for option in &c.options {
+        match &option.option {
+            ast::ColumnOption::Null => column.nullable = true,
+            ast::ColumnOption::NotNull => column.nullable = false,
+            ast::ColumnOption::Default(e) => {
+                // Check now that the default binds, so errors surface at CREATE time.
+                let mut binder = Binder::new(txn, ks, Vec::new());
+                binder.bind_expr(e, &[])?;
+                column.default = Some(e.to_string());
+            }
+            ast::ColumnOption::PrimaryKey(_) => {
+                if !table.primary_key.is_empty() {
+                    return Err(SqlError::new(
+                        "42P16",
+                        format!("multiple primary keys for table \"{}\" are not allowed", table.name),
+                    ));
+                }
+                table.primary_key = vec![position];
+                column.nullable = false;
+            }
+            ast::ColumnOption::Unique(_) => table.indexes.push(IndexDef {
+                id: 0,
+                name: format!("{}_{}_key", table.name, name),
+                columns: vec![position],
+                unique: true,
+            }),
+            ast::ColumnOption::Check(check) => {
+                let constraint = format!("{}_{}_check", table.name, name);
+                table.checks.push((constraint, check.expr.to_string()));
+            }
+            other => return Err(SqlError::unsupported(format!("column option {other}"))),
+        }
+    }
+    table.columns.push(column);
+    Ok(())
+}
+
+fn index_columns(table: &TableDef, columns: &[ast::IndexColumn]) -> SqlResult<Vec<usize>> {
+    columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            ast::Expr::Identifier(i) => table.must_column(&i.value.to_lowercase()),
+            other => Err(SqlError::unsupported(format!("index on expression {other}"))),
+        })
+        .collect()
+}
+
+fn create_table(txn: &mut Txn, ks: &Keyspace, create: &ast::CreateTable) -> SqlResult<Outcome> {
+    let name = object_name(&create.name)?;
+    if catalog::get_table(txn, ks, &name)?.is_some() {
+        if create.if_not_exists {
+            return Ok(command("CREATE TABLE"));
+        }
+        return Err(SqlError::new("42P07", format!("relation \"{name}\" already exists")));
+    }
+    if create.query.is_some() {
+        return Err(SqlError::unsupported("CREATE TABLE AS"));
+    }
+    let mut table = TableDef {
+        id: 0,
+        name: name.clone(),
+        columns: Vec::new(),
+        primary_key: Vec::new(),
+        checks: Vec::new(),
+        indexes: Vec::new(),
+    };
+    for c in &create.columns {
+        column_def(txn, ks, c, &mut table)?;
+    }
+    for constraint in &create.constraints {
+        match constraint {
+            ast::TableConstraint::PrimaryKey(pk) => {
+                if !table.primary_key.is_empty() {
+                    return Err(SqlError::new(
+                        "42P16",
+                        format!("multiple primary keys for table \"{name}\" are not allowed"),
+                    ));
+                }
+                table.primary_key = index_columns(&table, &pk.columns)?;
+                for &c in &table.primary_key {
+                    table.columns[c].nullable = false;
+                }
+            }
+            ast::TableConstraint::Unique(u) => {
+                let columns = index_columns(&table, &u.columns)?;
+                let index_name = u.name.as_ref().map(|n| n.value.to_lowercase()).unwrap_or_else(|| {
+                    let names: Vec<&str> = columns.iter().map(|&c| table.columns[c].name.as_str()).collect();
+                    format!("{name}_{}_key", names.join("_"))
+                });
+                table.indexes.push(IndexDef { id: 0, name: index_name, columns, unique: true });
+            }
+            ast::TableConstraint::Check(check) => {
+                let constraint = check
+                    .name
+                    .as_ref()
+                    .map(|n| n.value.to_lowercase())
+                    .unwrap_or_else(|| format!("{name}_check"));
+                table.checks.push((constraint, check.expr.to_string()));
+            }
+            other => return Err(SqlError::unsupported(format!("constraint {other}"))),
+        }
+    }
+    if table.columns.is_empty() {
+        return Err(SqlError::unsupported("a table without columns"));
+    }
+    // Check constraints must bind over the table's columns.
+    let scope = table_scope(&table, None);
+    for (_, check) in &table.checks {
+        Binder::new(txn, ks, Vec::new()).bind_predicate(&parse_expr_text(check)?, &scope)?;
+    }
+    table.id = catalog::next_id(txn, ks)?;
+    for index in &mut table.indexes {
+        index.id = catalog::next_id(txn, ks)?;
+    }
+    catalog::put_table(txn, ks, &table)?;
+    Ok(command("CREATE TABLE"))
+}
+
+fn create_index(txn: &mut Txn, ks: &Keyspace, create: &ast::CreateIndex) -> SqlResult<Outcome> {
+    let mut table = catalog::must_table(txn, ks, &object_name(&create.table_name)?)?;
+    let columns = index_columns(&table, &create.columns)?;
+    let name = match &create.name {
+        Some(n) => object_name(n)?,
+        None => {
+            let names: Vec<&str> = columns.iter().map(|&c| table.columns[c].name.as_str()).collect();
+            format!("{}_{}_idx", table.name, names.join("_"))
+        }
+    };
+    for other in catalog::list_tables(txn, ks)? {
+        if other.indexes.iter().any(|i| i.name == name) {
+            if create.if_not_exists {
+                return Ok(command("CREATE INDEX"));
+            }
+            return Err(SqlError::new("42P07", format!("relation \"{name}\" already exists")));
+        }
+    }
+    let index = IndexDef { id: catalog::next_id(txn, ks)?, name, columns, unique: create.unique };
+    // Build the index from the existing rows, enforcing uniqueness.
+    let only_new = TableDef { indexes: vec![index.clone()], ..table.clone() };
+    let storage = RowTable { ks, def: &only_new };
+    let rows = RowTable { ks, def: &table }.scan(txn)?;
+    for (key, row) in &rows {
+        storage.index_row(txn, &index, key, row)?;
+    }
+    table.indexes.push(index);
+    catalog::put_table(txn, ks, &table)?;
+    Ok(command("CREATE INDEX"))
+}
+
+fn drop(
+    txn: &mut Txn,
+    ks: &Keyspace,
+    object_type: &ast::ObjectType,
+    if_exists: bool,
+    names: &[ast::ObjectName],
+) -> SqlResult<Outcome> {
+    match object_type {
+        ast::ObjectType::Table => {
+            for n in names {
+                let name = object_name(n)?;
+                match catalog::get_table(txn, ks, &name)? {
+                    Some(table) => {
+                        RowTable { ks, def: &table }.truncate(txn)?;
+                        catalog::delete_table(txn, ks, &name)?;
+                    }
+                    None if if_exists => {}
+                    None => return Err(SqlError::new("42P01", format!("table \"{name}\" does not exist"))),
+                }
+            }
+            Ok(command("DROP TABLE"))
+        }
+        ast::ObjectType::Index => {
+            for n in names {
+                let name = object_name(n)?;
+                let mut found = false;
+                for mut table in catalog::list_tables(txn, ks)? {
+                    if let Some(pos) = table.indexes.iter().position(|i| i.name == name) {
+                        let index = table.indexes.remove(pos);
+                        let only = TableDef { indexes: vec![index], ..table.clone() };
+                        RowTable { ks, def: &only }.drop_index_entries(txn)?;
+                        catalog::put_table(txn, ks, &table)?;
+                        found = true;
+                    }
+                }
+                if !found && !if_exists {
+                    return Err(SqlError::new("42704", format!("index \"{name}\" does not exist")));
+                }
+            }
+            Ok(command("DROP INDEX"))
+        }
+        other => Err(SqlError::unsupported(format!("DROP {other}"))),
+    }
+}
+
+fn alter_table(txn: &mut Txn, ks: &Keyspace, alter: &ast::AlterTable) -> SqlResult<Outcome> {
+    let mut table = catalog::must_table(txn, ks, &object_name(&alter.name)?)?;
+    for op in &alter.operations {
+        match op {
+            ast::AlterTableOperation::AddColumn { column_def: c, if_not_exists, .. } => {
+                if *if_not_exists && table.column_index(&c.name.value.to_lowercase()).is_some() {
+                    continue;
+                }
+                let old = table.clone();
+                column_def(txn, ks, c, &mut table)?;
+                if table.primary_key != old.primary_key || table.indexes.len() != old.indexes.len() {
+                    return Err(SqlError::unsupported("ADD COLUMN with a key or unique constraint"));
+                }
+                let column = table.columns.last().expect("just added").clone();
+                let rows = RowTable { ks, def: &old }.scan(txn)?;
+                let default = default_value(txn, ks, &column)?;
+                if default.is_null() && !column.nullable && !rows.is_empty() {
+                    return Err(SqlError::new(
+                        "23502",
+                        format!(
+                            "column \"{}\" of relation \"{}\" contains null values",
+                            column.name, table.name
+                        ),
+                    ));
+                }
+                for (key, mut row) in rows {
+                    row.push(default.clone());
+                    RowTable { ks, def: &table }.put_row(txn, &key, &row)?;
+                }
+            }
+            ast::AlterTableOperation::DropColumn { column_names, if_exists, .. } => {
+                for name in column_names {
+                    let name = name.value.to_lowercase();
+                    let Some(pos) = table.column_index(&name) else {
+                        if *if_exists {
+                            continue;
+                        }
+                        return Err(SqlError::new(
+                            "42703",
+                            format!("column \"{name}\" of relation \"{}\" does not exist", table.name),
+                        ));
+                    };
+                    if table.primary_key.contains(&pos) {
+                        return Err(SqlError::unsupported("dropping a primary key column"));
+                    }
+                    let rows = RowTable { ks, def: &table }.scan(txn)?;
+                    // Drop the indexes on the column, then renumber the rest.
+                    let (dropped, kept): (Vec<_>, Vec<_>) =
+                        table.indexes.drain(..).partition(|i| i.columns.contains(&pos));
+                    for index in dropped {
+                        let only = TableDef { indexes: vec![index], ..table.clone() };
+                        RowTable { ks, def: &only }.drop_index_entries(txn)?;
+                    }
+                    let shift = |c: usize| if c > pos { c - 1 } else { c };
+                    let old_indexes = kept.clone();
+                    let (old_columns, old_pk) = (table.columns.clone(), table.primary_key.clone());
+                    table.indexes = kept
+                        .into_iter()
+                        .map(|mut i| {
+                            i.columns = i.columns.into_iter().map(shift).collect();
+                            i
+                        })
+                        .collect();
+                    table.primary_key = table.primary_key.iter().map(|&c| shift(c)).collect();
+                    table.columns.remove(pos);
+                    let before = TableDef {
+                        indexes: old_indexes,
+                        columns: old_columns,
+                        primary_key: old_pk,
+                        ..table.clone()
+                    };
+                    for (key, mut row) in rows {
+                        RowTable { ks, def: &before }.delete(txn, &key, &row)?;
+                        row.remove(pos);
+                        let after = RowTable { ks, def: &table };
+                        after.put_row(txn, &key, &row)?;
+                        after.index_all(txn, &key, &row)?;
+                    }
+                }
+            }
+            ast::AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
+                let pos = table.must_column(&old_column_name.value.to_lowercase())?;
+                let new = new_column_name.value.to_lowercase();
+                if table.column_index(&new).is_some() {
+                    return Err(SqlError::new(
+                        "42701",
+                        format!("column \"{new}\" of relation \"{}\" already exists", table.name),
+                    ));
+                }
+                table.columns[pos].name = new;
+            }
+            other => return Err(SqlError::unsupported(format!("ALTER TABLE {other}"))),
+        }
+    }
+    catalog::put_table(txn, ks, &table)?;
+    Ok(command("ALTER TABLE"))
+}
+
+// ---------- DML ----------
+
+fn default_value(txn: &Txn, ks: &Keyspace, column: &ColumnDef) -> SqlResult<Value> {
+    match &column.default {
+        Some(text) => {
+            let (e, _) = Binder::new(txn, ks, Vec::new()).bind_expr(&parse_expr_text(text)?, &[])?;
+            let v =
+                Executor { txn, ks, params: &[] }.run(&Plan::Project(Box::new(Plan::Unit), vec![e]), None)?;
+            v[0][0].clone().coerce_to_column(&column.ty)
+        }
+        None => Ok(Value::Null),
+    }
+}
+
+/// Coerces a full row to the table's types and checks NOT NULL and CHECK constraints.
+fn validate(
+    txn: &Txn,
+    ks: &Keyspace,
+    table: &TableDef,
+    checks: &[(String, Expr)],
+    row: Row,
+    params: &[Value],
+) -> SqlResult<Row> {
+    let mut out = Vec::with_capacity(row.len());
+    for (value, column) in row.into_iter().zip(&table.columns) {
+        let value = value.coerce_to_column(&column.ty).map_err(|e| {
+            if e.code == "22P02" || e.code == "42846" {
+                SqlError::new(
+                    "42804",
+                    format!(
+                        "column \"{}\" is of type {} but expression is of another type: {}",
+                        column.name, column.ty, e.message
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+        if value.is_null() && !column.nullable {
+            return Err(SqlError::new(
+                "23502",
+                format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    column.name, table.name
+                ),
+            ));
+        }
+        out.push(value);
+    }
+    let exec = Executor { txn, ks, params };
+    for (name, check) in checks {
+        if check.eval(&exec, &Env { row: &out, outer: None })?.as_bool()? == Some(false) {
+            return Err(SqlError::new(
+                "23514",
+                format!("new row for relation \"{}\" violates check constraint \"{name}\"", table.name),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn bind_checks(txn: &Txn, ks: &Keyspace, table: &TableDef) -> SqlResult<Vec<(String, Expr)>> {
+    let scope = table_scope(table, None);
+    table
+        .checks
+        .iter()
+        .map(|(name, text)| {
+            Ok((
+                name.clone(),
+                Binder::new(txn, ks, Vec::new()).bind_predicate(&parse_expr_text(text)?, &scope)?,
+            ))
+        })
+        .collect()
+}
+
+fn insert_columns(table: &TableDef, insert: &ast::Insert) -> SqlResult<Vec<usize>> {
+    if insert.columns.is_empty() {
+        return Ok((0..table.columns.len()).collect());
+    }
+    insert.columns.iter().map(|c| table.must_column(&object_name(c)?)).collect()
+}
+
+fn rows_outcome(verb: &str, count: usize, returning: Option<(Vec<Column>, Vec<Row>)>) -> Outcome {
+    let tag = if verb == "INSERT" { format!("INSERT 0 {count}") } else { format!("{verb} {count}") };
+    match returning {
+        Some((columns, rows)) => Outcome::Rows { columns, rows, tag },
+        None => Outcome::Command { tag },
+    }
+}
+
+fn insert_rows(txn: &mut Txn, ks: &Keyspace, insert: &ast::Insert, params: &[Value]) -> SqlResult<Outcome> {
+    let table = catalog::must_table(txn, ks, &table_object_name(&insert.table)?)?;
+    let targets = insert_columns(&table, insert)?;
+    let scope = table_scope(&table, None);
+    let checks = bind_checks(txn, ks, &table)?;
+    let param_types: Vec<DataType> = params.iter().map(Value::data_type).collect();
+    let Some(source) = &insert.source else {
+        return Err(SqlError::unsupported("INSERT without VALUES or SELECT"));
+    };
+    // Source rows: VALUES may say DEFAULT, so handle it here rather than in the binder.
+    let mut source_rows: Vec<Vec<Option<Value>>> = Vec::new();
+    {
+        let exec = Executor { txn, ks, params };
+        match source.body.as_ref() {
+            ast::SetExpr::Values(values) if source.order_by.is_none() && source.limit_clause.is_none() => {
+                for row in &values.rows {
+                    if row.content.len() != targets.len() {
+                        return Err(SqlError::new(
+                            "42601",
+                            "INSERT has more expressions than target columns",
+                        ));
+                    }
+                    let mut out = Vec::with_capacity(row.content.len());
+                    for e in &row.content {
+                        if matches!(e, ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default")) {
+                            out.push(None);
+                            continue;
+                        }
+                        let (bound, _) = Binder::new(txn, ks, param_types.clone()).bind_expr(e, &[])?;
+                        out.push(Some(bound.eval(&exec, &Env { row: &[], outer: None })?));
+                    }
+                    source_rows.push(out);
+                }
+            }
+            _ => {
+                let query = Binder::new(txn, ks, param_types.clone()).bind_query(source)?;
+                if query.columns.len() != targets.len() {
+                    return Err(SqlError::new("42601", "INSERT has more expressions than target columns"));
+                }
+                source_rows = exec
+                    .run(&query.plan, None)?
+                    .into_iter()
+                    .map(|r| r.into_iter().map(Some).collect())
+                    .collect();
+            }
+        }
+    }
+    let returning = match &insert.returning {
+        Some(items) => Some(bind_returning(&mut Binder::new(txn, ks, param_types.clone()), items, &scope)?),
+        None => None,
+    };
+    let on_conflict = match &insert.on {
+        Some(ast::OnInsert::OnConflict(c)) => Some(c),
+        Some(_) => return Err(SqlError::unsupported("ON DUPLICATE KEY")),
+        None => None,
+    };
+    let defaults: Vec<Value> =
+        table.columns.iter().map(|c| default_value(txn, ks, c)).collect::<SqlResult<_>>()?;
+    let mut count = 0;
+    let mut returned = Vec::new();
+    for source_row in source_rows {
+        let mut row = defaults.clone();
+        for (value, &col) in source_row.into_iter().zip(&targets) {
+            if let Some(v) = value {
+                row[col] = v;
+            }
+        }
+        let row = validate(txn, ks, &table, &checks, row, params)?;
+        let storage = RowTable { ks, def: &table };
+        match storage.insert(txn, &row) {
+            Ok(()) => {
+                count += 1;
+                returned.push(row);
+            }
+            Err(e) if e.code == "23505" && on_conflict.is_some() => {
+                let conflict = on_conflict.expect("checked");
+                match &conflict.action {
+                    ast::OnConflictAction::DoNothing => {}
+                    ast::OnConflictAction::DoUpdate(update) => {
+                        let existing = conflicting_row(txn, &storage, &table, &row)?
+                            .ok_or_else(|| SqlError::new("XX000", "conflicting row vanished"))?;
+                        // SET and WHERE see the existing row and `excluded`, the proposed one.
+                        let mut scope2 = scope.clone();
+                        scope2.extend(table_scope(&table, Some("excluded")));
+                        let mut binder = Binder::new(txn, ks, param_types.clone());
+                        let env_row: Row = existing.1.iter().chain(&row).cloned().collect();
+                        let exec = Executor { txn, ks, params };
+                        if let Some(w) = &update.selection {
+                            let pred = binder.bind_predicate(w, &scope2)?;
+                            if pred.eval(&exec, &Env { row: &env_row, outer: None })?.as_bool()? != Some(true)
+                            {
+                                continue;
+                            }
+                        }
+                        let mut new_row = existing.1.clone();
+                        for a in &update.assignments {
+                            let col = assignment_column(&table, a)?;
+                            let (e, _) = binder.bind_expr(&a.value, &scope2)?;
+                            new_row[col] = e.eval(&exec, &Env { row: &env_row, outer: None })?;
+                        }
+                        let new_row = validate(txn, ks, &table, &checks, new_row, params)?;
+                        storage.delete(txn, &existing.0, &existing.1)?;
+                        storage.insert(txn, &new_row)?;
+                        count += 1;
+                        returned.push(new_row);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let returning = project_returning(txn, ks, params, returning, returned)?;
+    Ok(rows_outcome("INSERT", count, returning))
+}
+
+/// The stored row that `row` conflicts with, by primary key or a unique index.
+fn conflicting_row(
+    txn: &Txn,
+    storage: &RowTable,
+    table: &TableDef,
+    row: &Row,
+) -> SqlResult<Option<KeyedRow>> {
+    if !table.primary_key.is_empty() {
+        let pk: Vec<Value> = table.primary_key.iter().map(|&c| row[c].clone()).collect();
+        if let Some(found) = storage.get(txn, &pk)? {
+            return Ok(Some(found));
+        }
+    }
+    for index in table.indexes.iter().filter(|i| i.unique) {
+        let values: Vec<Value> = index.columns.iter().map(|&c| row[c].clone()).collect();
+        if let Some(found) = storage.index_lookup(txn, index, &values)?.into_iter().next() {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+fn project_returning(
+    txn: &Txn,
+    ks: &Keyspace,
+    params: &[Value],
+    returning: Option<(Vec<Expr>, Vec<Column>)>,
+    rows: Vec<Row>,
+) -> SqlResult<Option<(Vec<Column>, Vec<Row>)>> {
+    let Some((exprs, columns)) = returning else { return Ok(None) };
+    let exec = Executor { txn, ks, params };
+    let rows = rows
+        .iter()
+        .map(|row| exprs.iter().map(|e| e.eval(&exec, &Env { row, outer: None })).collect())
+        .collect::<SqlResult<_>>()?;
+    Ok(Some((columns, rows)))
+}
+
+fn assignment_column(table: &TableDef, a: &ast::Assignment) -> SqlResult<usize> {
+    match &a.target {
+        ast::AssignmentTarget::ColumnName(name) => table.must_column(&object_name(name)?),
+        ast::AssignmentTarget::Tuple(_) => Err(SqlError::unsupported("tuple assignment")),
+    }
+}
+
+/// The rows of `table` that `selection` picks, with their keys.
+fn select_rows(
+    txn: &Txn,
+    ks: &Keyspace,
+    table: &TableDef,
+    filter: Option<&Expr>,
+    params: &[Value],
+) -> SqlResult<Vec<KeyedRow>> {
+    let storage = RowTable { ks, def: table };
+    let exec = Executor { txn, ks, params };
+    let access = match filter {
+        Some(f) => plan::choose_access(table, f),
+        None => plan::Access::Full,
+    };
+    let key_values = |exprs: &[Expr], cols: &[usize]| -> SqlResult<Option<Vec<Value>>> {
+        let mut values = Vec::new();
+        for (e, &c) in exprs.iter().zip(cols) {
+            let v = e.eval(&exec, &Env { row: &[], outer: None })?;
+            match v.coerce_to_column(&table.columns[c].ty) {
+                Ok(v) if !v.is_null() => values.push(v),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(values))
+    };
+    let candidates = match &access {
+        plan::Access::Full => storage.scan(txn)?,
+        plan::Access::PrimaryKey(exprs) => match key_values(exprs, &table.primary_key)? {
+            Some(pk) => storage.get(txn, &pk)?.into_iter().collect(),
+            None => Vec::new(),
+        },
+        plan::Access::Index(index, exprs) => match key_values(exprs, &index.columns[..exprs.len()])? {
+            Some(values) => storage.index_lookup(txn, index, &values)?,
+            None => Vec::new(),
+        },
+    };
+    let mut out = Vec::new();
+    for (key, row) in candidates {
+        if let Some(f) = filter
+            && f.eval(&exec, &Env { row: &row, outer: None })?.as_bool()? != Some(true)
+        {
+            continue;
+        }
+        out.push((key, row));
+    }
+    Ok(out)
+}
+
+fn update_rows(txn: &mut Txn, ks: &Keyspace, update: &ast::Update, params: &[Value]) -> SqlResult<Outcome> {
+    if update.from.is_some() {
+        return Err(SqlError::unsupported("UPDATE ... FROM"));
+    }
+    let (table, label) = dml_target(&Binder::new(txn, ks, Vec::new()), &update.table.relation)?;
+    let scope = table_scope(&table, Some(&label));
+    let param_types: Vec<DataType> = params.iter().map(Value::data_type).collect();
+    let mut binder = Binder::new(txn, ks, param_types);
+    let filter = update.selection.as_ref().map(|w| binder.bind_predicate(w, &scope)).transpose()?;
+    let mut sets = Vec::new();
+    for a in &update.assignments {
+        let col = assignment_column(&table, a)?;
+        let value = if matches!(&a.value, ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default"))
+        {
+            Expr::Literal(default_value(txn, ks, &table.columns[col])?)
+        } else {
+            binder.bind_expr(&a.value, &scope)?.0
+        };
+        sets.push((col, value));
+    }
+    let returning = match &update.returning {
+        Some(items) => Some(bind_returning(&mut binder, items, &scope)?),
+        None => None,
+    };
+    let checks = bind_checks(txn, ks, &table)?;
+    let targets = select_rows(txn, ks, &table, filter.as_ref(), params)?;
+    let mut new_rows = Vec::with_capacity(targets.len());
+    {
+        let exec = Executor { txn, ks, params };
+        for (key, old) in &targets {
+            let mut new = old.clone();
+            for (col, e) in &sets {
+                new[*col] = e.eval(&exec, &Env { row: old, outer: None })?;
+            }
+            new_rows.push((key.clone(), old.clone(), validate(txn, ks, &table, &checks, new, params)?));
+        }
+    }
+    let storage = RowTable { ks, def: &table };
+    // Delete every old row first, so rows may swap unique values within one statement.
+    for (key, old, _) in &new_rows {
+        storage.delete(txn, key, old)?;
+    }
+    let mut returned = Vec::new();
+    for (key, _, new) in new_rows {
+        if table.primary_key.is_empty() {
+            storage.put_row(txn, &key, &new)?;
+            storage.index_all(txn, &key, &new)?;
+        } else {
+            storage.insert(txn, &new)?;
+        }
+        returned.push(new);
+    }
+    let count = returned.len();
+    let returning = project_returning(txn, ks, params, returning, returned)?;
+    Ok(rows_outcome("UPDATE", count, returning))
+}
+
+fn delete_rows(txn: &mut Txn, ks: &Keyspace, delete: &ast::Delete, params: &[Value]) -> SqlResult<Outcome> {
+    let (table, label) = delete_target(&Binder::new(txn, ks, Vec::new()), delete)?;
+    let scope = table_scope(&table, Some(&label));
+    let param_types: Vec<DataType> = params.iter().map(Value::data_type).collect();
+    let mut binder = Binder::new(txn, ks, param_types);
+    let filter = delete.selection.as_ref().map(|w| binder.bind_predicate(w, &scope)).transpose()?;
+    let returning = match &delete.returning {
+        Some(items) => Some(bind_returning(&mut binder, items, &scope)?),
+        None => None,
+    };
+    let targets = select_rows(txn, ks, &table, filter.as_ref(), params)?;
+    let storage = RowTable { ks, def: &table };
+    let mut returned = Vec::new();
+    for (key, row) in targets {
+        storage.delete(txn, &key, &row)?;
+        returned.push(row);
+    }
+    let count = returned.len();
+    let returning = project_returning(txn, ks, params, returning, returned)?;
+    Ok(rows_outcome("DELETE", count, returning))
+}

@@ -1,0 +1,195 @@
+//! Row tables: rows keyed by primary key, with secondary indexes kept in the same
+//! transaction as their rows.
+//!
+//! [`TableStorage`] is the seam where column tables plug in: the executor reads and writes
+//! tables only through it.
+
+use crate::catalog::{IndexDef, TableDef};
+use crate::error::{SqlError, SqlResult};
+use crate::keys::{Key, KeyPrefix, encode_values};
+use crate::row::{self, Row};
+use crate::types::Value;
+use strata_core::{Keyspace, Txn};
+
+/// A stored row with the key that addresses it.
+pub type KeyedRow = (Vec<u8>, Row);
+
+/// How the executor reads and writes a table.
+pub trait TableStorage {
+    /// Every row, in key order.
+    fn scan(&self, txn: &Txn) -> SqlResult<Vec<KeyedRow>>;
+    /// The row with this primary key.
+    fn get(&self, txn: &Txn, pk: &[Value]) -> SqlResult<Option<KeyedRow>>;
+    /// Rows whose `index` columns equal `values` (a prefix of the index columns).
+    fn index_lookup(&self, txn: &Txn, index: &IndexDef, values: &[Value]) -> SqlResult<Vec<KeyedRow>>;
+    /// Inserts a row, enforcing the primary key and unique indexes.
+    fn insert(&self, txn: &mut Txn, row: &Row) -> SqlResult<()>;
+    /// Deletes a row and its index entries.
+    fn delete(&self, txn: &mut Txn, key: &[u8], row: &Row) -> SqlResult<()>;
+    /// Deletes every row.
+    fn truncate(&self, txn: &mut Txn) -> SqlResult<u64>;
+}
+
+pub struct RowTable<'a> {
+    pub ks: &'a Keyspace,
+    pub def: &'a TableDef,
+}
+
+impl RowTable<'_> {
+    /// The key of a row: its primary key tuple, or a random id for tables without one.
+    fn row_key(&self, row: &Row) -> Vec<u8> {
+        if self.def.primary_key.is_empty() {
+            encode_values(&[&Value::Uuid(uuid::Uuid::new_v4())])
+        } else {
+            encode_values(&self.def.primary_key.iter().map(|&i| &row[i]).collect::<Vec<_>>())
+        }
+    }
+
+    /// The key of an index entry; a non-unique (or NULL-holding) entry is made distinct by the
+    /// row key.
+    fn index_key(&self, index: &IndexDef, row: &Row, row_key: &[u8]) -> (Vec<u8>, bool) {
+        let values: Vec<&Value> = index.columns.iter().map(|&i| &row[i]).collect();
+        let enforce = index.unique && !values.iter().any(|v| v.is_null());
+        let mut encoded = encode_values(&values);
+        if !enforce {
+            encoded.extend_from_slice(row_key);
+        }
+        (Key::Index(self.def.id, index.id, &encoded).encode(), enforce)
+    }
+
+    fn decode_row(key: Vec<u8>, value: &[u8], prefix_len: usize) -> SqlResult<KeyedRow> {
+        Ok((key[prefix_len..].to_vec(), row::decode(value)?))
+    }
+
+    fn duplicate(&self, constraint: &str, columns: &[usize], row: &Row) -> SqlError {
+        let names: Vec<&str> = columns.iter().map(|&i| self.def.columns[i].name.as_str()).collect();
+        let values: Vec<String> = columns.iter().map(|&i| row[i].to_text()).collect();
+        SqlError::new(
+            "23505",
+            format!(
+                "duplicate key value violates unique constraint \"{constraint}\": Key ({})=({}) already exists.",
+                names.join(", "),
+                values.join(", ")
+            ),
+        )
+    }
+}
+
+impl RowTable<'_> {
+    /// Writes a row under an existing key, without touching indexes.
+    pub fn put_row(&self, txn: &mut Txn, row_key: &[u8], row: &Row) -> SqlResult<()> {
+        txn.set(self.ks, Key::Row(self.def.id, row_key).encode(), row::encode(row))?;
+        Ok(())
+    }
+
+    /// Adds a row's entry to one index, enforcing uniqueness.
+    pub fn index_row(&self, txn: &mut Txn, index: &IndexDef, row_key: &[u8], row: &Row) -> SqlResult<()> {
+        let (index_key, enforce) = self.index_key(index, row, row_key);
+        if enforce && txn.get(self.ks, &index_key)?.is_some() {
+            return Err(self.duplicate(&index.name, &index.columns, row));
+        }
+        txn.set(self.ks, index_key, row_key.to_vec())?;
+        Ok(())
+    }
+
+    /// Adds a row's entries to every index.
+    pub fn index_all(&self, txn: &mut Txn, row_key: &[u8], row: &Row) -> SqlResult<()> {
+        for index in &self.def.indexes {
+            self.index_row(txn, index, row_key, row)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every entry of the table's indexes.
+    pub fn drop_index_entries(&self, txn: &mut Txn) -> SqlResult<()> {
+        for index in &self.def.indexes {
+            let keys: Vec<Vec<u8>> = txn
+                .scan_prefix(self.ks, &KeyPrefix::Index(self.def.id, index.id).encode())
+                .map(|p| p.map(|(k, _)| k))
+                .collect::<Result<_, _>>()?;
+            for key in keys {
+                txn.delete(self.ks, key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TableStorage for RowTable<'_> {
+    fn scan(&self, txn: &Txn) -> SqlResult<Vec<KeyedRow>> {
+        let prefix = KeyPrefix::Rows(self.def.id).encode();
+        txn.scan_prefix(self.ks, &prefix)
+            .map(|pair| {
+                let (k, v) = pair?;
+                Self::decode_row(k, &v, prefix.len())
+            })
+            .collect()
+    }
+
+    fn get(&self, txn: &Txn, pk: &[Value]) -> SqlResult<Option<KeyedRow>> {
+        let key = encode_values(&pk.iter().collect::<Vec<_>>());
+        match txn.get(self.ks, &Key::Row(self.def.id, &key).encode())? {
+            Some(v) => Ok(Some((key, row::decode(&v)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn index_lookup(&self, txn: &Txn, index: &IndexDef, values: &[Value]) -> SqlResult<Vec<KeyedRow>> {
+        let mut prefix = KeyPrefix::Index(self.def.id, index.id).encode();
+        prefix.extend_from_slice(&encode_values(&values.iter().collect::<Vec<_>>()));
+        let mut rows = Vec::new();
+        for pair in txn.scan_prefix(self.ks, &prefix) {
+            let (_, row_key) = pair?;
+            if let Some(v) = txn.get(self.ks, &Key::Row(self.def.id, &row_key).encode())? {
+                rows.push((row_key, row::decode(&v)?));
+            }
+        }
+        Ok(rows)
+    }
+
+    fn insert(&self, txn: &mut Txn, row: &Row) -> SqlResult<()> {
+        let row_key = self.row_key(row);
+        let key = Key::Row(self.def.id, &row_key).encode();
+        if !self.def.primary_key.is_empty() && txn.get(self.ks, &key)?.is_some() {
+            return Err(self.duplicate(&format!("{}_pkey", self.def.name), &self.def.primary_key, row));
+        }
+        // Check every unique index before writing anything, so a failed insert leaves nothing.
+        for index in &self.def.indexes {
+            let (index_key, enforce) = self.index_key(index, row, &row_key);
+            if enforce && txn.get(self.ks, &index_key)?.is_some() {
+                return Err(self.duplicate(&index.name, &index.columns, row));
+            }
+        }
+        self.index_all(txn, &row_key, row)?;
+        txn.set(self.ks, key, row::encode(row))?;
+        Ok(())
+    }
+
+    fn delete(&self, txn: &mut Txn, row_key: &[u8], row: &Row) -> SqlResult<()> {
+        for index in &self.def.indexes {
+            let (index_key, _) = self.index_key(index, row, row_key);
+            txn.delete(self.ks, index_key)?;
+        }
+        txn.delete(self.ks, Key::Row(self.def.id, row_key).encode())?;
+        Ok(())
+    }
+
+    fn truncate(&self, txn: &mut Txn) -> SqlResult<u64> {
+        let mut keys = Vec::new();
+        let mut prefixes = vec![KeyPrefix::Rows(self.def.id).encode()];
+        prefixes.extend(self.def.indexes.iter().map(|i| KeyPrefix::Index(self.def.id, i.id).encode()));
+        let mut rows = 0;
+        for (n, prefix) in prefixes.iter().enumerate() {
+            for pair in txn.scan_prefix(self.ks, prefix) {
+                keys.push(pair?.0);
+                if n == 0 {
+                    rows += 1;
+                }
+            }
+        }
+        for key in keys {
+            txn.delete(self.ks, key)?;
+        }
+        Ok(rows)
+    }
+}
