@@ -169,7 +169,10 @@ pub fn call(name: &str, args: Vec<Value>) -> SqlResult<Value> {
             Value::Float(f) => Value::Float(f.abs()),
             Value::Numeric(d) => Value::Numeric(d.abs()),
             v => {
-                return Err(SqlError::new("42883", format!("function abs({}) does not exist", v.data_type())));
+                return Err(SqlError::new(
+                    "42883",
+                    format!("function abs({}) does not exist", v.data_type()),
+                ));
             }
         },
         "sign" => match &args[0] {

@@ -999,15 +999,17 @@ impl<'a> Binder<'a> {
             B::AtArrow => BinOp::JsonContains,
             other => return Err(SqlError::unsupported(format!("operator {other}"))),
         };
-        // Untyped string literals adopt the other side's type, as PostgreSQL's `unknown` does.
+        // Untyped string literals adopt the other side's type, as PostgreSQL's `unknown` does
+        // (not a JSON key or index, which stays text).
+        let adopts = !matches!(op, BinOp::Concat | BinOp::JsonGet | BinOp::JsonGetText);
         if let (Expr::Literal(Value::Text(s)), true) =
-            (&l, !rt.is_text() && rt != DataType::Unknown && op != BinOp::Concat)
+            (&l, adopts && !rt.is_text() && rt != DataType::Unknown)
         {
             l = Expr::Literal(Value::Text(s.clone()).cast(&rt)?);
             lt = rt.clone();
         }
         if let (Expr::Literal(Value::Text(s)), true) =
-            (&r, !lt.is_text() && lt != DataType::Unknown && op != BinOp::Concat)
+            (&r, adopts && !lt.is_text() && lt != DataType::Unknown)
         {
             r = Expr::Literal(Value::Text(s.clone()).cast(&lt)?);
             rt = lt.clone();

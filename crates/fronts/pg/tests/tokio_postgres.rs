@@ -1,0 +1,179 @@
+//! The pg front driven by tokio-postgres, an independently written client: both query
+//! protocols, every supported type in text and binary, errors, transactions, conflicts.
+
+use strata_core::Store;
+use strata_pg::PgConfig;
+use strata_sql::Sql;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+async fn start() -> String {
+    let sql = Sql::open(Store::memory()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = PgConfig { user: "strata".into(), password: None, max_connections: 16 };
+    tokio::spawn(strata_pg::serve(listener, sql, config, std::future::pending()));
+    format!("host=127.0.0.1 port={port} user=strata dbname=strata")
+}
+
+async fn connect(conninfo: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(conninfo, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn simple_query_protocol() {
+    let client = connect(&start().await).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id INT PRIMARY KEY, name TEXT); INSERT INTO t VALUES (1, 'a'), (2, NULL);",
+        )
+        .await
+        .unwrap();
+    let messages = client.simple_query("SELECT id, name FROM t ORDER BY id").await.unwrap();
+    let rows: Vec<(String, Option<String>)> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((r.get(0).unwrap().to_string(), r.get(1).map(str::to_string))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows, vec![("1".into(), Some("a".into())), ("2".into(), None)]);
+    assert!(messages.iter().any(|m| matches!(m, SimpleQueryMessage::CommandComplete(2))));
+}
+
+#[tokio::test]
+async fn extended_protocol_round_trips_every_type() {
+    let client = connect(&start().await).await;
+    client
+        .batch_execute(
+            "CREATE TABLE every (
+                id BIGINT PRIMARY KEY, b BOOLEAN, s SMALLINT, i INTEGER, r REAL, d DOUBLE PRECISION,
+                n NUMERIC(10,2), t TEXT, v VARCHAR(10), by BYTEA, dt DATE, ts TIMESTAMP, tz TIMESTAMPTZ,
+                u UUID, j JSONB)",
+        )
+        .await
+        .unwrap();
+    let date = chrono::NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+    let ts = date.and_hms_micro_opt(12, 34, 56, 789).unwrap();
+    let tz = ts.and_utc();
+    let uuid = uuid::Uuid::parse_str("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap();
+    let json = serde_json::json!({"tags": ["x", "y"], "n": 1});
+    let numeric = rust_decimal::Decimal::new(12345, 2);
+    let insert = client
+        .prepare(
+            "INSERT INTO every VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .await
+        .unwrap();
+    let n = client
+        .execute(
+            &insert,
+            &[
+                &7i64,
+                &true,
+                &3i16,
+                &-40i32,
+                &1.5f32,
+                &2.25f64,
+                &numeric,
+                &"text",
+                &"short",
+                &vec![0u8, 255],
+                &date,
+                &ts,
+                &tz,
+                &uuid,
+                &json,
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let row = client.query_one("SELECT * FROM every WHERE id = $1", &[&7i64]).await.unwrap();
+    assert!(row.get::<_, bool>("b"));
+    assert_eq!(row.get::<_, i16>("s"), 3);
+    assert_eq!(row.get::<_, i32>("i"), -40);
+    assert_eq!(row.get::<_, f32>("r"), 1.5);
+    assert_eq!(row.get::<_, f64>("d"), 2.25);
+    assert_eq!(row.get::<_, rust_decimal::Decimal>("n"), numeric);
+    assert_eq!(row.get::<_, String>("t"), "text");
+    assert_eq!(row.get::<_, String>("v"), "short");
+    assert_eq!(row.get::<_, Vec<u8>>("by"), vec![0, 255]);
+    assert_eq!(row.get::<_, chrono::NaiveDate>("dt"), date);
+    assert_eq!(row.get::<_, chrono::NaiveDateTime>("ts"), ts);
+    assert_eq!(row.get::<_, chrono::DateTime<chrono::Utc>>("tz"), tz);
+    assert_eq!(row.get::<_, uuid::Uuid>("u"), uuid);
+    assert_eq!(row.get::<_, serde_json::Value>("j"), json);
+    // JSON operators and NULL parameters.
+    let tag: String = client.query_one("SELECT j->'tags'->>0 FROM every", &[]).await.unwrap().get(0);
+    assert_eq!(tag, "x");
+    let none: Option<i32> = client.query_one("SELECT $1::INT", &[&None::<i32>]).await.unwrap().get(0);
+    assert_eq!(none, None);
+    // A statement prepared once runs many times.
+    let by_id = client.prepare("SELECT t FROM every WHERE id = $1").await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(client.query(&by_id, &[&7i64]).await.unwrap().len(), 1);
+    }
+}
+
+async fn sql_error(client: &Client, sql: &str) -> tokio_postgres::error::DbError {
+    let err = client.simple_query(sql).await.unwrap_err();
+    err.as_db_error().cloned().unwrap_or_else(|| panic!("not a database error: {err}"))
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_the_session_goes_on() {
+    let client = connect(&start().await).await;
+    client.batch_execute("CREATE TABLE t (id INT PRIMARY KEY, name TEXT)").await.unwrap();
+    let syntax = sql_error(&client, "SELECT * FORM t").await;
+    assert_eq!(syntax.code(), &SqlState::SYNTAX_ERROR);
+    assert!(syntax.position().is_some());
+    assert_eq!(sql_error(&client, "SELECT * FROM missing").await.code(), &SqlState::UNDEFINED_TABLE);
+    assert_eq!(sql_error(&client, "SELECT nope FROM t").await.code(), &SqlState::UNDEFINED_COLUMN);
+    assert_eq!(sql_error(&client, "SELECT 1 WHERE 1").await.code(), &SqlState::DATATYPE_MISMATCH);
+    assert_eq!(sql_error(&client, "SELECT 1 / 0").await.code(), &SqlState::DIVISION_BY_ZERO);
+    client.batch_execute("INSERT INTO t VALUES (1, 'x')").await.unwrap();
+    assert_eq!(sql_error(&client, "INSERT INTO t VALUES (1, 'y')").await.code(), &SqlState::UNIQUE_VIOLATION);
+    // An oversize query is an error, not an allocation, and the connection survives.
+    let huge = format!("SELECT '{}'", "x".repeat(2 * 1024 * 1024));
+    assert!(client.simple_query(&huge).await.is_err());
+    let count: i64 = client.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn transactions_commit_roll_back_and_abort() {
+    let client = connect(&start().await).await;
+    client.batch_execute("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
+    client.batch_execute("BEGIN; INSERT INTO t VALUES (1); ROLLBACK;").await.unwrap();
+    client.batch_execute("BEGIN; INSERT INTO t VALUES (2); COMMIT;").await.unwrap();
+    let ids: Vec<i32> =
+        client.query("SELECT id FROM t", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, vec![2]);
+    // After an error in a transaction block, commands fail until ROLLBACK.
+    client.batch_execute("BEGIN").await.unwrap();
+    assert!(client.batch_execute("INSERT INTO t VALUES (2)").await.is_err());
+    let aborted = sql_error(&client, "SELECT 1").await;
+    assert_eq!(aborted.code(), &SqlState::IN_FAILED_SQL_TRANSACTION);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    client.batch_execute("SELECT 1").await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_updates_of_one_row_serialize_or_fail_with_40001() {
+    let conninfo = start().await;
+    let (a, b) = (connect(&conninfo).await, connect(&conninfo).await);
+    a.batch_execute("CREATE TABLE acct (id INT PRIMARY KEY, balance INT); INSERT INTO acct VALUES (1, 100)")
+        .await
+        .unwrap();
+    a.batch_execute("BEGIN; UPDATE acct SET balance = balance - 30 WHERE id = 1").await.unwrap();
+    b.batch_execute("BEGIN; UPDATE acct SET balance = balance - 50 WHERE id = 1").await.unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+    let err = b.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+    // The result equals a serial order: only the first update applied.
+    let balance: i32 = b.query_one("SELECT balance FROM acct WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(balance, 70);
+}
