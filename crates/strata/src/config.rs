@@ -20,6 +20,7 @@ pub struct Config {
     pub core: CoreConfig,
     pub kv: KvConfig,
     pub http: HttpConfig,
+    pub pg: PgConfig,
 }
 
 impl Default for Config {
@@ -30,6 +31,7 @@ impl Default for Config {
             core: CoreConfig::default(),
             kv: KvConfig::default(),
             http: HttpConfig::default(),
+            pg: PgConfig::default(),
         }
     }
 }
@@ -128,6 +130,51 @@ impl Default for HttpConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgConfig {
+    pub enabled: bool,
+    pub listen: String,
+    /// The user that logs in when a password is set.
+    pub user: String,
+    /// When set, clients authenticate with it (cleartext password). Required to listen on a
+    /// non-loopback address; without it any user connects.
+    pub password: String,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:5432".into(),
+            user: "strata".into(),
+            password: String::new(),
+            max_connections: 256,
+        }
+    }
+}
+
+/// Checks that `listen` is an address and that a non-loopback one has credentials.
+fn check_listen(
+    setting: &str,
+    listen: &str,
+    has_credentials: bool,
+    credential_setting: &str,
+) -> anyhow::Result<()> {
+    let addr: SocketAddr =
+        listen.parse().with_context(|| format!("{setting} {listen:?} is not host:port"))?;
+    if !addr.ip().is_loopback() && !has_credentials {
+        let env = format!("STRATA_{}", credential_setting.to_uppercase().replace('.', "_"));
+        bail!(
+            "{setting} {listen} is not a loopback address and no credentials are configured: \
+             set {credential_setting} ({env}) or listen on 127.0.0.1"
+        );
+    }
+    Ok(())
+}
+
 impl Config {
     /// Loads the configuration: defaults, the file (if any), then the environment.
     pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Config> {
@@ -154,18 +201,10 @@ impl Config {
             bail!("log.format must be \"text\" or \"json\", not {:?}", self.log.format);
         }
         if self.http.enabled {
-            let addr: SocketAddr = self
-                .http
-                .listen
-                .parse()
-                .with_context(|| format!("http.listen {:?} is not host:port", self.http.listen))?;
-            if !addr.ip().is_loopback() && self.http.api_key.is_empty() {
-                bail!(
-                    "http.listen {} is not a loopback address and no credentials are configured: \
-                     set http.api_key (STRATA_HTTP_API_KEY) or listen on 127.0.0.1",
-                    self.http.listen
-                );
-            }
+            check_listen("http.listen", &self.http.listen, !self.http.api_key.is_empty(), "http.api_key")?;
+        }
+        if self.pg.enabled {
+            check_listen("pg.listen", &self.pg.listen, !self.pg.password.is_empty(), "pg.password")?;
         }
         Ok(())
     }

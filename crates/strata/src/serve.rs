@@ -80,6 +80,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(%addr, "http front listening");
         println!("strata: http listening on {addr}");
     }
+    if config.pg.enabled {
+        let listener = bind(&config.pg.listen, "pg.listen").await?;
+        let addr = listener.local_addr()?;
+        let sql = strata_sql::Sql::open(store.clone()).map_err(|e| anyhow!("opening the sql block: {e}"))?;
+        let pg = strata_pg::PgConfig {
+            user: config.pg.user.clone(),
+            password: (!config.pg.password.is_empty()).then(|| config.pg.password.clone()),
+            max_connections: config.pg.max_connections,
+        };
+        let mut stop = shutdown_rx.clone();
+        fronts.spawn(async move {
+            let result = strata_pg::serve(listener, sql, pg, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+            result.context("pg front")
+        });
+        tracing::info!(%addr, "pg front listening");
+        println!("strata: pg listening on {addr}");
+    }
     tokio::spawn(sweep_expired(
         kv.clone(),
         Duration::from_millis(config.kv.sweep_interval_ms),
