@@ -504,13 +504,15 @@ impl Accumulator {
             AggFunc::Sum => self.sum.unwrap_or(Value::Null),
             AggFunc::Avg => match self.sum {
                 None => Value::Null,
-                Some(Value::Numeric(s)) => {
-                    Value::Numeric((s / Decimal::from(self.count)).round_dp(16).normalize())
-                }
+                Some(Value::Numeric(s)) => Value::Numeric(
+                    crate::expr::numeric_div(s, Decimal::from(self.count))
+                        .ok_or_else(|| SqlError::new("22003", "numeric field overflow"))?,
+                ),
                 Some(Value::Float(s)) => Value::Float(s / self.count as f64),
-                Some(Value::Int(s)) => {
-                    Value::Numeric((Decimal::from(s) / Decimal::from(self.count)).round_dp(16).normalize())
-                }
+                Some(Value::Int(s)) => Value::Numeric(
+                    crate::expr::numeric_div(Decimal::from(s), Decimal::from(self.count))
+                        .ok_or_else(|| SqlError::new("22003", "numeric field overflow"))?,
+                ),
                 Some(other) => {
                     return Err(SqlError::new("42883", format!("cannot average {}", other.data_type())));
                 }

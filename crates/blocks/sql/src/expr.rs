@@ -355,7 +355,7 @@ fn binary(op: BinOp, l: Value, r: Value) -> SqlResult<Value> {
                     Plus => a.checked_add(b),
                     Minus => a.checked_sub(b),
                     Multiply => a.checked_mul(b),
-                    Divide => a.checked_div(b).map(|d| d.round_dp(16).normalize()),
+                    Divide => numeric_div(a, b),
                     Modulo => a.checked_rem(b),
                     _ => unreachable!(),
                 }
@@ -392,6 +392,42 @@ fn binary(op: BinOp, l: Value, r: Value) -> SqlResult<Value> {
             ));
         }
     })
+}
+
+/// Numeric division with PostgreSQL's result scale (`select_div_scale`): at least 16
+/// significant digits, and no fewer decimals than either operand (capped at 28, the most
+/// `rust_decimal` holds).
+pub fn numeric_div(a: Decimal, b: Decimal) -> Option<Decimal> {
+    // Weight and first digit in base 10000, as PostgreSQL stores numerics.
+    fn weight_and_first(d: Decimal) -> (i64, u64) {
+        let d = d.abs();
+        if d.is_zero() {
+            return (0, 0);
+        }
+        let mut weight = 0i64;
+        let mut scaled = d;
+        let base = Decimal::from(10_000);
+        while scaled >= base {
+            scaled /= base;
+            weight += 1;
+        }
+        while scaled < Decimal::ONE {
+            scaled *= base;
+            weight -= 1;
+        }
+        (weight, scaled.trunc().to_u64().unwrap_or(0))
+    }
+    let (w1, f1) = weight_and_first(a);
+    let (w2, f2) = weight_and_first(b);
+    let mut qweight = w1 - w2;
+    if f1 <= f2 {
+        qweight -= 1;
+    }
+    let scale = (16 - qweight * 4).max(a.scale() as i64).max(b.scale() as i64).clamp(0, 28) as u32;
+    let mut q =
+        a.checked_div(b)?.round_dp_with_strategy(scale, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    q.rescale(scale);
+    Some(q)
 }
 
 fn division_by_zero() -> SqlError {

@@ -668,6 +668,10 @@ impl<'a> Binder<'a> {
     pub fn bind_predicate(&mut self, e: &ast::Expr, scope: &[Column]) -> SqlResult<Expr> {
         let (e, ty) = self.bind_expr(e, scope)?;
         check_bool(&ty, "WHERE")?;
+        // An untyped literal ('t', 'yes') is read as a boolean.
+        if let Expr::Literal(v @ Value::Text(_)) = e {
+            return Ok(Expr::Literal(v.cast(&DataType::Bool)?));
+        }
         Ok(e)
     }
 
@@ -938,6 +942,10 @@ impl<'a> Binder<'a> {
                 let unit = Expr::Literal(Value::Text(field.to_string().to_lowercase()));
                 (Expr::Function("date_part".into(), vec![unit, v]), DataType::Float8)
             }
+            A::Position { expr, r#in } => {
+                let args = vec![go(self, r#in)?.0, go(self, expr)?.0];
+                (Expr::Function("strpos".into(), args), DataType::Int4)
+            }
             A::Ceil { expr, .. } => {
                 let (v, t) = go(self, expr)?;
                 (Expr::Function("ceil".into(), vec![v]), t)
@@ -1051,7 +1059,15 @@ impl<'a> Binder<'a> {
                 }
             }
         };
-        Ok((Expr::Binary(op, Box::new(l), Box::new(r)), ty))
+        let expr = Expr::Binary(op, Box::new(l), Box::new(r));
+        // Integer arithmetic happens in 64 bits; narrower results are range-checked as
+        // PostgreSQL's int2/int4 operators are.
+        let arithmetic =
+            matches!(op, BinOp::Plus | BinOp::Minus | BinOp::Multiply | BinOp::Divide | BinOp::Modulo);
+        if arithmetic && matches!(ty, DataType::Int2 | DataType::Int4) {
+            return Ok((Expr::Cast(Box::new(expr), ty.clone()), ty));
+        }
+        Ok((expr, ty))
     }
 }
 

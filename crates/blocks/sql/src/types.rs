@@ -238,6 +238,9 @@ impl Value {
             SqlError::new("22P02", format!("invalid input syntax for type {}: \"{v}\"", ty.pg_name()))
         };
         let out_of_range = || SqlError::new("22003", format!("{} out of range", ty.pg_name()));
+        let invalid_datetime = |v: &dyn fmt::Display| {
+            SqlError::new("22007", format!("invalid input syntax for type {}: \"{v}\"", ty.pg_name()))
+        };
         let value = match (self, ty) {
             (Bool(b), DataType::Bool) => Bool(b),
             (Int(i), DataType::Bool) => Bool(i != 0),
@@ -246,6 +249,8 @@ impl Value {
                 "f" | "false" | "no" | "n" | "off" | "0" => Bool(false),
                 _ => return Err(invalid(&s)),
             },
+            (Int(i), DataType::Int2) if i16::try_from(i).is_err() => return Err(out_of_range()),
+            (Int(i), DataType::Int4) if i32::try_from(i).is_err() => return Err(out_of_range()),
             (Int(i), t) if t.is_integer() => Int(i),
             (Bool(b), t) if t.is_integer() => Int(b as i64),
             (Float(f), t) if t.is_integer() => {
@@ -254,7 +259,11 @@ impl Value {
                 }
                 Int(f.round_ties_even() as i64)
             }
-            (Numeric(d), t) if t.is_integer() => Int(d.round().to_i64().ok_or_else(out_of_range)?),
+            (Numeric(d), t) if t.is_integer() => {
+                let rounded =
+                    d.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+                Int(rounded.to_i64().ok_or_else(out_of_range)?)
+            }
             (Text(s), t) if t.is_integer() => Int(s.trim().parse().map_err(|_| invalid(&s))?),
             (Int(i), DataType::Float4 | DataType::Float8) => Float(i as f64),
             (Float(f), DataType::Float4) => Float(f as f32 as f64),
@@ -277,12 +286,14 @@ impl Value {
             (Timestamp(t), DataType::Date) => Date(t.date()),
             (Timestamptz(t), DataType::Date) => Date(t.date_naive()),
             (Text(s), DataType::Date) => {
-                Date(NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| invalid(&s))?)
+                Date(NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| invalid_datetime(&s))?)
             }
             (Timestamp(t), DataType::Timestamp) => Timestamp(t),
             (Date(d), DataType::Timestamp) => Timestamp(d.and_hms_opt(0, 0, 0).expect("midnight")),
             (Timestamptz(t), DataType::Timestamp) => Timestamp(t.naive_utc()),
-            (Text(s), DataType::Timestamp) => Timestamp(parse_timestamp(&s).ok_or_else(|| invalid(&s))?),
+            (Text(s), DataType::Timestamp) => {
+                Timestamp(parse_timestamp(&s).ok_or_else(|| invalid_datetime(&s))?)
+            }
             (Timestamptz(t), DataType::Timestamptz) => Timestamptz(t),
             (Timestamp(t), DataType::Timestamptz) => Timestamptz(t.and_utc()),
             (Date(d), DataType::Timestamptz) => {
@@ -305,35 +316,19 @@ impl Value {
                 ));
             }
         };
-        Ok(value)
+        apply_typmod(value, ty)
     }
 
     /// Casts for storing into a column of type `ty`, enforcing its width and range.
     pub fn coerce_to_column(self, ty: &DataType) -> SqlResult<Value> {
-        let value = self.cast(ty)?;
-        match (&value, ty) {
-            (Value::Int(i), DataType::Int2) if i16::try_from(*i).is_err() => {
-                Err(SqlError::new("22003", "smallint out of range"))
-            }
-            (Value::Int(i), DataType::Int4) if i32::try_from(*i).is_err() => {
-                Err(SqlError::new("22003", "integer out of range"))
-            }
-            (Value::Text(s), DataType::Varchar(Some(n))) if s.chars().count() > *n as usize => {
-                Err(SqlError::new("22001", format!("value too long for type character varying({n})")))
-            }
-            (Value::Numeric(d), DataType::Numeric(Some((p, s)))) => {
-                let rounded =
-                    d.round_dp_with_strategy(*s, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-                let digits_before = rounded.trunc().abs().to_string().trim_start_matches('0').len() as u32;
-                if digits_before > p - s {
-                    return Err(SqlError::new("22003", "numeric field overflow"));
-                }
-                let mut rounded = rounded;
-                rounded.rescale(*s);
-                Ok(Value::Numeric(rounded))
-            }
-            _ => Ok(value),
+        // An explicit cast truncates to VARCHAR(n); storing into the column is an error.
+        if let (DataType::Varchar(Some(n)), Some(text)) = (ty, self.clone().cast(&DataType::Text).ok())
+            && let Value::Text(s) = &text
+            && s.chars().count() > *n as usize
+        {
+            return Err(SqlError::new("22001", format!("value too long for type character varying({n})")));
         }
+        self.cast(ty)
     }
 
     /// PostgreSQL's text output form.
@@ -370,6 +365,27 @@ impl Value {
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_text())
+    }
+}
+
+/// Applies a type's modifier: NUMERIC(p,s) rounds to s places (an overflow of p is an
+/// error); VARCHAR(n) truncates.
+fn apply_typmod(value: Value, ty: &DataType) -> SqlResult<Value> {
+    match (value, ty) {
+        (Value::Numeric(d), DataType::Numeric(Some((p, s)))) => {
+            let mut rounded =
+                d.round_dp_with_strategy(*s, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+            let digits_before = rounded.trunc().abs().to_string().trim_start_matches('0').len() as u32;
+            if digits_before > p.saturating_sub(*s) {
+                return Err(SqlError::new("22003", "numeric field overflow"));
+            }
+            rounded.rescale(*s);
+            Ok(Value::Numeric(rounded))
+        }
+        (Value::Text(t), DataType::Varchar(Some(n))) if t.chars().count() > *n as usize => {
+            Ok(Value::Text(t.chars().take(*n as usize).collect()))
+        }
+        (value, _) => Ok(value),
     }
 }
 
