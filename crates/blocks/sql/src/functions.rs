@@ -100,6 +100,103 @@ pub fn call(name: &str, args: Vec<Value>) -> SqlResult<Value> {
     Ok(match name {
         "lower" => Value::Text(text(0).to_lowercase()),
         "upper" => Value::Text(text(0).to_uppercase()),
+        "initcap" => {
+            // A word starts after any character that is not a letter or digit.
+            let mut out = String::new();
+            let mut start = true;
+            for c in text(0).chars() {
+                if start {
+                    out.extend(c.to_uppercase())
+                } else {
+                    out.extend(c.to_lowercase())
+                }
+                start = !c.is_alphanumeric();
+            }
+            Value::Text(out)
+        }
+        "length" | "char_length" | "octet_length" | "strpos" | "position" => DataType::Int4,
+        "abs" | "ceil" | "ceiling" | "floor" | "sign" => first(),
+        "round" | "trunc" => match first() {
+            t if t.is_integer() => DataType::Numeric(None),
+            t => t,
+        },
+        "sqrt" | "power" | "pow" | "exp" | "ln" | "log" | "random" | "date_part" => DataType::Float8,
+        "mod" => first(),
+        "coalesce" | "greatest" | "least" | "nullif" => {
+            let mut ty = DataType::Unknown;
+            for a in args {
+                ty = DataType::common(&ty, a).unwrap_or(ty);
+            }
+            ty
+        }
+        "now" | "current_timestamp" => DataType::Timestamptz,
+        "current_date" => DataType::Date,
+        "gen_random_uuid" => DataType::Uuid,
+        "date_trunc" => args.get(1).cloned().unwrap_or(DataType::Timestamp),
+        "jsonb_typeof" => DataType::Text,
+        _ => return Err(SqlError::new("42883", format!("function {name}() does not exist"))),
+    })
+}
+
+fn arity(name: &str, args: &[Value], range: std::ops::RangeInclusive<usize>) -> SqlResult<()> {
+    if range.contains(&args.len()) {
+        Ok(())
+    } else {
+        Err(SqlError::new("42883", format!("function {name} does not take {} arguments", args.len())))
+    }
+}
+
+pub fn call(name: &str, args: Vec<Value>) -> SqlResult<Value> {
+    // Functions that look at NULLs themselves.
+    match name {
+        "coalesce" => return Ok(args.into_iter().find(|v| !v.is_null()).unwrap_or(Value::Null)),
+        "nullif" => {
+            arity(name, &args, 2..=2)?;
+            let equal = args[0].sql_cmp(&args[1])? == Some(Ordering::Equal);
+            return Ok(if equal { Value::Null } else { args[0].clone() });
+        }
+        "greatest" | "least" => {
+            let mut best: Option<Value> = None;
+            for v in args.into_iter().filter(|v| !v.is_null()) {
+                let better = match &best {
+                    None => true,
+                    Some(b) => {
+                        let o = v.total_cmp(b)?;
+                        if name == "greatest" { o == Ordering::Greater } else { o == Ordering::Less }
+                    }
+                };
+                if better {
+                    best = Some(v);
+                }
+            }
+            return Ok(best.unwrap_or(Value::Null));
+        }
+        "concat" => return Ok(Value::Text(args.iter().map(Value::to_text).collect())),
+        "now" | "current_timestamp" => return Ok(Value::Timestamptz(chrono::Utc::now())),
+        "current_date" => return Ok(Value::Date(chrono::Utc::now().date_naive())),
+        "gen_random_uuid" => return Ok(Value::Uuid(uuid::Uuid::new_v4())),
+        "random" => return Ok(Value::Float(uuid::Uuid::new_v4().as_u128() as f64 / u128::MAX as f64)),
+        _ => {}
+    }
+    if args.iter().any(Value::is_null) {
+        return Ok(Value::Null);
+    }
+    let text = |i: usize| args[i].to_text();
+    let int = |i: usize| -> SqlResult<i64> {
+        match args[i].clone().cast(&DataType::Int8)? {
+            Value::Int(n) => Ok(n),
+            _ => unreachable!(),
+        }
+    };
+    let float = |i: usize| -> SqlResult<f64> {
+        match args[i].clone().cast(&DataType::Float8)? {
+            Value::Float(f) => Ok(f),
+            _ => unreachable!(),
+        }
+    };
+    Ok(match name {
+        "lower" => Value::Text(text(0).to_lowercase()),
+        "upper" => Value::Text(text(0).to_uppercase()),
         "initcap" => Value::Text(
             text(0)
                 .split(' ')

@@ -308,6 +308,7 @@ impl Value {
             (Text(s), DataType::Jsonb) => Json(serde_json::from_str(&s).map_err(|_| {
                 SqlError::new("22P02", format!("invalid input syntax for type json: \"{s}\""))
             })?),
+            (Bool(b), t) if t.is_text() => Text(if b { "true" } else { "false" }.into()),
             (v, t) if t.is_text() => Text(v.to_text()),
             (v, t) => {
                 return Err(SqlError::new(
@@ -345,7 +346,7 @@ impl Value {
             Value::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
             Value::Timestamptz(t) => t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
             Value::Uuid(u) => u.hyphenated().to_string(),
-            Value::Json(j) => j.to_string(),
+            Value::Json(j) => jsonb_text(j),
         }
     }
 
@@ -365,6 +366,26 @@ impl Value {
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_text())
+    }
+}
+
+/// jsonb's text form: `", "` and `": "` separators, object keys shortest first then
+/// bytewise (the order jsonb stores them in).
+fn jsonb_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Array(items) => {
+            format!("[{}]", items.iter().map(jsonb_text).collect::<Vec<_>>().join(", "))
+        }
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|(a, _), (b, _)| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+            let parts: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}: {}", serde_json::Value::String(k.clone()), jsonb_text(v)))
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+        scalar => scalar.to_string(),
     }
 }
 
