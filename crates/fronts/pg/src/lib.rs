@@ -340,6 +340,10 @@ pub async fn serve(
             _ = &mut shutdown => return Ok(()),
             accepted = listener.accept() => accepted?,
         };
+        // Replies are small and latency-bound: do not let Nagle hold them back.
+        if let Err(err) = socket.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
         let factory = factory.clone();
         tokio::spawn(async move {
             if let Err(err) = pgwire::tokio::process_socket(socket, None, factory).await {

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Runs the same pgbench custom scripts against a throwaway PostgreSQL 15 (fsync on) and
+# Strata (durable, sync = "always"), side by side, and prints TPS, p99 latency and the
+# Strata/PostgreSQL ratio for:
+#   (a) point SELECT by primary key on ROWS rows,
+#   (b) a TPC-B-like transaction (3 UPDATEs, a SELECT, an INSERT in BEGIN/COMMIT),
+# each with `pgbench -n -M simple` and `-M prepared`. Tables are created and filled with
+# plain SQL (multi-row INSERTs) on both.
+#
+# Usage: scripts/pgbench-vs-postgres.sh [ROWS=1000000] [SECONDS=20] [CLIENTS=8]
+# Needs root (to install PostgreSQL 15 with apt and run it as the postgres user).
+set -euo pipefail
+ROWS=${1:-1000000}
+SECONDS_PER_RUN=${2:-20}
+CLIENTS=${3:-8}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/strata-pgbench.XXXXXX)
+chmod 755 "$WORK" && chown postgres "$WORK"
+PG_PORT=55433
+STRATA_PORT=55434
+
+if ! ls /usr/lib/postgresql/15/bin/pgbench >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
+fi
+BIN=/usr/lib/postgresql/15/bin
+PSQL="$BIN/psql -q -v ON_ERROR_STOP=1"
+
+cleanup() {
+  su postgres -c "$BIN/pg_ctl -D $WORK/pg -m immediate stop" >/dev/null 2>&1 || true
+  [ -n "${STRATA_PID:-}" ] && kill "$STRATA_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "building strata (release)..."
+(cd "$ROOT" && cargo build --release -q -p strata)
+
+mkdir -p "$WORK/pg" && chown postgres "$WORK/pg"
+su postgres -c "$BIN/initdb -D $WORK/pg -A trust -U postgres" >/dev/null
+su postgres -c "$BIN/pg_ctl -D $WORK/pg -o '-p $PG_PORT -k $WORK -c fsync=on -c synchronous_commit=on -c max_connections=50' -l $WORK/pg.log start" >/dev/null
+
+STRATA_PG_LISTEN=127.0.0.1:$STRATA_PORT STRATA_HTTP_ENABLED=false RUST_LOG=warn \
+  "$ROOT/target/release/strata" serve --data-dir "$WORK/strata" >"$WORK/strata.log" 2>&1 &
+STRATA_PID=$!
+sleep 1
+
+# Schema and data, as plain SQL both servers run.
+cat >"$WORK/schema.sql" <<SQL
+CREATE TABLE accounts (aid INT PRIMARY KEY, bid INT, abalance INT, filler TEXT);
+CREATE TABLE branches (bid INT PRIMARY KEY, bbalance INT, filler TEXT);
+CREATE TABLE tellers (tid INT PRIMARY KEY, bid INT, tbalance INT, filler TEXT);
+CREATE TABLE history (tid INT, bid INT, aid INT, delta INT, mtime TIMESTAMP, filler TEXT);
+SQL
+python3 - "$ROWS" >"$WORK/data.sql" <<'PY'
+import sys
+rows = int(sys.argv[1])
+branches = max(1, rows // 100000)
+print("INSERT INTO branches VALUES " + ", ".join(f"({b}, 0, '')" for b in range(1, branches + 1)) + ";")
+print("INSERT INTO tellers VALUES " + ", ".join(f"({t}, {(t - 1) // 10 + 1}, 0, '')" for t in range(1, branches * 10 + 1)) + ";")
+for start in range(1, rows + 1, 1000):
+    end = min(rows, start + 999)
+    print("INSERT INTO accounts VALUES " + ", ".join(f"({a}, {(a - 1) // 100000 + 1}, 0, '')" for a in range(start, end + 1)) + ";")
+PY
+BRANCHES=$(( ROWS / 100000 > 0 ? ROWS / 100000 : 1 ))
+
+cat >"$WORK/select.sql" <<SQL
+\set aid random(1, $ROWS)
+SELECT abalance FROM accounts WHERE aid = :aid;
+SQL
+cat >"$WORK/tpcb.sql" <<SQL
+\set aid random(1, $ROWS)
+\set bid random(1, $BRANCHES)
+\set tid random(1, $(( BRANCHES * 10 )))
+\set delta random(-5000, 5000)
+BEGIN;
+UPDATE accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM accounts WHERE aid = :aid;
+UPDATE tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+UPDATE branches SET bbalance = bbalance + :delta WHERE bid = :bid;
+INSERT INTO history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
+END;
+SQL
+
+load() { # name port user
+  local start=$(date +%s)
+  $PSQL -h 127.0.0.1 -p "$2" -U "$3" -d "$4" -f "$WORK/schema.sql"
+  $PSQL -h 127.0.0.1 -p "$2" -U "$3" -d "$4" -f "$WORK/data.sql"
+  echo "$1: loaded $ROWS accounts in $(( $(date +%s) - start ))s"
+}
+load postgres $PG_PORT postgres postgres
+load strata $STRATA_PORT strata strata
+
+run() { # port user db script mode -> "tps p99_ms"
+  local log="$WORK/log.$RANDOM"
+  mkdir -p "$log"
+  (cd "$log" && $BIN/pgbench -n -M "$5" --max-tries=1000 -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -l -h 127.0.0.1 -p "$1" -U "$2" "$3" -f "$WORK/$4" >"$log/out" 2>&1) || { cat "$log/out" >&2; echo "0 0"; return; }
+  local tps=$(grep -E "^tps" "$log/out" | head -1 | awk '{print $3}')
+  grep -E "failed|retried" "$log/out" | sed "s/^/    [$1 $4 $5] /" >&2 || true
+  local p99=$(cat "$log"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.2f", a[i]/1000}')
+  echo "$tps $p99"
+}
+
+printf "\n%-22s %-9s %12s %10s %12s %10s %8s\n" workload mode pg_tps pg_p99ms strata_tps st_p99ms ratio
+for script in select tpcb; do
+  for mode in simple prepared; do
+    read -r pg_tps pg_p99 < <(run $PG_PORT postgres postgres $script.sql $mode)
+    read -r st_tps st_p99 < <(run $STRATA_PORT strata strata $script.sql $mode)
+    ratio=$(python3 -c "print(f'{float($st_tps)/float($pg_tps):.2f}' if float($pg_tps) else 'n/a')")
+    printf "%-22s %-9s %12.0f %10s %12.0f %10s %8s\n" "$script ($ROWS rows)" "$mode" "$pg_tps" "$pg_p99" "$st_tps" "$st_p99" "$ratio"
+  done
+done
