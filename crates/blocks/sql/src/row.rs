@@ -1,19 +1,5 @@
-//! The stored form of a row: each value as a tag byte and a little-endian payload.
-//!
-//! | tag | value     | payload                                  |
-//! |-----|-----------|------------------------------------------|
-//! | 0   | NULL      | none                                     |
-//! | 1   | bool      | 1 byte                                   |
-//! | 2   | int       | i64 LE                                   |
-//! | 3   | float     | f64 LE                                   |
-//! | 4   | numeric   | 16 bytes (`rust_decimal` serialize)      |
-//! | 5   | text      | u32 LE length, UTF-8 bytes               |
-//! | 6   | bytes     | u32 LE length, bytes                     |
-//! | 7   | date      | i64 LE days since 1970-01-01             |
-//! | 8   | timestamp | i64 LE microseconds since the epoch      |
-//! | 9   | timestamptz | i64 LE microseconds since the epoch (UTC) |
-//! | 10  | uuid      | 16 bytes                                 |
-//! | 11  | jsonb     | u32 LE length, JSON text                 |
+//! The stored form of a row: each value as a tag byte and a little-endian payload
+//! (`docs/format/sql.md` is the spec).
 
 use crate::error::{SqlError, SqlResult};
 use crate::types::Value;
