@@ -129,92 +129,28 @@ impl Executor<'_> {
                 .collect::<SqlResult<_>>()?,
             Plan::NestedLoopJoin { left, right, kind, on, widths } => {
                 let (l, r) = (self.run(left, outer)?, self.run(right, outer)?);
-                let mut right_matched = vec![false; r.len()];
-                let mut out = Vec::new();
-                for lrow in &l {
-                    let mut matched = false;
-                    for (ri, rrow) in r.iter().enumerate() {
-                        let joined: Row = lrow.iter().chain(rrow).cloned().collect();
-                        if match on {
-                            Some(on) => self.truthy(on, &joined, outer)?,
-                            None => true,
-                        } {
-                            matched = true;
-                            right_matched[ri] = true;
-                            out.push(joined);
-                            check_size(&out)?;
-                        }
-                    }
-                    if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
-                        out.push(
-                            lrow.iter().cloned().chain(std::iter::repeat_n(Value::Null, widths.1)).collect(),
-                        );
-                    }
-                }
-                if matches!(kind, JoinKind::Right | JoinKind::Full) {
-                    for (ri, rrow) in r.iter().enumerate() {
-                        if !right_matched[ri] {
-                            out.push(
-                                std::iter::repeat_n(Value::Null, widths.0)
-                                    .chain(rrow.iter().cloned())
-                                    .collect(),
-                            );
-                        }
-                    }
-                }
-                out
+                let all: Vec<usize> = (0..r.len()).collect();
+                self.join(&l, &r, *kind, *widths, on.as_ref(), outer, |_| Ok(all.clone()))?
             }
             Plan::HashJoin { left, right, kind, keys, residual, widths } => {
                 let (l, r) = (self.run(left, outer)?, self.run(right, outer)?);
+                // NULL keys never match, so they are left out of the table.
+                let key_of = |row: &Row, left_side: bool| -> SqlResult<Option<Vec<u8>>> {
+                    let key: Vec<Value> = keys
+                        .iter()
+                        .map(|(lk, rk)| self.eval(if left_side { lk } else { rk }, row, outer))
+                        .collect::<SqlResult<_>>()?;
+                    Ok((!key.iter().any(Value::is_null)).then(|| hash_key(&key)))
+                };
                 let mut table: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
                 for (ri, rrow) in r.iter().enumerate() {
-                    let key: Vec<Value> =
-                        keys.iter().map(|(_, rk)| self.eval(rk, rrow, outer)).collect::<SqlResult<_>>()?;
-                    if key.iter().any(Value::is_null) {
-                        continue;
-                    }
-                    table.entry(hash_key(&key)).or_default().push(ri);
-                }
-                let mut right_matched = vec![false; r.len()];
-                let mut out = Vec::new();
-                for lrow in &l {
-                    let key: Vec<Value> =
-                        keys.iter().map(|(lk, _)| self.eval(lk, lrow, outer)).collect::<SqlResult<_>>()?;
-                    let mut matched = false;
-                    if !key.iter().any(Value::is_null)
-                        && let Some(candidates) = table.get(&hash_key(&key))
-                    {
-                        for &ri in candidates {
-                            let joined: Row = lrow.iter().chain(&r[ri]).cloned().collect();
-                            if match residual {
-                                Some(res) => self.truthy(res, &joined, outer)?,
-                                None => true,
-                            } {
-                                matched = true;
-                                right_matched[ri] = true;
-                                out.push(joined);
-                            }
-                        }
-                        check_size(&out)?;
-                    }
-                    if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
-                        out.push(
-                            lrow.iter().cloned().chain(std::iter::repeat_n(Value::Null, widths.1)).collect(),
-                        );
+                    if let Some(key) = key_of(rrow, false)? {
+                        table.entry(key).or_default().push(ri);
                     }
                 }
-                if matches!(kind, JoinKind::Right | JoinKind::Full) {
-                    for (ri, rrow) in r.iter().enumerate() {
-                        if !right_matched[ri] {
-                            out.push(
-                                std::iter::repeat_n(Value::Null, widths.0)
-                                    .chain(rrow.iter().cloned())
-                                    .collect(),
-                            );
-                        }
-                    }
-                }
-                out
+                self.join(&l, &r, *kind, *widths, residual.as_ref(), outer, |lrow| {
+                    Ok(key_of(lrow, true)?.and_then(|k| table.get(&k).cloned()).unwrap_or_default())
+                })?
             }
             Plan::Aggregate { input, group_by, aggregates } => {
                 self.aggregate(input, group_by, aggregates, outer)?
@@ -248,6 +184,47 @@ impl Executor<'_> {
         };
         check_size(&rows)?;
         Ok(rows)
+    }
+
+    /// Joins `l` and `r`: each left row with the right rows `candidates` proposes that pass
+    /// `condition`, and for outer joins the unmatched rows of either side padded with NULLs.
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &self,
+        l: &[Row],
+        r: &[Row],
+        kind: JoinKind,
+        widths: (usize, usize),
+        condition: Option<&Expr>,
+        outer: Option<&Env>,
+        candidates: impl Fn(&Row) -> SqlResult<Vec<usize>>,
+    ) -> SqlResult<Vec<Row>> {
+        let mut right_matched = vec![false; r.len()];
+        let mut out = Vec::new();
+        for lrow in l {
+            let mut matched = false;
+            for ri in candidates(lrow)? {
+                let joined: Row = lrow.iter().chain(&r[ri]).cloned().collect();
+                if match condition {
+                    Some(c) => self.truthy(c, &joined, outer)?,
+                    None => true,
+                } {
+                    matched = true;
+                    right_matched[ri] = true;
+                    out.push(joined);
+                }
+            }
+            check_size(&out)?;
+            if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
+                out.push(lrow.iter().cloned().chain(std::iter::repeat_n(Value::Null, widths.1)).collect());
+            }
+        }
+        if matches!(kind, JoinKind::Right | JoinKind::Full) {
+            for (rrow, _) in r.iter().zip(&right_matched).filter(|(_, m)| !**m) {
+                out.push(std::iter::repeat_n(Value::Null, widths.0).chain(rrow.iter().cloned()).collect());
+            }
+        }
+        Ok(out)
     }
 
     /// Evaluates lookup key values, cast to the key columns' types; `None` if one is NULL
