@@ -3,11 +3,12 @@
 //! Operators materialize their output (a `Vec` of rows). That keeps each operator a few lines
 //! and is fast for the OLTP queries this block serves; see the crate's Limitations.
 
+use crate::catalog::TableDef;
 use crate::error::{SqlError, SqlResult};
 use crate::expr::{Context, Env, Expr};
 use crate::plan::{Access, AggFunc, Aggregate, JoinKind, Plan, SetOp, SortKey};
 use crate::row::Row;
-use crate::table::{RowTable, TableStorage};
+use crate::table::{KeyedRow, RowTable, TableStorage};
 use crate::types::{DataType, Value};
 use rust_decimal::Decimal;
 use std::cmp::Ordering;
@@ -75,32 +76,7 @@ impl Executor<'_> {
                 .map(|r| r.iter().map(|e| self.eval(e, &[], outer)).collect())
                 .collect::<SqlResult<_>>()?,
             Plan::Scan { table, access, filter } => {
-                let storage = RowTable { ks: self.ks, def: table };
-                let candidates = match access {
-                    Access::Full => storage.scan(self.txn)?,
-                    Access::PrimaryKey(exprs) => {
-                        let pk = self.key_values(
-                            exprs,
-                            table.primary_key.iter().map(|&c| &table.columns[c].ty),
-                            outer,
-                        )?;
-                        match pk {
-                            Some(pk) => storage.get(self.txn, &pk)?.into_iter().collect(),
-                            None => Vec::new(),
-                        }
-                    }
-                    Access::Index(index, exprs) => {
-                        let values = self.key_values(
-                            exprs,
-                            index.columns.iter().map(|&c| &table.columns[c].ty),
-                            outer,
-                        )?;
-                        match values {
-                            Some(values) => storage.index_lookup(self.txn, index, &values)?,
-                            None => Vec::new(),
-                        }
-                    }
-                };
+                let candidates = self.fetch(table, access, outer)?;
                 let mut rows = Vec::with_capacity(candidates.len());
                 for (_, row) in candidates {
                     if let Some(f) = filter
@@ -186,6 +162,52 @@ impl Executor<'_> {
         Ok(rows)
     }
 
+    /// Reads the rows of `table` that `access` reaches (a superset of those its predicate
+    /// keeps: callers still filter).
+    pub fn fetch(&self, table: &TableDef, access: &Access, outer: Option<&Env>) -> SqlResult<Vec<KeyedRow>> {
+        let storage = RowTable { ks: self.ks, def: table };
+        let types =
+            |columns: &[usize]| columns.iter().map(|&c| table.columns[c].ty.clone()).collect::<Vec<_>>();
+        Ok(match access {
+            Access::Full => storage.scan(self.txn)?,
+            Access::PrimaryKey(exprs) => match self.key_values(exprs, &types(&table.primary_key), outer)? {
+                Some(pk) => storage.get(self.txn, &pk)?.into_iter().collect(),
+                None => Vec::new(),
+            },
+            Access::Index(index, exprs) => match self.key_values(exprs, &types(&index.columns), outer)? {
+                Some(values) => storage.index_lookup(self.txn, index, &values)?,
+                None => Vec::new(),
+            },
+            Access::Range { index, lower, upper } => {
+                let column = match index {
+                    None => table.primary_key[0],
+                    Some(i) => i.columns[0],
+                };
+                let ty = &table.columns[column].ty;
+                let bound = |b: &Option<(Expr, bool)>| -> SqlResult<Result<Option<(Value, bool)>, ()>> {
+                    let Some((e, inclusive)) = b else { return Ok(Ok(None)) };
+                    let v = self.eval(e, &[], outer)?;
+                    // A bound that does not fit the column type cannot narrow the scan.
+                    Ok(match v.coerce_to_column(ty) {
+                        Ok(v) => Ok(Some((v, *inclusive))),
+                        Err(_) => Err(()),
+                    })
+                };
+                match (bound(lower)?, bound(upper)?) {
+                    // Nothing compares true with NULL.
+                    (Ok(Some((l, _))), _) | (_, Ok(Some((l, _)))) if l.is_null() => Vec::new(),
+                    (Ok(lo), Ok(hi)) => storage.range(
+                        self.txn,
+                        index.as_ref(),
+                        lo.as_ref().map(|(v, i)| (v, *i)),
+                        hi.as_ref().map(|(v, i)| (v, *i)),
+                    )?,
+                    _ => storage.scan(self.txn)?,
+                }
+            }
+        })
+    }
+
     /// Joins `l` and `r`: each left row with the right rows `candidates` proposes that pass
     /// `condition`, and for outer joins the unmatched rows of either side padded with NULLs.
     #[allow(clippy::too_many_arguments)]
@@ -229,10 +251,10 @@ impl Executor<'_> {
 
     /// Evaluates lookup key values, cast to the key columns' types; `None` if one is NULL
     /// (which no key equals).
-    fn key_values<'t>(
+    fn key_values(
         &self,
         exprs: &[Expr],
-        types: impl Iterator<Item = &'t DataType>,
+        types: &[DataType],
         outer: Option<&Env>,
     ) -> SqlResult<Option<Vec<Value>>> {
         let mut values = Vec::new();

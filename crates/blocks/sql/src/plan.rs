@@ -67,6 +67,13 @@ pub enum Access {
     PrimaryKey(Vec<Expr>),
     /// A prefix of an index's columns pinned by equalities.
     Index(IndexDef, Vec<Expr>),
+    /// A range of the first primary key column (`index` None) or of an index's first
+    /// column; each bound is an expression and whether it is inclusive.
+    Range {
+        index: Option<IndexDef>,
+        lower: Option<(Expr, bool)>,
+        upper: Option<(Expr, bool)>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -79,7 +86,7 @@ pub struct SortKey {
 #[derive(Clone, Debug)]
 pub enum Plan {
     Scan {
-        table: TableDef,
+        table: Box<TableDef>,
         access: Access,
         filter: Option<Expr>,
     },
@@ -313,7 +320,7 @@ impl<'a> Binder<'a> {
                     .map(|c| Column { table: Some(label.clone()), name: c.name.clone(), ty: c.ty.clone() })
                     .collect();
                 let columns = relabel(columns, &label, alias.as_ref());
-                Ok((Plan::Scan { table, access: Access::Full, filter: None }, columns))
+                Ok((Plan::Scan { table: Box::new(table), access: Access::Full, filter: None }, columns))
             }
             ast::TableFactor::Derived { subquery, alias, lateral: false, .. } => {
                 let q = self.bind_query(subquery)?;
@@ -1374,28 +1381,70 @@ fn push_filter(plan: Plan, predicate: Expr) -> Plan {
     }
 }
 
-/// Equalities `column = constant` in a predicate's top-level conjunction.
-fn pinned_columns(predicate: &Expr) -> HashMap<usize, Expr> {
-    let mut conjuncts = Vec::new();
-    split_and(predicate.clone(), &mut conjuncts);
-    let mut pinned = HashMap::new();
-    for c in conjuncts {
-        if let Expr::Binary(BinOp::Eq, a, b) = c {
-            match (*a, *b) {
-                (Expr::Column { depth: 0, index }, v) | (v, Expr::Column { depth: 0, index })
-                    if v.is_constant() =>
-                {
-                    pinned.insert(index, v);
-                }
-                _ => {}
-            }
-        }
+/// Whether an expression has one value for every row of the current scan (it may read the
+/// rows of enclosing queries, which makes a correlated subquery an index lookup per row).
+fn row_independent(e: &Expr) -> bool {
+    match e {
+        Expr::Literal(_) | Expr::Param(..) => true,
+        Expr::Column { depth, .. } => *depth > 0,
+        Expr::Cast(e, _) | Expr::Neg(e) => row_independent(e),
+        Expr::Binary(_, a, b) => row_independent(a) && row_independent(b),
+        Expr::Function(name, args) => !functions::is_volatile(name) && args.iter().all(row_independent),
+        _ => false,
     }
-    pinned
 }
 
+/// Bounds on the current row's columns from a predicate's top-level conjunction:
+/// equalities, and lower/upper bounds (value, inclusive).
+#[derive(Default)]
+struct Bounds {
+    equal: HashMap<usize, Expr>,
+    lower: HashMap<usize, (Expr, bool)>,
+    upper: HashMap<usize, (Expr, bool)>,
+}
+
+fn bounds(predicate: &Expr) -> Bounds {
+    let mut conjuncts = Vec::new();
+    split_and(predicate.clone(), &mut conjuncts);
+    let mut b = Bounds::default();
+    for c in conjuncts {
+        let Expr::Binary(op, l, r) = c else { continue };
+        // Normalize to `column op value`.
+        let (column, op, value) = match (*l, *r) {
+            (Expr::Column { depth: 0, index }, v) if row_independent(&v) => (index, op, v),
+            (v, Expr::Column { depth: 0, index }) if row_independent(&v) => {
+                let flipped = match op {
+                    BinOp::Lt => BinOp::Gt,
+                    BinOp::LtEq => BinOp::GtEq,
+                    BinOp::Gt => BinOp::Lt,
+                    BinOp::GtEq => BinOp::LtEq,
+                    other => other,
+                };
+                (index, flipped, v)
+            }
+            _ => continue,
+        };
+        match op {
+            BinOp::Eq => {
+                b.equal.insert(column, value);
+            }
+            BinOp::Gt | BinOp::GtEq => {
+                b.lower.insert(column, (value, op == BinOp::GtEq));
+            }
+            BinOp::Lt | BinOp::LtEq => {
+                b.upper.insert(column, (value, op == BinOp::LtEq));
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+/// Picks how a scan filtered by `predicate` reads its table: a primary-key lookup, an index
+/// lookup on the longest pinned prefix, a key or index range, or the whole table.
 pub fn choose_access(table: &TableDef, predicate: &Expr) -> Access {
-    let pinned = pinned_columns(predicate);
+    let b = bounds(predicate);
+    let pinned = &b.equal;
     if !table.primary_key.is_empty() && table.primary_key.iter().all(|c| pinned.contains_key(c)) {
         return Access::PrimaryKey(table.primary_key.iter().map(|c| pinned[c].clone()).collect());
     }
@@ -1405,10 +1454,22 @@ pub fn choose_access(table: &TableDef, predicate: &Expr) -> Access {
         .map(|i| (i, i.columns.iter().take_while(|c| pinned.contains_key(c)).count()))
         .filter(|(_, n)| *n > 0)
         .max_by_key(|(i, n)| (*n == i.columns.len() && i.unique, *n));
-    match best {
-        Some((index, n)) => {
-            Access::Index(index.clone(), index.columns[..n].iter().map(|c| pinned[c].clone()).collect())
-        }
+    if let Some((index, n)) = best {
+        return Access::Index(index.clone(), index.columns[..n].iter().map(|c| pinned[c].clone()).collect());
+    }
+    let ranged = |column: usize| b.lower.contains_key(&column) || b.upper.contains_key(&column);
+    let range = |index: Option<&IndexDef>, column: usize| Access::Range {
+        index: index.cloned(),
+        lower: b.lower.get(&column).cloned(),
+        upper: b.upper.get(&column).cloned(),
+    };
+    if let Some(&first) = table.primary_key.first()
+        && ranged(first)
+    {
+        return range(None, first);
+    }
+    match table.indexes.iter().find(|i| ranged(i.columns[0])) {
+        Some(index) => range(Some(index), index.columns[0]),
         None => Access::Full,
     }
 }
@@ -1424,6 +1485,10 @@ pub fn explain(plan: &Plan) -> Vec<String> {
                 let how = match access {
                     Access::Full => format!("Seq Scan on {}", table.name),
                     Access::PrimaryKey(_) => format!("Primary Key Lookup on {}", table.name),
+                    Access::Range { index: None, .. } => format!("Primary Key Range Scan on {}", table.name),
+                    Access::Range { index: Some(i), .. } => {
+                        format!("Index Range Scan using {} on {}", i.name, table.name)
+                    }
                     Access::Index(i, v) => format!(
                         "Index Scan using {} on {} ({} of {} columns)",
                         i.name,

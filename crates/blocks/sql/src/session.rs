@@ -989,34 +989,12 @@ fn select_rows(
     filter: Option<&Expr>,
     params: &[Value],
 ) -> SqlResult<Vec<KeyedRow>> {
-    let storage = RowTable { ks, def: table };
     let exec = Executor { txn, ks, params };
     let access = match filter {
         Some(f) => plan::choose_access(table, f),
         None => plan::Access::Full,
     };
-    let key_values = |exprs: &[Expr], cols: &[usize]| -> SqlResult<Option<Vec<Value>>> {
-        let mut values = Vec::new();
-        for (e, &c) in exprs.iter().zip(cols) {
-            let v = e.eval(&exec, &Env { row: &[], outer: None })?;
-            match v.coerce_to_column(&table.columns[c].ty) {
-                Ok(v) if !v.is_null() => values.push(v),
-                _ => return Ok(None),
-            }
-        }
-        Ok(Some(values))
-    };
-    let candidates = match &access {
-        plan::Access::Full => storage.scan(txn)?,
-        plan::Access::PrimaryKey(exprs) => match key_values(exprs, &table.primary_key)? {
-            Some(pk) => storage.get(txn, &pk)?.into_iter().collect(),
-            None => Vec::new(),
-        },
-        plan::Access::Index(index, exprs) => match key_values(exprs, &index.columns[..exprs.len()])? {
-            Some(values) => storage.index_lookup(txn, index, &values)?,
-            None => Vec::new(),
-        },
-    };
+    let candidates = exec.fetch(table, &access, None)?;
     let mut out = Vec::new();
     for (key, row) in candidates {
         if let Some(f) = filter
@@ -1106,4 +1084,50 @@ fn delete_rows(txn: &mut Txn, ks: &Keyspace, delete: &ast::Delete, params: &[Val
     let count = returned.len();
     let returning = project_returning(txn, ks, params, returning, returned)?;
     Ok(rows_outcome("DELETE", count, returning))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(session: &mut Session, query: &str) -> String {
+        match session.execute(&format!("EXPLAIN {query}")).unwrap().pop() {
+            Some(Outcome::Rows { rows, .. }) => {
+                rows.iter().map(|r| r[0].to_text()).collect::<Vec<_>>().join("\n")
+            }
+            other => panic!("EXPLAIN gave {other:?}"),
+        }
+    }
+
+    /// The planner reaches rows through keys and indexes when the WHERE clause allows.
+    #[test]
+    fn explain_shows_the_access_path() {
+        let mut session = Sql::open(Store::memory()).unwrap().session();
+        session
+            .execute(
+                "CREATE TABLE t (id INT PRIMARY KEY, a INT, b TEXT, c INT);
+                 CREATE INDEX t_a ON t (a); CREATE INDEX t_bc ON t (b, c);
+                 CREATE TABLE u (id INT PRIMARY KEY, t_id INT)",
+            )
+            .unwrap();
+        let cases = [
+            ("SELECT * FROM t WHERE id = 1", "Primary Key Lookup on t"),
+            ("SELECT * FROM t WHERE id > 1 AND id < 9", "Primary Key Range Scan on t"),
+            ("SELECT * FROM t WHERE a = 3", "Index Scan using t_a on t (1 of 1 columns)"),
+            ("SELECT * FROM t WHERE b = 'x'", "Index Scan using t_bc on t (1 of 2 columns)"),
+            ("SELECT * FROM t WHERE b = 'x' AND c = 2", "Index Scan using t_bc on t (2 of 2 columns)"),
+            ("SELECT * FROM t WHERE a BETWEEN 1 AND 5", "Index Range Scan using t_a on t"),
+            ("SELECT * FROM t WHERE c = 2", "Seq Scan on t (filtered)"),
+            ("SELECT * FROM t JOIN u ON u.t_id = t.id", "Hash Inner Join (1 keys)"),
+            ("SELECT * FROM t JOIN u ON u.t_id < t.id", "Nested Loop Inner Join"),
+        ];
+        for (query, want) in cases {
+            let plan = plan_of(&mut session, query);
+            assert!(plan.contains(want), "{query}:\n{plan}");
+        }
+        // A correlated subquery looks its rows up by key for each outer row.
+        let plan =
+            plan_of(&mut session, "SELECT * FROM u WHERE EXISTS (SELECT 1 FROM t WHERE t.id = u.t_id)");
+        assert!(plan.contains("Seq Scan on u"), "{plan}");
+    }
 }

@@ -9,6 +9,8 @@ use crate::error::{SqlError, SqlResult};
 use crate::keys::{Key, KeyPrefix, encode_values};
 use crate::row::{self, Row};
 use crate::types::Value;
+use std::ops::Bound;
+use strata_core::keycode::prefix_end;
 use strata_core::{Keyspace, Txn};
 
 /// A stored row with the key that addresses it.
@@ -22,6 +24,15 @@ pub trait TableStorage {
     fn get(&self, txn: &Txn, pk: &[Value]) -> SqlResult<Option<KeyedRow>>;
     /// Rows whose `index` columns equal `values` (a prefix of the index columns).
     fn index_lookup(&self, txn: &Txn, index: &IndexDef, values: &[Value]) -> SqlResult<Vec<KeyedRow>>;
+    /// Rows whose first primary key column (`index` None) or first `index` column lies
+    /// between the bounds (value, inclusive); NULLs may be included and must be filtered.
+    fn range(
+        &self,
+        txn: &Txn,
+        index: Option<&IndexDef>,
+        lower: Option<(&Value, bool)>,
+        upper: Option<(&Value, bool)>,
+    ) -> SqlResult<Vec<KeyedRow>>;
     /// Inserts a row, enforcing the primary key and unique indexes.
     fn insert(&self, txn: &mut Txn, row: &Row) -> SqlResult<()>;
     /// Deletes a row and its index entries.
@@ -142,6 +153,51 @@ impl TableStorage for RowTable<'_> {
             let (_, row_key) = pair?;
             if let Some(v) = txn.get(self.ks, &Key::Row(self.def.id, &row_key).encode())? {
                 rows.push((row_key, row::decode(&v)?));
+            }
+        }
+        Ok(rows)
+    }
+
+    fn range(
+        &self,
+        txn: &Txn,
+        index: Option<&IndexDef>,
+        lower: Option<(&Value, bool)>,
+        upper: Option<(&Value, bool)>,
+    ) -> SqlResult<Vec<KeyedRow>> {
+        let prefix = match index {
+            None => KeyPrefix::Rows(self.def.id).encode(),
+            Some(i) => KeyPrefix::Index(self.def.id, i.id).encode(),
+        };
+        let at = |v: &Value| [prefix.as_slice(), &encode_values(&[v])].concat();
+        // Past every key that starts with `key` (all keys with that first value).
+        let past = |key: Vec<u8>| match prefix_end(&key) {
+            Some(end) => Bound::Excluded(end),
+            None => Bound::Unbounded,
+        };
+        let start = match lower {
+            None => Bound::Included(prefix.clone()),
+            Some((v, true)) => Bound::Included(at(v)),
+            Some((v, false)) => match past(at(v)) {
+                Bound::Excluded(end) => Bound::Included(end),
+                other => other,
+            },
+        };
+        let end = match upper {
+            None => past(prefix.clone()),
+            Some((v, true)) => past(at(v)),
+            Some((v, false)) => Bound::Excluded(at(v)),
+        };
+        let mut rows = Vec::new();
+        for pair in txn.scan(self.ks, (start, end)) {
+            let (k, v) = pair?;
+            match index {
+                None => rows.push(Self::decode_row(k, &v, prefix.len())?),
+                Some(_) => {
+                    if let Some(row) = txn.get(self.ks, &Key::Row(self.def.id, &v).encode())? {
+                        rows.push((v, row::decode(&row)?));
+                    }
+                }
             }
         }
         Ok(rows)
