@@ -132,6 +132,33 @@ impl Session {
 
     /// Runs one statement with parameter values.
     pub fn execute_statement(&mut self, statement: &ast::Statement, params: &[Value]) -> SqlResult<Outcome> {
+        let started = std::time::Instant::now();
+        let result = self.execute_statement_inner(statement, params);
+        let kind = match statement {
+            ast::Statement::Query(_) => "select",
+            ast::Statement::Insert(_) => "insert",
+            ast::Statement::Update(_) => "update",
+            ast::Statement::Delete(_) => "delete",
+            ast::Statement::StartTransaction { .. }
+            | ast::Statement::Commit { .. }
+            | ast::Statement::Rollback { .. } => "transaction",
+            _ => "other",
+        };
+        let status = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code,
+        };
+        metrics::counter!("strata_sql_statements_total", "kind" => kind, "status" => status).increment(1);
+        metrics::histogram!("strata_sql_statement_seconds", "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    fn execute_statement_inner(
+        &mut self,
+        statement: &ast::Statement,
+        params: &[Value],
+    ) -> SqlResult<Outcome> {
         match statement {
             ast::Statement::StartTransaction { .. } => {
                 if self.in_transaction() {
