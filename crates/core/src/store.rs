@@ -158,6 +158,9 @@ struct QueueState {
 
 const META_LAST_SEQ: &[u8] = b"last_seq";
 
+/// How long opening waits for the data directory lock before reporting it in use.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
 impl Store {
     /// Opens (creating if needed) a durable store in `dir`, locking the directory so that a
     /// second process gets a clear error instead of corrupting it.
@@ -166,7 +169,14 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let lock_path = dir.join("LOCK");
         let lock = File::options().create(true).truncate(false).write(true).open(&lock_path)?;
-        if lock.try_lock().is_err() {
+        // A store dropped in this process may still be closing on one of its background
+        // threads (which can hold the last reference for a moment): give it a little time.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        while lock.try_lock().is_err() {
+            if std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
             return Err(Error::Unavailable(format!(
                 "data directory {} is in use by another Strata process (lock file {})",
                 dir.display(),
