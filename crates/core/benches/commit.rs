@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use strata_core::{Options, Store, Sync};
+use strata_core::{Options, Store, SyncMode};
 
 struct Run {
     commits_per_sec: f64,
@@ -19,7 +19,7 @@ struct Run {
     p99: Duration,
 }
 
-fn run(sync: Sync, writers: usize, secs: f64) -> Run {
+fn run(sync: SyncMode, writers: usize, secs: f64) -> Run {
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
     let store = Store::open(dir.path(), Options { sync, ..Options::default() }).unwrap();
     let ks = store.keyspace("bench").unwrap();
@@ -81,7 +81,9 @@ fn main() {
         if std::env::var("STRATA_BENCH_WRITERS").is_ok_and(|only| only != writers.to_string()) {
             continue;
         }
-        for (name, sync) in [("always", Sync::Always), ("periodic", Sync::Periodic(Duration::from_secs(1)))] {
+        for (name, sync) in
+            [("always", SyncMode::Always), ("periodic", SyncMode::Periodic(Duration::from_secs(1)))]
+        {
             let r = run(sync, writers, secs);
             println!(
                 "{name:<10} {writers:>8} {:>12.0} {:>10.3} {:>10.3}",

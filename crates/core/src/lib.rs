@@ -10,8 +10,8 @@
 //!   detected optimistically at commit ([`Isolation::Serializable`] by default, or snapshot
 //!   isolation) and reported as the retryable [`Error::Conflict`], never as a lost update.
 //! - **Group commit**: a commit returns only once fsynced, and concurrent commits share one
-//!   engine batch and one fsync ([`Sync::Always`]); or fsync runs on an interval
-//!   ([`Sync::Periodic`]).
+//!   engine batch and one fsync ([`SyncMode::Always`]); or fsync runs on an interval
+//!   ([`SyncMode::Periodic`]).
 //! - **[`keycode`]**: the order-preserving encoding blocks use to lay out their keys.
 //! - **The change feed**: each commit has a sequence number; blocks append change records in
 //!   their transactions ([`Txn::emit`]) and subscribers resume from a sequence number.
@@ -49,5 +49,5 @@ mod txn;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use feed::Change;
-pub use store::{Keyspace, Options, Store, Sync};
+pub use store::{Keyspace, Options, Store, SyncMode};
 pub use txn::{Isolation, Scan, Txn};

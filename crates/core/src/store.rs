@@ -15,14 +15,14 @@
 //! concurrent commits. A key is remembered only while a transaction older than its last
 //! write is open.
 //!
-//! Group commit ([`Sync::Always`]): a committing thread queues its writes and parks. One
+//! Group commit ([`SyncMode::Always`]): a committing thread queues its writes and parks. One
 //! commit thread takes everything queued, validates each commit in order, applies all that
 //! passed as one engine batch, fsyncs once, and wakes each committer with its result. While
 //! it fsyncs, the next group queues up, so one fsync acknowledges every commit that arrived
 //! during the previous one: throughput grows with concurrency while each commit still returns
 //! only after its data is on disk. (An earlier design let a committer lead the fsync; handing
 //! the leader role between threads and waking the next group's committers cost more CPU
-//! than the fsync on two cores.) With [`Sync::Periodic`] the committing thread applies its
+//! than the fsync on two cores.) With [`SyncMode::Periodic`] the committing thread applies its
 //! own writes and returns; a background thread fsyncs on an interval, so a power loss can
 //! lose the last interval.
 //!
@@ -43,7 +43,7 @@ use std::time::Duration;
 
 /// When a commit reaches the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sync {
+pub enum SyncMode {
     /// A commit returns after its data is fsynced (group commit).
     Always,
     /// A commit returns once written to the OS; fsync runs every interval. A power loss can
@@ -54,7 +54,7 @@ pub enum Sync {
 /// Settings of a store.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub sync: Sync,
+    pub sync: SyncMode,
     /// Largest key accepted, in bytes.
     pub max_key_bytes: usize,
     /// Largest value accepted, in bytes.
@@ -70,7 +70,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            sync: Sync::Always,
+            sync: SyncMode::Always,
             max_key_bytes: 8 * 1024,
             max_value_bytes: 32 * 1024 * 1024,
             max_txn_bytes: 256 * 1024 * 1024,
@@ -203,8 +203,8 @@ impl Store {
             None => 0,
         };
         let periodic = match options.sync {
-            Sync::Periodic(interval) => Some(interval),
-            Sync::Always => None,
+            SyncMode::Periodic(interval) => Some(interval),
+            SyncMode::Always => None,
         };
         let inner = Arc::new(Inner {
             engine,
@@ -304,7 +304,7 @@ impl Store {
     pub(crate) fn commit_writes(&self, pending: PendingCommit) -> Result<u64> {
         let started = std::time::Instant::now();
         let seq = match self.inner.options.sync {
-            Sync::Always => {
+            SyncMode::Always => {
                 let waiter = Arc::new(Waiter { result: Mutex::new(None), thread: std::thread::current() });
                 self.inner
                     .queue
@@ -321,7 +321,7 @@ impl Store {
                     std::thread::park();
                 }
             }
-            Sync::Periodic(_) => {
+            SyncMode::Periodic(_) => {
                 let seq = self.apply_group(vec![pending]).pop().expect("one result per commit")?;
                 self.notify_feed(seq);
                 seq

@@ -5,7 +5,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use strata_core::{Error, Isolation, Keyspace, Options, Store, Sync, Txn};
+use strata_core::{Error, Isolation, Keyspace, Options, Store, SyncMode, Txn};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -181,8 +181,10 @@ fn fjall_engine_matches_model() {
     for seed in 0..6 {
         for isolation in [Isolation::Serializable, Isolation::Snapshot] {
             let dir = tempfile::tempdir().unwrap();
-            let options =
-                Options { sync: Sync::Periodic(std::time::Duration::from_millis(50)), ..Options::default() };
+            let options = Options {
+                sync: SyncMode::Periodic(std::time::Duration::from_millis(50)),
+                ..Options::default()
+            };
             run(&Store::open(dir.path(), options).unwrap(), seed, isolation);
         }
     }

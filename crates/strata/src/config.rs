@@ -212,10 +212,10 @@ impl Config {
     pub fn store_options(&self) -> strata_core::Options {
         strata_core::Options {
             sync: match self.core.sync.as_str() {
-                "periodic" => {
-                    strata_core::Sync::Periodic(std::time::Duration::from_millis(self.core.sync_interval_ms))
-                }
-                _ => strata_core::Sync::Always,
+                "periodic" => strata_core::SyncMode::Periodic(std::time::Duration::from_millis(
+                    self.core.sync_interval_ms,
+                )),
+                _ => strata_core::SyncMode::Always,
             },
             max_key_bytes: self.core.max_key_bytes,
             max_value_bytes: self.core.max_value_bytes,
