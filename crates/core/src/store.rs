@@ -32,7 +32,7 @@
 
 use crate::engine::{Engine, FjallEngine, KsId, MemoryEngine, Op};
 use crate::feed::{self, Change};
-use crate::txn::{ConflictCheck, Isolation, Txn, ks_range, range_is_empty};
+use crate::txn::{ConflictCheck, Isolation, KsKey, Txn, ks_range, range_is_empty};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
@@ -297,6 +297,29 @@ impl Store {
     /// Forgets an open read-write transaction that ends without writing.
     pub(crate) fn end_txn(&self, start_seq: u64) {
         close_open(&mut self.inner.commits.lock().expect("commits lock poisoned"), start_seq);
+    }
+
+    /// Moves an open snapshot-isolation transaction to a new snapshot, first checking that no
+    /// commit since its old snapshot wrote a key it has written (which would be a lost
+    /// update). Returns the new snapshot sequence number.
+    pub(crate) fn refresh_txn<'k>(
+        &self,
+        start_seq: u64,
+        written: impl Iterator<Item = &'k KsKey>,
+    ) -> Result<u64> {
+        let mut commits = self.inner.commits.lock().expect("commits lock poisoned");
+        if written.into_iter().any(|k| commits.last_write.get(k).is_some_and(|s| *s > start_seq)) {
+            metrics::counter!("strata_core_conflicts_total").increment(1);
+            return Err(Error::Conflict);
+        }
+        let new_start = self.inner.last_seq.load(Ordering::Acquire);
+        close_open(&mut commits, start_seq);
+        *commits.open.entry(new_start).or_default() += 1;
+        Ok(new_start)
+    }
+
+    pub(crate) fn engine_snapshot(&self) -> Arc<dyn crate::engine::Snapshot> {
+        self.inner.engine.snapshot()
     }
 
     /// Validates and applies a read-write transaction's writes and ends it; returns its commit

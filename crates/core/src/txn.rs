@@ -79,6 +79,19 @@ impl Txn {
         self.start_seq
     }
 
+    /// Moves a snapshot-isolation transaction to a fresh snapshot, keeping its writes, as
+    /// READ COMMITTED does at each statement. Fails with [`Error::Conflict`] if a commit since
+    /// the old snapshot wrote a key this transaction wrote. Serializable and read-only
+    /// transactions keep their snapshot (the call is an error for them).
+    pub fn refresh_snapshot(&mut self) -> Result<()> {
+        if self.isolation != Isolation::Snapshot {
+            return Err(errinput!("only snapshot-isolation transactions can move their snapshot"));
+        }
+        self.start_seq = self.store.refresh_txn(self.start_seq, self.writes.keys())?;
+        self.snapshot = self.store.engine_snapshot();
+        Ok(())
+    }
+
     /// The isolation this transaction was begun with.
     pub fn isolation(&self) -> Isolation {
         self.isolation

@@ -191,3 +191,29 @@ fn change_feed_delivers_records_in_commit_order() {
         assert_eq!(got, want);
     }
 }
+
+#[test]
+fn refreshing_a_snapshot_sees_new_commits_and_guards_own_writes() {
+    for (store, _dir) in stores() {
+        let ks = store.keyspace("t").unwrap();
+        let mut t1 = store.begin_snapshot();
+        t1.set(&ks, b"mine".to_vec(), b"1".to_vec()).unwrap();
+        let mut other = store.begin();
+        other.set(&ks, b"theirs".to_vec(), b"2".to_vec()).unwrap();
+        other.commit().unwrap();
+        assert_eq!(t1.get(&ks, b"theirs").unwrap(), None);
+        t1.refresh_snapshot().unwrap();
+        assert_eq!(t1.get(&ks, b"theirs").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(t1.get(&ks, b"mine").unwrap(), Some(b"1".to_vec()));
+        t1.commit().unwrap();
+
+        // A key this transaction wrote, written by a commit since: refreshing is a conflict.
+        let mut t2 = store.begin_snapshot();
+        t2.set(&ks, b"mine".to_vec(), b"3".to_vec()).unwrap();
+        let mut other = store.begin();
+        other.set(&ks, b"mine".to_vec(), b"4".to_vec()).unwrap();
+        other.commit().unwrap();
+        assert!(matches!(t2.refresh_snapshot(), Err(Error::Conflict)));
+        assert!(store.begin().refresh_snapshot().is_err(), "serializable transactions keep their snapshot");
+    }
+}

@@ -21,6 +21,7 @@ pub struct Config {
     pub kv: KvConfig,
     pub http: HttpConfig,
     pub pg: PgConfig,
+    pub sql: SqlConfig,
 }
 
 impl Default for Config {
@@ -32,6 +33,7 @@ impl Default for Config {
             kv: KvConfig::default(),
             http: HttpConfig::default(),
             pg: PgConfig::default(),
+            sql: SqlConfig::default(),
         }
     }
 }
@@ -156,6 +158,21 @@ impl Default for PgConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// "repeatable read" (snapshot isolation), "read committed" or "serializable".
+    pub default_isolation: String,
+    /// How long a READ COMMITTED writer waits for a row lock before reporting a deadlock.
+    pub lock_timeout_ms: u64,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        Self { default_isolation: "repeatable read".into(), lock_timeout_ms: 2000 }
+    }
+}
+
 /// Checks that `listen` is an address and that a non-loopback one has credentials.
 fn check_listen(
     setting: &str,
@@ -197,6 +214,12 @@ impl Config {
         if !matches!(self.core.sync.as_str(), "always" | "periodic") {
             bail!("core.sync must be \"always\" or \"periodic\", not {:?}", self.core.sync);
         }
+        if strata_sql::IsolationLevel::parse(&self.sql.default_isolation).is_none() {
+            bail!(
+                "sql.default_isolation must be \"read committed\", \"repeatable read\" or \"serializable\", not {:?}",
+                self.sql.default_isolation
+            );
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\", not {:?}", self.log.format);
         }
@@ -222,6 +245,14 @@ impl Config {
             max_txn_bytes: self.core.max_txn_bytes,
             cache_bytes: self.core.cache_mb * 1024 * 1024,
             feed_retention: self.core.feed_retention,
+        }
+    }
+
+    pub fn sql_options(&self) -> strata_sql::SqlOptions {
+        strata_sql::SqlOptions {
+            default_isolation: strata_sql::IsolationLevel::parse(&self.sql.default_isolation)
+                .expect("validated at load"),
+            lock_timeout: std::time::Duration::from_millis(self.sql.lock_timeout_ms),
         }
     }
 

@@ -83,7 +83,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if config.pg.enabled {
         let listener = bind(&config.pg.listen, "pg.listen").await?;
         let addr = listener.local_addr()?;
-        let sql = strata_sql::Sql::open(store.clone()).map_err(|e| anyhow!("opening the sql block: {e}"))?;
+        let sql = strata_sql::Sql::open_with(store.clone(), config.sql_options())
+            .map_err(|e| anyhow!("opening the sql block: {e}"))?;
         let pg = strata_pg::PgConfig {
             user: config.pg.user.clone(),
             password: (!config.pg.password.is_empty()).then(|| config.pg.password.clone()),

@@ -15,8 +15,10 @@
 //!   transaction as their rows. [`TableStorage`] is the seam where column tables plug in.
 //! - The planner uses a primary key or an index when WHERE pins its columns by equality,
 //!   hash joins for equi-joins, nested loops otherwise; EXPLAIN prints the plan.
-//! - Sessions run statements in snapshot-isolation transactions; a write-write conflict is
-//!   SQLSTATE 40001.
+//! - Sessions run statements in snapshot-isolation transactions (REPEATABLE READ, the
+//!   default; a write-write conflict is SQLSTATE 40001), READ COMMITTED (a fresh snapshot per
+//!   statement, and row locks so concurrent writers of a row wait instead of failing), or
+//!   SERIALIZABLE (reads are checked too).
 //!
 //! ## Limitations
 //!
@@ -31,6 +33,7 @@ pub mod exec;
 pub mod expr;
 mod functions;
 mod keys;
+mod locks;
 pub mod plan;
 mod row;
 pub mod session;
@@ -39,6 +42,6 @@ pub mod types;
 
 pub use error::{SqlError, SqlResult};
 pub use plan::Column;
-pub use session::{Outcome, Prepared, Session, Sql};
+pub use session::{IsolationLevel, Outcome, Prepared, Session, Sql, SqlOptions};
 pub use table::TableStorage;
 pub use types::{DataType, Value};

@@ -10,6 +10,7 @@ use crate::catalog::{self, ColumnDef, IndexDef, TableDef};
 use crate::error::{SqlError, SqlResult};
 use crate::exec::Executor;
 use crate::expr::{Env, Expr};
+use crate::locks::RowLocks;
 use crate::plan::{self, Binder, Column, Plan, Query, object_name};
 use crate::row::Row;
 use crate::table::{KeyedRow, RowTable, TableStorage};
@@ -17,6 +18,9 @@ use crate::types::{DataType, Value};
 use sqlparser::ast;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use strata_core::{Error, Keyspace, Store, Txn};
 
 /// How many times an autocommit statement is re-run after a write-write conflict.
@@ -37,16 +41,75 @@ pub enum Outcome {
 pub struct Sql {
     store: Store,
     ks: Keyspace,
+    options: SqlOptions,
+    locks: Arc<RowLocks>,
+    next_session: Arc<AtomicU64>,
+}
+
+/// Transaction isolation, as SQL names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IsolationLevel {
+    /// A fresh snapshot per statement; writers of a row wait for each other.
+    ReadCommitted,
+    /// One snapshot per transaction (snapshot isolation); write-write conflicts are 40001.
+    RepeatableRead,
+    /// Snapshot isolation plus read checks: any anomaly is 40001.
+    Serializable,
+}
+
+impl IsolationLevel {
+    /// Parses `read committed`, `repeatable read` or `serializable` (any case).
+    pub fn parse(text: &str) -> Option<IsolationLevel> {
+        match text.trim().to_lowercase().replace(['_', '-'], " ").as_str() {
+            "read committed" | "read uncommitted" => Some(IsolationLevel::ReadCommitted),
+            "repeatable read" | "snapshot" => Some(IsolationLevel::RepeatableRead),
+            "serializable" => Some(IsolationLevel::Serializable),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadCommitted => "read committed",
+            IsolationLevel::RepeatableRead => "repeatable read",
+            IsolationLevel::Serializable => "serializable",
+        }
+    }
+}
+
+/// Settings of the block.
+#[derive(Clone, Debug)]
+pub struct SqlOptions {
+    /// The isolation of transactions that do not ask for one.
+    pub default_isolation: IsolationLevel,
+    /// How long a READ COMMITTED writer waits for a row lock before reporting a deadlock.
+    pub lock_timeout: Duration,
+}
+
+impl Default for SqlOptions {
+    fn default() -> Self {
+        Self { default_isolation: IsolationLevel::RepeatableRead, lock_timeout: Duration::from_secs(2) }
+    }
 }
 
 impl Sql {
     pub fn open(store: Store) -> SqlResult<Sql> {
+        Self::open_with(store, SqlOptions::default())
+    }
+
+    pub fn open_with(store: Store, options: SqlOptions) -> SqlResult<Sql> {
         let ks = store.keyspace("sql")?;
-        Ok(Sql { store, ks })
+        Ok(Sql { store, ks, options, locks: Arc::default(), next_session: Arc::default() })
     }
 
     pub fn session(&self) -> Session {
-        Session { sql: self.clone(), txn: None, aborted: false }
+        Session {
+            sql: self.clone(),
+            id: self.next_session.fetch_add(1, Ordering::Relaxed),
+            default_isolation: self.options.default_isolation,
+            txn: None,
+            aborted: false,
+        }
     }
 }
 
@@ -61,8 +124,27 @@ pub struct Prepared {
 
 pub struct Session {
     sql: Sql,
-    txn: Option<Txn>,
+    /// Owner id of this session's row locks.
+    id: u64,
+    /// The isolation of the next transaction (`SET default_transaction_isolation`).
+    default_isolation: IsolationLevel,
+    /// The open transaction block and its isolation.
+    txn: Option<(Txn, IsolationLevel)>,
     aborted: bool,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.sql.locks.release_all(self.id);
+    }
+}
+
+/// What a READ COMMITTED statement needs to lock rows.
+#[derive(Clone, Copy)]
+struct RowLocking<'a> {
+    locks: &'a RowLocks,
+    owner: u64,
+    timeout: Duration,
 }
 
 /// Parses SQL text, turning sqlparser's "Line: l, Column: c" into a 1-based position.
@@ -100,6 +182,13 @@ impl Session {
         self.aborted
     }
 
+    fn begin(&self, level: IsolationLevel) -> Txn {
+        match level {
+            IsolationLevel::Serializable => self.sql.store.begin(),
+            _ => self.sql.store.begin_snapshot(),
+        }
+    }
+
     /// Runs every statement of a query string (the simple query protocol).
     pub fn execute(&mut self, text: &str) -> SqlResult<Vec<Outcome>> {
         let mut outcomes = Vec::new();
@@ -119,7 +208,7 @@ impl Session {
             return Ok(Prepared { statement: None, params: Vec::new(), columns: Vec::new() });
         };
         let txn = self.sql.store.begin_read_only();
-        let txn_ref = self.txn.as_ref().unwrap_or(&txn);
+        let txn_ref = self.txn.as_ref().map_or(&txn, |(t, _)| t);
         let mut binder = Binder::new(txn_ref, &self.sql.ks, param_types.to_vec());
         let columns = describe(&mut binder, &statement)?;
         let params = binder
@@ -160,34 +249,68 @@ impl Session {
         params: &[Value],
     ) -> SqlResult<Outcome> {
         match statement {
-            ast::Statement::StartTransaction { .. } => {
+            ast::Statement::StartTransaction { modes, .. } => {
                 if self.in_transaction() {
                     // PostgreSQL warns and carries on.
                     return Ok(Outcome::Command { tag: "BEGIN".into() });
                 }
-                self.txn = Some(self.sql.store.begin_snapshot());
+                let mut level = self.default_isolation;
+                for mode in modes {
+                    if let ast::TransactionMode::IsolationLevel(l) = mode {
+                        level = match l {
+                            ast::TransactionIsolationLevel::ReadUncommitted
+                            | ast::TransactionIsolationLevel::ReadCommitted => IsolationLevel::ReadCommitted,
+                            ast::TransactionIsolationLevel::Serializable => IsolationLevel::Serializable,
+                            _ => IsolationLevel::RepeatableRead,
+                        };
+                    }
+                }
+                self.txn = Some((self.begin(level), level));
                 return Ok(Outcome::Command { tag: "BEGIN".into() });
             }
             ast::Statement::Commit { .. } => {
                 let txn = self.txn.take();
-                if std::mem::take(&mut self.aborted) {
-                    return Ok(Outcome::Command { tag: "ROLLBACK".into() });
-                }
-                if let Some(txn) = txn {
-                    txn.commit()?;
-                }
-                return Ok(Outcome::Command { tag: "COMMIT".into() });
+                let aborted = std::mem::take(&mut self.aborted);
+                let result = match txn {
+                    Some((txn, _)) if !aborted => txn.commit().map(|_| ()),
+                    _ => Ok(()),
+                };
+                self.sql.locks.release_all(self.id);
+                result?;
+                return Ok(Outcome::Command { tag: if aborted { "ROLLBACK" } else { "COMMIT" }.into() });
             }
             ast::Statement::Rollback { .. } => {
                 self.txn = None;
                 self.aborted = false;
+                self.sql.locks.release_all(self.id);
                 return Ok(Outcome::Command { tag: "ROLLBACK".into() });
             }
-            ast::Statement::Set(_) => return Ok(Outcome::Command { tag: "SET".into() }),
+            ast::Statement::Set(set) => {
+                if let ast::Set::SingleAssignment { variable, values, .. } = set
+                    && object_name(variable)? == "default_transaction_isolation"
+                {
+                    let text = values
+                        .first()
+                        .map(|v| v.to_string().trim_matches('\'').to_string())
+                        .unwrap_or_default();
+                    self.default_isolation = IsolationLevel::parse(&text).ok_or_else(|| {
+                        SqlError::new(
+                            "22023",
+                            format!(
+                                "invalid value for parameter \"default_transaction_isolation\": \"{text}\""
+                            ),
+                        )
+                    })?;
+                }
+                return Ok(Outcome::Command { tag: "SET".into() });
+            }
             ast::Statement::ShowVariable { variable } => {
                 let name = variable.iter().map(|v| v.value.to_lowercase()).collect::<Vec<_>>().join(" ");
                 let value = match name.as_str() {
-                    "transaction isolation level" => "repeatable read",
+                    "transaction isolation level" => {
+                        self.txn.as_ref().map_or(self.default_isolation, |(_, level)| *level).name()
+                    }
+                    "default_transaction_isolation" => self.default_isolation.name(),
                     "server_version" => "15.0",
                     "standard_conforming_strings" => "on",
                     "client_encoding" | "server_encoding" => "UTF8",
@@ -214,26 +337,38 @@ impl Session {
             ));
         }
         let ks = self.sql.ks.clone();
-        if let Some(txn) = self.txn.as_mut() {
-            let result = run(txn, &ks, statement, params);
+        let locking =
+            RowLocking { locks: &self.sql.locks, owner: self.id, timeout: self.sql.options.lock_timeout };
+        if let Some((txn, level)) = self.txn.as_mut() {
+            let read_committed = *level == IsolationLevel::ReadCommitted;
+            let result = (|| {
+                if read_committed {
+                    // Each statement of a READ COMMITTED transaction sees every commit so far.
+                    txn.refresh_snapshot()?;
+                }
+                run(txn, &ks, statement, params, read_committed.then_some(locking))
+            })();
             if result.is_err() {
                 self.txn = None;
                 self.aborted = true;
+                self.sql.locks.release_all(self.id);
             }
             return result;
         }
         let read_only = matches!(statement, ast::Statement::Query(_) | ast::Statement::Explain { .. });
+        let level = self.default_isolation;
+        let mut result = Err(Error::Conflict.into());
         for _ in 0..AUTOCOMMIT_RETRIES {
-            let mut txn =
-                if read_only { self.sql.store.begin_read_only() } else { self.sql.store.begin_snapshot() };
-            let outcome = run(&mut txn, &ks, statement, params)?;
-            match txn.commit() {
-                Ok(_) => return Ok(outcome),
-                Err(Error::Conflict) => continue,
-                Err(err) => return Err(err.into()),
+            let mut txn = if read_only { self.sql.store.begin_read_only() } else { self.begin(level) };
+            let locking = (level == IsolationLevel::ReadCommitted).then_some(locking);
+            result = run(&mut txn, &ks, statement, params, locking)
+                .and_then(|outcome| txn.commit().map(|_| outcome).map_err(SqlError::from));
+            self.sql.locks.release_all(self.id);
+            if !matches!(&result, Err(e) if e.code == "40001") {
+                break;
             }
         }
-        Err(Error::Conflict.into())
+        result
     }
 }
 
@@ -400,7 +535,13 @@ fn command(tag: impl Into<String>) -> Outcome {
 }
 
 /// Runs one statement inside `txn`.
-fn run(txn: &mut Txn, ks: &Keyspace, statement: &ast::Statement, params: &[Value]) -> SqlResult<Outcome> {
+fn run(
+    txn: &mut Txn,
+    ks: &Keyspace,
+    statement: &ast::Statement,
+    params: &[Value],
+    locking: Option<RowLocking>,
+) -> SqlResult<Outcome> {
     let param_types = params.iter().map(Value::data_type).collect();
     match statement {
         ast::Statement::Query(q) => {
@@ -434,8 +575,8 @@ fn run(txn: &mut Txn, ks: &Keyspace, statement: &ast::Statement, params: &[Value
             Ok(command("TRUNCATE TABLE"))
         }
         ast::Statement::Insert(insert) => insert_rows(txn, ks, insert, params),
-        ast::Statement::Update(update) => update_rows(txn, ks, update, params),
-        ast::Statement::Delete(delete) => delete_rows(txn, ks, delete, params),
+        ast::Statement::Update(update) => update_rows(txn, ks, update, params, locking),
+        ast::Statement::Delete(delete) => delete_rows(txn, ks, delete, params, locking),
         other => Err(SqlError::unsupported(format!("statement {}", first_words(&other.to_string())))),
     }
 }
@@ -1034,7 +1175,52 @@ fn select_rows(
     Ok(out)
 }
 
-fn update_rows(txn: &mut Txn, ks: &Keyspace, update: &ast::Update, params: &[Value]) -> SqlResult<Outcome> {
+/// In READ COMMITTED, locks each target row, then moves to a fresh snapshot and re-reads the
+/// rows, keeping those that still match: a row another transaction changed meanwhile is
+/// updated from its new version, not lost. Without locking the rows are returned as they are.
+fn lock_rows(
+    txn: &mut Txn,
+    ks: &Keyspace,
+    table: &TableDef,
+    filter: Option<&Expr>,
+    params: &[Value],
+    targets: Vec<KeyedRow>,
+    locking: Option<RowLocking>,
+) -> SqlResult<Vec<KeyedRow>> {
+    let Some(locking) = locking else { return Ok(targets) };
+    if targets.is_empty() {
+        return Ok(targets);
+    }
+    let mut keys: Vec<Vec<u8>> = targets.into_iter().map(|(key, _)| key).collect();
+    // One order for every locker keeps two multi-row statements from deadlocking.
+    keys.sort();
+    for key in &keys {
+        let lock_key = [table.id.to_be_bytes().as_slice(), key].concat();
+        locking.locks.acquire(lock_key, locking.owner, locking.timeout)?;
+    }
+    txn.refresh_snapshot()?;
+    let storage = RowTable { ks, def: table };
+    let exec = Executor { txn, ks, params };
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Some(row) = storage.get_by_key(txn, &key)? else { continue };
+        if let Some(f) = filter
+            && f.eval(&exec, &Env { row: &row, outer: None })?.as_bool()? != Some(true)
+        {
+            continue;
+        }
+        rows.push((key, row));
+    }
+    Ok(rows)
+}
+
+fn update_rows(
+    txn: &mut Txn,
+    ks: &Keyspace,
+    update: &ast::Update,
+    params: &[Value],
+    locking: Option<RowLocking>,
+) -> SqlResult<Outcome> {
     if update.from.is_some() {
         return Err(SqlError::unsupported("UPDATE ... FROM"));
     }
@@ -1060,6 +1246,7 @@ fn update_rows(txn: &mut Txn, ks: &Keyspace, update: &ast::Update, params: &[Val
     };
     let checks = bind_checks(txn, ks, &table)?;
     let targets = select_rows(txn, ks, &table, filter.as_ref(), params)?;
+    let targets = lock_rows(txn, ks, &table, filter.as_ref(), params, targets, locking)?;
     let mut new_rows = Vec::with_capacity(targets.len());
     {
         let exec = Executor { txn, ks, params };
@@ -1091,7 +1278,13 @@ fn update_rows(txn: &mut Txn, ks: &Keyspace, update: &ast::Update, params: &[Val
     Ok(rows_outcome("UPDATE", count, returning))
 }
 
-fn delete_rows(txn: &mut Txn, ks: &Keyspace, delete: &ast::Delete, params: &[Value]) -> SqlResult<Outcome> {
+fn delete_rows(
+    txn: &mut Txn,
+    ks: &Keyspace,
+    delete: &ast::Delete,
+    params: &[Value],
+    locking: Option<RowLocking>,
+) -> SqlResult<Outcome> {
     let (table, label) = delete_target(&Binder::new(txn, ks, Vec::new()), delete)?;
     let scope = table_scope(&table, Some(&label));
     let param_types: Vec<DataType> = params.iter().map(Value::data_type).collect();
@@ -1102,6 +1295,7 @@ fn delete_rows(txn: &mut Txn, ks: &Keyspace, delete: &ast::Delete, params: &[Val
         None => None,
     };
     let targets = select_rows(txn, ks, &table, filter.as_ref(), params)?;
+    let targets = lock_rows(txn, ks, &table, filter.as_ref(), params, targets, locking)?;
     let storage = RowTable { ks, def: &table };
     let mut returned = Vec::new();
     for (key, row) in targets {

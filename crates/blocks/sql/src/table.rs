@@ -87,6 +87,14 @@ impl RowTable<'_> {
 }
 
 impl RowTable<'_> {
+    /// The row stored under a row key.
+    pub fn get_by_key(&self, txn: &Txn, row_key: &[u8]) -> SqlResult<Option<Row>> {
+        match txn.get(self.ks, &Key::Row(self.def.id, row_key).encode())? {
+            Some(v) => Ok(Some(row::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Writes a row under an existing key, without touching indexes.
     pub fn put_row(&self, txn: &mut Txn, row_key: &[u8], row: &Row) -> SqlResult<()> {
         txn.set(self.ks, Key::Row(self.def.id, row_key).encode(), row::encode(row))?;

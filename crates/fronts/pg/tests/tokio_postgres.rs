@@ -177,3 +177,33 @@ async fn concurrent_updates_of_one_row_serialize_or_fail_with_40001() {
     let balance: i32 = b.query_one("SELECT balance FROM acct WHERE id = 1", &[]).await.unwrap().get(0);
     assert_eq!(balance, 70);
 }
+
+#[tokio::test]
+async fn read_committed_writers_of_one_row_wait_and_both_apply() {
+    let conninfo = start().await;
+    let (a, b) = (connect(&conninfo).await, connect(&conninfo).await);
+    a.batch_execute("CREATE TABLE acct (id INT PRIMARY KEY, balance INT); INSERT INTO acct VALUES (1, 100)")
+        .await
+        .unwrap();
+    a.batch_execute(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; UPDATE acct SET balance = balance - 30 WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    b.batch_execute("SET default_transaction_isolation = 'read committed'").await.unwrap();
+    let level: String = b.query_one("SHOW transaction isolation level", &[]).await.unwrap().get(0);
+    assert_eq!(level, "read committed");
+    b.batch_execute("BEGIN").await.unwrap();
+    // b's update waits for a's row lock, then applies to a's committed result.
+    let b_update = tokio::spawn(async move {
+        b.batch_execute("UPDATE acct SET balance = balance - 50 WHERE id = 1").await.unwrap();
+        b.batch_execute("COMMIT").await.unwrap();
+        b
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!b_update.is_finished(), "the second writer waits for the first");
+    a.batch_execute("COMMIT").await.unwrap();
+    let b = b_update.await.unwrap();
+    let balance: i32 = b.query_one("SELECT balance FROM acct WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(balance, 20);
+}
