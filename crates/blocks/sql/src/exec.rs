@@ -374,25 +374,15 @@ fn set_op(op: SetOp, all: bool, l: Vec<Row>, r: Vec<Row>) -> Vec<Row> {
             for row in l {
                 let key = hash_key(&row);
                 let in_right = counts.get(&key).copied().unwrap_or(0);
-                let keep = match (op, all) {
-                    (SetOp::Intersect, true) => {
-                        if in_right > 0 {
-                            counts.insert(key, in_right - 1);
-                            true
-                        } else {
-                            false
-                        }
+                let keep = if all {
+                    // Each right row cancels (EXCEPT) or pairs with (INTERSECT) one left row.
+                    let matched = in_right > 0;
+                    if matched {
+                        counts.insert(key, in_right - 1);
                     }
-                    (SetOp::Intersect, false) => in_right > 0 && emitted.insert(key),
-                    (SetOp::Except, true) => {
-                        if in_right > 0 {
-                            counts.insert(key, in_right - 1);
-                            false
-                        } else {
-                            true
-                        }
-                    }
-                    _ => in_right == 0 && emitted.insert(key),
+                    matched == (op == SetOp::Intersect)
+                } else {
+                    (in_right > 0) == (op == SetOp::Intersect) && emitted.insert(key)
                 };
                 if keep {
                     out.push(row);

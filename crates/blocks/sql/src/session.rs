@@ -1163,10 +1163,19 @@ fn select_rows(
         None => plan::Access::Full,
     };
     let candidates = exec.fetch(table, &access, None)?;
+    keep_matching(&exec, filter, candidates)
+}
+
+/// The rows for which `filter` is true (all of them without a filter).
+fn keep_matching(
+    exec: &Executor,
+    filter: Option<&Expr>,
+    rows: impl IntoIterator<Item = KeyedRow>,
+) -> SqlResult<Vec<KeyedRow>> {
     let mut out = Vec::new();
-    for (key, row) in candidates {
+    for (key, row) in rows {
         if let Some(f) = filter
-            && f.eval(&exec, &Env { row: &row, outer: None })?.as_bool()? != Some(true)
+            && f.eval(exec, &Env { row: &row, outer: None })?.as_bool()? != Some(true)
         {
             continue;
         }
@@ -1200,18 +1209,13 @@ fn lock_rows(
     }
     txn.refresh_snapshot()?;
     let storage = RowTable { ks, def: table };
-    let exec = Executor { txn, ks, params };
-    let mut rows = Vec::with_capacity(keys.len());
+    let mut current = Vec::with_capacity(keys.len());
     for key in keys {
-        let Some(row) = storage.get_by_key(txn, &key)? else { continue };
-        if let Some(f) = filter
-            && f.eval(&exec, &Env { row: &row, outer: None })?.as_bool()? != Some(true)
-        {
-            continue;
+        if let Some(row) = storage.get_by_key(txn, &key)? {
+            current.push((key, row));
         }
-        rows.push((key, row));
     }
-    Ok(rows)
+    keep_matching(&Executor { txn, ks, params }, filter, current)
 }
 
 fn update_rows(
