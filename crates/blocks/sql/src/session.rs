@@ -1149,13 +1149,15 @@ fn assignment_column(table: &TableDef, a: &ast::Assignment) -> SqlResult<usize> 
     }
 }
 
-/// The rows of `table` that `selection` picks, with their keys.
-fn select_rows(
-    txn: &Txn,
+/// The rows of `table` that an UPDATE or DELETE with `filter` writes, with their keys;
+/// locked and re-read first in READ COMMITTED (see `lock_rows`).
+fn target_rows(
+    txn: &mut Txn,
     ks: &Keyspace,
     table: &TableDef,
     filter: Option<&Expr>,
     params: &[Value],
+    locking: Option<RowLocking>,
 ) -> SqlResult<Vec<KeyedRow>> {
     let exec = Executor { txn, ks, params };
     let access = match filter {
@@ -1163,7 +1165,8 @@ fn select_rows(
         None => plan::Access::Full,
     };
     let candidates = exec.fetch(table, &access, None)?;
-    keep_matching(&exec, filter, candidates)
+    let targets = keep_matching(&exec, filter, candidates)?;
+    lock_rows(txn, ks, table, filter, params, targets, locking)
 }
 
 /// The rows for which `filter` is true (all of them without a filter).
@@ -1249,8 +1252,7 @@ fn update_rows(
         None => None,
     };
     let checks = bind_checks(txn, ks, &table)?;
-    let targets = select_rows(txn, ks, &table, filter.as_ref(), params)?;
-    let targets = lock_rows(txn, ks, &table, filter.as_ref(), params, targets, locking)?;
+    let targets = target_rows(txn, ks, &table, filter.as_ref(), params, locking)?;
     let mut new_rows = Vec::with_capacity(targets.len());
     {
         let exec = Executor { txn, ks, params };
@@ -1298,8 +1300,7 @@ fn delete_rows(
         Some(items) => Some(bind_returning(&mut binder, items, &scope)?),
         None => None,
     };
-    let targets = select_rows(txn, ks, &table, filter.as_ref(), params)?;
-    let targets = lock_rows(txn, ks, &table, filter.as_ref(), params, targets, locking)?;
+    let targets = target_rows(txn, ks, &table, filter.as_ref(), params, locking)?;
     let storage = RowTable { ks, def: &table };
     let mut returned = Vec::new();
     for (key, row) in targets {

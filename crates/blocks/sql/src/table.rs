@@ -217,14 +217,19 @@ impl TableStorage for RowTable<'_> {
         if !self.def.primary_key.is_empty() && txn.get(self.ks, &key)?.is_some() {
             return Err(self.duplicate(&format!("{}_pkey", self.def.name), &self.def.primary_key, row));
         }
-        // Check every unique index before writing anything, so a failed insert leaves nothing.
+        // Check every unique index before writing anything, so a failed insert leaves nothing
+        // (ON CONFLICT DO NOTHING goes on after it).
+        let mut entries = Vec::with_capacity(self.def.indexes.len());
         for index in &self.def.indexes {
             let (index_key, enforce) = self.index_key(index, row, &row_key);
             if enforce && txn.get(self.ks, &index_key)?.is_some() {
                 return Err(self.duplicate(&index.name, &index.columns, row));
             }
+            entries.push(index_key);
         }
-        self.index_all(txn, &row_key, row)?;
+        for index_key in entries {
+            txn.set(self.ks, index_key, row_key.clone())?;
+        }
         txn.set(self.ks, key, row::encode(row))?;
         Ok(())
     }
