@@ -22,6 +22,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub pg: PgConfig,
     pub sql: SqlConfig,
+    pub cache: CacheConfig,
+    pub resp: RespConfig,
 }
 
 impl Default for Config {
@@ -34,6 +36,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             pg: PgConfig::default(),
             sql: SqlConfig::default(),
+            cache: CacheConfig::default(),
+            resp: RespConfig::default(),
         }
     }
 }
@@ -173,6 +177,68 @@ impl Default for SqlConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Memory limit of the cache's data, like Redis's maxmemory: "0" (no limit), "100mb",
+    /// "1gb" (k/m/g = 1000, kb/mb/gb = 1024).
+    pub maxmemory: String,
+    /// noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu,
+    /// volatile-ttl, volatile-random or fifo.
+    pub maxmemory_policy: String,
+    /// Keys sampled per eviction (approximated LRU/LFU/TTL).
+    pub maxmemory_samples: usize,
+    pub databases: usize,
+    /// "none" (memory only) or "log" (every write durable through core before it is
+    /// acknowledged; the data set is reloaded on start).
+    pub persistence: String,
+    /// Active expiry rounds per second.
+    pub hz: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            maxmemory: "0".into(),
+            maxmemory_policy: "noeviction".into(),
+            maxmemory_samples: 5,
+            databases: 16,
+            persistence: "none".into(),
+            hz: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RespConfig {
+    pub enabled: bool,
+    pub listen: String,
+    /// When set, clients must AUTH with it. Required to listen on a non-loopback address.
+    pub password: String,
+    /// Largest bulk string (argument or value), like Redis's proto-max-bulk-len.
+    pub max_bulk_bytes: usize,
+    /// Most arguments in one command.
+    pub max_args: usize,
+    /// Longest inline command line.
+    pub max_inline_bytes: usize,
+    pub max_connections: usize,
+}
+
+impl Default for RespConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:6379".into(),
+            password: String::new(),
+            max_bulk_bytes: 512 * 1024 * 1024,
+            max_args: 1024 * 1024,
+            max_inline_bytes: 64 * 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
 /// Checks that `listen` is an address and that a non-loopback one has credentials.
 fn check_listen(
     setting: &str,
@@ -229,6 +295,27 @@ impl Config {
         if self.pg.enabled {
             check_listen("pg.listen", &self.pg.listen, !self.pg.password.is_empty(), "pg.password")?;
         }
+        if self.resp.enabled {
+            check_listen("resp.listen", &self.resp.listen, !self.resp.password.is_empty(), "resp.password")?;
+        }
+        if strata_cache::parse_memory(&self.cache.maxmemory).is_none() {
+            bail!(
+                "cache.maxmemory must be a size like \"0\", \"100mb\" or \"1gb\", not {:?}",
+                self.cache.maxmemory
+            );
+        }
+        if strata_cache::Policy::parse(&self.cache.maxmemory_policy).is_none() {
+            bail!(
+                "cache.maxmemory_policy {:?} is not a policy Redis knows (or fifo)",
+                self.cache.maxmemory_policy
+            );
+        }
+        if !matches!(self.cache.persistence.as_str(), "none" | "log") {
+            bail!("cache.persistence must be \"none\" or \"log\", not {:?}", self.cache.persistence);
+        }
+        if self.cache.databases == 0 || self.cache.hz == 0 {
+            bail!("cache.databases and cache.hz must be at least 1");
+        }
         Ok(())
     }
 
@@ -253,6 +340,32 @@ impl Config {
             default_isolation: strata_sql::IsolationLevel::parse(&self.sql.default_isolation)
                 .expect("validated at load"),
             lock_timeout: std::time::Duration::from_millis(self.sql.lock_timeout_ms),
+        }
+    }
+
+    pub fn cache_options(&self) -> strata_cache::CacheOptions {
+        strata_cache::CacheOptions {
+            databases: self.cache.databases,
+            settings: strata_cache::Settings {
+                maxmemory: strata_cache::parse_memory(&self.cache.maxmemory).expect("validated at load"),
+                policy: strata_cache::Policy::parse(&self.cache.maxmemory_policy).expect("validated at load"),
+                samples: self.cache.maxmemory_samples.max(1),
+                ..strata_cache::Settings::default()
+            },
+            max_bulk_bytes: self.resp.max_bulk_bytes,
+            password: (!self.resp.password.is_empty()).then(|| self.resp.password.clone()),
+            tcp_port: self.resp.listen.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(6379),
+        }
+    }
+
+    pub fn resp_config(&self) -> strata_resp::RespConfig {
+        strata_resp::RespConfig {
+            limits: strata_resp::Limits {
+                max_bulk: self.resp.max_bulk_bytes,
+                max_args: self.resp.max_args,
+                max_inline: self.resp.max_inline_bytes,
+            },
+            max_connections: self.resp.max_connections,
         }
     }
 

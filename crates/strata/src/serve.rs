@@ -101,6 +101,38 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(%addr, "pg front listening");
         println!("strata: pg listening on {addr}");
     }
+    if config.resp.enabled {
+        let listener = bind(&config.resp.listen, "resp.listen").await?;
+        let addr = listener.local_addr()?;
+        let mut options = config.cache_options();
+        options.tcp_port = addr.port();
+        let cache = if config.cache.persistence == "log" {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                strata_cache::Cache::open_persistent(options, Arc::new(SystemClock), store)
+            })
+            .await?
+            .map_err(|e| anyhow!("loading the cache from its log: {e}"))?
+        } else {
+            strata_cache::Cache::new(options, Arc::new(SystemClock))
+        };
+        tokio::spawn(expire_cache(
+            cache.clone(),
+            Duration::from_millis(1000 / config.cache.hz),
+            shutdown_rx.clone(),
+        ));
+        let resp = config.resp_config();
+        let mut stop = shutdown_rx.clone();
+        fronts.spawn(async move {
+            let result = strata_resp::serve(listener, cache, resp, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+            result.context("resp front")
+        });
+        tracing::info!(%addr, "resp front listening");
+        println!("strata: resp listening on {addr}");
+    }
     tokio::spawn(sweep_expired(
         kv.clone(),
         Duration::from_millis(config.kv.sweep_interval_ms),
@@ -139,6 +171,22 @@ async fn sweep_expired(kv: Kv, interval: Duration, mut shutdown: tokio::sync::wa
             Ok(Err(err)) => tracing::warn!(%err, "expiring keys failed"),
             Err(err) => tracing::error!(%err, "the expiry sweeper panicked"),
         }
+    }
+}
+
+/// Redis's active expiry: a sampling round `hz` times a second.
+async fn expire_cache(
+    cache: strata_cache::Cache,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        cache.active_expire();
     }
 }
 

@@ -10,6 +10,8 @@ struct Strata {
     base: String,
     /// tokio-postgres connection string of the pg front.
     pg: String,
+    /// redis URL of the resp front.
+    redis: String,
 }
 
 fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
@@ -18,6 +20,7 @@ fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
         .arg(data_dir)
         .env("STRATA_HTTP_LISTEN", "127.0.0.1:0")
         .env("STRATA_PG_LISTEN", "127.0.0.1:0")
+        .env("STRATA_RESP_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -32,14 +35,17 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
     let mut child = command(data_dir, env).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let (mut http, mut pg) = (None, None);
-    while http.is_none() || pg.is_none() {
+    let (mut http, mut pg, mut resp) = (None, None, None);
+    while http.is_none() || pg.is_none() || resp.is_none() {
         let line = lines.next().expect("strata exited before listening").unwrap();
         if let Some(addr) = line.strip_prefix("strata: http listening on ") {
             http = Some(addr.to_string());
         }
         if let Some(addr) = line.strip_prefix("strata: pg listening on ") {
             pg = addr.parse::<std::net::SocketAddr>().ok();
+        }
+        if let Some(addr) = line.strip_prefix("strata: resp listening on ") {
+            resp = Some(format!("redis://{addr}/"));
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
@@ -48,6 +54,7 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
         child,
         base: format!("http://{}", http.expect("http address")),
         pg: format!("host={} port={} user=strata", pg.ip(), pg.port()),
+        redis: resp.expect("resp address"),
     }
 }
 
@@ -226,4 +233,75 @@ fn committed_sql_rows_survive_kill_9() {
             .collect();
         assert!(plan.iter().any(|l| l.contains("Index Scan")), "{plan:?}");
     });
+}
+
+/// `cache.persistence = "log"`: kill -9 under a write load of several connections; every
+/// write acknowledged before the kill, TTLs included, is back after a restart.
+#[test]
+fn acknowledged_cache_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("STRATA_CACHE_PERSISTENCE", "log")];
+    let strata = start(dir.path(), &env);
+    let url = strata.redis.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (url, stop) = (url.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+                let mut acked = Vec::new();
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < deadline
+                {
+                    let key = format!("w{w}:{i}");
+                    let ok: redis::RedisResult<()> = redis::cmd("SET").arg(&key).arg(i).query(&mut con);
+                    if ok.is_err() {
+                        break;
+                    }
+                    let ok: redis::RedisResult<i64> =
+                        redis::cmd("RPUSH").arg(format!("list{w}")).arg(i).query(&mut con);
+                    if ok.is_err() {
+                        break;
+                    }
+                    acked.push(i);
+                    i += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    {
+        let mut con = redis::Client::open(url.clone()).unwrap().get_connection().unwrap();
+        let _: () = redis::cmd("SET").arg("ttl-key").arg("v").arg("EX").arg(1000).query(&mut con).unwrap();
+        let _: () = redis::cmd("ZADD").arg("board").arg(1.5).arg("a").query(&mut con).unwrap();
+        let _: () = redis::cmd("HSET").arg("h").arg("f").arg("v").query(&mut con).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let mut strata = strata;
+    strata.child.kill().unwrap();
+    strata.child.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<Vec<u64>> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert!(acked.iter().all(|a| !a.is_empty()), "every writer got some writes in");
+    drop(strata);
+
+    let strata = start(dir.path(), &env);
+    let mut con = redis::Client::open(strata.redis.clone()).unwrap().get_connection().unwrap();
+    for (w, acked) in acked.iter().enumerate() {
+        for i in acked {
+            let v: Option<u64> = redis::cmd("GET").arg(format!("w{w}:{i}")).query(&mut con).unwrap();
+            assert_eq!(v, Some(*i), "w{w}:{i} was acknowledged");
+        }
+        let list: Vec<u64> =
+            redis::cmd("LRANGE").arg(format!("list{w}")).arg(0).arg(-1).query(&mut con).unwrap();
+        assert!(list.len() >= acked.len(), "list{w} lost pushes");
+        assert_eq!(&list[..acked.len()], acked.as_slice());
+    }
+    let ttl: i64 = redis::cmd("TTL").arg("ttl-key").query(&mut con).unwrap();
+    assert!((900..=1000).contains(&ttl), "TTL survives: {ttl}");
+    let score: f64 = redis::cmd("ZSCORE").arg("board").arg("a").query(&mut con).unwrap();
+    assert_eq!(score, 1.5);
+    let f: String = redis::cmd("HGET").arg("h").arg("f").query(&mut con).unwrap();
+    assert_eq!(f, "v");
 }

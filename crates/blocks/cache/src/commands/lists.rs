@@ -1,0 +1,269 @@
+//! List commands, and the non-blocking attempt behind BLPOP/BRPOP/BLMOVE/BZPOPMIN/BZPOPMAX
+//! (the session does the waiting).
+
+use super::{CmdResult, Ctx, eq, int, name};
+use crate::reply::{Reply, errors};
+use crate::value::List;
+use bytes::Bytes;
+
+/// LPUSH, RPUSH, LPUSHX, RPUSHX.
+pub fn push(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let cmd = name(args);
+    let list = if cmd.ends_with('x') {
+        match ctx.write_list(&args[1])? {
+            Some(l) => l,
+            None => return Ok(Reply::Int(0)),
+        }
+    } else {
+        ctx.create_list(&args[1])?
+    };
+    let left = cmd.starts_with('l');
+    for v in &args[2..] {
+        if left { list.push_front(v.clone()) } else { list.push_back(v.clone()) }
+    }
+    Ok(Reply::Int(list.len() as i64))
+}
+
+/// LPOP and RPOP, with an optional count.
+pub fn pop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    if args.len() > 3 {
+        return Err(Reply::err(errors::arity(&name(args))));
+    }
+    let count = match args.get(2) {
+        Some(c) => Some(
+            int(c)
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| Reply::err("ERR value is out of range, must be positive"))?,
+        ),
+        None => None,
+    };
+    let left = eq(&args[0], "lpop");
+    let Some(list) = ctx.write_list(&args[1])? else {
+        return Ok(if count.is_some() { Reply::NilArray } else { Reply::Nil });
+    };
+    let one = |list: &mut List| if left { list.pop_front() } else { list.pop_back() };
+    match count {
+        None => Ok(Reply::opt_bulk(one(list))),
+        Some(n) => {
+            let mut out = Vec::new();
+            for _ in 0..n {
+                match one(list) {
+                    Some(v) => out.push(Reply::Bulk(v)),
+                    None => break,
+                }
+            }
+            Ok(Reply::Array(out))
+        }
+    }
+}
+
+pub fn lrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let (start, end) = (int(&args[2])?, int(&args[3])?);
+    let Some(list) = ctx.read_list(&args[1])? else { return Ok(Reply::Array(Vec::new())) };
+    Ok(match super::index_range(start, end, list.len()) {
+        Some((a, b)) => Reply::bulks(list.iter().skip(a).take(b - a + 1).cloned()),
+        None => Reply::Array(Vec::new()),
+    })
+}
+
+pub fn llen(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    Ok(Reply::Int(ctx.read_list(&args[1])?.map_or(0, |l| l.len()) as i64))
+}
+
+fn resolve(index: i64, len: usize) -> Option<usize> {
+    let i = if index < 0 { len as i64 + index } else { index };
+    (0..len as i64).contains(&i).then_some(i as usize)
+}
+
+pub fn lindex(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let index = int(&args[2])?;
+    let Some(list) = ctx.read_list(&args[1])? else { return Ok(Reply::Nil) };
+    Ok(Reply::opt_bulk(resolve(index, list.len()).and_then(|i| list.get(i).cloned())))
+}
+
+pub fn lset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let index = int(&args[2])?;
+    let Some(list) = ctx.write_list(&args[1])? else { return Err(Reply::err(errors::NO_KEY)) };
+    let i = resolve(index, list.len()).ok_or_else(|| Reply::err(errors::INDEX_RANGE))?;
+    list.set(i, args[3].clone());
+    Ok(Reply::OK)
+}
+
+/// LINSERT key BEFORE|AFTER pivot element
+pub fn linsert(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let after = if eq(&args[2], "after") {
+        true
+    } else if eq(&args[2], "before") {
+        false
+    } else {
+        return Err(Reply::err(errors::SYNTAX));
+    };
+    let Some(list) = ctx.write_list(&args[1])? else { return Ok(Reply::Int(0)) };
+    let Some(pos) = list.iter().position(|v| *v == args[3]) else { return Ok(Reply::Int(-1)) };
+    list.insert(pos + after as usize, args[4].clone());
+    Ok(Reply::Int(list.len() as i64))
+}
+
+pub fn lrem(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let count = int(&args[2])?;
+    let Some(list) = ctx.write_list(&args[1])? else { return Ok(Reply::Int(0)) };
+    let limit = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+    let mut removed = 0;
+    if count >= 0 {
+        let mut i = 0;
+        while i < list.len() && removed < limit {
+            if *list.get(i).expect("in range") == args[3] {
+                list.remove(i);
+                removed += 1;
+            } else {
+                i += 1;
+            }
+        }
+    } else {
+        let mut i = list.len();
+        while i > 0 && removed < limit {
+            i -= 1;
+            if *list.get(i).expect("in range") == args[3] {
+                list.remove(i);
+                removed += 1;
+            }
+        }
+    }
+    Ok(Reply::Int(removed as i64))
+}
+
+pub fn ltrim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let (start, end) = (int(&args[2])?, int(&args[3])?);
+    let Some(list) = ctx.write_list(&args[1])? else { return Ok(Reply::OK) };
+    match super::index_range(start, end, list.len()) {
+        Some((a, b)) => list.retain_range(a, b + 1),
+        None => list.retain_range(0, 0),
+    }
+    Ok(Reply::OK)
+}
+
+/// LPOS key element [RANK rank] [COUNT num] [MAXLEN len]
+pub fn lpos(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let (mut rank, mut count, mut maxlen) = (1i64, None, 0usize);
+    let mut i = 3;
+    while i < args.len() {
+        let Some(v) = args.get(i + 1) else { return Err(Reply::err(errors::SYNTAX)) };
+        if eq(&args[i], "rank") {
+            rank = int(v)?;
+            if rank == 0 || rank == i64::MIN {
+                return Err(Reply::err(
+                    "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list",
+                ));
+            }
+        } else if eq(&args[i], "count") {
+            count = Some(
+                int(v).ok().filter(|n| *n >= 0).ok_or_else(|| Reply::err("ERR COUNT can't be negative"))?,
+            );
+        } else if eq(&args[i], "maxlen") {
+            maxlen =
+                int(v).ok().filter(|n| *n >= 0).ok_or_else(|| Reply::err("ERR MAXLEN can't be negative"))?
+                    as usize;
+        } else {
+            return Err(Reply::err(errors::SYNTAX));
+        }
+        i += 2;
+    }
+    let Some(list) = ctx.read_list(&args[1])? else {
+        return Ok(if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Nil });
+    };
+    let len = list.len();
+    let want = match count {
+        Some(0) => usize::MAX,
+        Some(n) => n as usize,
+        None => 1,
+    };
+    let scan_limit = if maxlen == 0 { len } else { maxlen.min(len) };
+    let mut skip = rank.unsigned_abs() - 1;
+    let mut found = Vec::new();
+    let indexes: Box<dyn Iterator<Item = usize>> =
+        if rank > 0 { Box::new(0..scan_limit) } else { Box::new((len - scan_limit..len).rev()) };
+    for i in indexes {
+        if *list.get(i).expect("in range") == args[2] {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            found.push(i as i64);
+            if found.len() >= want {
+                break;
+            }
+        }
+    }
+    Ok(match count {
+        Some(_) => Reply::Array(found.into_iter().map(Reply::Int).collect()),
+        None => found.first().map_or(Reply::Nil, |i| Reply::Int(*i)),
+    })
+}
+
+fn side(arg: &[u8]) -> Result<bool, Reply> {
+    if eq(arg, "left") {
+        Ok(true)
+    } else if eq(arg, "right") {
+        Ok(false)
+    } else {
+        Err(Reply::err(errors::SYNTAX))
+    }
+}
+
+/// Pops from `src` at one end and pushes onto `dst` at the other; None if `src` is empty.
+fn move_one(
+    ctx: &mut Ctx,
+    src: &Bytes,
+    dst: &Bytes,
+    from_left: bool,
+    to_left: bool,
+) -> Result<Option<Bytes>, Reply> {
+    if ctx.read_list(src)?.is_none() {
+        return Ok(None);
+    }
+    // Type-check the destination before taking anything from the source.
+    ctx.read_list(dst)?;
+    let list = ctx.write_list(src)?.expect("checked above");
+    let value = if from_left { list.pop_front() } else { list.pop_back() }.expect("lists are never empty");
+    let dest = ctx.create_list(dst)?;
+    if to_left {
+        dest.push_front(value.clone())
+    } else {
+        dest.push_back(value.clone())
+    }
+    Ok(Some(value))
+}
+
+pub fn lmove(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let (from_left, to_left) = (side(&args[3])?, side(&args[4])?);
+    Ok(Reply::opt_bulk(move_one(ctx, &args[1], &args[2], from_left, to_left)?))
+}
+
+pub fn rpoplpush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    Ok(Reply::opt_bulk(move_one(ctx, &args[1], &args[2], false, true)?))
+}
+
+/// One attempt at a blocking command: `Ok(None)` when every key is empty and the caller
+/// should wait. The timeout argument is parsed by the caller.
+pub fn try_blocking(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Reply> {
+    let cmd = name(args);
+    match cmd.as_str() {
+        "blmove" => {
+            let (from_left, to_left) = (side(&args[3])?, side(&args[4])?);
+            Ok(move_one(ctx, &args[1], &args[2], from_left, to_left)?.map(Reply::Bulk))
+        }
+        "blpop" | "brpop" => {
+            for key in &args[1..args.len() - 1] {
+                if let Some(list) = ctx.write_list(key)? {
+                    let v = if cmd == "blpop" { list.pop_front() } else { list.pop_back() };
+                    if let Some(v) = v {
+                        return Ok(Some(Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Bulk(v)])));
+                    }
+                }
+            }
+            Ok(None)
+        }
+        _ => super::zsets::try_bzpop(ctx, args, cmd == "bzpopmax"),
+    }
+}

@@ -1,0 +1,187 @@
+//! strata-cache: a Redis-compatible in-memory data store.
+//!
+//! [`Cache`] holds the sixteen databases behind one lock (Redis runs commands one at a time;
+//! so do we, which makes every command, MULTI/EXEC block and script atomic) plus pub/sub,
+//! blocked clients and the client registry. A [`Session`] is one client's connection state
+//! (selected database, RESP version, MULTI queue, WATCHed keys, subscriptions) and runs
+//! commands given as argument vectors; the resp front only frames bytes.
+//!
+//! Persistence (`log`): the keys each write touched are written through core, in the order
+//! commands ran, before the write is acknowledged; see [`persist`].
+
+mod commands;
+pub mod glob;
+mod keyspace;
+pub mod persist;
+mod pubsub;
+pub mod reply;
+mod session;
+pub mod value;
+pub mod zset;
+
+pub use keyspace::{Policy, Settings, Stats};
+pub use reply::Reply;
+pub use session::{Session, parse_memory};
+
+use bytes::Bytes;
+use keyspace::Keyspace;
+use parking_lot::Mutex;
+use pubsub::PubSub;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+use strata_core::Clock;
+use tokio::sync::Notify;
+
+/// The Redis version we report: clients (hiredis, redis-py, redis-rs) gate features on it.
+pub const REDIS_VERSION: &str = "7.2.4";
+
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    pub databases: usize,
+    pub settings: Settings,
+    /// Largest string value or argument (Redis's proto-max-bulk-len).
+    pub max_bulk_bytes: usize,
+    /// `AUTH` password for the default user; None = no authentication.
+    pub password: Option<String>,
+    /// Port reported by INFO.
+    pub tcp_port: u16,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            databases: 16,
+            settings: Settings::default(),
+            max_bulk_bytes: 512 * 1024 * 1024,
+            password: None,
+            tcp_port: 6379,
+        }
+    }
+}
+
+/// One connected client as CLIENT LIST shows it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientInfo {
+    pub addr: String,
+    pub name: String,
+    pub lib_name: String,
+    pub lib_ver: String,
+    pub db: usize,
+    pub created: u64,
+    pub resp: u8,
+}
+
+/// A blocked client: which session, and how to wake it.
+type Waiters = HashMap<(usize, Bytes), Vec<(u64, Arc<Notify>)>>;
+
+pub(crate) struct Shared {
+    pub ks: Mutex<Keyspace>,
+    pub waiters: Mutex<Waiters>,
+    pub pubsub: Mutex<PubSub>,
+    pub clients: Mutex<BTreeMap<u64, ClientInfo>>,
+    pub next_client: AtomicU64,
+    pub total_connections: AtomicU64,
+    pub total_commands: AtomicU64,
+    pub blocked: AtomicUsize,
+    pub started: Instant,
+    pub options: CacheOptions,
+    pub persister: Option<persist::Persister>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Clone)]
+pub struct Cache {
+    shared: Arc<Shared>,
+}
+
+impl Cache {
+    /// An in-memory cache (`cache.persistence = "none"`).
+    pub fn new(options: CacheOptions, clock: Arc<dyn Clock>) -> Cache {
+        Cache::build(options, clock, None)
+    }
+
+    /// A cache whose writes are durable through core before they are acknowledged; the data
+    /// set is loaded from `store` first.
+    pub fn open_persistent(
+        options: CacheOptions,
+        clock: Arc<dyn Clock>,
+        store: strata_core::Store,
+    ) -> Result<Cache, strata_core::Error> {
+        let mut ks = Keyspace::new(options.databases, options.settings.clone(), clock.clone());
+        let persister = persist::Persister::open(store, &mut ks)?;
+        Ok(Cache::from_parts(options, clock, ks, Some(persister)))
+    }
+
+    fn build(options: CacheOptions, clock: Arc<dyn Clock>, persister: Option<persist::Persister>) -> Cache {
+        let ks = Keyspace::new(options.databases, options.settings.clone(), clock.clone());
+        Cache::from_parts(options, clock, ks, persister)
+    }
+
+    fn from_parts(
+        options: CacheOptions,
+        clock: Arc<dyn Clock>,
+        ks: Keyspace,
+        persister: Option<persist::Persister>,
+    ) -> Cache {
+        Cache {
+            shared: Arc::new(Shared {
+                ks: Mutex::new(ks),
+                waiters: Mutex::new(HashMap::new()),
+                pubsub: Mutex::new(PubSub::default()),
+                clients: Mutex::new(BTreeMap::new()),
+                next_client: AtomicU64::new(1),
+                total_connections: AtomicU64::new(0),
+                total_commands: AtomicU64::new(0),
+                blocked: AtomicUsize::new(0),
+                started: Instant::now(),
+                options,
+                persister,
+                clock,
+            }),
+        }
+    }
+
+    /// A new client connection coming from `addr`.
+    pub fn session(&self, addr: &str) -> Session {
+        Session::new(self.shared.clone(), addr)
+    }
+
+    /// One round of active expiry (Redis runs it 10 times a second); returns keys deleted.
+    pub fn active_expire(&self) -> usize {
+        let mut ks = self.shared.ks.lock();
+        let deleted = ks.expire_cycle(200);
+        let touched = ks.finish();
+        if let Some(p) = &self.shared.persister {
+            p.record(&ks, &touched);
+        }
+        deleted
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.ks.lock().stats.clone()
+    }
+
+    pub fn used_memory(&self) -> usize {
+        self.shared.ks.lock().used_memory()
+    }
+
+    /// Waits until everything recorded so far is durable (no-op without persistence).
+    pub async fn flush(&self) {
+        if let Some(p) = &self.shared.persister {
+            let upto = p.recorded();
+            p.wait_durable(upto).await;
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn connected_clients(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+}

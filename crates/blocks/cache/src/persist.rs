@@ -1,0 +1,247 @@
+//! `cache.persistence = "log"`: every key a write command touched is written through core
+//! before the command is acknowledged, and the whole data set (TTLs included) is loaded back
+//! on start.
+//!
+//! Under the keyspace lock, [`Persister::record`] serializes the touched keys' new states in
+//! command order into a pending batch and hands back a ticket. A writer thread commits
+//! pending batches to core's `cache` keyspace (group commit, so many commands share one
+//! fsync) and publishes the highest durable ticket; sessions wait for theirs before replying.
+//!
+//! Layout: key = keycode `(db u64, key bytes)`; value = keycode `(type tag, expire_at u64,
+//! elements...)`. Whole values are rewritten on each change, so a write to a large
+//! collection costs its size; one value is bounded by core's `max_value_bytes`.
+
+use crate::keyspace::Keyspace;
+use crate::value::{Hash, List, Set, Value};
+use crate::zset::ZSet;
+use bytes::Bytes;
+use std::sync::{Arc, Condvar, Mutex};
+use strata_core::keycode::{Decoder, KeyBuf};
+use strata_core::{Error, Store};
+use tokio::sync::watch;
+
+const KEYSPACE: &str = "cache";
+const T_STR: u8 = 1;
+const T_HASH: u8 = 2;
+const T_LIST: u8 = 3;
+const T_SET: u8 = 4;
+const T_ZSET: u8 = 5;
+
+/// Most bytes one core transaction carries; a larger pending batch is split.
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+type Write = (Vec<u8>, Option<Vec<u8>>);
+
+#[derive(Default)]
+struct Pending {
+    writes: Vec<Write>,
+    bytes: usize,
+    ticket: u64,
+    closed: bool,
+}
+
+struct Inner {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    durable: watch::Sender<u64>,
+}
+
+pub struct Persister {
+    inner: Arc<Inner>,
+    durable: watch::Receiver<u64>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Persister {
+    /// Loads the stored data set into `ks` and starts the writer thread.
+    pub fn open(store: Store, ks: &mut Keyspace) -> Result<Persister, Error> {
+        let keyspace = store.keyspace(KEYSPACE)?;
+        let txn = store.begin_read_only();
+        let now = ks.now();
+        let mut loaded = 0usize;
+        for item in txn.scan_prefix(&keyspace, &[]) {
+            let (k, v) = item?;
+            let mut d = Decoder::new(&k);
+            let (db, key) = (d.u64()? as usize, Bytes::from(d.bytes()?));
+            let (value, expire_at) = decode_value(&v)?;
+            if db >= ks.databases() || (expire_at != 0 && expire_at <= now) {
+                continue;
+            }
+            ks.set(db, key.clone(), value, false);
+            if expire_at != 0 {
+                ks.set_expire(db, &key, expire_at);
+            }
+            loaded += 1;
+        }
+        ks.finish();
+        tracing::info!(keys = loaded, "cache loaded from the log");
+        let (tx, rx) = watch::channel(0);
+        let inner =
+            Arc::new(Inner { pending: Mutex::new(Pending::default()), wake: Condvar::new(), durable: tx });
+        let writer = std::thread::Builder::new()
+            .name("strata-cache-log".into())
+            .spawn({
+                let inner = inner.clone();
+                move || write_loop(&inner, &store, &keyspace)
+            })
+            .map_err(Error::Io)?;
+        Ok(Persister { inner, durable: rx, writer: Some(writer) })
+    }
+
+    /// Queues the current state of `touched` keys; returns the ticket to wait for.
+    pub fn record(&self, ks: &Keyspace, touched: &[(usize, Bytes)]) -> u64 {
+        let mut pending = self.inner.pending.lock().expect("cache log lock");
+        if touched.is_empty() {
+            return pending.ticket;
+        }
+        for (db, key) in touched {
+            let k = KeyBuf::new().u64(*db as u64).bytes(key).finish();
+            let v = ks.get(*db, key).map(|e| encode_value(&e.value, e.expire_at));
+            pending.bytes += k.len() + v.as_ref().map_or(0, |v| v.len());
+            pending.writes.push((k, v));
+        }
+        pending.ticket += 1;
+        let ticket = pending.ticket;
+        drop(pending);
+        self.inner.wake.notify_one();
+        ticket
+    }
+
+    /// The newest ticket handed out.
+    pub fn recorded(&self) -> u64 {
+        self.inner.pending.lock().expect("cache log lock").ticket
+    }
+
+    /// Waits until `ticket` is on disk.
+    pub async fn wait_durable(&self, ticket: u64) {
+        let mut rx = self.durable.clone();
+        let _ = rx.wait_for(|d| *d >= ticket).await;
+    }
+}
+
+impl Drop for Persister {
+    fn drop(&mut self) {
+        self.inner.pending.lock().expect("cache log lock").closed = true;
+        self.inner.wake.notify_one();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn write_loop(inner: &Inner, store: &Store, keyspace: &strata_core::Keyspace) {
+    loop {
+        let (writes, ticket) = {
+            let mut pending = inner.pending.lock().expect("cache log lock");
+            while pending.writes.is_empty() && !pending.closed {
+                pending = inner.wake.wait(pending).expect("cache log lock");
+            }
+            if pending.writes.is_empty() && pending.closed {
+                return;
+            }
+            pending.bytes = 0;
+            (std::mem::take(&mut pending.writes), pending.ticket)
+        };
+        // Keep retrying: acknowledging these writes depends on it.
+        while let Err(err) = commit(store, keyspace, &writes) {
+            tracing::error!(%err, "writing the cache log failed; retrying");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        inner.durable.send_replace(ticket);
+    }
+}
+
+fn commit(store: &Store, keyspace: &strata_core::Keyspace, writes: &[Write]) -> Result<(), Error> {
+    let mut txn = store.begin_snapshot();
+    let mut bytes = 0;
+    for (k, v) in writes {
+        bytes += k.len() + v.as_ref().map_or(0, |v| v.len());
+        match v {
+            Some(v) => txn.set(keyspace, k.clone(), v.clone())?,
+            None => txn.delete(keyspace, k.clone())?,
+        }
+        if bytes > MAX_BATCH_BYTES {
+            txn.commit()?;
+            txn = store.begin_snapshot();
+            bytes = 0;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn encode_value(value: &Value, expire_at: u64) -> Vec<u8> {
+    let mut buf = KeyBuf::new();
+    buf = match value {
+        Value::Str(s) => buf.tag(T_STR).u64(expire_at).bytes(s),
+        Value::Hash(h) => {
+            let mut b = buf.tag(T_HASH).u64(expire_at);
+            for (f, v) in h.iter() {
+                b = b.bytes(f).bytes(v);
+            }
+            b
+        }
+        Value::List(l) => {
+            let mut b = buf.tag(T_LIST).u64(expire_at);
+            for v in l.iter() {
+                b = b.bytes(v);
+            }
+            b
+        }
+        Value::Set(s) => {
+            let mut b = buf.tag(T_SET).u64(expire_at);
+            for m in s.iter() {
+                b = b.bytes(m);
+            }
+            b
+        }
+        Value::ZSet(z) => {
+            let mut b = buf.tag(T_ZSET).u64(expire_at);
+            for (m, s) in z.iter_members() {
+                b = b.f64(s).bytes(m);
+            }
+            b
+        }
+    };
+    buf.finish()
+}
+
+fn decode_value(v: &[u8]) -> Result<(Value, u64), Error> {
+    let mut d = Decoder::new(v);
+    let tag = d.tag()?;
+    let expire_at = d.u64()?;
+    let value = match tag {
+        T_STR => Value::Str(Bytes::from(d.bytes()?)),
+        T_HASH => {
+            let mut h = Hash::default();
+            while !d.is_empty() {
+                h.insert(Bytes::from(d.bytes()?), Bytes::from(d.bytes()?));
+            }
+            Value::Hash(h)
+        }
+        T_LIST => {
+            let mut l = List::default();
+            while !d.is_empty() {
+                l.push_back(Bytes::from(d.bytes()?));
+            }
+            Value::List(l)
+        }
+        T_SET => {
+            let mut s = Set::default();
+            while !d.is_empty() {
+                s.insert(Bytes::from(d.bytes()?));
+            }
+            Value::Set(s)
+        }
+        T_ZSET => {
+            let mut z = ZSet::new();
+            while !d.is_empty() {
+                let score = d.f64()?;
+                z.insert(Bytes::from(d.bytes()?), score);
+            }
+            Value::ZSet(z)
+        }
+        t => return Err(Error::Corrupt(format!("unknown cache value type {t}"))),
+    };
+    Ok((value, expire_at))
+}

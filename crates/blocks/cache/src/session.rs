@@ -1,0 +1,860 @@
+//! One client connection: authentication, the selected database, RESP version, MULTI/EXEC
+//! with WATCH, pub/sub subscriptions, blocking pops, and the server commands that depend on
+//! the connection (HELLO, CLIENT, SELECT, INFO, CONFIG, COMMAND).
+
+use crate::commands::{self, COMMANDS, Command, Ctx, eq, lookup};
+use crate::keyspace::Policy;
+use crate::pubsub::QUEUE_LIMIT;
+use crate::reply::{Reply, errors};
+use crate::{ClientInfo, REDIS_VERSION, Shared};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+
+pub struct Session {
+    shared: Arc<Shared>,
+    id: u64,
+    db: usize,
+    protocol: u8,
+    authenticated: bool,
+    /// Queued commands while in MULTI; `Some` means a transaction is open.
+    multi: Option<Vec<(&'static Command, Vec<Bytes>)>>,
+    /// A queued command was rejected: EXEC must abort.
+    multi_failed: bool,
+    /// WATCHed keys with the version each had.
+    watched: Vec<(usize, Bytes, Option<u64>)>,
+    channels: Vec<Bytes>,
+    patterns: Vec<Bytes>,
+    push_tx: mpsc::Sender<Reply>,
+    push_rx: Option<mpsc::Receiver<Reply>>,
+    wake: Arc<Notify>,
+    closing: bool,
+}
+
+impl Session {
+    pub(crate) fn new(shared: Arc<Shared>, addr: &str) -> Session {
+        let id = shared.next_id();
+        let (push_tx, push_rx) = mpsc::channel(QUEUE_LIMIT);
+        shared.total_connections.fetch_add(1, Ordering::Relaxed);
+        let info = ClientInfo {
+            addr: addr.to_string(),
+            created: shared.clock.now_ms(),
+            resp: 2,
+            ..ClientInfo::default()
+        };
+        shared.clients.lock().insert(id, info);
+        let authenticated = shared.options.password.is_none();
+        Session {
+            shared,
+            id,
+            db: 0,
+            protocol: 2,
+            authenticated,
+            multi: None,
+            multi_failed: false,
+            watched: Vec::new(),
+            channels: Vec::new(),
+            patterns: Vec::new(),
+            push_tx,
+            push_rx: Some(push_rx),
+            wake: Arc::new(Notify::new()),
+            closing: false,
+        }
+    }
+
+    /// RESP version in use: 2, or 3 after `HELLO 3`.
+    pub fn protocol(&self) -> u8 {
+        self.protocol
+    }
+
+    /// Whether the client asked to close (QUIT).
+    pub fn closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Pub/sub messages for this client; the front takes it once and writes what arrives.
+    pub fn take_pushes(&mut self) -> Option<mpsc::Receiver<Reply>> {
+        self.push_rx.take()
+    }
+
+    fn subscribed(&self) -> bool {
+        !self.channels.is_empty() || !self.patterns.is_empty()
+    }
+
+    /// Runs one command (`args[0]` is its name) and returns the reply.
+    pub async fn execute(&mut self, args: Vec<Bytes>) -> Reply {
+        let Some(first) = args.first() else { return Reply::err("ERR empty command") };
+        self.shared.total_commands.fetch_add(1, Ordering::Relaxed);
+        let Some(cmd) = lookup(first) else {
+            self.fail_multi();
+            return Reply::err(errors::unknown_command(first, &args[1..]));
+        };
+        if !cmd.arity_ok(args.len()) {
+            self.fail_multi();
+            return Reply::err(errors::arity(cmd.name));
+        }
+        if !self.authenticated && !matches!(cmd.name, "auth" | "hello" | "quit" | "reset") {
+            return Reply::err("NOAUTH Authentication required.");
+        }
+        if self.protocol == 2
+            && self.subscribed()
+            && !matches!(
+                cmd.name,
+                "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ping" | "quit" | "reset"
+            )
+        {
+            return Reply::err(format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                cmd.name
+            ));
+        }
+        if let Some(queue) = &mut self.multi
+            && !matches!(cmd.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset")
+        {
+            if cmd.flags.contains(&"pubsub") && cmd.name != "publish" && cmd.name != "pubsub" {
+                self.multi_failed = true;
+                return Reply::err("ERR Command not allowed inside a transaction");
+            }
+            queue.push((cmd, args));
+            return Reply::Status("QUEUED");
+        }
+        self.dispatch(cmd, args).await
+    }
+
+    fn fail_multi(&mut self) {
+        if self.multi.is_some() {
+            self.multi_failed = true;
+        }
+    }
+
+    async fn dispatch(&mut self, cmd: &'static Command, args: Vec<Bytes>) -> Reply {
+        match cmd.name {
+            "ping" => self.ping(&args),
+            "select" => self.select(&args[1]),
+            "auth" => self.auth(&args),
+            "hello" => self.hello(&args),
+            "quit" => {
+                self.closing = true;
+                Reply::OK
+            }
+            "reset" => self.reset(),
+            "client" => self.client(&args),
+            "info" => self.info(&args),
+            "config" => self.config(&args),
+            "command" => command_info(&args),
+            "debug" => self.debug(&args).await,
+            "swapdb" => self.swapdb(&args).await,
+            "multi" => self.multi(),
+            "exec" => self.exec().await,
+            "discard" => self.discard(),
+            "watch" => self.watch(&args),
+            "unwatch" => {
+                self.watched.clear();
+                Reply::OK
+            }
+            "subscribe" | "psubscribe" => self.subscribe(&args, cmd.name == "psubscribe"),
+            "unsubscribe" | "punsubscribe" => self.unsubscribe(&args, cmd.name == "punsubscribe"),
+            "publish" => Reply::Int(self.shared.pubsub.lock().publish(&args[1], &args[2])),
+            "pubsub" => self.pubsub(&args),
+            "blpop" | "brpop" | "blmove" | "bzpopmin" | "bzpopmax" => self.blocking(cmd, &args).await,
+            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "script" | "fcall" | "fcall_ro" | "function" => {
+                Reply::err("ERR scripting is not available in this build")
+            }
+            _ => self.run(cmd, &args).await,
+        }
+    }
+
+    /// Runs a keyspace command under the lock, then waits for durability if it wrote.
+    async fn run(&mut self, cmd: &'static Command, args: &[Bytes]) -> Reply {
+        let (reply, ticket) = {
+            let mut ks = self.shared.ks.lock();
+            ks.begin();
+            let reply = if cmd.deny_oom() && ks.make_room().is_err() {
+                Reply::err(errors::OOM)
+            } else {
+                let mut ctx = Ctx { ks: &mut ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
+                commands::run(cmd, &mut ctx, args)
+            };
+            // Evictions made while failing to make room are writes too.
+            let touched = ks.finish();
+            (reply, self.after_write(&ks, &touched))
+        };
+        self.await_ticket(ticket).await;
+        reply
+    }
+
+    /// Wakes clients blocked on the touched keys and records them for persistence.
+    fn after_write(&self, ks: &crate::keyspace::Keyspace, touched: &[(usize, Bytes)]) -> Option<u64> {
+        if touched.is_empty() {
+            return None;
+        }
+        {
+            let waiters = self.shared.waiters.lock();
+            if !waiters.is_empty() {
+                for key in touched {
+                    if let Some(list) = waiters.get(key) {
+                        for (_, notify) in list {
+                            notify.notify_one();
+                        }
+                    }
+                }
+            }
+        }
+        self.shared.persister.as_ref().map(|p| p.record(ks, touched))
+    }
+
+    async fn await_ticket(&self, ticket: Option<u64>) {
+        if let (Some(ticket), Some(p)) = (ticket, &self.shared.persister) {
+            p.wait_durable(ticket).await;
+        }
+    }
+
+    fn ping(&self, args: &[Bytes]) -> Reply {
+        if args.len() > 2 {
+            return Reply::err(errors::arity("ping"));
+        }
+        if self.protocol == 2 && self.subscribed() {
+            return Reply::Array(vec![
+                Reply::text("pong"),
+                Reply::Bulk(args.get(1).cloned().unwrap_or_default()),
+            ]);
+        }
+        match args.get(1) {
+            Some(msg) => Reply::Bulk(msg.clone()),
+            None => Reply::Status("PONG"),
+        }
+    }
+
+    fn select(&mut self, arg: &[u8]) -> Reply {
+        match commands::int(arg) {
+            Ok(n) if n >= 0 && (n as usize) < self.shared.options.databases => {
+                self.db = n as usize;
+                if let Some(c) = self.shared.clients.lock().get_mut(&self.id) {
+                    c.db = self.db;
+                }
+                Reply::OK
+            }
+            Ok(_) => Reply::err(errors::DB_INDEX),
+            Err(e) => e,
+        }
+    }
+
+    fn check_password(&mut self, user: &[u8], password: &[u8]) -> Result<(), Reply> {
+        let Some(expected) = &self.shared.options.password else {
+            return Err(Reply::err(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ));
+        };
+        if user == b"default" && password == expected.as_bytes() {
+            self.authenticated = true;
+            Ok(())
+        } else {
+            Err(Reply::err("WRONGPASS invalid username-password pair or user is disabled."))
+        }
+    }
+
+    fn auth(&mut self, args: &[Bytes]) -> Reply {
+        let result = match args.len() {
+            2 => self.check_password(b"default", &args[1]),
+            3 => self.check_password(&args[1], &args[2]),
+            _ => Err(Reply::err(errors::SYNTAX)),
+        };
+        result.map_or_else(|e| e, |_| Reply::OK)
+    }
+
+    /// HELLO [protover [AUTH username password] [SETNAME clientname]]
+    fn hello(&mut self, args: &[Bytes]) -> Reply {
+        let mut protocol = self.protocol;
+        if let Some(v) = args.get(1) {
+            match commands::int(v) {
+                Ok(2) => protocol = 2,
+                Ok(3) => protocol = 3,
+                Ok(_) => return Reply::err("NOPROTO unsupported protocol version"),
+                Err(_) => return Reply::err("ERR Protocol version is not an integer or out of range"),
+            }
+        }
+        let mut name = None;
+        let mut i = 2;
+        while i < args.len() {
+            if eq(&args[i], "auth") && i + 2 < args.len() {
+                if let Err(e) = self.check_password(&args[i + 1], &args[i + 2]) {
+                    return e;
+                }
+                i += 3;
+            } else if eq(&args[i], "setname") && i + 1 < args.len() {
+                name = Some(String::from_utf8_lossy(&args[i + 1]).into_owned());
+                i += 2;
+            } else {
+                return Reply::err(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&args[i])
+                ));
+            }
+        }
+        if !self.authenticated {
+            return Reply::err(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+            );
+        }
+        self.protocol = protocol;
+        if let Some(c) = self.shared.clients.lock().get_mut(&self.id) {
+            c.resp = protocol;
+            if let Some(name) = name {
+                c.name = name;
+            }
+        }
+        Reply::Map(vec![
+            (Reply::text("server"), Reply::text("redis")),
+            (Reply::text("version"), Reply::text(REDIS_VERSION)),
+            (Reply::text("proto"), Reply::Int(protocol as i64)),
+            (Reply::text("id"), Reply::Int(self.id as i64)),
+            (Reply::text("mode"), Reply::text("standalone")),
+            (Reply::text("role"), Reply::text("master")),
+            (Reply::text("modules"), Reply::Array(Vec::new())),
+        ])
+    }
+
+    fn reset(&mut self) -> Reply {
+        self.multi = None;
+        self.multi_failed = false;
+        self.watched.clear();
+        self.unsubscribe_all();
+        self.db = 0;
+        self.protocol = 2;
+        self.authenticated = self.shared.options.password.is_none();
+        Reply::Status("RESET")
+    }
+
+    fn client(&mut self, args: &[Bytes]) -> Reply {
+        let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+        let mut clients = self.shared.clients.lock();
+        match (sub.as_str(), args.len()) {
+            ("id", 2) => Reply::Int(self.id as i64),
+            ("getname", 2) => {
+                let name = clients.get(&self.id).map(|c| c.name.clone()).unwrap_or_default();
+                if name.is_empty() { Reply::Nil } else { Reply::text(&name) }
+            }
+            ("setname", 3) => {
+                if args[2].iter().any(|b| *b <= b' ' || *b > b'~') {
+                    return Reply::err(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    );
+                }
+                if let Some(c) = clients.get_mut(&self.id) {
+                    c.name = String::from_utf8_lossy(&args[2]).into_owned();
+                }
+                Reply::OK
+            }
+            ("setinfo", 4) => {
+                let value = String::from_utf8_lossy(&args[3]).into_owned();
+                let Some(c) = clients.get_mut(&self.id) else { return Reply::OK };
+                if eq(&args[2], "lib-name") {
+                    c.lib_name = value;
+                } else if eq(&args[2], "lib-ver") {
+                    c.lib_ver = value;
+                } else {
+                    return Reply::err(format!(
+                        "ERR Unrecognized option '{}'",
+                        String::from_utf8_lossy(&args[2])
+                    ));
+                }
+                Reply::OK
+            }
+            ("list", _) | ("info", 2) => {
+                let now = self.shared.clock.now_ms();
+                let line = |id: &u64, c: &ClientInfo| {
+                    format!(
+                        "id={id} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 multi=-1 qbuf=0 obl=0 oll=0 omem=0 events=r cmd=client|list user=default lib-name={} lib-ver={} resp={}\n",
+                        c.addr,
+                        c.name,
+                        now.saturating_sub(c.created) / 1000,
+                        c.db,
+                        c.lib_name,
+                        c.lib_ver,
+                        c.resp
+                    )
+                };
+                let text: String = if sub == "info" {
+                    clients.get(&self.id).map(|c| line(&self.id, c)).unwrap_or_default()
+                } else {
+                    clients.iter().map(|(id, c)| line(id, c)).collect()
+                };
+                Reply::Verbatim(text)
+            }
+            ("no-evict" | "no-touch", 3) => Reply::OK,
+            ("reply", 3) => Reply::OK,
+            _ => Reply::err(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+                String::from_utf8_lossy(&args[1])
+            )),
+        }
+    }
+
+    fn info(&self, args: &[Bytes]) -> Reply {
+        let section = args.get(1).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
+        let pubsub = self.shared.pubsub.lock();
+        let facts = commands::server::ServerFacts {
+            version: REDIS_VERSION,
+            tcp_port: self.shared.options.tcp_port,
+            uptime_secs: self.shared.started.elapsed().as_secs(),
+            connected_clients: self.shared.connected_clients(),
+            blocked_clients: self.shared.blocked.load(Ordering::Relaxed),
+            total_connections: self.shared.total_connections.load(Ordering::Relaxed),
+            total_commands: self.shared.total_commands.load(Ordering::Relaxed),
+            pubsub_channels: pubsub.channel_count(),
+            pubsub_patterns: pubsub.pattern_count(),
+            persistence: if self.shared.persister.is_some() { "log" } else { "none" },
+        };
+        drop(pubsub);
+        let ks = self.shared.ks.lock();
+        Reply::Verbatim(commands::info_text(&ks, &facts, section.as_deref()))
+    }
+
+    fn config(&mut self, args: &[Bytes]) -> Reply {
+        let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+        match sub.as_str() {
+            "get" if args.len() >= 3 => {
+                let ks = self.shared.ks.lock();
+                let s = &ks.settings;
+                let params: Vec<(&str, String)> = vec![
+                    ("maxmemory", s.maxmemory.to_string()),
+                    ("maxmemory-policy", s.policy.name().to_string()),
+                    ("maxmemory-samples", s.samples.to_string()),
+                    ("lfu-log-factor", s.lfu_log_factor.to_string()),
+                    ("lfu-decay-time", s.lfu_decay_minutes.to_string()),
+                    ("databases", self.shared.options.databases.to_string()),
+                    ("proto-max-bulk-len", self.shared.options.max_bulk_bytes.to_string()),
+                    ("port", self.shared.options.tcp_port.to_string()),
+                    ("appendonly", if self.shared.persister.is_some() { "yes" } else { "no" }.to_string()),
+                    ("save", String::new()),
+                    ("timeout", "0".to_string()),
+                    ("hz", "10".to_string()),
+                    ("maxclients", "10000".to_string()),
+                ];
+                let mut out = Vec::new();
+                for (name, value) in params {
+                    if args[2..]
+                        .iter()
+                        .any(|p| crate::glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
+                    {
+                        out.push((Reply::text(name), Reply::text(&value)));
+                    }
+                }
+                Reply::Map(out)
+            }
+            "set" if args.len() >= 4 && args.len().is_multiple_of(2) => {
+                let mut ks = self.shared.ks.lock();
+                let mut settings = ks.settings.clone();
+                for pair in args[2..].chunks(2) {
+                    let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+                    let value = String::from_utf8_lossy(&pair[1]).to_string();
+                    let bad = || {
+                        Reply::err(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
+                        ))
+                    };
+                    match name.as_str() {
+                        "maxmemory" => match parse_memory(&value) {
+                            Some(n) => settings.maxmemory = n,
+                            None => return bad(),
+                        },
+                        "maxmemory-policy" => match Policy::parse(&value) {
+                            Some(p) => settings.policy = p,
+                            None => {
+                                return Reply::err(format!(
+                                    "ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be one of the following: {}",
+                                    Policy::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                                ));
+                            }
+                        },
+                        "maxmemory-samples" => match value.parse::<usize>() {
+                            Ok(n) if (1..=64).contains(&n) => settings.samples = n,
+                            _ => return bad(),
+                        },
+                        "lfu-log-factor" => match value.parse() {
+                            Ok(n) => settings.lfu_log_factor = n,
+                            _ => return bad(),
+                        },
+                        "lfu-decay-time" => match value.parse() {
+                            Ok(n) => settings.lfu_decay_minutes = n,
+                            _ => return bad(),
+                        },
+                        "save" | "appendonly" | "timeout" | "hz" => {}
+                        _ => {
+                            return Reply::err(format!(
+                                "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                            ));
+                        }
+                    }
+                }
+                ks.settings = settings;
+                Reply::OK
+            }
+            "resetstat" if args.len() == 2 => {
+                self.shared.ks.lock().stats = Default::default();
+                Reply::OK
+            }
+            "rewrite" => Reply::err("ERR The server is running without a config file"),
+            _ => Reply::err(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CONFIG HELP.",
+                String::from_utf8_lossy(&args[1])
+            )),
+        }
+    }
+
+    async fn debug(&mut self, args: &[Bytes]) -> Reply {
+        if eq(&args[1], "sleep") && args.len() == 3 {
+            let Some(secs) = commands::parse_float(&args[2]).filter(|s| *s >= 0.0 && *s < 3600.0) else {
+                return Reply::err(errors::NOT_FLOAT);
+            };
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            return Reply::OK;
+        }
+        Reply::err(format!("ERR DEBUG subcommand '{}' is not supported", String::from_utf8_lossy(&args[1])))
+    }
+
+    async fn swapdb(&mut self, args: &[Bytes]) -> Reply {
+        let n = self.shared.options.databases as i64;
+        let (a, b) = match (commands::int(&args[1]), commands::int(&args[2])) {
+            (Ok(a), Ok(b)) if (0..n).contains(&a) && (0..n).contains(&b) => (a as usize, b as usize),
+            (Ok(_), Ok(_)) => return Reply::err(errors::DB_INDEX),
+            _ => return Reply::err("ERR invalid first DB index"),
+        };
+        let ticket = {
+            let mut ks = self.shared.ks.lock();
+            ks.begin();
+            ks.swap(a, b);
+            let touched = ks.finish();
+            self.after_write(&ks, &touched)
+        };
+        self.await_ticket(ticket).await;
+        Reply::OK
+    }
+
+    fn multi(&mut self) -> Reply {
+        if self.multi.is_some() {
+            return Reply::err("ERR MULTI calls can not be nested");
+        }
+        self.multi = Some(Vec::new());
+        self.multi_failed = false;
+        Reply::OK
+    }
+
+    fn discard(&mut self) -> Reply {
+        if self.multi.take().is_none() {
+            return Reply::err("ERR DISCARD without MULTI");
+        }
+        self.watched.clear();
+        Reply::OK
+    }
+
+    fn watch(&mut self, args: &[Bytes]) -> Reply {
+        if self.multi.is_some() {
+            return Reply::err("ERR WATCH inside MULTI is not allowed");
+        }
+        let mut ks = self.shared.ks.lock();
+        ks.begin();
+        for key in &args[1..] {
+            let version = ks.version(self.db, key);
+            self.watched.push((self.db, key.clone(), version));
+        }
+        let touched = ks.finish();
+        drop(ks);
+        // Expiring a watched key counts as a change, so record it like any write.
+        let _ = touched;
+        Reply::OK
+    }
+
+    /// EXEC: runs the queued commands atomically unless a WATCHed key changed.
+    async fn exec(&mut self) -> Reply {
+        let Some(queue) = self.multi.take() else { return Reply::err("ERR EXEC without MULTI") };
+        let watched = std::mem::take(&mut self.watched);
+        if self.multi_failed {
+            self.multi_failed = false;
+            return Reply::err("EXECABORT Transaction discarded because of previous errors.");
+        }
+        let mut replies = Vec::with_capacity(queue.len());
+        let mut all_touched = Vec::new();
+        let shared = self.shared.clone();
+        let ticket = {
+            let mut ks = shared.ks.lock();
+            ks.begin();
+            if watched.iter().any(|(db, key, version)| ks.version(*db, key) != *version) {
+                ks.finish();
+                return Reply::NilArray;
+            }
+            for (cmd, args) in &queue {
+                ks.begin();
+                let reply = match cmd.name {
+                    "select" => self.select(&args[1]),
+                    "ping" => self.ping(args),
+                    "publish" => Reply::Int(self.shared.pubsub.lock().publish(&args[1], &args[2])),
+                    "blpop" | "brpop" | "blmove" | "bzpopmin" | "bzpopmax" => {
+                        let mut ctx =
+                            Ctx { ks: &mut ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
+                        match commands::try_blocking(&mut ctx, args) {
+                            Ok(Some(r)) => r,
+                            Ok(None) if cmd.name == "blmove" => Reply::Nil,
+                            Ok(None) => Reply::NilArray,
+                            Err(e) => e,
+                        }
+                    }
+                    _ if cmd.handler.is_none() => {
+                        Reply::err(format!("ERR '{}' is not supported inside MULTI", cmd.name))
+                    }
+                    _ if cmd.deny_oom() && ks.make_room().is_err() => Reply::err(errors::OOM),
+                    _ => {
+                        let mut ctx =
+                            Ctx { ks: &mut ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
+                        commands::run(cmd, &mut ctx, args)
+                    }
+                };
+                all_touched.extend(ks.finish());
+                replies.push(reply);
+            }
+            self.after_write(&ks, &all_touched)
+        };
+        self.await_ticket(ticket).await;
+        Reply::Array(replies)
+    }
+
+    fn subscribe(&mut self, args: &[Bytes], pattern: bool) -> Reply {
+        let mut out = Vec::new();
+        let mut pubsub = self.shared.pubsub.lock();
+        for channel in &args[1..] {
+            if pubsub.subscribe(self.id, channel.clone(), &self.push_tx, pattern) {
+                if pattern {
+                    self.patterns.push(channel.clone())
+                } else {
+                    self.channels.push(channel.clone())
+                }
+            }
+            let kind = if pattern { "psubscribe" } else { "subscribe" };
+            out.push(Reply::Push(vec![
+                Reply::text(kind),
+                Reply::Bulk(channel.clone()),
+                Reply::Int((self.channels.len() + self.patterns.len()) as i64),
+            ]));
+        }
+        Reply::Many(out)
+    }
+
+    fn unsubscribe(&mut self, args: &[Bytes], pattern: bool) -> Reply {
+        let kind = if pattern { "punsubscribe" } else { "unsubscribe" };
+        let targets: Vec<Bytes> = if args.len() > 1 {
+            args[1..].to_vec()
+        } else if pattern {
+            self.patterns.clone()
+        } else {
+            self.channels.clone()
+        };
+        let mut pubsub = self.shared.pubsub.lock();
+        let mut out = Vec::new();
+        for channel in &targets {
+            pubsub.unsubscribe(self.id, channel, pattern);
+            let list = if pattern { &mut self.patterns } else { &mut self.channels };
+            list.retain(|c| c != channel);
+            out.push(Reply::Push(vec![
+                Reply::text(kind),
+                Reply::Bulk(channel.clone()),
+                Reply::Int((self.channels.len() + self.patterns.len()) as i64),
+            ]));
+        }
+        if out.is_empty() {
+            out.push(Reply::Push(vec![
+                Reply::text(kind),
+                Reply::Nil,
+                Reply::Int((self.channels.len() + self.patterns.len()) as i64),
+            ]));
+        }
+        Reply::Many(out)
+    }
+
+    fn unsubscribe_all(&mut self) {
+        let mut pubsub = self.shared.pubsub.lock();
+        for c in self.channels.drain(..) {
+            pubsub.unsubscribe(self.id, &c, false);
+        }
+        for p in self.patterns.drain(..) {
+            pubsub.unsubscribe(self.id, &p, true);
+        }
+    }
+
+    fn pubsub(&self, args: &[Bytes]) -> Reply {
+        let pubsub = self.shared.pubsub.lock();
+        match String::from_utf8_lossy(&args[1]).to_ascii_lowercase().as_str() {
+            "channels" if args.len() <= 3 => Reply::bulks(pubsub.channels(args.get(2).map(|p| p.as_ref()))),
+            "numsub" => {
+                let mut out = Vec::new();
+                for c in &args[2..] {
+                    out.push(Reply::Bulk(c.clone()));
+                    out.push(Reply::Int(pubsub.numsub(c) as i64));
+                }
+                Reply::Array(out)
+            }
+            "numpat" if args.len() == 2 => Reply::Int(pubsub.pattern_count() as i64),
+            _ => Reply::err(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
+                String::from_utf8_lossy(&args[1])
+            )),
+        }
+    }
+
+    /// BLPOP, BRPOP, BLMOVE, BZPOPMIN, BZPOPMAX: try, and if every key is empty wait for a
+    /// write to one of them or for the timeout (0 = forever).
+    async fn blocking(&mut self, cmd: &'static Command, args: &[Bytes]) -> Reply {
+        let timeout = match commands::parse_float(&args[args.len() - 1]) {
+            Some(t) if t < 0.0 => return Reply::err(errors::NEGATIVE_TIMEOUT),
+            Some(t) if t.is_finite() && t < 1e9 => t,
+            _ => return Reply::err(errors::TIMEOUT),
+        };
+        let deadline =
+            (timeout > 0.0).then(|| tokio::time::Instant::now() + Duration::from_secs_f64(timeout));
+        let keys: Vec<Bytes> =
+            if cmd.name == "blmove" { vec![args[1].clone()] } else { args[1..args.len() - 1].to_vec() };
+        loop {
+            let (outcome, ticket) = {
+                let mut ks = self.shared.ks.lock();
+                ks.begin();
+                let mut ctx = Ctx { ks: &mut ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
+                let outcome = commands::try_blocking(&mut ctx, args);
+                let touched = ks.finish();
+                let ticket = self.after_write(&ks, &touched);
+                if matches!(outcome, Ok(None)) {
+                    let mut waiters = self.shared.waiters.lock();
+                    for key in &keys {
+                        waiters.entry((self.db, key.clone())).or_default().push((self.id, self.wake.clone()));
+                    }
+                }
+                (outcome, ticket)
+            };
+            match outcome {
+                Ok(Some(reply)) => {
+                    self.await_ticket(ticket).await;
+                    return reply;
+                }
+                Err(e) => return e,
+                Ok(None) => {}
+            }
+            self.shared.blocked.fetch_add(1, Ordering::Relaxed);
+            let woken = match deadline {
+                Some(d) => tokio::time::timeout_at(d, self.wake.notified()).await.is_ok(),
+                None => {
+                    self.wake.notified().await;
+                    true
+                }
+            };
+            self.shared.blocked.fetch_sub(1, Ordering::Relaxed);
+            self.forget_waits(&keys);
+            if !woken {
+                return if cmd.name == "blmove" { Reply::Nil } else { Reply::NilArray };
+            }
+        }
+    }
+
+    fn forget_waits(&self, keys: &[Bytes]) {
+        let mut waiters = self.shared.waiters.lock();
+        for key in keys {
+            let k = (self.db, key.clone());
+            if let Some(list) = waiters.get_mut(&k) {
+                list.retain(|(id, _)| *id != self.id);
+                if list.is_empty() {
+                    waiters.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.unsubscribe_all();
+        self.shared.clients.lock().remove(&self.id);
+        let mut waiters = self.shared.waiters.lock();
+        waiters.retain(|_, list| {
+            list.retain(|(id, _)| *id != self.id);
+            !list.is_empty()
+        });
+    }
+}
+
+/// `100`, `100kb`, `64mb`, `1gb` (k/m/g are powers of 1000, kb/mb/gb of 1024, as in Redis).
+pub fn parse_memory(text: &str) -> Option<usize> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits.parse().ok()?;
+    let mul = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+/// COMMAND, COMMAND COUNT | LIST | INFO name... | DOCS [name...] | GETKEYS cmd args...
+fn command_info(args: &[Bytes]) -> Reply {
+    let info = |c: &Command| {
+        Reply::Array(vec![
+            Reply::text(c.name),
+            Reply::Int(c.arity as i64),
+            Reply::Set(c.flags.iter().map(|f| Reply::Status(f)).collect()),
+            Reply::Int(c.first_key as i64),
+            Reply::Int(c.last_key as i64),
+            Reply::Int(c.step as i64),
+            Reply::Set(Vec::new()),
+            Reply::Set(Vec::new()),
+            Reply::Array(Vec::new()),
+            Reply::Array(Vec::new()),
+        ])
+    };
+    let Some(sub) = args.get(1) else { return Reply::Array(COMMANDS.iter().map(info).collect()) };
+    match String::from_utf8_lossy(sub).to_ascii_lowercase().as_str() {
+        "count" => Reply::Int(COMMANDS.len() as i64),
+        "list" => Reply::Array(COMMANDS.iter().map(|c| Reply::text(c.name)).collect()),
+        "info" => Reply::Array(args[2..].iter().map(|n| lookup(n).map_or(Reply::NilArray, info)).collect()),
+        "docs" => {
+            let selected: Vec<&Command> = if args.len() > 2 {
+                args[2..].iter().filter_map(|n| lookup(n)).collect()
+            } else {
+                COMMANDS.iter().collect()
+            };
+            Reply::Map(
+                selected
+                    .into_iter()
+                    .map(|c| {
+                        let doc = Reply::Map(vec![
+                            (Reply::text("summary"), Reply::text(c.name)),
+                            (Reply::text("since"), Reply::text("1.0.0")),
+                            (Reply::text("group"), Reply::text("generic")),
+                        ]);
+                        (Reply::text(c.name), doc)
+                    })
+                    .collect(),
+            )
+        }
+        "getkeys" if args.len() >= 3 => match lookup(&args[2]) {
+            Some(c) if c.arity_ok(args.len() - 2) => {
+                let keys = c.keys(&args[2..]);
+                if keys.is_empty() {
+                    Reply::err("ERR The command has no key arguments")
+                } else {
+                    Reply::bulks(keys.into_iter().cloned())
+                }
+            }
+            Some(_) => Reply::err("ERR Invalid number of arguments specified for command"),
+            None => Reply::err("ERR Invalid command specified"),
+        },
+        _ => Reply::err(format!(
+            "ERR unknown subcommand '{}'. Try COMMAND HELP.",
+            String::from_utf8_lossy(sub)
+        )),
+    }
+}

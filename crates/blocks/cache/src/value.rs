@@ -1,0 +1,246 @@
+//! The values a key can hold, each tracking the heap bytes it holds so that memory accounting
+//! stays O(1) per write.
+
+use crate::zset::ZSet;
+use bytes::Bytes;
+use indexmap::{IndexMap, IndexSet};
+use std::collections::VecDeque;
+
+/// Per-element bookkeeping charged on top of the element's own bytes.
+const HASH_FIELD_OVERHEAD: usize = 64;
+const LIST_ITEM_OVERHEAD: usize = 40;
+const SET_MEMBER_OVERHEAD: usize = 48;
+
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// Strings, and also bitmaps and HyperLogLogs, which Redis stores as strings.
+    Str(Bytes),
+    Hash(Hash),
+    List(List),
+    Set(Set),
+    ZSet(ZSet),
+}
+
+impl Value {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
+        }
+    }
+
+    /// Approximate heap bytes held by the value.
+    pub fn mem(&self) -> usize {
+        match self {
+            Value::Str(b) => b.len(),
+            Value::Hash(h) => h.bytes,
+            Value::List(l) => l.bytes,
+            Value::Set(s) => s.bytes,
+            Value::ZSet(z) => z.mem(),
+        }
+    }
+
+    /// Empty collections are deleted, as in Redis.
+    pub fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::Str(_) => false,
+            Value::Hash(h) => h.map.is_empty(),
+            Value::List(l) => l.items.is_empty(),
+            Value::Set(s) => s.members.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
+        }
+    }
+
+    /// The name `OBJECT ENCODING` reports, following Redis 7's thresholds.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Value::Str(b) => {
+                if b.len() <= 20 && std::str::from_utf8(b).ok().and_then(|s| s.parse::<i64>().ok()).is_some()
+                {
+                    "int"
+                } else if b.len() <= 44 {
+                    "embstr"
+                } else {
+                    "raw"
+                }
+            }
+            Value::Hash(h)
+                if h.map.len() <= 128 && h.map.iter().all(|(k, v)| k.len() <= 64 && v.len() <= 64) =>
+            {
+                "listpack"
+            }
+            Value::Hash(_) => "hashtable",
+            Value::List(l) if l.items.len() <= 128 => "listpack",
+            Value::List(_) => "quicklist",
+            Value::Set(s) if s.members.len() <= 512 && s.members.iter().all(|m| parse_int(m).is_some()) => {
+                "intset"
+            }
+            Value::Set(s) if s.members.len() <= 128 && s.members.iter().all(|m| m.len() <= 64) => "listpack",
+            Value::Set(_) => "hashtable",
+            Value::ZSet(z) if z.len() <= 128 && z.iter_members().all(|(m, _)| m.len() <= 64) => "listpack",
+            Value::ZSet(_) => "skiplist",
+        }
+    }
+}
+
+pub fn parse_int(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 20 || b[0] == b'+' || (b.len() > 1 && b[0] == b'0') {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Hash {
+    map: IndexMap<Bytes, Bytes>,
+    bytes: usize,
+}
+
+impl Hash {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+    pub fn get(&self, field: &[u8]) -> Option<&Bytes> {
+        self.map.get(field)
+    }
+    /// Returns whether the field is new.
+    pub fn insert(&mut self, field: Bytes, value: Bytes) -> bool {
+        let (flen, vlen) = (field.len(), value.len());
+        match self.map.insert(field, value) {
+            Some(old) => {
+                self.bytes = self.bytes + vlen - old.len();
+                false
+            }
+            None => {
+                self.bytes += flen + vlen + HASH_FIELD_OVERHEAD;
+                true
+            }
+        }
+    }
+    pub fn remove(&mut self, field: &[u8]) -> Option<Bytes> {
+        let old = self.map.swap_remove(field)?;
+        self.bytes -= field.len() + old.len() + HASH_FIELD_OVERHEAD;
+        Some(old)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+        self.map.iter()
+    }
+    pub fn get_index(&self, i: usize) -> Option<(&Bytes, &Bytes)> {
+        self.map.get_index(i)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct List {
+    items: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl List {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    pub fn push_front(&mut self, v: Bytes) {
+        self.bytes += v.len() + LIST_ITEM_OVERHEAD;
+        self.items.push_front(v);
+    }
+    pub fn push_back(&mut self, v: Bytes) {
+        self.bytes += v.len() + LIST_ITEM_OVERHEAD;
+        self.items.push_back(v);
+    }
+    pub fn pop_front(&mut self) -> Option<Bytes> {
+        let v = self.items.pop_front()?;
+        self.bytes -= v.len() + LIST_ITEM_OVERHEAD;
+        Some(v)
+    }
+    pub fn pop_back(&mut self) -> Option<Bytes> {
+        let v = self.items.pop_back()?;
+        self.bytes -= v.len() + LIST_ITEM_OVERHEAD;
+        Some(v)
+    }
+    pub fn get(&self, i: usize) -> Option<&Bytes> {
+        self.items.get(i)
+    }
+    pub fn set(&mut self, i: usize, v: Bytes) {
+        self.bytes = self.bytes + v.len() - self.items[i].len();
+        self.items[i] = v;
+    }
+    pub fn insert(&mut self, i: usize, v: Bytes) {
+        self.bytes += v.len() + LIST_ITEM_OVERHEAD;
+        self.items.insert(i, v);
+    }
+    pub fn remove(&mut self, i: usize) -> Option<Bytes> {
+        let v = self.items.remove(i)?;
+        self.bytes -= v.len() + LIST_ITEM_OVERHEAD;
+        Some(v)
+    }
+    /// Keeps only `start..end`.
+    pub fn retain_range(&mut self, start: usize, end: usize) {
+        self.items.truncate(end);
+        for _ in 0..start.min(self.items.len()) {
+            self.pop_front();
+        }
+        self.bytes = self.items.iter().map(|v| v.len() + LIST_ITEM_OVERHEAD).sum();
+    }
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Bytes> + ExactSizeIterator {
+        self.items.iter()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Set {
+    members: IndexSet<Bytes>,
+    bytes: usize,
+}
+
+impl Set {
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+    pub fn contains(&self, m: &[u8]) -> bool {
+        self.members.contains(m)
+    }
+    pub fn insert(&mut self, m: Bytes) -> bool {
+        let len = m.len();
+        let new = self.members.insert(m);
+        if new {
+            self.bytes += len + SET_MEMBER_OVERHEAD;
+        }
+        new
+    }
+    pub fn remove(&mut self, m: &[u8]) -> bool {
+        let gone = self.members.swap_remove(m);
+        if gone {
+            self.bytes -= m.len() + SET_MEMBER_OVERHEAD;
+        }
+        gone
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.members.iter()
+    }
+    pub fn get_index(&self, i: usize) -> Option<&Bytes> {
+        self.members.get_index(i)
+    }
+}
+
+impl FromIterator<Bytes> for Set {
+    fn from_iter<I: IntoIterator<Item = Bytes>>(iter: I) -> Set {
+        let mut set = Set::default();
+        for m in iter {
+            set.insert(m);
+        }
+        set
+    }
+}

@@ -1,0 +1,125 @@
+//! strata-resp: the Redis protocol front. It frames requests (RESP2 multibulk and inline),
+//! hands each argument vector to a [`strata_cache::Session`], and writes the replies as RESP2
+//! or RESP3. Pipelined requests are answered in one write per batch read; pub/sub messages
+//! are written as they arrive.
+
+mod encode;
+mod frame;
+
+pub use encode::encode;
+pub use frame::{Frame, Limits, Parser, ProtocolError};
+
+use bytes::BytesMut;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use strata_cache::Cache;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Clone)]
+pub struct RespConfig {
+    pub limits: Limits,
+    pub max_connections: usize,
+}
+
+impl Default for RespConfig {
+    fn default() -> Self {
+        RespConfig {
+            limits: Limits { max_bulk: 512 * 1024 * 1024, max_args: 1024 * 1024, max_inline: 64 * 1024 },
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Replies are flushed once this many bytes are pending, even mid-pipeline.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// Accepts connections until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    cache: Cache,
+    config: RespConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = Arc::new(config);
+    let open = Arc::new(AtomicUsize::new(0));
+    tokio::pin!(shutdown);
+    loop {
+        let (mut socket, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => accepted?,
+        };
+        if let Err(err) = socket.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+        if open.fetch_add(1, Ordering::AcqRel) >= config.max_connections {
+            open.fetch_sub(1, Ordering::AcqRel);
+            let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+            continue;
+        }
+        let (cache, config, open) = (cache.clone(), config.clone(), open.clone());
+        tokio::spawn(async move {
+            if let Err(err) = connection(socket, &peer.to_string(), cache, &config).await {
+                tracing::debug!(%err, "resp connection ended with an error");
+            }
+            open.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+async fn connection(socket: TcpStream, peer: &str, cache: Cache, config: &RespConfig) -> std::io::Result<()> {
+    let (mut reader, mut writer) = socket.into_split();
+    let mut session = cache.session(peer);
+    let mut pushes = session.take_pushes().expect("a new session has its push queue");
+    let mut parser = Parser::new(config.limits.clone());
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    loop {
+        loop {
+            match parser.next(&mut input) {
+                Ok(Some(Frame::Command(args))) => {
+                    let reply = session.execute(args).await;
+                    encode(&reply, session.protocol() == 3, &mut output);
+                    if session.closing() {
+                        writer.write_all(&output).await?;
+                        return Ok(());
+                    }
+                    if output.len() >= FLUSH_BYTES {
+                        writer.write_all(&output).await?;
+                        output.clear();
+                    }
+                }
+                Ok(Some(Frame::Rejected(err))) => {
+                    encode(&strata_cache::Reply::Error(err), false, &mut output)
+                }
+                Ok(None) => break,
+                Err(ProtocolError(err)) => {
+                    encode(&strata_cache::Reply::Error(err), false, &mut output);
+                    writer.write_all(&output).await?;
+                    return Ok(());
+                }
+            }
+        }
+        if !output.is_empty() {
+            writer.write_all(&output).await?;
+            output.clear();
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut input) => {
+                if read? == 0 {
+                    return Ok(());
+                }
+            }
+            Some(message) = pushes.recv() => {
+                let resp3 = session.protocol() == 3;
+                encode(&message, resp3, &mut output);
+                while output.len() < FLUSH_BYTES {
+                    match pushes.try_recv() {
+                        Ok(m) => encode(&m, resp3, &mut output),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+}

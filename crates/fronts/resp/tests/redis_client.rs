@@ -1,0 +1,699 @@
+//! The `redis` crate (an independent client) against the resp front on port 0: every command
+//! family, pipelining, RESP3, MULTI/WATCH, pub/sub, blocking pops and bad input.
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, Value, cmd, pipe};
+use std::sync::Arc;
+use std::time::Duration;
+use strata_cache::{Cache, CacheOptions};
+use strata_core::SystemClock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn start_with(options: CacheOptions) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let cache = Cache::new(options, Arc::new(SystemClock));
+    let mut config = strata_resp::RespConfig::default();
+    config.limits.max_bulk = 1024 * 1024;
+    tokio::spawn(strata_resp::serve(listener, cache, config, std::future::pending()));
+    addr
+}
+
+async fn start() -> (String, MultiplexedConnection) {
+    let addr = start_with(CacheOptions::default()).await;
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let con = client.get_multiplexed_async_connection().await.unwrap();
+    (addr, con)
+}
+
+#[tokio::test]
+async fn strings_and_keys() {
+    let (_, mut c) = start().await;
+    let _: () = c.set("s", "hello").await.unwrap();
+    assert_eq!(c.get::<_, String>("s").await.unwrap(), "hello");
+    assert_eq!(c.append::<_, _, i64>("s", " world").await.unwrap(), 11);
+    assert_eq!(c.getrange::<_, String>("s", 0, 4).await.unwrap(), "hello");
+    assert_eq!(c.strlen::<_, i64>("s").await.unwrap(), 11);
+    assert_eq!(c.setrange::<_, _, i64>("s", 6, "WORLD").await.unwrap(), 11);
+    assert_eq!(c.get::<_, String>("s").await.unwrap(), "hello WORLD");
+    assert_eq!(c.incr::<_, _, i64>("n", 5).await.unwrap(), 5);
+    assert_eq!(c.decr::<_, _, i64>("n", 2).await.unwrap(), 3);
+    assert_eq!(cmd("INCRBYFLOAT").arg("f").arg("1.5").query_async::<String>(&mut c).await.unwrap(), "1.5");
+    let err = c.incr::<_, _, i64>("s", 1).await.unwrap_err();
+    assert!(err.to_string().contains("not an integer"), "{err}");
+    // SET options
+    let set_nx: Option<String> = cmd("SET").arg("s").arg("x").arg("NX").query_async(&mut c).await.unwrap();
+    assert_eq!(set_nx, None);
+    let old: String = cmd("SET").arg("s").arg("x").arg("GET").query_async(&mut c).await.unwrap();
+    assert_eq!(old, "hello WORLD");
+    let _: () = cmd("SET").arg("t").arg("v").arg("EX").arg(100).query_async(&mut c).await.unwrap();
+    let ttl: i64 = c.ttl("t").await.unwrap();
+    assert!((99..=100).contains(&ttl), "{ttl}");
+    let _: () = cmd("SET").arg("t").arg("w").arg("KEEPTTL").query_async(&mut c).await.unwrap();
+    assert!(c.pttl::<_, i64>("t").await.unwrap() > 0);
+    assert_eq!(c.persist::<_, i64>("t").await.unwrap(), 1);
+    assert_eq!(c.ttl::<_, i64>("t").await.unwrap(), -1);
+    assert_eq!(c.ttl::<_, i64>("missing").await.unwrap(), -2);
+    let _: () = c.mset(&[("a", "1"), ("b", "2")]).await.unwrap();
+    let got: Vec<Option<String>> = c.mget(&["a", "b", "zz"]).await.unwrap();
+    assert_eq!(got, vec![Some("1".into()), Some("2".into()), None]);
+    assert_eq!(
+        cmd("MSETNX").arg("a").arg("9").arg("c").arg("3").query_async::<i64>(&mut c).await.unwrap(),
+        0
+    );
+    assert_eq!(cmd("GETDEL").arg("a").query_async::<String>(&mut c).await.unwrap(), "1");
+    assert_eq!(c.exists::<_, i64>("a").await.unwrap(), 0);
+    let _: String = cmd("GETEX").arg("b").arg("PX").arg(50_000).query_async(&mut c).await.unwrap();
+    assert!(c.pttl::<_, i64>("b").await.unwrap() > 40_000);
+    // keys
+    assert_eq!(c.key_type::<_, String>("b").await.unwrap(), "string");
+    let _: () = c.rename("b", "b2").await.unwrap();
+    assert!(c.pttl::<_, i64>("b2").await.unwrap() > 40_000, "TTL moves with RENAME");
+    assert_eq!(c.rename_nx::<_, _, i64>("b2", "s").await.unwrap(), 0);
+    let mut keys: Vec<String> = c.keys("*").await.unwrap();
+    keys.sort();
+    assert_eq!(keys, vec!["b2", "f", "n", "s", "t"]);
+    assert_eq!(cmd("DBSIZE").query_async::<i64>(&mut c).await.unwrap(), 5);
+    assert_eq!(cmd("COPY").arg("s").arg("s2").arg("DB").arg(3).query_async::<i64>(&mut c).await.unwrap(), 1);
+    assert_eq!(cmd("OBJECT").arg("ENCODING").arg("n").query_async::<String>(&mut c).await.unwrap(), "int");
+    assert_eq!(c.del::<_, i64>(&["s", "n", "nope"]).await.unwrap(), 2);
+    assert_eq!(cmd("PEXPIRE").arg("f").arg(30).query_async::<i64>(&mut c).await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(c.get::<_, Option<String>>("f").await.unwrap(), None, "expired keys are never served");
+    // SELECT and FLUSHDB
+    let _: () = cmd("SELECT").arg(3).query_async(&mut c).await.unwrap();
+    assert_eq!(c.get::<_, String>("s2").await.unwrap(), "x");
+    let _: () = cmd("FLUSHDB").query_async(&mut c).await.unwrap();
+    assert_eq!(cmd("DBSIZE").query_async::<i64>(&mut c).await.unwrap(), 0);
+    let err = cmd("SELECT").arg(16).query_async::<()>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+}
+
+#[tokio::test]
+async fn scan_visits_every_key() {
+    let (_, mut c) = start().await;
+    for i in 0..500 {
+        let _: () = c.set(format!("user:{i}"), i).await.unwrap();
+    }
+    let _: () = c.set("other", 1).await.unwrap();
+    let _: () = c.sadd("aset", "m").await.unwrap();
+    let mut cursor = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("user:*")
+            .arg("COUNT")
+            .arg(37)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        // Deleting keys during the scan must not hide the ones that stay.
+        if cursor == 0 {
+            for i in 0..50 {
+                let _: () = c.del(format!("user:{i}")).await.unwrap();
+            }
+        }
+        seen.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    for i in 50..500 {
+        assert!(seen.contains(&format!("user:{i}")), "user:{i} missed");
+    }
+    assert!(!seen.contains("other"));
+    let (_, typed): (u64, Vec<String>) =
+        cmd("SCAN").arg(0).arg("TYPE").arg("set").arg("COUNT").arg(1000).query_async(&mut c).await.unwrap();
+    assert_eq!(typed, vec!["aset"]);
+}
+
+#[tokio::test]
+async fn hashes() {
+    let (_, mut c) = start().await;
+    let _: () = c.hset_multiple("h", &[("a", "1"), ("b", "2")]).await.unwrap();
+    assert_eq!(c.hset::<_, _, _, i64>("h", "c", "3").await.unwrap(), 1);
+    assert_eq!(c.hset_nx::<_, _, _, i64>("h", "c", "9").await.unwrap(), 0);
+    assert_eq!(c.hget::<_, _, String>("h", "c").await.unwrap(), "3");
+    let many: Vec<Option<String>> =
+        cmd("HMGET").arg("h").arg("a").arg("x").query_async(&mut c).await.unwrap();
+    assert_eq!(many, vec![Some("1".into()), None]);
+    assert_eq!(c.hincr::<_, _, _, i64>("h", "a", 10).await.unwrap(), 11);
+    let f: String = cmd("HINCRBYFLOAT").arg("h").arg("b").arg("0.5").query_async(&mut c).await.unwrap();
+    assert_eq!(f, "2.5");
+    assert!(c.hexists::<_, _, bool>("h", "a").await.unwrap());
+    assert_eq!(c.hlen::<_, i64>("h").await.unwrap(), 3);
+    let all: std::collections::HashMap<String, String> = c.hgetall("h").await.unwrap();
+    assert_eq!(all.get("a").map(String::as_str), Some("11"));
+    let mut keys: Vec<String> = c.hkeys("h").await.unwrap();
+    keys.sort();
+    assert_eq!(keys, vec!["a", "b", "c"]);
+    assert_eq!(c.hvals::<_, Vec<String>>("h").await.unwrap().len(), 3);
+    assert_eq!(cmd("HSTRLEN").arg("h").arg("a").query_async::<i64>(&mut c).await.unwrap(), 2);
+    let picks: Vec<String> = cmd("HRANDFIELD").arg("h").arg(2).query_async(&mut c).await.unwrap();
+    assert_eq!(picks.len(), 2);
+    let (cursor, items): (u64, Vec<String>) =
+        cmd("HSCAN").arg("h").arg(0).arg("COUNT").arg(100).query_async(&mut c).await.unwrap();
+    assert_eq!((cursor, items.len()), (0, 6));
+    assert_eq!(c.hdel::<_, _, i64>("h", &["a", "b", "c"]).await.unwrap(), 3);
+    assert_eq!(c.exists::<_, i64>("h").await.unwrap(), 0, "an emptied hash is deleted");
+    let _: () = c.set("str", "x").await.unwrap();
+    let err = c.hget::<_, _, String>("str", "a").await.unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+}
+
+#[tokio::test]
+async fn lists_and_blocking_pops() {
+    let (addr, mut c) = start().await;
+    assert_eq!(c.rpush::<_, _, i64>("l", &["a", "b", "c"]).await.unwrap(), 3);
+    assert_eq!(c.lpush::<_, _, i64>("l", "z").await.unwrap(), 4);
+    assert_eq!(c.lrange::<_, Vec<String>>("l", 0, -1).await.unwrap(), vec!["z", "a", "b", "c"]);
+    assert_eq!(c.lindex::<_, String>("l", -1).await.unwrap(), "c");
+    let _: () = c.lset("l", 1, "A").await.unwrap();
+    assert_eq!(c.linsert_after::<_, _, _, i64>("l", "A", "x").await.unwrap(), 5);
+    assert_eq!(c.lrem::<_, _, i64>("l", 0, "x").await.unwrap(), 1);
+    assert_eq!(cmd("LPOS").arg("l").arg("b").query_async::<i64>(&mut c).await.unwrap(), 2);
+    let _: () = c.ltrim("l", 1, 2).await.unwrap();
+    assert_eq!(c.lrange::<_, Vec<String>>("l", 0, -1).await.unwrap(), vec!["A", "b"]);
+    let popped: Vec<String> = cmd("RPOP").arg("l").arg(5).query_async(&mut c).await.unwrap();
+    assert_eq!(popped, vec!["b", "A"]);
+    assert_eq!(c.exists::<_, i64>("l").await.unwrap(), 0);
+    assert_eq!(c.lpush_exists::<_, _, i64>("l", "v").await.unwrap(), 0);
+    let _: () = c.rpush("src", &["1", "2"]).await.unwrap();
+    let moved: String =
+        cmd("LMOVE").arg("src").arg("dst").arg("LEFT").arg("RIGHT").query_async(&mut c).await.unwrap();
+    assert_eq!(moved, "1");
+    assert_eq!(c.llen::<_, i64>("dst").await.unwrap(), 1);
+
+    // BLPOP waits for a push from another connection.
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut blocked = client.get_multiplexed_async_connection().await.unwrap();
+    let waiter = tokio::spawn(async move {
+        cmd("BLPOP")
+            .arg("jobs")
+            .arg("other")
+            .arg(5)
+            .query_async::<(String, String)>(&mut blocked)
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _: () = c.rpush("jobs", "job-1").await.unwrap();
+    assert_eq!(waiter.await.unwrap(), ("jobs".to_string(), "job-1".to_string()));
+    // A timeout gives a nil.
+    let none: Option<(String, String)> =
+        cmd("BRPOP").arg("empty").arg("0.05").query_async(&mut c).await.unwrap();
+    assert_eq!(none, None);
+    let mut blocked = client.get_multiplexed_async_connection().await.unwrap();
+    let waiter = tokio::spawn(async move {
+        cmd("BLMOVE")
+            .arg("q")
+            .arg("q2")
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(5)
+            .query_async::<String>(&mut blocked)
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _: () = c.rpush("q", "m").await.unwrap();
+    assert_eq!(waiter.await.unwrap(), "m");
+    assert_eq!(c.lrange::<_, Vec<String>>("q2", 0, -1).await.unwrap(), vec!["m"]);
+}
+
+#[tokio::test]
+async fn sets() {
+    let (_, mut c) = start().await;
+    assert_eq!(c.sadd::<_, _, i64>("s1", &["a", "b", "c"]).await.unwrap(), 3);
+    assert_eq!(c.sadd::<_, _, i64>("s2", &["b", "c", "d"]).await.unwrap(), 3);
+    assert!(c.sismember::<_, _, bool>("s1", "a").await.unwrap());
+    let mis: Vec<i64> = cmd("SMISMEMBER").arg("s1").arg("a").arg("z").query_async(&mut c).await.unwrap();
+    assert_eq!(mis, vec![1, 0]);
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(c.sinter(&["s1", "s2"]).await.unwrap()), vec!["b", "c"]);
+    assert_eq!(sorted(c.sunion(&["s1", "s2"]).await.unwrap()), vec!["a", "b", "c", "d"]);
+    assert_eq!(sorted(c.sdiff(&["s1", "s2"]).await.unwrap()), vec!["a"]);
+    assert_eq!(c.sinterstore::<_, _, i64>("s3", &["s1", "s2"]).await.unwrap(), 2);
+    assert_eq!(c.sunionstore::<_, _, i64>("s4", &["s1", "s2"]).await.unwrap(), 4);
+    assert_eq!(c.sdiffstore::<_, _, i64>("s5", &["s1", "s2"]).await.unwrap(), 1);
+    assert_eq!(
+        cmd("SINTERCARD")
+            .arg(2)
+            .arg("s1")
+            .arg("s2")
+            .arg("LIMIT")
+            .arg(1)
+            .query_async::<i64>(&mut c)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(c.scard::<_, i64>("s4").await.unwrap(), 4);
+    assert!(c.smove::<_, _, _, bool>("s1", "s5", "b").await.unwrap());
+    assert_eq!(sorted(c.smembers("s5").await.unwrap()), vec!["a", "b"]);
+    let rand: Vec<String> = c.srandmember_multiple("s4", 10).await.unwrap();
+    assert_eq!(rand.len(), 4);
+    let rand: Vec<String> = cmd("SRANDMEMBER").arg("s4").arg(-10).query_async(&mut c).await.unwrap();
+    assert_eq!(rand.len(), 10);
+    let popped: Vec<String> = cmd("SPOP").arg("s4").arg(3).query_async(&mut c).await.unwrap();
+    assert_eq!(popped.len(), 3);
+    assert_eq!(c.scard::<_, i64>("s4").await.unwrap(), 1);
+    assert_eq!(c.srem::<_, _, i64>("s2", &["b", "x"]).await.unwrap(), 1);
+    let (cursor, members): (u64, Vec<String>) =
+        cmd("SSCAN").arg("s2").arg(0).arg("MATCH").arg("c").query_async(&mut c).await.unwrap();
+    assert_eq!((cursor, members), (0, vec!["c".to_string()]));
+}
+
+#[tokio::test]
+async fn sorted_sets() {
+    let (addr, mut c) = start().await;
+    let _: () = c.zadd_multiple("z", &[(1.0, "a"), (2.0, "b"), (3.0, "c"), (4.0, "d")]).await.unwrap();
+    assert_eq!(c.zscore::<_, _, f64>("z", "c").await.unwrap(), 3.0);
+    assert_eq!(c.zrank::<_, _, i64>("z", "c").await.unwrap(), 2);
+    assert_eq!(c.zrevrank::<_, _, i64>("z", "c").await.unwrap(), 1);
+    assert_eq!(c.zcard::<_, i64>("z").await.unwrap(), 4);
+    assert_eq!(c.zcount::<_, _, _, i64>("z", "(1", 3).await.unwrap(), 2);
+    assert_eq!(c.zrange::<_, Vec<String>>("z", 0, 1).await.unwrap(), vec!["a", "b"]);
+    assert_eq!(c.zrevrange::<_, Vec<String>>("z", 0, 1).await.unwrap(), vec!["d", "c"]);
+    let with: Vec<(String, f64)> = c.zrange_withscores("z", -2, -1).await.unwrap();
+    assert_eq!(with, vec![("c".to_string(), 3.0), ("d".to_string(), 4.0)]);
+    assert_eq!(
+        c.zrangebyscore::<_, _, _, Vec<String>>("z", "(1", "+inf").await.unwrap(),
+        vec!["b", "c", "d"]
+    );
+    assert_eq!(
+        c.zrevrangebyscore::<_, _, _, Vec<String>>("z", 3, "-inf").await.unwrap(),
+        vec!["c", "b", "a"]
+    );
+    let limited: Vec<String> = cmd("ZRANGE")
+        .arg("z")
+        .arg(4)
+        .arg(1)
+        .arg("BYSCORE")
+        .arg("REV")
+        .arg("LIMIT")
+        .arg(1)
+        .arg(2)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(limited, vec!["c", "b"]);
+    // ZADD flags
+    assert_eq!(
+        cmd("ZADD")
+            .arg("z")
+            .arg("NX")
+            .arg(10)
+            .arg("a")
+            .arg(5)
+            .arg("e")
+            .query_async::<i64>(&mut c)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        cmd("ZADD")
+            .arg("z")
+            .arg("XX")
+            .arg("CH")
+            .arg(10)
+            .arg("a")
+            .arg(9)
+            .arg("f")
+            .query_async::<i64>(&mut c)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        cmd("ZADD").arg("z").arg("GT").arg("CH").arg(1).arg("a").query_async::<i64>(&mut c).await.unwrap(),
+        0
+    );
+    let incr: f64 = cmd("ZADD").arg("z").arg("INCR").arg(0.5).arg("a").query_async(&mut c).await.unwrap();
+    assert_eq!(incr, 10.5);
+    assert_eq!(c.zincr::<_, _, _, f64>("z", "b", 1.5).await.unwrap(), 3.5);
+    let ms: Vec<Option<f64>> =
+        cmd("ZMSCORE").arg("z").arg("b").arg("nope").query_async(&mut c).await.unwrap();
+    assert_eq!(ms, vec![Some(3.5), None]);
+    // lex
+    let _: () = c.zadd_multiple("lex", &[(0, "a"), (0, "b"), (0, "c"), (0, "d")]).await.unwrap();
+    assert_eq!(c.zrangebylex::<_, _, _, Vec<String>>("lex", "[b", "(d").await.unwrap(), vec!["b", "c"]);
+    assert_eq!(c.zlexcount::<_, _, _, i64>("lex", "-", "+").await.unwrap(), 4);
+    assert_eq!(
+        cmd("ZREMRANGEBYLEX").arg("lex").arg("[a").arg("[b").query_async::<i64>(&mut c).await.unwrap(),
+        2
+    );
+    // pops and removals
+    let min: Vec<(String, f64)> = cmd("ZPOPMIN").arg("z").query_async(&mut c).await.unwrap();
+    assert_eq!(min, vec![("c".to_string(), 3.0)]);
+    let max: Vec<(String, f64)> = cmd("ZPOPMAX").arg("z").arg(1).query_async(&mut c).await.unwrap();
+    assert_eq!(max, vec![("a".to_string(), 10.5)]);
+    assert_eq!(c.zrembyscore::<_, _, _, i64>("z", 3, 4).await.unwrap(), 2);
+    assert_eq!(cmd("ZREMRANGEBYRANK").arg("z").arg(0).arg(0).query_async::<i64>(&mut c).await.unwrap(), 1);
+    assert_eq!(c.zrem::<_, _, i64>("z", "nope").await.unwrap(), 0);
+    // store
+    let _: () = c.zadd_multiple("z1", &[(1, "x"), (2, "y")]).await.unwrap();
+    let _: () = c.zadd_multiple("z2", &[(10, "y"), (20, "w")]).await.unwrap();
+    assert_eq!(
+        cmd("ZUNIONSTORE")
+            .arg("u")
+            .arg(2)
+            .arg("z1")
+            .arg("z2")
+            .arg("WEIGHTS")
+            .arg(1)
+            .arg(2)
+            .query_async::<i64>(&mut c)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(c.zscore::<_, _, f64>("u", "y").await.unwrap(), 22.0);
+    assert_eq!(
+        cmd("ZINTERSTORE")
+            .arg("i")
+            .arg(2)
+            .arg("z1")
+            .arg("z2")
+            .arg("AGGREGATE")
+            .arg("MAX")
+            .query_async::<i64>(&mut c)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(c.zscore::<_, _, f64>("i", "y").await.unwrap(), 10.0);
+    let (cursor, items): (u64, Vec<String>) = cmd("ZSCAN").arg("u").arg(0).query_async(&mut c).await.unwrap();
+    assert_eq!((cursor, items.len()), (0, 6));
+    // BZPOPMIN waits
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut blocked = client.get_multiplexed_async_connection().await.unwrap();
+    let waiter = tokio::spawn(async move {
+        cmd("BZPOPMIN").arg("board").arg(5).query_async::<(String, String, f64)>(&mut blocked).await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _: () = c.zadd("board", "p", 7).await.unwrap();
+    assert_eq!(waiter.await.unwrap(), ("board".to_string(), "p".to_string(), 7.0));
+}
+
+#[tokio::test]
+async fn rank_and_range_on_a_large_sorted_set() {
+    let (_, mut c) = start().await;
+    let mut p = pipe();
+    for i in 0..20_000 {
+        p.cmd("ZADD").arg("big").arg(i * 2).arg(format!("m{i}")).ignore();
+    }
+    let _: () = p.query_async(&mut c).await.unwrap();
+    assert_eq!(c.zrank::<_, _, i64>("big", "m12345").await.unwrap(), 12345);
+    assert_eq!(c.zrange::<_, Vec<String>>("big", 19_998, -1).await.unwrap(), vec!["m19998", "m19999"]);
+    assert_eq!(c.zcount::<_, _, _, i64>("big", 100, "(200").await.unwrap(), 50);
+}
+
+#[tokio::test]
+async fn bitmaps_and_hyperloglog() {
+    let (_, mut c) = start().await;
+    assert_eq!(c.setbit::<_, i64>("b", 7, true).await.unwrap(), 0);
+    assert_eq!(c.setbit::<_, i64>("b", 7, true).await.unwrap(), 1);
+    assert!(c.getbit::<_, bool>("b", 7).await.unwrap());
+    assert!(!c.getbit::<_, bool>("b", 100).await.unwrap());
+    let _: () = c.set("k", "foobar").await.unwrap();
+    assert_eq!(c.bitcount::<_, i64>("k").await.unwrap(), 26);
+    assert_eq!(c.bitcount_range::<_, i64>("k", 1, 1).await.unwrap(), 6);
+    assert_eq!(
+        cmd("BITCOUNT").arg("k").arg(5).arg(30).arg("BIT").query_async::<i64>(&mut c).await.unwrap(),
+        17
+    );
+    let _: () = c.set("p", b"\xff\xf0\x00".as_slice()).await.unwrap();
+    assert_eq!(cmd("BITPOS").arg("p").arg(0).query_async::<i64>(&mut c).await.unwrap(), 12);
+    assert_eq!(cmd("BITPOS").arg("p").arg(1).arg(2).query_async::<i64>(&mut c).await.unwrap(), -1);
+    let _: () = c.set("x", "abc").await.unwrap();
+    let _: () = c.set("y", "   ").await.unwrap();
+    assert_eq!(
+        cmd("BITOP").arg("XOR").arg("d").arg("x").arg("y").query_async::<i64>(&mut c).await.unwrap(),
+        3
+    );
+    assert_eq!(c.get::<_, String>("d").await.unwrap(), "ABC");
+    let r: Vec<Option<i64>> = cmd("BITFIELD")
+        .arg("bf")
+        .arg("SET")
+        .arg("u8")
+        .arg(0)
+        .arg(255)
+        .arg("GET")
+        .arg("u8")
+        .arg(0)
+        .arg("INCRBY")
+        .arg("u8")
+        .arg(0)
+        .arg(10)
+        .arg("OVERFLOW")
+        .arg("SAT")
+        .arg("INCRBY")
+        .arg("i8")
+        .arg("#1")
+        .arg(200)
+        .arg("OVERFLOW")
+        .arg("FAIL")
+        .arg("INCRBY")
+        .arg("u4")
+        .arg(0)
+        .arg(100)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(r, vec![Some(0), Some(255), Some(9), Some(127), None]);
+    // HyperLogLog
+    for chunk in (0..20_000).collect::<Vec<_>>().chunks(1000) {
+        let items: Vec<String> = chunk.iter().map(|i| format!("visitor-{i}")).collect();
+        let _: i64 = c.pfadd("hll", items).await.unwrap();
+    }
+    let count: i64 = c.pfcount("hll").await.unwrap();
+    assert!((count - 20_000).abs() < 20_000 * 3 / 100, "estimate {count}");
+    let _: i64 = c.pfadd("hll2", &["visitor-1", "someone-else"]).await.unwrap();
+    let _: () = c.pfmerge("merged", &["hll", "hll2"]).await.unwrap();
+    let merged: i64 = c.pfcount("merged").await.unwrap();
+    assert!((merged - 20_001).abs() < 20_000 * 3 / 100, "merged {merged}");
+    let err = c.pfadd::<_, _, i64>("k", "x").await.unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+}
+
+#[tokio::test]
+async fn pipelining_and_resp3() {
+    let addr = start_with(CacheOptions::default()).await;
+    let client = redis::Client::open(format!("redis://{addr}/?protocol=resp3")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut p = pipe();
+    for i in 0..1000 {
+        p.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    p.cmd("GET").arg("k999").cmd("DBSIZE");
+    let (last, size): (String, i64) = p.query_async(&mut c).await.unwrap();
+    assert_eq!((last.as_str(), size), ("999", 1000));
+    let hello: Value = cmd("HELLO").arg(3).query_async(&mut c).await.unwrap();
+    assert!(matches!(hello, Value::Map(_)), "RESP3 HELLO is a map: {hello:?}");
+    let _: () = c.hset("h", "f", "v").await.unwrap();
+    let all: Value = cmd("HGETALL").arg("h").query_async(&mut c).await.unwrap();
+    assert!(matches!(all, Value::Map(_)), "{all:?}");
+    let _: () = c.zadd("z", "m", 1.5).await.unwrap();
+    let score: Value = cmd("ZSCORE").arg("z").arg("m").query_async(&mut c).await.unwrap();
+    assert_eq!(score, Value::Double(1.5));
+    let missing: Value = cmd("GET").arg("nope").query_async(&mut c).await.unwrap();
+    assert_eq!(missing, Value::Nil);
+}
+
+#[tokio::test]
+async fn multi_exec_and_watch() {
+    let (addr, mut c) = start().await;
+    let (a, b): (i64, i64) = pipe().atomic().incr("x", 1).incr("x", 10).query_async(&mut c).await.unwrap();
+    assert_eq!((a, b), (1, 11));
+
+    // A WATCHed key changed by another client aborts EXEC (nil reply).
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut w = client.get_multiplexed_async_connection().await.unwrap();
+    let mut other = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = cmd("WATCH").arg("x").query_async(&mut w).await.unwrap();
+    let _: () = other.set("x", 100).await.unwrap();
+    let _: () = cmd("MULTI").query_async(&mut w).await.unwrap();
+    let queued: String = cmd("SET").arg("x").arg(0).query_async(&mut w).await.unwrap();
+    assert_eq!(queued, "QUEUED");
+    let result: Value = cmd("EXEC").query_async(&mut w).await.unwrap();
+    assert_eq!(result, Value::Nil);
+    assert_eq!(c.get::<_, i64>("x").await.unwrap(), 100);
+    // Unchanged watch: EXEC runs.
+    let _: () = cmd("WATCH").arg("x").query_async(&mut w).await.unwrap();
+    let _: () = cmd("MULTI").query_async(&mut w).await.unwrap();
+    let _: String = cmd("INCR").arg("x").query_async(&mut w).await.unwrap();
+    let result: Vec<i64> = cmd("EXEC").query_async(&mut w).await.unwrap();
+    assert_eq!(result, vec![101]);
+    // A queued command with a wrong arity aborts the transaction.
+    let _: () = cmd("MULTI").query_async(&mut w).await.unwrap();
+    let _ = cmd("GET").query_async::<Value>(&mut w).await.unwrap_err();
+    let err = cmd("EXEC").query_async::<Value>(&mut w).await.unwrap_err();
+    assert_eq!(err.kind(), redis::ErrorKind::ExecAbortError, "{err}");
+    // Errors at run time do not stop the others (raw bytes: the client library turns an
+    // error inside EXEC's array into an error for the whole reply).
+    let _: () = c.set("s", "text").await.unwrap();
+    let out = raw(&addr, b"MULTI\r\nINCR s\r\nINCR x\r\nEXEC\r\n").await;
+    assert_eq!(
+        out,
+        "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n-ERR value is not an integer or out of range\r\n:102\r\n"
+    );
+    let _: () = cmd("MULTI").query_async(&mut w).await.unwrap();
+    let _: () = cmd("DISCARD").query_async(&mut w).await.unwrap();
+    assert_eq!(c.get::<_, i64>("x").await.unwrap(), 102);
+}
+
+#[tokio::test]
+async fn pubsub() {
+    let (addr, mut c) = start().await;
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut sub = client.get_async_pubsub().await.unwrap();
+    sub.subscribe("news").await.unwrap();
+    sub.psubscribe("metrics.*").await.unwrap();
+    let channels: Vec<String> = cmd("PUBSUB").arg("CHANNELS").query_async(&mut c).await.unwrap();
+    assert_eq!(channels, vec!["news"]);
+    let numsub: (String, i64) = cmd("PUBSUB").arg("NUMSUB").arg("news").query_async(&mut c).await.unwrap();
+    assert_eq!(numsub.1, 1);
+    assert_eq!(c.publish::<_, _, i64>("news", "hello").await.unwrap(), 1);
+    assert_eq!(c.publish::<_, _, i64>("metrics.cpu", "42").await.unwrap(), 1);
+    assert_eq!(c.publish::<_, _, i64>("nobody", "x").await.unwrap(), 0);
+    use futures_lite::StreamExt;
+    let mut stream = sub.on_message();
+    let first = stream.next().await.unwrap();
+    assert_eq!((first.get_channel_name(), first.get_payload::<String>().unwrap()), ("news", "hello".into()));
+    let second = stream.next().await.unwrap();
+    assert_eq!(second.get_channel_name(), "metrics.cpu");
+    assert_eq!(second.get_pattern::<String>().unwrap(), "metrics.*");
+    assert_eq!(second.get_payload::<String>().unwrap(), "42");
+}
+
+#[tokio::test]
+async fn server_commands_clients_probe() {
+    let (_, mut c) = start().await;
+    let pong: String = cmd("PING").query_async(&mut c).await.unwrap();
+    assert_eq!(pong, "PONG");
+    assert_eq!(cmd("ECHO").arg("hi").query_async::<String>(&mut c).await.unwrap(), "hi");
+    let info: String = cmd("INFO").query_async(&mut c).await.unwrap();
+    assert!(info.contains("redis_version:7."), "{info}");
+    for section in
+        ["# Server", "# Clients", "# Memory", "# Stats", "# Keyspace", "keyspace_hits:", "used_memory:"]
+    {
+        assert!(info.contains(section), "INFO lacks {section}");
+    }
+    let _: () = cmd("CLIENT").arg("SETNAME").arg("tester").query_async(&mut c).await.unwrap();
+    assert_eq!(cmd("CLIENT").arg("GETNAME").query_async::<String>(&mut c).await.unwrap(), "tester");
+    let _: () =
+        cmd("CLIENT").arg("SETINFO").arg("lib-name").arg("redis-rs").query_async(&mut c).await.unwrap();
+    let list: String = cmd("CLIENT").arg("LIST").query_async(&mut c).await.unwrap();
+    assert!(list.contains("name=tester") && list.contains("lib-name=redis-rs"), "{list}");
+    assert!(cmd("CLIENT").arg("ID").query_async::<i64>(&mut c).await.unwrap() > 0);
+    let count: i64 = cmd("COMMAND").arg("COUNT").query_async(&mut c).await.unwrap();
+    assert!(count > 150, "{count}");
+    let info: Value = cmd("COMMAND").arg("INFO").arg("get").query_async(&mut c).await.unwrap();
+    assert!(format!("{info:?}").contains("readonly"), "{info:?}");
+    let _: Value = cmd("COMMAND").arg("DOCS").arg("set").query_async(&mut c).await.unwrap();
+    let conf: Vec<String> = cmd("CONFIG").arg("GET").arg("maxmemory*").query_async(&mut c).await.unwrap();
+    assert!(conf.contains(&"maxmemory-policy".to_string()), "{conf:?}");
+    let _: () = cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("10mb")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let conf: Vec<String> = cmd("CONFIG").arg("GET").arg("maxmemory").query_async(&mut c).await.unwrap();
+    assert_eq!(conf, vec!["maxmemory", "10485760"]);
+    let (secs, micros): (String, String) = cmd("TIME").query_async(&mut c).await.unwrap();
+    assert!(secs.parse::<u64>().unwrap() > 1_700_000_000 && micros.parse::<u64>().unwrap() < 1_000_000);
+    let _: () = cmd("DEBUG").arg("SLEEP").arg("0").query_async(&mut c).await.unwrap();
+    let hits_before: String = cmd("INFO").arg("stats").query_async(&mut c).await.unwrap();
+    let _: Option<String> = c.get("missing-key").await.unwrap();
+    let hits_after: String = cmd("INFO").arg("stats").query_async(&mut c).await.unwrap();
+    assert_ne!(stat(&hits_before, "keyspace_misses"), stat(&hits_after, "keyspace_misses"));
+}
+
+fn stat(info: &str, name: &str) -> u64 {
+    info.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn auth_with_a_password() {
+    let options = CacheOptions { password: Some("s3cret".into()), ..CacheOptions::default() };
+    let addr = start_with(options).await;
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let err = cmd("GET").arg("k").query_async::<Option<String>>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("NOAUTH"), "{err}");
+    let err = cmd("AUTH").arg("wrong").query_async::<()>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("WRONGPASS"), "{err}");
+    let _: () = cmd("AUTH").arg("s3cret").query_async(&mut c).await.unwrap();
+    let _: () = c.set("k", "v").await.unwrap();
+    // The URL form authenticates on connect (HELLO/AUTH as the client chooses).
+    let client = redis::Client::open(format!("redis://:s3cret@{addr}/")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    assert_eq!(c.get::<_, String>("k").await.unwrap(), "v");
+}
+
+/// Raw bytes on a socket: what a broken or hostile client sends.
+async fn raw(addr: &str, send: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(send).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Ok(Err(_)) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn bad_input_gets_errors_and_the_connection_goes_on() {
+    let addr = start_with(CacheOptions::default()).await;
+    // Wrong arity, unknown command, wrong type, oversize bulk (limit 1 MiB here): each an
+    // error, then the same connection answers PING.
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let mut wire = Vec::new();
+    wire.extend_from_slice(b"*1\r\n$3\r\nGET\r\n");
+    wire.extend_from_slice(b"*2\r\n$7\r\nNOTACMD\r\n$1\r\na\r\n");
+    wire.extend_from_slice(
+        b"*3\r\n$3\r\nSET\r\n$1\r\ns\r\n$1\r\nv\r\n*3\r\n$5\r\nLPUSH\r\n$1\r\ns\r\n$1\r\nv\r\n",
+    );
+    wire.extend_from_slice(format!("*3\r\n$3\r\nSET\r\n$1\r\nb\r\n${}\r\n", big.len()).as_bytes());
+    wire.extend_from_slice(&big);
+    wire.extend_from_slice(b"\r\n*1\r\n$4\r\nPING\r\nPING\r\n");
+    let out = raw(&addr, &wire).await;
+    let lines: Vec<&str> = out.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "-ERR wrong number of arguments for 'get' command");
+    assert!(lines[1].starts_with("-ERR unknown command 'NOTACMD'"), "{}", lines[1]);
+    assert_eq!(lines[2], "+OK");
+    assert!(lines[3].starts_with("-WRONGTYPE"), "{}", lines[3]);
+    assert!(lines[4].starts_with("-ERR") && lines[4].contains("exceeds"), "{}", lines[4]);
+    assert_eq!(&lines[5..], ["+PONG", "+PONG"]);
+    // A frame split across writes is put back together.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"*2\r\n$4\r\nECHO\r\n$5\r\nhel").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"lo\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"$5\r\nhello\r\n");
+    // Broken framing is a protocol error (and, as in Redis, the connection closes); the
+    // server serves the next connection.
+    let out = raw(&addr, b"*1\r\n$x\r\n").await;
+    assert!(out.starts_with("-ERR Protocol error"), "{out}");
+    assert_eq!(raw(&addr, b"PING\r\n").await, "+PONG\r\n");
+}
