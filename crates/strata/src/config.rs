@@ -194,6 +194,10 @@ pub struct CacheConfig {
     pub persistence: String,
     /// Active expiry rounds per second.
     pub hz: u64,
+    /// After a script has run this long, other clients get -BUSY (and may SCRIPT KILL it).
+    pub script_busy_ms: u64,
+    /// Memory limit of the Lua heap that scripts share.
+    pub script_memory_bytes: usize,
 }
 
 impl Default for CacheConfig {
@@ -205,6 +209,8 @@ impl Default for CacheConfig {
             databases: 16,
             persistence: "none".into(),
             hz: 10,
+            script_busy_ms: 5000,
+            script_memory_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -355,6 +361,8 @@ impl Config {
             max_bulk_bytes: self.resp.max_bulk_bytes,
             password: (!self.resp.password.is_empty()).then(|| self.resp.password.clone()),
             tcp_port: self.resp.listen.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(6379),
+            script_memory_bytes: self.cache.script_memory_bytes,
+            script_busy_ms: self.cache.script_busy_ms,
         }
     }
 

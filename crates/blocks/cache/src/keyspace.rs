@@ -482,26 +482,50 @@ impl Keyspace {
         };
         let now = self.now;
         let decay = self.settings.lfu_decay_minutes;
+        // Higher score = better victim.
+        let score = |e: &Entry| match policy {
+            Policy::AllKeysLru | Policy::VolatileLru => e.idle_ms(now),
+            Policy::AllKeysLfu | Policy::VolatileLfu => 255 - lfu_decayed(e, now, decay) as u64,
+            Policy::VolatileTtl => u64::MAX - e.expire_at,
+            _ => 0,
+        };
         let mut best: Option<(u64, usize, Bytes)> = None;
-        for _ in 0..samples {
-            let db = candidates[self.rng.random_range(0..candidates.len())];
-            let d = &self.dbs[db];
-            let key = if policy.volatile_only() {
-                d.volatile.get_index(self.rng.random_range(0..d.volatile.len())).cloned()
-            } else {
-                d.keys.get_index(self.rng.random_range(0..d.keys.len())).map(|(k, _)| k.clone())
-            };
-            let Some(key) = key else { continue };
-            let Some(e) = d.keys.get(&key) else { continue };
-            // Higher score = better victim.
-            let score = match policy {
-                Policy::AllKeysLru | Policy::VolatileLru => e.idle_ms(now),
-                Policy::AllKeysLfu | Policy::VolatileLfu => 255 - lfu_decayed(e, now, decay) as u64,
-                Policy::VolatileTtl => u64::MAX - e.expire_at,
-                _ => 0,
-            };
-            if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
-                best = Some((score, db, key));
+        let mut consider = |s: u64, db: usize, key: &Bytes| {
+            if best.as_ref().is_none_or(|(b, _, _)| s > *b) {
+                best = Some((s, db, key.clone()));
+            }
+        };
+        let population: usize =
+            candidates
+                .iter()
+                .map(|&db| {
+                    if policy.volatile_only() { self.dbs[db].volatile.len() } else { self.dbs[db].keys.len() }
+                })
+                .sum();
+        if population <= samples {
+            // Fewer candidates than samples: look at all of them, so the choice is exact.
+            for &db in &candidates {
+                let d = &self.dbs[db];
+                for (key, e) in &d.keys {
+                    if !policy.volatile_only() || e.expire_at != 0 {
+                        consider(score(e), db, key);
+                    }
+                }
+            }
+        } else {
+            for _ in 0..samples {
+                let db = candidates[self.rng.random_range(0..candidates.len())];
+                let d = &self.dbs[db];
+                let key = if policy.volatile_only() {
+                    d.volatile.get_index(self.rng.random_range(0..d.volatile.len()))
+                } else {
+                    d.keys.get_index(self.rng.random_range(0..d.keys.len())).map(|(k, _)| k)
+                };
+                if let Some(key) = key
+                    && let Some(e) = d.keys.get(key)
+                {
+                    consider(score(e), db, key);
+                }
             }
         }
         best.map(|(_, db, key)| (db, key))

@@ -15,6 +15,7 @@ mod keyspace;
 pub mod persist;
 mod pubsub;
 pub mod reply;
+mod scripting;
 mod session;
 pub mod value;
 pub mod zset;
@@ -47,6 +48,11 @@ pub struct CacheOptions {
     pub password: Option<String>,
     /// Port reported by INFO.
     pub tcp_port: u16,
+    /// Memory limit of the Lua heap (0 = none).
+    pub script_memory_bytes: usize,
+    /// After this long, a running script makes other clients' commands answer `-BUSY`
+    /// (Redis's busy-reply-threshold).
+    pub script_busy_ms: u64,
 }
 
 impl Default for CacheOptions {
@@ -57,6 +63,8 @@ impl Default for CacheOptions {
             max_bulk_bytes: 512 * 1024 * 1024,
             password: None,
             tcp_port: 6379,
+            script_memory_bytes: 256 * 1024 * 1024,
+            script_busy_ms: 5000,
         }
     }
 }
@@ -89,6 +97,8 @@ pub(crate) struct Shared {
     pub options: CacheOptions,
     pub persister: Option<persist::Persister>,
     pub clock: Arc<dyn Clock>,
+    pub scripting: Mutex<scripting::Scripting>,
+    pub script_status: Arc<scripting::ScriptStatus>,
 }
 
 #[derive(Clone)]
@@ -125,8 +135,13 @@ impl Cache {
         ks: Keyspace,
         persister: Option<persist::Persister>,
     ) -> Cache {
+        let script_status = Arc::new(scripting::ScriptStatus::default());
+        let scripting = scripting::Scripting::new(options.script_memory_bytes, script_status.clone())
+            .expect("the Lua VM starts");
         Cache {
             shared: Arc::new(Shared {
+                scripting: Mutex::new(scripting),
+                script_status,
                 ks: Mutex::new(ks),
                 waiters: Mutex::new(HashMap::new()),
                 pubsub: Mutex::new(PubSub::default()),
@@ -149,8 +164,9 @@ impl Cache {
     }
 
     /// One round of active expiry (Redis runs it 10 times a second); returns keys deleted.
+    /// Skipped when the keyspace is busy (a script or a long command holds it).
     pub fn active_expire(&self) -> usize {
-        let mut ks = self.shared.ks.lock();
+        let Some(mut ks) = self.shared.ks.try_lock() else { return 0 };
         let deleted = ks.expire_cycle(200);
         let touched = ks.finish();
         if let Some(p) = &self.shared.persister {
@@ -177,6 +193,22 @@ impl Cache {
 }
 
 impl Shared {
+    /// Locks the keyspace. While a script has run longer than `script_busy_ms`, gives up with
+    /// `-BUSY` instead of waiting, so this worker thread stays free for SCRIPT KILL.
+    pub(crate) fn lock_ks(&self) -> Result<parking_lot::MutexGuard<'_, Keyspace>, Reply> {
+        loop {
+            if let Some(guard) = self.ks.try_lock_for(std::time::Duration::from_millis(2)) {
+                return Ok(guard);
+            }
+            let started = self.script_status.started_ms.load(Ordering::Acquire);
+            if started != 0 && self.clock.now_ms().saturating_sub(started) >= self.options.script_busy_ms {
+                return Err(Reply::err(
+                    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+                ));
+            }
+        }
+    }
+
     pub(crate) fn connected_clients(&self) -> usize {
         self.clients.lock().len()
     }

@@ -2,11 +2,12 @@
 //! RESP3 (maps, sets, doubles and booleans fall back to their RESP2 forms).
 
 use bytes::Bytes;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// `+OK` and other status lines.
-    Status(&'static str),
+    Status(Cow<'static, str>),
     /// An error line; the text starts with its code (`ERR`, `WRONGTYPE`, ...).
     Error(String),
     Int(i64),
@@ -33,7 +34,11 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub const OK: Reply = Reply::Status("OK");
+    pub const OK: Reply = Reply::Status(Cow::Borrowed("OK"));
+
+    pub fn status(text: &'static str) -> Reply {
+        Reply::Status(Cow::Borrowed(text))
+    }
 
     pub fn bulk(data: impl Into<Bytes>) -> Reply {
         Reply::Bulk(data.into())

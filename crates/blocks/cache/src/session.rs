@@ -6,7 +6,7 @@ use crate::commands::{self, COMMANDS, Command, Ctx, eq, lookup};
 use crate::keyspace::Policy;
 use crate::pubsub::QUEUE_LIMIT;
 use crate::reply::{Reply, errors};
-use crate::{ClientInfo, REDIS_VERSION, Shared};
+use crate::{ClientInfo, REDIS_VERSION, Shared, scripting};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -118,7 +118,7 @@ impl Session {
                 return Reply::err("ERR Command not allowed inside a transaction");
             }
             queue.push((cmd, args));
-            return Reply::Status("QUEUED");
+            return Reply::status("QUEUED");
         }
         self.dispatch(cmd, args).await
     }
@@ -159,9 +159,11 @@ impl Session {
             "publish" => Reply::Int(self.shared.pubsub.lock().publish(&args[1], &args[2])),
             "pubsub" => self.pubsub(&args),
             "blpop" | "brpop" | "blmove" | "bzpopmin" | "bzpopmax" => self.blocking(cmd, &args).await,
-            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "script" | "fcall" | "fcall_ro" | "function" => {
-                Reply::err("ERR scripting is not available in this build")
+            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
+                self.eval(cmd, &args).await
             }
+            "script" => self.script(&args),
+            "function" => self.function(&args),
             _ => self.run(cmd, &args).await,
         }
     }
@@ -169,7 +171,10 @@ impl Session {
     /// Runs a keyspace command under the lock, then waits for durability if it wrote.
     async fn run(&mut self, cmd: &'static Command, args: &[Bytes]) -> Reply {
         let (reply, ticket) = {
-            let mut ks = self.shared.ks.lock();
+            let mut ks = match self.shared.lock_ks() {
+                Ok(ks) => ks,
+                Err(busy) => return busy,
+            };
             ks.begin();
             let reply = if cmd.deny_oom() && ks.make_room().is_err() {
                 Reply::err(errors::OOM)
@@ -183,6 +188,129 @@ impl Session {
         };
         self.await_ticket(ticket).await;
         reply
+    }
+
+    /// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, FCALL, FCALL_RO: `name script|sha|function
+    /// numkeys key... arg...`.
+    async fn eval(&mut self, cmd: &'static Command, args: &[Bytes]) -> Reply {
+        let numkeys = match commands::int(&args[2]) {
+            Ok(n) if n >= 0 && (n as usize) <= args.len() - 3 => n as usize,
+            Ok(n) if n < 0 => return Reply::err("ERR Number of keys can't be negative"),
+            Ok(_) => return Reply::err("ERR Number of keys can't be greater than number of args"),
+            Err(e) => return e,
+        };
+        let (keys, argv) = args[3..].split_at(numkeys);
+        let read_only = cmd.name.ends_with("_ro");
+        let target = match cmd.name {
+            "eval" | "eval_ro" => match self.shared.scripting.lock().load(&args[1]) {
+                Ok(sha) => scripting::Target::Script(sha),
+                Err(e) => return e,
+            },
+            "evalsha" | "evalsha_ro" => {
+                scripting::Target::Script(String::from_utf8_lossy(&args[1]).to_ascii_lowercase())
+            }
+            _ => scripting::Target::Function(String::from_utf8_lossy(&args[1]).into_owned()),
+        };
+        let shared = self.shared.clone();
+        let db = self.db;
+        // A script can run for long: hand this worker's other tasks to another thread.
+        let run = || {
+            let mut ks = shared.lock_ks()?;
+            let mut scripting = shared.scripting.lock();
+            ks.begin();
+            let status = &shared.script_status;
+            status.wrote.store(false, Ordering::Release);
+            status.kill.store(false, Ordering::Release);
+            status.started_ms.store(ks.now().max(1), Ordering::Release);
+            let outcome = scripting.run(
+                target,
+                &mut ks,
+                db,
+                keys,
+                argv,
+                read_only,
+                shared.options.max_bulk_bytes,
+                status,
+            );
+            status.started_ms.store(0, Ordering::Release);
+            let ticket = self.after_write(&ks, &outcome.touched);
+            Ok((outcome, ticket))
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let result = if multi_thread { tokio::task::block_in_place(run) } else { run() };
+        let (outcome, ticket) = match result {
+            Ok(done) => done,
+            Err(busy) => return busy,
+        };
+        self.await_ticket(ticket).await;
+        outcome.reply
+    }
+
+    /// SCRIPT LOAD | EXISTS | FLUSH | KILL
+    fn script(&mut self, args: &[Bytes]) -> Reply {
+        let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+        match (sub.as_str(), args.len()) {
+            ("kill", 2) => {
+                let status = &self.shared.script_status;
+                if status.started_ms.load(Ordering::Acquire) == 0 {
+                    Reply::err("NOTBUSY No scripts in execution right now.")
+                } else if status.wrote.load(Ordering::Acquire) {
+                    Reply::err(
+                        "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
+                    )
+                } else {
+                    status.kill.store(true, Ordering::Release);
+                    Reply::OK
+                }
+            }
+            ("load", 3) => match self.shared.scripting.lock().load(&args[2]) {
+                Ok(sha) => Reply::text(&sha),
+                Err(e) => e,
+            },
+            ("exists", n) if n >= 3 => {
+                let scripting = self.shared.scripting.lock();
+                Reply::Array(args[2..].iter().map(|sha| Reply::Int(scripting.exists(sha) as i64)).collect())
+            }
+            ("flush", 2 | 3) => {
+                self.shared.scripting.lock().flush();
+                Reply::OK
+            }
+            _ => Reply::err(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try SCRIPT HELP.",
+                String::from_utf8_lossy(&args[1])
+            )),
+        }
+    }
+
+    /// FUNCTION LOAD [REPLACE] code | FLUSH | LIST | DELETE name | KILL
+    fn function(&mut self, args: &[Bytes]) -> Reply {
+        let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+        match sub.as_str() {
+            "load" if args.len() == 3 || (args.len() == 4 && eq(&args[2], "replace")) => {
+                match self.shared.scripting.lock().function_load(&args[args.len() - 1], args.len() == 4) {
+                    Ok(name) => Reply::text(&name),
+                    Err(e) => e,
+                }
+            }
+            "flush" if args.len() <= 3 => {
+                self.shared.scripting.lock().function_flush();
+                Reply::OK
+            }
+            "list" => self.shared.scripting.lock().function_list(),
+            "delete" if args.len() == 3 => {
+                if self.shared.scripting.lock().function_delete(&String::from_utf8_lossy(&args[2])) {
+                    Reply::OK
+                } else {
+                    Reply::err("ERR Library not found")
+                }
+            }
+            "kill" if args.len() == 2 => self.script(&[args[0].clone(), Bytes::from_static(b"kill")]),
+            _ => Reply::err(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
+                String::from_utf8_lossy(&args[1])
+            )),
+        }
     }
 
     /// Wakes clients blocked on the touched keys and records them for persistence.
@@ -223,7 +351,7 @@ impl Session {
         }
         match args.get(1) {
             Some(msg) => Reply::Bulk(msg.clone()),
-            None => Reply::Status("PONG"),
+            None => Reply::status("PONG"),
         }
     }
 
@@ -324,7 +452,7 @@ impl Session {
         self.db = 0;
         self.protocol = 2;
         self.authenticated = self.shared.options.password.is_none();
-        Reply::Status("RESET")
+        Reply::status("RESET")
     }
 
     fn client(&mut self, args: &[Bytes]) -> Reply {
@@ -408,7 +536,10 @@ impl Session {
             persistence: if self.shared.persister.is_some() { "log" } else { "none" },
         };
         drop(pubsub);
-        let ks = self.shared.ks.lock();
+        let ks = match self.shared.lock_ks() {
+            Ok(ks) => ks,
+            Err(busy) => return busy,
+        };
         Reply::Verbatim(commands::info_text(&ks, &facts, section.as_deref()))
     }
 
@@ -416,7 +547,10 @@ impl Session {
         let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
         match sub.as_str() {
             "get" if args.len() >= 3 => {
-                let ks = self.shared.ks.lock();
+                let ks = match self.shared.lock_ks() {
+                    Ok(ks) => ks,
+                    Err(busy) => return busy,
+                };
                 let s = &ks.settings;
                 let params: Vec<(&str, String)> = vec![
                     ("maxmemory", s.maxmemory.to_string()),
@@ -445,7 +579,10 @@ impl Session {
                 Reply::Map(out)
             }
             "set" if args.len() >= 4 && args.len().is_multiple_of(2) => {
-                let mut ks = self.shared.ks.lock();
+                let mut ks = match self.shared.lock_ks() {
+                    Ok(ks) => ks,
+                    Err(busy) => return busy,
+                };
                 let mut settings = ks.settings.clone();
                 for pair in args[2..].chunks(2) {
                     let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
@@ -493,7 +630,10 @@ impl Session {
                 Reply::OK
             }
             "resetstat" if args.len() == 2 => {
-                self.shared.ks.lock().stats = Default::default();
+                match self.shared.lock_ks() {
+                    Ok(mut ks) => ks.stats = Default::default(),
+                    Err(busy) => return busy,
+                }
                 Reply::OK
             }
             "rewrite" => Reply::err("ERR The server is running without a config file"),
@@ -523,7 +663,10 @@ impl Session {
             _ => return Reply::err("ERR invalid first DB index"),
         };
         let ticket = {
-            let mut ks = self.shared.ks.lock();
+            let mut ks = match self.shared.lock_ks() {
+                Ok(ks) => ks,
+                Err(busy) => return busy,
+            };
             ks.begin();
             ks.swap(a, b);
             let touched = ks.finish();
@@ -554,7 +697,10 @@ impl Session {
         if self.multi.is_some() {
             return Reply::err("ERR WATCH inside MULTI is not allowed");
         }
-        let mut ks = self.shared.ks.lock();
+        let mut ks = match self.shared.lock_ks() {
+            Ok(ks) => ks,
+            Err(busy) => return busy,
+        };
         ks.begin();
         for key in &args[1..] {
             let version = ks.version(self.db, key);
@@ -579,7 +725,10 @@ impl Session {
         let mut all_touched = Vec::new();
         let shared = self.shared.clone();
         let ticket = {
-            let mut ks = shared.ks.lock();
+            let mut ks = match shared.lock_ks() {
+                Ok(ks) => ks,
+                Err(busy) => return busy,
+            };
             ks.begin();
             if watched.iter().any(|(db, key, version)| ks.version(*db, key) != *version) {
                 ks.finish();
@@ -716,7 +865,10 @@ impl Session {
             if cmd.name == "blmove" { vec![args[1].clone()] } else { args[1..args.len() - 1].to_vec() };
         loop {
             let (outcome, ticket) = {
-                let mut ks = self.shared.ks.lock();
+                let mut ks = match self.shared.lock_ks() {
+                    Ok(ks) => ks,
+                    Err(busy) => return busy,
+                };
                 ks.begin();
                 let mut ctx = Ctx { ks: &mut ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
                 let outcome = commands::try_blocking(&mut ctx, args);
@@ -805,7 +957,7 @@ fn command_info(args: &[Bytes]) -> Reply {
         Reply::Array(vec![
             Reply::text(c.name),
             Reply::Int(c.arity as i64),
-            Reply::Set(c.flags.iter().map(|f| Reply::Status(f)).collect()),
+            Reply::Set(c.flags.iter().map(|f| Reply::status(f)).collect()),
             Reply::Int(c.first_key as i64),
             Reply::Int(c.last_key as i64),
             Reply::Int(c.step as i64),

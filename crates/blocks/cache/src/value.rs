@@ -86,8 +86,11 @@ impl Value {
     }
 }
 
+/// An integer as Redis's string2ll reads it: no '+', no leading zeros ("-0" neither).
 pub fn parse_int(b: &[u8]) -> Option<i64> {
-    if b.is_empty() || b.len() > 20 || b[0] == b'+' || (b.len() > 1 && b[0] == b'0') {
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    if digits.is_empty() || b.len() > 20 || !digits[0].is_ascii_digit() || (digits[0] == b'0' && b.len() > 1)
+    {
         return None;
     }
     std::str::from_utf8(b).ok()?.parse().ok()

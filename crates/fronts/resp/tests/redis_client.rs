@@ -697,3 +697,127 @@ async fn bad_input_gets_errors_and_the_connection_goes_on() {
     assert!(out.starts_with("-ERR Protocol error"), "{out}");
     assert_eq!(raw(&addr, b"PING\r\n").await, "+PONG\r\n");
 }
+
+// Several worker threads: a running script holds one, like a Redis busy with a script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lua_scripts_and_functions() {
+    let options = CacheOptions { script_busy_ms: 200, ..CacheOptions::default() };
+    let addr = start_with(options).await;
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    // redis::Script sends EVALSHA and falls back to EVAL on NOSCRIPT, as real apps do.
+    let script = redis::Script::new(
+        r#"
+        local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+        redis.call('RPUSH', KEYS[2], n)
+        return {n, redis.call('LLEN', KEYS[2]), 'done', false, 3.9}
+        "#,
+    );
+    let out: Vec<Value> = script.key("counter").key("log").arg(5).invoke_async(&mut c).await.unwrap();
+    assert_eq!(
+        out,
+        vec![Value::Int(5), Value::Int(1), Value::BulkString(b"done".to_vec()), Value::Nil, Value::Int(3)]
+    );
+    let sha: String =
+        cmd("SCRIPT").arg("LOAD").arg("return ARGV[1] .. ':' .. #KEYS").query_async(&mut c).await.unwrap();
+    assert_eq!(sha.len(), 40);
+    let r: String =
+        cmd("EVALSHA").arg(&sha).arg(2).arg("a").arg("b").arg("x").query_async(&mut c).await.unwrap();
+    assert_eq!(r, "x:2");
+    let exists: Vec<i64> =
+        cmd("SCRIPT").arg("EXISTS").arg(&sha).arg("0000").query_async(&mut c).await.unwrap();
+    assert_eq!(exists, vec![1, 0]);
+    let _: () = cmd("SCRIPT").arg("FLUSH").query_async(&mut c).await.unwrap();
+    let err = cmd("EVALSHA").arg(&sha).arg(0).query_async::<Value>(&mut c).await.unwrap_err();
+    assert_eq!(err.kind(), redis::ErrorKind::NoScriptError, "{err}");
+    // Errors: redis.call raises, redis.pcall returns the error, error_reply/status_reply.
+    let _: () = c.set("str", "text").await.unwrap();
+    let err = cmd("EVAL")
+        .arg("return redis.call('INCR', KEYS[1])")
+        .arg(1)
+        .arg("str")
+        .query_async::<Value>(&mut c)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not an integer"), "{err}");
+    let r: String = cmd("EVAL")
+        .arg("local r = redis.pcall('INCR', KEYS[1]); return r['err']")
+        .arg(1)
+        .arg("str")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(r.contains("not an integer"), "{r}");
+    let err = cmd("EVAL")
+        .arg("return redis.error_reply('MYERR custom')")
+        .arg(0)
+        .query_async::<Value>(&mut c)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("custom"), "{err}");
+    let ok: String =
+        cmd("EVAL").arg("return redis.status_reply('FINE')").arg(0).query_async(&mut c).await.unwrap();
+    assert_eq!(ok, "FINE");
+    let err =
+        cmd("EVAL").arg("return nosuchfunction()").arg(0).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("nosuchfunction") || err.to_string().contains("nil"), "{err}");
+    let err = cmd("EVAL").arg("return (").arg(0).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("compiling"), "{err}");
+    // Libraries scripts rely on.
+    let json: String = cmd("EVAL")
+        .arg("local t = cjson.decode(ARGV[1]); t.n = t.n + 1; return cjson.encode(t)")
+        .arg(0)
+        .arg(r#"{"n":41}"#)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(json, r#"{"n":42}"#);
+    let bits: Vec<i64> = cmd("EVAL")
+        .arg("return {bit.band(12, 10), bit.bor(12, 10), bit.bxor(12, 10), bit.lshift(1, 4), bit.tobit(4294967295)}")
+        .arg(0)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(bits, vec![8, 14, 6, 16, -1]);
+    let sha1: String = cmd("EVAL").arg("return redis.sha1hex('')").arg(0).query_async(&mut c).await.unwrap();
+    assert_eq!(sha1, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    // Read-only scripts cannot write.
+    let err = cmd("EVAL_RO")
+        .arg("return redis.call('SET', 'k', 'v')")
+        .arg(0)
+        .query_async::<Value>(&mut c)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    // A script is atomic: a long read-only script blocks others, which get BUSY after the
+    // threshold; SCRIPT KILL stops it.
+    let mut runner = client.get_multiplexed_async_connection().await.unwrap();
+    let long = tokio::spawn(async move {
+        cmd("EVAL")
+            .arg("local i = 0 while true do i = i + 1 end")
+            .arg(0)
+            .query_async::<Value>(&mut runner)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut other = client.get_multiplexed_async_connection().await.unwrap();
+    let busy = cmd("GET").arg("str").query_async::<Value>(&mut other).await.unwrap_err();
+    assert_eq!(busy.code(), Some("BUSY"), "{busy}");
+    let _: () = cmd("SCRIPT").arg("KILL").query_async(&mut other).await.unwrap();
+    let killed = long.await.unwrap().unwrap_err();
+    assert!(killed.to_string().contains("killed"), "{killed}");
+    assert_eq!(other.get::<_, String>("str").await.unwrap(), "text");
+    // Functions.
+    let lib = "#!lua name=mylib\nredis.register_function('incr2', function(keys, args) return redis.call('INCRBY', keys[1], 2 * args[1]) end)";
+    let name: String = cmd("FUNCTION").arg("LOAD").arg(lib).query_async(&mut c).await.unwrap();
+    assert_eq!(name, "mylib");
+    let err = cmd("FUNCTION").arg("LOAD").arg(lib).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    let _: String = cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(lib).query_async(&mut c).await.unwrap();
+    let n: i64 = cmd("FCALL").arg("incr2").arg(1).arg("fc").arg(5).query_async(&mut c).await.unwrap();
+    assert_eq!(n, 10);
+    let _: () = cmd("FUNCTION").arg("FLUSH").query_async(&mut c).await.unwrap();
+    let err =
+        cmd("FCALL").arg("incr2").arg(1).arg("fc").arg(5).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+}

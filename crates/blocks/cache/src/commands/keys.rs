@@ -109,7 +109,7 @@ pub fn persist(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 }
 
 pub fn type_(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    Ok(Reply::Status(ctx.ks.peek(ctx.db, &args[1]).map_or("none", |e| e.value.type_name())))
+    Ok(Reply::status(ctx.ks.peek(ctx.db, &args[1]).map_or("none", |e| e.value.type_name())))
 }
 
 /// RENAME and RENAMENX; the expiry moves with the value.
@@ -254,7 +254,7 @@ pub fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Ok(Reply::Array(
             ["OBJECT <subcommand>", "ENCODING <key>", "FREQ <key>", "IDLETIME <key>", "REFCOUNT <key>"]
                 .iter()
-                .map(|s| Reply::Status(s))
+                .map(|s| Reply::status(s))
                 .collect(),
         ));
     }

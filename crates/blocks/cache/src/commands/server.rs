@@ -29,7 +29,7 @@ pub fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 /// SAVE and BGSAVE: with persistence on, every write is already durable when acknowledged,
 /// so there is nothing to do; without it there is nowhere to save to.
 pub fn save(_ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    if super::eq(&args[0], "bgsave") { Ok(Reply::Status("Background saving started")) } else { Ok(Reply::OK) }
+    if super::eq(&args[0], "bgsave") { Ok(Reply::status("Background saving started")) } else { Ok(Reply::OK) }
 }
 
 /// What INFO's sections report beyond the keyspace.
