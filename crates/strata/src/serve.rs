@@ -174,7 +174,7 @@ async fn sweep_expired(kv: Kv, interval: Duration, mut shutdown: tokio::sync::wa
     }
 }
 
-/// Redis's active expiry: a sampling round `hz` times a second.
+/// Redis's active expiry: a sampling round `hz` times a second; metrics are published with it.
 async fn expire_cache(
     cache: strata_cache::Cache,
     interval: Duration,
@@ -187,6 +187,7 @@ async fn expire_cache(
             _ = shutdown.wait_for(|s| *s) => return,
         }
         cache.active_expire();
+        cache.publish_metrics();
     }
 }
 

@@ -175,6 +175,23 @@ impl Cache {
         deleted
     }
 
+    /// Publishes the cache's counters and gauges to the metrics recorder (`/metrics`).
+    pub fn publish_metrics(&self) {
+        let (stats, used, keys) = {
+            let Some(ks) = self.shared.ks.try_lock() else { return };
+            let keys: usize = (0..ks.databases()).map(|db| ks.len(db)).sum();
+            (ks.stats.clone(), ks.used_memory(), keys)
+        };
+        metrics::counter!("strata_cache_commands_total").absolute(self.shared.total_commands.load(Ordering::Relaxed));
+        metrics::counter!("strata_cache_keyspace_hits_total").absolute(stats.hits);
+        metrics::counter!("strata_cache_keyspace_misses_total").absolute(stats.misses);
+        metrics::counter!("strata_cache_expired_keys_total").absolute(stats.expired);
+        metrics::counter!("strata_cache_evicted_keys_total").absolute(stats.evicted);
+        metrics::gauge!("strata_cache_used_memory_bytes").set(used as f64);
+        metrics::gauge!("strata_cache_keys").set(keys as f64);
+        metrics::gauge!("strata_cache_connected_clients").set(self.shared.connected_clients() as f64);
+    }
+
     pub fn stats(&self) -> Stats {
         self.shared.ks.lock().stats.clone()
     }
