@@ -186,39 +186,48 @@ impl Keyspace {
 
     /// Removes `key` if its time has come; true if it did.
     fn expire_if_due(&mut self, db: usize, key: &[u8]) -> bool {
-        let due = match self.dbs[db].keys.get(key) {
-            Some(e) => e.expire_at != 0 && e.expire_at <= self.now,
-            None => return false,
-        };
+        match self.dbs[db].keys.get_index_of(key) {
+            Some(i) => self.expire_at_index(db, i),
+            None => false,
+        }
+    }
+
+    /// Expires the entry at position `i` if due; true if it did.
+    fn expire_at_index(&mut self, db: usize, i: usize) -> bool {
+        let due =
+            self.dbs[db].keys.get_index(i).is_some_and(|(_, e)| e.expire_at != 0 && e.expire_at <= self.now);
         if due {
+            let key = self.dbs[db].keys.get_index(i).map(|(k, _)| k.clone()).expect("in range");
             self.stats.expired += 1;
-            self.remove(db, key);
+            self.remove(db, &key);
         }
         due
     }
 
+    /// The position of a live `key` (expiring it first if due), with one hash lookup.
+    fn live_index(&mut self, db: usize, key: &[u8]) -> Option<usize> {
+        let i = self.dbs[db].keys.get_index_of(key)?;
+        if self.expire_at_index(db, i) { None } else { Some(i) }
+    }
+
     /// A read: counts a hit or a miss and refreshes LRU/LFU data.
     pub fn read(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
-        self.expire_if_due(db, key);
+        let Some(i) = self.live_index(db, key) else {
+            self.stats.misses += 1;
+            return None;
+        };
+        self.stats.hits += 1;
         let now = self.now;
         let (factor, decay) = (self.settings.lfu_log_factor, self.settings.lfu_decay_minutes);
-        match self.dbs[db].keys.get_mut(key) {
-            Some(e) => {
-                self.stats.hits += 1;
-                touch_access(e, now, factor, decay, &mut self.rng);
-                Some(e)
-            }
-            None => {
-                self.stats.misses += 1;
-                None
-            }
-        }
+        let (_, e) = self.dbs[db].keys.get_index_mut(i).expect("live index");
+        touch_access(e, now, factor, decay, &mut self.rng);
+        Some(e)
     }
 
     /// A look without side effects other than expiry (TYPE, EXISTS-like internals, OBJECT).
     pub fn peek(&mut self, db: usize, key: &[u8]) -> Option<&Entry> {
-        self.expire_if_due(db, key);
-        self.dbs[db].keys.get(key)
+        let i = self.live_index(db, key)?;
+        self.dbs[db].keys.get_index(i).map(|(_, e)| e)
     }
 
     /// A plain look, without expiry or statistics: for a second pass over keys a command
@@ -229,13 +238,12 @@ impl Keyspace {
 
     /// A write to an existing key: the key is recorded as touched by this command.
     pub fn write(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
-        self.expire_if_due(db, key);
+        let i = self.live_index(db, key)?;
         let now = self.now;
         let (factor, decay) = (self.settings.lfu_log_factor, self.settings.lfu_decay_minutes);
-        let (_, k, e) = self.dbs[db].keys.get_full_mut(key)?;
-        let k = k.clone();
+        let (k, e) = self.dbs[db].keys.get_index_mut(i).expect("live index");
         touch_access(e, now, factor, decay, &mut self.rng);
-        self.touched.push((db, k));
+        self.touched.push((db, k.clone()));
         Some(e)
     }
 

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub total_connections: AtomicU64,
     pub total_commands: AtomicU64,
     pub blocked: AtomicUsize,
+    /// Registrations in `waiters`, read without taking that lock.
+    pub waiting: AtomicUsize,
     pub started: Instant,
     pub options: CacheOptions,
     pub persister: Option<persist::Persister>,
@@ -150,6 +152,7 @@ impl Cache {
                 total_connections: AtomicU64::new(0),
                 total_commands: AtomicU64::new(0),
                 blocked: AtomicUsize::new(0),
+                waiting: AtomicUsize::new(0),
                 started: Instant::now(),
                 options,
                 persister,
@@ -182,7 +185,8 @@ impl Cache {
             let keys: usize = (0..ks.databases()).map(|db| ks.len(db)).sum();
             (ks.stats.clone(), ks.used_memory(), keys)
         };
-        metrics::counter!("strata_cache_commands_total").absolute(self.shared.total_commands.load(Ordering::Relaxed));
+        metrics::counter!("strata_cache_commands_total")
+            .absolute(self.shared.total_commands.load(Ordering::Relaxed));
         metrics::counter!("strata_cache_keyspace_hits_total").absolute(stats.hits);
         metrics::counter!("strata_cache_keyspace_misses_total").absolute(stats.misses);
         metrics::counter!("strata_cache_expired_keys_total").absolute(stats.expired);

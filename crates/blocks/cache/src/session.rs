@@ -83,6 +83,79 @@ impl Session {
         !self.channels.is_empty() || !self.patterns.is_empty()
     }
 
+    /// Runs pipelined commands in order, appending one reply per command to `replies` with
+    /// the RESP version to encode it in (a HELLO in the batch changes it for what follows).
+    /// Consecutive plain keyspace commands run under one acquisition of the lock (as Redis
+    /// runs a whole read buffer in one event-loop turn); anything else goes through
+    /// [`Session::execute`]. Stops after QUIT.
+    pub async fn execute_batch(&mut self, batch: Vec<Vec<Bytes>>, replies: &mut Vec<(Reply, u8)>) {
+        let mut batch = batch.into_iter().peekable();
+        while let Some(args) = batch.next() {
+            if self.closing {
+                return;
+            }
+            let Some(cmd) = self.fast_path(&args) else {
+                let reply = self.execute(args).await;
+                replies.push((reply, self.protocol));
+                continue;
+            };
+            self.shared.total_commands.fetch_add(1, Ordering::Relaxed);
+            let mut ticket = None;
+            {
+                let mut ks = match self.shared.lock_ks() {
+                    Ok(ks) => ks,
+                    Err(busy) => {
+                        replies.push((busy, self.protocol));
+                        continue;
+                    }
+                };
+                let mut next = Some((cmd, args));
+                while let Some((cmd, args)) = next.take() {
+                    let (reply, t) = self.run_locked(&mut ks, cmd, &args);
+                    replies.push((reply, self.protocol));
+                    ticket = t.or(ticket);
+                    if let Some(following) = batch.peek()
+                        && let Some(cmd) = self.fast_path(following)
+                    {
+                        self.shared.total_commands.fetch_add(1, Ordering::Relaxed);
+                        next = Some((cmd, batch.next().expect("peeked")));
+                    }
+                }
+            }
+            self.await_ticket(ticket).await;
+        }
+    }
+
+    /// The command, if it is a plain keyspace command this session can run right away.
+    fn fast_path(&self, args: &[Bytes]) -> Option<&'static Command> {
+        let cmd = lookup(args.first()?)?;
+        let plain = cmd.handler.is_some()
+            && cmd.arity_ok(args.len())
+            && self.authenticated
+            && self.multi.is_none()
+            && !(self.protocol == 2 && self.subscribed());
+        plain.then_some(cmd)
+    }
+
+    /// Runs one keyspace command with the lock held; returns its reply and durability ticket.
+    fn run_locked(
+        &self,
+        ks: &mut crate::keyspace::Keyspace,
+        cmd: &'static Command,
+        args: &[Bytes],
+    ) -> (Reply, Option<u64>) {
+        ks.begin();
+        let reply = if cmd.deny_oom() && ks.make_room().is_err() {
+            Reply::err(errors::OOM)
+        } else {
+            let mut ctx = Ctx { ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
+            commands::run(cmd, &mut ctx, args)
+        };
+        // Evictions made while failing to make room are writes too.
+        let touched = ks.finish();
+        (reply, self.after_write(ks, &touched))
+    }
+
     /// Runs one command (`args[0]` is its name) and returns the reply.
     pub async fn execute(&mut self, args: Vec<Bytes>) -> Reply {
         let Some(first) = args.first() else { return Reply::err("ERR empty command") };
@@ -175,16 +248,7 @@ impl Session {
                 Ok(ks) => ks,
                 Err(busy) => return busy,
             };
-            ks.begin();
-            let reply = if cmd.deny_oom() && ks.make_room().is_err() {
-                Reply::err(errors::OOM)
-            } else {
-                let mut ctx = Ctx { ks: &mut ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
-                commands::run(cmd, &mut ctx, args)
-            };
-            // Evictions made while failing to make room are writes too.
-            let touched = ks.finish();
-            (reply, self.after_write(&ks, &touched))
+            self.run_locked(&mut ks, cmd, args)
         };
         self.await_ticket(ticket).await;
         reply
@@ -318,14 +382,13 @@ impl Session {
         if touched.is_empty() {
             return None;
         }
-        {
+        // Registrations happen under the keyspace lock too, so this count is current.
+        if self.shared.waiting.load(Ordering::Relaxed) > 0 {
             let waiters = self.shared.waiters.lock();
-            if !waiters.is_empty() {
-                for key in touched {
-                    if let Some(list) = waiters.get(key) {
-                        for (_, notify) in list {
-                            notify.notify_one();
-                        }
+            for key in touched {
+                if let Some(list) = waiters.get(key) {
+                    for (_, notify) in list {
+                        notify.notify_one();
                     }
                 }
             }
@@ -878,6 +941,7 @@ impl Session {
                     let mut waiters = self.shared.waiters.lock();
                     for key in &keys {
                         waiters.entry((self.db, key.clone())).or_default().push((self.id, self.wake.clone()));
+                        self.shared.waiting.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 (outcome, ticket)
@@ -911,7 +975,9 @@ impl Session {
         for key in keys {
             let k = (self.db, key.clone());
             if let Some(list) = waiters.get_mut(&k) {
+                let before = list.len();
                 list.retain(|(id, _)| *id != self.id);
+                self.shared.waiting.fetch_sub(before - list.len(), Ordering::Relaxed);
                 if list.is_empty() {
                     waiters.remove(&k);
                 }
@@ -925,10 +991,14 @@ impl Drop for Session {
         self.unsubscribe_all();
         self.shared.clients.lock().remove(&self.id);
         let mut waiters = self.shared.waiters.lock();
+        let mut gone = 0;
         waiters.retain(|_, list| {
+            let before = list.len();
             list.retain(|(id, _)| *id != self.id);
+            gone += before - list.len();
             !list.is_empty()
         });
+        self.shared.waiting.fetch_sub(gone, Ordering::Relaxed);
     }
 }
 

@@ -9,10 +9,10 @@ mod frame;
 pub use encode::encode;
 pub use frame::{Frame, Limits, Parser, ProtocolError};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use strata_cache::Cache;
+use strata_cache::{Cache, Reply, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -33,6 +33,9 @@ impl Default for RespConfig {
 
 /// Replies are flushed once this many bytes are pending, even mid-pipeline.
 const FLUSH_BYTES: usize = 64 * 1024;
+
+/// Most pipelined requests run as one batch.
+const MAX_BATCH: usize = 256;
 
 /// Accepts connections until `shutdown` resolves.
 pub async fn serve(
@@ -74,31 +77,43 @@ async fn connection(socket: TcpStream, peer: &str, cache: Cache, config: &RespCo
     let mut parser = Parser::new(config.limits.clone());
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
+    let mut batch = Vec::new();
+    let mut replies = Vec::new();
     loop {
-        loop {
+        // Every complete request in the buffer (up to MAX_BATCH) is one pipelined batch.
+        let mut broken = None;
+        let mut drained = false;
+        while batch.len() < MAX_BATCH {
             match parser.next(&mut input) {
-                Ok(Some(Frame::Command(args))) => {
-                    let reply = session.execute(args).await;
-                    encode(&reply, session.protocol() == 3, &mut output);
-                    if session.closing() {
-                        writer.write_all(&output).await?;
-                        return Ok(());
-                    }
-                    if output.len() >= FLUSH_BYTES {
-                        writer.write_all(&output).await?;
-                        output.clear();
-                    }
-                }
+                Ok(Some(Frame::Command(args))) => batch.push(args),
                 Ok(Some(Frame::Rejected(err))) => {
-                    encode(&strata_cache::Reply::Error(err), false, &mut output)
+                    run_batch(&mut session, &mut batch, &mut replies, &mut output).await;
+                    encode(&Reply::Error(err), false, &mut output);
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    drained = true;
+                    break;
+                }
                 Err(ProtocolError(err)) => {
-                    encode(&strata_cache::Reply::Error(err), false, &mut output);
-                    writer.write_all(&output).await?;
-                    return Ok(());
+                    broken = Some(err);
+                    break;
                 }
             }
+        }
+        run_batch(&mut session, &mut batch, &mut replies, &mut output).await;
+        if session.closing() || broken.is_some() {
+            if let Some(err) = broken {
+                encode(&Reply::Error(err), false, &mut output);
+            }
+            writer.write_all(&output).await?;
+            return Ok(());
+        }
+        if output.len() >= FLUSH_BYTES {
+            writer.write_all(&output).await?;
+            output.clear();
+        }
+        if !drained {
+            continue;
         }
         if !output.is_empty() {
             writer.write_all(&output).await?;
@@ -121,5 +136,27 @@ async fn connection(socket: TcpStream, peer: &str, cache: Cache, config: &RespCo
                 }
             }
         }
+    }
+}
+
+/// Runs the pending batch and encodes its replies, each in the RESP version in force when it
+/// was produced.
+async fn run_batch(
+    session: &mut Session,
+    batch: &mut Vec<Vec<Bytes>>,
+    replies: &mut Vec<(Reply, u8)>,
+    output: &mut BytesMut,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    if batch.len() == 1 {
+        let reply = session.execute(batch.pop().expect("one")).await;
+        encode(&reply, session.protocol() == 3, output);
+        return;
+    }
+    session.execute_batch(std::mem::take(batch), replies).await;
+    for (reply, protocol) in replies.drain(..) {
+        encode(&reply, protocol == 3, output);
     }
 }
