@@ -3,9 +3,10 @@
 //! `redis.pcall` run commands through the same command table as clients do.
 //!
 //! Provided to scripts: `KEYS`, `ARGV`, `redis.call`, `redis.pcall`, `redis.error_reply`,
-//! `redis.status_reply`, `redis.sha1hex`, `redis.log`, `cjson.encode`/`cjson.decode`, and
-//! the `bit` library (band bor bxor bnot lshift rshift arshift tobit tohex), written here over
-//! Rust because Redis bundles them as C modules that vendored Lua does not include.
+//! `redis.status_reply`, `redis.sha1hex`, `redis.log`, `cjson.encode`/`cjson.decode`, the
+//! `bit` library (band bor bxor bnot lshift rshift arshift tobit tohex) and `struct`
+//! (pack unpack size), written here over Rust because Redis bundles them as C modules that
+//! vendored Lua does not include.
 //!
 //! Limits: a memory limit on the Lua heap; a running script checks every 100k instructions
 //! whether SCRIPT KILL asked it to stop (only scripts that have not written can be killed,
@@ -526,5 +527,220 @@ fn install_libraries(lua: &Lua) -> mlua::Result<()> {
         })?,
     )?;
     g.set("bit", bit)?;
+    install_struct(lua)?;
     Ok(())
+}
+
+/// One item of a `struct` format: a kind letter and its size in bytes.
+#[derive(Clone, Copy)]
+enum Item {
+    Int {
+        size: usize,
+        signed: bool,
+    },
+    Float,
+    Double,
+    /// Zero-terminated string.
+    ZString,
+    /// Fixed-length string.
+    Chars(usize),
+    Pad,
+}
+
+/// Parses a `struct` format (Roberto Ierusalimschy's library that Redis bundles): byte
+/// order `<` `>` `=` `!`, then b B h H i[n] I[n] l L T f d s cN x.
+fn struct_format(fmt: &[u8]) -> mlua::Result<(bool, Vec<Item>)> {
+    let mut little = cfg!(target_endian = "little");
+    let mut items = Vec::new();
+    let mut i = 0;
+    let number = |i: &mut usize| {
+        let start = *i;
+        while *i < fmt.len() && fmt[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        std::str::from_utf8(&fmt[start..*i]).ok().and_then(|d| d.parse::<usize>().ok())
+    };
+    while i < fmt.len() {
+        let c = fmt[i];
+        i += 1;
+        let int = |size, signed| Item::Int { size, signed };
+        items.push(match c {
+            b'<' => {
+                little = true;
+                continue;
+            }
+            b'>' => {
+                little = false;
+                continue;
+            }
+            b'=' | b'!' | b' ' => {
+                number(&mut i);
+                continue;
+            }
+            b'b' => int(1, true),
+            b'B' => int(1, false),
+            b'h' => int(2, true),
+            b'H' => int(2, false),
+            b'l' => int(8, true),
+            b'L' | b'T' => int(8, false),
+            b'i' | b'I' => {
+                let size = number(&mut i).unwrap_or(4);
+                if !(1..=8).contains(&size) {
+                    return Err(lua_err(format!("integral size {size} is larger than limit of 8")));
+                }
+                int(size, c == b'i')
+            }
+            b'f' => Item::Float,
+            b'd' => Item::Double,
+            b's' => Item::ZString,
+            b'c' => Item::Chars(number(&mut i).unwrap_or(1)),
+            b'x' => Item::Pad,
+            other => return Err(lua_err(format!("invalid format option '{}'", other as char))),
+        });
+    }
+    Ok((little, items))
+}
+
+fn install_struct(lua: &Lua) -> mlua::Result<()> {
+    let st = lua.create_table()?;
+    st.set(
+        "pack",
+        lua.create_function(|lua, (fmt, values): (mlua::String, mlua::Variadic<Value>)| {
+            let (little, items) = struct_format(&fmt.as_bytes())?;
+            let mut out = Vec::new();
+            let mut values = values.into_iter();
+            let mut next = || values.next().ok_or_else(|| lua_err("bad argument to 'pack' (no value)"));
+            for item in items {
+                match item {
+                    Item::Int { size, .. } => {
+                        let n = match next()? {
+                            Value::Integer(n) => n,
+                            Value::Number(n) => n as i64,
+                            _ => return Err(lua_err("bad argument to 'pack' (number expected)")),
+                        };
+                        let bytes = n.to_le_bytes();
+                        if little {
+                            out.extend_from_slice(&bytes[..size]);
+                        } else {
+                            out.extend(bytes[..size].iter().rev());
+                        }
+                    }
+                    Item::Float | Item::Double => {
+                        let n = match next()? {
+                            Value::Integer(n) => n as f64,
+                            Value::Number(n) => n,
+                            _ => return Err(lua_err("bad argument to 'pack' (number expected)")),
+                        };
+                        let bytes = if matches!(item, Item::Float) {
+                            if little {
+                                (n as f32).to_le_bytes().to_vec()
+                            } else {
+                                (n as f32).to_be_bytes().to_vec()
+                            }
+                        } else if little {
+                            n.to_le_bytes().to_vec()
+                        } else {
+                            n.to_be_bytes().to_vec()
+                        };
+                        out.extend(bytes);
+                    }
+                    Item::ZString | Item::Chars(_) => {
+                        let Value::String(s) = next()? else {
+                            return Err(lua_err("bad argument to 'pack' (string expected)"));
+                        };
+                        let b = s.as_bytes();
+                        match item {
+                            Item::Chars(n) => {
+                                let mut field = b[..b.len().min(n)].to_vec();
+                                field.resize(n, 0);
+                                out.extend(field);
+                            }
+                            _ => {
+                                out.extend_from_slice(&b);
+                                out.push(0);
+                            }
+                        }
+                    }
+                    Item::Pad => out.push(0),
+                }
+            }
+            lua.create_string(out)
+        })?,
+    )?;
+    st.set(
+        "unpack",
+        lua.create_function(|lua, (fmt, data, pos): (mlua::String, mlua::String, Option<usize>)| {
+            let (little, items) = struct_format(&fmt.as_bytes())?;
+            let data = data.as_bytes();
+            let mut at = pos.unwrap_or(1).saturating_sub(1);
+            let mut out = Vec::new();
+            let short = || lua_err("bad argument to 'unpack' (data string too short)");
+            for item in items {
+                match item {
+                    Item::Int { size, signed } => {
+                        let field = data.get(at..at + size).ok_or_else(short)?;
+                        let mut bytes = [0u8; 8];
+                        if little {
+                            bytes[..size].copy_from_slice(field);
+                        } else {
+                            for (j, b) in field.iter().rev().enumerate() {
+                                bytes[j] = *b;
+                            }
+                        }
+                        let mut n = i64::from_le_bytes(bytes);
+                        if signed && size < 8 && n & (1 << (size * 8 - 1)) != 0 {
+                            n |= -1i64 << (size * 8);
+                        }
+                        out.push(Value::Number(n as f64));
+                        at += size;
+                    }
+                    Item::Float => {
+                        let f: [u8; 4] = data.get(at..at + 4).ok_or_else(short)?.try_into().expect("4 bytes");
+                        let v = if little { f32::from_le_bytes(f) } else { f32::from_be_bytes(f) };
+                        out.push(Value::Number(v as f64));
+                        at += 4;
+                    }
+                    Item::Double => {
+                        let f: [u8; 8] = data.get(at..at + 8).ok_or_else(short)?.try_into().expect("8 bytes");
+                        let v = if little { f64::from_le_bytes(f) } else { f64::from_be_bytes(f) };
+                        out.push(Value::Number(v));
+                        at += 8;
+                    }
+                    Item::ZString => {
+                        let rest = data.get(at..).ok_or_else(short)?;
+                        let end = rest.iter().position(|b| *b == 0).ok_or_else(short)?;
+                        out.push(Value::String(lua.create_string(&rest[..end])?));
+                        at += end + 1;
+                    }
+                    Item::Chars(n) => {
+                        let field = data.get(at..at + n).ok_or_else(short)?;
+                        out.push(Value::String(lua.create_string(field)?));
+                        at += n;
+                    }
+                    Item::Pad => at += 1,
+                }
+            }
+            out.push(Value::Number((at + 1) as f64));
+            Ok(MultiValue::from_vec(out))
+        })?,
+    )?;
+    st.set(
+        "size",
+        lua.create_function(|_, fmt: mlua::String| {
+            let (_, items) = struct_format(&fmt.as_bytes())?;
+            let mut size = 0;
+            for item in items {
+                size += match item {
+                    Item::Int { size, .. } => size,
+                    Item::Float => 4,
+                    Item::Double => 8,
+                    Item::Chars(n) => n,
+                    Item::Pad => 1,
+                    Item::ZString => return Err(lua_err("options 's' has no fixed size")),
+                };
+            }
+            Ok(size)
+        })?,
+    )?;
+    lua.globals().set("struct", st)
 }

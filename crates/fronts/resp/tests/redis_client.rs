@@ -779,6 +779,13 @@ async fn lua_scripts_and_functions() {
         .await
         .unwrap();
     assert_eq!(bits, vec![8, 14, 6, 16, -1]);
+    let packed: Vec<i64> = cmd("EVAL")
+        .arg("local s = struct.pack('>I2<i4B', 513, -2, 7); local a, b, c, nxt = struct.unpack('>I2<i4B', s); return {#s, a, b, c, nxt, struct.size('>I2<i4B')}")
+        .arg(0)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(packed, vec![7, 513, -2, 7, 8, 7]);
     let sha1: String = cmd("EVAL").arg("return redis.sha1hex('')").arg(0).query_async(&mut c).await.unwrap();
     assert_eq!(sha1, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
     // Read-only scripts cannot write.
