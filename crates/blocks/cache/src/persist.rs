@@ -27,6 +27,9 @@ const T_LIST: u8 = 3;
 const T_SET: u8 = 4;
 const T_ZSET: u8 = 5;
 
+/// Longest key a persisted cache accepts: core's key limit less the tuple framing.
+pub const MAX_KEY_BYTES: usize = 8 * 1024 - 64;
+
 /// Most bytes one core transaction carries; a larger pending batch is split.
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
@@ -156,9 +159,18 @@ fn commit(store: &Store, keyspace: &strata_core::Keyspace, writes: &[Write]) -> 
     let mut bytes = 0;
     for (k, v) in writes {
         bytes += k.len() + v.as_ref().map_or(0, |v| v.len());
-        match v {
-            Some(v) => txn.set(keyspace, k.clone(), v.clone())?,
-            None => txn.delete(keyspace, k.clone())?,
+        let written = match v {
+            Some(v) => txn.set(keyspace, k.clone(), v.clone()),
+            None => txn.delete(keyspace, k.clone()),
+        };
+        match written {
+            Ok(()) => {}
+            // A value over core's size limit cannot be stored; retrying would stall every
+            // later write, so it is reported and left out.
+            Err(Error::InvalidInput(msg)) => {
+                tracing::error!(%msg, "a cache value is too large to persist; it stays in memory only");
+            }
+            Err(e) => return Err(e),
         }
         if bytes > MAX_BATCH_BYTES {
             txn.commit()?;

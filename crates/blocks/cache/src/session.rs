@@ -145,7 +145,12 @@ impl Session {
         args: &[Bytes],
     ) -> (Reply, Option<u64>) {
         ks.begin();
-        let reply = if cmd.deny_oom() && ks.make_room().is_err() {
+        let max_key = crate::persist::MAX_KEY_BYTES;
+        let reply = if self.shared.persister.is_some() && cmd.keys(args).iter().any(|k| k.len() > max_key) {
+            Reply::err(format!(
+                "ERR key longer than {max_key} bytes cannot be persisted (cache.persistence = \"log\")"
+            ))
+        } else if cmd.deny_oom() && ks.make_room().is_err() {
             Reply::err(errors::OOM)
         } else {
             let mut ctx = Ctx { ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
@@ -432,13 +437,18 @@ impl Session {
         }
     }
 
-    fn check_password(&mut self, user: &[u8], password: &[u8]) -> Result<(), Reply> {
+    /// `user` is None for the one-argument `AUTH password` form.
+    fn check_password(&mut self, user: Option<&[u8]>, password: &[u8]) -> Result<(), Reply> {
         let Some(expected) = &self.shared.options.password else {
+            // Without a password the default user is "nopass": naming it always works.
+            if user == Some(b"default".as_slice()) {
+                return Ok(());
+            }
             return Err(Reply::err(
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
             ));
         };
-        if user == b"default" && password == expected.as_bytes() {
+        if user.unwrap_or(b"default") == b"default" && password == expected.as_bytes() {
             self.authenticated = true;
             Ok(())
         } else {
@@ -448,8 +458,8 @@ impl Session {
 
     fn auth(&mut self, args: &[Bytes]) -> Reply {
         let result = match args.len() {
-            2 => self.check_password(b"default", &args[1]),
-            3 => self.check_password(&args[1], &args[2]),
+            2 => self.check_password(None, &args[1]),
+            3 => self.check_password(Some(&args[1]), &args[2]),
             _ => Err(Reply::err(errors::SYNTAX)),
         };
         result.map_or_else(|e| e, |_| Reply::OK)
@@ -470,7 +480,7 @@ impl Session {
         let mut i = 2;
         while i < args.len() {
             if eq(&args[i], "auth") && i + 2 < args.len() {
-                if let Err(e) = self.check_password(&args[i + 1], &args[i + 2]) {
+                if let Err(e) = self.check_password(Some(&args[i + 1]), &args[i + 2]) {
                     return e;
                 }
                 i += 3;
@@ -769,10 +779,9 @@ impl Session {
             let version = ks.version(self.db, key);
             self.watched.push((self.db, key.clone(), version));
         }
+        // Looking at the keys may have expired some: record those deletions like any write.
         let touched = ks.finish();
-        drop(ks);
-        // Expiring a watched key counts as a change, so record it like any write.
-        let _ = touched;
+        self.after_write(&ks, &touched);
         Reply::OK
     }
 
@@ -794,7 +803,8 @@ impl Session {
             };
             ks.begin();
             if watched.iter().any(|(db, key, version)| ks.version(*db, key) != *version) {
-                ks.finish();
+                let touched = ks.finish();
+                self.after_write(&ks, &touched);
                 return Reply::NilArray;
             }
             for (cmd, args) in &queue {
