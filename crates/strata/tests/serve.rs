@@ -276,6 +276,8 @@ fn acknowledged_cache_writes_survive_kill_9() {
         let _: () = redis::cmd("SET").arg("ttl-key").arg("v").arg("EX").arg(1000).query(&mut con).unwrap();
         let _: () = redis::cmd("ZADD").arg("board").arg(1.5).arg("a").query(&mut con).unwrap();
         let _: () = redis::cmd("HSET").arg("h").arg("f").arg("v").query(&mut con).unwrap();
+        let lib = "#!lua name=lib\nredis.register_function('get2', function(keys) return redis.call('GET', keys[1]) end)";
+        let _: String = redis::cmd("FUNCTION").arg("LOAD").arg(lib).query(&mut con).unwrap();
     }
     std::thread::sleep(Duration::from_millis(800));
     let mut strata = strata;
@@ -304,4 +306,6 @@ fn acknowledged_cache_writes_survive_kill_9() {
     assert_eq!(score, 1.5);
     let f: String = redis::cmd("HGET").arg("h").arg("f").query(&mut con).unwrap();
     assert_eq!(f, "v");
+    let via_function: String = redis::cmd("FCALL").arg("get2").arg(1).arg("w0:0").query(&mut con).unwrap();
+    assert_eq!(via_function, "0", "FUNCTION libraries survive a restart");
 }

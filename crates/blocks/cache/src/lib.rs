@@ -123,7 +123,16 @@ impl Cache {
     ) -> Result<Cache, strata_core::Error> {
         let mut ks = Keyspace::new(options.databases, options.settings.clone(), clock.clone());
         let persister = persist::Persister::open(store, &mut ks)?;
-        Ok(Cache::from_parts(options, clock, ks, Some(persister)))
+        let libraries = persister.libraries()?;
+        let cache = Cache::from_parts(options, clock, ks, Some(persister));
+        let mut scripting = cache.shared.scripting.lock();
+        for (name, code) in libraries {
+            if let Err(err) = scripting.function_load(code.as_bytes(), true) {
+                tracing::error!(library = %name, ?err, "a stored FUNCTION library failed to load");
+            }
+        }
+        drop(scripting);
+        Ok(cache)
     }
 
     fn build(options: CacheOptions, clock: Arc<dyn Clock>, persister: Option<persist::Persister>) -> Cache {

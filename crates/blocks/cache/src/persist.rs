@@ -7,6 +7,9 @@
 //! pending batches to core's `cache` keyspace (group commit, so many commands share one
 //! fsync) and publishes the highest durable ticket; sessions wait for theirs before replying.
 //!
+//! FUNCTION libraries are stored in keyspace `cache_functions` (name -> code) and loaded
+//! again on start; the EVAL script cache is not persisted, as in Redis.
+//!
 //! Layout: key = keycode `(db u64, key bytes)`; value = keycode `(type tag, expire_at u64,
 //! elements...)`. Whole values are rewritten on each change, so a write to a large
 //! collection costs its size; one value is bounded by core's `max_value_bytes`.
@@ -21,6 +24,8 @@ use strata_core::{Error, Store};
 use tokio::sync::watch;
 
 const KEYSPACE: &str = "cache";
+/// FUNCTION libraries: library name -> code.
+const LIBRARIES: &str = "cache_functions";
 const T_STR: u8 = 1;
 const T_HASH: u8 = 2;
 const T_LIST: u8 = 3;
@@ -50,6 +55,7 @@ struct Inner {
 }
 
 pub struct Persister {
+    store: Store,
     inner: Arc<Inner>,
     durable: watch::Receiver<u64>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -84,11 +90,53 @@ impl Persister {
         let writer = std::thread::Builder::new()
             .name("strata-cache-log".into())
             .spawn({
-                let inner = inner.clone();
+                let (inner, store) = (inner.clone(), store.clone());
                 move || write_loop(&inner, &store, &keyspace)
             })
             .map_err(Error::Io)?;
-        Ok(Persister { inner, durable: rx, writer: Some(writer) })
+        Ok(Persister { store, inner, durable: rx, writer: Some(writer) })
+    }
+
+    /// The FUNCTION libraries stored by [`Persister::save_library`]: (name, code).
+    pub fn libraries(&self) -> Result<Vec<(String, String)>, Error> {
+        let keyspace = self.store.keyspace(LIBRARIES)?;
+        let txn = self.store.begin_read_only();
+        txn.scan_prefix(&keyspace, &[])
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), String::from_utf8_lossy(&v).into_owned()))
+            })
+            .collect()
+    }
+
+    /// Stores (or, with `None`, deletes) a FUNCTION library; durable when it returns. Blocks:
+    /// call it off the async workers.
+    pub fn save_library(store: &Store, name: &str, code: Option<&str>) -> Result<(), Error> {
+        let keyspace = store.keyspace(LIBRARIES)?;
+        let mut txn = store.begin();
+        match code {
+            Some(code) => txn.set(&keyspace, name.as_bytes().to_vec(), code.as_bytes().to_vec())?,
+            None => txn.delete(&keyspace, name.as_bytes().to_vec())?,
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes every stored FUNCTION library.
+    pub fn clear_libraries(store: &Store) -> Result<(), Error> {
+        let keyspace = store.keyspace(LIBRARIES)?;
+        let mut txn = store.begin();
+        let names: Vec<Vec<u8>> =
+            txn.scan_prefix(&keyspace, &[]).map(|i| i.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+        for name in names {
+            txn.delete(&keyspace, name)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Queues the current state of `touched` keys; returns the ticket to wait for.

@@ -250,8 +250,8 @@ impl Scripting {
             )?;
             let value = match target {
                 Target::Script(_) => {
-                    lua.globals().set("KEYS", keys_table)?;
-                    lua.globals().set("ARGV", argv_table)?;
+                    lua.globals().raw_set("KEYS", keys_table)?;
+                    lua.globals().raw_set("ARGV", argv_table)?;
                     function.call::<Value>(())?
                 }
                 Target::Function(_) => function.call::<Value>((keys_table, argv_table))?,
@@ -528,6 +528,15 @@ fn install_libraries(lua: &Lua) -> mlua::Result<()> {
     )?;
     g.set("bit", bit)?;
     install_struct(lua)?;
+    // As in Redis, scripts may not create globals (a typo would otherwise leak state into
+    // every later script); KEYS and ARGV are set with rawset.
+    lua.load(
+        r#"setmetatable(_G, {
+            __newindex = function(_, name) error("Script attempted to create global variable '" .. tostring(name) .. "'", 2) end,
+            __index = function(_, name) error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2) end,
+        })"#,
+    )
+    .exec()?;
     Ok(())
 }
 

@@ -241,7 +241,13 @@ impl Session {
                 self.eval(cmd, &args).await
             }
             "script" => self.script(&args),
-            "function" => self.function(&args),
+            "function" => {
+                let (reply, change) = self.function(&args);
+                match (change, &self.shared.persister) {
+                    (Some(change), Some(p)) => persist_library(p.store().clone(), change, reply).await,
+                    _ => reply,
+                }
+            }
             _ => self.run(cmd, &args).await,
         }
     }
@@ -352,33 +358,43 @@ impl Session {
         }
     }
 
-    /// FUNCTION LOAD [REPLACE] code | FLUSH | LIST | DELETE name | KILL
-    fn function(&mut self, args: &[Bytes]) -> Reply {
+    /// FUNCTION LOAD [REPLACE] code | FLUSH | LIST | DELETE name | KILL. Returns the reply
+    /// and the library change to persist, if any.
+    fn function(&mut self, args: &[Bytes]) -> (Reply, Option<LibraryChange>) {
         let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
         match sub.as_str() {
             "load" if args.len() == 3 || (args.len() == 4 && eq(&args[2], "replace")) => {
-                match self.shared.scripting.lock().function_load(&args[args.len() - 1], args.len() == 4) {
-                    Ok(name) => Reply::text(&name),
-                    Err(e) => e,
+                let code = &args[args.len() - 1];
+                match self.shared.scripting.lock().function_load(code, args.len() == 4) {
+                    Ok(name) => {
+                        let change =
+                            LibraryChange::Save(name.clone(), String::from_utf8_lossy(code).into_owned());
+                        (Reply::text(&name), Some(change))
+                    }
+                    Err(e) => (e, None),
                 }
             }
             "flush" if args.len() <= 3 => {
                 self.shared.scripting.lock().function_flush();
-                Reply::OK
+                (Reply::OK, Some(LibraryChange::Clear))
             }
-            "list" => self.shared.scripting.lock().function_list(),
+            "list" => (self.shared.scripting.lock().function_list(), None),
             "delete" if args.len() == 3 => {
-                if self.shared.scripting.lock().function_delete(&String::from_utf8_lossy(&args[2])) {
-                    Reply::OK
+                let name = String::from_utf8_lossy(&args[2]).into_owned();
+                if self.shared.scripting.lock().function_delete(&name) {
+                    (Reply::OK, Some(LibraryChange::Delete(name)))
                 } else {
-                    Reply::err("ERR Library not found")
+                    (Reply::err("ERR Library not found"), None)
                 }
             }
-            "kill" if args.len() == 2 => self.script(&[args[0].clone(), Bytes::from_static(b"kill")]),
-            _ => Reply::err(format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
-                String::from_utf8_lossy(&args[1])
-            )),
+            "kill" if args.len() == 2 => (self.script(&[args[0].clone(), Bytes::from_static(b"kill")]), None),
+            _ => (
+                Reply::err(format!(
+                    "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
+                    String::from_utf8_lossy(&args[1])
+                )),
+                None,
+            ),
         }
     }
 
@@ -993,6 +1009,29 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// A FUNCTION library change to make durable.
+enum LibraryChange {
+    Save(String, String),
+    Delete(String),
+    Clear,
+}
+
+/// Writes a library change through core (off the async workers) before `reply` goes out.
+async fn persist_library(store: strata_core::Store, change: LibraryChange, reply: Reply) -> Reply {
+    use crate::persist::Persister;
+    let result = tokio::task::spawn_blocking(move || match change {
+        LibraryChange::Save(name, code) => Persister::save_library(&store, &name, Some(&code)),
+        LibraryChange::Delete(name) => Persister::save_library(&store, &name, None),
+        LibraryChange::Clear => Persister::clear_libraries(&store),
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => reply,
+        Ok(Err(err)) => Reply::err(format!("ERR persisting the function library failed: {err}")),
+        Err(err) => Reply::err(format!("ERR persisting the function library failed: {err}")),
     }
 }
 

@@ -761,6 +761,8 @@ async fn lua_scripts_and_functions() {
     let err =
         cmd("EVAL").arg("return nosuchfunction()").arg(0).query_async::<Value>(&mut c).await.unwrap_err();
     assert!(err.to_string().contains("nosuchfunction") || err.to_string().contains("nil"), "{err}");
+    let err = cmd("EVAL").arg("leaked = 1").arg(0).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("global variable 'leaked'"), "{err}");
     let err = cmd("EVAL").arg("return (").arg(0).query_async::<Value>(&mut c).await.unwrap_err();
     assert!(err.to_string().contains("compiling"), "{err}");
     // Libraries scripts rely on.
