@@ -6,7 +6,7 @@
 use crate::catalog::TableDef;
 use crate::error::{SqlError, SqlResult};
 use crate::expr::{Context, Env, Expr};
-use crate::plan::{Access, AggFunc, Aggregate, JoinKind, Plan, SetOp, SortKey};
+use crate::plan::{Access, AggFunc, Aggregate, JoinKind, Plan, ScanOrder, SetOp, SortKey};
 use crate::row::Row;
 use crate::table::{KeyedRow, RowTable, TableStorage};
 use crate::types::{DataType, Value};
@@ -75,18 +75,8 @@ impl Executor<'_> {
                 .iter()
                 .map(|r| r.iter().map(|e| self.eval(e, &[], outer)).collect())
                 .collect::<SqlResult<_>>()?,
-            Plan::Scan { table, access, filter } => {
-                let candidates = self.fetch(table, access, outer)?;
-                let mut rows = Vec::with_capacity(candidates.len());
-                for (_, row) in candidates {
-                    if let Some(f) = filter
-                        && !self.truthy(f, &row, outer)?
-                    {
-                        continue;
-                    }
-                    rows.push(row);
-                }
-                rows
+            Plan::Scan { table, access, filter, order } => {
+                self.scan(table, access, filter.as_ref(), order.as_ref(), usize::MAX, outer)?
             }
             Plan::Filter(input, predicate) => {
                 let mut rows = self.run(input, outer)?;
@@ -146,7 +136,8 @@ impl Executor<'_> {
                     }
                 };
                 let (limit, offset) = (count(limit)?, count(offset)?.unwrap_or(0));
-                let rows = self.run(input, outer)?;
+                let cap = limit.map_or(usize::MAX, |l| l.saturating_add(offset));
+                let rows = self.run_capped(input, cap, outer)?;
                 rows.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).collect()
             }
             Plan::Distinct(input) => {
@@ -160,6 +151,100 @@ impl Executor<'_> {
         };
         check_size(&rows)?;
         Ok(rows)
+    }
+
+    /// Runs `plan` knowing only its first `cap` rows will be used: an ordered scan (under
+    /// projections) then stops after `cap` rows; other plans run whole.
+    fn run_capped(&self, plan: &Plan, cap: usize, outer: Option<&Env>) -> SqlResult<Vec<Row>> {
+        match plan {
+            Plan::Project(input, exprs) => self
+                .run_capped(input, cap, outer)?
+                .iter()
+                .map(|row| exprs.iter().map(|e| self.eval(e, row, outer)).collect())
+                .collect(),
+            Plan::Scan { table, access, filter, order: Some(order) } => {
+                let rows = self.scan(table, access, filter.as_ref(), Some(order), cap, outer)?;
+                check_size(&rows)?;
+                Ok(rows)
+            }
+            _ => self.run(plan, outer),
+        }
+    }
+
+    /// The rows of a table scan that pass its filter: all of them, or with `order` the
+    /// first `cap` in that order.
+    fn scan(
+        &self,
+        table: &TableDef,
+        access: &Access,
+        filter: Option<&Expr>,
+        order: Option<&ScanOrder>,
+        cap: usize,
+        outer: Option<&Env>,
+    ) -> SqlResult<Vec<Row>> {
+        let keep = |row: &Row| -> SqlResult<bool> {
+            match filter {
+                Some(f) => self.truthy(f, row, outer),
+                None => Ok(true),
+            }
+        };
+        let mut rows = Vec::new();
+        let Some(order) = order else {
+            for (_, row) in self.fetch(table, access, outer)? {
+                if keep(&row)? {
+                    rows.push(row);
+                }
+            }
+            return Ok(rows);
+        };
+        let (lower, upper) = match access {
+            Access::Range { lower, upper, .. } => {
+                let column = match &order.index {
+                    None => table.primary_key[0],
+                    Some(i) => i.columns[0],
+                };
+                let ty = &table.columns[column].ty;
+                // A bound that does not fit the column type cannot narrow the scan (the
+                // filter still applies); a NULL bound matches nothing.
+                let bound = |b: &Option<(Expr, bool)>| -> SqlResult<Option<(Value, bool)>> {
+                    let Some((e, inclusive)) = b else { return Ok(None) };
+                    Ok(self.eval(e, &[], outer)?.coerce_to_column(ty).ok().map(|v| (v, *inclusive)))
+                };
+                let (lo, hi) = (bound(lower)?, bound(upper)?);
+                if [&lo, &hi].iter().any(|b| b.as_ref().is_some_and(|(v, _)| v.is_null())) {
+                    return Ok(rows);
+                }
+                (lo, hi)
+            }
+            _ => (None, None),
+        };
+        if cap == 0 {
+            return Ok(rows);
+        }
+        let storage = RowTable { ks: self.ks, def: table };
+        let mut failed = None;
+        storage.scan_ordered(
+            self.txn,
+            order.index.as_ref(),
+            lower.as_ref().map(|(v, i)| (v, *i)),
+            upper.as_ref().map(|(v, i)| (v, *i)),
+            order.desc,
+            &mut |(_, row)| match keep(&row) {
+                Ok(true) => {
+                    rows.push(row);
+                    Ok(rows.len() < cap && rows.len() <= MAX_ROWS)
+                }
+                Ok(false) => Ok(true),
+                Err(e) => {
+                    failed = Some(e);
+                    Ok(false)
+                }
+            },
+        )?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(rows),
+        }
     }
 
     /// Reads the rows of `table` that `access` reaches (a superset of those its predicate

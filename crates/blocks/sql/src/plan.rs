@@ -76,6 +76,13 @@ pub enum Access {
     },
 }
 
+/// Reading a table in primary-key order (`index` None) or in an index's order.
+#[derive(Clone, Debug)]
+pub struct ScanOrder {
+    pub index: Option<IndexDef>,
+    pub desc: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct SortKey {
     pub expr: Expr,
@@ -89,6 +96,9 @@ pub enum Plan {
         table: Box<TableDef>,
         access: Access,
         filter: Option<Expr>,
+        /// Rows come out in this order (so no Sort is needed and a LIMIT above can stop
+        /// the scan early).
+        order: Option<ScanOrder>,
     },
     /// One row with no columns (SELECT without FROM).
     Unit,
@@ -320,7 +330,10 @@ impl<'a> Binder<'a> {
                     .map(|c| Column { table: Some(label.clone()), name: c.name.clone(), ty: c.ty.clone() })
                     .collect();
                 let columns = relabel(columns, &label, alias.as_ref());
-                Ok((Plan::Scan { table: Box::new(table), access: Access::Full, filter: None }, columns))
+                Ok((
+                    Plan::Scan { table: Box::new(table), access: Access::Full, filter: None, order: None },
+                    columns,
+                ))
             }
             ast::TableFactor::Derived { subquery, alias, lateral: false, .. } => {
                 let q = self.bind_query(subquery)?;
@@ -539,11 +552,12 @@ impl<'a> Binder<'a> {
             ));
         }
         let total = exprs.len();
+        let sorted_by_scan = !distinct && !aggregating && order_scan(&mut plan, &keys, &exprs);
         plan = Plan::Project(Box::new(plan), exprs);
         if distinct {
             plan = Plan::Distinct(Box::new(plan));
         }
-        if !keys.is_empty() {
+        if !keys.is_empty() && !sorted_by_scan {
             plan = Plan::Sort(Box::new(plan), keys);
         }
         if total > visible {
@@ -1371,11 +1385,56 @@ fn split_and(e: Expr, out: &mut Vec<Expr>) {
 
 /// Puts a WHERE predicate on a scan (choosing a key or index lookup when it pins one), or
 /// over the plan.
+/// Makes a single-table scan return its rows in the ORDER BY order when the keys are
+/// NOT NULL columns (in one direction) forming a prefix of the primary key or of an index,
+/// and the scan's access path allows it. `keys` refer to the projected `exprs`. Returns
+/// whether the scan now delivers the order (the Sort is then not needed).
+fn order_scan(plan: &mut Plan, keys: &[SortKey], exprs: &[Expr]) -> bool {
+    let Plan::Scan { table, access, order, .. } = plan else { return false };
+    let Some(first) = keys.first() else { return false };
+    let desc = first.desc;
+    let mut columns = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Expr::Column { depth: 0, index } = key.expr else { return false };
+        let Some(Expr::Column { depth: 0, index: column }) = exprs.get(index) else { return false };
+        // NULLs sort first in our key encoding but last in PostgreSQL's ascending order:
+        // only columns without NULLs can take the index order as is.
+        if key.desc != desc || table.columns[*column].nullable {
+            return false;
+        }
+        columns.push(*column);
+    }
+    let leads =
+        |index_columns: &[usize]| index_columns.len() >= columns.len() && index_columns.starts_with(&columns);
+    let chosen = match access {
+        Access::Full => {
+            if leads(&table.primary_key) {
+                Some(None)
+            } else {
+                table.indexes.iter().find(|i| leads(&i.columns)).map(|i| Some(i.clone()))
+            }
+        }
+        // A range over the first column of the same key already reads in that order.
+        Access::Range { index, .. } => {
+            let index_columns = index.as_ref().map_or(&table.primary_key, |i| &i.columns);
+            leads(index_columns).then(|| index.clone())
+        }
+        _ => None,
+    };
+    match chosen {
+        Some(index) => {
+            *order = Some(ScanOrder { index, desc });
+            true
+        }
+        None => false,
+    }
+}
+
 fn push_filter(plan: Plan, predicate: Expr) -> Plan {
     match plan {
-        Plan::Scan { table, access: Access::Full, filter: None } => {
+        Plan::Scan { table, access: Access::Full, filter: None, order } => {
             let access = choose_access(&table, &predicate);
-            Plan::Scan { table, access, filter: Some(predicate) }
+            Plan::Scan { table, access, filter: Some(predicate), order }
         }
         other => Plan::Filter(Box::new(other), predicate),
     }
@@ -1481,7 +1540,7 @@ pub fn explain(plan: &Plan) -> Vec<String> {
         let pad = "  ".repeat(depth);
         let arrow = if depth == 0 { "" } else { "-> " };
         let line = match plan {
-            Plan::Scan { table, access, filter } => {
+            Plan::Scan { table, access, filter, order } => {
                 let how = match access {
                     Access::Full => format!("Seq Scan on {}", table.name),
                     Access::PrimaryKey(_) => format!("Primary Key Lookup on {}", table.name),
@@ -1496,6 +1555,14 @@ pub fn explain(plan: &Plan) -> Vec<String> {
                         v.len(),
                         i.columns.len()
                     ),
+                };
+                let how = match order {
+                    Some(ScanOrder { index, desc }) => format!(
+                        "{how} in {} order{}",
+                        index.as_ref().map_or("primary key", |i| i.name.as_str()),
+                        if *desc { " (backward)" } else { "" }
+                    ),
+                    None => how,
                 };
                 if filter.is_some() { format!("{how} (filtered)") } else { how }
             }

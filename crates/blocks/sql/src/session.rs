@@ -1356,4 +1356,56 @@ mod tests {
             plan_of(&mut session, "SELECT * FROM u WHERE EXISTS (SELECT 1 FROM t WHERE t.id = u.t_id)");
         assert!(plan.contains("Seq Scan on u"), "{plan}");
     }
+
+    fn ints(session: &mut Session, query: &str) -> Vec<i64> {
+        match session.execute(query).unwrap().pop() {
+            Some(Outcome::Rows { rows, .. }) => {
+                rows.iter().map(|r| r[0].to_text().parse().unwrap()).collect()
+            }
+            other => panic!("{query} gave {other:?}"),
+        }
+    }
+
+    /// ORDER BY on a key or NOT NULL index prefix reads in index order with no Sort, and a
+    /// LIMIT stops the scan; results equal those of an explicit sort.
+    #[test]
+    fn order_by_limit_reads_through_the_index() {
+        let mut session = Sql::open(Store::memory()).unwrap().session();
+        session
+            .execute(
+                "CREATE TABLE e (id INT PRIMARY KEY, at INT NOT NULL, tag INT);
+                 CREATE INDEX e_at ON e (at); CREATE INDEX e_tag ON e (tag)",
+            )
+            .unwrap();
+        let values: Vec<String> = (0..200).map(|i| format!("({i}, {}, {})", (i * 37) % 200, i % 7)).collect();
+        session.execute(&format!("INSERT INTO e VALUES {}", values.join(", "))).unwrap();
+        let plans = [
+            ("SELECT id FROM e ORDER BY id LIMIT 3", "Seq Scan on e in primary key order"),
+            ("SELECT id FROM e ORDER BY id DESC LIMIT 3", "in primary key order (backward)"),
+            ("SELECT id FROM e ORDER BY at LIMIT 3", "Seq Scan on e in e_at order"),
+            (
+                "SELECT id FROM e WHERE at > 50 ORDER BY at DESC LIMIT 3",
+                "Index Range Scan using e_at on e in e_at order (backward)",
+            ),
+            ("SELECT id FROM e WHERE at % 2 = 0 ORDER BY id LIMIT 2", "in primary key order (filtered)"),
+        ];
+        for (query, expected) in plans {
+            let plan = plan_of(&mut session, query);
+            assert!(plan.contains(expected), "{query}:\n{plan}");
+            assert!(!plan.contains("Sort"), "{query}:\n{plan}");
+        }
+        // A nullable column keeps the Sort (NULLs order differently in the index).
+        assert!(plan_of(&mut session, "SELECT id FROM e ORDER BY tag LIMIT 3").contains("Sort"));
+        assert_eq!(
+            ints(&mut session, "SELECT id FROM e ORDER BY id DESC LIMIT 3 OFFSET 1"),
+            vec![198, 197, 196]
+        );
+        let by_index = ints(&mut session, "SELECT id FROM e WHERE at > 50 ORDER BY at DESC LIMIT 5");
+        let by_sort = ints(&mut session, "SELECT id FROM e WHERE at > 50 ORDER BY at + 0 DESC LIMIT 5");
+        assert_eq!(by_index, by_sort);
+        assert_eq!(ints(&mut session, "SELECT id FROM e WHERE at % 2 = 0 ORDER BY id LIMIT 2"), vec![0, 2]);
+        // An equality on another index is still looked up there, then sorted.
+        assert_eq!(ints(&mut session, "SELECT id FROM e WHERE tag = 3 ORDER BY id LIMIT 2"), vec![3, 10]);
+        assert_eq!(ints(&mut session, "SELECT at FROM e ORDER BY at LIMIT 2"), vec![0, 1]);
+    }
 }

@@ -33,6 +33,18 @@ pub trait TableStorage {
         lower: Option<(&Value, bool)>,
         upper: Option<(&Value, bool)>,
     ) -> SqlResult<Vec<KeyedRow>>;
+    /// Visits the rows within the bounds (as [`TableStorage::range`]) in primary-key or
+    /// index order, backwards when `desc`, until `visit` returns false: ORDER BY ... LIMIT
+    /// reads only the rows it returns.
+    fn scan_ordered(
+        &self,
+        txn: &Txn,
+        index: Option<&IndexDef>,
+        lower: Option<(&Value, bool)>,
+        upper: Option<(&Value, bool)>,
+        desc: bool,
+        visit: &mut dyn FnMut(KeyedRow) -> SqlResult<bool>,
+    ) -> SqlResult<()>;
     /// Inserts a row, enforcing the primary key and unique indexes.
     fn insert(&self, txn: &mut Txn, row: &Row) -> SqlResult<()>;
     /// Deletes a row and its index entries.
@@ -173,6 +185,23 @@ impl TableStorage for RowTable<'_> {
         lower: Option<(&Value, bool)>,
         upper: Option<(&Value, bool)>,
     ) -> SqlResult<Vec<KeyedRow>> {
+        let mut rows = Vec::new();
+        self.scan_ordered(txn, index, lower, upper, false, &mut |row| {
+            rows.push(row);
+            Ok(true)
+        })?;
+        Ok(rows)
+    }
+
+    fn scan_ordered(
+        &self,
+        txn: &Txn,
+        index: Option<&IndexDef>,
+        lower: Option<(&Value, bool)>,
+        upper: Option<(&Value, bool)>,
+        desc: bool,
+        visit: &mut dyn FnMut(KeyedRow) -> SqlResult<bool>,
+    ) -> SqlResult<()> {
         let prefix = match index {
             None => KeyPrefix::Rows(self.def.id).encode(),
             Some(i) => KeyPrefix::Index(self.def.id, i.id).encode(),
@@ -196,19 +225,21 @@ impl TableStorage for RowTable<'_> {
             Some((v, true)) => past(at(v)),
             Some((v, false)) => Bound::Excluded(at(v)),
         };
-        let mut rows = Vec::new();
-        for pair in txn.scan(self.ks, (start, end)) {
+        let pairs = if desc { txn.scan_rev(self.ks, (start, end)) } else { txn.scan(self.ks, (start, end)) };
+        for pair in pairs {
             let (k, v) = pair?;
-            match index {
-                None => rows.push(Self::decode_row(k, &v, prefix.len())?),
-                Some(_) => {
-                    if let Some(row) = txn.get(self.ks, &Key::Row(self.def.id, &v).encode())? {
-                        rows.push((v, row::decode(&row)?));
-                    }
-                }
+            let row = match index {
+                None => Self::decode_row(k, &v, prefix.len())?,
+                Some(_) => match txn.get(self.ks, &Key::Row(self.def.id, &v).encode())? {
+                    Some(row) => (v, row::decode(&row)?),
+                    None => continue,
+                },
+            };
+            if !visit(row)? {
+                break;
             }
         }
-        Ok(rows)
+        Ok(())
     }
 
     fn insert(&self, txn: &mut Txn, row: &Row) -> SqlResult<()> {
