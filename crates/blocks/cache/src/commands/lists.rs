@@ -1,7 +1,7 @@
 //! List commands, and the non-blocking attempt behind BLPOP/BRPOP/BLMOVE/BZPOPMIN/BZPOPMAX
 //! (the session does the waiting).
 
-use super::{CmdResult, Ctx, eq, int, name};
+use super::{CmdResult, Ctx, eq, int, name, pop_count};
 use crate::reply::{Reply, errors};
 use crate::value::List;
 use bytes::Bytes;
@@ -29,15 +29,7 @@ pub fn pop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if args.len() > 3 {
         return Err(Reply::err(errors::arity(&name(args))));
     }
-    let count = match args.get(2) {
-        Some(c) => Some(
-            int(c)
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| Reply::err("ERR value is out of range, must be positive"))?,
-        ),
-        None => None,
-    };
+    let count = pop_count(args.get(2))?;
     let left = eq(&args[0], "lpop");
     let Some(list) = ctx.write_list(&args[1])? else {
         return Ok(if count.is_some() { Reply::NilArray } else { Reply::Nil });

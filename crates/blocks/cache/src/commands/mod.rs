@@ -320,6 +320,17 @@ pub fn int(arg: &[u8]) -> Result<i64, Reply> {
         .ok_or_else(|| Reply::err(errors::NOT_INT))
 }
 
+/// The optional count of LPOP/RPOP/SPOP/ZPOPMIN/ZPOPMAX: a non-negative integer.
+pub fn pop_count(arg: Option<&Bytes>) -> Result<Option<i64>, Reply> {
+    arg.map(|c| {
+        int(c)
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| Reply::err("ERR value is out of range, must be positive"))
+    })
+    .transpose()
+}
+
 /// A float as Redis parses it: `inf`, `-inf`, `+inf` accepted; NaN rejected.
 pub fn float(arg: &[u8]) -> Result<f64, Reply> {
     parse_float(arg).ok_or_else(|| Reply::err(errors::NOT_FLOAT))

@@ -2,7 +2,7 @@
 
 use super::hashes::random_indexes;
 use super::keys::{scan_positions, scan_reply};
-use super::{CmdResult, Ctx, cursor, eq, int, name, scan_opts};
+use super::{CmdResult, Ctx, cursor, eq, int, name, pop_count, scan_opts};
 use crate::glob;
 use crate::reply::{Reply, errors};
 use crate::value::{Set, Value};
@@ -137,15 +137,7 @@ pub fn spop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if args.len() > 3 {
         return Err(Reply::err(errors::SYNTAX));
     }
-    let count = match args.get(2) {
-        Some(c) => Some(
-            int(c)
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| Reply::err("ERR value is out of range, must be positive"))?,
-        ),
-        None => None,
-    };
+    let count = pop_count(args.get(2))?;
     let seed: u64 = ctx.ks.rng().random();
     let Some(set) = ctx.write_set(&args[1])? else {
         return Ok(if count.is_some() { Reply::Set(Vec::new()) } else { Reply::Nil });

@@ -1,7 +1,7 @@
 //! Sorted-set commands over [`crate::zset::ZSet`].
 
 use super::keys::{scan_positions, scan_reply};
-use super::{CmdResult, Ctx, cursor, eq, float, index_range, int, name, scan_opts};
+use super::{CmdResult, Ctx, cursor, eq, float, index_range, int, name, pop_count, scan_opts};
 use crate::glob;
 use crate::reply::{Reply, errors};
 use crate::value::Value;
@@ -335,15 +335,7 @@ pub fn zpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if args.len() > 3 {
         return Err(Reply::err(errors::SYNTAX));
     }
-    let count = match args.get(2) {
-        Some(c) => Some(
-            int(c)
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| Reply::err("ERR value is out of range, must be positive"))?,
-        ),
-        None => None,
-    };
+    let count = pop_count(args.get(2))?;
     let max = eq(&args[0], "zpopmax");
     let Some(z) = ctx.write_zset(&args[1])? else { return Ok(Reply::Array(Vec::new())) };
     Ok(with_scores(pop_n(z, max, count.unwrap_or(1) as usize), true))
