@@ -3,7 +3,7 @@
 //! Operators materialize their output (a `Vec` of rows). That keeps each operator a few lines
 //! and is fast for the OLTP queries this block serves; see the crate's Limitations.
 
-use crate::catalog::TableDef;
+use crate::catalog::{IndexDef, TableDef};
 use crate::error::{SqlError, SqlResult};
 use crate::expr::{Context, Env, Expr};
 use crate::plan::{Access, AggFunc, Aggregate, JoinKind, Plan, ScanOrder, SetOp, SortKey};
@@ -198,23 +198,11 @@ impl Executor<'_> {
             return Ok(rows);
         };
         let (lower, upper) = match access {
-            Access::Range { lower, upper, .. } => {
-                let column = match &order.index {
-                    None => table.primary_key[0],
-                    Some(i) => i.columns[0],
-                };
-                let ty = &table.columns[column].ty;
-                // A bound that does not fit the column type cannot narrow the scan (the
-                // filter still applies); a NULL bound matches nothing.
-                let bound = |b: &Option<(Expr, bool)>| -> SqlResult<Option<(Value, bool)>> {
-                    let Some((e, inclusive)) = b else { return Ok(None) };
-                    Ok(self.eval(e, &[], outer)?.coerce_to_column(ty).ok().map(|v| (v, *inclusive)))
-                };
-                let (lo, hi) = (bound(lower)?, bound(upper)?);
-                if [&lo, &hi].iter().any(|b| b.as_ref().is_some_and(|(v, _)| v.is_null())) {
-                    return Ok(rows);
+            Access::Range { index, lower, upper } => {
+                match self.range_bounds(table, index.as_ref(), lower, upper, outer)? {
+                    Some(bounds) => bounds,
+                    None => return Ok(rows),
                 }
-                (lo, hi)
             }
             _ => (None, None),
         };
@@ -264,33 +252,46 @@ impl Executor<'_> {
                 None => Vec::new(),
             },
             Access::Range { index, lower, upper } => {
-                let column = match index {
-                    None => table.primary_key[0],
-                    Some(i) => i.columns[0],
-                };
-                let ty = &table.columns[column].ty;
-                let bound = |b: &Option<(Expr, bool)>| -> SqlResult<Result<Option<(Value, bool)>, ()>> {
-                    let Some((e, inclusive)) = b else { return Ok(Ok(None)) };
-                    let v = self.eval(e, &[], outer)?;
-                    // A bound that does not fit the column type cannot narrow the scan.
-                    Ok(match v.coerce_to_column(ty) {
-                        Ok(v) => Ok(Some((v, *inclusive))),
-                        Err(_) => Err(()),
-                    })
-                };
-                match (bound(lower)?, bound(upper)?) {
-                    // Nothing compares true with NULL.
-                    (Ok(Some((l, _))), _) | (_, Ok(Some((l, _)))) if l.is_null() => Vec::new(),
-                    (Ok(lo), Ok(hi)) => storage.range(
+                match self.range_bounds(table, index.as_ref(), lower, upper, outer)? {
+                    Some((lo, hi)) => storage.range(
                         self.txn,
                         index.as_ref(),
                         lo.as_ref().map(|(v, i)| (v, *i)),
                         hi.as_ref().map(|(v, i)| (v, *i)),
                     )?,
-                    _ => storage.scan(self.txn)?,
+                    None => Vec::new(),
                 }
             }
         })
+    }
+
+    /// Evaluates the bounds of a range access on the first primary-key column (`index`
+    /// None) or the first column of `index`. A bound that does not fit the column type
+    /// cannot narrow the scan and is dropped (callers still filter); None when a bound is
+    /// NULL, which nothing compares true with.
+    #[allow(clippy::type_complexity)]
+    fn range_bounds(
+        &self,
+        table: &TableDef,
+        index: Option<&IndexDef>,
+        lower: &Option<(Expr, bool)>,
+        upper: &Option<(Expr, bool)>,
+        outer: Option<&Env>,
+    ) -> SqlResult<Option<(Option<(Value, bool)>, Option<(Value, bool)>)>> {
+        let column = match index {
+            None => table.primary_key[0],
+            Some(i) => i.columns[0],
+        };
+        let ty = &table.columns[column].ty;
+        let bound = |b: &Option<(Expr, bool)>| -> SqlResult<Option<(Value, bool)>> {
+            let Some((e, inclusive)) = b else { return Ok(None) };
+            Ok(self.eval(e, &[], outer)?.coerce_to_column(ty).ok().map(|v| (v, *inclusive)))
+        };
+        let (lo, hi) = (bound(lower)?, bound(upper)?);
+        if [&lo, &hi].iter().any(|b| b.as_ref().is_some_and(|(v, _)| v.is_null())) {
+            return Ok(None);
+        }
+        Ok(Some((lo, hi)))
     }
 
     /// Joins `l` and `r`: each left row with the right rows `candidates` proposes that pass
