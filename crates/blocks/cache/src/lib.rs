@@ -111,7 +111,8 @@ pub struct Cache {
 impl Cache {
     /// An in-memory cache (`cache.persistence = "none"`).
     pub fn new(options: CacheOptions, clock: Arc<dyn Clock>) -> Cache {
-        Cache::build(options, clock, None)
+        let ks = Keyspace::new(options.databases, options.settings.clone(), clock.clone());
+        Cache::from_parts(options, clock, ks, None)
     }
 
     /// A cache whose writes are durable through core before they are acknowledged; the data
@@ -133,11 +134,6 @@ impl Cache {
         }
         drop(scripting);
         Ok(cache)
-    }
-
-    fn build(options: CacheOptions, clock: Arc<dyn Clock>, persister: Option<persist::Persister>) -> Cache {
-        let ks = Keyspace::new(options.databases, options.settings.clone(), clock.clone());
-        Cache::from_parts(options, clock, ks, persister)
     }
 
     fn from_parts(

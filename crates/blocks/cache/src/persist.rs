@@ -43,7 +43,6 @@ type Write = (Vec<u8>, Option<Vec<u8>>);
 #[derive(Default)]
 struct Pending {
     writes: Vec<Write>,
-    bytes: usize,
     ticket: u64,
     closed: bool,
 }
@@ -148,7 +147,6 @@ impl Persister {
         for (db, key) in touched {
             let k = KeyBuf::new().u64(*db as u64).bytes(key).finish();
             let v = ks.get(*db, key).map(|e| encode_value(&e.value, e.expire_at));
-            pending.bytes += k.len() + v.as_ref().map_or(0, |v| v.len());
             pending.writes.push((k, v));
         }
         pending.ticket += 1;
@@ -190,7 +188,6 @@ fn write_loop(inner: &Inner, store: &Store, keyspace: &strata_core::Keyspace) {
             if pending.writes.is_empty() && pending.closed {
                 return;
             }
-            pending.bytes = 0;
             (std::mem::take(&mut pending.writes), pending.ticket)
         };
         // Keep retrying: acknowledging these writes depends on it.

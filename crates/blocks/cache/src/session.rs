@@ -145,8 +145,22 @@ impl Session {
         args: &[Bytes],
     ) -> (Reply, Option<u64>) {
         ks.begin();
+        let reply = self.run_command(ks, cmd, args);
+        // Evictions made while failing to make room are writes too.
+        let touched = ks.finish();
+        (reply, self.after_write(ks, &touched))
+    }
+
+    /// The body of a keyspace command, between `begin` and `finish`: the persisted-key bound,
+    /// eviction for commands that may grow memory, then the handler.
+    fn run_command(
+        &self,
+        ks: &mut crate::keyspace::Keyspace,
+        cmd: &'static Command,
+        args: &[Bytes],
+    ) -> Reply {
         let max_key = crate::persist::MAX_KEY_BYTES;
-        let reply = if self.shared.persister.is_some() && cmd.keys(args).iter().any(|k| k.len() > max_key) {
+        if self.shared.persister.is_some() && cmd.keys(args).iter().any(|k| k.len() > max_key) {
             Reply::err(format!(
                 "ERR key longer than {max_key} bytes cannot be persisted (cache.persistence = \"log\")"
             ))
@@ -155,10 +169,7 @@ impl Session {
         } else {
             let mut ctx = Ctx { ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
             commands::run(cmd, &mut ctx, args)
-        };
-        // Evictions made while failing to make room are writes too.
-        let touched = ks.finish();
-        (reply, self.after_write(ks, &touched))
+        }
     }
 
     /// Runs one command (`args[0]` is its name) and returns the reply.
@@ -834,20 +845,14 @@ impl Session {
                             Ctx { ks: &mut ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
                         match commands::try_blocking(&mut ctx, args) {
                             Ok(Some(r)) => r,
-                            Ok(None) if cmd.name == "blmove" => Reply::Nil,
-                            Ok(None) => Reply::NilArray,
+                            Ok(None) => nothing_to_pop(cmd),
                             Err(e) => e,
                         }
                     }
                     _ if cmd.handler.is_none() => {
                         Reply::err(format!("ERR '{}' is not supported inside MULTI", cmd.name))
                     }
-                    _ if cmd.deny_oom() && ks.make_room().is_err() => Reply::err(errors::OOM),
-                    _ => {
-                        let mut ctx =
-                            Ctx { ks: &mut ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
-                        commands::run(cmd, &mut ctx, args)
-                    }
+                    _ => self.run_command(&mut ks, cmd, args),
                 };
                 all_touched.extend(ks.finish());
                 replies.push(reply);
@@ -991,7 +996,7 @@ impl Session {
             self.shared.blocked.fetch_sub(1, Ordering::Relaxed);
             self.forget_waits(&keys);
             if !woken {
-                return if cmd.name == "blmove" { Reply::Nil } else { Reply::NilArray };
+                return nothing_to_pop(cmd);
             }
         }
     }
@@ -1010,6 +1015,11 @@ impl Session {
             }
         }
     }
+}
+
+/// What a blocking pop answers when it times out (or, inside MULTI, finds nothing).
+fn nothing_to_pop(cmd: &Command) -> Reply {
+    if cmd.name == "blmove" { Reply::Nil } else { Reply::NilArray }
 }
 
 /// A FUNCTION library change to make durable.
