@@ -1,0 +1,301 @@
+//! Tests of the blob block through its Rust API, on a memory store and a temporary directory.
+
+use super::*;
+use std::io::Read;
+use strata_core::ManualClock;
+
+struct Fixture {
+    blob: Blob,
+    dir: tempfile::TempDir,
+}
+
+fn fixture_with(limits: Limits) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let blob = Blob::open(Store::memory(), dir.path(), clock, limits, ("root".into(), "secret".into())).unwrap();
+    blob.create_bucket("photos", "root").unwrap();
+    Fixture { blob, dir }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(Limits { inline_max_bytes: 16, min_part_bytes: 4, ..Limits::default() })
+}
+
+fn write(blob: &Blob, data: &[u8]) -> Written {
+    let mut w = blob.object_writer(&[]);
+    for chunk in data.chunks(7) {
+        w.write(chunk).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+fn put(blob: &Blob, key: &str, data: &[u8]) -> ObjectMeta {
+    blob.put_object("photos", key, NewObject::default(), write(blob, data), &[]).unwrap()
+}
+
+fn read(blob: &Blob, key: &str, version: Option<&str>, range: Option<ByteRange>) -> Vec<u8> {
+    let (_, mut reader, _) = blob.open_object("photos", key, version, range, &ReadConditions::default()).unwrap();
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).unwrap();
+    out
+}
+
+fn files_on_disk(dir: &Path) -> usize {
+    let data = dir.join("data");
+    std::fs::read_dir(data)
+        .unwrap()
+        .map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap().count())
+        .sum()
+}
+
+#[test]
+fn put_get_range_and_overwrite_small_and_large() {
+    let f = fixture();
+    let small = put(&f.blob, "a.txt", b"hello");
+    assert_eq!(small.etag, "5d41402abc4b2a76b9719d911017c592");
+    assert!(small.segments[0].inline, "5 bytes stay in core");
+    let big: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let large = put(&f.blob, "b.bin", &big);
+    assert!(!large.segments[0].inline);
+    assert_eq!(files_on_disk(f.dir.path()), 1);
+    assert_eq!(read(&f.blob, "a.txt", None, None), b"hello");
+    assert_eq!(read(&f.blob, "b.bin", None, None), big);
+    assert_eq!(read(&f.blob, "b.bin", None, Some(ByteRange::From { first: 100, last: Some(199) })), &big[100..200]);
+    assert_eq!(read(&f.blob, "b.bin", None, Some(ByteRange::Suffix(10))), &big[big.len() - 10..]);
+    assert_eq!(read(&f.blob, "b.bin", None, Some(ByteRange::From { first: 9_990, last: None })), &big[9_990..]);
+    assert!(matches!(
+        f.blob.open_object("photos", "b.bin", None, Some(ByteRange::From { first: 10_000, last: None }), &ReadConditions::default()),
+        Err(BlobError::InvalidRange { size: 10_000 })
+    ));
+    // Overwriting in an unversioned bucket removes the old file.
+    put(&f.blob, "b.bin", b"tiny");
+    assert_eq!(files_on_disk(f.dir.path()), 0);
+    assert_eq!(read(&f.blob, "b.bin", None, None), b"tiny");
+    f.blob.delete_object("photos", "a.txt", None).unwrap();
+    assert!(matches!(f.blob.head_object("photos", "a.txt", None), Err(BlobError::NoSuchKey(_))));
+}
+
+#[test]
+fn digests_and_conditions() {
+    let f = fixture();
+    let w = write(&f.blob, b"hello");
+    let bad = NewObject {
+        expected: Expected { content_md5: Some("AAAAAAAAAAAAAAAAAAAAAA==".into()), checksums: vec![] },
+        ..NewObject::default()
+    };
+    assert!(matches!(f.blob.put_object("photos", "k", bad, w, &[]), Err(BlobError::BadDigest(_))));
+    let meta = put(&f.blob, "k", b"hello");
+    let only_new = NewObject { if_none_match_star: true, ..NewObject::default() };
+    assert!(matches!(
+        f.blob.put_object("photos", "k", only_new, write(&f.blob, b"x"), &[]),
+        Err(BlobError::PreconditionFailed)
+    ));
+    let cond = |if_match: Option<&str>, if_none_match: Option<&str>| ReadConditions {
+        if_match: if_match.map(str::to_owned),
+        if_none_match: if_none_match.map(str::to_owned),
+        ..ReadConditions::default()
+    };
+    assert!(check_read_conditions(&meta, &cond(Some(&meta.quoted_etag()), None)).is_ok());
+    assert!(matches!(check_read_conditions(&meta, &cond(Some("\"other\""), None)), Err(BlobError::PreconditionFailed)));
+    assert!(matches!(
+        check_read_conditions(&meta, &cond(None, Some(&meta.quoted_etag()))),
+        Err(BlobError::NotModified { .. })
+    ));
+    let since = ReadConditions { if_modified_since_ms: Some(meta.last_modified_ms + 1000), ..ReadConditions::default() };
+    assert!(matches!(check_read_conditions(&meta, &since), Err(BlobError::NotModified { .. })));
+    let unmodified = ReadConditions { if_unmodified_since_ms: Some(meta.last_modified_ms - 5000), ..ReadConditions::default() };
+    assert!(matches!(check_read_conditions(&meta, &unmodified), Err(BlobError::PreconditionFailed)));
+}
+
+#[test]
+fn listing_with_prefix_delimiter_and_pages() {
+    let f = fixture();
+    for key in ["a", "b/1", "b/2", "b/3/x", "c", "d/1"] {
+        put(&f.blob, key, key.as_bytes());
+    }
+    let list = |prefix: &str, delimiter: Option<&str>, after: Option<&str>, max: usize| {
+        let q = ListQuery {
+            prefix: prefix.into(),
+            delimiter: delimiter.map(str::to_owned),
+            after: after.map(str::to_owned),
+            max,
+        };
+        f.blob.list_objects("photos", &q).unwrap()
+    };
+    let all = list("", None, None, 1000);
+    let keys: Vec<_> = all.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["a", "b/1", "b/2", "b/3/x", "c", "d/1"]);
+    assert!(!all.truncated);
+    let top = list("", Some("/"), None, 1000);
+    assert_eq!(top.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+    assert_eq!(top.common_prefixes, ["b/", "d/"]);
+    let under_b = list("b/", Some("/"), None, 1000);
+    assert_eq!(under_b.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["b/1", "b/2"]);
+    assert_eq!(under_b.common_prefixes, ["b/3/"]);
+    // Pages of two, resuming from next_after, see every entry once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list("", Some("/"), after.as_deref(), 2);
+        seen.extend(page.objects.iter().map(|o| o.key.clone()));
+        seen.extend(page.common_prefixes.iter().cloned());
+        if !page.truncated {
+            break;
+        }
+        after = page.next_after;
+    }
+    seen.sort();
+    assert_eq!(seen, ["a", "b/", "c", "d/"]);
+    assert_eq!(list("", None, Some("b/2"), 1000).objects.len(), 3);
+}
+
+#[test]
+fn versioning_keeps_versions_and_delete_markers() {
+    let f = fixture();
+    let v0 = put(&f.blob, "k", b"unversioned");
+    assert_eq!(v0.version_id, NULL_VERSION);
+    f.blob.set_versioning("photos", true).unwrap();
+    let v1 = put(&f.blob, "k", b"one");
+    let v2 = put(&f.blob, "k", b"two");
+    assert_ne!(v1.version_id, v2.version_id);
+    assert_eq!(read(&f.blob, "k", None, None), b"two");
+    assert_eq!(read(&f.blob, "k", Some(&v1.version_id), None), b"one");
+    assert_eq!(read(&f.blob, "k", Some(NULL_VERSION), None), b"unversioned");
+    let marker = f.blob.delete_object("photos", "k", None).unwrap();
+    assert!(marker.delete_marker);
+    assert!(matches!(f.blob.head_object("photos", "k", None), Err(BlobError::NoSuchKey(_))));
+    assert!(f.blob.list_objects("photos", &ListQuery { max: 10, ..ListQuery::default() }).unwrap().objects.is_empty());
+    let versions = f.blob.list_versions("photos", &VersionQuery { max: 10, ..VersionQuery::default() }).unwrap();
+    let listed: Vec<_> = versions.versions.iter().map(|(m, latest)| (m.delete_marker, *latest)).collect();
+    assert_eq!(listed, [(true, true), (false, false), (false, false), (false, false)]);
+    // Deleting the marker brings the object back.
+    f.blob.delete_object("photos", "k", marker.version_id.as_deref()).unwrap();
+    assert_eq!(read(&f.blob, "k", None, None), b"two");
+    // Paging through versions one at a time sees each once.
+    let mut seen = Vec::new();
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let page = f
+            .blob
+            .list_versions(
+                "photos",
+                &VersionQuery { key_marker, version_id_marker: version_marker, max: 1, ..VersionQuery::default() },
+            )
+            .unwrap();
+        seen.extend(page.versions.iter().map(|(m, latest)| (m.version_id.clone(), *latest)));
+        if !page.truncated {
+            break;
+        }
+        (key_marker, version_marker) = (page.next_key_marker, page.next_version_id_marker);
+    }
+    assert_eq!(seen, [(v2.version_id, true), (v1.version_id, false), (NULL_VERSION.to_owned(), false)]);
+    assert!(matches!(f.blob.delete_bucket("photos"), Err(BlobError::BucketNotEmpty(_))));
+}
+
+#[test]
+fn multipart_upload_assembles_parts_without_copying() {
+    let f = fixture();
+    let upload = f
+        .blob
+        .create_upload("photos", "big", UploadMeta { checksum_algorithm: Some(ChecksumAlgorithm::Crc32), ..UploadMeta::default() })
+        .unwrap();
+    let parts: [&[u8]; 3] = [b"first part, long enough", b"second part, also long", b"end"];
+    let mut etags = Vec::new();
+    for (i, data) in parts.iter().enumerate() {
+        let mut w = f.blob.part_writer(&[ChecksumAlgorithm::Crc32]);
+        w.write(data).unwrap();
+        let part = f.blob.put_part("photos", "big", &upload, i as u64 + 1, w.finish().unwrap(), &Expected::default()).unwrap();
+        etags.push((i as u64 + 1, Some(format!("\"{}\"", part.etag))));
+    }
+    // A fourth part, uploaded but not listed at completion, is discarded.
+    let mut w = f.blob.part_writer(&[ChecksumAlgorithm::Crc32]);
+    w.write(b"left out of the object").unwrap();
+    f.blob.put_part("photos", "big", &upload, 9, w.finish().unwrap(), &Expected::default()).unwrap();
+    let (listed, truncated) = f.blob.list_parts("photos", "big", &upload, 0, 2).unwrap();
+    assert_eq!((listed.len(), truncated), (2, true));
+    assert_eq!(f.blob.list_uploads("photos", "", None, None, 10).unwrap().0.len(), 1);
+    let swapped = [etags[1].clone(), etags[0].clone()];
+    assert!(matches!(f.blob.complete_upload("photos", "big", &upload, &swapped, false), Err(BlobError::InvalidPartOrder)));
+    let meta = f.blob.complete_upload("photos", "big", &upload, &etags, false).unwrap();
+    assert!(meta.etag.ends_with("-3"));
+    assert!(meta.checksums.get(ChecksumAlgorithm::Crc32).unwrap().ends_with("-3"));
+    assert!(meta.checksums.composite);
+    assert_eq!(read(&f.blob, "big", None, None), parts.concat());
+    assert_eq!(read(&f.blob, "big", None, Some(ByteRange::From { first: 20, last: Some(30) })), &parts.concat()[20..31]);
+    assert_eq!(files_on_disk(f.dir.path()), 2, "two parts over the inline limit; the unused part's file is gone");
+    assert!(matches!(f.blob.list_parts("photos", "big", &upload, 0, 10), Err(BlobError::NoSuchUpload(_))));
+    // Parts too small are refused.
+    let upload = f.blob.create_upload("photos", "small", UploadMeta::default()).unwrap();
+    for n in 1..=2 {
+        let mut w = f.blob.part_writer(&[]);
+        w.write(b"ab").unwrap();
+        f.blob.put_part("photos", "small", &upload, n, w.finish().unwrap(), &Expected::default()).unwrap();
+    }
+    assert!(matches!(
+        f.blob.complete_upload("photos", "small", &upload, &[(1, None), (2, None)], false),
+        Err(BlobError::TooSmall(_))
+    ));
+    f.blob.abort_upload("photos", "small", &upload).unwrap();
+    assert!(f.blob.list_uploads("photos", "", None, None, 10).unwrap().0.is_empty());
+}
+
+#[test]
+fn copies_share_files_and_garbage_is_collected_at_open() {
+    let f = fixture();
+    let data = vec![7u8; 1000];
+    put(&f.blob, "src", &data);
+    let copy = f.blob.copy_object(("photos", "src", None), ("photos", "dst"), None, None, &ReadConditions::default()).unwrap();
+    assert_eq!(copy.etag, f.blob.head_object("photos", "src", None).unwrap().etag);
+    f.blob.delete_object("photos", "src", None).unwrap();
+    assert_eq!(read(&f.blob, "dst", None, None), data);
+    // A file no record names (an upload cut short by a crash) goes at the next open.
+    let stray = f.dir.path().join("data").join("ab").join("ab00");
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::write(&stray, b"orphan").unwrap();
+    std::fs::write(f.dir.path().join("tmp").join("half"), b"half an upload").unwrap();
+    let store = f.blob.inner.store.clone();
+    let reopened = Blob::open(store, f.dir.path(), Arc::new(ManualClock::new(0)), Limits::default(), ("r".into(), "s".into())).unwrap();
+    assert!(!stray.exists());
+    assert_eq!(std::fs::read_dir(f.dir.path().join("tmp")).unwrap().count(), 0);
+    let (_, mut reader, _) = reopened.open_object("photos", "dst", None, None, &ReadConditions::default()).unwrap();
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).unwrap();
+    assert_eq!(out, data);
+}
+
+#[test]
+fn oversize_and_invalid_names_are_refused() {
+    let f = fixture_with(Limits { max_object_bytes: 10, ..Limits::default() });
+    let mut w = f.blob.object_writer(&[]);
+    assert!(matches!(w.write(&[0u8; 11]), Err(BlobError::TooLarge { limit: 10 })));
+    for bad in ["ab", "UPPER", "-start", "a..b", "192.168.1.1", &"x".repeat(64)] {
+        assert!(matches!(f.blob.create_bucket(bad, "root"), Err(BlobError::InvalidBucketName(_))), "{bad}");
+    }
+    assert!(matches!(f.blob.create_bucket("photos", "root"), Err(BlobError::BucketAlreadyOwnedByYou(_))));
+    assert!(matches!(f.blob.create_bucket("photos", "other"), Err(BlobError::BucketAlreadyExists(_))));
+    assert!(matches!(f.blob.head_object("nope", "k", None), Err(BlobError::NoSuchBucket(_))));
+}
+
+#[test]
+fn access_keys_owners_and_policies() {
+    let f = fixture();
+    let (ann, _) = f.blob.create_user(false).unwrap();
+    let (bob, _) = f.blob.create_user(false).unwrap();
+    f.blob.create_bucket("anns", &ann).unwrap();
+    let get = |p: Principal<'_>, key: &str| f.blob.authorize(p, "s3:GetObject", Some("anns"), Some(key));
+    assert!(get(Principal::Key(&ann), "x").is_ok(), "owners may read");
+    assert!(get(Principal::Key("root"), "x").is_ok(), "admins may read");
+    assert!(get(Principal::Key(&bob), "x").is_err());
+    assert!(get(Principal::Anonymous, "x").is_err(), "private by default");
+    let policy = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::anns/public/*"}]}"#;
+    f.blob.set_policy("anns", Some(policy)).unwrap();
+    assert!(get(Principal::Anonymous, "public/cat.jpg").is_ok());
+    assert!(get(Principal::Anonymous, "private/cat.jpg").is_err());
+    assert!(f.blob.authorize(Principal::Anonymous, "s3:PutObject", Some("anns"), Some("public/x")).is_err());
+    assert!(matches!(f.blob.set_policy("anns", Some("{")), Err(BlobError::MalformedPolicy(_))));
+    f.blob.revoke_user(&bob).unwrap();
+    assert!(f.blob.user(&bob).unwrap().is_none());
+    assert!(get(Principal::Key(&bob), "public/cat.jpg").is_err(), "a revoked key is refused even where the public may read");
+    let url = f.blob.presign("GET", "http://127.0.0.1:9000", "us-east-1", "anns", "a b.txt", 60, Some(&ann)).unwrap();
+    assert!(url.starts_with("http://127.0.0.1:9000/anns/a%20b.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"));
+}
