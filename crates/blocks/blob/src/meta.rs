@@ -126,6 +126,9 @@ pub struct UploadMeta {
     /// The checksum algorithm the parts carry, if the client chose one.
     #[serde(default)]
     pub checksum_algorithm: Option<crate::ChecksumAlgorithm>,
+    /// The client asked for a full-object checksum rather than a composite one.
+    #[serde(default)]
+    pub checksum_full_object: bool,
 }
 
 /// An uploaded part.

@@ -1,0 +1,104 @@
+//! The bounded bridges between async request and response bodies and the blob block's
+//! blocking writers and readers: bytes cross a channel of a few chunks, so a transfer of
+//! any size holds at most that much in memory, and file I/O stays off the reactor threads.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use s3s::dto::StreamingBlob;
+use s3s::{S3Error, S3ErrorCode};
+use std::io::Read;
+use strata_blob::{BlobError, ObjectReader, SegmentWriter, Written};
+
+/// Chunks in flight between the socket and the disk, each way.
+const CHANNEL_CHUNKS: usize = 4;
+/// Bytes read from disk per chunk of a response.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Streams `body` through `writer` and returns the finished segment. Bodies no larger than
+/// `inline_max` are gathered here and written in one step.
+pub(crate) async fn write_body(
+    mut writer: SegmentWriter,
+    body: Option<StreamingBlob>,
+    content_length: Option<i64>,
+    inline_max: usize,
+) -> Result<Written, S3Error> {
+    let Some(mut body) = body else {
+        return spawn(move || writer.finish()).await;
+    };
+    if content_length.is_some_and(|n| n >= 0 && n as usize <= inline_max) {
+        while let Some(chunk) = body.next().await {
+            writer.write(&chunk.map_err(read_error)?).map_err(crate::convert::s3_error)?;
+        }
+        return spawn(move || writer.finish()).await;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let task = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            writer.write(&chunk)?;
+        }
+        writer.finish()
+    });
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(err) => {
+                // Dropping the sender without finishing: the writer's result is discarded
+                // and its temporary file removed.
+                drop(tx);
+                let _ = task.await;
+                return Err(read_error(err));
+            }
+        };
+        if tx.send(chunk).await.is_err() {
+            break; // the writer stopped: its error is below
+        }
+    }
+    drop(tx);
+    match task.await {
+        Ok(result) => result.map_err(crate::convert::s3_error),
+        Err(err) => Err(S3Error::with_message(S3ErrorCode::InternalError, format!("the upload task failed: {err}"))),
+    }
+}
+
+fn read_error(err: s3s::StdError) -> S3Error {
+    // s3s reports signature and checksum failures of aws-chunked bodies as stream errors.
+    let msg = err.to_string();
+    let code = if msg.contains("signature") { S3ErrorCode::SignatureDoesNotMatch } else { S3ErrorCode::IncompleteBody };
+    S3Error::with_message(code, msg)
+}
+
+/// Runs blocking block work off the reactor.
+pub(crate) async fn spawn<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
+) -> Result<T, S3Error> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(crate::convert::s3_error),
+        Err(err) => Err(S3Error::with_message(S3ErrorCode::InternalError, format!("a blob task failed: {err}"))),
+    }
+}
+
+/// A response body that streams `reader` from a blocking thread. Small reads are done
+/// here at once.
+pub(crate) fn read_body(mut reader: ObjectReader) -> StreamingBlob {
+    if reader.remaining() <= READ_CHUNK as u64 {
+        let mut buf = Vec::with_capacity(reader.remaining() as usize);
+        let chunk = reader.read_to_end(&mut buf).map(|_| Bytes::from(buf));
+        return StreamingBlob::wrap(futures::stream::once(async move { chunk }));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CHANNEL_CHUNKS);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let want = READ_CHUNK.min(reader.remaining() as usize);
+            if want == 0 {
+                return;
+            }
+            let mut buf = vec![0u8; want];
+            let result = reader.read_exact(&mut buf).map(|_| Bytes::from(buf));
+            let failed = result.is_err();
+            if tx.blocking_send(result).is_err() || failed {
+                return; // the client went away, or the read failed and was reported
+            }
+        }
+    });
+    StreamingBlob::wrap(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,223 @@
+//! Translations between S3's wire types (s3s DTOs) and the blob block's: the one error
+//! mapping of this front, timestamps, ETags, ranges, conditions, checksums, tags.
+
+use s3s::dto::{self, ETag, ETagCondition, Timestamp};
+use s3s::{S3Error, S3ErrorCode};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+use strata_blob::{BlobError, ByteRange, ChecksumAlgorithm, Checksums, Expected, ReadConditions};
+
+/// The S3 error for a blob error: its code, HTTP status and message.
+pub(crate) fn s3_error(err: BlobError) -> S3Error {
+    use S3ErrorCode as C;
+    let msg = err.to_string();
+    let code = match &err {
+        BlobError::NoSuchBucket(_) => C::NoSuchBucket,
+        BlobError::NoSuchKey(_) => C::NoSuchKey,
+        BlobError::NoSuchVersion(_) => C::NoSuchVersion,
+        BlobError::NoSuchUpload(_) => C::NoSuchUpload,
+        BlobError::NoSuchBucketPolicy(_) => C::NoSuchBucketPolicy,
+        BlobError::NoSuchAccessKey(_) => C::InvalidAccessKeyId,
+        BlobError::BucketAlreadyExists(_) => C::BucketAlreadyExists,
+        BlobError::BucketAlreadyOwnedByYou(_) => C::BucketAlreadyOwnedByYou,
+        BlobError::BucketNotEmpty(_) => C::BucketNotEmpty,
+        BlobError::InvalidBucketName(_) => C::InvalidBucketName,
+        BlobError::InvalidKey(_) => C::KeyTooLongError,
+        BlobError::InvalidArgument(_) => C::InvalidArgument,
+        BlobError::InvalidRange { .. } => C::InvalidRange,
+        BlobError::TooLarge { .. } => C::EntityTooLarge,
+        BlobError::TooSmall(_) => C::EntityTooSmall,
+        BlobError::BadDigest(_) => C::BadDigest,
+        BlobError::InvalidPart(_) => C::InvalidPart,
+        BlobError::InvalidPartOrder => C::InvalidPartOrder,
+        BlobError::PreconditionFailed => C::PreconditionFailed,
+        BlobError::NotModified { etag, .. } => {
+            let mut e = S3Error::with_message(C::NotModified, msg);
+            let mut headers = http::HeaderMap::new();
+            if let Ok(value) = etag.parse() {
+                headers.insert(http::header::ETAG, value);
+            }
+            e.set_headers(headers);
+            return e;
+        }
+        BlobError::MethodNotAllowed(_) => C::MethodNotAllowed,
+        BlobError::MalformedPolicy(_) => C::MalformedPolicy,
+        BlobError::AccessDenied(_) => C::AccessDenied,
+        BlobError::TooManyBuckets(_) => C::TooManyBuckets,
+        BlobError::Core(strata_core::Error::Unavailable(_)) => C::ServiceUnavailable,
+        BlobError::Core(strata_core::Error::InvalidInput(_)) => C::InvalidArgument,
+        BlobError::Core(other) => {
+            tracing::error!(err = %other, "blob operation failed");
+            C::InternalError
+        }
+    };
+    S3Error::with_message(code, msg)
+}
+
+pub(crate) fn timestamp(ms: u64) -> Timestamp {
+    Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+pub(crate) fn millis(ts: Timestamp) -> u64 {
+    let t: time::OffsetDateTime = ts.into();
+    (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64
+}
+
+pub(crate) fn etag(value: &str) -> ETag {
+    ETag::Strong(value.to_owned())
+}
+
+fn condition(c: ETagCondition) -> String {
+    match c {
+        ETagCondition::Any => "*".to_owned(),
+        ETagCondition::ETag(tag) => tag.into_value(),
+    }
+}
+
+pub(crate) fn read_conditions(
+    if_match: Option<ETagCondition>,
+    if_none_match: Option<ETagCondition>,
+    if_modified_since: Option<Timestamp>,
+    if_unmodified_since: Option<Timestamp>,
+) -> ReadConditions {
+    ReadConditions {
+        if_match: if_match.map(condition),
+        if_none_match: if_none_match.map(condition),
+        if_modified_since_ms: if_modified_since.map(millis),
+        if_unmodified_since_ms: if_unmodified_since.map(millis),
+    }
+}
+
+pub(crate) fn range(r: dto::Range) -> ByteRange {
+    match r {
+        dto::Range::Int { first, last } => ByteRange::From { first, last },
+        dto::Range::Suffix { length } => ByteRange::Suffix(length),
+    }
+}
+
+/// `bytes=first-last` of UploadPartCopy's `x-amz-copy-source-range`.
+pub(crate) fn copy_source_range(header: &str) -> Result<ByteRange, S3Error> {
+    match dto::Range::parse(header) {
+        Ok(dto::Range::Int { first, last: Some(last) }) => Ok(ByteRange::From { first, last: Some(last) }),
+        _ => Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "x-amz-copy-source-range must be bytes=first-last")),
+    }
+}
+
+pub(crate) fn algorithm(a: &dto::ChecksumAlgorithm) -> Result<ChecksumAlgorithm, S3Error> {
+    ChecksumAlgorithm::parse(a.as_str())
+        .ok_or_else(|| S3Error::with_message(S3ErrorCode::InvalidArgument, format!("unknown checksum algorithm {}", a.as_str())))
+}
+
+pub(crate) fn dto_algorithm(a: ChecksumAlgorithm) -> dto::ChecksumAlgorithm {
+    dto::ChecksumAlgorithm::from(a.name().to_owned())
+}
+
+/// The checksum values a request carries in its headers, by algorithm.
+pub(crate) fn sent_checksums(
+    crc32: Option<String>,
+    crc32c: Option<String>,
+    crc64nvme: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+) -> Vec<(ChecksumAlgorithm, String)> {
+    [
+        (ChecksumAlgorithm::Crc32, crc32),
+        (ChecksumAlgorithm::Crc32c, crc32c),
+        (ChecksumAlgorithm::Crc64Nvme, crc64nvme),
+        (ChecksumAlgorithm::Sha1, sha1),
+        (ChecksumAlgorithm::Sha256, sha256),
+    ]
+    .into_iter()
+    .filter_map(|(a, v)| v.map(|v| (a, v)))
+    .collect()
+}
+
+/// The algorithms to compute for an upload: those named by `x-amz-sdk-checksum-algorithm`
+/// (or the operation's field), sent in headers, or announced as trailers (`x-amz-trailer`).
+pub(crate) fn wanted_algorithms(
+    headers: &http::HeaderMap,
+    field: Option<&dto::ChecksumAlgorithm>,
+    sent: &[(ChecksumAlgorithm, String)],
+) -> Result<Vec<ChecksumAlgorithm>, S3Error> {
+    let mut out: Vec<ChecksumAlgorithm> = sent.iter().map(|(a, _)| *a).collect();
+    if let Some(a) = field {
+        out.push(algorithm(a)?);
+    }
+    for name in headers.get_all("x-amz-trailer").iter().filter_map(|v| v.to_str().ok()) {
+        for trailer in name.split(',') {
+            if let Some(a) = trailer.trim().strip_prefix("x-amz-checksum-").and_then(ChecksumAlgorithm::parse) {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds the checksums sent as trailers (once the body has been read) to `expected`.
+pub(crate) fn add_trailer_checksums(trailers: Option<&s3s::TrailingHeaders>, expected: &mut Expected) {
+    let Some(map) = trailers.and_then(|t| t.take()) else { return };
+    for (name, value) in &map {
+        if let (Some(a), Ok(v)) =
+            (name.as_str().strip_prefix("x-amz-checksum-").and_then(ChecksumAlgorithm::parse), value.to_str())
+        {
+            expected.checksums.retain(|(e, _)| *e != a);
+            expected.checksums.push((a, v.to_owned()));
+        }
+    }
+}
+
+/// The five checksum fields of S3's outputs, from stored checksums.
+pub(crate) struct ChecksumFields {
+    pub crc32: Option<String>,
+    pub crc32c: Option<String>,
+    pub crc64nvme: Option<String>,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+    pub kind: Option<dto::ChecksumType>,
+}
+
+pub(crate) fn checksum_fields(sums: &Checksums) -> ChecksumFields {
+    let get = |a| sums.get(a).map(str::to_owned);
+    ChecksumFields {
+        crc32: get(ChecksumAlgorithm::Crc32),
+        crc32c: get(ChecksumAlgorithm::Crc32c),
+        crc64nvme: get(ChecksumAlgorithm::Crc64Nvme),
+        sha1: get(ChecksumAlgorithm::Sha1),
+        sha256: get(ChecksumAlgorithm::Sha256),
+        kind: (!sums.values.is_empty()).then(|| {
+            dto::ChecksumType::from(if sums.composite { "COMPOSITE" } else { "FULL_OBJECT" }.to_owned())
+        }),
+    }
+}
+
+/// Parses `x-amz-tagging` (`k1=v1&k2=v2`, URL-encoded).
+pub(crate) fn tagging_header(header: Option<&str>) -> BTreeMap<String, String> {
+    header.map(|h| form_urlencoded::parse(h.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+pub(crate) fn tag_set(tags: &BTreeMap<String, String>) -> Vec<dto::Tag> {
+    tags.iter().map(|(k, v)| dto::Tag { key: Some(k.clone()), value: Some(v.clone()) }).collect()
+}
+
+pub(crate) fn tags_from(set: Vec<dto::Tag>) -> BTreeMap<String, String> {
+    set.into_iter().filter_map(|t| Some((t.key?, t.value.unwrap_or_default()))).collect()
+}
+
+/// User metadata as stored: names lower case.
+pub(crate) fn user_metadata(m: Option<dto::Metadata>) -> BTreeMap<String, String> {
+    m.unwrap_or_default().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()
+}
+
+pub(crate) fn continuation_token(after: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after)
+}
+
+pub(crate) fn decode_continuation_token(token: &str) -> Result<String, S3Error> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| S3Error::with_message(S3ErrorCode::InvalidArgument, "the continuation token is not valid"))
+}
