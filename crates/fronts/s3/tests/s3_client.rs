@@ -1,0 +1,352 @@
+//! The s3 front driven by independently written S3 clients: `object_store`'s AWS backend
+//! for data operations and presigned URLs, and requests signed by AWS's own `aws-sigv4`
+//! for bucket configuration, policies and bad input.
+
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode,
+    sign,
+};
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::signer::Signer;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use strata_blob::{Blob, Limits};
+use strata_core::{Store, SystemClock};
+
+const ROOT: (&str, &str) = ("strata", "strata-secret");
+
+struct Server {
+    addr: SocketAddr,
+    blob: Blob,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(limits: Limits) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("core"), strata_core::Options::default()).unwrap();
+    let blob = Blob::open(store, &dir.path().join("blob"), Arc::new(SystemClock), limits, (ROOT.0.into(), ROOT.1.into()))
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = blob.clone();
+    tokio::spawn(async move {
+        strata_s3::serve(listener, served, strata_s3::S3Config::default(), async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    Server { addr, blob, _dir: dir, _stop: stop }
+}
+
+fn client(server: &Server, bucket: &str, key: (&str, &str)) -> AmazonS3 {
+    AmazonS3Builder::new()
+        .with_endpoint(format!("http://{}", server.addr))
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name(bucket)
+        .with_access_key_id(key.0)
+        .with_secret_access_key(key.1)
+        .build()
+        .unwrap()
+}
+
+/// Sends a request signed with SigV4 by AWS's signer (payload hash in x-amz-content-sha256).
+async fn signed(
+    server: &Server,
+    key: (&str, &str),
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> (u16, String, reqwest::header::HeaderMap) {
+    let url = format!("http://{}{path_and_query}", server.addr);
+    let identity = aws_credential_types::Credentials::new(key.0, key.1, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let host = server.addr.to_string();
+    let headers = [("host", host.as_str())];
+    let signable = SignableRequest::new(method, &url, headers.into_iter(), SignableBody::Bytes(body)).unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut request = http::Request::builder().method(method).uri(&url).body(()).unwrap();
+    instructions.apply_to_request_http1x(&mut request);
+    let mut builder = reqwest::Client::new().request(method.parse().unwrap(), &url).body(body.to_vec());
+    for (name, value) in request.headers() {
+        builder = builder.header(name.as_str(), value.to_str().unwrap());
+    }
+    let response = builder.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, response.text().await.unwrap(), headers)
+}
+
+async fn create_bucket(server: &Server, key: (&str, &str), bucket: &str) {
+    let (status, body, _) = signed(server, key, "PUT", &format!("/{bucket}"), b"").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_client_puts_gets_lists_copies_and_deletes() {
+    let server = start(Limits::default()).await;
+    create_bucket(&server, ROOT, "data").await;
+    let store = client(&server, "data", ROOT);
+
+    let small = Path::from("notes/hello.txt");
+    let put = store.put(&small, PutPayload::from_static(b"hello world")).await.unwrap();
+    assert_eq!(put.e_tag.as_deref(), Some("\"5eb63bbbe01eeed093cb22bb8f5acdc3\""));
+    let big = pattern(300_000, 1);
+    let big_path = Path::from("blobs/big.bin");
+    store.put(&big_path, PutPayload::from(big.clone())).await.unwrap();
+
+    assert_eq!(store.get(&small).await.unwrap().bytes().await.unwrap().as_ref(), b"hello world");
+    assert_eq!(store.get(&big_path).await.unwrap().bytes().await.unwrap().as_ref(), &big[..]);
+    assert_eq!(store.get_range(&big_path, 1000..2000).await.unwrap().as_ref(), &big[1000..2000]);
+    let head = store.head(&big_path).await.unwrap();
+    assert_eq!(head.size, 300_000);
+
+    // Multipart: two parts of 5 MiB and a short last one, through object_store's writer.
+    let mp_path = Path::from("blobs/multipart.bin");
+    let data = pattern(11 * 1024 * 1024 + 123, 7);
+    let upload = store.put_multipart(&mp_path).await.unwrap();
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, 5 * 1024 * 1024);
+    writer.write(&data);
+    writer.finish().await.unwrap();
+    let meta = store.head(&mp_path).await.unwrap();
+    assert_eq!(meta.size, data.len() as u64);
+    assert!(meta.e_tag.unwrap().ends_with("-3\""), "multipart ETag has the -N form");
+    assert_eq!(store.get(&mp_path).await.unwrap().bytes().await.unwrap().as_ref(), &data[..]);
+    let range = 5 * 1024 * 1024 - 10..5 * 1024 * 1024 + 10;
+    assert_eq!(store.get_range(&mp_path, range.start as u64..range.end as u64).await.unwrap().as_ref(), &data[range]);
+
+    // Listing: recursive with a prefix, and one level with the delimiter.
+    let listed: Vec<_> = store.list(Some(&Path::from("blobs"))).try_collect().await.unwrap();
+    let mut names: Vec<_> = listed.iter().map(|m| m.location.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["blobs/big.bin", "blobs/multipart.bin"]);
+    let top = store.list_with_delimiter(None).await.unwrap();
+    let mut prefixes: Vec<_> = top.common_prefixes.iter().map(|p| p.to_string()).collect();
+    prefixes.sort();
+    assert_eq!(prefixes, ["blobs", "notes"]);
+
+    // Copy, then delete the source: the copy keeps the bytes.
+    let copy = Path::from("copies/big.bin");
+    store.copy(&big_path, &copy).await.unwrap();
+    store.delete(&big_path).await.unwrap();
+    assert!(matches!(store.get(&big_path).await, Err(object_store::Error::NotFound { .. })));
+    assert_eq!(store.get(&copy).await.unwrap().bytes().await.unwrap().as_ref(), &big[..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flexible_checksums_are_verified_and_returned() {
+    let server = start(Limits::default()).await;
+    create_bucket(&server, ROOT, "sums").await;
+    let store = AmazonS3Builder::new()
+        .with_endpoint(format!("http://{}", server.addr))
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name("sums")
+        .with_access_key_id(ROOT.0)
+        .with_secret_access_key(ROOT.1)
+        .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+        .build()
+        .unwrap();
+    store.put(&Path::from("k"), PutPayload::from_static(b"checked")).await.unwrap();
+    let meta = server.blob.head_object("sums", "k", None).unwrap();
+    assert_eq!(meta.checksums.get(strata_blob::ChecksumAlgorithm::Sha256), Some("5ho9eMZRM8cmDEPnGdl8RuFr1Qxk7ngAU2zxTGQHphc="));
+    // A wrong checksum header is BadDigest.
+    let url = format!("http://{}/sums/bad", server.addr);
+    let presigned = store.signed_url(http::Method::PUT, &Path::from("bad"), Duration::from_secs(60)).await.unwrap();
+    assert!(presigned.as_str().starts_with(&url));
+    let response = reqwest::Client::new()
+        .put(presigned.as_str())
+        .header("x-amz-checksum-crc32", "AAAAAA==")
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("<Code>BadDigest</Code>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_urls_work_until_they_expire() {
+    let server = start(Limits::default()).await;
+    create_bucket(&server, ROOT, "links").await;
+    let store = client(&server, "links", ROOT);
+    let http = reqwest::Client::new();
+    let path = Path::from("shared/report.pdf");
+    let put_url = store.signed_url(http::Method::PUT, &path, Duration::from_secs(300)).await.unwrap();
+    let response = http.put(put_url.as_str()).body("the report").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let get_url = store.signed_url(http::Method::GET, &path, Duration::from_secs(300)).await.unwrap();
+    let response = http.get(get_url.as_str()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "the report");
+    // Our own link (what `strata blob presign` prints) works the same way.
+    let endpoint = format!("http://{}", server.addr);
+    let ours = server.blob.presign("GET", &endpoint, "us-east-1", "links", "shared/report.pdf", 60, None).unwrap();
+    assert_eq!(http.get(&ours).send().await.unwrap().text().await.unwrap(), "the report");
+    // A tampered link is refused.
+    let tampered = get_url.as_str().replace("report.pdf", "other.pdf");
+    let response = http.get(&tampered).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("SignatureDoesNotMatch"));
+    // After expiry, it is refused.
+    let short = store.signed_url(http::Method::GET, &path, Duration::from_secs(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let response = http.get(short.as_str()).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("<Code>AccessDenied</Code>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_s3_errors() {
+    let server = start(Limits { max_object_bytes: 1024 * 1024, ..Limits::default() }).await;
+    create_bucket(&server, ROOT, "strict").await;
+    let expect = |(status, body, _): (u16, String, _), want_status: u16, code: &str| {
+        assert_eq!(status, want_status, "{body}");
+        assert!(body.contains(&format!("<Code>{code}</Code>")), "wanted {code}: {body}");
+    };
+    expect(signed(&server, (ROOT.0, "wrong-secret"), "GET", "/strict/x", b"").await, 403, "SignatureDoesNotMatch");
+    expect(signed(&server, ("NOBODY", "x"), "GET", "/strict/x", b"").await, 403, "InvalidAccessKeyId");
+    expect(signed(&server, ROOT, "PUT", "/Bad_Name", b"").await, 400, "InvalidBucketName");
+    expect(signed(&server, ROOT, "GET", "/strict/missing", b"").await, 404, "NoSuchKey");
+    expect(signed(&server, ROOT, "GET", "/nobucket/missing", b"").await, 404, "NoSuchBucket");
+    expect(signed(&server, ROOT, "PUT", "/strict/big", &vec![0u8; 1024 * 1024 + 1]).await, 400, "EntityTooLarge");
+    // Unsigned requests to a private bucket are denied.
+    let response = reqwest::get(format!("http://{}/strict/x", server.addr)).await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("AccessDenied"));
+    // A range past the end is 416 InvalidRange.
+    let store = client(&server, "strict", ROOT);
+    store.put(&Path::from("ten"), PutPayload::from_static(b"0123456789")).await.unwrap();
+    let url = store.signed_url(http::Method::GET, &Path::from("ten"), Duration::from_secs(60)).await.unwrap();
+    let response = reqwest::Client::new().get(url.as_str()).header("range", "bytes=20-30").send().await.unwrap();
+    assert_eq!(response.status(), 416);
+    assert!(response.text().await.unwrap().contains("InvalidRange"));
+    let response = reqwest::Client::new().get(url.as_str()).header("range", "bytes=2-4").send().await.unwrap();
+    assert_eq!(response.status(), 206);
+    assert_eq!(response.headers()["content-range"], "bytes 2-4/10");
+    assert_eq!(response.text().await.unwrap(), "234");
+    // Conditional reads.
+    let etag = store.head(&Path::from("ten")).await.unwrap().e_tag.unwrap();
+    let response = reqwest::Client::new().get(url.as_str()).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(response.status(), 304);
+    let response = reqwest::Client::new().get(url.as_str()).header("if-match", "\"nope\"").send().await.unwrap();
+    assert_eq!(response.status(), 412);
+    // A bucket with objects cannot be deleted; the server keeps serving after all of this.
+    expect(signed(&server, ROOT, "DELETE", "/strict", b"").await, 409, "BucketNotEmpty");
+    assert_eq!(store.get(&Path::from("ten")).await.unwrap().bytes().await.unwrap().as_ref(), b"0123456789");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_keys_owners_and_public_read_policies() {
+    let server = start(Limits::default()).await;
+    let blob = server.blob.clone();
+    let (ann_key, ann_secret) = blob.create_user(false).unwrap();
+    let (bob_key, bob_secret) = blob.create_user(false).unwrap();
+    let ann = (ann_key.as_str(), ann_secret.as_str());
+    let bob = (bob_key.as_str(), bob_secret.as_str());
+    create_bucket(&server, ann, "site").await;
+    let ann_store = client(&server, "site", ann);
+    ann_store.put(&Path::from("public/index.html"), PutPayload::from_static(b"<h1>hi</h1>")).await.unwrap();
+    ann_store.put(&Path::from("private/notes"), PutPayload::from_static(b"secret")).await.unwrap();
+    let bob_store = client(&server, "site", bob);
+    assert!(bob_store.get(&Path::from("private/notes")).await.is_err(), "not bob's bucket");
+    let public_url = format!("http://{}/site/public/index.html", server.addr);
+    assert_eq!(reqwest::get(&public_url).await.unwrap().status(), 403, "private by default");
+
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::site/public/*"}]}"#;
+    let (status, body, _) = signed(&server, ann, "PUT", "/site?policy", policy.as_bytes()).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body, _) = signed(&server, ann, "GET", "/site?policy", b"").await;
+    assert_eq!((status, body.as_str()), (200, policy));
+    let response = reqwest::get(&public_url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "<h1>hi</h1>");
+    assert_eq!(reqwest::get(format!("http://{}/site/private/notes", server.addr)).await.unwrap().status(), 403);
+    assert_eq!(bob_store.get(&Path::from("public/index.html")).await.unwrap().bytes().await.unwrap().as_ref(), b"<h1>hi</h1>");
+    assert!(bob_store.put(&Path::from("public/defaced"), PutPayload::from_static(b"x")).await.is_err());
+    let (status, body, _) = signed(&server, ann, "PUT", "/site?policy", b"{\"Statement\": 3}").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("MalformedPolicy"));
+    // A revoked key stops working at once.
+    blob.revoke_user(&ann_key).unwrap();
+    let (status, body, _) = signed(&server, ann, "GET", "/site/private/notes", b"").await;
+    assert_eq!(status, 403, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versioning_tagging_and_cors() {
+    let server = start(Limits::default()).await;
+    create_bucket(&server, ROOT, "hist").await;
+    // ListObjectVersions answers on an unversioned bucket too.
+    let (status, body, _) = signed(&server, ROOT, "GET", "/hist?versions", b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ListVersionsResult"));
+    let config = br#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#;
+    let (status, body, _) = signed(&server, ROOT, "PUT", "/hist?versioning", config).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body, _) = signed(&server, ROOT, "GET", "/hist?versioning", b"").await;
+    assert!(body.contains("<Status>Enabled</Status>"), "{body}");
+    let (_, _, first) = signed(&server, ROOT, "PUT", "/hist/doc", b"v1").await;
+    let (_, _, second) = signed(&server, ROOT, "PUT", "/hist/doc", b"v2").await;
+    let v1 = first["x-amz-version-id"].to_str().unwrap().to_owned();
+    assert_ne!(v1, second["x-amz-version-id"].to_str().unwrap());
+    let (_, body, _) = signed(&server, ROOT, "GET", &format!("/hist/doc?versionId={v1}"), b"").await;
+    assert_eq!(body, "v1");
+    let (status, _, headers) = signed(&server, ROOT, "DELETE", "/hist/doc", b"").await;
+    assert_eq!(status, 204);
+    assert_eq!(headers["x-amz-delete-marker"], "true");
+    let (status, _, _) = signed(&server, ROOT, "GET", "/hist/doc", b"").await;
+    assert_eq!(status, 404);
+    let (_, body, _) = signed(&server, ROOT, "GET", "/hist?versions", b"").await;
+    assert_eq!(body.matches("<Version>").count(), 2, "{body}");
+    assert_eq!(body.matches("<DeleteMarker>").count(), 1, "{body}");
+
+    // Tags on an object.
+    signed(&server, ROOT, "PUT", "/hist/tagged", b"x").await;
+    let tagging = br#"<Tagging><TagSet><Tag><Key>team</Key><Value>web</Value></Tag></TagSet></Tagging>"#;
+    let (status, body, _) = signed(&server, ROOT, "PUT", "/hist/tagged?tagging", tagging).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body, _) = signed(&server, ROOT, "GET", "/hist/tagged?tagging", b"").await;
+    assert!(body.contains("<Key>team</Key><Value>web</Value>"), "{body}");
+
+    // CORS: a preflight from an allowed origin is answered, others are refused.
+    let cors = br#"<CORSConfiguration><CORSRule><AllowedOrigin>https://app.example.com</AllowedOrigin><AllowedMethod>PUT</AllowedMethod><AllowedHeader>*</AllowedHeader><MaxAgeSeconds>600</MaxAgeSeconds></CORSRule></CORSConfiguration>"#;
+    let (status, body, _) = signed(&server, ROOT, "PUT", "/hist?cors", cors).await;
+    assert_eq!(status, 200, "{body}");
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, format!("http://{}/hist/upload.png", server.addr))
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let response = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(response.headers()["access-control-max-age"], "600");
+    assert_eq!(preflight("https://evil.example.org").await.unwrap().status(), 403);
+}
