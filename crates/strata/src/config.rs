@@ -24,6 +24,8 @@ pub struct Config {
     pub sql: SqlConfig,
     pub cache: CacheConfig,
     pub resp: RespConfig,
+    pub blob: BlobConfig,
+    pub s3: S3Config,
 }
 
 impl Default for Config {
@@ -38,6 +40,8 @@ impl Default for Config {
             sql: SqlConfig::default(),
             cache: CacheConfig::default(),
             resp: RespConfig::default(),
+            blob: BlobConfig::default(),
+            s3: S3Config::default(),
         }
     }
 }
@@ -245,6 +249,83 @@ impl Default for RespConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobConfig {
+    /// Where object bytes live: "local" (files under `<data_dir>/blob`).
+    pub backend: String,
+    /// Largest object in one PUT, and largest multipart object.
+    pub max_object_bytes: u64,
+    pub max_part_bytes: u64,
+    /// Smallest part of a multipart upload other than the last (S3: 5 MiB).
+    pub min_part_bytes: u64,
+    pub max_parts: u64,
+    /// Objects and parts up to this size are stored in core (one group-committed write)
+    /// instead of a file of their own.
+    pub inline_max_bytes: usize,
+    pub max_buckets: u64,
+    /// Bytes of `x-amz-meta-*` per object.
+    pub max_user_metadata_bytes: usize,
+}
+
+impl Default for BlobConfig {
+    fn default() -> Self {
+        let limits = strata_blob::Limits::default();
+        Self {
+            backend: "local".into(),
+            max_object_bytes: limits.max_object_bytes,
+            max_part_bytes: limits.max_part_bytes,
+            min_part_bytes: limits.min_part_bytes,
+            max_parts: limits.max_parts,
+            inline_max_bytes: limits.inline_max_bytes,
+            max_buckets: limits.max_buckets,
+            max_user_metadata_bytes: limits.max_user_metadata_bytes,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub enabled: bool,
+    pub listen: String,
+    /// The admin access key. Keys for other users are made with `strata blob key create`.
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    /// Virtual-host-style requests address `<bucket>.<domain>`.
+    pub domain: String,
+    /// The address presigned links point at; empty means `http://<listen>`.
+    pub public_endpoint: String,
+    pub max_connections: usize,
+    /// Largest XML request body (CompleteMultipartUpload, DeleteObjects, policies).
+    pub max_xml_bytes: usize,
+    /// Largest browser form (POST policy) upload.
+    pub max_post_bytes: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        let s3 = strata_s3::S3Config::default();
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:9000".into(),
+            access_key: DEFAULT_S3_ACCESS_KEY.into(),
+            secret_key: DEFAULT_S3_SECRET_KEY.into(),
+            region: s3.region,
+            domain: s3.domain,
+            public_endpoint: String::new(),
+            max_connections: s3.max_connections,
+            max_xml_bytes: s3.max_xml_bytes,
+            max_post_bytes: s3.max_post_bytes,
+        }
+    }
+}
+
+/// The loopback-only default credentials of the s3 front.
+const DEFAULT_S3_ACCESS_KEY: &str = "strata";
+const DEFAULT_S3_SECRET_KEY: &str = "strata-secret";
+
 /// Checks that `listen` is an address and that a non-loopback one has credentials.
 fn check_listen(
     setting: &str,
@@ -303,6 +384,17 @@ impl Config {
         }
         if self.resp.enabled {
             check_listen("resp.listen", &self.resp.listen, !self.resp.password.is_empty(), "resp.password")?;
+        }
+        if self.s3.enabled {
+            let custom =
+                self.s3.access_key != DEFAULT_S3_ACCESS_KEY || self.s3.secret_key != DEFAULT_S3_SECRET_KEY;
+            check_listen("s3.listen", &self.s3.listen, custom, "s3.secret_key")?;
+            if self.s3.access_key.is_empty() || self.s3.secret_key.len() < 8 {
+                bail!("s3.access_key must be set and s3.secret_key must be at least 8 characters");
+            }
+        }
+        if self.blob.backend != "local" {
+            bail!("blob.backend {:?} is not available: only \"local\" is built so far", self.blob.backend);
         }
         if strata_cache::parse_memory(&self.cache.maxmemory).is_none() {
             bail!(
@@ -374,6 +466,38 @@ impl Config {
                 max_inline: self.resp.max_inline_bytes,
             },
             max_connections: self.resp.max_connections,
+        }
+    }
+
+    pub fn blob_limits(&self) -> strata_blob::Limits {
+        strata_blob::Limits {
+            max_object_bytes: self.blob.max_object_bytes,
+            max_part_bytes: self.blob.max_part_bytes,
+            min_part_bytes: self.blob.min_part_bytes,
+            max_parts: self.blob.max_parts,
+            inline_max_bytes: self.blob.inline_max_bytes,
+            max_buckets: self.blob.max_buckets,
+            max_user_metadata_bytes: self.blob.max_user_metadata_bytes,
+            ..strata_blob::Limits::default()
+        }
+    }
+
+    pub fn s3_config(&self) -> strata_s3::S3Config {
+        strata_s3::S3Config {
+            region: self.s3.region.clone(),
+            domain: self.s3.domain.clone(),
+            max_connections: self.s3.max_connections,
+            max_xml_bytes: self.s3.max_xml_bytes,
+            max_post_bytes: self.s3.max_post_bytes,
+        }
+    }
+
+    /// Where presigned links point: `s3.public_endpoint`, else the s3 listen address.
+    pub fn s3_endpoint(&self) -> String {
+        if self.s3.public_endpoint.is_empty() {
+            format!("http://{}", self.s3.listen)
+        } else {
+            self.s3.public_endpoint.trim_end_matches('/').to_owned()
         }
     }
 
@@ -470,6 +594,10 @@ mod tests {
         assert!(format!("{err:#}").contains("STRATA_HTTP_MAX_BODY_BYTES"));
         let err = Config::load(None, env(&[("STRATA_CORE_SYNC", "never")])).unwrap_err();
         assert!(format!("{err:#}").contains("core.sync"));
+        let err = Config::load(None, env(&[("STRATA_S3_LISTEN", "0.0.0.0:9000")])).unwrap_err();
+        assert!(format!("{err:#}").contains("s3.secret_key"));
+        let err = Config::load(None, env(&[("STRATA_BLOB_BACKEND", "s3")])).unwrap_err();
+        assert!(format!("{err:#}").contains("blob.backend"));
         let err = Config::load(None, env(&[("STRATA_HTTP_LISTEN", "0.0.0.0:8080")])).unwrap_err();
         assert!(format!("{err:#}").contains("api_key"));
         let ok =

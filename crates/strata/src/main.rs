@@ -4,6 +4,7 @@
 //! runs them until SIGINT/SIGTERM, then shuts down gracefully. `strata serve` is the one
 //! command a user needs.
 
+mod blob_cli;
 mod config;
 mod serve;
 
@@ -28,11 +29,32 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Blob storage: access keys and presigned links, through a running Strata.
+    Blob {
+        /// The http front of the running Strata.
+        #[arg(long, env = "STRATA_URL", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// The http front's API key, if it has one (`http.api_key`).
+        #[arg(long, env = "STRATA_HTTP_API_KEY")]
+        api_key: Option<String>,
+        #[command(subcommand)]
+        command: blob_cli::BlobCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Blob { server, api_key, command } => {
+            let server = blob_cli::Server { url: server, api_key: api_key.filter(|k| !k.is_empty()) };
+            match blob_cli::run(&server, command) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("strata: {err:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config, data_dir } => {
             let mut config = match config::Config::load(config.as_deref(), std::env::vars()) {
                 Ok(config) => config,

@@ -55,6 +55,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .await?
     .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
     let kv = Kv::open(store.clone(), Arc::new(SystemClock), config.kv_limits())?;
+    let blob = tokio::task::spawn_blocking({
+        let (store, dir, limits) = (store.clone(), config.data_dir.join("blob"), config.blob_limits());
+        let root = (config.s3.access_key.clone(), config.s3.secret_key.clone());
+        move || strata_blob::Blob::open(store, &dir, Arc::new(SystemClock), limits, root)
+    })
+    .await?
+    .map_err(|e| anyhow!("opening the blob block: {e}"))?;
+    // Bound before the http front starts, so that presigned links name the real address.
+    let s3_listener = match config.s3.enabled {
+        true => Some(bind(&config.s3.listen, "s3.listen").await?),
+        false => None,
+    };
+    let s3_endpoint = match &s3_listener {
+        Some(listener) if config.s3.public_endpoint.is_empty() => {
+            format!("http://{}", listener.local_addr()?)
+        }
+        _ => config.s3_endpoint(),
+    };
     let metrics = strata_http::metrics_handle();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
@@ -64,6 +82,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let state = strata_http::AppState {
             kv: kv.clone(),
+            blob: Some(strata_http::BlobApi {
+                blob: blob.clone(),
+                endpoint: s3_endpoint.clone(),
+                region: config.s3.region.clone(),
+            }),
             metrics,
             max_body_bytes: config.http.max_body_bytes,
             api_key: (!config.http.api_key.is_empty()).then(|| config.http.api_key.clone()),
@@ -133,6 +156,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(%addr, "resp front listening");
         println!("strata: resp listening on {addr}");
     }
+    if let Some(listener) = s3_listener {
+        let addr = listener.local_addr()?;
+        let (blob, s3) = (blob.clone(), config.s3_config());
+        let mut stop = shutdown_rx.clone();
+        fronts.spawn(async move {
+            let result = strata_s3::serve(listener, blob, s3, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+            result.context("s3 front")
+        });
+        tracing::info!(%addr, "s3 front listening");
+        println!("strata: s3 listening on {addr}");
+    }
     tokio::spawn(sweep_expired(
         kv.clone(),
         Duration::from_millis(config.kv.sweep_interval_ms),
@@ -152,6 +189,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         result??;
     }
     drop(kv);
+    drop(blob);
     tokio::task::spawn_blocking(move || store.sync()).await??;
     tracing::info!("stopped cleanly");
     Ok(())

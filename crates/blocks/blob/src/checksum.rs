@@ -24,7 +24,8 @@ pub enum ChecksumAlgorithm {
 }
 
 impl ChecksumAlgorithm {
-    pub const ALL: [ChecksumAlgorithm; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
+    pub const ALL: [ChecksumAlgorithm; 5] =
+        [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
 
     /// Parses S3's name (`CRC32`, `crc64nvme`, ...).
     pub fn parse(name: &str) -> Option<ChecksumAlgorithm> {
@@ -227,11 +228,11 @@ mod tests {
         let (md5, sums) = h.finish();
         assert_eq!(hex::encode(md5), "5eb63bbbe01eeed093cb22bb8f5acdc3");
         // CRC32 of "hello world" is 0x0d4a1185.
-        assert_eq!(sums.get(ChecksumAlgorithm::Crc32), Some(BASE64.encode([0x0d, 0x4a, 0x11, 0x85]).as_str()));
         assert_eq!(
-            sums.get(ChecksumAlgorithm::Sha256),
-            Some("uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=")
+            sums.get(ChecksumAlgorithm::Crc32),
+            Some(BASE64.encode([0x0d, 0x4a, 0x11, 0x85]).as_str())
         );
+        assert_eq!(sums.get(ChecksumAlgorithm::Sha256), Some("uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek="));
         assert!(sums.get(ChecksumAlgorithm::Crc64Nvme).is_some(), "the default checksum is always kept");
         assert_eq!(ChecksumAlgorithm::parse("crc32c"), Some(ChecksumAlgorithm::Crc32c));
     }

@@ -272,7 +272,10 @@ impl Read for ObjectReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.remaining > 0 {
             let Some((source, size)) = self.segments.get_mut(self.index) else {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "object shorter than its record"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "object shorter than its record",
+                ));
             };
             if self.offset >= *size {
                 self.index += 1;
@@ -294,7 +297,10 @@ impl Read for ObjectReader {
                     }
                     let n = file.read(&mut out[..want])?;
                     if n == 0 {
-                        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment file truncated"));
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "segment file truncated",
+                        ));
                     }
                     n
                 }

@@ -73,7 +73,9 @@ impl KeyPrefix<'_> {
                 out.extend_from_slice(&escaped[..escaped.len() - 2]);
                 out
             }
-            KeyPrefix::ObjectVersions { bucket, key } => KeyBuf::new().tag(VERSION).str(bucket).str(key).finish(),
+            KeyPrefix::ObjectVersions { bucket, key } => {
+                KeyBuf::new().tag(VERSION).str(bucket).str(key).finish()
+            }
             KeyPrefix::Uploads { bucket } => KeyBuf::new().tag(UPLOAD).str(bucket).finish(),
             KeyPrefix::Parts { upload_id } => KeyBuf::new().tag(PART).str(upload_id).finish(),
             KeyPrefix::Users => vec![USER],
@@ -129,7 +131,9 @@ mod tests {
         let version = Key::Version { bucket: "b", key: "photos/cat.jpg", ord: 7 }.encode();
         assert!(version.starts_with(&KeyPrefix::Versions { bucket: "b", prefix: "" }.encode()));
         assert!(version.starts_with(&KeyPrefix::Versions { bucket: "b", prefix: "photos/" }.encode()));
-        assert!(version.starts_with(&KeyPrefix::ObjectVersions { bucket: "b", key: "photos/cat.jpg" }.encode()));
+        assert!(
+            version.starts_with(&KeyPrefix::ObjectVersions { bucket: "b", key: "photos/cat.jpg" }.encode())
+        );
         assert!(!version.starts_with(&KeyPrefix::ObjectVersions { bucket: "b", key: "photos/cat" }.encode()));
         assert!(!version.starts_with(&KeyPrefix::Versions { bucket: "bb", prefix: "" }.encode()));
         let upload = Key::Upload { bucket: "b", key: "k", upload_id: "u" }.encode();

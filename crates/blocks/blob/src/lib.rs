@@ -52,7 +52,10 @@ pub mod policy;
 
 pub use checksum::{ChecksumAlgorithm, Checksums};
 pub use files::{ObjectReader, SegmentWriter, Written};
-pub use meta::{BucketMeta, CorsRule, Headers, NULL_VERSION, ObjectMeta, PartMeta, Segment, UploadMeta, UserMeta, Versioning};
+pub use meta::{
+    BucketMeta, CorsRule, Headers, NULL_VERSION, ObjectMeta, PartMeta, Segment, UploadMeta, UserMeta,
+    Versioning,
+};
 pub use policy::{Decision, Policy, Principal};
 
 use files::{Files, Source};
@@ -85,8 +88,12 @@ pub enum BlobError {
     InvalidKey(String),
     InvalidArgument(String),
     /// The requested range starts beyond the object's size.
-    InvalidRange { size: u64 },
-    TooLarge { limit: u64 },
+    InvalidRange {
+        size: u64,
+    },
+    TooLarge {
+        limit: u64,
+    },
     /// A part other than the last is under the minimum part size.
     TooSmall(String),
     /// The bytes do not match a digest the client sent.
@@ -95,7 +102,10 @@ pub enum BlobError {
     InvalidPartOrder,
     PreconditionFailed,
     /// A conditional read whose condition says the client's copy is current.
-    NotModified { etag: String, last_modified_ms: u64 },
+    NotModified {
+        etag: String,
+        last_modified_ms: u64,
+    },
     /// A version that is a delete marker was asked for its bytes.
     MethodNotAllowed(String),
     MalformedPolicy(String),
@@ -115,13 +125,17 @@ impl std::fmt::Display for BlobError {
             BlobError::NoSuchUpload(u) => write!(f, "the upload {u} does not exist (completed or aborted?)"),
             BlobError::NoSuchBucketPolicy(b) => write!(f, "the bucket {b} has no policy"),
             BlobError::NoSuchAccessKey(k) => write!(f, "the access key {k} does not exist"),
-            BlobError::BucketAlreadyExists(b) => write!(f, "the bucket {b} exists and belongs to someone else"),
+            BlobError::BucketAlreadyExists(b) => {
+                write!(f, "the bucket {b} exists and belongs to someone else")
+            }
             BlobError::BucketAlreadyOwnedByYou(b) => write!(f, "you already own the bucket {b}"),
             BlobError::BucketNotEmpty(b) => write!(f, "the bucket {b} is not empty"),
             BlobError::InvalidBucketName(msg) => write!(f, "invalid bucket name: {msg}"),
             BlobError::InvalidKey(msg) => write!(f, "invalid key: {msg}"),
             BlobError::InvalidArgument(msg) => write!(f, "{msg}"),
-            BlobError::InvalidRange { size } => write!(f, "the range is not satisfiable for an object of {size} bytes"),
+            BlobError::InvalidRange { size } => {
+                write!(f, "the range is not satisfiable for an object of {size} bytes")
+            }
             BlobError::TooLarge { limit } => write!(f, "the upload exceeds the limit of {limit} bytes"),
             BlobError::TooSmall(msg) => write!(f, "{msg}"),
             BlobError::BadDigest(msg) => write!(f, "{msg}"),
@@ -335,7 +349,10 @@ fn check_key(key: &str) -> BlobResult<()> {
 
 /// Whether `etag` (quoted or not, or `*`) names `meta`'s ETag.
 fn etag_matches(condition: &str, meta: &ObjectMeta) -> bool {
-    condition.split(',').map(|t| t.trim().trim_start_matches("W/").trim_matches('"')).any(|t| t == "*" || t == meta.etag)
+    condition
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|t| t == "*" || t == meta.etag)
 }
 
 /// Evaluates a conditional read, in the order of RFC 9110 section 13.2.2.
@@ -353,7 +370,10 @@ pub fn check_read_conditions(meta: &ObjectMeta, cond: &ReadConditions) -> BlobRe
         None => cond.if_modified_since_ms.is_some_and(|t| seconds <= t / 1000),
     };
     if not_modified {
-        return Err(BlobError::NotModified { etag: meta.quoted_etag(), last_modified_ms: meta.last_modified_ms });
+        return Err(BlobError::NotModified {
+            etag: meta.quoted_etag(),
+            last_modified_ms: meta.last_modified_ms,
+        });
     }
     Ok(())
 }
@@ -391,7 +411,9 @@ impl Written {
                 .decode(md5.trim())
                 .map_err(|_| BlobError::InvalidArgument("Content-MD5 is not base64".into()))?;
             if sent != self.md5 {
-                return Err(BlobError::BadDigest("the Content-MD5 you specified did not match what we received".into()));
+                return Err(BlobError::BadDigest(
+                    "the Content-MD5 you specified did not match what we received".into(),
+                ));
             }
         }
         for (algorithm, value) in &expected.checksums {
@@ -409,7 +431,9 @@ impl Written {
     /// plus CRC64NVME.
     fn stored_checksums(&self, expected: &Expected, asked: &[ChecksumAlgorithm]) -> Checksums {
         let keep = |a: ChecksumAlgorithm| {
-            a == ChecksumAlgorithm::Crc64Nvme || asked.contains(&a) || expected.checksums.iter().any(|(e, _)| *e == a)
+            a == ChecksumAlgorithm::Crc64Nvme
+                || asked.contains(&a)
+                || expected.checksums.iter().any(|(e, _)| *e == a)
         };
         Checksums {
             values: self.checksums.values.iter().filter(|(a, _)| keep(*a)).cloned().collect(),
@@ -532,7 +556,8 @@ impl Blob {
             if count >= self.inner.limits.max_buckets {
                 return Err(BlobError::TooManyBuckets(self.inner.limits.max_buckets));
             }
-            let meta = BucketMeta { created_ms: self.now_ms(), owner: owner.to_owned(), ..BucketMeta::default() };
+            let meta =
+                BucketMeta { created_ms: self.now_ms(), owner: owner.to_owned(), ..BucketMeta::default() };
             txn.set(&self.inner.ks, Key::Bucket(name).encode(), meta::encode(&meta))?;
             Ok(())
         })
@@ -570,7 +595,11 @@ impl Blob {
     }
 
     /// Changes a bucket's settings (versioning, CORS, tags) with `f`.
-    pub fn update_bucket(&self, name: &str, mut f: impl FnMut(&mut BucketMeta) -> BlobResult<()>) -> BlobResult<()> {
+    pub fn update_bucket(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&mut BucketMeta) -> BlobResult<()>,
+    ) -> BlobResult<()> {
         self.transact(|txn| {
             let mut meta = self.must_bucket(txn, name)?;
             f(&mut meta)?;
@@ -603,13 +632,23 @@ impl Blob {
     /// A writer for a new object's bytes, computing `algorithms` besides MD5 and CRC64NVME.
     pub fn object_writer(&self, algorithms: &[ChecksumAlgorithm]) -> SegmentWriter {
         let limits = &self.inner.limits;
-        SegmentWriter::new(self.inner.files.clone(), algorithms, limits.max_object_bytes, limits.inline_max_bytes)
+        SegmentWriter::new(
+            self.inner.files.clone(),
+            algorithms,
+            limits.max_object_bytes,
+            limits.inline_max_bytes,
+        )
     }
 
     /// A writer for a part of a multipart upload.
     pub fn part_writer(&self, algorithms: &[ChecksumAlgorithm]) -> SegmentWriter {
         let limits = &self.inner.limits;
-        SegmentWriter::new(self.inner.files.clone(), algorithms, limits.max_part_bytes, limits.inline_max_bytes)
+        SegmentWriter::new(
+            self.inner.files.clone(),
+            algorithms,
+            limits.max_part_bytes,
+            limits.inline_max_bytes,
+        )
     }
 
     fn check_object_description(&self, new: &NewObject) -> BlobResult<()> {
@@ -625,7 +664,10 @@ impl Blob {
 
     fn check_tags(&self, tags: &BTreeMap<String, String>) -> BlobResult<()> {
         if tags.len() > self.inner.limits.max_tags {
-            return Err(BlobError::InvalidArgument(format!("an object may have at most {} tags", self.inner.limits.max_tags)));
+            return Err(BlobError::InvalidArgument(format!(
+                "an object may have at most {} tags",
+                self.inner.limits.max_tags
+            )));
         }
         if tags.iter().any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 256) {
             return Err(BlobError::InvalidArgument("tag keys are 1-128 characters, values up to 256".into()));
@@ -667,7 +709,9 @@ impl Blob {
                 match (&current, &new.if_match) {
                     (Some(_), _) if new.if_none_match_star => return Err(BlobError::PreconditionFailed),
                     (None, Some(_)) => return Err(BlobError::NoSuchKey(key.to_owned())),
-                    (Some(cur), Some(tag)) if !etag_matches(tag, cur) => return Err(BlobError::PreconditionFailed),
+                    (Some(cur), Some(tag)) if !etag_matches(tag, cur) => {
+                        return Err(BlobError::PreconditionFailed);
+                    }
                     _ => {}
                 }
             }
@@ -708,7 +752,14 @@ impl Blob {
 
     /// Deletes a version's record and the core-held bytes of its segments; returns its file
     /// segments, to remove once committed.
-    fn remove_version(&self, txn: &mut Txn, bucket: &str, key: &str, ord: u64, meta: &ObjectMeta) -> BlobResult<Vec<Segment>> {
+    fn remove_version(
+        &self,
+        txn: &mut Txn,
+        bucket: &str,
+        key: &str,
+        ord: u64,
+        meta: &ObjectMeta,
+    ) -> BlobResult<Vec<Segment>> {
         txn.delete(&self.inner.ks, Key::Version { bucket, key, ord }.encode())?;
         let mut files = Vec::new();
         for segment in &meta.segments {
@@ -736,7 +787,13 @@ impl Blob {
     }
 
     /// The version `version_id` of `key`, with its order number.
-    fn find_version(&self, txn: &Txn, bucket: &str, key: &str, version_id: &str) -> BlobResult<Option<(u64, ObjectMeta)>> {
+    fn find_version(
+        &self,
+        txn: &Txn,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> BlobResult<Option<(u64, ObjectMeta)>> {
         if version_id != NULL_VERSION {
             let Ok(ord) = u64::from_str_radix(version_id, 16) else { return Ok(None) };
             return Ok(self.get::<ObjectMeta>(txn, Key::Version { bucket, key, ord })?.map(|mut m| {
@@ -818,7 +875,9 @@ impl Blob {
         }
         ObjectReader::new(sources, start, len).map_err(|err| match err {
             BlobError::Core(strata_core::Error::Io(io)) if io.kind() == std::io::ErrorKind::NotFound => {
-                BlobError::Core(strata_core::Error::Unavailable("the object was replaced while opening it; retry".into()))
+                BlobError::Core(strata_core::Error::Unavailable(
+                    "the object was replaced while opening it; retry".into(),
+                ))
             }
             other => other,
         })
@@ -834,15 +893,22 @@ impl Blob {
                 return match self.find_version(txn, bucket, key, v)? {
                     Some((ord, meta)) => {
                         let files = self.remove_version(txn, bucket, key, ord, &meta)?;
-                        Ok((Deleted { version_id: Some(v.to_owned()), delete_marker: meta.delete_marker }, files))
+                        Ok((
+                            Deleted { version_id: Some(v.to_owned()), delete_marker: meta.delete_marker },
+                            files,
+                        ))
                     }
                     // S3 answers a delete of a missing version like a delete of a missing key.
-                    None => Ok((Deleted { version_id: Some(v.to_owned()), delete_marker: false }, Vec::new())),
+                    None => {
+                        Ok((Deleted { version_id: Some(v.to_owned()), delete_marker: false }, Vec::new()))
+                    }
                 };
             }
             if bucket_meta.versioning == Versioning::Unversioned {
                 return match self.find_version(txn, bucket, key, NULL_VERSION)? {
-                    Some((ord, meta)) => Ok((Deleted::default(), self.remove_version(txn, bucket, key, ord, &meta)?)),
+                    Some((ord, meta)) => {
+                        Ok((Deleted::default(), self.remove_version(txn, bucket, key, ord, &meta)?))
+                    }
                     None => Ok((Deleted::default(), Vec::new())),
                 };
             }
@@ -983,7 +1049,12 @@ impl Blob {
 
     /// Where a listing resumes after `after`: past every version of that key, or past the
     /// whole common prefix if `after` is one.
-    fn start_after(bucket: &str, prefix: &str, after: Option<&str>, delimiter: Option<&str>) -> Bound<Vec<u8>> {
+    fn start_after(
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        delimiter: Option<&str>,
+    ) -> Bound<Vec<u8>> {
         let scope = KeyPrefix::Versions { bucket, prefix }.encode();
         let Some(after) = after else { return Bound::Included(scope) };
         let is_common_prefix = delimiter.is_some_and(|d| {
@@ -1065,10 +1136,10 @@ impl Blob {
         let max = query.max.min(self.inner.limits.max_list);
         let delimiter = query.delimiter.as_deref();
         let mut start = Self::start_after(bucket, &query.prefix, query.key_marker.as_deref(), delimiter);
-        if let (Some(key), Some(version)) = (&query.key_marker, &query.version_id_marker) {
-            if let Some((ord, _)) = self.find_version(&txn, bucket, key, version)? {
-                start = Bound::Excluded(Key::Version { bucket, key, ord }.encode());
-            }
+        if let (Some(key), Some(version)) = (&query.key_marker, &query.version_id_marker)
+            && let Some((ord, _)) = self.find_version(&txn, bucket, key, version)?
+        {
+            start = Bound::Excluded(Key::Version { bucket, key, ord }.encode());
         }
         let mut page = VersionPage::default();
         let mut last_key: Option<String> = None;
@@ -1217,9 +1288,9 @@ impl Blob {
         number: u64,
     ) -> BlobResult<PartMeta> {
         let algorithm = self.upload(bucket, key, upload_id)?.checksum_algorithm;
-        let (_, mut reader, _) = self
-            .open_object(src.0, src.1, src.2, range, conditions)
-            .map_err(|e| if let BlobError::NotModified { .. } = e { BlobError::PreconditionFailed } else { e })?;
+        let (_, mut reader, _) = self.open_object(src.0, src.1, src.2, range, conditions).map_err(|e| {
+            if let BlobError::NotModified { .. } = e { BlobError::PreconditionFailed } else { e }
+        })?;
         let mut writer = self.part_writer(&algorithm.into_iter().collect::<Vec<_>>());
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -1283,9 +1354,9 @@ impl Blob {
             }
             let mut chosen = Vec::with_capacity(parts.len());
             for (i, (number, etag)) in parts.iter().enumerate() {
-                let part = stored.remove(number).ok_or_else(|| {
-                    BlobError::InvalidPart(format!("part {number} was not uploaded"))
-                })?;
+                let part = stored
+                    .remove(number)
+                    .ok_or_else(|| BlobError::InvalidPart(format!("part {number} was not uploaded")))?;
                 if let Some(etag) = etag
                     && etag.trim().trim_matches('"') != part.etag
                 {
@@ -1347,7 +1418,8 @@ impl Blob {
         let files = self.transact(|txn| {
             self.must_upload(txn, bucket, key, upload_id)?;
             let mut files = Vec::new();
-            let parts: Vec<_> = txn.scan_prefix(&self.inner.ks, &KeyPrefix::Parts { upload_id }.encode()).collect();
+            let parts: Vec<_> =
+                txn.scan_prefix(&self.inner.ks, &KeyPrefix::Parts { upload_id }.encode()).collect();
             for item in parts {
                 let (k, value) = item?;
                 let part: PartMeta = meta::decode(&value)?;
@@ -1453,7 +1525,13 @@ impl Blob {
     /// Admins may do anything; a bucket's owner anything its policy does not deny; anyone
     /// else what the policy allows. Actions without a bucket (ListBuckets, CreateBucket)
     /// need a key.
-    pub fn authorize(&self, principal: Principal<'_>, action: &str, bucket: Option<&str>, key: Option<&str>) -> BlobResult<()> {
+    pub fn authorize(
+        &self,
+        principal: Principal<'_>,
+        action: &str,
+        bucket: Option<&str>,
+        key: Option<&str>,
+    ) -> BlobResult<()> {
         let admin = match principal {
             Principal::Key(ak) => match self.user(ak)? {
                 Some((_, admin)) => admin,
@@ -1495,18 +1573,10 @@ impl Blob {
         }
     }
 
-    /// A presigned URL for `method` on an object, signed with `access_key` (the admin key
-    /// when `None`), valid for `expires_secs` (at most seven days).
-    pub fn presign(
-        &self,
-        method: &str,
-        endpoint: &str,
-        region: &str,
-        bucket: &str,
-        key: &str,
-        expires_secs: u64,
-        access_key: Option<&str>,
-    ) -> BlobResult<String> {
+    /// A presigned URL for `link.method` on an object, signed with `link.access_key` (the
+    /// admin key when `None`), valid for `link.expires_secs` (at most seven days).
+    pub fn presign(&self, link: &Link<'_>) -> BlobResult<String> {
+        let Link { method, endpoint, region, bucket, key, expires_secs, access_key } = *link;
         check_key(key)?;
         if !matches!(method, "GET" | "PUT" | "HEAD" | "DELETE") {
             return Err(BlobError::InvalidArgument(format!("cannot presign {method}")));
@@ -1532,6 +1602,21 @@ impl Blob {
             now_secs: self.now_ms() / 1000,
         }))
     }
+}
+
+/// What [`Blob::presign`] signs.
+#[derive(Clone, Copy, Debug)]
+pub struct Link<'a> {
+    /// `GET`, `PUT`, `HEAD` or `DELETE`.
+    pub method: &'a str,
+    /// Where clients reach the s3 front: `http://127.0.0.1:9000`.
+    pub endpoint: &'a str,
+    pub region: &'a str,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub expires_secs: u64,
+    /// The signing key; the admin key when `None`.
+    pub access_key: Option<&'a str>,
 }
 
 /// What [`Blob::walk_versions`]'s visitor wants next.

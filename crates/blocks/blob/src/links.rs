@@ -69,8 +69,10 @@ fn signed_query(req: &LinkRequest<'_>, host: &str, path: &str) -> String {
     query.sort();
     let query = query.join("&");
     let canonical = format!("{}\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD", req.method);
-    let to_sign =
-        format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
     let mut key = hmac(format!("AWS4{}", req.secret_key).as_bytes(), date.as_bytes());
     for part in [req.region, "s3", "aws4_request"] {
         key = hmac(&key, part.as_bytes());
@@ -129,6 +131,10 @@ mod tests {
             query,
             "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
         );
-        assert!(presign(&req).starts_with("https://examplebucket.s3.amazonaws.com/examplebucket/test.txt?X-Amz-Algorithm="));
+        assert!(
+            presign(&req).starts_with(
+                "https://examplebucket.s3.amazonaws.com/examplebucket/test.txt?X-Amz-Algorithm="
+            )
+        );
     }
 }

@@ -60,7 +60,9 @@ fn strings(value: &Value, what: &str) -> BlobResult<Vec<String>> {
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(items) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| malformed(format!("{what} must be strings"))))
+            .map(|v| {
+                v.as_str().map(str::to_owned).ok_or_else(|| malformed(format!("{what} must be strings")))
+            })
             .collect(),
         _ => Err(malformed(format!("{what} must be a string or a list of strings"))),
     }
@@ -84,7 +86,9 @@ impl Policy {
         };
         let mut parsed = Vec::new();
         for st in &statements {
-            let Some(obj) = st.as_object() else { return Err(malformed("a Statement must be an object".into())) };
+            let Some(obj) = st.as_object() else {
+                return Err(malformed("a Statement must be an object".into()));
+            };
             for unsupported in ["Condition", "NotAction", "NotPrincipal", "NotResource"] {
                 if obj.contains_key(unsupported) {
                     return Err(malformed(format!("{unsupported} is not supported")));
@@ -134,9 +138,10 @@ impl Policy {
     pub fn evaluate(&self, principal: Principal<'_>, action: &str, resource: &str) -> Decision {
         let mut decision = Decision::Silent;
         for st in &self.statements {
-            let who = st.principals.iter().any(|p| {
-                p == "*" || matches!(principal, Principal::Key(key) if key == p)
-            });
+            let who = st
+                .principals
+                .iter()
+                .any(|p| p == "*" || matches!(principal, Principal::Key(key) if key == p));
             let what = st.actions.iter().any(|a| glob_match(a.as_bytes(), action.as_bytes()));
             let where_ = st.resources.iter().any(|r| glob_match(r.as_bytes(), resource.as_bytes()));
             if who && what && where_ {

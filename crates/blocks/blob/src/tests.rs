@@ -12,7 +12,8 @@ struct Fixture {
 fn fixture_with(limits: Limits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let blob = Blob::open(Store::memory(), dir.path(), clock, limits, ("root".into(), "secret".into())).unwrap();
+    let blob =
+        Blob::open(Store::memory(), dir.path(), clock, limits, ("root".into(), "secret".into())).unwrap();
     blob.create_bucket("photos", "root").unwrap();
     Fixture { blob, dir }
 }
@@ -34,7 +35,8 @@ fn put(blob: &Blob, key: &str, data: &[u8]) -> ObjectMeta {
 }
 
 fn read(blob: &Blob, key: &str, version: Option<&str>, range: Option<ByteRange>) -> Vec<u8> {
-    let (_, mut reader, _) = blob.open_object("photos", key, version, range, &ReadConditions::default()).unwrap();
+    let (_, mut reader, _) =
+        blob.open_object("photos", key, version, range, &ReadConditions::default()).unwrap();
     let mut out = Vec::new();
     reader.read_to_end(&mut out).unwrap();
     out
@@ -60,11 +62,23 @@ fn put_get_range_and_overwrite_small_and_large() {
     assert_eq!(files_on_disk(f.dir.path()), 1);
     assert_eq!(read(&f.blob, "a.txt", None, None), b"hello");
     assert_eq!(read(&f.blob, "b.bin", None, None), big);
-    assert_eq!(read(&f.blob, "b.bin", None, Some(ByteRange::From { first: 100, last: Some(199) })), &big[100..200]);
+    assert_eq!(
+        read(&f.blob, "b.bin", None, Some(ByteRange::From { first: 100, last: Some(199) })),
+        &big[100..200]
+    );
     assert_eq!(read(&f.blob, "b.bin", None, Some(ByteRange::Suffix(10))), &big[big.len() - 10..]);
-    assert_eq!(read(&f.blob, "b.bin", None, Some(ByteRange::From { first: 9_990, last: None })), &big[9_990..]);
+    assert_eq!(
+        read(&f.blob, "b.bin", None, Some(ByteRange::From { first: 9_990, last: None })),
+        &big[9_990..]
+    );
     assert!(matches!(
-        f.blob.open_object("photos", "b.bin", None, Some(ByteRange::From { first: 10_000, last: None }), &ReadConditions::default()),
+        f.blob.open_object(
+            "photos",
+            "b.bin",
+            None,
+            Some(ByteRange::From { first: 10_000, last: None }),
+            &ReadConditions::default()
+        ),
         Err(BlobError::InvalidRange { size: 10_000 })
     ));
     // Overwriting in an unversioned bucket removes the old file.
@@ -96,14 +110,23 @@ fn digests_and_conditions() {
         ..ReadConditions::default()
     };
     assert!(check_read_conditions(&meta, &cond(Some(&meta.quoted_etag()), None)).is_ok());
-    assert!(matches!(check_read_conditions(&meta, &cond(Some("\"other\""), None)), Err(BlobError::PreconditionFailed)));
+    assert!(matches!(
+        check_read_conditions(&meta, &cond(Some("\"other\""), None)),
+        Err(BlobError::PreconditionFailed)
+    ));
     assert!(matches!(
         check_read_conditions(&meta, &cond(None, Some(&meta.quoted_etag()))),
         Err(BlobError::NotModified { .. })
     ));
-    let since = ReadConditions { if_modified_since_ms: Some(meta.last_modified_ms + 1000), ..ReadConditions::default() };
+    let since = ReadConditions {
+        if_modified_since_ms: Some(meta.last_modified_ms + 1000),
+        ..ReadConditions::default()
+    };
     assert!(matches!(check_read_conditions(&meta, &since), Err(BlobError::NotModified { .. })));
-    let unmodified = ReadConditions { if_unmodified_since_ms: Some(meta.last_modified_ms - 5000), ..ReadConditions::default() };
+    let unmodified = ReadConditions {
+        if_unmodified_since_ms: Some(meta.last_modified_ms - 5000),
+        ..ReadConditions::default()
+    };
     assert!(matches!(check_read_conditions(&meta, &unmodified), Err(BlobError::PreconditionFailed)));
 }
 
@@ -164,8 +187,15 @@ fn versioning_keeps_versions_and_delete_markers() {
     let marker = f.blob.delete_object("photos", "k", None).unwrap();
     assert!(marker.delete_marker);
     assert!(matches!(f.blob.head_object("photos", "k", None), Err(BlobError::NoSuchKey(_))));
-    assert!(f.blob.list_objects("photos", &ListQuery { max: 10, ..ListQuery::default() }).unwrap().objects.is_empty());
-    let versions = f.blob.list_versions("photos", &VersionQuery { max: 10, ..VersionQuery::default() }).unwrap();
+    assert!(
+        f.blob
+            .list_objects("photos", &ListQuery { max: 10, ..ListQuery::default() })
+            .unwrap()
+            .objects
+            .is_empty()
+    );
+    let versions =
+        f.blob.list_versions("photos", &VersionQuery { max: 10, ..VersionQuery::default() }).unwrap();
     let listed: Vec<_> = versions.versions.iter().map(|(m, latest)| (m.delete_marker, *latest)).collect();
     assert_eq!(listed, [(true, true), (false, false), (false, false), (false, false)]);
     // Deleting the marker brings the object back.
@@ -179,7 +209,12 @@ fn versioning_keeps_versions_and_delete_markers() {
             .blob
             .list_versions(
                 "photos",
-                &VersionQuery { key_marker, version_id_marker: version_marker, max: 1, ..VersionQuery::default() },
+                &VersionQuery {
+                    key_marker,
+                    version_id_marker: version_marker,
+                    max: 1,
+                    ..VersionQuery::default()
+                },
             )
             .unwrap();
         seen.extend(page.versions.iter().map(|(m, latest)| (m.version_id.clone(), *latest)));
@@ -197,14 +232,21 @@ fn multipart_upload_assembles_parts_without_copying() {
     let f = fixture();
     let upload = f
         .blob
-        .create_upload("photos", "big", UploadMeta { checksum_algorithm: Some(ChecksumAlgorithm::Crc32), ..UploadMeta::default() })
+        .create_upload(
+            "photos",
+            "big",
+            UploadMeta { checksum_algorithm: Some(ChecksumAlgorithm::Crc32), ..UploadMeta::default() },
+        )
         .unwrap();
     let parts: [&[u8]; 3] = [b"first part, long enough", b"second part, also long", b"end"];
     let mut etags = Vec::new();
     for (i, data) in parts.iter().enumerate() {
         let mut w = f.blob.part_writer(&[ChecksumAlgorithm::Crc32]);
         w.write(data).unwrap();
-        let part = f.blob.put_part("photos", "big", &upload, i as u64 + 1, w.finish().unwrap(), &Expected::default()).unwrap();
+        let part = f
+            .blob
+            .put_part("photos", "big", &upload, i as u64 + 1, w.finish().unwrap(), &Expected::default())
+            .unwrap();
         etags.push((i as u64 + 1, Some(format!("\"{}\"", part.etag))));
     }
     // A fourth part, uploaded but not listed at completion, is discarded.
@@ -215,14 +257,24 @@ fn multipart_upload_assembles_parts_without_copying() {
     assert_eq!((listed.len(), truncated), (2, true));
     assert_eq!(f.blob.list_uploads("photos", "", None, None, 10).unwrap().0.len(), 1);
     let swapped = [etags[1].clone(), etags[0].clone()];
-    assert!(matches!(f.blob.complete_upload("photos", "big", &upload, &swapped, false), Err(BlobError::InvalidPartOrder)));
+    assert!(matches!(
+        f.blob.complete_upload("photos", "big", &upload, &swapped, false),
+        Err(BlobError::InvalidPartOrder)
+    ));
     let meta = f.blob.complete_upload("photos", "big", &upload, &etags, false).unwrap();
     assert!(meta.etag.ends_with("-3"));
     assert!(meta.checksums.get(ChecksumAlgorithm::Crc32).unwrap().ends_with("-3"));
     assert!(meta.checksums.composite);
     assert_eq!(read(&f.blob, "big", None, None), parts.concat());
-    assert_eq!(read(&f.blob, "big", None, Some(ByteRange::From { first: 20, last: Some(30) })), &parts.concat()[20..31]);
-    assert_eq!(files_on_disk(f.dir.path()), 2, "two parts over the inline limit; the unused part's file is gone");
+    assert_eq!(
+        read(&f.blob, "big", None, Some(ByteRange::From { first: 20, last: Some(30) })),
+        &parts.concat()[20..31]
+    );
+    assert_eq!(
+        files_on_disk(f.dir.path()),
+        2,
+        "two parts over the inline limit; the unused part's file is gone"
+    );
     assert!(matches!(f.blob.list_parts("photos", "big", &upload, 0, 10), Err(BlobError::NoSuchUpload(_))));
     // Parts too small are refused.
     let upload = f.blob.create_upload("photos", "small", UploadMeta::default()).unwrap();
@@ -244,7 +296,10 @@ fn copies_share_files_and_garbage_is_collected_at_open() {
     let f = fixture();
     let data = vec![7u8; 1000];
     put(&f.blob, "src", &data);
-    let copy = f.blob.copy_object(("photos", "src", None), ("photos", "dst"), None, None, &ReadConditions::default()).unwrap();
+    let copy = f
+        .blob
+        .copy_object(("photos", "src", None), ("photos", "dst"), None, None, &ReadConditions::default())
+        .unwrap();
     assert_eq!(copy.etag, f.blob.head_object("photos", "src", None).unwrap().etag);
     f.blob.delete_object("photos", "src", None).unwrap();
     assert_eq!(read(&f.blob, "dst", None, None), data);
@@ -254,10 +309,18 @@ fn copies_share_files_and_garbage_is_collected_at_open() {
     std::fs::write(&stray, b"orphan").unwrap();
     std::fs::write(f.dir.path().join("tmp").join("half"), b"half an upload").unwrap();
     let store = f.blob.inner.store.clone();
-    let reopened = Blob::open(store, f.dir.path(), Arc::new(ManualClock::new(0)), Limits::default(), ("r".into(), "s".into())).unwrap();
+    let reopened = Blob::open(
+        store,
+        f.dir.path(),
+        Arc::new(ManualClock::new(0)),
+        Limits::default(),
+        ("r".into(), "s".into()),
+    )
+    .unwrap();
     assert!(!stray.exists());
     assert_eq!(std::fs::read_dir(f.dir.path().join("tmp")).unwrap().count(), 0);
-    let (_, mut reader, _) = reopened.open_object("photos", "dst", None, None, &ReadConditions::default()).unwrap();
+    let (_, mut reader, _) =
+        reopened.open_object("photos", "dst", None, None, &ReadConditions::default()).unwrap();
     let mut out = Vec::new();
     reader.read_to_end(&mut out).unwrap();
     assert_eq!(out, data);
@@ -295,7 +358,24 @@ fn access_keys_owners_and_policies() {
     assert!(matches!(f.blob.set_policy("anns", Some("{")), Err(BlobError::MalformedPolicy(_))));
     f.blob.revoke_user(&bob).unwrap();
     assert!(f.blob.user(&bob).unwrap().is_none());
-    assert!(get(Principal::Key(&bob), "public/cat.jpg").is_err(), "a revoked key is refused even where the public may read");
-    let url = f.blob.presign("GET", "http://127.0.0.1:9000", "us-east-1", "anns", "a b.txt", 60, Some(&ann)).unwrap();
+    assert!(
+        get(Principal::Key(&bob), "public/cat.jpg").is_err(),
+        "a revoked key is refused even where the public may read"
+    );
+    let link = Link {
+        method: "GET",
+        endpoint: "http://127.0.0.1:9000",
+        region: "us-east-1",
+        bucket: "anns",
+        key: "a b.txt",
+        expires_secs: 60,
+        access_key: Some(&ann),
+    };
+    let url = f.blob.presign(&link).unwrap();
+    assert!(
+        f.blob.presign(&Link { expires_secs: 30 * 86_400, ..link }).is_err(),
+        "links last at most 7 days"
+    );
+    assert!(f.blob.presign(&Link { access_key: Some("nobody"), ..link }).is_err());
     assert!(url.starts_with("http://127.0.0.1:9000/anns/a%20b.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"));
 }

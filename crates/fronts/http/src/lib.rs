@@ -3,6 +3,8 @@
 //! Decodes HTTP requests, calls blocks, encodes JSON answers; holds no business logic.
 //!
 //! - `/v1/kv/...`: the durable key-value API (see `kv.rs` for the routes).
+//! - `/v1/blob/...`: access keys and presigned links of the blob block; `/blob/...`:
+//!   public objects, the CDN's origin (see `blob.rs`).
 //! - `GET /health`: liveness, with the store's newest commit sequence number.
 //! - `GET /metrics`: Prometheus text for every block (counters and latency histograms).
 //!
@@ -16,10 +18,12 @@
 //! - Authentication is one shared API key (`http.api_key`); per-consumer keys and JWT come
 //!   with the edge.
 
+mod blob;
 mod error;
 mod kv;
 mod observe;
 
+pub use blob::BlobApi;
 pub use error::ApiError;
 pub use observe::metrics_handle;
 
@@ -38,6 +42,8 @@ use tokio::net::TcpListener;
 #[derive(Clone)]
 pub struct AppState {
     pub kv: Kv,
+    /// The blob block's admin API and public objects, when the block is on.
+    pub blob: Option<BlobApi>,
     pub metrics: PrometheusHandle,
     /// Largest request body accepted where no block limit applies.
     pub max_body_bytes: usize,
@@ -52,10 +58,14 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/kv/{ns}", get(kv::list).post(kv::batch))
         .route("/v1/kv/{ns}/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/v1/blob/keys", get(blob::list_keys).post(blob::create_key))
+        .route("/v1/blob/keys/{access_key}", axum::routing::delete(blob::revoke_key))
+        .route("/v1/blob/links", axum::routing::post(blob::create_link))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(observe::health))
         .route("/metrics", get(observe::metrics))
+        .route("/blob/{bucket}/{*key}", get(blob::public_object))
         .merge(api)
         .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)

@@ -20,6 +20,7 @@ async fn start(limits: Limits) -> Server {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let state = AppState {
         kv,
+        blob: None,
         metrics: metrics_handle(),
         max_body_bytes: 64 * 1024,
         api_key: None,

@@ -31,7 +31,12 @@ pub(crate) fn action(op: &str) -> String {
         "GetObjectTagging" => "s3:GetObjectTagging",
         "PutObjectTagging" => "s3:PutObjectTagging",
         "DeleteObjectTagging" => "s3:DeleteObjectTagging",
-        "PutObject" | "PostObject" | "CopyObject" | "CreateMultipartUpload" | "UploadPart" | "UploadPartCopy"
+        "PutObject"
+        | "PostObject"
+        | "CopyObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
         | "CompleteMultipartUpload" => "s3:PutObject",
         "AbortMultipartUpload" => "s3:AbortMultipartUpload",
         "ListParts" => "s3:ListMultipartUploadParts",
@@ -62,6 +67,12 @@ impl S3Access for Policies {
             blob.authorize(principal, &action, bucket.as_deref(), key.as_deref())
         })
         .await
-        .map_err(|e| if *e.code() == s3s::S3ErrorCode::AccessDenied { e } else { s3_error(strata_blob::BlobError::AccessDenied(e.to_string())) })
+        .map_err(|e| {
+            if *e.code() == s3s::S3ErrorCode::AccessDenied {
+                e
+            } else {
+                s3_error(strata_blob::BlobError::AccessDenied(e.to_string()))
+            }
+        })
     }
 }

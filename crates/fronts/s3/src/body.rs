@@ -56,14 +56,20 @@ pub(crate) async fn write_body(
     drop(tx);
     match task.await {
         Ok(result) => result.map_err(crate::convert::s3_error),
-        Err(err) => Err(S3Error::with_message(S3ErrorCode::InternalError, format!("the upload task failed: {err}"))),
+        Err(err) => {
+            Err(S3Error::with_message(S3ErrorCode::InternalError, format!("the upload task failed: {err}")))
+        }
     }
 }
 
 fn read_error(err: s3s::StdError) -> S3Error {
     // s3s reports signature and checksum failures of aws-chunked bodies as stream errors.
     let msg = err.to_string();
-    let code = if msg.contains("signature") { S3ErrorCode::SignatureDoesNotMatch } else { S3ErrorCode::IncompleteBody };
+    let code = if msg.contains("signature") {
+        S3ErrorCode::SignatureDoesNotMatch
+    } else {
+        S3ErrorCode::IncompleteBody
+    };
     S3Error::with_message(code, msg)
 }
 
@@ -73,7 +79,9 @@ pub(crate) async fn spawn<T: Send + 'static>(
 ) -> Result<T, S3Error> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(crate::convert::s3_error),
-        Err(err) => Err(S3Error::with_message(S3ErrorCode::InternalError, format!("a blob task failed: {err}"))),
+        Err(err) => {
+            Err(S3Error::with_message(S3ErrorCode::InternalError, format!("a blob task failed: {err}")))
+        }
     }
 }
 

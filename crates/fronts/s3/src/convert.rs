@@ -99,13 +99,20 @@ pub(crate) fn range(r: dto::Range) -> ByteRange {
 pub(crate) fn copy_source_range(header: &str) -> Result<ByteRange, S3Error> {
     match dto::Range::parse(header) {
         Ok(dto::Range::Int { first, last: Some(last) }) => Ok(ByteRange::From { first, last: Some(last) }),
-        _ => Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "x-amz-copy-source-range must be bytes=first-last")),
+        _ => Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "x-amz-copy-source-range must be bytes=first-last",
+        )),
     }
 }
 
 pub(crate) fn algorithm(a: &dto::ChecksumAlgorithm) -> Result<ChecksumAlgorithm, S3Error> {
-    ChecksumAlgorithm::parse(a.as_str())
-        .ok_or_else(|| S3Error::with_message(S3ErrorCode::InvalidArgument, format!("unknown checksum algorithm {}", a.as_str())))
+    ChecksumAlgorithm::parse(a.as_str()).ok_or_else(|| {
+        S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            format!("unknown checksum algorithm {}", a.as_str()),
+        )
+    })
 }
 
 pub(crate) fn dto_algorithm(a: ChecksumAlgorithm) -> dto::ChecksumAlgorithm {
@@ -145,7 +152,8 @@ pub(crate) fn wanted_algorithms(
     }
     for name in headers.get_all("x-amz-trailer").iter().filter_map(|v| v.to_str().ok()) {
         for trailer in name.split(',') {
-            if let Some(a) = trailer.trim().strip_prefix("x-amz-checksum-").and_then(ChecksumAlgorithm::parse) {
+            if let Some(a) = trailer.trim().strip_prefix("x-amz-checksum-").and_then(ChecksumAlgorithm::parse)
+            {
                 out.push(a);
             }
         }
@@ -219,5 +227,7 @@ pub(crate) fn decode_continuation_token(token: &str) -> Result<String, S3Error> 
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| S3Error::with_message(S3ErrorCode::InvalidArgument, "the continuation token is not valid"))
+        .ok_or_else(|| {
+            S3Error::with_message(S3ErrorCode::InvalidArgument, "the continuation token is not valid")
+        })
 }

@@ -29,7 +29,11 @@ fn matching<'a>(rules: &'a [CorsRule], origin: &str, method: &str, headers: &[&s
 }
 
 fn bucket_of(req: &http::Request<hyper::body::Incoming>, domain: &Domain) -> Option<String> {
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or(req.uri().authority().map(|a| a.as_str()));
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(req.uri().authority().map(|a| a.as_str()));
     if let Some(bucket) = host.and_then(|h| domain.bucket_of(h)) {
         return Some(bucket.to_owned());
     }
@@ -57,7 +61,9 @@ fn allow(response: &mut Response<s3s::Body>, rule: &CorsRule, origin: &str, meth
 
 async fn rules(blob: &Blob, bucket: String) -> Vec<CorsRule> {
     let blob = blob.clone();
-    tokio::task::spawn_blocking(move || blob.bucket(&bucket).map(|b| b.cors).unwrap_or_default()).await.unwrap_or_default()
+    tokio::task::spawn_blocking(move || blob.bucket(&bucket).map(|b| b.cors).unwrap_or_default())
+        .await
+        .unwrap_or_default()
 }
 
 /// Runs `req` through s3s, with CORS.
@@ -73,7 +79,11 @@ pub(crate) async fn around(
         return hyper::service::Service::call(&service, req).await;
     };
     if req.method() == Method::OPTIONS {
-        let method = req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD).and_then(|m| m.to_str().ok()).unwrap_or("");
+        let method = req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|m| m.to_str().ok())
+            .unwrap_or("");
         let asked: Vec<String> = req
             .headers()
             .get(header::ACCESS_CONTROL_REQUEST_HEADERS)

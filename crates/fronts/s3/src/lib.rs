@@ -73,7 +73,9 @@ pub(crate) struct Domain(Arc<str>);
 impl Domain {
     /// The bucket a `Host` header names, for virtual-host-style requests.
     pub(crate) fn bucket_of<'a>(&self, host: &'a str) -> Option<&'a str> {
-        let name = host.rsplit_once(':').map_or(host, |(name, port)| if port.parse::<u16>().is_ok() { name } else { host });
+        let name = host
+            .rsplit_once(':')
+            .map_or(host, |(name, port)| if port.parse::<u16>().is_ok() { name } else { host });
         name.strip_suffix(&*self.0).and_then(|b| b.strip_suffix('.')).filter(|b| !b.is_empty())
     }
 }
@@ -88,7 +90,8 @@ impl S3Host for Domain {
 }
 
 fn build_service(blob: Blob, config: &S3Config) -> s3s::service::S3Service {
-    let mut builder = S3ServiceBuilder::new(ops::Strata { blob: blob.clone(), region: config.region.clone() });
+    let mut builder =
+        S3ServiceBuilder::new(ops::Strata { blob: blob.clone(), region: config.region.clone() });
     builder.set_auth(access::Keys(blob.clone()));
     builder.set_access(access::Policies(blob));
     builder.set_host(Domain(config.domain.as_str().into()));
@@ -161,6 +164,7 @@ async fn handle(
         metrics::counter!("strata_s3_requests_total", "method" => method.clone(), "status" => response.status().as_u16().to_string())
             .increment(1);
     }
-    metrics::histogram!("strata_s3_request_seconds", "method" => method).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("strata_s3_request_seconds", "method" => method)
+        .record(started.elapsed().as_secs_f64());
     response
 }

@@ -102,7 +102,10 @@ impl Strata {
 
 #[async_trait::async_trait]
 impl S3 for Strata {
-    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
         let blob = self.blob.clone();
         let owner = owner_of(&req);
         let admin = spawn({
@@ -127,16 +130,22 @@ impl S3 for Strata {
         })
     }
 
-    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
         let owner = owner_of(&req);
         let bucket = req.input.bucket;
         let blob = self.blob.clone();
         let name = bucket.clone();
         spawn(move || blob.create_bucket(&name, &owner)).await?;
-        ok(CreateBucketOutput { location: Some(format!("/{bucket}")), ..Default::default() })
+        ok(CreateBucketOutput { location: Some(format!("/{bucket}")) })
     }
 
-    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let blob = self.blob.clone();
         spawn(move || blob.delete_bucket(&req.input.bucket)).await?;
         ok(DeleteBucketOutput {})
@@ -155,7 +164,8 @@ impl S3 for Strata {
         let blob = self.blob.clone();
         spawn(move || blob.bucket(&req.input.bucket)).await?;
         // S3 reports us-east-1 as an empty location constraint.
-        let location = (self.region != "us-east-1").then(|| BucketLocationConstraint::from(self.region.clone()));
+        let location =
+            (self.region != "us-east-1").then(|| BucketLocationConstraint::from(self.region.clone()));
         ok(GetBucketLocationOutput { location_constraint: location })
     }
 
@@ -235,7 +245,16 @@ impl S3 for Strata {
         let bucket = input.bucket.clone();
         let key = input.key.clone();
         let meta = self
-            .store_object(&req.headers, None, input.bucket, input.key, input.body, input.content_length, None, new)
+            .store_object(
+                &req.headers,
+                None,
+                input.bucket,
+                input.key,
+                input.body,
+                input.content_length,
+                None,
+                new,
+            )
             .await?;
         let status = input.success_action_status.unwrap_or(204);
         let mut response = S3Response::new(PostObjectOutput {
@@ -255,13 +274,18 @@ impl S3 for Strata {
         if input.part_number.is_some() {
             return Err(s3_error!(NotImplemented, "GetObject by partNumber is not supported"));
         }
-        let conditions =
-            read_conditions(input.if_match, input.if_none_match, input.if_modified_since, input.if_unmodified_since);
+        let conditions = read_conditions(
+            input.if_match,
+            input.if_none_match,
+            input.if_modified_since,
+            input.if_unmodified_since,
+        );
         let range = input.range.map(range);
         let blob = self.blob.clone();
         let (bucket, key, version) = (input.bucket.clone(), input.key.clone(), input.version_id.clone());
         let (meta, (start, len), body) = spawn(move || {
-            let (meta, reader, span) = blob.open_object(&bucket, &key, version.as_deref(), range, &conditions)?;
+            let (meta, reader, span) =
+                blob.open_object(&bucket, &key, version.as_deref(), range, &conditions)?;
             Ok((meta, span, read_body(reader)))
         })
         .await?;
@@ -278,7 +302,9 @@ impl S3 for Strata {
             content_range: range.map(|_| format!("bytes {start}-{}/{}", start + len - 1, meta.size)),
             content_type: input.response_content_type.or(meta.headers.content_type.clone()),
             content_encoding: input.response_content_encoding.or(meta.headers.content_encoding.clone()),
-            content_disposition: input.response_content_disposition.or(meta.headers.content_disposition.clone()),
+            content_disposition: input
+                .response_content_disposition
+                .or(meta.headers.content_disposition.clone()),
             content_language: input.response_content_language.or(meta.headers.content_language.clone()),
             cache_control: input.response_cache_control.or(meta.headers.cache_control.clone()),
             expires: input.response_expires.or(expires_of(&meta.headers)),
@@ -305,8 +331,12 @@ impl S3 for Strata {
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let conditions =
-            read_conditions(input.if_match, input.if_none_match, input.if_modified_since, input.if_unmodified_since);
+        let conditions = read_conditions(
+            input.if_match,
+            input.if_none_match,
+            input.if_modified_since,
+            input.if_unmodified_since,
+        );
         let blob = self.blob.clone();
         let (bucket, key, version) = (input.bucket.clone(), input.key.clone(), input.version_id.clone());
         let meta = spawn(move || {
@@ -317,8 +347,11 @@ impl S3 for Strata {
         .await?;
         let (start, len) = strata_blob::resolve_range(input.range.map(range), meta.size).map_err(s3_error)?;
         let versioned = self.versioning(&input.bucket).await? != Versioning::Unversioned;
-        let sums =
-            if checksum_mode_on(&input.checksum_mode) { checksum_fields(&meta.checksums) } else { checksum_fields(&Default::default()) };
+        let sums = if checksum_mode_on(&input.checksum_mode) {
+            checksum_fields(&meta.checksums)
+        } else {
+            checksum_fields(&Default::default())
+        };
         let mut response = S3Response::new(HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
@@ -348,7 +381,10 @@ impl S3 for Strata {
         Ok(response)
     }
 
-    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
         let blob = self.blob.clone();
         let deleted =
@@ -360,7 +396,10 @@ impl S3 for Strata {
         })
     }
 
-    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let input = req.input;
         if input.delete.objects.len() > 1000 {
             return Err(s3_error!(MalformedXML, "at most 1000 keys may be deleted at once"));
@@ -414,19 +453,22 @@ impl S3 for Strata {
             input.copy_source_if_modified_since,
             input.copy_source_if_unmodified_since,
         );
-        let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE).then(|| {
-            (
-                headers_of(
-                    input.content_type,
-                    input.content_encoding,
-                    input.content_disposition,
-                    input.content_language,
-                    input.cache_control,
-                    input.expires,
-                ),
-                user_metadata(input.metadata),
-            )
-        });
+        let replace =
+            input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE).then(
+                || {
+                    (
+                        headers_of(
+                            input.content_type,
+                            input.content_encoding,
+                            input.content_disposition,
+                            input.content_language,
+                            input.cache_control,
+                            input.expires,
+                        ),
+                        user_metadata(input.metadata),
+                    )
+                },
+            );
         let tags = input
             .tagging_directive
             .as_ref()
@@ -436,7 +478,13 @@ impl S3 for Strata {
         let (bucket, key) = (input.bucket, input.key);
         let source_version = src_version.clone();
         let meta = spawn(move || {
-            blob.copy_object((&src_bucket, &src_key, src_version.as_deref()), (&bucket, &key), replace, tags, &conditions)
+            blob.copy_object(
+                (&src_bucket, &src_key, src_version.as_deref()),
+                (&bucket, &key),
+                replace,
+                tags,
+                &conditions,
+            )
         })
         .await?;
         let sums = checksum_fields(&meta.checksums);
@@ -457,7 +505,10 @@ impl S3 for Strata {
         })
     }
 
-    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
         let after = match (&input.continuation_token, &input.start_after) {
             (Some(token), _) => Some(decode_continuation_token(token)?),
@@ -485,13 +536,18 @@ impl S3 for Strata {
             is_truncated: Some(page.truncated),
             next_continuation_token: page.next_after.as_deref().map(continuation_token),
             contents: Some(page.objects.iter().map(object_entry).collect()),
-            common_prefixes: Some(page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect()),
+            common_prefixes: Some(
+                page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect(),
+            ),
             encoding_type: input.encoding_type,
             ..Default::default()
         })
     }
 
-    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
         let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000);
         let query = strata_blob::ListQuery {
@@ -513,7 +569,9 @@ impl S3 for Strata {
             // S3 sends NextMarker only with a delimiter; clients use the last key otherwise.
             next_marker: if input.delimiter.is_some() { page.next_after } else { None },
             contents: Some(page.objects.iter().map(object_entry).collect()),
-            common_prefixes: Some(page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect()),
+            common_prefixes: Some(
+                page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect(),
+            ),
             encoding_type: input.encoding_type,
             ..Default::default()
         })
@@ -553,7 +611,9 @@ impl S3 for Strata {
                     e_tag: Some(etag(&meta.etag)),
                     size: Some(meta.size as i64),
                     last_modified: Some(timestamp(meta.last_modified_ms)),
-                    storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+                    storage_class: Some(ObjectVersionStorageClass::from_static(
+                        ObjectVersionStorageClass::STANDARD,
+                    )),
                     ..Default::default()
                 });
             }
@@ -570,7 +630,9 @@ impl S3 for Strata {
             next_version_id_marker: page.next_version_id_marker,
             versions: Some(versions),
             delete_markers: Some(markers),
-            common_prefixes: Some(page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect()),
+            common_prefixes: Some(
+                page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect(),
+            ),
             encoding_type: input.encoding_type,
             ..Default::default()
         })
@@ -583,7 +645,8 @@ impl S3 for Strata {
         let owner = owner_of(&req);
         let input = req.input;
         let algorithm = input.checksum_algorithm.as_ref().map(algorithm).transpose()?;
-        let full_object = input.checksum_type.as_ref().is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT);
+        let full_object =
+            input.checksum_type.as_ref().is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT);
         let upload = UploadMeta {
             owner,
             headers: headers_of(
@@ -625,18 +688,22 @@ impl S3 for Strata {
                 input.checksum_sha256,
             ),
         };
-        let mut asked = wanted_algorithms(&req.headers, input.checksum_algorithm.as_ref(), &expected.checksums)?;
+        let mut asked =
+            wanted_algorithms(&req.headers, input.checksum_algorithm.as_ref(), &expected.checksums)?;
         let (blob, bucket, key, upload_id) =
             (self.blob.clone(), input.bucket.clone(), input.key.clone(), input.upload_id.clone());
         let upload = spawn(move || blob.upload(&bucket, &key, &upload_id)).await?;
         asked.extend(upload.checksum_algorithm);
         let writer = self.blob.part_writer(&asked);
-        let written = write_body(writer, input.body, input.content_length, self.blob.limits().inline_max_bytes).await?;
+        let written =
+            write_body(writer, input.body, input.content_length, self.blob.limits().inline_max_bytes).await?;
         add_trailer_checksums(req.trailing_headers.as_ref(), &mut expected);
         let blob = self.blob.clone();
         let number = u64::try_from(input.part_number).unwrap_or(0);
-        let part = spawn(move || blob.put_part(&input.bucket, &input.key, &input.upload_id, number, written, &expected))
-            .await?;
+        let part = spawn(move || {
+            blob.put_part(&input.bucket, &input.key, &input.upload_id, number, written, &expected)
+        })
+        .await?;
         let sums = checksum_fields(&part.checksums);
         ok(UploadPartOutput {
             e_tag: Some(etag(&part.etag)),
@@ -649,7 +716,10 @@ impl S3 for Strata {
         })
     }
 
-    async fn upload_part_copy(&self, req: S3Request<UploadPartCopyInput>) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let (src_bucket, src_key, src_version) = copy_source(&req.input.copy_source)?;
         authorize_source(&self.blob, &req, &src_bucket, &src_key).await?;
         let input = req.input;
@@ -696,7 +766,12 @@ impl S3 for Strata {
             .and_then(|m| m.parts)
             .unwrap_or_default()
             .into_iter()
-            .map(|p| (p.part_number.and_then(|n| u64::try_from(n).ok()).unwrap_or(0), p.e_tag.map(|e| e.into_value())))
+            .map(|p| {
+                (
+                    p.part_number.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                    p.e_tag.map(|e| e.into_value()),
+                )
+            })
             .collect();
         let blob = self.blob.clone();
         let (bucket, key) = (input.bucket.clone(), input.key.clone());
@@ -741,7 +816,10 @@ impl S3 for Strata {
         let blob = self.blob.clone();
         let (bucket, key, upload_id) = (input.bucket.clone(), input.key.clone(), input.upload_id.clone());
         let ((parts, truncated), upload) = spawn(move || {
-            Ok((blob.list_parts(&bucket, &key, &upload_id, marker, max as usize)?, blob.upload(&bucket, &key, &upload_id)?))
+            Ok((
+                blob.list_parts(&bucket, &key, &upload_id, marker, max as usize)?,
+                blob.upload(&bucket, &key, &upload_id)?,
+            ))
         })
         .await?;
         let next = parts.last().map(|(n, _)| *n as i32);
@@ -784,8 +862,11 @@ impl S3 for Strata {
         let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000);
         let blob = self.blob.clone();
         let bucket = input.bucket.clone();
-        let (prefix, key_marker, id_marker) =
-            (input.prefix.clone().unwrap_or_default(), input.key_marker.clone(), input.upload_id_marker.clone());
+        let (prefix, key_marker, id_marker) = (
+            input.prefix.clone().unwrap_or_default(),
+            input.key_marker.clone(),
+            input.upload_id_marker.clone(),
+        );
         let (uploads, truncated) = spawn(move || {
             blob.list_uploads(&bucket, &prefix, key_marker.as_deref(), id_marker.as_deref(), max as usize)
         })
@@ -837,7 +918,9 @@ impl S3 for Strata {
         let status = match self.versioning(&req.input.bucket).await? {
             Versioning::Unversioned => None,
             Versioning::Enabled => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::ENABLED)),
-            Versioning::Suspended => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::SUSPENDED)),
+            Versioning::Suspended => {
+                Some(BucketVersioningStatus::from_static(BucketVersioningStatus::SUSPENDED))
+            }
         };
         ok(GetBucketVersioningOutput { status, ..Default::default() })
     }
@@ -848,7 +931,8 @@ impl S3 for Strata {
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         let input = req.input;
         let blob = self.blob.clone();
-        let meta = spawn(move || blob.head_object(&input.bucket, &input.key, input.version_id.as_deref())).await?;
+        let meta =
+            spawn(move || blob.head_object(&input.bucket, &input.key, input.version_id.as_deref())).await?;
         ok(GetObjectTaggingOutput {
             tag_set: tag_set(&meta.tags),
             version_id: (!meta.is_null_version()).then(|| meta.version_id.clone()),
@@ -863,7 +947,8 @@ impl S3 for Strata {
         let tags = tags_from(input.tagging.tag_set);
         let blob = self.blob.clone();
         let version =
-            spawn(move || blob.set_object_tags(&input.bucket, &input.key, input.version_id.as_deref(), tags)).await?;
+            spawn(move || blob.set_object_tags(&input.bucket, &input.key, input.version_id.as_deref(), tags))
+                .await?;
         ok(PutObjectTaggingOutput { version_id: (version != strata_blob::NULL_VERSION).then_some(version) })
     }
 
@@ -877,7 +962,9 @@ impl S3 for Strata {
             blob.set_object_tags(&input.bucket, &input.key, input.version_id.as_deref(), BTreeMap::new())
         })
         .await?;
-        ok(DeleteObjectTaggingOutput { version_id: (version != strata_blob::NULL_VERSION).then_some(version) })
+        ok(DeleteObjectTaggingOutput {
+            version_id: (version != strata_blob::NULL_VERSION).then_some(version),
+        })
     }
 
     async fn get_bucket_tagging(
@@ -924,7 +1011,10 @@ impl S3 for Strata {
         ok(DeleteBucketTaggingOutput {})
     }
 
-    async fn get_bucket_policy(&self, req: S3Request<GetBucketPolicyInput>) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
         let blob = self.blob.clone();
         let bucket = req.input.bucket;
         let meta = spawn({
@@ -938,7 +1028,10 @@ impl S3 for Strata {
         }
     }
 
-    async fn put_bucket_policy(&self, req: S3Request<PutBucketPolicyInput>) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
         let input = req.input;
         let blob = self.blob.clone();
         spawn(move || blob.set_policy(&input.bucket, Some(&input.policy))).await?;
@@ -954,11 +1047,17 @@ impl S3 for Strata {
         ok(DeleteBucketPolicyOutput {})
     }
 
-    async fn get_bucket_cors(&self, req: S3Request<GetBucketCorsInput>) -> S3Result<S3Response<GetBucketCorsOutput>> {
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
         let blob = self.blob.clone();
         let meta = spawn(move || blob.bucket(&req.input.bucket)).await?;
         if meta.cors.is_empty() {
-            return Err(S3Error::with_message(S3ErrorCode::NoSuchCORSConfiguration, "the bucket has no CORS configuration"));
+            return Err(S3Error::with_message(
+                S3ErrorCode::NoSuchCORSConfiguration,
+                "the bucket has no CORS configuration",
+            ));
         }
         let rules = meta
             .cors
@@ -975,7 +1074,10 @@ impl S3 for Strata {
         ok(GetBucketCorsOutput { cors_rules: Some(rules) })
     }
 
-    async fn put_bucket_cors(&self, req: S3Request<PutBucketCorsInput>) -> S3Result<S3Response<PutBucketCorsOutput>> {
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
         let input = req.input;
         let rules: Vec<strata_blob::CorsRule> = input
             .cors_configuration
@@ -1003,7 +1105,10 @@ impl S3 for Strata {
         ok(PutBucketCorsOutput {})
     }
 
-    async fn delete_bucket_cors(&self, req: S3Request<DeleteBucketCorsInput>) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
         let blob = self.blob.clone();
         spawn(move || {
             blob.update_bucket(&req.input.bucket, |meta| {

@@ -3,8 +3,8 @@
 //! for bucket configuration, policies and bad input.
 
 use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode,
-    sign,
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode, sign,
 };
 use futures::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -29,8 +29,14 @@ struct Server {
 async fn start(limits: Limits) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("core"), strata_core::Options::default()).unwrap();
-    let blob = Blob::open(store, &dir.path().join("blob"), Arc::new(SystemClock), limits, (ROOT.0.into(), ROOT.1.into()))
-        .unwrap();
+    let blob = Blob::open(
+        store,
+        &dir.path().join("blob"),
+        Arc::new(SystemClock),
+        limits,
+        (ROOT.0.into(), ROOT.1.into()),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -82,7 +88,8 @@ async fn signed(
         .into();
     let host = server.addr.to_string();
     let headers = [("host", host.as_str())];
-    let signable = SignableRequest::new(method, &url, headers.into_iter(), SignableBody::Bytes(body)).unwrap();
+    let signable =
+        SignableRequest::new(method, &url, headers.into_iter(), SignableBody::Bytes(body)).unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
     let mut request = http::Request::builder().method(method).uri(&url).body(()).unwrap();
     instructions.apply_to_request_http1x(&mut request);
@@ -136,7 +143,10 @@ async fn object_store_client_puts_gets_lists_copies_and_deletes() {
     assert!(meta.e_tag.unwrap().ends_with("-3\""), "multipart ETag has the -N form");
     assert_eq!(store.get(&mp_path).await.unwrap().bytes().await.unwrap().as_ref(), &data[..]);
     let range = 5 * 1024 * 1024 - 10..5 * 1024 * 1024 + 10;
-    assert_eq!(store.get_range(&mp_path, range.start as u64..range.end as u64).await.unwrap().as_ref(), &data[range]);
+    assert_eq!(
+        store.get_range(&mp_path, range.start as u64..range.end as u64).await.unwrap().as_ref(),
+        &data[range]
+    );
 
     // Listing: recursive with a prefix, and one level with the delimiter.
     let listed: Vec<_> = store.list(Some(&Path::from("blobs"))).try_collect().await.unwrap();
@@ -172,10 +182,14 @@ async fn flexible_checksums_are_verified_and_returned() {
         .unwrap();
     store.put(&Path::from("k"), PutPayload::from_static(b"checked")).await.unwrap();
     let meta = server.blob.head_object("sums", "k", None).unwrap();
-    assert_eq!(meta.checksums.get(strata_blob::ChecksumAlgorithm::Sha256), Some("5ho9eMZRM8cmDEPnGdl8RuFr1Qxk7ngAU2zxTGQHphc="));
+    assert_eq!(
+        meta.checksums.get(strata_blob::ChecksumAlgorithm::Sha256),
+        Some("5ho9eMZRM8cmDEPnGdl8RuFr1Qxk7ngAU2zxTGQHphc=")
+    );
     // A wrong checksum header is BadDigest.
     let url = format!("http://{}/sums/bad", server.addr);
-    let presigned = store.signed_url(http::Method::PUT, &Path::from("bad"), Duration::from_secs(60)).await.unwrap();
+    let presigned =
+        store.signed_url(http::Method::PUT, &Path::from("bad"), Duration::from_secs(60)).await.unwrap();
     assert!(presigned.as_str().starts_with(&url));
     let response = reqwest::Client::new()
         .put(presigned.as_str())
@@ -204,7 +218,16 @@ async fn presigned_urls_work_until_they_expire() {
     assert_eq!(response.text().await.unwrap(), "the report");
     // Our own link (what `strata blob presign` prints) works the same way.
     let endpoint = format!("http://{}", server.addr);
-    let ours = server.blob.presign("GET", &endpoint, "us-east-1", "links", "shared/report.pdf", 60, None).unwrap();
+    let link = strata_blob::Link {
+        method: "GET",
+        endpoint: &endpoint,
+        region: "us-east-1",
+        bucket: "links",
+        key: "shared/report.pdf",
+        expires_secs: 60,
+        access_key: None,
+    };
+    let ours = server.blob.presign(&link).unwrap();
     assert_eq!(http.get(&ours).send().await.unwrap().text().await.unwrap(), "the report");
     // A tampered link is refused.
     let tampered = get_url.as_str().replace("report.pdf", "other.pdf");
@@ -227,12 +250,20 @@ async fn bad_input_gets_the_right_s3_errors() {
         assert_eq!(status, want_status, "{body}");
         assert!(body.contains(&format!("<Code>{code}</Code>")), "wanted {code}: {body}");
     };
-    expect(signed(&server, (ROOT.0, "wrong-secret"), "GET", "/strict/x", b"").await, 403, "SignatureDoesNotMatch");
+    expect(
+        signed(&server, (ROOT.0, "wrong-secret"), "GET", "/strict/x", b"").await,
+        403,
+        "SignatureDoesNotMatch",
+    );
     expect(signed(&server, ("NOBODY", "x"), "GET", "/strict/x", b"").await, 403, "InvalidAccessKeyId");
     expect(signed(&server, ROOT, "PUT", "/Bad_Name", b"").await, 400, "InvalidBucketName");
     expect(signed(&server, ROOT, "GET", "/strict/missing", b"").await, 404, "NoSuchKey");
     expect(signed(&server, ROOT, "GET", "/nobucket/missing", b"").await, 404, "NoSuchBucket");
-    expect(signed(&server, ROOT, "PUT", "/strict/big", &vec![0u8; 1024 * 1024 + 1]).await, 400, "EntityTooLarge");
+    expect(
+        signed(&server, ROOT, "PUT", "/strict/big", &vec![0u8; 1024 * 1024 + 1]).await,
+        400,
+        "EntityTooLarge",
+    );
     // Unsigned requests to a private bucket are denied.
     let response = reqwest::get(format!("http://{}/strict/x", server.addr)).await.unwrap();
     assert_eq!(response.status(), 403);
@@ -241,18 +272,22 @@ async fn bad_input_gets_the_right_s3_errors() {
     let store = client(&server, "strict", ROOT);
     store.put(&Path::from("ten"), PutPayload::from_static(b"0123456789")).await.unwrap();
     let url = store.signed_url(http::Method::GET, &Path::from("ten"), Duration::from_secs(60)).await.unwrap();
-    let response = reqwest::Client::new().get(url.as_str()).header("range", "bytes=20-30").send().await.unwrap();
+    let response =
+        reqwest::Client::new().get(url.as_str()).header("range", "bytes=20-30").send().await.unwrap();
     assert_eq!(response.status(), 416);
     assert!(response.text().await.unwrap().contains("InvalidRange"));
-    let response = reqwest::Client::new().get(url.as_str()).header("range", "bytes=2-4").send().await.unwrap();
+    let response =
+        reqwest::Client::new().get(url.as_str()).header("range", "bytes=2-4").send().await.unwrap();
     assert_eq!(response.status(), 206);
     assert_eq!(response.headers()["content-range"], "bytes 2-4/10");
     assert_eq!(response.text().await.unwrap(), "234");
     // Conditional reads.
     let etag = store.head(&Path::from("ten")).await.unwrap().e_tag.unwrap();
-    let response = reqwest::Client::new().get(url.as_str()).header("if-none-match", &etag).send().await.unwrap();
+    let response =
+        reqwest::Client::new().get(url.as_str()).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(response.status(), 304);
-    let response = reqwest::Client::new().get(url.as_str()).header("if-match", "\"nope\"").send().await.unwrap();
+    let response =
+        reqwest::Client::new().get(url.as_str()).header("if-match", "\"nope\"").send().await.unwrap();
     assert_eq!(response.status(), 412);
     // A bucket with objects cannot be deleted; the server keeps serving after all of this.
     expect(signed(&server, ROOT, "DELETE", "/strict", b"").await, 409, "BucketNotEmpty");
@@ -284,8 +319,14 @@ async fn access_keys_owners_and_public_read_policies() {
     let response = reqwest::get(&public_url).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "<h1>hi</h1>");
-    assert_eq!(reqwest::get(format!("http://{}/site/private/notes", server.addr)).await.unwrap().status(), 403);
-    assert_eq!(bob_store.get(&Path::from("public/index.html")).await.unwrap().bytes().await.unwrap().as_ref(), b"<h1>hi</h1>");
+    assert_eq!(
+        reqwest::get(format!("http://{}/site/private/notes", server.addr)).await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        bob_store.get(&Path::from("public/index.html")).await.unwrap().bytes().await.unwrap().as_ref(),
+        b"<h1>hi</h1>"
+    );
     assert!(bob_store.put(&Path::from("public/defaced"), PutPayload::from_static(b"x")).await.is_err());
     let (status, body, _) = signed(&server, ann, "PUT", "/site?policy", b"{\"Statement\": 3}").await;
     assert_eq!(status, 400);
