@@ -470,6 +470,7 @@ impl Blob {
         if removed > 0 {
             tracing::info!(removed, "removed blob files no object refers to");
         }
+        metrics::counter!("strata_blob_orphans_removed_total").increment(removed as u64);
         Ok(blob)
     }
 
@@ -722,6 +723,8 @@ impl Blob {
         })?;
         written.keep();
         self.inner.files.remove(&replaced);
+        metrics::counter!("strata_blob_objects_written_total").increment(1);
+        metrics::counter!("strata_blob_bytes_written_total").increment(meta.size);
         Ok(meta)
     }
 
@@ -922,6 +925,7 @@ impl Blob {
             Ok((Deleted { version_id: Some(marker.version_id), delete_marker: true }, files))
         })?;
         self.inner.files.remove(&files);
+        metrics::counter!("strata_blob_deletes_total").increment(1);
         Ok(deleted)
     }
 
@@ -1272,6 +1276,7 @@ impl Blob {
         })?;
         written.keep();
         self.inner.files.remove(&replaced);
+        metrics::counter!("strata_blob_bytes_written_total").increment(part.size);
         Ok(part)
     }
 
@@ -1410,6 +1415,7 @@ impl Blob {
             Ok((meta, unused))
         })?;
         self.inner.files.remove(&unused);
+        metrics::counter!("strata_blob_objects_written_total").increment(1);
         Ok(meta)
     }
 

@@ -71,6 +71,20 @@ async fn signed(
     path_and_query: &str,
     body: &[u8],
 ) -> (u16, String, reqwest::header::HeaderMap) {
+    signed_with(server, key, method, path_and_query, body, &[], None).await
+}
+
+/// As [`signed`], with extra signed headers and, when `payload_hash` is set, that value as
+/// `x-amz-content-sha256` instead of the body's digest (for aws-chunked bodies).
+async fn signed_with(
+    server: &Server,
+    key: (&str, &str),
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+    payload_hash: Option<&str>,
+) -> (u16, String, reqwest::header::HeaderMap) {
     let url = format!("http://{}{path_and_query}", server.addr);
     let identity = aws_credential_types::Credentials::new(key.0, key.1, None, None, "test").into();
     let mut settings = SigningSettings::default();
@@ -87,13 +101,20 @@ async fn signed(
         .unwrap()
         .into();
     let host = server.addr.to_string();
-    let headers = [("host", host.as_str())];
-    let signable =
-        SignableRequest::new(method, &url, headers.into_iter(), SignableBody::Bytes(body)).unwrap();
+    let mut headers = vec![("host", host.as_str())];
+    headers.extend_from_slice(extra);
+    let payload = match payload_hash {
+        Some(hash) => SignableBody::Precomputed(hash.to_owned()),
+        None => SignableBody::Bytes(body),
+    };
+    let signable = SignableRequest::new(method, &url, headers.iter().copied(), payload).unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
     let mut request = http::Request::builder().method(method).uri(&url).body(()).unwrap();
     instructions.apply_to_request_http1x(&mut request);
     let mut builder = reqwest::Client::new().request(method.parse().unwrap(), &url).body(body.to_vec());
+    for (name, value) in extra {
+        builder = builder.header(*name, *value);
+    }
     for (name, value) in request.headers() {
         builder = builder.header(name.as_str(), value.to_str().unwrap());
     }
@@ -200,6 +221,48 @@ async fn flexible_checksums_are_verified_and_returned() {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("<Code>BadDigest</Code>"));
+}
+
+/// The framing current SDKs use for uploads: an aws-chunked body whose checksum comes in a
+/// trailer after the data (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_chunked_bodies_with_checksum_trailers() {
+    let server = start(Limits::default()).await;
+    create_bucket(&server, ROOT, "chunked").await;
+    let upload = |crc: &'static str| {
+        let body = format!("b\r\nhello world\r\n0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n");
+        let headers = [
+            ("content-encoding", "aws-chunked"),
+            ("x-amz-decoded-content-length", "11"),
+            ("x-amz-trailer", "x-amz-checksum-crc32"),
+            ("x-amz-sdk-checksum-algorithm", "CRC32"),
+        ];
+        let server = &server;
+        async move {
+            signed_with(
+                server,
+                ROOT,
+                "PUT",
+                "/chunked/greeting",
+                body.as_bytes(),
+                &headers,
+                Some("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+            )
+            .await
+        }
+    };
+    // CRC32("hello world") = 0x0d4a1185.
+    let (status, body, headers) = upload("DUoRhQ==").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-amz-checksum-crc32"], "DUoRhQ==");
+    let meta = server.blob.head_object("chunked", "greeting", None).unwrap();
+    assert_eq!(meta.size, 11);
+    assert_eq!(meta.checksums.get(strata_blob::ChecksumAlgorithm::Crc32), Some("DUoRhQ=="));
+    let (_, text, _) = signed(&server, ROOT, "GET", "/chunked/greeting", b"").await;
+    assert_eq!(text, "hello world");
+    let (status, body, _) = upload("AAAAAA==").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("<Code>BadDigest</Code>"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,174 @@
+//! Blob throughput through the s3 front, next to the raw disk, in one run:
+//!
+//!   cargo bench -p strata-s3 --bench blob            (BLOB_BENCH_DIR=/path to pick the disk)
+//!
+//! PUT and GET of 4 KiB objects (objects/s), 1 MiB and 256 MiB objects (MB/s), with 1 and 16
+//! concurrent clients (object_store's S3 client, unsigned payloads so the client does not
+//! hash), every PUT durable (core sync "always"). The raw disk limit is a sequential write
+//! of 1 GiB in 1 MiB writes with one fdatasync, and a read of it back. Each row is the
+//! median of three rounds. Reads of both the disk and Strata may come from the page cache:
+//! the machine has 24 GiB of memory, so they measure the read path rather than the device.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_blob::{Blob, Limits};
+use strata_core::{Store, SystemClock};
+
+const MIB: usize = 1024 * 1024;
+const ROUNDS: usize = 3;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+/// (MB/s written with one fdatasync, MB/s read back) for a 1 GiB file in `dir`.
+fn raw_disk(dir: &std::path::Path) -> (f64, f64) {
+    let path = dir.join("raw-disk-probe");
+    let chunk = vec![0x5au8; MIB];
+    let total = 1024;
+    let started = Instant::now();
+    let mut file = std::fs::File::create(&path).unwrap();
+    for _ in 0..total {
+        file.write_all(&chunk).unwrap();
+    }
+    file.sync_data().unwrap();
+    let write = total as f64 / started.elapsed().as_secs_f64();
+    drop(file);
+    let mut buf = vec![0u8; MIB];
+    let started = Instant::now();
+    let mut file = std::fs::File::open(&path).unwrap();
+    while file.read(&mut buf).unwrap() > 0 {}
+    let read = total as f64 / started.elapsed().as_secs_f64();
+    std::fs::remove_file(&path).unwrap();
+    (write * MIB as f64 / 1e6, read * MIB as f64 / 1e6)
+}
+
+/// Runs `count` operations over `clients` tasks; returns seconds taken.
+async fn run<F, Fut>(clients: usize, count: usize, op: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (op, next) = (op.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        return;
+                    }
+                    op(i).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    started.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let base = std::env::var("BLOB_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let dir = tempfile::tempdir_in(&base).unwrap();
+    let (disk_write, disk_read) = raw_disk(dir.path());
+    let store = Store::open(dir.path().join("core"), strata_core::Options::default()).unwrap();
+    let blob = Blob::open(
+        store,
+        &dir.path().join("blob"),
+        Arc::new(SystemClock),
+        Limits::default(),
+        ("strata".into(), "strata-secret".into()),
+    )
+    .unwrap();
+    blob.create_bucket("bench", "strata").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(strata_s3::serve(listener, blob, strata_s3::S3Config::default(), std::future::pending()));
+    let client = Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(&endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name("bench")
+            .with_access_key_id("strata")
+            .with_secret_access_key("strata-secret")
+            .with_unsigned_payload(true)
+            .with_client_options(object_store::ClientOptions::new().with_timeout(Duration::from_secs(600)))
+            .build()
+            .unwrap(),
+    );
+
+    println!(
+        "raw disk: sequential write + fdatasync {disk_write:.0} MB/s, read {disk_read:.0} MB/s ({})",
+        base.display()
+    );
+    println!("| object | clients | PUT | GET | PUT / disk write | GET / disk read |");
+    println!("|---|---|---|---|---|---|");
+    for (size, label, counts) in
+        [(4 * 1024, "4 KiB", [1000, 4000]), (MIB, "1 MiB", [100, 400]), (256 * MIB, "256 MiB", [2, 16])]
+    {
+        for (clients, count) in [1, 16].into_iter().zip(counts) {
+            let data = Bytes::from((0..size).map(|i| (i * 7 + 3) as u8).collect::<Vec<u8>>());
+            let (mut puts, mut gets) = (Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                let prefix = format!("{label}-{clients}-{round}");
+                let (c, d, p) = (client.clone(), data.clone(), prefix.clone());
+                let put = run(clients, count, move |i| {
+                    let (c, d, p) = (c.clone(), d.clone(), p.clone());
+                    async move {
+                        c.put(&Path::from(format!("{p}/{i}")), PutPayload::from_bytes(d)).await.unwrap();
+                    }
+                })
+                .await;
+                let (c, p) = (client.clone(), prefix.clone());
+                let get = run(clients, count, move |i| {
+                    let (c, p) = (c.clone(), p.clone());
+                    async move {
+                        let mut stream = c.get(&Path::from(format!("{p}/{i}"))).await.unwrap().into_stream();
+                        let mut n = 0;
+                        while let Some(chunk) = stream.next().await {
+                            n += chunk.unwrap().len();
+                        }
+                        assert_eq!(n, size);
+                    }
+                })
+                .await;
+                puts.push(count as f64 / put);
+                gets.push(count as f64 / get);
+                // Keep the disk from filling with the large rounds.
+                let (c, p) = (client.clone(), prefix);
+                run(16, count, move |i| {
+                    let (c, p) = (c.clone(), p.clone());
+                    async move { c.delete(&Path::from(format!("{p}/{i}"))).await.unwrap() }
+                })
+                .await;
+            }
+            let (put, get) = (median(puts), median(gets));
+            if size < MIB {
+                println!("| {label} | {clients} | {put:.0} objects/s | {get:.0} objects/s | - | - |");
+            } else {
+                let (put_mb, get_mb) = (put * size as f64 / 1e6, get * size as f64 / 1e6);
+                println!(
+                    "| {label} | {clients} | {put_mb:.0} MB/s | {get_mb:.0} MB/s | {:.2} | {:.2} |",
+                    put_mb / disk_write,
+                    get_mb / disk_read
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Drives Strata's s3 front with real S3 clients: aws-cli (apt) for `aws s3` and `aws s3api`,
+# curl for presigned links and public objects, and boto3 (pip) — which since 1.36 sends
+# flexible checksums as aws-chunked trailers on every upload.
+#
+#   sudo scripts/s3-clients.sh            # builds Strata (release), runs it on spare ports
+#
+# Every step checks its result; the script stops at the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian's aws-cli v2 (a pip-installed v1 earlier on PATH would shadow it).
+if [ ! -x /usr/bin/aws ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq awscli curl
+fi
+python3 -c 'import boto3' 2>/dev/null || pip install -q boto3
+
+cargo build --release -p strata
+work=$(mktemp -d)
+trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+STRATA_HTTP_LISTEN=127.0.0.1:18080 STRATA_S3_LISTEN=127.0.0.1:19000 STRATA_PG_ENABLED=false \
+    STRATA_RESP_ENABLED=false STRATA_BLOB_MIN_PART_BYTES=5242880 \
+    target/release/strata serve --data-dir "$work/data" >"$work/log" 2>&1 &
+echo $! >"$work/pid"
+for _ in $(seq 100); do curl -fs localhost:18080/health >/dev/null && break; sleep 0.1; done
+
+export AWS_ACCESS_KEY_ID=strata AWS_SECRET_ACCESS_KEY=strata-secret AWS_DEFAULT_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+S3="http://127.0.0.1:19000"
+aws() { /usr/bin/aws --endpoint-url "$S3" "$@"; }
+check() { echo "ok: $*"; }
+
+# aws s3: mb, cp (single and multipart), ls, sync, rm.
+aws s3 mb s3://clients >/dev/null && check "aws s3 mb"
+head -c 1000 /dev/urandom >"$work/small.bin"
+head -c $((20 * 1024 * 1024 + 17)) /dev/urandom >"$work/big.bin"   # multipart (8 MiB parts)
+aws s3 cp "$work/small.bin" s3://clients/small.bin >/dev/null
+aws s3 cp "$work/big.bin" s3://clients/dir/big.bin >/dev/null
+aws s3 cp s3://clients/dir/big.bin "$work/big.back" >/dev/null
+cmp "$work/big.bin" "$work/big.back" && check "aws s3 cp, multipart up and ranged download back"
+aws s3 ls s3://clients/ | grep -q "PRE dir/" && aws s3 ls s3://clients/dir/ | grep -q big.bin && check "aws s3 ls"
+mkdir -p "$work/tree/a/b" && for i in 1 2 3; do echo "file $i" >"$work/tree/a/b/f$i.txt"; done
+aws s3 sync "$work/tree" s3://clients/tree >/dev/null
+[ "$(aws s3 ls --recursive s3://clients/tree/ | wc -l)" = 3 ] && check "aws s3 sync"
+aws s3 sync s3://clients/tree "$work/tree2" >/dev/null && diff -r "$work/tree" "$work/tree2" && check "aws s3 sync down"
+
+# Presigned GET with curl, and its expiry.
+url=$(aws s3 presign s3://clients/small.bin --expires-in 60)
+curl -fs "$url" | cmp - "$work/small.bin" && check "aws s3 presign + curl"
+url=$(aws s3 presign s3://clients/small.bin --expires-in 1); sleep 2
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 403 ] && check "expired presigned link is 403"
+
+# s3api: multipart by hand, policies, versioning, tagging, copy, errors.
+upload=$(aws s3api create-multipart-upload --bucket clients --key manual.bin --query UploadId --output text)
+head -c $((5 * 1024 * 1024)) /dev/urandom >"$work/p1"; echo tail >"$work/p2"
+e1=$(aws s3api upload-part --bucket clients --key manual.bin --upload-id "$upload" --part-number 1 --body "$work/p1" --query ETag --output text)
+e2=$(aws s3api upload-part --bucket clients --key manual.bin --upload-id "$upload" --part-number 2 --body "$work/p2" --query ETag --output text)
+aws s3api list-parts --bucket clients --key manual.bin --upload-id "$upload" --query 'length(Parts)' | grep -q 2
+aws s3api complete-multipart-upload --bucket clients --key manual.bin --upload-id "$upload" \
+    --multipart-upload "{\"Parts\":[{\"PartNumber\":1,\"ETag\":$e1},{\"PartNumber\":2,\"ETag\":$e2}]}" >/dev/null
+aws s3api head-object --bucket clients --key manual.bin --query ETag --output text | grep -q -- '-2"' && check "s3api multipart"
+
+aws s3api put-bucket-policy --bucket clients --policy \
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::clients/tree/*"}]}'
+curl -fs "$S3/clients/tree/a/b/f1.txt" | grep -q "file 1" && check "public-read policy: anonymous GET"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$S3/clients/small.bin")" = 403 ] && check "outside the policy: 403"
+curl -fs localhost:18080/blob/clients/tree/a/b/f2.txt | grep -q "file 2" && check "http front serves public objects"
+
+aws s3api put-bucket-versioning --bucket clients --versioning-configuration Status=Enabled
+v1=$(aws s3api put-object --bucket clients --key doc --body "$work/p2" --query VersionId --output text)
+aws s3api put-object --bucket clients --key doc --body "$work/small.bin" >/dev/null
+aws s3api get-object --bucket clients --key doc --version-id "$v1" "$work/doc.v1" >/dev/null
+cmp "$work/doc.v1" "$work/p2" && check "versioning: old version readable"
+aws s3api list-object-versions --bucket clients --prefix doc --query 'length(Versions)' | grep -q 2 && check "list-object-versions"
+aws s3api put-object-tagging --bucket clients --key doc --tagging 'TagSet=[{Key=team,Value=web}]' >/dev/null
+aws s3api get-object-tagging --bucket clients --key doc --query 'TagSet[0].Value' --output text | grep -q web && check "tagging"
+aws s3api copy-object --bucket clients --key copied --copy-source clients/small.bin >/dev/null && check "copy-object"
+aws s3api delete-objects --bucket clients --delete '{"Objects":[{"Key":"copied"},{"Key":"small.bin"}]}' >/dev/null && check "delete-objects"
+if aws s3api get-object --bucket clients --key nope "$work/x" 2>"$work/err"; then exit 1; fi
+grep -q NoSuchKey "$work/err" && check "NoSuchKey"
+if AWS_SECRET_ACCESS_KEY=wrong aws s3 ls s3://clients 2>"$work/err"; then exit 1; fi
+grep -q SignatureDoesNotMatch "$work/err" && check "wrong secret: SignatureDoesNotMatch"
+
+# boto3: default (trailer) checksums, presigned POST (browser form upload), user keys.
+python3 - "$S3" <<'EOF'
+import sys, boto3, botocore, urllib.request, json
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="strata",
+                  aws_secret_access_key="strata-secret", region_name="us-east-1")
+s3.create_bucket(Bucket="boto")
+s3.put_object(Bucket="boto", Key="crc", Body=b"x" * 100_000, ChecksumAlgorithm="CRC32")
+head = s3.head_object(Bucket="boto", Key="crc", ChecksumMode="ENABLED")
+assert head.get("ChecksumCRC32"), head
+s3.upload_file("/etc/os-release", "boto", "os-release")          # s3transfer, default checksums
+assert s3.get_object(Bucket="boto", Key="os-release")["Body"].read() == open("/etc/os-release", "rb").read()
+post = s3.generate_presigned_post("boto", "form-upload.txt", ExpiresIn=60)
+import uuid
+boundary = uuid.uuid4().hex
+body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                for k, v in post["fields"].items())
+body += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.txt"\r\n\r\nfrom a form\r\n--{boundary}--\r\n'.encode()
+req = urllib.request.Request(post["url"], data=body, method="POST",
+                             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+urllib.request.urlopen(req)
+assert s3.get_object(Bucket="boto", Key="form-upload.txt")["Body"].read() == b"from a form"
+try:
+    s3.get_object(Bucket="boto", Key="crc", Range="bytes=200000-")
+    raise SystemExit("expected InvalidRange")
+except botocore.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "InvalidRange", e.response
+print("ok: boto3 checksums, upload_file, presigned POST, InvalidRange")
+EOF
+
+echo "all S3 client checks passed"
