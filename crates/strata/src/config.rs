@@ -252,8 +252,17 @@ impl Default for RespConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BlobConfig {
-    /// Where object bytes live: "local" (files under `<data_dir>/blob`).
+    /// Where object bytes live: "local" (files under `<data_dir>/blob`) or "s3" (an
+    /// external S3-compatible service, `remote_*`).
     pub backend: String,
+    /// The external service's `http(s)://host:port`; empty for AWS itself.
+    pub remote_endpoint: String,
+    pub remote_bucket: String,
+    pub remote_region: String,
+    pub remote_access_key: String,
+    pub remote_secret_key: String,
+    /// Prepended to the remote object names.
+    pub remote_prefix: String,
     /// Largest object in one PUT, and largest multipart object.
     pub max_object_bytes: u64,
     pub max_part_bytes: u64,
@@ -273,6 +282,12 @@ impl Default for BlobConfig {
         let limits = strata_blob::Limits::default();
         Self {
             backend: "local".into(),
+            remote_endpoint: String::new(),
+            remote_bucket: String::new(),
+            remote_region: "us-east-1".into(),
+            remote_access_key: String::new(),
+            remote_secret_key: String::new(),
+            remote_prefix: "strata/".into(),
             max_object_bytes: limits.max_object_bytes,
             max_part_bytes: limits.max_part_bytes,
             min_part_bytes: limits.min_part_bytes,
@@ -393,8 +408,11 @@ impl Config {
                 bail!("s3.access_key must be set and s3.secret_key must be at least 8 characters");
             }
         }
-        if self.blob.backend != "local" {
-            bail!("blob.backend {:?} is not available: only \"local\" is built so far", self.blob.backend);
+        match self.blob.backend.as_str() {
+            "local" => {}
+            "s3" if !self.blob.remote_bucket.is_empty() => {}
+            "s3" => bail!("blob.backend = \"s3\" needs blob.remote_bucket (and remote_endpoint, keys)"),
+            other => bail!("blob.backend must be \"local\" or \"s3\", not {other:?}"),
         }
         if strata_cache::parse_memory(&self.cache.maxmemory).is_none() {
             bail!(
@@ -480,6 +498,18 @@ impl Config {
             max_user_metadata_bytes: self.blob.max_user_metadata_bytes,
             ..strata_blob::Limits::default()
         }
+    }
+
+    /// The external store of `blob.backend = "s3"`, if that is the backend.
+    pub fn blob_remote(&self) -> Option<strata_blob::RemoteStore> {
+        (self.blob.backend == "s3").then(|| strata_blob::RemoteStore {
+            endpoint: self.blob.remote_endpoint.clone(),
+            bucket: self.blob.remote_bucket.clone(),
+            region: self.blob.remote_region.clone(),
+            access_key: self.blob.remote_access_key.clone(),
+            secret_key: self.blob.remote_secret_key.clone(),
+            prefix: self.blob.remote_prefix.clone(),
+        })
     }
 
     pub fn s3_config(&self) -> strata_s3::S3Config {
@@ -597,7 +627,7 @@ mod tests {
         let err = Config::load(None, env(&[("STRATA_S3_LISTEN", "0.0.0.0:9000")])).unwrap_err();
         assert!(format!("{err:#}").contains("s3.secret_key"));
         let err = Config::load(None, env(&[("STRATA_BLOB_BACKEND", "s3")])).unwrap_err();
-        assert!(format!("{err:#}").contains("blob.backend"));
+        assert!(format!("{err:#}").contains("blob.remote_bucket"));
         let err = Config::load(None, env(&[("STRATA_HTTP_LISTEN", "0.0.0.0:8080")])).unwrap_err();
         assert!(format!("{err:#}").contains("api_key"));
         let ok =

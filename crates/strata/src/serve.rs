@@ -58,7 +58,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let blob = tokio::task::spawn_blocking({
         let (store, dir, limits) = (store.clone(), config.data_dir.join("blob"), config.blob_limits());
         let root = (config.s3.access_key.clone(), config.s3.secret_key.clone());
-        move || strata_blob::Blob::open(store, &dir, Arc::new(SystemClock), limits, root)
+        let remote = config.blob_remote();
+        move || match remote {
+            Some(remote) => {
+                strata_blob::Blob::open_remote(store, &dir, Arc::new(SystemClock), limits, root, &remote)
+            }
+            None => strata_blob::Blob::open(store, &dir, Arc::new(SystemClock), limits, root),
+        }
     })
     .await?
     .map_err(|e| anyhow!("opening the blob block: {e}"))?;

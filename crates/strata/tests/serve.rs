@@ -495,3 +495,29 @@ fn blob_cli_makes_keys_and_links() {
     cli(&["key", "revoke", &access_key]);
     assert_eq!(s3_signed(&strata.s3, user, "GET", "/mine/hello.txt", b"").status(), 403);
 }
+
+/// `blob.backend = "s3"` through the binary: one Strata keeps its object bytes in another.
+#[test]
+fn blob_backend_s3_stores_bytes_in_another_service() {
+    let (backing_dir, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let backing = start(backing_dir.path(), &[]);
+    let root = ("strata", "strata-secret");
+    assert_eq!(s3_signed(&backing.s3, root, "PUT", "/backing", b"").status(), 200);
+    let env = [
+        ("STRATA_BLOB_BACKEND", "s3"),
+        ("STRATA_BLOB_REMOTE_ENDPOINT", backing.s3.as_str()),
+        ("STRATA_BLOB_REMOTE_BUCKET", "backing"),
+        ("STRATA_BLOB_REMOTE_ACCESS_KEY", root.0),
+        ("STRATA_BLOB_REMOTE_SECRET_KEY", root.1),
+    ];
+    let strata = start(dir.path(), &env);
+    assert_eq!(s3_signed(&strata.s3, root, "PUT", "/photos", b"").status(), 200);
+    let large = object_bytes("w0/obj2"); // 700 KB: a segment of its own
+    assert_eq!(s3_signed(&strata.s3, root, "PUT", "/photos/cat.jpg", &large).status(), 200);
+    let back = s3_signed(&strata.s3, root, "GET", "/photos/cat.jpg", b"").bytes().unwrap();
+    assert_eq!(md5_hex(&back), md5_hex(&large));
+    let listing =
+        s3_signed(&backing.s3, root, "GET", "/backing?list-type=2&prefix=strata/", b"").text().unwrap();
+    assert_eq!(listing.matches("<Key>strata/").count(), 1, "{listing}");
+    assert!(!dir.path().join("blob/data").exists(), "no local copy of object bytes");
+}

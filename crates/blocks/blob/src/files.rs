@@ -8,9 +8,13 @@
 //!
 //! Small segments (up to `inline_max_bytes`) never touch a file: their bytes go into core in
 //! the same commit as the record, so a small PUT costs one group-committed fsync.
+//!
+//! With a remote backend (`remote.rs`) finished segments leave `tmp/` for the external
+//! object store instead of `data/`, under the same rules.
 
 use crate::checksum::{ChecksumAlgorithm, Checksums, Hasher};
 use crate::meta::Segment;
+use crate::remote::{Remote, RemoteReader};
 use crate::{BlobError, BlobResult};
 use std::collections::HashSet;
 use std::fs::File;
@@ -18,57 +22,89 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The directories of the blob block's files.
+/// Where the blob block keeps segment bytes.
 #[derive(Debug)]
 pub(crate) struct Files {
     tmp: PathBuf,
-    data: PathBuf,
+    place: Place,
+}
+
+#[derive(Debug)]
+enum Place {
+    /// `data/<xx>/<id>` under the block's directory.
+    Local(PathBuf),
+    Remote(Remote),
 }
 
 impl Files {
-    pub(crate) fn open(dir: &Path) -> BlobResult<Arc<Files>> {
-        let files = Files { tmp: dir.join("tmp"), data: dir.join("data") };
-        std::fs::create_dir_all(&files.tmp)?;
-        std::fs::create_dir_all(&files.data)?;
-        Ok(Arc::new(files))
+    /// Segments in files under `dir`, or in `remote` when given (with `dir/tmp` for uploads).
+    pub(crate) fn open(dir: &Path, remote: Option<Remote>) -> BlobResult<Arc<Files>> {
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp)?;
+        let place = match remote {
+            Some(remote) => Place::Remote(remote),
+            None => {
+                let data = dir.join("data");
+                std::fs::create_dir_all(&data)?;
+                Place::Local(data)
+            }
+        };
+        Ok(Arc::new(Files { tmp, place }))
     }
 
-    /// Where segment `id` lives.
-    pub(crate) fn path(&self, id: &str) -> PathBuf {
-        self.data.join(&id[..2]).join(id)
+    /// Where local segment `id` lives.
+    fn local_path(data: &Path, id: &str) -> PathBuf {
+        data.join(&id[..2]).join(id)
     }
 
-    /// Removes the files of segments no longer referenced. Errors are logged: a file left
+    /// Removes the bytes of segments no longer referenced. Errors are logged: a file left
     /// behind is collected at the next start.
     pub(crate) fn remove(&self, segments: &[Segment]) {
-        for segment in segments.iter().filter(|s| !s.inline) {
-            if let Err(err) = std::fs::remove_file(self.path(&segment.id))
-                && err.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(id = %segment.id, %err, "removing a blob segment failed");
+        let ids = segments.iter().filter(|s| !s.inline).map(|s| s.id.clone());
+        match &self.place {
+            Place::Remote(remote) => remote.delete(ids.collect()),
+            Place::Local(data) => {
+                for id in ids {
+                    if let Err(err) = std::fs::remove_file(Self::local_path(data, &id))
+                        && err.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!(%id, %err, "removing a blob segment failed");
+                    }
+                }
             }
         }
     }
 
-    /// A new hard link to segment `id`'s file, under a new id: copies share their bytes.
+    /// A new segment with segment `id`'s bytes: a hard link locally, a server-side copy
+    /// remotely.
     pub(crate) fn link(&self, id: &str) -> BlobResult<String> {
         let new_id = new_id();
-        let target = self.path(&new_id);
-        std::fs::create_dir_all(target.parent().expect("segment paths have a directory"))?;
-        std::fs::hard_link(self.path(id), &target)?;
-        sync_dir(target.parent().expect("segment paths have a directory"))?;
+        match &self.place {
+            Place::Remote(remote) => remote.copy(id, &new_id)?,
+            Place::Local(data) => {
+                let target = Self::local_path(data, &new_id);
+                let dir = target.parent().expect("segment paths have a directory");
+                std::fs::create_dir_all(dir)?;
+                std::fs::hard_link(Self::local_path(data, id), &target)?;
+                sync_dir(dir)?;
+            }
+        }
         Ok(new_id)
     }
 
-    /// Deletes everything in `tmp/`, and every file in `data/` not in `referenced`.
-    /// Returns how many files were removed.
+    /// Deletes everything in `tmp/`, and every segment not in `referenced`. Returns how many
+    /// files or remote objects were removed.
     pub(crate) fn collect_garbage(&self, referenced: &HashSet<String>) -> BlobResult<usize> {
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.tmp)? {
             std::fs::remove_file(entry?.path())?;
             removed += 1;
         }
-        for shard in std::fs::read_dir(&self.data)? {
+        let data = match &self.place {
+            Place::Remote(remote) => return Ok(removed + remote.collect_garbage(referenced)?),
+            Place::Local(data) => data,
+        };
+        for shard in std::fs::read_dir(data)? {
             let shard = shard?;
             if !shard.file_type()?.is_dir() {
                 continue;
@@ -86,6 +122,55 @@ impl Files {
     }
 }
 
+impl Files {
+    /// Moves a finished, fsynced temporary file to where segment `id` lives.
+    fn persist(&self, id: &str, tmp_path: &Path, size: u64) -> BlobResult<()> {
+        match &self.place {
+            Place::Remote(remote) => {
+                remote.upload(id, tmp_path, size)?;
+                std::fs::remove_file(tmp_path)?;
+            }
+            Place::Local(data) => {
+                let path = Self::local_path(data, id);
+                let dir = path.parent().expect("segment paths have a directory");
+                std::fs::create_dir_all(dir)?;
+                std::fs::rename(tmp_path, &path)?;
+                sync_dir(dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens segment `id` (of `size` bytes) for reading from `offset`.
+    fn open_segment(&self, id: &str, offset: u64, size: u64) -> std::io::Result<Handle> {
+        match &self.place {
+            Place::Remote(remote) => Ok(Handle::Remote(remote.open(id, offset, size)?)),
+            Place::Local(data) => {
+                let mut file = File::open(Self::local_path(data, id))?;
+                if offset > 0 {
+                    file.seek(SeekFrom::Start(offset))?;
+                }
+                Ok(Handle::Local(file))
+            }
+        }
+    }
+}
+
+/// An open segment.
+pub(crate) enum Handle {
+    Local(File),
+    Remote(RemoteReader),
+}
+
+impl Handle {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Handle::Local(file) => file.read(out),
+            Handle::Remote(reader) => reader.read(out),
+        }
+    }
+}
+
 /// A fresh random segment id: 32 hex digits.
 pub(crate) fn new_id() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -95,13 +180,49 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Bytes written between background flushes of a large segment: the disk writes them back
+/// while the next bytes arrive and are hashed, so the final fsync has only the tail left.
+const FLUSH_EVERY: u64 = 16 << 20;
+
+/// A segment spilled to its temporary file.
+struct Spill {
+    file: File,
+    path: PathBuf,
+    /// Bytes written since the last background flush started.
+    unflushed: u64,
+    flusher: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Spill {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(data)?;
+        self.unflushed += data.len() as u64;
+        if self.unflushed >= FLUSH_EVERY && self.flusher.as_ref().is_none_or(|f| f.is_finished()) {
+            self.join_flusher()?;
+            let file = self.file.try_clone()?;
+            self.flusher = Some(std::thread::spawn(move || file.sync_data()));
+            self.unflushed = 0;
+        }
+        Ok(())
+    }
+
+    fn join_flusher(&mut self) -> std::io::Result<()> {
+        match self.flusher.take() {
+            Some(flusher) => {
+                flusher.join().unwrap_or_else(|_| Err(std::io::Error::other("the flusher panicked")))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// Writes one segment: an object's bytes or a part's. Buffered in memory while small, then
 /// streamed to a temporary file. Dropping it unfinished removes the file.
 pub struct SegmentWriter {
     files: Arc<Files>,
     id: String,
     buf: Vec<u8>,
-    file: Option<(File, PathBuf)>,
+    file: Option<Spill>,
     size: u64,
     max_bytes: u64,
     inline_max: usize,
@@ -170,15 +291,14 @@ impl SegmentWriter {
         }
         self.hasher.update(data);
         match &mut self.file {
-            Some((file, _)) => file.write_all(data)?,
+            Some(spill) => spill.write(data)?,
             None if self.buf.len() + data.len() <= self.inline_max => self.buf.extend_from_slice(data),
             None => {
                 let path = self.files.tmp.join(&self.id);
-                let mut file = File::create(&path)?;
-                file.write_all(&self.buf)?;
-                file.write_all(data)?;
-                self.buf = Vec::new();
-                self.file = Some((file, path));
+                let mut spill = Spill { file: File::create(&path)?, path, unflushed: 0, flusher: None };
+                spill.write(&std::mem::take(&mut self.buf))?;
+                spill.write(data)?;
+                self.file = Some(spill);
             }
         }
         Ok(())
@@ -191,17 +311,17 @@ impl SegmentWriter {
         let segment = Segment { id: self.id.clone(), size: self.size, inline: self.file.is_none() };
         let inline = match self.file.take() {
             None => Some(std::mem::take(&mut self.buf)),
-            Some((file, tmp_path)) => {
-                file.sync_data()?;
-                drop(file);
-                let path = self.files.path(&self.id);
-                let dir = path.parent().expect("segment paths have a directory");
-                std::fs::create_dir_all(dir)?;
-                if let Err(err) = std::fs::rename(&tmp_path, &path) {
+            Some(mut spill) => {
+                let tmp_path = spill.path.clone();
+                if let Err(err) = spill.join_flusher().and_then(|()| spill.file.sync_data()) {
                     let _ = std::fs::remove_file(&tmp_path);
                     return Err(err.into());
                 }
-                sync_dir(dir)?;
+                drop(spill);
+                if let Err(err) = self.files.persist(&self.id, &tmp_path, self.size) {
+                    let _ = std::fs::remove_file(&tmp_path);
+                    return Err(err);
+                }
                 None
             }
         };
@@ -211,8 +331,8 @@ impl SegmentWriter {
 
 impl Drop for SegmentWriter {
     fn drop(&mut self) {
-        if let Some((_, path)) = self.file.take() {
-            let _ = std::fs::remove_file(path);
+        if let Some(spill) = self.file.take() {
+            let _ = std::fs::remove_file(spill.path);
         }
     }
 }
@@ -220,7 +340,17 @@ impl Drop for SegmentWriter {
 /// Where a segment's bytes come from while reading.
 pub(crate) enum Source {
     Inline(Vec<u8>),
-    File { files: Arc<Files>, id: String, file: Option<File> },
+    File { files: Arc<Files>, id: String, handle: Option<Handle> },
+}
+
+impl Source {
+    /// Opens a file segment at `offset`, unless it is open already.
+    fn open(&mut self, offset: u64, size: u64) -> std::io::Result<()> {
+        if let Source::File { files, id, handle: handle @ None } = self {
+            *handle = Some(files.open_segment(id, offset, size)?);
+        }
+        Ok(())
+    }
 }
 
 /// Reads a byte range of an object across its segments.
@@ -235,8 +365,8 @@ pub struct ObjectReader {
 }
 
 impl ObjectReader {
-    /// A reader of `len` bytes starting at `start`; the first file segment is opened now, so
-    /// a reader that exists keeps its bytes even if the object is replaced meanwhile.
+    /// A reader of `len` bytes starting at `start`; the first segment is opened now, so a
+    /// reader that exists keeps its bytes even if the object is replaced meanwhile.
     pub(crate) fn new(mut segments: Vec<(Source, u64)>, start: u64, len: u64) -> BlobResult<ObjectReader> {
         let mut index = 0;
         let mut offset = start;
@@ -247,8 +377,10 @@ impl ObjectReader {
         while index < segments.len() && segments[index].1 == 0 {
             index += 1;
         }
-        if let Some((source, _)) = segments.get_mut(index) {
-            source.open()?;
+        if len > 0
+            && let Some((source, size)) = segments.get_mut(index)
+        {
+            source.open(offset, *size)?;
         }
         Ok(ObjectReader { segments, index, offset, remaining: len })
     }
@@ -256,15 +388,6 @@ impl ObjectReader {
     /// Bytes still to read.
     pub fn remaining(&self) -> u64 {
         self.remaining
-    }
-}
-
-impl Source {
-    fn open(&mut self) -> std::io::Result<()> {
-        if let Source::File { files, id, file: file @ None } = self {
-            *file = Some(File::open(files.path(id))?);
-        }
-        Ok(())
     }
 }
 
@@ -290,16 +413,15 @@ impl Read for ObjectReader {
                     want
                 }
                 Source::File { .. } => {
-                    source.open()?;
-                    let Source::File { file: Some(file), .. } = source else { unreachable!("opened above") };
-                    if self.offset > 0 && file.stream_position()? != self.offset {
-                        file.seek(SeekFrom::Start(self.offset))?;
-                    }
-                    let n = file.read(&mut out[..want])?;
+                    source.open(self.offset, *size)?;
+                    let Source::File { handle: Some(handle), .. } = source else {
+                        unreachable!("opened above")
+                    };
+                    let n = handle.read(&mut out[..want])?;
                     if n == 0 {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::UnexpectedEof,
-                            "segment file truncated",
+                            "segment truncated",
                         ));
                     }
                     n

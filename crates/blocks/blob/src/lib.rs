@@ -39,7 +39,9 @@
 //! - A reader opens a multipart object's later segments as it reaches them; if the object
 //!   is deleted or replaced meanwhile, the read fails part way (single-segment objects are
 //!   opened up front and always read whole).
-//! - Object data lives on the local disk only; `blob.backend = "s3"` is not built yet.
+//! - With a remote backend, each read of a segment is one ranged GET to the remote store,
+//!   and deletes there happen in the background (an orphan left by a crash is collected at
+//!   the next open).
 //! - Listing a versioned bucket walks every version of each key it lists.
 
 mod checksum;
@@ -49,6 +51,7 @@ mod keys;
 pub mod links;
 mod meta;
 pub mod policy;
+mod remote;
 
 pub use checksum::{ChecksumAlgorithm, Checksums};
 pub use files::{ObjectReader, SegmentWriter, Written};
@@ -57,6 +60,7 @@ pub use meta::{
     Versioning,
 };
 pub use policy::{Decision, Policy, Principal};
+pub use remote::RemoteStore;
 
 use files::{Files, Source};
 use keys::{Key, KeyPrefix, decode_name_key, decode_part_key, decode_upload_key, decode_version_key};
@@ -453,8 +457,32 @@ impl Blob {
         limits: Limits,
         root: (String, String),
     ) -> BlobResult<Blob> {
+        Self::open_with(store, Files::open(dir, None)?, clock, limits, root)
+    }
+
+    /// Opens the block with object bytes in an external S3-compatible service (records,
+    /// policies and keys stay in `store`; `dir` holds uploads in flight). Call it from a
+    /// blocking thread: it lists the remote prefix to collect orphans.
+    pub fn open_remote(
+        store: Store,
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        root: (String, String),
+        remote: &RemoteStore,
+    ) -> BlobResult<Blob> {
+        let files = Files::open(dir, Some(remote::Remote::connect(remote)?))?;
+        Self::open_with(store, files, clock, limits, root)
+    }
+
+    fn open_with(
+        store: Store,
+        files: Arc<Files>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        root: (String, String),
+    ) -> BlobResult<Blob> {
         let ks = store.keyspace("blob")?;
-        let files = Files::open(dir)?;
         let blob = Blob {
             inner: Arc::new(Inner {
                 store,
@@ -871,7 +899,7 @@ impl Blob {
             } else if segment.inline {
                 Source::Inline(Vec::new())
             } else {
-                Source::File { files: self.inner.files.clone(), id: segment.id.clone(), file: None }
+                Source::File { files: self.inner.files.clone(), id: segment.id.clone(), handle: None }
             };
             sources.push((source, segment.size));
             offset += segment.size;

@@ -454,3 +454,96 @@ async fn versioning_tagging_and_cors() {
     assert_eq!(response.headers()["access-control-max-age"], "600");
     assert_eq!(preflight("https://evil.example.org").await.unwrap().status(), 403);
 }
+
+/// `blob.backend = "s3"`: a Strata whose object bytes live in another S3 service (here a
+/// second Strata), while records, policies and links stay local.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_backend_keeps_bytes_in_another_s3_service() {
+    let backing = start(Limits::default()).await;
+    create_bucket(&backing, ROOT, "backing").await;
+    let remote = strata_blob::RemoteStore {
+        endpoint: format!("http://{}", backing.addr),
+        bucket: "backing".into(),
+        region: "us-east-1".into(),
+        access_key: ROOT.0.into(),
+        secret_key: ROOT.1.into(),
+        prefix: "segments/".into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let open = {
+        let (dir, remote) = (dir.path().to_owned(), remote.clone());
+        move || {
+            let store = Store::open(dir.join("core"), strata_core::Options::default()).unwrap();
+            let limits = Limits { inline_max_bytes: 1024, min_part_bytes: 1024, ..Limits::default() };
+            Blob::open_remote(
+                store,
+                &dir.join("blob"),
+                Arc::new(SystemClock),
+                limits,
+                (ROOT.0.into(), ROOT.1.into()),
+                &remote,
+            )
+            .unwrap()
+        }
+    };
+    let blob = tokio::task::spawn_blocking(open.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(strata_s3::serve(listener, blob.clone(), strata_s3::S3Config::default(), async {
+        let _ = stopped.await;
+    }));
+    let front = Server { addr, blob: blob.clone(), _dir: tempfile::tempdir().unwrap(), _stop: stop };
+    create_bucket(&front, ROOT, "photos").await;
+    let store = client(&front, "photos", ROOT);
+    let backing_store = client(&backing, "backing", ROOT);
+    let remote_objects = || async {
+        let listed: Vec<_> = backing_store.list(Some(&Path::from("segments"))).try_collect().await.unwrap();
+        listed.len()
+    };
+
+    let small = pattern(500, 3);
+    let large = pattern(3_000_000, 4);
+    store.put(&Path::from("small"), PutPayload::from(small.clone())).await.unwrap();
+    store.put(&Path::from("large"), PutPayload::from(large.clone())).await.unwrap();
+    assert_eq!(remote_objects().await, 1, "the small object stays in core, the large one is remote");
+    assert_eq!(store.get(&Path::from("large")).await.unwrap().bytes().await.unwrap().as_ref(), &large[..]);
+    assert_eq!(
+        store.get_range(&Path::from("large"), 2_000_000..2_000_100).await.unwrap().as_ref(),
+        &large[2_000_000..2_000_100]
+    );
+    assert_eq!(store.get(&Path::from("small")).await.unwrap().bytes().await.unwrap().as_ref(), &small[..]);
+
+    // Multipart parts are remote segments; completing names them in order.
+    let data = pattern(2 * 1024 * 1024 + 5, 9);
+    let upload = store.put_multipart(&Path::from("parts")).await.unwrap();
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, 1024 * 1024);
+    writer.write(&data);
+    writer.finish().await.unwrap();
+    assert_eq!(store.get(&Path::from("parts")).await.unwrap().bytes().await.unwrap().as_ref(), &data[..]);
+    // A copy is a server-side copy in the remote store.
+    store.copy(&Path::from("large"), &Path::from("large-copy")).await.unwrap();
+    // large, two 1 MiB parts (the 5-byte last part is inline), the copy.
+    assert_eq!(remote_objects().await, 1 + 2 + 1);
+    store.delete(&Path::from("large")).await.unwrap();
+    assert_eq!(
+        store.get(&Path::from("large-copy")).await.unwrap().bytes().await.unwrap().as_ref(),
+        &large[..]
+    );
+
+    // Remote deletes run in the background; an orphan left in the remote prefix (an upload
+    // whose commit never happened) is collected when the block opens again.
+    backing_store
+        .put(&Path::from("segments/0123456789abcdef0123456789abcdef"), PutPayload::from_static(b"orphan"))
+        .await
+        .unwrap();
+    drop(front);
+    drop(blob);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reopened = tokio::task::spawn_blocking(open).await.unwrap();
+    assert_eq!(remote_objects().await, 2 + 1, "the deleted object's and the orphan's bytes are gone");
+    let meta = tokio::task::spawn_blocking(move || reopened.head_object("photos", "parts", None).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(meta.size, data.len() as u64);
+}
