@@ -226,7 +226,55 @@ pub struct SegmentWriter {
     size: u64,
     max_bytes: u64,
     inline_max: usize,
-    hasher: Hasher,
+    hashing: Hashing,
+}
+
+/// Chunks queued for a background hasher.
+const HASH_QUEUE: usize = 8;
+
+/// Hashes on the writer's thread while a segment is small; once it spills to a file, on a
+/// helper thread, so that hashing (MD5 runs at disk speed, not memory speed) overlaps the
+/// writes.
+enum Hashing {
+    Inline(Hasher),
+    Background { queue: std::sync::mpsc::SyncSender<Vec<u8>>, worker: std::thread::JoinHandle<Hasher> },
+    Moving,
+}
+
+impl Hashing {
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hashing::Inline(hasher) => hasher.update(data),
+            Hashing::Background { queue, .. } => {
+                queue.send(data.to_vec()).expect("the hasher thread lives until finish");
+            }
+            Hashing::Moving => unreachable!("hashing is never left moving"),
+        }
+    }
+
+    fn move_to_thread(&mut self) {
+        if let Hashing::Inline(mut hasher) = std::mem::replace(self, Hashing::Moving) {
+            let (queue, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+            let worker = std::thread::spawn(move || {
+                for chunk in chunks {
+                    hasher.update(&chunk);
+                }
+                hasher
+            });
+            *self = Hashing::Background { queue, worker };
+        }
+    }
+
+    fn finish(self) -> ([u8; 16], Checksums) {
+        match self {
+            Hashing::Inline(hasher) => hasher.finish(),
+            Hashing::Background { queue, worker } => {
+                drop(queue);
+                worker.join().expect("the hasher thread does not panic").finish()
+            }
+            Hashing::Moving => unreachable!("hashing is never left moving"),
+        }
+    }
 }
 
 /// A finished segment, durable on disk (or held for core) but not yet referenced by any
@@ -279,7 +327,7 @@ impl SegmentWriter {
             size: 0,
             max_bytes,
             inline_max,
-            hasher: Hasher::new(algorithms),
+            hashing: Hashing::Inline(Hasher::new(algorithms)),
         }
     }
 
@@ -289,11 +337,18 @@ impl SegmentWriter {
         if self.size > self.max_bytes {
             return Err(BlobError::TooLarge { limit: self.max_bytes });
         }
-        self.hasher.update(data);
         match &mut self.file {
-            Some(spill) => spill.write(data)?,
-            None if self.buf.len() + data.len() <= self.inline_max => self.buf.extend_from_slice(data),
+            Some(spill) => {
+                self.hashing.update(data);
+                spill.write(data)?;
+            }
+            None if self.buf.len() + data.len() <= self.inline_max => {
+                self.hashing.update(data);
+                self.buf.extend_from_slice(data);
+            }
             None => {
+                self.hashing.move_to_thread();
+                self.hashing.update(data);
                 let path = self.files.tmp.join(&self.id);
                 let mut spill = Spill { file: File::create(&path)?, path, unflushed: 0, flusher: None };
                 spill.write(&std::mem::take(&mut self.buf))?;
@@ -307,11 +362,11 @@ impl SegmentWriter {
     /// Makes the bytes durable (fsync, rename into `data/`, fsync of the directory) and
     /// returns the segment with its digests.
     pub fn finish(mut self) -> BlobResult<Written> {
-        let (md5, checksums) = std::mem::replace(&mut self.hasher, Hasher::new(&[])).finish();
         let segment = Segment { id: self.id.clone(), size: self.size, inline: self.file.is_none() };
         let inline = match self.file.take() {
             None => Some(std::mem::take(&mut self.buf)),
             Some(mut spill) => {
+                // The fsync runs while the hasher thread finishes the tail.
                 let tmp_path = spill.path.clone();
                 if let Err(err) = spill.join_flusher().and_then(|()| spill.file.sync_data()) {
                     let _ = std::fs::remove_file(&tmp_path);
@@ -325,6 +380,7 @@ impl SegmentWriter {
                 None
             }
         };
+        let (md5, checksums) = std::mem::replace(&mut self.hashing, Hashing::Moving).finish();
         Ok(Written { segment, inline, md5, checksums, files: Some(self.files.clone()) })
     }
 }
