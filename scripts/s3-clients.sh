@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drives Strata's s3 front with real S3 clients: aws-cli (apt) for `aws s3` and `aws s3api`,
-# curl for presigned links and public objects, and boto3 (pip) — which since 1.36 sends
-# flexible checksums as aws-chunked trailers on every upload.
+# curl for presigned links and public objects, s3cmd (apt), and boto3 (pip), which since
+# 1.36 sends a flexible checksum with every upload.
 #
 #   sudo scripts/s3-clients.sh            # builds Strata (release), runs it on spare ports
 #
@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian's aws-cli v2 (a pip-installed v1 earlier on PATH would shadow it).
-if [ ! -x /usr/bin/aws ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq awscli curl
+if [ ! -x /usr/bin/aws ] || ! command -v s3cmd >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq awscli s3cmd curl
 fi
 python3 -c 'import boto3' 2>/dev/null || pip install -q boto3
 
@@ -81,7 +81,15 @@ grep -q NoSuchKey "$work/err" && check "NoSuchKey"
 if AWS_SECRET_ACCESS_KEY=wrong aws s3 ls s3://clients 2>"$work/err"; then exit 1; fi
 grep -q SignatureDoesNotMatch "$work/err" && check "wrong secret: SignatureDoesNotMatch"
 
-# boto3: default (trailer) checksums, presigned POST (browser form upload), user keys.
+# s3cmd: its own SigV4 signer and multipart uploads (over 15 MiB).
+s3c() { s3cmd --host=127.0.0.1:19000 --host-bucket=127.0.0.1:19000 --no-ssl --access_key=strata \
+    --secret_key=strata-secret --region=us-east-1 "$@"; }
+s3c mb s3://s3cmd >/dev/null
+s3c put "$work/big.bin" s3://s3cmd/big.bin >/dev/null
+s3c get --force s3://s3cmd/big.bin "$work/big.s3cmd" >/dev/null
+cmp "$work/big.bin" "$work/big.s3cmd" && s3c ls s3://s3cmd | grep -q big.bin && check "s3cmd mb/put/get/ls"
+
+# boto3: default checksums, presigned POST (browser form upload), user keys.
 python3 - "$S3" <<'EOF'
 import sys, boto3, botocore, urllib.request, json
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="strata",
