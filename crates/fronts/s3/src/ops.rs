@@ -74,6 +74,22 @@ fn checksum_mode_on(mode: &Option<ChecksumMode>) -> bool {
 }
 
 impl Strata {
+    /// Changes a bucket's settings with `f` (tags, CORS rules).
+    async fn change_bucket(
+        &self,
+        bucket: String,
+        mut f: impl FnMut(&mut strata_blob::BucketMeta) + Send + 'static,
+    ) -> S3Result<()> {
+        let blob = self.blob.clone();
+        spawn(move || {
+            blob.update_bucket(&bucket, |meta| {
+                f(meta);
+                Ok(())
+            })
+        })
+        .await
+    }
+
     async fn versioning(&self, bucket: &str) -> S3Result<Versioning> {
         let (blob, bucket) = (self.blob.clone(), bucket.to_owned());
         Ok(spawn(move || blob.bucket(&bucket)).await?.versioning)
@@ -985,14 +1001,7 @@ impl S3 for Strata {
     ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
         let input = req.input;
         let tags = tags_from(input.tagging.tag_set);
-        let blob = self.blob.clone();
-        spawn(move || {
-            blob.update_bucket(&input.bucket, |meta| {
-                meta.tags = tags.clone();
-                Ok(())
-            })
-        })
-        .await?;
+        self.change_bucket(input.bucket, move |meta| meta.tags = tags.clone()).await?;
         ok(PutBucketTaggingOutput {})
     }
 
@@ -1000,14 +1009,7 @@ impl S3 for Strata {
         &self,
         req: S3Request<DeleteBucketTaggingInput>,
     ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
-        let blob = self.blob.clone();
-        spawn(move || {
-            blob.update_bucket(&req.input.bucket, |meta| {
-                meta.tags.clear();
-                Ok(())
-            })
-        })
-        .await?;
+        self.change_bucket(req.input.bucket, move |meta| meta.tags.clear()).await?;
         ok(DeleteBucketTaggingOutput {})
     }
 
@@ -1094,14 +1096,7 @@ impl S3 for Strata {
         if rules.len() > 100 {
             return Err(s3_error!(MalformedXML, "at most 100 CORS rules"));
         }
-        let blob = self.blob.clone();
-        spawn(move || {
-            blob.update_bucket(&input.bucket, |meta| {
-                meta.cors = rules.clone();
-                Ok(())
-            })
-        })
-        .await?;
+        self.change_bucket(input.bucket, move |meta| meta.cors = rules.clone()).await?;
         ok(PutBucketCorsOutput {})
     }
 
@@ -1109,14 +1104,7 @@ impl S3 for Strata {
         &self,
         req: S3Request<DeleteBucketCorsInput>,
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
-        let blob = self.blob.clone();
-        spawn(move || {
-            blob.update_bucket(&req.input.bucket, |meta| {
-                meta.cors.clear();
-                Ok(())
-            })
-        })
-        .await?;
+        self.change_bucket(req.input.bucket, move |meta| meta.cors.clear()).await?;
         ok(DeleteBucketCorsOutput {})
     }
 }
