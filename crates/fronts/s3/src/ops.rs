@@ -15,6 +15,9 @@ pub(crate) struct Strata {
     pub(crate) region: String,
 }
 
+/// What S3 answers for an object stored without a content type.
+const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
 fn owner_of<T>(req: &S3Request<T>) -> String {
     req.credentials.as_ref().map(|c| c.access_key.clone()).unwrap_or_default()
 }
@@ -316,7 +319,10 @@ impl S3 for Strata {
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
             content_range: range.map(|_| format!("bytes {start}-{}/{}", start + len - 1, meta.size)),
-            content_type: input.response_content_type.or(meta.headers.content_type.clone()),
+            content_type: input
+                .response_content_type
+                .or(meta.headers.content_type.clone())
+                .or(Some(DEFAULT_CONTENT_TYPE.into())),
             content_encoding: input.response_content_encoding.or(meta.headers.content_encoding.clone()),
             content_disposition: input
                 .response_content_disposition
@@ -372,7 +378,7 @@ impl S3 for Strata {
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
             content_range: input.range.map(|_| format!("bytes {start}-{}/{}", start + len - 1, meta.size)),
-            content_type: meta.headers.content_type.clone(),
+            content_type: meta.headers.content_type.clone().or(Some(DEFAULT_CONTENT_TYPE.into())),
             content_encoding: meta.headers.content_encoding.clone(),
             content_disposition: meta.headers.content_disposition.clone(),
             content_language: meta.headers.content_language.clone(),
@@ -541,20 +547,19 @@ impl S3 for Strata {
         let bucket = input.bucket.clone();
         let page = spawn(move || blob.list_objects(&bucket, &query)).await?;
         let key_count = (page.objects.len() + page.common_prefixes.len()) as i32;
+        let enc = KeyEncoding::of(&input.encoding_type);
         ok(ListObjectsV2Output {
             name: Some(input.bucket),
-            prefix: Some(input.prefix.unwrap_or_default()),
-            delimiter: input.delimiter,
+            prefix: Some(enc.apply(input.prefix.unwrap_or_default())),
+            delimiter: input.delimiter.map(|d| enc.apply(d)),
             max_keys: Some(max_keys),
             key_count: Some(key_count),
             continuation_token: input.continuation_token,
-            start_after: input.start_after,
+            start_after: input.start_after.map(|s| enc.apply(s)),
             is_truncated: Some(page.truncated),
             next_continuation_token: page.next_after.as_deref().map(continuation_token),
-            contents: Some(page.objects.iter().map(object_entry).collect()),
-            common_prefixes: Some(
-                page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect(),
-            ),
+            contents: Some(page.objects.iter().map(|o| object_entry(o, enc)).collect()),
+            common_prefixes: Some(enc.prefixes(page.common_prefixes)),
             encoding_type: input.encoding_type,
             ..Default::default()
         })
@@ -575,19 +580,18 @@ impl S3 for Strata {
         let blob = self.blob.clone();
         let bucket = input.bucket.clone();
         let page = spawn(move || blob.list_objects(&bucket, &query)).await?;
+        let enc = KeyEncoding::of(&input.encoding_type);
         ok(ListObjectsOutput {
             name: Some(input.bucket),
-            prefix: Some(input.prefix.unwrap_or_default()),
-            delimiter: input.delimiter.clone(),
-            marker: input.marker,
+            prefix: Some(enc.apply(input.prefix.unwrap_or_default())),
+            delimiter: input.delimiter.clone().map(|d| enc.apply(d)),
+            marker: input.marker.map(|m| enc.apply(m)),
             max_keys: Some(max_keys),
             is_truncated: Some(page.truncated),
             // S3 sends NextMarker only with a delimiter; clients use the last key otherwise.
-            next_marker: if input.delimiter.is_some() { page.next_after } else { None },
-            contents: Some(page.objects.iter().map(object_entry).collect()),
-            common_prefixes: Some(
-                page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect(),
-            ),
+            next_marker: if input.delimiter.is_some() { page.next_after.map(|m| enc.apply(m)) } else { None },
+            contents: Some(page.objects.iter().map(|o| object_entry(o, enc)).collect()),
+            common_prefixes: Some(enc.prefixes(page.common_prefixes)),
             encoding_type: input.encoding_type,
             ..Default::default()
         })
@@ -609,11 +613,12 @@ impl S3 for Strata {
         let blob = self.blob.clone();
         let bucket = input.bucket.clone();
         let page = spawn(move || blob.list_versions(&bucket, &query)).await?;
+        let enc = KeyEncoding::of(&input.encoding_type);
         let (mut versions, mut markers) = (Vec::new(), Vec::new());
         for (meta, is_latest) in page.versions {
             if meta.delete_marker {
                 markers.push(DeleteMarkerEntry {
-                    key: Some(meta.key.clone()),
+                    key: Some(enc.apply(meta.key.clone())),
                     version_id: Some(meta.version_id.clone()),
                     is_latest: Some(is_latest),
                     last_modified: Some(timestamp(meta.last_modified_ms)),
@@ -621,7 +626,7 @@ impl S3 for Strata {
                 });
             } else {
                 versions.push(ObjectVersion {
-                    key: Some(meta.key.clone()),
+                    key: Some(enc.apply(meta.key.clone())),
                     version_id: Some(meta.version_id.clone()),
                     is_latest: Some(is_latest),
                     e_tag: Some(etag(&meta.etag)),
@@ -636,19 +641,17 @@ impl S3 for Strata {
         }
         ok(ListObjectVersionsOutput {
             name: Some(input.bucket),
-            prefix: Some(input.prefix.unwrap_or_default()),
-            delimiter: input.delimiter,
-            key_marker: input.key_marker,
+            prefix: Some(enc.apply(input.prefix.unwrap_or_default())),
+            delimiter: input.delimiter.map(|d| enc.apply(d)),
+            key_marker: input.key_marker.map(|k| enc.apply(k)),
             version_id_marker: input.version_id_marker,
             max_keys: Some(max_keys),
             is_truncated: Some(page.truncated),
-            next_key_marker: page.next_key_marker,
+            next_key_marker: page.next_key_marker.map(|k| enc.apply(k)),
             next_version_id_marker: page.next_version_id_marker,
             versions: Some(versions),
             delete_markers: Some(markers),
-            common_prefixes: Some(
-                page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect(),
-            ),
+            common_prefixes: Some(enc.prefixes(page.common_prefixes)),
             encoding_type: input.encoding_type,
             ..Default::default()
         })
@@ -1109,9 +1112,32 @@ impl S3 for Strata {
     }
 }
 
-fn object_entry(meta: &ObjectMeta) -> Object {
+/// `encoding-type=url` in a listing: keys and prefixes in the answer are percent-encoded
+/// (clients such as aws-cli ask for it and decode them), so any byte survives XML.
+#[derive(Clone, Copy)]
+struct KeyEncoding(bool);
+
+/// Everything but unreserved characters and `/`.
+const KEY_ESCAPES: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+
+impl KeyEncoding {
+    fn of(requested: &Option<EncodingType>) -> KeyEncoding {
+        KeyEncoding(requested.as_ref().is_some_and(|e| e.as_str().eq_ignore_ascii_case("url")))
+    }
+
+    fn apply(self, text: String) -> String {
+        if self.0 { percent_encoding::utf8_percent_encode(&text, KEY_ESCAPES).to_string() } else { text }
+    }
+
+    fn prefixes(self, prefixes: Vec<String>) -> Vec<CommonPrefix> {
+        prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(self.apply(p)) }).collect()
+    }
+}
+
+fn object_entry(meta: &ObjectMeta, enc: KeyEncoding) -> Object {
     Object {
-        key: Some(meta.key.clone()),
+        key: Some(enc.apply(meta.key.clone())),
         e_tag: Some(etag(&meta.etag)),
         size: Some(meta.size as i64),
         last_modified: Some(timestamp(meta.last_modified_ms)),

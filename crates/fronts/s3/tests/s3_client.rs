@@ -184,6 +184,17 @@ async fn object_store_client_puts_gets_lists_copies_and_deletes() {
     prefixes.sort();
     assert_eq!(prefixes, ["blobs", "notes"]);
 
+    // Keys that need escaping come back percent-encoded when the client asks for
+    // `encoding-type=url`, as aws-cli does, and raw otherwise.
+    store.put(&Path::from("odd/a b+c.txt"), PutPayload::from_static(b"odd")).await.unwrap();
+    let (status, body, _) =
+        signed(&server, ROOT, "GET", "/data?list-type=2&prefix=odd%2F&encoding-type=url", b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<Key>odd/a%20b%2Bc.txt</Key>"), "{body}");
+    let (_, body, _) = signed(&server, ROOT, "GET", "/data?list-type=2&prefix=odd%2F", b"").await;
+    assert!(body.contains("<Key>odd/a b+c.txt</Key>"), "{body}");
+    store.delete(&Path::from("odd/a b+c.txt")).await.unwrap();
+
     // Copy, then delete the source: the copy keeps the bytes.
     let copy = Path::from("copies/big.bin");
     store.copy(&big_path, &copy).await.unwrap();
