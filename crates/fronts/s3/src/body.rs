@@ -63,9 +63,10 @@ pub(crate) async fn write_body(
 }
 
 fn read_error(err: s3s::StdError) -> S3Error {
-    // s3s reports signature and checksum failures of aws-chunked bodies as stream errors.
+    // s3s reports a bad chunk signature of an aws-chunked body as a stream error whose
+    // type it does not export ("AwsChunkedStreamError: SignatureMismatch").
     let msg = err.to_string();
-    let code = if msg.contains("signature") {
+    let code = if msg.to_ascii_lowercase().contains("signature") {
         S3ErrorCode::SignatureDoesNotMatch
     } else {
         S3ErrorCode::IncompleteBody
