@@ -288,7 +288,7 @@ async fn signed_aws_chunked_bodies_are_verified_chunk_by_chunk() {
         let (headers, seed) = sign_headers(&server, ROOT, "PUT", "/signed/chunked.bin", &extra, payload);
         let amz_date = headers.iter().find(|(k, _)| k == "x-amz-date").unwrap().1.clone();
         let scope = format!("{}/us-east-1/s3/aws4_request", &amz_date[..8]);
-        let mut key = hmac(format!("AWS4{}", ROOT.1).as_bytes(), amz_date[..8].as_bytes());
+        let mut key = hmac(format!("AWS4{}", ROOT.1).as_bytes(), &amz_date.as_bytes()[..8]);
         for part in ["us-east-1", "s3", "aws4_request"] {
             key = hmac(&key, part.as_bytes());
         }
