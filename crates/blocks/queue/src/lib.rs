@@ -1,0 +1,979 @@
+//! # strata-queue: durable queues
+//!
+//! What users get, over the sqs front (aws-cli, boto3, any SQS SDK):
+//!
+//! - **Standard queues** (at least once, best-effort order) and **FIFO queues** (`.fifo`):
+//!   strict order within a message group, one message of a group in flight at a time so
+//!   groups spread over workers, deduplication by id or content hash for five minutes.
+//! - **Visibility**: a received message is hidden for the queue's (or the receive's)
+//!   visibility timeout, then comes back; its receipt handle works until it is received again.
+//! - **Retries and dead letters**: each receive counts; past the redrive policy's
+//!   `maxReceiveCount` a message moves to the dead-letter queue, and [`Queues::move_messages`]
+//!   moves messages back.
+//! - **Delays** per queue and per message, **retention** with expiry, **message attributes**
+//!   with SQS's MD5s, a size limit, and **backpressure**: a queue at its `max_depth` refuses
+//!   sends with [`QueueError::Throttled`] rather than growing without bound.
+//! - **Long polling** support: [`Queues::waiter`] is notified on every send.
+//!
+//! Every operation is one core transaction (snapshot isolation, retried on a write-write
+//! conflict), so an acknowledged send survives a crash, and a message is never handed to two
+//! receivers within one visibility window. Key layout: `keys.rs`.
+//!
+//! ## Limitations
+//!
+//! - Queue depths are kept in memory and counted at first use; `ApproximateNumberOf*` scans
+//!   a queue's ready index.
+//! - A receive looks at no more than [`MAX_SCAN`] ready entries, so a FIFO queue whose oldest
+//!   groups are all locked may answer empty while later groups wait.
+//! - Concurrent receivers of one queue race for the same first messages and retry.
+
+mod keys;
+mod md5s;
+
+pub use md5s::{md5_of_attributes, md5_of_body};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use strata_core::{Clock, Keyspace, Store, Txn};
+
+/// How many times an operation is retried after losing a race with a concurrent writer.
+pub const MAX_RETRIES: usize = 64;
+/// Ready entries one receive looks at, at most.
+pub const MAX_SCAN: usize = 10_000;
+/// How long a FIFO deduplication id is remembered.
+pub const DEDUP_WINDOW_MS: u64 = 5 * 60 * 1000;
+
+/// Everything that can go wrong in the queue block, in SQS's terms.
+#[derive(Debug)]
+pub enum QueueError {
+    NoSuchQueue(String),
+    /// A queue of that name exists with other attributes.
+    QueueExists(String),
+    InvalidParameter(String),
+    ReceiptHandleInvalid(String),
+    MessageNotInflight,
+    MessageTooLong {
+        limit: usize,
+    },
+    /// The queue is at its maximum depth; try again later.
+    Throttled {
+        retry_after_secs: u64,
+    },
+    Core(strata_core::Error),
+}
+
+pub type QueueResult<T> = Result<T, QueueError>;
+
+impl std::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueError::NoSuchQueue(q) => write!(f, "the queue {q} does not exist"),
+            QueueError::QueueExists(q) => write!(f, "a queue named {q} exists with other attributes"),
+            QueueError::InvalidParameter(msg) => write!(f, "{msg}"),
+            QueueError::ReceiptHandleInvalid(msg) => write!(f, "the receipt handle is not valid: {msg}"),
+            QueueError::MessageNotInflight => write!(f, "the message is not in flight"),
+            QueueError::MessageTooLong { limit } => write!(f, "messages are limited to {limit} bytes"),
+            QueueError::Throttled { retry_after_secs } => {
+                write!(f, "the queue is full; retry after {retry_after_secs} s")
+            }
+            QueueError::Core(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl std::error::Error for QueueError {}
+
+impl From<strata_core::Error> for QueueError {
+    fn from(err: strata_core::Error) -> Self {
+        QueueError::Core(err)
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> QueueError {
+    QueueError::InvalidParameter(msg.into())
+}
+
+/// Where a queue's failed messages go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redrive {
+    pub dead_letter_queue: String,
+    pub max_receive_count: u32,
+}
+
+/// A queue's settings, as SQS's attributes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes {
+    pub visibility_timeout_secs: u64,
+    pub retention_secs: u64,
+    pub delay_secs: u64,
+    pub max_message_bytes: usize,
+    pub receive_wait_secs: u64,
+    pub redrive: Option<Redrive>,
+    /// The redrive allow policy, as the JSON the user set.
+    pub redrive_allow: Option<String>,
+    pub fifo: bool,
+    pub content_based_dedup: bool,
+    /// Backpressure: most messages the queue holds; `None` is the block-wide default.
+    pub max_depth: Option<u64>,
+}
+
+impl Default for Attributes {
+    fn default() -> Self {
+        Self {
+            visibility_timeout_secs: 30,
+            retention_secs: 4 * 24 * 3600,
+            delay_secs: 0,
+            max_message_bytes: 256 * 1024,
+            receive_wait_secs: 0,
+            redrive: None,
+            redrive_allow: None,
+            fifo: false,
+            content_based_dedup: false,
+            max_depth: None,
+        }
+    }
+}
+
+impl Attributes {
+    /// Checks SQS's ranges.
+    pub fn check(&self, limits: &Limits) -> QueueResult<()> {
+        if self.visibility_timeout_secs > 12 * 3600 {
+            return Err(invalid("VisibilityTimeout must be 0 to 43200 seconds"));
+        }
+        if !(60..=14 * 24 * 3600).contains(&self.retention_secs) {
+            return Err(invalid("MessageRetentionPeriod must be 60 to 1209600 seconds"));
+        }
+        if self.delay_secs > 900 {
+            return Err(invalid("DelaySeconds must be 0 to 900"));
+        }
+        if !(1024..=limits.max_message_bytes).contains(&self.max_message_bytes) {
+            return Err(invalid(format!("MaximumMessageSize must be 1024 to {}", limits.max_message_bytes)));
+        }
+        if self.receive_wait_secs > 20 {
+            return Err(invalid("ReceiveMessageWaitTimeSeconds must be 0 to 20"));
+        }
+        if let Some(r) = &self.redrive
+            && !(1..=1000).contains(&r.max_receive_count)
+        {
+            return Err(invalid("maxReceiveCount must be 1 to 1000"));
+        }
+        Ok(())
+    }
+}
+
+/// A queue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueueMeta {
+    pub created_ms: u64,
+    pub modified_ms: u64,
+    pub attributes: Attributes,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A message attribute: a data type (`String`, `Number`, `Binary`, optionally `.custom`)
+/// and its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageAttribute {
+    pub data_type: String,
+    pub string_value: Option<String>,
+    pub binary_value: Option<Vec<u8>>,
+}
+
+/// A stored message.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, MessageAttribute>,
+    pub md5_of_body: String,
+    pub md5_of_attributes: Option<String>,
+    pub sent_ms: u64,
+    pub first_receive_ms: Option<u64>,
+    pub receive_count: u32,
+    pub visible_at_ms: u64,
+    /// Send order; the SequenceNumber of FIFO queues.
+    pub seq: u64,
+    pub group: Option<String>,
+    pub dedup_id: Option<String>,
+    /// Changes on every receive; part of the receipt handle.
+    pub nonce: u64,
+    pub sender: String,
+}
+
+/// What to send.
+#[derive(Clone, Debug, Default)]
+pub struct Send {
+    pub body: String,
+    pub attributes: BTreeMap<String, MessageAttribute>,
+    pub delay_secs: Option<u64>,
+    pub group: Option<String>,
+    pub dedup_id: Option<String>,
+    pub sender: String,
+}
+
+/// A sent message's identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub id: String,
+    pub md5_of_body: String,
+    pub md5_of_attributes: Option<String>,
+    pub seq: u64,
+}
+
+/// A received message with the handle that deletes it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub message: Message,
+    pub receipt_handle: String,
+}
+
+/// Approximate message counts of a queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub visible: u64,
+    pub not_visible: u64,
+    pub delayed: u64,
+    /// Age of the oldest message, in ms.
+    pub oldest_age_ms: u64,
+}
+
+/// Block-wide limits (`[queue]` in strata.toml).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest message a queue may allow (SQS: 256 KiB).
+    pub max_message_bytes: usize,
+    /// Default maximum depth of a queue without its own.
+    pub max_depth: u64,
+    pub max_queues: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_message_bytes: 256 * 1024, max_depth: 1_000_000, max_queues: 10_000 }
+    }
+}
+
+/// Ready entry states.
+const NEVER_RECEIVED: u8 = 0;
+const IN_FLIGHT: u8 = 1;
+
+/// The queue block. Cheap to clone.
+#[derive(Clone)]
+pub struct Queues {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    ks: Keyspace,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    last_seq: AtomicU64,
+    depths: Mutex<HashMap<String, Arc<AtomicI64>>>,
+    waiters: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+/// Checks SQS's queue naming rules: 1-80 of `A-Za-z0-9_-`, `.fifo` at the end of FIFO queues.
+pub fn check_queue_name(name: &str, fifo: bool) -> QueueResult<()> {
+    let base = name.strip_suffix(".fifo").unwrap_or(name);
+    if name.is_empty()
+        || name.len() > 80
+        || !base.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    {
+        return Err(invalid(
+            "queue names are 1 to 80 characters of letters, digits, hyphens and underscores",
+        ));
+    }
+    if fifo != name.ends_with(".fifo") {
+        return Err(invalid("the name of a FIFO queue must end with .fifo, and only its name"));
+    }
+    Ok(())
+}
+
+fn receipt_handle(queue: &str, id: &str, nonce: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{queue}\n{id}\n{nonce:016x}"))
+}
+
+fn decode_receipt(handle: &str) -> QueueResult<(String, String, u64)> {
+    let bad = || QueueError::ReceiptHandleInvalid("not a receipt handle of this server".into());
+    let text =
+        String::from_utf8(URL_SAFE_NO_PAD.decode(handle.trim()).map_err(|_| bad())?).map_err(|_| bad())?;
+    let mut parts = text.split('\n');
+    let (Some(queue), Some(id), Some(nonce), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let nonce = u64::from_str_radix(nonce, 16).map_err(|_| bad())?;
+    Ok((queue.to_owned(), id.to_owned(), nonce))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> QueueResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| QueueError::Core(strata_core::errcorrupt!("queue record: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("queue records serialize")
+}
+
+impl Queues {
+    pub fn open(store: Store, clock: Arc<dyn Clock>, limits: Limits) -> QueueResult<Queues> {
+        let ks = store.keyspace("queue")?;
+        let now = clock.now_ms();
+        Ok(Queues {
+            inner: Arc::new(Inner {
+                store,
+                ks,
+                clock,
+                limits,
+                last_seq: AtomicU64::new(now * 1000),
+                depths: Mutex::new(HashMap::new()),
+                waiters: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Increasing, near the clock in microseconds.
+    fn next_seq(&self) -> u64 {
+        let now = self.now() * 1000;
+        let mut last = self.inner.last_seq.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.inner.last_seq.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return next,
+                Err(current) => last = current,
+            }
+        }
+    }
+
+    fn transact<T>(&self, mut f: impl FnMut(&mut Txn) -> QueueResult<T>) -> QueueResult<T> {
+        let mut attempt = 0;
+        loop {
+            let mut txn = self.inner.store.begin_snapshot();
+            let result = f(&mut txn).and_then(|value| {
+                txn.commit()?;
+                Ok(value)
+            });
+            match result {
+                Err(QueueError::Core(err)) if err.is_retryable() && attempt < MAX_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn must_queue(&self, txn: &Txn, name: &str) -> QueueResult<QueueMeta> {
+        match txn.get(&self.inner.ks, &keys::queue(name))? {
+            Some(bytes) => decode(&bytes),
+            None => Err(QueueError::NoSuchQueue(name.to_owned())),
+        }
+    }
+
+    /// The depth counter of a queue, counted from the store at first use.
+    fn depth(&self, queue: &str) -> QueueResult<Arc<AtomicI64>> {
+        if let Some(depth) = self.inner.depths.lock().expect("depths lock").get(queue) {
+            return Ok(depth.clone());
+        }
+        let txn = self.inner.store.begin_read_only();
+        let count = txn.scan_prefix(&self.inner.ks, &keys::msgs(queue)).count() as i64;
+        let mut depths = self.inner.depths.lock().expect("depths lock");
+        Ok(depths.entry(queue.to_owned()).or_insert_with(|| Arc::new(AtomicI64::new(count))).clone())
+    }
+
+    fn adjust_depth(&self, queue: &str, by: i64) {
+        if let Ok(depth) = self.depth(queue) {
+            depth.fetch_add(by, Ordering::Relaxed);
+        }
+    }
+
+    /// Notified on every send to `queue`, for long polling.
+    pub fn waiter(&self, queue: &str) -> Arc<tokio::sync::Notify> {
+        self.inner.waiters.lock().expect("waiters lock").entry(queue.to_owned()).or_default().clone()
+    }
+
+    fn notify(&self, queue: &str) {
+        if let Some(w) = self.inner.waiters.lock().expect("waiters lock").get(queue) {
+            w.notify_waiters();
+        }
+    }
+
+    // ---- queues ----
+
+    /// Creates a queue, or does nothing if it exists with the same attributes.
+    pub fn create_queue(
+        &self,
+        name: &str,
+        attributes: Attributes,
+        tags: BTreeMap<String, String>,
+    ) -> QueueResult<()> {
+        check_queue_name(name, attributes.fifo)?;
+        attributes.check(&self.inner.limits)?;
+        self.transact(|txn| {
+            if let Some(bytes) = txn.get(&self.inner.ks, &keys::queue(name))? {
+                let existing: QueueMeta = decode(&bytes)?;
+                return if existing.attributes == attributes {
+                    Ok(())
+                } else {
+                    Err(QueueError::QueueExists(name.to_owned()))
+                };
+            }
+            if txn.scan_prefix(&self.inner.ks, &keys::queues()).count() >= self.inner.limits.max_queues {
+                return Err(invalid(format!("at most {} queues may exist", self.inner.limits.max_queues)));
+            }
+            if let Some(r) = &attributes.redrive {
+                self.must_queue(txn, &r.dead_letter_queue)?;
+            }
+            let now = self.now();
+            let meta = QueueMeta {
+                created_ms: now,
+                modified_ms: now,
+                attributes: attributes.clone(),
+                tags: tags.clone(),
+            };
+            txn.set(&self.inner.ks, keys::queue(name), encode(&meta))?;
+            Ok(())
+        })
+    }
+
+    /// Deletes a queue and every message in it.
+    pub fn delete_queue(&self, name: &str) -> QueueResult<()> {
+        self.transact(|txn| {
+            self.must_queue(txn, name)?;
+            txn.delete(&self.inner.ks, keys::queue(name))?;
+            Ok(())
+        })?;
+        self.clear(name)?;
+        self.inner.depths.lock().expect("depths lock").remove(name);
+        Ok(())
+    }
+
+    /// Deletes every message record of a queue, a thousand keys per transaction.
+    fn clear(&self, name: &str) -> QueueResult<u64> {
+        let mut removed = 0;
+        for prefix in
+            [keys::msgs(name), keys::readies(name), keys::dedups(name), keys::groups(name), keys::locks(name)]
+        {
+            loop {
+                let batch: Vec<Vec<u8>> = {
+                    let txn = self.inner.store.begin_read_only();
+                    let mut out = Vec::new();
+                    for item in txn.scan_prefix(&self.inner.ks, &prefix).take(1000) {
+                        out.push(item?.0);
+                    }
+                    out
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                if prefix == keys::msgs(name) {
+                    removed += batch.len() as u64;
+                }
+                self.transact(|txn| {
+                    for key in &batch {
+                        txn.delete(&self.inner.ks, key.clone())?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes every message of a queue (PurgeQueue).
+    pub fn purge(&self, name: &str) -> QueueResult<()> {
+        self.queue(name)?;
+        let removed = self.clear(name)?;
+        self.adjust_depth(name, -(removed as i64));
+        Ok(())
+    }
+
+    pub fn queue(&self, name: &str) -> QueueResult<QueueMeta> {
+        self.must_queue(&self.inner.store.begin_read_only(), name)
+    }
+
+    /// Queue names starting with `prefix`, in order.
+    pub fn list_queues(&self, prefix: &str) -> QueueResult<Vec<String>> {
+        let txn = self.inner.store.begin_read_only();
+        let mut out = Vec::new();
+        for item in txn.scan_prefix(&self.inner.ks, &keys::queues()) {
+            let name = keys::decode_name(&item?.0)?;
+            if name.starts_with(prefix) {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Changes a queue's attributes or tags with `f`.
+    pub fn update_queue(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&mut QueueMeta) -> QueueResult<()>,
+    ) -> QueueResult<()> {
+        self.transact(|txn| {
+            let mut meta = self.must_queue(txn, name)?;
+            let fifo = meta.attributes.fifo;
+            f(&mut meta)?;
+            if meta.attributes.fifo != fifo {
+                return Err(invalid("FifoQueue cannot be changed after creation"));
+            }
+            meta.attributes.check(&self.inner.limits)?;
+            if let Some(r) = &meta.attributes.redrive {
+                self.must_queue(txn, &r.dead_letter_queue)?;
+            }
+            meta.modified_ms = self.now();
+            txn.set(&self.inner.ks, keys::queue(name), encode(&meta))?;
+            Ok(())
+        })
+    }
+
+    /// Queues whose redrive policy names `dlq`.
+    pub fn dead_letter_sources(&self, dlq: &str) -> QueueResult<Vec<String>> {
+        let txn = self.inner.store.begin_read_only();
+        self.must_queue(&txn, dlq)?;
+        let mut out = Vec::new();
+        for item in txn.scan_prefix(&self.inner.ks, &keys::queues()) {
+            let (k, v) = item?;
+            let meta: QueueMeta = decode(&v)?;
+            if meta.attributes.redrive.is_some_and(|r| r.dead_letter_queue == dlq) {
+                out.push(keys::decode_name(&k)?);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- messages ----
+
+    /// Sends a message. FIFO queues need a group and a deduplication id (or content-based
+    /// deduplication); a duplicate within five minutes answers with the first one's id.
+    pub fn send(&self, queue: &str, send: Send) -> QueueResult<Sent> {
+        let meta = self.queue(queue)?;
+        let attrs = &meta.attributes;
+        let size = send.body.len()
+            + send
+                .attributes
+                .iter()
+                .map(|(k, v)| {
+                    k.len()
+                        + v.data_type.len()
+                        + v.string_value.as_ref().map_or(0, String::len)
+                        + v.binary_value.as_ref().map_or(0, Vec::len)
+                })
+                .sum::<usize>();
+        if size > attrs.max_message_bytes {
+            return Err(QueueError::MessageTooLong { limit: attrs.max_message_bytes });
+        }
+        if send.body.is_empty() {
+            return Err(invalid("the message body must not be empty"));
+        }
+        if send.attributes.len() > 10 {
+            return Err(invalid("a message may have at most 10 attributes"));
+        }
+        let depth = self.depth(queue)?;
+        let max_depth = attrs.max_depth.unwrap_or(self.inner.limits.max_depth);
+        if depth.load(Ordering::Relaxed) >= max_depth as i64 {
+            metrics::counter!("strata_queue_throttled_total").increment(1);
+            return Err(QueueError::Throttled { retry_after_secs: 1 });
+        }
+        let dedup_id = if attrs.fifo {
+            if send.group.as_deref().is_none_or(str::is_empty) {
+                return Err(invalid("MessageGroupId is required for FIFO queues"));
+            }
+            if send.delay_secs.is_some_and(|d| d > 0) {
+                return Err(invalid("FIFO queues take no per-message DelaySeconds"));
+            }
+            match (&send.dedup_id, attrs.content_based_dedup) {
+                (Some(id), _) => Some(id.clone()),
+                (None, true) => Some(md5s::sha256_hex(send.body.as_bytes())),
+                (None, false) => {
+                    return Err(invalid(
+                        "the queue has no ContentBasedDeduplication: send a MessageDeduplicationId",
+                    ));
+                }
+            }
+        } else {
+            if send.group.is_some() && send.dedup_id.is_some() {
+                return Err(invalid("MessageDeduplicationId is only for FIFO queues"));
+            }
+            None
+        };
+        let delay = send.delay_secs.unwrap_or(attrs.delay_secs);
+        if delay > 900 {
+            return Err(invalid("DelaySeconds must be 0 to 900"));
+        }
+        let md5_of_body = md5_of_body(&send.body);
+        let md5_of_attributes = md5_of_attributes(&send.attributes);
+        let (sent, new) = self.transact(|txn| {
+            self.must_queue(txn, queue)?;
+            let now = self.now();
+            if let Some(d) = &dedup_id
+                && let Some(bytes) = txn.get(&self.inner.ks, &keys::dedup(queue, d))?
+            {
+                let (expires, id) = decode::<(u64, String)>(&bytes)?;
+                if expires > now {
+                    let seq = id.split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or(0);
+                    return Ok((
+                        Sent {
+                            id,
+                            md5_of_body: md5_of_body.clone(),
+                            md5_of_attributes: md5_of_attributes.clone(),
+                            seq,
+                        },
+                        false,
+                    ));
+                }
+            }
+            let seq = self.next_seq();
+            let id = format!("{seq:016x}-{:016x}", rand::random::<u64>());
+            let message = Message {
+                id: id.clone(),
+                body: send.body.clone(),
+                attributes: send.attributes.clone(),
+                md5_of_body: md5_of_body.clone(),
+                md5_of_attributes: md5_of_attributes.clone(),
+                sent_ms: now,
+                first_receive_ms: None,
+                receive_count: 0,
+                visible_at_ms: now + delay * 1000,
+                seq,
+                group: send.group.clone(),
+                dedup_id: dedup_id.clone(),
+                nonce: 0,
+                sender: send.sender.clone(),
+            };
+            self.insert(txn, queue, &message, NEVER_RECEIVED)?;
+            if let Some(d) = &dedup_id {
+                txn.set(&self.inner.ks, keys::dedup(queue, d), encode(&(now + DEDUP_WINDOW_MS, id.clone())))?;
+            }
+            Ok((
+                Sent {
+                    id,
+                    md5_of_body: md5_of_body.clone(),
+                    md5_of_attributes: md5_of_attributes.clone(),
+                    seq,
+                },
+                true,
+            ))
+        })?;
+        if new {
+            depth.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("strata_queue_sent_total").increment(1);
+            self.notify(queue);
+        }
+        Ok(sent)
+    }
+
+    /// Writes a message's record and index entries.
+    fn insert(&self, txn: &mut Txn, queue: &str, m: &Message, state: u8) -> QueueResult<()> {
+        txn.set(&self.inner.ks, keys::msg(queue, &m.id), encode(m))?;
+        txn.set(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id), vec![state])?;
+        if let Some(g) = &m.group {
+            txn.set(&self.inner.ks, keys::group(queue, g, m.seq, &m.id), Vec::new())?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a message's record and index entries (and its group's lock).
+    fn remove(&self, txn: &mut Txn, queue: &str, m: &Message) -> QueueResult<()> {
+        txn.delete(&self.inner.ks, keys::msg(queue, &m.id))?;
+        txn.delete(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id))?;
+        if let Some(g) = &m.group {
+            txn.delete(&self.inner.ks, keys::group(queue, g, m.seq, &m.id))?;
+            txn.delete(&self.inner.ks, keys::lock(queue, g))?;
+        }
+        Ok(())
+    }
+
+    fn load(&self, txn: &Txn, queue: &str, id: &str) -> QueueResult<Option<Message>> {
+        match txn.get(&self.inner.ks, &keys::msg(queue, id))? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Receives up to `max` (1-10) visible messages, hiding each for `visibility_secs` (the
+    /// queue's timeout when `None`). Messages past their retention are deleted instead;
+    /// messages past the redrive policy's receive count move to the dead-letter queue.
+    pub fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility_secs: Option<u64>,
+    ) -> QueueResult<Vec<Received>> {
+        if !(1..=10).contains(&max) {
+            return Err(invalid("MaxNumberOfMessages must be 1 to 10"));
+        }
+        if visibility_secs.is_some_and(|v| v > 12 * 3600) {
+            return Err(invalid("VisibilityTimeout must be 0 to 43200 seconds"));
+        }
+        let (received, expired, moved) = self.transact(|txn| {
+            let meta = self.must_queue(txn, queue)?;
+            let attrs = &meta.attributes;
+            let now = self.now();
+            let visibility = visibility_secs.unwrap_or(attrs.visibility_timeout_secs) * 1000;
+            let mut due = Vec::new();
+            let end = keys::ready_after(queue, now);
+            for item in txn.scan(&self.inner.ks, keys::readies(queue)..end).take(MAX_SCAN) {
+                due.push(keys::decode_ready(&item?.0)?);
+            }
+            let (mut out, mut expired, mut moved) = (Vec::new(), 0u64, 0u64);
+            let mut taken_groups = HashSet::new();
+            for (_, _, id) in due {
+                if out.len() == max {
+                    break;
+                }
+                let Some(mut m) = self.load(txn, queue, &id)? else { continue };
+                if m.sent_ms + attrs.retention_secs * 1000 <= now {
+                    self.remove(txn, queue, &m)?;
+                    expired += 1;
+                    continue;
+                }
+                if let Some(g) = &m.group {
+                    if taken_groups.contains(g) || !self.group_head_is(txn, queue, g, &m.id, now)? {
+                        continue;
+                    }
+                    taken_groups.insert(g.clone());
+                }
+                if let Some(r) = &attrs.redrive
+                    && m.receive_count >= r.max_receive_count
+                {
+                    self.move_to(txn, queue, &r.dead_letter_queue, &m, now)?;
+                    moved += 1;
+                    continue;
+                }
+                txn.delete(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id))?;
+                m.receive_count += 1;
+                m.first_receive_ms.get_or_insert(now);
+                m.nonce = rand::random::<u64>() | 1;
+                m.visible_at_ms = now + visibility;
+                txn.set(&self.inner.ks, keys::msg(queue, &m.id), encode(&m))?;
+                txn.set(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id), vec![IN_FLIGHT])?;
+                if let Some(g) = &m.group {
+                    txn.set(&self.inner.ks, keys::lock(queue, g), m.visible_at_ms.to_le_bytes().to_vec())?;
+                }
+                let receipt_handle = receipt_handle(queue, &m.id, m.nonce);
+                out.push(Received { message: m, receipt_handle });
+            }
+            Ok((out, expired, moved))
+        })?;
+        self.adjust_depth(queue, -((expired + moved) as i64));
+        if !received.is_empty() {
+            metrics::counter!("strata_queue_received_total").increment(received.len() as u64);
+        }
+        Ok(received)
+    }
+
+    /// Whether `id` is the first message of FIFO group `group` and the group is not locked.
+    fn group_head_is(&self, txn: &Txn, queue: &str, group: &str, id: &str, now: u64) -> QueueResult<bool> {
+        if let Some(until) = txn.get(&self.inner.ks, &keys::lock(queue, group))?
+            && u64::from_le_bytes(until.as_slice().try_into().unwrap_or([0; 8])) > now
+        {
+            return Ok(false);
+        }
+        match txn.scan_prefix(&self.inner.ks, &keys::group_members(queue, group)).next() {
+            Some(item) => Ok(keys::decode_group(&item?.0)?.2 == id),
+            None => Ok(false),
+        }
+    }
+
+    /// Moves message `m` from `queue` to `target` as a new, never-received message that keeps
+    /// its id, body and attributes.
+    fn move_to(&self, txn: &mut Txn, queue: &str, target: &str, m: &Message, now: u64) -> QueueResult<()> {
+        let target_meta = self.must_queue(txn, target)?;
+        self.remove(txn, queue, m)?;
+        let mut moved = m.clone();
+        moved.receive_count = 0;
+        moved.first_receive_ms = None;
+        moved.nonce = 0;
+        moved.visible_at_ms = now;
+        moved.seq = self.next_seq();
+        if !target_meta.attributes.fifo {
+            moved.group = None;
+        } else if moved.group.is_none() {
+            moved.group = Some("moved".into());
+        }
+        self.insert(txn, target, &moved, NEVER_RECEIVED)?;
+        self.adjust_depth(target, 1);
+        metrics::counter!("strata_queue_dead_lettered_total").increment(1);
+        Ok(())
+    }
+
+    /// The message a receipt handle names, if the handle is still current.
+    fn by_receipt(&self, txn: &Txn, queue: &str, handle: &str) -> QueueResult<Message> {
+        let (q, id, nonce) = decode_receipt(handle)?;
+        if q != queue {
+            return Err(QueueError::ReceiptHandleInvalid("it belongs to another queue".into()));
+        }
+        match self.load(txn, queue, &id)? {
+            Some(m) if m.nonce == nonce => Ok(m),
+            Some(_) => Err(QueueError::ReceiptHandleInvalid("the message was received again since".into())),
+            None => Err(QueueError::ReceiptHandleInvalid("the message is gone".into())),
+        }
+    }
+
+    /// Deletes a received message. A handle of a message already deleted is accepted, as in
+    /// SQS; one the message was re-received since is refused.
+    pub fn delete(&self, queue: &str, handle: &str) -> QueueResult<()> {
+        let removed = self.transact(|txn| {
+            self.must_queue(txn, queue)?;
+            match self.by_receipt(txn, queue, handle) {
+                Ok(m) => {
+                    self.remove(txn, queue, &m)?;
+                    Ok(true)
+                }
+                Err(QueueError::ReceiptHandleInvalid(why)) if why == "the message is gone" => Ok(false),
+                Err(err) => Err(err),
+            }
+        })?;
+        if removed {
+            self.adjust_depth(queue, -1);
+            metrics::counter!("strata_queue_deleted_total").increment(1);
+        }
+        Ok(())
+    }
+
+    /// Sets how long a received message stays hidden from now (0 makes it visible).
+    pub fn change_visibility(&self, queue: &str, handle: &str, secs: u64) -> QueueResult<()> {
+        if secs > 12 * 3600 {
+            return Err(invalid("VisibilityTimeout must be 0 to 43200 seconds"));
+        }
+        self.transact(|txn| {
+            self.must_queue(txn, queue)?;
+            let mut m = self.by_receipt(txn, queue, handle)?;
+            let now = self.now();
+            if m.visible_at_ms <= now {
+                return Err(QueueError::MessageNotInflight);
+            }
+            txn.delete(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id))?;
+            m.visible_at_ms = now + secs * 1000;
+            txn.set(&self.inner.ks, keys::msg(queue, &m.id), encode(&m))?;
+            txn.set(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id), vec![IN_FLIGHT])?;
+            if let Some(g) = &m.group {
+                txn.set(&self.inner.ks, keys::lock(queue, g), m.visible_at_ms.to_le_bytes().to_vec())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Moves up to `max` visible messages from `source` (a dead-letter queue) to
+    /// `destination`, or to the first queue whose redrive policy names `source` when `None`
+    /// (SQS's StartMessageMoveTask, run to completion). Returns how many moved.
+    pub fn move_messages(&self, source: &str, destination: Option<&str>, max: usize) -> QueueResult<u64> {
+        let destination = match destination {
+            Some(d) => d.to_owned(),
+            None => match self.dead_letter_sources(source)?.first() {
+                Some(d) => d.clone(),
+                None => {
+                    return Err(invalid("the queue is no dead-letter queue of any queue: name a destination"));
+                }
+            },
+        };
+        self.queue(&destination)?;
+        let mut moved = 0u64;
+        while (moved as usize) < max {
+            let batch = self.transact(|txn| {
+                self.must_queue(txn, source)?;
+                let now = self.now();
+                let end = keys::ready_after(source, now);
+                let mut ids = Vec::new();
+                for item in
+                    txn.scan(&self.inner.ks, keys::readies(source)..end).take(100.min(max - moved as usize))
+                {
+                    ids.push(keys::decode_ready(&item?.0)?.2);
+                }
+                let mut n = 0;
+                for id in ids {
+                    if let Some(m) = self.load(txn, source, &id)? {
+                        self.move_to(txn, source, &destination, &m, now)?;
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })?;
+            if batch == 0 {
+                break;
+            }
+            moved += batch;
+            self.adjust_depth(source, -(batch as i64));
+            self.notify(&destination);
+        }
+        Ok(moved)
+    }
+
+    /// Approximate counts of a queue's messages by state.
+    pub fn counts(&self, queue: &str) -> QueueResult<Counts> {
+        let txn = self.inner.store.begin_read_only();
+        self.must_queue(&txn, queue)?;
+        let now = self.now();
+        let mut counts = Counts::default();
+        let mut oldest = u64::MAX;
+        for item in txn.scan_prefix(&self.inner.ks, &keys::readies(queue)) {
+            let (k, v) = item?;
+            let (visible_at, seq, _) = keys::decode_ready(&k)?;
+            oldest = oldest.min(seq / 1000);
+            match (visible_at <= now, v.first().copied()) {
+                (true, _) => counts.visible += 1,
+                (false, Some(IN_FLIGHT)) => counts.not_visible += 1,
+                (false, _) => counts.delayed += 1,
+            }
+        }
+        if oldest != u64::MAX {
+            counts.oldest_age_ms = now.saturating_sub(oldest);
+        }
+        Ok(counts)
+    }
+
+    /// Deletes messages past their queue's retention, and expired deduplication ids, up to
+    /// `max` of each per queue. Returns how many messages went.
+    pub fn expire(&self, max: usize) -> QueueResult<u64> {
+        let mut total = 0;
+        for queue in self.list_queues("")? {
+            let Ok(meta) = self.queue(&queue) else { continue };
+            let now = self.now();
+            let cutoff = now.saturating_sub(meta.attributes.retention_secs * 1000);
+            let removed = self.transact(|txn| {
+                let mut doomed = Vec::new();
+                for item in txn.scan_prefix(&self.inner.ks, &keys::msgs(&queue)) {
+                    let (_, v) = item?;
+                    let m: Message = decode(&v)?;
+                    // Ids start with the send sequence, so the oldest come first.
+                    if m.sent_ms > cutoff || doomed.len() == max {
+                        break;
+                    }
+                    doomed.push(m);
+                }
+                for m in &doomed {
+                    self.remove(txn, &queue, m)?;
+                }
+                let mut stale = Vec::new();
+                for item in txn.scan_prefix(&self.inner.ks, &keys::dedups(&queue)).take(max * 10) {
+                    let (k, v) = item?;
+                    if decode::<(u64, String)>(&v)?.0 <= now {
+                        stale.push(k);
+                    }
+                }
+                for k in stale {
+                    txn.delete(&self.inner.ks, k)?;
+                }
+                Ok(doomed.len() as u64)
+            })?;
+            self.adjust_depth(&queue, -(removed as i64));
+            total += removed;
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests;

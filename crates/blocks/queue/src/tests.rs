@@ -1,0 +1,143 @@
+//! Tests of the queue block through its Rust API, with a manual clock.
+
+use super::*;
+use strata_core::ManualClock;
+
+fn queues() -> (Queues, ManualClock) {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let q = Queues::open(Store::memory(), Arc::new(clock.clone()), Limits::default()).unwrap();
+    (q, clock)
+}
+
+fn send(body: &str) -> Send {
+    Send { body: body.into(), ..Send::default() }
+}
+
+fn fifo_send(body: &str, group: &str) -> Send {
+    Send { body: body.into(), group: Some(group.into()), ..Send::default() }
+}
+
+#[test]
+fn send_receive_delete_and_visibility() {
+    let (q, clock) = queues();
+    q.create_queue("jobs", Attributes::default(), BTreeMap::new()).unwrap();
+    let sent = q.send("jobs", send("hello")).unwrap();
+    assert_eq!(sent.md5_of_body, "5d41402abc4b2a76b9719d911017c592");
+    let got = q.receive("jobs", 10, None).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message.body, "hello");
+    assert_eq!(got[0].message.receive_count, 1);
+    assert!(q.receive("jobs", 10, None).unwrap().is_empty(), "hidden while in flight");
+    assert_eq!(q.counts("jobs").unwrap().not_visible, 1);
+    clock.advance_ms(30_001);
+    let again = q.receive("jobs", 10, None).unwrap();
+    assert_eq!(again[0].message.receive_count, 2, "redelivered after the visibility timeout");
+    assert!(
+        matches!(q.delete("jobs", &got[0].receipt_handle), Err(QueueError::ReceiptHandleInvalid(_))),
+        "the first handle stopped working once the message was received again"
+    );
+    q.change_visibility("jobs", &again[0].receipt_handle, 0).unwrap();
+    let third = q.receive("jobs", 1, Some(5)).unwrap();
+    assert_eq!(third.len(), 1, "visibility 0 made it visible at once");
+    q.delete("jobs", &third[0].receipt_handle).unwrap();
+    q.delete("jobs", &third[0].receipt_handle).unwrap(); // deleting twice is fine, as in SQS
+    assert_eq!(q.counts("jobs").unwrap(), Counts::default());
+    assert!(matches!(q.delete("jobs", "garbage"), Err(QueueError::ReceiptHandleInvalid(_))));
+}
+
+#[test]
+fn delays_and_retention() {
+    let (q, clock) = queues();
+    let attrs = Attributes { delay_secs: 10, retention_secs: 60, ..Attributes::default() };
+    q.create_queue("later", attrs, BTreeMap::new()).unwrap();
+    q.send("later", send("queue delay")).unwrap();
+    q.send("later", Send { delay_secs: Some(0), ..send("now") }).unwrap();
+    let got = q.receive("later", 10, None).unwrap();
+    assert_eq!(got.iter().map(|r| r.message.body.as_str()).collect::<Vec<_>>(), ["now"]);
+    assert_eq!(q.counts("later").unwrap().delayed, 1);
+    clock.advance_ms(10_000);
+    assert_eq!(q.receive("later", 10, None).unwrap()[0].message.body, "queue delay");
+    q.send("later", send("old")).unwrap();
+    clock.advance_ms(61_000);
+    assert!(q.receive("later", 10, None).unwrap().is_empty(), "past retention, messages are gone");
+    q.send("later", send("fresh")).unwrap();
+    clock.advance_ms(61_000);
+    assert_eq!(q.expire(100).unwrap(), 1);
+}
+
+#[test]
+fn dead_letters_after_max_receives_and_moving_back() {
+    let (q, clock) = queues();
+    q.create_queue("dlq", Attributes::default(), BTreeMap::new()).unwrap();
+    let redrive = Redrive { dead_letter_queue: "dlq".into(), max_receive_count: 2 };
+    q.create_queue("work", Attributes { redrive: Some(redrive), ..Attributes::default() }, BTreeMap::new())
+        .unwrap();
+    q.send("work", send("poison")).unwrap();
+    for _ in 0..2 {
+        assert_eq!(q.receive("work", 1, Some(1)).unwrap().len(), 1);
+        clock.advance_ms(1_001);
+    }
+    assert!(q.receive("work", 1, None).unwrap().is_empty(), "the third receive moved it");
+    let parked = q.receive("dlq", 1, Some(0)).unwrap();
+    assert_eq!(parked[0].message.body, "poison");
+    assert_eq!(q.dead_letter_sources("dlq").unwrap(), ["work"]);
+    assert_eq!(q.move_messages("dlq", None, 10).unwrap(), 1);
+    assert_eq!(q.receive("work", 1, None).unwrap()[0].message.receive_count, 1, "back with a fresh count");
+}
+
+#[test]
+fn fifo_groups_keep_order_and_spread_over_workers() {
+    let (q, clock) = queues();
+    let attrs = Attributes { fifo: true, content_based_dedup: true, ..Attributes::default() };
+    q.create_queue("orders.fifo", attrs, BTreeMap::new()).unwrap();
+    for i in 0..3 {
+        q.send("orders.fifo", fifo_send(&format!("a{i}"), "A")).unwrap();
+        q.send("orders.fifo", fifo_send(&format!("b{i}"), "B")).unwrap();
+    }
+    // Content-based deduplication: the same body within five minutes is the same message.
+    let dup = q.send("orders.fifo", fifo_send("a0", "A")).unwrap();
+    assert_eq!(q.counts("orders.fifo").unwrap().visible, 6, "{dup:?} was not stored twice");
+    let first = q.receive("orders.fifo", 10, None).unwrap();
+    let bodies: Vec<_> = first.iter().map(|r| r.message.body.as_str()).collect();
+    assert_eq!(bodies, ["a0", "b0"], "one message per group in flight");
+    assert!(q.receive("orders.fifo", 10, None).unwrap().is_empty(), "both groups are locked");
+    q.delete("orders.fifo", &first[0].receipt_handle).unwrap();
+    let next = q.receive("orders.fifo", 10, None).unwrap();
+    assert_eq!(next.iter().map(|r| r.message.body.as_str()).collect::<Vec<_>>(), ["a1"]);
+    // b0 comes back after its visibility timeout, still before b1.
+    clock.advance_ms(30_001);
+    let retry: Vec<_> =
+        q.receive("orders.fifo", 10, None).unwrap().into_iter().map(|r| r.message.body).collect();
+    assert!(retry.contains(&"b0".to_string()) && !retry.contains(&"b1".to_string()), "{retry:?}");
+    assert!(matches!(q.send("orders.fifo", send("no group")), Err(QueueError::InvalidParameter(_))));
+}
+
+#[test]
+fn backpressure_size_limits_and_names() {
+    let (q, _) = queues();
+    q.create_queue(
+        "small",
+        Attributes { max_depth: Some(2), max_message_bytes: 1024, ..Attributes::default() },
+        BTreeMap::new(),
+    )
+    .unwrap();
+    q.send("small", send("1")).unwrap();
+    q.send("small", send("2")).unwrap();
+    assert!(matches!(q.send("small", send("3")), Err(QueueError::Throttled { .. })));
+    assert!(matches!(
+        q.send("small", send(&"x".repeat(2000))),
+        Err(QueueError::MessageTooLong { limit: 1024 })
+    ));
+    assert!(matches!(q.send("nope", send("x")), Err(QueueError::NoSuchQueue(_))));
+    assert!(q.create_queue("bad name", Attributes::default(), BTreeMap::new()).is_err());
+    assert!(q.create_queue("plain.fifo", Attributes::default(), BTreeMap::new()).is_err());
+    assert!(matches!(
+        q.create_queue("small", Attributes::default(), BTreeMap::new()),
+        Err(QueueError::QueueExists(_))
+    ));
+    q.purge("small").unwrap();
+    q.send("small", send("after purge")).unwrap();
+    assert_eq!(q.list_queues("sm").unwrap(), ["small"]);
+    q.delete_queue("small").unwrap();
+    assert!(q.list_queues("").unwrap().is_empty());
+}
