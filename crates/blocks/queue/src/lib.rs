@@ -875,7 +875,9 @@ impl Queues {
             None => match self.dead_letter_sources(source)?.first() {
                 Some(d) => d.clone(),
                 None => {
-                    return Err(invalid("the queue is no dead-letter queue of any queue: name a destination"));
+                    return Err(invalid(
+                        "the queue is no dead-letter queue of any queue: name a destination",
+                    ));
                 }
             },
         };

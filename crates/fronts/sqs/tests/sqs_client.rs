@@ -1,0 +1,271 @@
+//! The sqs front over real HTTP, every request signed with SigV4 by AWS's own signer
+//! (`aws-sigv4`) the way SDKs sign SQS's JSON protocol.
+
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use strata_core::{Store, SystemClock};
+use strata_queue::{Limits, Queues};
+
+struct Server {
+    addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(limits: Limits) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("core"), strata_core::Options::default()).unwrap();
+    let queues = Queues::open(store, Arc::new(SystemClock), limits).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(strata_sqs::serve(listener, queues, strata_sqs::SqsConfig::default(), async {
+        let _ = stopped.await;
+    }));
+    Server { addr, _stop: stop, _dir: dir }
+}
+
+/// Calls `action` with `input`, signed with `secret`; returns the status, the JSON body and
+/// the x-amzn-query-error header.
+async fn call_with(
+    server: &Server,
+    secret: &str,
+    action: &str,
+    input: Value,
+) -> (u16, Value, Option<String>) {
+    let url = format!("http://{}/", server.addr);
+    let body = input.to_string();
+    let host = server.addr.to_string();
+    let target = format!("AmazonSQS.{action}");
+    let headers = [
+        ("host", host.as_str()),
+        ("content-type", "application/x-amz-json-1.0"),
+        ("x-amz-target", target.as_str()),
+    ];
+    let identity = aws_credential_types::Credentials::new("strata", secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("sqs")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable =
+        SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body.as_bytes()))
+            .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut request = http::Request::builder().method("POST").uri(&url).body(()).unwrap();
+    instructions.apply_to_request_http1x(&mut request);
+    let mut builder = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", &target)
+        .body(body);
+    for (name, value) in request.headers() {
+        builder = builder.header(name.as_str(), value.to_str().unwrap());
+    }
+    let response = builder.send().await.unwrap();
+    let status = response.status().as_u16();
+    let query_error = response.headers().get("x-amzn-query-error").map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), query_error)
+}
+
+async fn call(server: &Server, action: &str, input: Value) -> Value {
+    let (status, body, _) = call_with(server, "strata-secret", action, input).await;
+    assert_eq!(status, 200, "{action}: {body}");
+    body
+}
+
+async fn error(server: &Server, action: &str, input: Value) -> (String, Option<String>) {
+    let (status, body, query) = call_with(server, "strata-secret", action, input).await;
+    assert_ne!(status, 200, "{action} should fail: {body}");
+    (body["__type"].as_str().unwrap_or_default().to_owned(), query)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_receive_delete_with_attributes_and_md5s() {
+    let server = start(Limits::default()).await;
+    let url = call(&server, "CreateQueue", json!({"QueueName": "jobs"})).await["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(url, format!("http://{}/000000000000/jobs", server.addr));
+    assert_eq!(call(&server, "GetQueueUrl", json!({"QueueName": "jobs"})).await["QueueUrl"], url.as_str());
+    let sent = call(
+        &server,
+        "SendMessage",
+        json!({"QueueUrl": url, "MessageBody": "resize photo 42",
+               "MessageAttributes": {"size": {"DataType": "Number", "StringValue": "1024"}}}),
+    )
+    .await;
+    // The digests SDKs check, computed independently (Python's hashlib over SQS's layout).
+    assert_eq!(sent["MD5OfMessageBody"], "a210f24bf7aa256e62a30719602b991e");
+    assert_eq!(sent["MD5OfMessageAttributes"], "025a292749dbfbf036b18b2ecf9d1e70");
+    let got = call(
+        &server,
+        "ReceiveMessage",
+        json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "MessageAttributeNames": ["All"], "AttributeNames": ["All"]}),
+    )
+    .await;
+    let messages = got["Messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(m["Body"], "resize photo 42");
+    assert_eq!(m["MessageAttributes"]["size"]["StringValue"], "1024");
+    assert_eq!(m["MD5OfMessageAttributes"], sent["MD5OfMessageAttributes"]);
+    assert_eq!(m["Attributes"]["ApproximateReceiveCount"], "1");
+    let attrs =
+        call(&server, "GetQueueAttributes", json!({"QueueUrl": url, "AttributeNames": ["All"]})).await;
+    assert_eq!(attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"], "1");
+    assert_eq!(attrs["Attributes"]["QueueArn"], "arn:aws:sqs:us-east-1:000000000000:jobs");
+    call(&server, "DeleteMessage", json!({"QueueUrl": url, "ReceiptHandle": m["ReceiptHandle"]})).await;
+    let attrs = call(&server, "GetQueueAttributes", json!({"QueueUrl": url})).await;
+    assert_eq!(attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"], "0");
+
+    // Batches.
+    let entries: Vec<Value> =
+        (0..3).map(|i| json!({"Id": format!("e{i}"), "MessageBody": format!("m{i}")})).collect();
+    let batch = call(&server, "SendMessageBatch", json!({"QueueUrl": url, "Entries": entries})).await;
+    assert_eq!(batch["Successful"].as_array().unwrap().len(), 3);
+    let got = call(&server, "ReceiveMessage", json!({"QueueUrl": url, "MaxNumberOfMessages": 10})).await;
+    let handles: Vec<Value> = got["Messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| json!({"Id": format!("d{i}"), "ReceiptHandle": m["ReceiptHandle"]}))
+        .collect();
+    assert_eq!(handles.len(), 3);
+    let deleted = call(&server, "DeleteMessageBatch", json!({"QueueUrl": url, "Entries": handles})).await;
+    assert_eq!(deleted["Successful"].as_array().unwrap().len(), 3);
+    let queues = call(&server, "ListQueues", json!({"QueueNamePrefix": "jo"})).await;
+    assert_eq!(queues["QueueUrls"], json!([url]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visibility_dead_letters_fifo_and_long_polling() {
+    let server = start(Limits::default()).await;
+    let dlq = call(&server, "CreateQueue", json!({"QueueName": "dead"})).await["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let redrive =
+        json!({"deadLetterTargetArn": "arn:aws:sqs:us-east-1:000000000000:dead", "maxReceiveCount": 1})
+            .to_string();
+    let work =
+        call(&server, "CreateQueue", json!({"QueueName": "work", "Attributes": {"RedrivePolicy": redrive}}))
+            .await["QueueUrl"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    call(&server, "SendMessage", json!({"QueueUrl": work, "MessageBody": "poison"})).await;
+    let first = call(&server, "ReceiveMessage", json!({"QueueUrl": work, "VisibilityTimeout": 0})).await;
+    assert_eq!(first["Messages"].as_array().unwrap().len(), 1);
+    let second = call(&server, "ReceiveMessage", json!({"QueueUrl": work})).await;
+    assert!(second["Messages"].as_array().unwrap().is_empty(), "moved to the dead-letter queue");
+    let parked = call(&server, "ReceiveMessage", json!({"QueueUrl": dlq, "VisibilityTimeout": 0})).await;
+    assert_eq!(parked["Messages"][0]["Body"], "poison");
+    let sources = call(&server, "ListDeadLetterSourceQueues", json!({"QueueUrl": dlq})).await;
+    assert_eq!(sources["queueUrls"], json!([work]));
+
+    // FIFO: order per group, deduplication.
+    let fifo = call(
+        &server,
+        "CreateQueue",
+        json!({"QueueName": "orders.fifo", "Attributes": {"FifoQueue": "true", "ContentBasedDeduplication": "true"}}),
+    )
+    .await["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for body in ["first", "second", "first"] {
+        call(&server, "SendMessage", json!({"QueueUrl": fifo, "MessageBody": body, "MessageGroupId": "g"}))
+            .await;
+    }
+    let got = call(&server, "ReceiveMessage", json!({"QueueUrl": fifo, "MaxNumberOfMessages": 10})).await;
+    assert_eq!(got["Messages"].as_array().unwrap().len(), 1);
+    assert_eq!(got["Messages"][0]["Body"], "first");
+    call(
+        &server,
+        "DeleteMessage",
+        json!({"QueueUrl": fifo, "ReceiptHandle": got["Messages"][0]["ReceiptHandle"]}),
+    )
+    .await;
+    let got = call(&server, "ReceiveMessage", json!({"QueueUrl": fifo, "MaxNumberOfMessages": 10})).await;
+    assert_eq!(got["Messages"][0]["Body"], "second");
+    assert!(
+        error(&server, "SendMessage", json!({"QueueUrl": fifo, "MessageBody": "x"}))
+            .await
+            .0
+            .ends_with("InvalidParameterValue")
+    );
+
+    // Long polling: a receiver waiting on an empty queue gets a message sent meanwhile.
+    let poll = call(&server, "CreateQueue", json!({"QueueName": "poll"})).await["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let waiter = {
+        let (addr, poll) = (server.addr, poll.clone());
+        tokio::spawn(async move {
+            let server =
+                Server { addr, _stop: tokio::sync::oneshot::channel().0, _dir: tempfile::tempdir().unwrap() };
+            call(&server, "ReceiveMessage", json!({"QueueUrl": poll, "WaitTimeSeconds": 10})).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call(&server, "SendMessage", json!({"QueueUrl": poll, "MessageBody": "wake up"})).await;
+    let got =
+        tokio::time::timeout(Duration::from_secs(9), waiter).await.expect("the long poll answered").unwrap();
+    assert_eq!(got["Messages"][0]["Body"], "wake up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_sqs_errors_and_backpressure_throttles() {
+    let server = start(Limits { max_depth: 2, ..Limits::default() }).await;
+    let url = call(&server, "CreateQueue", json!({"QueueName": "q"})).await["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (kind, query) =
+        error(&server, "SendMessage", json!({"QueueUrl": "http://x/000000000000/nope", "MessageBody": "x"}))
+            .await;
+    assert_eq!(kind, "com.amazonaws.sqs#QueueDoesNotExist");
+    assert_eq!(query.as_deref(), Some("AWS.SimpleQueueService.NonExistentQueue;Sender"));
+    assert_eq!(
+        error(&server, "SendMessage", json!({"QueueUrl": url})).await.0,
+        "com.amazonaws.sqs#MissingParameter"
+    );
+    assert_eq!(error(&server, "Frobnicate", json!({})).await.0, "com.amazonaws.sqs#InvalidAction");
+    let (kind, _) = error(&server, "DeleteMessage", json!({"QueueUrl": url, "ReceiptHandle": "bogus"})).await;
+    assert_eq!(kind, "com.amazonaws.sqs#ReceiptHandleIsInvalid");
+    let big = "x".repeat(256 * 1024 + 1);
+    assert_eq!(
+        error(&server, "SendMessage", json!({"QueueUrl": url, "MessageBody": big})).await.0,
+        "com.amazonaws.sqs#InvalidParameterValue"
+    );
+    let (status, body, _) = call_with(&server, "wrong-secret", "ListQueues", json!({})).await;
+    assert_eq!((status, body["__type"].as_str()), (403, Some("com.amazonaws.sqs#SignatureDoesNotMatch")));
+    let unsigned = reqwest::Client::new()
+        .post(format!("http://{}/", server.addr))
+        .header("x-amz-target", "AmazonSQS.ListQueues")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 403);
+    // Backpressure: the third message over a depth of two is refused with Retry-After.
+    call(&server, "SendMessage", json!({"QueueUrl": url, "MessageBody": "1"})).await;
+    call(&server, "SendMessage", json!({"QueueUrl": url, "MessageBody": "2"})).await;
+    let (kind, _) = error(&server, "SendMessage", json!({"QueueUrl": url, "MessageBody": "3"})).await;
+    assert_eq!(kind, "com.amazonaws.sqs#ThrottlingException");
+    // The server keeps serving.
+    let got = call(&server, "ReceiveMessage", json!({"QueueUrl": url, "MaxNumberOfMessages": 10})).await;
+    assert_eq!(got["Messages"].as_array().unwrap().len(), 2);
+}
