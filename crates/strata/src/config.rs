@@ -26,6 +26,8 @@ pub struct Config {
     pub resp: RespConfig,
     pub blob: BlobConfig,
     pub s3: S3Config,
+    pub queue: QueueConfig,
+    pub sqs: SqsConfig,
 }
 
 impl Default for Config {
@@ -42,6 +44,8 @@ impl Default for Config {
             resp: RespConfig::default(),
             blob: BlobConfig::default(),
             s3: S3Config::default(),
+            queue: QueueConfig::default(),
+            sqs: SqsConfig::default(),
         }
     }
 }
@@ -337,7 +341,59 @@ impl Default for S3Config {
     }
 }
 
-/// The loopback-only default credentials of the s3 front.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Largest message a queue may allow.
+    pub max_message_bytes: usize,
+    /// Backpressure: most messages one queue holds; sends past it are throttled.
+    pub max_depth: u64,
+    pub max_queues: usize,
+    /// How often messages past their retention are deleted.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        let limits = strata_queue::Limits::default();
+        Self {
+            max_message_bytes: limits.max_message_bytes,
+            max_depth: limits.max_depth,
+            max_queues: limits.max_queues,
+            sweep_interval_ms: 1000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqsConfig {
+    pub enabled: bool,
+    pub listen: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    /// The account id in queue URLs and ARNs.
+    pub account_id: String,
+    pub max_body_bytes: usize,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        let sqs = strata_sqs::SqsConfig::default();
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:9324".into(),
+            access_key: DEFAULT_S3_ACCESS_KEY.into(),
+            secret_key: DEFAULT_S3_SECRET_KEY.into(),
+            region: sqs.region,
+            account_id: sqs.account_id,
+            max_body_bytes: sqs.max_body_bytes,
+        }
+    }
+}
+
+/// The loopback-only default credentials of the s3 and sqs fronts.
 const DEFAULT_S3_ACCESS_KEY: &str = "strata";
 const DEFAULT_S3_SECRET_KEY: &str = "strata-secret";
 
@@ -407,6 +463,11 @@ impl Config {
             if self.s3.access_key.is_empty() || self.s3.secret_key.len() < 8 {
                 bail!("s3.access_key must be set and s3.secret_key must be at least 8 characters");
             }
+        }
+        if self.sqs.enabled {
+            let custom =
+                self.sqs.access_key != DEFAULT_S3_ACCESS_KEY || self.sqs.secret_key != DEFAULT_S3_SECRET_KEY;
+            check_listen("sqs.listen", &self.sqs.listen, custom, "sqs.secret_key")?;
         }
         match self.blob.backend.as_str() {
             "local" => {}
@@ -510,6 +571,24 @@ impl Config {
             secret_key: self.blob.remote_secret_key.clone(),
             prefix: self.blob.remote_prefix.clone(),
         })
+    }
+
+    pub fn queue_limits(&self) -> strata_queue::Limits {
+        strata_queue::Limits {
+            max_message_bytes: self.queue.max_message_bytes,
+            max_depth: self.queue.max_depth,
+            max_queues: self.queue.max_queues,
+        }
+    }
+
+    pub fn sqs_config(&self) -> strata_sqs::SqsConfig {
+        strata_sqs::SqsConfig {
+            access_key: self.sqs.access_key.clone(),
+            secret_key: self.sqs.secret_key.clone(),
+            region: self.sqs.region.clone(),
+            account_id: self.sqs.account_id.clone(),
+            max_body_bytes: self.sqs.max_body_bytes,
+        }
     }
 
     pub fn s3_config(&self) -> strata_s3::S3Config {

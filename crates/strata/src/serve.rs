@@ -68,6 +68,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     })
     .await?
     .map_err(|e| anyhow!("opening the blob block: {e}"))?;
+    let queues = strata_queue::Queues::open(store.clone(), Arc::new(SystemClock), config.queue_limits())
+        .map_err(|e| anyhow!("opening the queue block: {e}"))?;
     // Bound before the http front starts, so that presigned links name the real address.
     let s3_listener = match config.s3.enabled {
         true => Some(bind(&config.s3.listen, "s3.listen").await?),
@@ -176,6 +178,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(%addr, "s3 front listening");
         println!("strata: s3 listening on {addr}");
     }
+    if config.sqs.enabled {
+        let listener = bind(&config.sqs.listen, "sqs.listen").await?;
+        let addr = listener.local_addr()?;
+        let (queues, sqs) = (queues.clone(), config.sqs_config());
+        let mut stop = shutdown_rx.clone();
+        fronts.spawn(async move {
+            let result = strata_sqs::serve(listener, queues, sqs, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+            result.context("sqs front")
+        });
+        tracing::info!(%addr, "sqs front listening");
+        println!("strata: sqs listening on {addr}");
+    }
+    tokio::spawn(expire_messages(
+        queues.clone(),
+        Duration::from_millis(config.queue.sweep_interval_ms),
+        shutdown_rx.clone(),
+    ));
     tokio::spawn(sweep_expired(
         kv.clone(),
         Duration::from_millis(config.kv.sweep_interval_ms),
@@ -196,6 +218,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     drop(kv);
     drop(blob);
+    drop(queues);
     tokio::task::spawn_blocking(move || store.sync()).await??;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -214,6 +237,34 @@ async fn sweep_expired(kv: Kv, interval: Duration, mut shutdown: tokio::sync::wa
             Ok(Ok(_)) => {}
             Ok(Err(err)) => tracing::warn!(%err, "expiring keys failed"),
             Err(err) => tracing::error!(%err, "the expiry sweeper panicked"),
+        }
+    }
+}
+
+/// Deletes queue messages past their retention every `interval`, off the reactor, and
+/// publishes queue depths.
+async fn expire_messages(
+    queues: strata_queue::Queues,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let queues = queues.clone();
+        match tokio::task::spawn_blocking(move || {
+            let expired = queues.expire(1000);
+            queues.publish_metrics();
+            expired
+        })
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(%err, "expiring queue messages failed"),
+            Err(err) => tracing::error!(%err, "the queue sweeper panicked"),
         }
     }
 }

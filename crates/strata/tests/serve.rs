@@ -24,6 +24,7 @@ fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
         .env("STRATA_PG_LISTEN", "127.0.0.1:0")
         .env("STRATA_RESP_LISTEN", "127.0.0.1:0")
         .env("STRATA_S3_LISTEN", "127.0.0.1:0")
+        .env("STRATA_SQS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -936,6 +936,22 @@ impl Queues {
         Ok(counts)
     }
 
+    /// Publishes each queue's depth, in-flight count and oldest message age as gauges.
+    pub fn publish_metrics(&self) {
+        let Ok(names) = self.list_queues("") else { return };
+        for name in names {
+            if let Ok(c) = self.counts(&name) {
+                metrics::gauge!("strata_queue_messages", "queue" => name.clone()).set(c.visible as f64);
+                metrics::gauge!("strata_queue_messages_in_flight", "queue" => name.clone())
+                    .set(c.not_visible as f64);
+                metrics::gauge!("strata_queue_messages_delayed", "queue" => name.clone())
+                    .set(c.delayed as f64);
+                metrics::gauge!("strata_queue_oldest_message_age_seconds", "queue" => name)
+                    .set(c.oldest_age_ms as f64 / 1000.0);
+            }
+        }
+    }
+
     /// Deletes messages past their queue's retention, and expired deduplication ids, up to
     /// `max` of each per queue. Returns how many messages went.
     pub fn expire(&self, max: usize) -> QueueResult<u64> {

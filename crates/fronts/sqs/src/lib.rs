@@ -1,7 +1,8 @@
 //! # strata-sqs: the SQS front (port 9324)
 //!
 //! Serves Amazon SQS's AWS JSON 1.0 protocol (`POST` with `X-Amz-Target: AmazonSQS.<Action>`
-//! and a JSON body), which current SDKs and aws-cli speak, over the queue block. Every
+//! and a JSON body), which current SDKs and aws-cli speak, and the older query protocol
+//! (form-encoded `Action=...`, XML answers; `query.rs`), over the queue block. Every
 //! request is SigV4-verified (`auth.rs`) against the configured key; errors are SQS's JSON
 //! errors with `x-amzn-query-error`. Queue URLs are `http://<host the client used>/<account>/<queue>`
 //! and ARNs `arn:aws:sqs:<region>:<account>:<queue>`.
@@ -13,12 +14,11 @@
 //!
 //! ## Limitations
 //!
-//! - The older query protocol (form-encoded `Action=...`, XML answers) is answered with
-//!   an `InvalidAction` error naming the JSON protocol.
 //! - One access key (`sqs.access_key`); per-queue access policies are not enforced.
 
 mod actions;
 mod auth;
+mod query;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -178,6 +178,15 @@ pub async fn serve(
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
+/// The wire form of a request and its answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// `X-Amz-Target` and JSON.
+    Json,
+    /// `Action=` form or query string, XML answers.
+    Query,
+}
+
 async fn handle(
     State(state): State<AppState>,
     method: Method,
@@ -186,18 +195,40 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let action = target.strip_prefix("AmazonSQS.").unwrap_or("").to_owned();
-    let response = match answer(&state, &method, &uri, &headers, body, &action).await {
-        Ok(value) => {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let protocol = if target.is_some() { Protocol::Json } else { Protocol::Query };
+    let result = answer(&state, &method, &uri, &headers, body, target.as_deref()).await;
+    let request_id = format!("{:032x}", rand::random::<u128>());
+    let (action, response) = match (protocol, result) {
+        (Protocol::Json, Ok((action, value))) => {
             let mut response = (StatusCode::OK, value.to_string()).into_response();
             response
                 .headers_mut()
                 .insert("content-type", HeaderValue::from_static("application/x-amz-json-1.0"));
-            response
+            (action, response)
         }
-        Err(err) => err.into_response(),
+        (Protocol::Json, Err(err)) => (String::new(), err.into_response()),
+        (Protocol::Query, Ok((action, value))) => {
+            let xml = query::answer(&action, &value, &request_id);
+            let mut response = (StatusCode::OK, xml).into_response();
+            response.headers_mut().insert("content-type", HeaderValue::from_static("text/xml"));
+            (action, response)
+        }
+        (Protocol::Query, Err(err)) => {
+            let xml = query::error(err.query_code, &err.message, err.sender_fault, &request_id);
+            let mut response = (err.status, xml).into_response();
+            response.headers_mut().insert("content-type", HeaderValue::from_static("text/xml"));
+            (String::new(), response)
+        }
     };
+    let mut response = response;
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", id);
+    }
+    finish(action, response, started)
+}
+
+fn finish(action: String, response: Response, started: Instant) -> Response {
     let label = if action.is_empty() { "unknown".to_owned() } else { action };
     metrics::counter!("strata_sqs_requests_total", "action" => label.clone(), "status" => response.status().as_u16().to_string())
         .increment(1);
@@ -212,8 +243,8 @@ async fn answer(
     uri: &Uri,
     headers: &HeaderMap,
     body: Bytes,
-    action: &str,
-) -> Result<serde_json::Value, SqsError> {
+    target: Option<&str>,
+) -> Result<(String, serde_json::Value), SqsError> {
     let host =
         headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost").to_owned();
     let url = format!("http://{host}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
@@ -251,29 +282,38 @@ async fn answer(
             )
         },
     })?;
-    if action.is_empty() {
-        let form = headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-        let msg = if form {
-            "the query protocol (Action=...) is not supported yet: use an SDK that speaks AWS JSON 1.0 (X-Amz-Target)"
-        } else {
-            "X-Amz-Target must name an AmazonSQS action"
-        };
-        return Err(SqsError::new("InvalidAction", "InvalidAction", msg));
-    }
-    let input: serde_json::Value = if body.is_empty() {
-        serde_json::json!({})
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            SqsError::new(
-                "InvalidParameterValue",
-                "InvalidParameterValue",
-                format!("the body is not JSON: {e}"),
-            )
-        })?
+    let (action, input) = match target {
+        Some(target) => {
+            let action = target.strip_prefix("AmazonSQS.").unwrap_or_default().to_owned();
+            if action.is_empty() {
+                return Err(SqsError::new(
+                    "InvalidAction",
+                    "InvalidAction",
+                    "X-Amz-Target must name an AmazonSQS action",
+                ));
+            }
+            let input: serde_json::Value = if body.is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::from_slice(&body)
+                    .map_err(|e| SqsError::invalid(format!("the body is not JSON: {e}")))?
+            };
+            (action, input)
+        }
+        None => {
+            let form = if body.is_empty() { uri.query().unwrap_or_default().as_bytes() } else { &body[..] };
+            let (action, mut input) = query::parse(form);
+            if action.is_empty() {
+                return Err(SqsError::new("MissingAction", "MissingAction", "the request names no Action"));
+            }
+            // Query clients may address the queue by the URL they post to.
+            if input.get("QueueUrl").is_none() && uri.path().matches('/').count() >= 2 {
+                input["QueueUrl"] = serde_json::Value::String(format!("http://{host}{}", uri.path()));
+            }
+            (action, input)
+        }
     };
     let cx = actions::Context { queues: state.queues.clone(), config: state.config.clone(), host };
-    actions::run(cx, action, input).await
+    let output = actions::run(cx, &action, input).await?;
+    Ok((action, output))
 }
