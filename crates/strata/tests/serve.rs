@@ -14,6 +14,8 @@ struct Strata {
     redis: String,
     /// `http://host:port` of the s3 front.
     s3: String,
+    /// `http://host:port` of the sqs front.
+    sqs: String,
 }
 
 fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
@@ -39,8 +41,8 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
     let mut child = command(data_dir, env).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let (mut http, mut pg, mut resp, mut s3) = (None, None, None, None);
-    while http.is_none() || pg.is_none() || resp.is_none() || s3.is_none() {
+    let (mut http, mut pg, mut resp, mut s3, mut sqs) = (None, None, None, None, None);
+    while http.is_none() || pg.is_none() || resp.is_none() || s3.is_none() || sqs.is_none() {
         let line = lines.next().expect("strata exited before listening").unwrap();
         if let Some(addr) = line.strip_prefix("strata: http listening on ") {
             http = Some(addr.to_string());
@@ -54,6 +56,9 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
         if let Some(addr) = line.strip_prefix("strata: s3 listening on ") {
             s3 = Some(format!("http://{addr}"));
         }
+        if let Some(addr) = line.strip_prefix("strata: sqs listening on ") {
+            sqs = Some(format!("http://{addr}"));
+        }
     }
     std::thread::spawn(move || lines.for_each(drop));
     let pg = pg.expect("pg address");
@@ -63,6 +68,7 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
         pg: format!("host={} port={} user=strata", pg.ip(), pg.port()),
         redis: resp.expect("resp address"),
         s3: s3.expect("s3 address"),
+        sqs: sqs.expect("sqs address"),
     }
 }
 
@@ -521,4 +527,126 @@ fn blob_backend_s3_stores_bytes_in_another_service() {
         s3_signed(&backing.s3, root, "GET", "/backing?list-type=2&prefix=strata/", b"").text().unwrap();
     assert_eq!(listing.matches("<Key>strata/").count(), 1, "{listing}");
     assert!(!dir.path().join("blob/data").exists(), "no local copy of object bytes");
+}
+
+/// One SQS JSON-protocol call signed by AWS's signer; `None` if the server did not answer 200.
+fn sqs_call(base: &str, action: &str, input: serde_json::Value) -> Option<serde_json::Value> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let url = format!("{base}/");
+    let body = input.to_string();
+    let host = base.trim_start_matches("http://").to_string();
+    let target = format!("AmazonSQS.{action}");
+    let headers = [("host", host.as_str()), ("x-amz-target", target.as_str())];
+    let identity =
+        aws_credential_types::Credentials::new("strata", "strata-secret", None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("sqs")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable =
+        SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body.as_bytes()))
+            .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut request = http::Request::builder().method("POST").uri(&url).body(()).unwrap();
+    instructions.apply_to_request_http1x(&mut request);
+    let mut builder = client().post(&url).header("x-amz-target", &target).body(body);
+    for (name, value) in request.headers() {
+        builder = builder.header(name.as_str(), value.to_str().unwrap());
+    }
+    let response = builder.send().ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().ok()
+}
+
+/// Producers and consumers through the sqs front while Strata is killed with SIGKILL and
+/// restarted: every acknowledged SendMessage is received at least once in the end.
+#[test]
+fn acknowledged_messages_survive_kill_9() {
+    use serde_json::json;
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let consume = |base: String,
+                   url: String,
+                   seen: Arc<Mutex<HashSet<String>>>,
+                   until: std::time::Instant| {
+        std::thread::spawn(move || {
+            while std::time::Instant::now() < until {
+                let input = json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1, "VisibilityTimeout": 2});
+                let Some(got) = sqs_call(&base, "ReceiveMessage", input) else { return };
+                for m in got["Messages"].as_array().into_iter().flatten() {
+                    seen.lock().unwrap().insert(m["Body"].as_str().unwrap().to_owned());
+                    sqs_call(
+                        &base,
+                        "DeleteMessage",
+                        json!({"QueueUrl": url, "ReceiptHandle": m["ReceiptHandle"]}),
+                    );
+                }
+            }
+        })
+    };
+    for round in 0..3 {
+        let strata = start(dir.path(), &[]);
+        let url = sqs_call(&strata.sqs, "CreateQueue", json!({"QueueName": "crash"})).unwrap()["QueueUrl"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let producers: Vec<_> = (0..2)
+            .map(|p| {
+                let (base, url, acked) = (strata.sqs.clone(), url.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    for i in 0.. {
+                        let body = format!("r{round}p{p}m{i}");
+                        let sent =
+                            sqs_call(&base, "SendMessage", json!({"QueueUrl": url, "MessageBody": body}));
+                        if sent.is_none() || std::time::Instant::now() > until {
+                            return;
+                        }
+                        acked.lock().unwrap().push(body);
+                    }
+                })
+            })
+            .collect();
+        let consumer = consume(strata.sqs.clone(), url.clone(), seen.clone(), until);
+        std::thread::sleep(Duration::from_millis(700 + round * 200));
+        drop(strata); // SIGKILL
+        for t in producers {
+            t.join().unwrap();
+        }
+        consumer.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 10, "producers got messages in: {}", acked.len());
+    let strata = start(dir.path(), &[]);
+    let url = format!("{}/000000000000/crash", strata.sqs);
+    // Drain: messages in flight at a kill come back after their 2 s visibility timeout.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline && !acked.iter().all(|b| seen.lock().unwrap().contains(b)) {
+        consume(
+            strata.sqs.clone(),
+            url.clone(),
+            seen.clone(),
+            std::time::Instant::now() + Duration::from_secs(2),
+        )
+        .join()
+        .unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    let lost: Vec<_> = acked.iter().filter(|b| !seen.contains(*b)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged messages were never received: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
 }

@@ -269,3 +269,88 @@ async fn bad_input_gets_sqs_errors_and_backpressure_throttles() {
     let got = call(&server, "ReceiveMessage", json!({"QueueUrl": url, "MaxNumberOfMessages": 10})).await;
     assert_eq!(got["Messages"].as_array().unwrap().len(), 2);
 }
+
+/// The query protocol: a form-encoded request signed like an older SDK's, answered in XML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_protocol_forms_get_xml_answers() {
+    let server = start(Limits::default()).await;
+    let form = |pairs: &[(&str, &str)]| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            s.append_pair(k, v);
+        }
+        s.finish()
+    };
+    let post = |body: String| {
+        let url = format!("http://{}/", server.addr);
+        let host = server.addr.to_string();
+        let headers = [("host", host.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+        let identity =
+            aws_credential_types::Credentials::new("strata", "strata-secret", None, None, "test").into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("sqs")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let signable =
+            SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body.as_bytes()))
+                .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        let mut request = http::Request::builder().method("POST").uri(&url).body(()).unwrap();
+        instructions.apply_to_request_http1x(&mut request);
+        let mut builder = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        for (name, value) in request.headers() {
+            builder = builder.header(name.as_str(), value.to_str().unwrap());
+        }
+        async move {
+            let response = builder.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, xml) = post(form(&[
+        ("Action", "CreateQueue"),
+        ("QueueName", "legacy"),
+        ("Attribute.1.Name", "VisibilityTimeout"),
+        ("Attribute.1.Value", "5"),
+    ]))
+    .await;
+    assert_eq!(status, 200, "{xml}");
+    let url = format!("http://{}/000000000000/legacy", server.addr);
+    assert!(xml.contains(&format!("<QueueUrl>{url}</QueueUrl>")), "{xml}");
+    let (_, xml) = post(form(&[
+        ("Action", "SendMessage"),
+        ("QueueUrl", &url),
+        ("MessageBody", "resize photo 42"),
+        ("MessageAttribute.1.Name", "size"),
+        ("MessageAttribute.1.Value.DataType", "Number"),
+        ("MessageAttribute.1.Value.StringValue", "1024"),
+    ]))
+    .await;
+    assert!(xml.contains("<MD5OfMessageBody>a210f24bf7aa256e62a30719602b991e</MD5OfMessageBody>"), "{xml}");
+    assert!(
+        xml.contains("<MD5OfMessageAttributes>025a292749dbfbf036b18b2ecf9d1e70</MD5OfMessageAttributes>"),
+        "{xml}"
+    );
+    let (_, xml) =
+        post(form(&[("Action", "ReceiveMessage"), ("QueueUrl", &url), ("MessageAttributeName.1", "All")]))
+            .await;
+    assert!(xml.contains("<Body>resize photo 42</Body>"), "{xml}");
+    assert!(xml.contains("<MessageAttribute><Name>size</Name><Value><DataType>Number</DataType><StringValue>1024</StringValue></Value></MessageAttribute>"), "{xml}");
+    let (_, xml) = post(form(&[
+        ("Action", "GetQueueAttributes"),
+        ("QueueUrl", &url),
+        ("AttributeName.1", "VisibilityTimeout"),
+    ]))
+    .await;
+    assert!(xml.contains("<Attribute><Name>VisibilityTimeout</Name><Value>5</Value></Attribute>"), "{xml}");
+    let (status, xml) = post(form(&[("Action", "GetQueueUrl"), ("QueueName", "nope")])).await;
+    assert_eq!(status, 400);
+    assert!(xml.contains("<Code>AWS.SimpleQueueService.NonExistentQueue</Code>"), "{xml}");
+}
