@@ -25,7 +25,10 @@
 //!   a queue's ready index.
 //! - A receive looks at no more than [`MAX_SCAN`] ready entries, so a FIFO queue whose oldest
 //!   groups are all locked may answer empty while later groups wait.
-//! - Concurrent receivers of one queue race for the same first messages and retry.
+//! - Receives start at a per-queue cursor past the deleted entries of the ready index; the
+//!   sweeper rewinds it each round, so a message a race hid behind it waits one sweep.
+//! - Concurrent receivers of one queue may still pick the same messages; the loser of a
+//!   write-write conflict retries.
 
 mod keys;
 mod md5s;
@@ -44,6 +47,12 @@ use strata_core::{Clock, Keyspace, Store, Txn};
 pub const MAX_RETRIES: usize = 64;
 /// Ready entries one receive looks at, at most.
 pub const MAX_SCAN: usize = 10_000;
+/// How far behind the clock a receive cursor stays: a transaction that read the clock up
+/// to this long before a receive's scan may still commit an entry at that time.
+const CURSOR_SLACK_MS: u64 = 5_000;
+
+/// A standard queue's receive picks among this many of the oldest messages per message asked.
+const CANDIDATES_PER_MESSAGE: usize = 16;
 /// How long a FIFO deduplication id is remembered.
 pub const DEDUP_WINDOW_MS: u64 = 5 * 60 * 1000;
 
@@ -258,6 +267,9 @@ impl Default for Limits {
     }
 }
 
+/// Why a receipt handle of a deleted message fails (deleting it again succeeds).
+const GONE: &str = "the message is gone";
+
 /// Ready entry states.
 const NEVER_RECEIVED: u8 = 0;
 const IN_FLIGHT: u8 = 1;
@@ -275,6 +287,9 @@ struct Inner {
     limits: Limits,
     last_seq: AtomicU64,
     depths: Mutex<HashMap<String, Arc<AtomicI64>>>,
+    /// Per queue, a time before which its ready index holds only deleted entries, so that
+    /// receives need not walk the tombstones every receive leaves behind (see `receive`).
+    cursors: Mutex<HashMap<String, Arc<AtomicU64>>>,
     waiters: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
@@ -332,6 +347,7 @@ impl Queues {
                 limits,
                 last_seq: AtomicU64::new(now * 1000),
                 depths: Mutex::new(HashMap::new()),
+                cursors: Mutex::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
             }),
         })
@@ -395,6 +411,10 @@ impl Queues {
         if let Ok(depth) = self.depth(queue) {
             depth.fetch_add(by, Ordering::Relaxed);
         }
+    }
+
+    fn cursor(&self, queue: &str) -> Arc<AtomicU64> {
+        self.inner.cursors.lock().expect("cursors lock").entry(queue.to_owned()).or_default().clone()
     }
 
     /// Notified on every send to `queue`, for long polling.
@@ -558,8 +578,11 @@ impl Queues {
     /// Sends a message. FIFO queues need a group and a deduplication id (or content-based
     /// deduplication); a duplicate within five minutes answers with the first one's id.
     pub fn send(&self, queue: &str, send: Send) -> QueueResult<Sent> {
-        let meta = self.queue(queue)?;
-        let attrs = &meta.attributes;
+        self.send_batch(queue, vec![send])?.pop().expect("one result per message")
+    }
+
+    /// Checks a message against its queue's rules; returns it with its deduplication id.
+    fn prepare(&self, attrs: &Attributes, send: Send) -> QueueResult<(Send, Option<String>)> {
         let size = send.body.len()
             + send
                 .attributes
@@ -580,11 +603,8 @@ impl Queues {
         if send.attributes.len() > 10 {
             return Err(invalid("a message may have at most 10 attributes"));
         }
-        let depth = self.depth(queue)?;
-        let max_depth = attrs.max_depth.unwrap_or(self.inner.limits.max_depth);
-        if depth.load(Ordering::Relaxed) >= max_depth as i64 {
-            metrics::counter!("strata_queue_throttled_total").increment(1);
-            return Err(QueueError::Throttled { retry_after_secs: 1 });
+        if send.delay_secs.is_some_and(|d| d > 900) {
+            return Err(invalid("DelaySeconds must be 0 to 900"));
         }
         let dedup_id = if attrs.fifo {
             if send.group.as_deref().is_none_or(str::is_empty) {
@@ -603,75 +623,106 @@ impl Queues {
                 }
             }
         } else {
-            if send.group.is_some() && send.dedup_id.is_some() {
+            if send.dedup_id.is_some() {
                 return Err(invalid("MessageDeduplicationId is only for FIFO queues"));
             }
             None
         };
-        let delay = send.delay_secs.unwrap_or(attrs.delay_secs);
-        if delay > 900 {
-            return Err(invalid("DelaySeconds must be 0 to 900"));
-        }
-        let md5_of_body = md5_of_body(&send.body);
-        let md5_of_attributes = md5_of_attributes(&send.attributes);
-        let (sent, new) = self.transact(|txn| {
+        Ok((send, dedup_id))
+    }
+
+    /// Sends up to ten messages in one transaction; each has its own result. Past the
+    /// queue's maximum depth, the messages that do not fit are [`QueueError::Throttled`].
+    pub fn send_batch(&self, queue: &str, sends: Vec<Send>) -> QueueResult<Vec<QueueResult<Sent>>> {
+        let meta = self.queue(queue)?;
+        let attrs = &meta.attributes;
+        let depth = self.depth(queue)?;
+        let max_depth = attrs.max_depth.unwrap_or(self.inner.limits.max_depth) as i64;
+        let mut room = (max_depth - depth.load(Ordering::Relaxed)).max(0);
+        let prepared: Vec<QueueResult<(Send, Option<String>)>> = sends
+            .into_iter()
+            .map(|send| {
+                let prepared = self.prepare(attrs, send)?;
+                if room == 0 {
+                    metrics::counter!("strata_queue_throttled_total").increment(1);
+                    return Err(QueueError::Throttled { retry_after_secs: 1 });
+                }
+                room -= 1;
+                Ok(prepared)
+            })
+            .collect();
+        let (results, added) = self.transact(|txn| {
             self.must_queue(txn, queue)?;
             let now = self.now();
-            if let Some(d) = &dedup_id
-                && let Some(bytes) = txn.get(&self.inner.ks, &keys::dedup(queue, d))?
-            {
-                let (expires, id) = decode::<(u64, String)>(&bytes)?;
-                if expires > now {
-                    let seq = id.split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or(0);
-                    return Ok((
-                        Sent {
-                            id,
-                            md5_of_body: md5_of_body.clone(),
-                            md5_of_attributes: md5_of_attributes.clone(),
-                            seq,
-                        },
-                        false,
-                    ));
+            let mut results = Vec::with_capacity(prepared.len());
+            let mut added = 0i64;
+            for entry in &prepared {
+                let (send, dedup_id) = match entry {
+                    Ok(entry) => entry,
+                    Err(_) => {
+                        results.push(None);
+                        continue;
+                    }
+                };
+                let md5_of_body = md5_of_body(&send.body);
+                let md5_of_attributes = md5_of_attributes(&send.attributes);
+                if let Some(d) = dedup_id
+                    && let Some(bytes) = txn.get(&self.inner.ks, &keys::dedup(queue, d))?
+                {
+                    let (expires, id) = decode::<(u64, String)>(&bytes)?;
+                    if expires > now {
+                        let seq =
+                            id.split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or(0);
+                        results.push(Some(Sent { id, md5_of_body, md5_of_attributes, seq }));
+                        continue;
+                    }
                 }
-            }
-            let seq = self.next_seq();
-            let id = format!("{seq:016x}-{:016x}", rand::random::<u64>());
-            let message = Message {
-                id: id.clone(),
-                body: send.body.clone(),
-                attributes: send.attributes.clone(),
-                md5_of_body: md5_of_body.clone(),
-                md5_of_attributes: md5_of_attributes.clone(),
-                sent_ms: now,
-                first_receive_ms: None,
-                receive_count: 0,
-                visible_at_ms: now + delay * 1000,
-                seq,
-                group: send.group.clone(),
-                dedup_id: dedup_id.clone(),
-                nonce: 0,
-                sender: send.sender.clone(),
-            };
-            self.insert(txn, queue, &message, NEVER_RECEIVED)?;
-            if let Some(d) = &dedup_id {
-                txn.set(&self.inner.ks, keys::dedup(queue, d), encode(&(now + DEDUP_WINDOW_MS, id.clone())))?;
-            }
-            Ok((
-                Sent {
-                    id,
+                let seq = self.next_seq();
+                let id = format!("{seq:016x}-{:016x}", rand::random::<u64>());
+                let delay = send.delay_secs.unwrap_or(attrs.delay_secs);
+                let message = Message {
+                    id: id.clone(),
+                    body: send.body.clone(),
+                    attributes: send.attributes.clone(),
                     md5_of_body: md5_of_body.clone(),
                     md5_of_attributes: md5_of_attributes.clone(),
+                    sent_ms: now,
+                    first_receive_ms: None,
+                    receive_count: 0,
+                    visible_at_ms: now + delay * 1000,
                     seq,
-                },
-                true,
-            ))
+                    group: send.group.clone(),
+                    dedup_id: dedup_id.clone(),
+                    nonce: 0,
+                    sender: send.sender.clone(),
+                };
+                self.insert(txn, queue, &message, NEVER_RECEIVED)?;
+                if let Some(d) = dedup_id {
+                    txn.set(
+                        &self.inner.ks,
+                        keys::dedup(queue, d),
+                        encode(&(now + DEDUP_WINDOW_MS, id.clone())),
+                    )?;
+                }
+                added += 1;
+                results.push(Some(Sent { id, md5_of_body, md5_of_attributes, seq }));
+            }
+            Ok((results, added))
         })?;
-        if new {
-            depth.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("strata_queue_sent_total").increment(1);
+        if added > 0 {
+            depth.fetch_add(added, Ordering::Relaxed);
+            metrics::counter!("strata_queue_sent_total").increment(added as u64);
             self.notify(queue);
         }
-        Ok(sent)
+        Ok(prepared
+            .into_iter()
+            .zip(results)
+            .map(|(entry, sent)| match (entry, sent) {
+                (Err(err), _) => Err(err),
+                (Ok(_), Some(sent)) => Ok(sent),
+                (Ok(_), None) => unreachable!("every valid message has a result"),
+            })
+            .collect())
     }
 
     /// Writes a message's record and index entries.
@@ -717,15 +768,29 @@ impl Queues {
         if visibility_secs.is_some_and(|v| v > 12 * 3600) {
             return Err(invalid("VisibilityTimeout must be 0 to 43200 seconds"));
         }
+        let cursor = self.cursor(queue);
         let (received, expired, moved) = self.transact(|txn| {
             let meta = self.must_queue(txn, queue)?;
             let attrs = &meta.attributes;
             let now = self.now();
             let visibility = visibility_secs.unwrap_or(attrs.visibility_timeout_secs) * 1000;
+            // FIFO queues walk in order (skipping locked groups); standard queues take a
+            // window of the oldest and start at a random place in it, so that concurrent
+            // receivers mostly pick different messages instead of racing for the same.
+            let window = if attrs.fifo { MAX_SCAN } else { max * CANDIDATES_PER_MESSAGE };
             let mut due = Vec::new();
             let end = keys::ready_after(queue, now);
-            for item in txn.scan(&self.inner.ks, keys::readies(queue)..end).take(MAX_SCAN) {
+            let from = keys::ready(queue, cursor.load(Ordering::Relaxed), 0, "");
+            for item in txn.scan(&self.inner.ks, from..end).take(window) {
                 due.push(keys::decode_ready(&item?.0)?);
+            }
+            // Every entry is written at a visible time no earlier than its writer's clock,
+            // so nothing live is left before min(first due entry, now - slack).
+            let low = due.first().map_or(now, |d| d.0).min(now.saturating_sub(CURSOR_SLACK_MS));
+            cursor.fetch_max(low, Ordering::Relaxed);
+            if !attrs.fifo && due.len() > max {
+                let start = rand::random_range(0..due.len());
+                due.rotate_left(start);
             }
             let (mut out, mut expired, mut moved) = (Vec::new(), 0u64, 0u64);
             let mut taken_groups = HashSet::new();
@@ -818,29 +883,40 @@ impl Queues {
         match self.load(txn, queue, &id)? {
             Some(m) if m.nonce == nonce => Ok(m),
             Some(_) => Err(QueueError::ReceiptHandleInvalid("the message was received again since".into())),
-            None => Err(QueueError::ReceiptHandleInvalid("the message is gone".into())),
+            None => Err(QueueError::ReceiptHandleInvalid(GONE.into())),
         }
     }
 
     /// Deletes a received message. A handle of a message already deleted is accepted, as in
     /// SQS; one the message was re-received since is refused.
     pub fn delete(&self, queue: &str, handle: &str) -> QueueResult<()> {
-        let removed = self.transact(|txn| {
+        self.delete_batch(queue, &[handle])?.pop().expect("one result per handle")
+    }
+
+    /// Deletes up to ten received messages in one transaction; each has its own result.
+    pub fn delete_batch(&self, queue: &str, handles: &[&str]) -> QueueResult<Vec<QueueResult<()>>> {
+        let (results, removed) = self.transact(|txn| {
             self.must_queue(txn, queue)?;
-            match self.by_receipt(txn, queue, handle) {
-                Ok(m) => {
-                    self.remove(txn, queue, &m)?;
-                    Ok(true)
-                }
-                Err(QueueError::ReceiptHandleInvalid(why)) if why == "the message is gone" => Ok(false),
-                Err(err) => Err(err),
+            let (mut results, mut removed) = (Vec::with_capacity(handles.len()), 0i64);
+            for handle in handles {
+                results.push(match self.by_receipt(txn, queue, handle) {
+                    Ok(m) => {
+                        self.remove(txn, queue, &m)?;
+                        removed += 1;
+                        Ok(())
+                    }
+                    Err(QueueError::ReceiptHandleInvalid(why)) if why == GONE => Ok(()),
+                    Err(err @ QueueError::ReceiptHandleInvalid(_)) => Err(err),
+                    Err(err) => return Err(err),
+                });
             }
+            Ok((results, removed))
         })?;
-        if removed {
-            self.adjust_depth(queue, -1);
-            metrics::counter!("strata_queue_deleted_total").increment(1);
+        if removed > 0 {
+            self.adjust_depth(queue, -removed);
+            metrics::counter!("strata_queue_deleted_total").increment(removed as u64);
         }
-        Ok(())
+        Ok(results)
     }
 
     /// Sets how long a received message stays hidden from now (0 makes it visible).
@@ -954,7 +1030,12 @@ impl Queues {
 
     /// Deletes messages past their queue's retention, and expired deduplication ids, up to
     /// `max` of each per queue. Returns how many messages went.
+    /// Also rewinds every receive cursor, so that an entry the cursor passed by a race is
+    /// found again within one sweep.
     pub fn expire(&self, max: usize) -> QueueResult<u64> {
+        for cursor in self.inner.cursors.lock().expect("cursors lock").values() {
+            cursor.store(0, Ordering::Relaxed);
+        }
         let mut total = 0;
         for queue in self.list_queues("")? {
             let Ok(meta) = self.queue(&queue) else { continue };

@@ -317,15 +317,51 @@ pub(crate) async fn run(cx: Context, action: &str, input: Value) -> Result<Value
             blocking(move || {
                 let fifo = q.queue(&name)?.attributes.fifo;
                 let (mut ok, mut bad) = (Vec::new(), Vec::new());
-                for entry in entries {
+                let (mut ids, mut sends) = (Vec::new(), Vec::new());
+                for entry in &entries {
                     let id = entry.get("Id").and_then(Value::as_str).unwrap_or_default().to_owned();
-                    match send_of(&entry).and_then(|s| q.send(&name, s).map_err(SqsError::from)) {
+                    match send_of(entry) {
+                        Ok(send) => {
+                            ids.push(id);
+                            sends.push(send);
+                        }
+                        Err(err) => bad.push(failed(&id, &err)),
+                    }
+                }
+                for (id, result) in ids.into_iter().zip(q.send_batch(&name, sends)?) {
+                    match result {
                         Ok(sent) => {
                             let mut out = sent_json(&sent, fifo);
                             out.insert("Id".into(), json!(id));
                             ok.push(Value::Object(out));
                         }
+                        Err(err) => bad.push(failed(&id, &SqsError::from(err))),
+                    }
+                }
+                Ok(json!({"Successful": ok, "Failed": bad}))
+            })
+            .await
+        }
+        "DeleteMessageBatch" => {
+            let name = queue_of(&input)?;
+            let entries = entries(&input)?.clone();
+            blocking(move || {
+                let (mut ok, mut bad) = (Vec::new(), Vec::new());
+                let (mut ids, mut handles) = (Vec::new(), Vec::new());
+                for entry in &entries {
+                    let id = entry.get("Id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    match str_field(entry, "ReceiptHandle") {
+                        Ok(handle) => {
+                            ids.push(id);
+                            handles.push(handle);
+                        }
                         Err(err) => bad.push(failed(&id, &err)),
+                    }
+                }
+                for (id, result) in ids.into_iter().zip(q.delete_batch(&name, &handles)?) {
+                    match result {
+                        Ok(()) => ok.push(json!({"Id": id})),
+                        Err(err) => bad.push(failed(&id, &SqsError::from(err))),
                     }
                 }
                 Ok(json!({"Successful": ok, "Failed": bad}))
@@ -339,22 +375,17 @@ pub(crate) async fn run(cx: Context, action: &str, input: Value) -> Result<Value
             blocking(move || q.delete(&name, &handle)).await?;
             Ok(json!({}))
         }
-        "DeleteMessageBatch" | "ChangeMessageVisibilityBatch" => {
+        "ChangeMessageVisibilityBatch" => {
             let name = queue_of(&input)?;
             let entries = entries(&input)?.clone();
-            let delete = action == "DeleteMessageBatch";
             blocking(move || {
                 let (mut ok, mut bad) = (Vec::new(), Vec::new());
                 for entry in entries {
                     let id = entry.get("Id").and_then(Value::as_str).unwrap_or_default().to_owned();
                     let result = str_field(&entry, "ReceiptHandle").and_then(|h| {
-                        if delete {
-                            q.delete(&name, h).map_err(SqsError::from)
-                        } else {
-                            let secs = int_field(&entry, "VisibilityTimeout")?
-                                .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
-                            q.change_visibility(&name, h, secs).map_err(SqsError::from)
-                        }
+                        let secs = int_field(&entry, "VisibilityTimeout")?
+                            .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
+                        q.change_visibility(&name, h, secs).map_err(SqsError::from)
                     });
                     match result {
                         Ok(()) => ok.push(json!({"Id": id})),

@@ -1,0 +1,178 @@
+//! Durable queue throughput through the sqs front, next to the core's durable commit rate:
+//!
+//!   cargo bench -p strata-sqs --bench queue
+//!
+//! 16 producers send batches of ten 1 KiB messages (SendMessageBatch) while 16 consumers
+//! receive up to ten at a time and delete them in one DeleteMessageBatch, for 10 seconds,
+//! every request SigV4-signed with AWS's signer as an SDK would. Prints messages/s through
+//! the whole cycle (send + receive + delete, all durable) and the end-to-end latency
+//! (send to receive) p50/p99; then 16 threads committing one small transaction each at a
+//! time against a core store in the same directory, the ceiling the queue is built on.
+
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use strata_core::{Store, SystemClock};
+use strata_queue::{Limits, Queues};
+
+const WORKERS: usize = 16;
+const SECONDS: u64 = 10;
+
+async fn call(http: &reqwest::Client, base: &str, action: &str, input: Value) -> Value {
+    let url = format!("{base}/");
+    let body = input.to_string();
+    let host = base.trim_start_matches("http://").to_owned();
+    let target = format!("AmazonSQS.{action}");
+    let headers = [("host", host.as_str()), ("x-amz-target", target.as_str())];
+    let identity =
+        aws_credential_types::Credentials::new("strata", "strata-secret", None, None, "bench").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("sqs")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable =
+        SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body.as_bytes()))
+            .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut request = http::Request::builder().method("POST").uri(&url).body(()).unwrap();
+    instructions.apply_to_request_http1x(&mut request);
+    let mut builder = http.post(&url).header("x-amz-target", &target).body(body);
+    for (name, value) in request.headers() {
+        builder = builder.header(name.as_str(), value.to_str().unwrap());
+    }
+    let response = builder.send().await.unwrap();
+    assert!(response.status().is_success(), "{action}: {}", response.status());
+    response.json().await.unwrap()
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p) as usize] as f64 / 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let store = Store::open(dir.path().join("core"), strata_core::Options::default()).unwrap();
+    let queues = Queues::open(store.clone(), Arc::new(SystemClock), Limits::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(strata_sqs::serve(
+        listener,
+        queues,
+        strata_sqs::SqsConfig::default(),
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let url = call(&http, &base, "CreateQueue", json!({"QueueName": "bench"})).await["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for p in 0..WORKERS {
+        let (http, base, url, stop) = (http.clone(), base.clone(), url.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let pad = "x".repeat(1024 - 40);
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let entries: Vec<Value> = (0..10)
+                    .map(|j| json!({"Id": format!("{j}"), "MessageBody": format!("{}:{p}:{i}:{pad}", now_us())}))
+                    .collect();
+                call(&http, &base, "SendMessageBatch", json!({"QueueUrl": url, "Entries": entries})).await;
+                i += 1;
+            }
+            Vec::new()
+        }));
+    }
+    for _ in 0..WORKERS {
+        let (http, base, url, stop, done) =
+            (http.clone(), base.clone(), url.clone(), stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let got = call(
+                    &http,
+                    &base,
+                    "ReceiveMessage",
+                    json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1}),
+                )
+                .await;
+                let messages = got["Messages"].as_array().cloned().unwrap_or_default();
+                if messages.is_empty() {
+                    continue;
+                }
+                let received = now_us();
+                let mut entries = Vec::new();
+                for (j, m) in messages.iter().enumerate() {
+                    let sent: u64 = m["Body"].as_str().unwrap().split(':').next().unwrap().parse().unwrap();
+                    latencies.push(received.saturating_sub(sent));
+                    entries.push(json!({"Id": format!("{j}"), "ReceiptHandle": m["ReceiptHandle"]}));
+                }
+                call(&http, &base, "DeleteMessageBatch", json!({"QueueUrl": url, "Entries": entries})).await;
+                done.fetch_add(messages.len() as u64, Ordering::Relaxed);
+            }
+            latencies
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(SECONDS)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let completed = done.load(Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    latencies.sort_unstable();
+    println!(
+        "strata sqs: {:.0} messages/s sent+received+deleted (durable, batches of 10, {WORKERS} producers, {WORKERS} consumers, 1 KiB); \
+         latency send->receive p50 {:.1} ms, p99 {:.1} ms",
+        completed as f64 / elapsed,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+
+    // The core's durable commit rate with as many committers.
+    let ks = store.keyspace("bench").unwrap();
+    let commits = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(3);
+    let threads: Vec<_> = (0..WORKERS)
+        .map(|t| {
+            let (store, ks, commits) = (store.clone(), ks.clone(), commits.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while Instant::now() < until {
+                    let mut txn = store.begin();
+                    txn.set(&ks, format!("{t}:{i}").into_bytes(), vec![0u8; 1024]).unwrap();
+                    txn.commit().unwrap();
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    println!(
+        "core: {:.0} durable commits/s of 1 KiB with {WORKERS} committers",
+        commits.load(Ordering::Relaxed) as f64 / 3.0
+    );
+    println!("RabbitMQ: not run here (see the issue note)");
+}
