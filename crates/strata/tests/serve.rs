@@ -566,25 +566,32 @@ fn sqs_call(base: &str, action: &str, input: serde_json::Value) -> Option<serde_
 }
 
 /// Producers and consumers through the sqs front while Strata is killed with SIGKILL and
-/// restarted: every acknowledged SendMessage is received at least once in the end.
+/// restarted: every acknowledged SendMessage is received at least once in the end, and a
+/// FIFO queue's groups are never received out of order.
 #[test]
 fn acknowledged_messages_survive_kill_9() {
     use serde_json::json;
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
     use std::sync::{Arc, Mutex};
+    type Seen = Arc<Mutex<(HashSet<String>, HashMap<String, Vec<u64>>)>>;
     let dir = tempfile::tempdir().unwrap();
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
-    let consume = |base: String,
-                   url: String,
-                   seen: Arc<Mutex<HashSet<String>>>,
-                   until: std::time::Instant| {
+    let seen: Seen = Arc::default();
+    // Records each body; FIFO bodies `g<group>:<n>` also append n to their group's order.
+    let consume = |base: String, url: String, seen: Seen, until: std::time::Instant| {
         std::thread::spawn(move || {
             while std::time::Instant::now() < until {
                 let input = json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1, "VisibilityTimeout": 2});
                 let Some(got) = sqs_call(&base, "ReceiveMessage", input) else { return };
                 for m in got["Messages"].as_array().into_iter().flatten() {
-                    seen.lock().unwrap().insert(m["Body"].as_str().unwrap().to_owned());
+                    let body = m["Body"].as_str().unwrap().to_owned();
+                    let mut seen = seen.lock().unwrap();
+                    if seen.0.insert(body.clone())
+                        && let Some((group, n)) = body.split_once(':')
+                    {
+                        seen.1.entry(group.to_owned()).or_default().push(n.parse().unwrap());
+                    }
+                    drop(seen);
                     sqs_call(
                         &base,
                         "DeleteMessage",
@@ -594,22 +601,36 @@ fn acknowledged_messages_survive_kill_9() {
             }
         })
     };
-    for round in 0..3 {
-        let strata = start(dir.path(), &[]);
-        let url = sqs_call(&strata.sqs, "CreateQueue", json!({"QueueName": "crash"})).unwrap()["QueueUrl"]
+    let queues = |base: &str| {
+        let plain = sqs_call(base, "CreateQueue", json!({"QueueName": "crash"})).unwrap()["QueueUrl"]
             .as_str()
             .unwrap()
             .to_owned();
+        let fifo = sqs_call(base, "CreateQueue", json!({"QueueName": "crash.fifo", "Attributes": {"FifoQueue": "true", "ContentBasedDeduplication": "true"}}))
+            .unwrap()["QueueUrl"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (plain, fifo)
+    };
+    for round in 0..3 {
+        let strata = start(dir.path(), &[]);
+        let (plain, fifo) = queues(&strata.sqs);
         let until = std::time::Instant::now() + Duration::from_secs(10);
-        let producers: Vec<_> = (0..2)
+        let producers: Vec<_> = (0..3)
             .map(|p| {
-                let (base, url, acked) = (strata.sqs.clone(), url.clone(), acked.clone());
+                let (base, acked) = (strata.sqs.clone(), acked.clone());
+                let url = if p == 2 { fifo.clone() } else { plain.clone() };
                 std::thread::spawn(move || {
                     for i in 0.. {
-                        let body = format!("r{round}p{p}m{i}");
-                        let sent =
-                            sqs_call(&base, "SendMessage", json!({"QueueUrl": url, "MessageBody": body}));
-                        if sent.is_none() || std::time::Instant::now() > until {
+                        let (body, input) = if p == 2 {
+                            let body = format!("g{round}:{i}");
+                            (body.clone(), json!({"QueueUrl": url, "MessageBody": body, "MessageGroupId": format!("g{round}")}))
+                        } else {
+                            let body = format!("r{round}p{p}m{i}");
+                            (body.clone(), json!({"QueueUrl": url, "MessageBody": body}))
+                        };
+                        if sqs_call(&base, "SendMessage", input).is_none() || std::time::Instant::now() > until {
                             return;
                         }
                         acked.lock().unwrap().push(body);
@@ -617,36 +638,45 @@ fn acknowledged_messages_survive_kill_9() {
                 })
             })
             .collect();
-        let consumer = consume(strata.sqs.clone(), url.clone(), seen.clone(), until);
+        let consumers = [
+            consume(strata.sqs.clone(), plain, seen.clone(), until),
+            consume(strata.sqs.clone(), fifo, seen.clone(), until),
+        ];
         std::thread::sleep(Duration::from_millis(700 + round * 200));
         drop(strata); // SIGKILL
         for t in producers {
             t.join().unwrap();
         }
-        consumer.join().unwrap();
+        for t in consumers {
+            t.join().unwrap();
+        }
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 10, "producers got messages in: {}", acked.len());
     let strata = start(dir.path(), &[]);
-    let url = format!("{}/000000000000/crash", strata.sqs);
+    let (plain, fifo) = queues(&strata.sqs);
     // Drain: messages in flight at a kill come back after their 2 s visibility timeout.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline && !acked.iter().all(|b| seen.lock().unwrap().contains(b)) {
-        consume(
-            strata.sqs.clone(),
-            url.clone(),
-            seen.clone(),
-            std::time::Instant::now() + Duration::from_secs(2),
-        )
-        .join()
-        .unwrap();
+    while std::time::Instant::now() < deadline && !acked.iter().all(|b| seen.lock().unwrap().0.contains(b)) {
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        let threads = [
+            consume(strata.sqs.clone(), plain.clone(), seen.clone(), until),
+            consume(strata.sqs.clone(), fifo.clone(), seen.clone(), until),
+        ];
+        for t in threads {
+            t.join().unwrap();
+        }
     }
     let seen = seen.lock().unwrap();
-    let lost: Vec<_> = acked.iter().filter(|b| !seen.contains(*b)).collect();
+    let lost: Vec<_> = acked.iter().filter(|b| !seen.0.contains(*b)).collect();
     assert!(
         lost.is_empty(),
         "{} acknowledged messages were never received: {:?}",
         lost.len(),
         &lost[..lost.len().min(5)]
     );
+    assert!(!seen.1.is_empty(), "FIFO messages went through");
+    for (group, order) in &seen.1 {
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "group {group} went out of order: {order:?}");
+    }
 }

@@ -452,7 +452,7 @@ impl Queues {
                 return Err(invalid(format!("at most {} queues may exist", self.inner.limits.max_queues)));
             }
             if let Some(r) = &attributes.redrive {
-                self.must_queue(txn, &r.dead_letter_queue)?;
+                self.check_redrive(txn, name, r)?;
             }
             let now = self.now();
             let meta = QueueMeta {
@@ -550,12 +550,48 @@ impl Queues {
             }
             meta.attributes.check(&self.inner.limits)?;
             if let Some(r) = &meta.attributes.redrive {
-                self.must_queue(txn, &r.dead_letter_queue)?;
+                self.check_redrive(txn, name, r)?;
             }
             meta.modified_ms = self.now();
             txn.set(&self.inner.ks, keys::queue(name), encode(&meta))?;
             Ok(())
         })
+    }
+
+    /// Checks that `source` may send its dead letters to the queue `redrive` names: it must
+    /// exist, be of the same kind (FIFO or not), and its redrive allow policy
+    /// (`{"redrivePermission": "allowAll" | "denyAll" | "byQueue", "sourceQueueArns": [...]}`)
+    /// must let `source` in.
+    fn check_redrive(&self, txn: &Txn, source: &str, redrive: &Redrive) -> QueueResult<()> {
+        let target = self.must_queue(txn, &redrive.dead_letter_queue)?;
+        if target.attributes.fifo != source.ends_with(".fifo") {
+            return Err(invalid(
+                "a dead-letter queue must be of the same type (FIFO or standard) as its source",
+            ));
+        }
+        let Some(policy) = &target.attributes.redrive_allow else { return Ok(()) };
+        let policy: serde_json::Value = serde_json::from_str(policy)
+            .map_err(|_| invalid("the dead-letter queue's RedriveAllowPolicy is not JSON"))?;
+        let allowed = match policy.get("redrivePermission").and_then(|v| v.as_str()) {
+            Some("allowAll") | None => true,
+            Some("denyAll") => false,
+            Some("byQueue") => policy.get("sourceQueueArns").and_then(|v| v.as_array()).is_some_and(|arns| {
+                arns.iter().filter_map(|a| a.as_str()).any(|a| a.rsplit(':').next() == Some(source))
+            }),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "redrivePermission {other} is not allowAll, denyAll or byQueue"
+                )));
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "the RedriveAllowPolicy of {} does not allow {source}",
+                redrive.dead_letter_queue
+            )))
+        }
     }
 
     /// Queues whose redrive policy names `dlq`.

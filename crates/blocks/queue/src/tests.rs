@@ -141,3 +141,27 @@ fn backpressure_size_limits_and_names() {
     q.delete_queue("small").unwrap();
     assert!(q.list_queues("").unwrap().is_empty());
 }
+
+#[test]
+fn redrive_allow_policies_decide_who_may_dead_letter() {
+    let (q, _) = queues();
+    let allow = |permission: &str| Attributes {
+        redrive_allow: Some(format!(
+            r#"{{"redrivePermission":"{permission}","sourceQueueArns":["arn:aws:sqs:us-east-1:000000000000:ok"]}}"#
+        )),
+        ..Attributes::default()
+    };
+    q.create_queue("closed", allow("denyAll"), BTreeMap::new()).unwrap();
+    q.create_queue("picky", allow("byQueue"), BTreeMap::new()).unwrap();
+    let to = |dlq: &str| Attributes {
+        redrive: Some(Redrive { dead_letter_queue: dlq.into(), max_receive_count: 3 }),
+        ..Attributes::default()
+    };
+    assert!(q.create_queue("src", to("closed"), BTreeMap::new()).is_err());
+    assert!(q.create_queue("src", to("picky"), BTreeMap::new()).is_err());
+    q.create_queue("ok", to("picky"), BTreeMap::new()).unwrap();
+    assert!(
+        q.create_queue("x.fifo", Attributes { fifo: true, ..to("picky") }, BTreeMap::new()).is_err(),
+        "kinds must match"
+    );
+}
