@@ -1,18 +1,5 @@
-//! The queue block's key layout in its keyspace `queue`.
-//!
-//! | kind   | layout                                              | value            |
-//! |--------|-----------------------------------------------------|------------------|
-//! | queue  | `01` · string(queue)                                | `QueueMeta` JSON |
-//! | msg    | `02` · string(queue) · string(id)                   | `Message` JSON   |
-//! | ready  | `03` · string(queue) · u64(visible_at_ms) · u64(seq) · string(id) | state byte |
-//! | dedup  | `04` · string(queue) · string(dedup_id)             | u64 LE expiry ms |
-//! | group  | `05` · string(queue) · string(group) · u64(seq) · string(id) | empty    |
-//! | lock   | `06` · string(queue) · string(group)                | u64 LE until ms  |
-//!
-//! Every message has exactly one `ready` entry, at the time it next becomes visible (its
-//! send time plus delay, or the end of its visibility timeout); its state byte says whether
-//! it was ever received. A FIFO message also has a `group` entry, in send order; only the
-//! first of a group may be received, and only while the group has no `lock`.
+//! The queue block's key layout in its keyspace `queue`; the byte layout and the
+//! invariants every operation keeps are in `docs/format/queue.md`.
 
 use strata_core::keycode::{Decoder, KeyBuf};
 use strata_core::{Result, errcorrupt};

@@ -17,7 +17,7 @@
 //!
 //! Every operation is one core transaction (snapshot isolation, retried on a write-write
 //! conflict), so an acknowledged send survives a crash, and a message is never handed to two
-//! receivers within one visibility window. Key layout: `keys.rs`.
+//! receivers within one visibility window. Key layout: `docs/format/queue.md`.
 //!
 //! ## Limitations
 //!
