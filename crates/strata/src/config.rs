@@ -348,6 +348,8 @@ pub struct QueueConfig {
     pub max_message_bytes: usize,
     /// Backpressure: most messages one queue holds; sends past it are throttled.
     pub max_depth: u64,
+    /// Most messages in all queues together (the bound on the disk queues may fill).
+    pub max_total_messages: u64,
     pub max_queues: usize,
     /// How often messages past their retention are deleted.
     pub sweep_interval_ms: u64,
@@ -359,6 +361,7 @@ impl Default for QueueConfig {
         Self {
             max_message_bytes: limits.max_message_bytes,
             max_depth: limits.max_depth,
+            max_total_messages: limits.max_total_messages,
             max_queues: limits.max_queues,
             sweep_interval_ms: 1000,
         }
@@ -577,6 +580,7 @@ impl Config {
         strata_queue::Limits {
             max_message_bytes: self.queue.max_message_bytes,
             max_depth: self.queue.max_depth,
+            max_total_messages: self.queue.max_total_messages,
             max_queues: self.queue.max_queues,
         }
     }

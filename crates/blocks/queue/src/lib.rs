@@ -11,8 +11,9 @@
 //!   `maxReceiveCount` a message moves to the dead-letter queue, and [`Queues::move_messages`]
 //!   moves messages back.
 //! - **Delays** per queue and per message, **retention** with expiry, **message attributes**
-//!   with SQS's MD5s, a size limit, and **backpressure**: a queue at its `max_depth` refuses
-//!   sends with [`QueueError::Throttled`] rather than growing without bound.
+//!   with SQS's MD5s, a size limit, and **backpressure**: a queue at its `max_depth`, or a
+//!   block at `max_total_messages`, refuses sends with [`QueueError::Throttled`] rather than
+//!   growing without bound.
 //! - **Long polling** support: [`Queues::waiter`] is notified on every send.
 //!
 //! Every operation is one core transaction (snapshot isolation, retried on a write-write
@@ -258,12 +259,19 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Default maximum depth of a queue without its own.
     pub max_depth: u64,
+    /// Most messages in all queues together: the bound on the disk the block may fill.
+    pub max_total_messages: u64,
     pub max_queues: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_message_bytes: 256 * 1024, max_depth: 1_000_000, max_queues: 10_000 }
+        Self {
+            max_message_bytes: 256 * 1024,
+            max_depth: 1_000_000,
+            max_total_messages: 10_000_000,
+            max_queues: 10_000,
+        }
     }
 }
 
@@ -290,6 +298,8 @@ struct Inner {
     /// Per queue, a time before which its ready index holds only deleted entries, so that
     /// receives need not walk the tombstones every receive leaves behind (see `receive`).
     cursors: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// Whether every queue's depth has been counted (for the total bound).
+    all_counted: std::sync::atomic::AtomicBool,
     waiters: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
@@ -348,6 +358,7 @@ impl Queues {
                 last_seq: AtomicU64::new(now * 1000),
                 depths: Mutex::new(HashMap::new()),
                 cursors: Mutex::new(HashMap::new()),
+                all_counted: std::sync::atomic::AtomicBool::new(false),
                 waiters: Mutex::new(HashMap::new()),
             }),
         })
@@ -405,6 +416,17 @@ impl Queues {
         let count = txn.scan_prefix(&self.inner.ks, &keys::msgs(queue)).count() as i64;
         let mut depths = self.inner.depths.lock().expect("depths lock");
         Ok(depths.entry(queue.to_owned()).or_insert_with(|| Arc::new(AtomicI64::new(count))).clone())
+    }
+
+    /// Messages in all queues together.
+    fn total_depth(&self) -> QueueResult<i64> {
+        if !self.inner.all_counted.load(Ordering::Relaxed) {
+            for queue in self.list_queues("")? {
+                self.depth(&queue)?;
+            }
+            self.inner.all_counted.store(true, Ordering::Relaxed);
+        }
+        Ok(self.inner.depths.lock().expect("depths lock").values().map(|d| d.load(Ordering::Relaxed)).sum())
     }
 
     fn adjust_depth(&self, queue: &str, by: i64) {
@@ -674,7 +696,8 @@ impl Queues {
         let attrs = &meta.attributes;
         let depth = self.depth(queue)?;
         let max_depth = attrs.max_depth.unwrap_or(self.inner.limits.max_depth) as i64;
-        let mut room = (max_depth - depth.load(Ordering::Relaxed)).max(0);
+        let total_room = self.inner.limits.max_total_messages as i64 - self.total_depth()?;
+        let mut room = (max_depth - depth.load(Ordering::Relaxed)).min(total_room).max(0);
         let prepared: Vec<QueueResult<(Send, Option<String>)>> = sends
             .into_iter()
             .map(|send| {

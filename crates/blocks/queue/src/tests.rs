@@ -124,6 +124,22 @@ fn backpressure_size_limits_and_names() {
     q.send("small", send("1")).unwrap();
     q.send("small", send("2")).unwrap();
     assert!(matches!(q.send("small", send("3")), Err(QueueError::Throttled { .. })));
+    let capped = Queues::open(
+        Store::memory(),
+        Arc::new(ManualClock::new(0)),
+        Limits { max_total_messages: 3, ..Limits::default() },
+    )
+    .unwrap();
+    for name in ["a", "b"] {
+        capped.create_queue(name, Attributes::default(), BTreeMap::new()).unwrap();
+    }
+    capped.send("a", send("1")).unwrap();
+    capped.send("b", send("2")).unwrap();
+    let batch = capped.send_batch("a", vec![send("3"), send("4")]).unwrap();
+    assert!(
+        batch[0].is_ok() && matches!(batch[1], Err(QueueError::Throttled { .. })),
+        "the total bound spans queues"
+    );
     assert!(matches!(
         q.send("small", send(&"x".repeat(2000))),
         Err(QueueError::MessageTooLong { limit: 1024 })
