@@ -8,6 +8,11 @@
 //! the whole cycle (send + receive + delete, all durable) and the end-to-end latency
 //! (send to receive) p50/p99; then 16 threads committing one small transaction each at a
 //! time against a core store in the same directory, the ceiling the queue is built on.
+//!
+//! If a RabbitMQ answers on 127.0.0.1:5672 (guest/guest; `scripts/queue-bench-vs-rabbitmq.sh`
+//! installs and starts one), the same workload runs against it in the same run: a durable
+//! queue, persistent messages, publisher confirms awaited per batch of ten, consumers with
+//! prefetch 10 and manual acks — RabbitMQ's equivalent of a durable send, receive, delete.
 
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use serde_json::{Value, json};
@@ -174,5 +179,109 @@ async fn main() {
         "core: {:.0} durable commits/s of 1 KiB with {WORKERS} committers",
         commits.load(Ordering::Relaxed) as f64 / 3.0
     );
-    println!("RabbitMQ: not run here (see the issue note)");
+    let strata_rate = completed as f64 / elapsed;
+    match rabbitmq().await {
+        Some((rate, p50, p99)) => println!(
+            "rabbitmq: {rate:.0} messages/s published (confirmed) + consumed (acked), durable, same shape; \
+             latency p50 {p50:.1} ms, p99 {p99:.1} ms; strata / rabbitmq = {:.2}",
+            strata_rate / rate
+        ),
+        None => println!("rabbitmq: none on 127.0.0.1:5672, not compared"),
+    }
+}
+
+/// The same workload against RabbitMQ: (messages/s, p50 ms, p99 ms), or `None` if none runs.
+async fn rabbitmq() -> Option<(f64, f64, f64)> {
+    use futures::StreamExt;
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+        QueueDeclareOptions, QueuePurgeOptions,
+    };
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    let addr = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    let conn = Arc::new(Connection::connect(addr, ConnectionProperties::default()).await.ok()?);
+    let setup = conn.create_channel().await.ok()?;
+    setup
+        .queue_declare("strata-bench".into(), QueueDeclareOptions::durable(), FieldTable::default())
+        .await
+        .ok()?;
+    setup.queue_purge("strata-bench".into(), QueuePurgeOptions::default()).await.ok()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut publishers = Vec::new();
+    for _ in 0..WORKERS {
+        let (conn, stop) = (conn.clone(), stop.clone());
+        publishers.push(tokio::spawn(async move {
+            let ch = conn.create_channel().await.unwrap();
+            ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+            let pad = "x".repeat(1024 - 40);
+            while !stop.load(Ordering::Relaxed) {
+                let mut confirms = Vec::new();
+                for _ in 0..10 {
+                    let body = format!("{}:{pad}", now_us());
+                    let props = BasicProperties::default().with_delivery_mode(2);
+                    let confirm = ch
+                        .basic_publish(
+                            "".into(),
+                            "strata-bench".into(),
+                            BasicPublishOptions::default(),
+                            body.as_bytes(),
+                            props,
+                        )
+                        .await
+                        .unwrap();
+                    confirms.push(confirm);
+                }
+                for confirm in confirms {
+                    confirm.await.unwrap();
+                }
+            }
+        }));
+    }
+    let mut consumers = Vec::new();
+    for i in 0..WORKERS {
+        let (conn, stop, done) = (conn.clone(), stop.clone(), done.clone());
+        consumers.push(tokio::spawn(async move {
+            let ch = conn.create_channel().await.unwrap();
+            ch.basic_qos(10, BasicQosOptions::default()).await.unwrap();
+            let mut consumer = ch
+                .basic_consume(
+                    "strata-bench".into(),
+                    format!("c{i}").into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(Ok(delivery))) =
+                    tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
+                else {
+                    continue;
+                };
+                let body = String::from_utf8_lossy(&delivery.data);
+                let sent: u64 = body.split(':').next().unwrap().parse().unwrap();
+                latencies.push(now_us().saturating_sub(sent));
+                delivery.ack(BasicAckOptions::default()).await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            latencies
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(SECONDS)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let completed = done.load(Ordering::Relaxed);
+    for p in publishers {
+        let _ = p.await;
+    }
+    let mut latencies = Vec::new();
+    for c in consumers {
+        latencies.extend(c.await.unwrap_or_default());
+    }
+    latencies.sort_unstable();
+    Some((completed as f64 / elapsed, percentile(&latencies, 0.5), percentile(&latencies, 0.99)))
 }
