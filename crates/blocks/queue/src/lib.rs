@@ -26,8 +26,8 @@
 //!   a queue's ready index.
 //! - A receive looks at no more than [`MAX_SCAN`] ready entries, so a FIFO queue whose oldest
 //!   groups are all locked may answer empty while later groups wait.
-//! - Receives start at a per-queue cursor past the deleted entries of the ready index; the
-//!   sweeper rewinds it each round, so a message a race hid behind it waits one sweep.
+//! - Receives start at a per-queue cursor past the deleted entries of the ready index; it
+//!   relies on a clock that does not step back between sweeps (which rewind it).
 //! - Concurrent receivers of one queue may still pick the same messages; the loser of a
 //!   write-write conflict retries.
 
@@ -48,10 +48,6 @@ use strata_core::{Clock, Keyspace, Store, Txn};
 pub const MAX_RETRIES: usize = 64;
 /// Ready entries one receive looks at, at most.
 pub const MAX_SCAN: usize = 10_000;
-/// How far behind the clock a receive cursor stays: a transaction that read the clock up
-/// to this long before a receive's scan may still commit an entry at that time.
-const CURSOR_SLACK_MS: u64 = 5_000;
-
 /// A standard queue's receive picks among this many of the oldest messages per message asked.
 const CANDIDATES_PER_MESSAGE: usize = 16;
 /// How long a FIFO deduplication id is remembered.
@@ -275,6 +271,48 @@ impl Default for Limits {
     }
 }
 
+/// Where a queue's receives start scanning its ready index, and the transactions that may
+/// still add entries to it.
+///
+/// Every ready entry is written at a visible time no earlier than its writer's clock, and
+/// every writer registers the clock's time before it starts. So a receive that reads the
+/// clock, then the oldest registered writer, then scans, knows that nothing live can appear
+/// before the smaller of those two times and its first due entry: entries committed before
+/// its snapshot are in the scan, and entries committed after it come from writers that were
+/// registered (so no earlier than the oldest) or started later (so no earlier than the time
+/// it read). The cursor only moves forward; the sweeper rewinds it each round, in case the
+/// system clock stepped back.
+#[derive(Default)]
+struct Cursor {
+    at: AtomicU64,
+    writers: Mutex<BTreeMap<u64, usize>>,
+}
+
+impl Cursor {
+    /// The earliest time a new entry may still appear at, given the clock reads `now`.
+    fn bound(&self, now: u64) -> u64 {
+        self.writers.lock().expect("writers lock").keys().next().map_or(now, |&w| w.min(now))
+    }
+}
+
+/// A registered writer of a queue's ready index; unregisters on drop.
+struct Writing {
+    cursor: Arc<Cursor>,
+    at: u64,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        let mut writers = self.cursor.writers.lock().expect("writers lock");
+        if let Some(n) = writers.get_mut(&self.at) {
+            *n -= 1;
+            if *n == 0 {
+                writers.remove(&self.at);
+            }
+        }
+    }
+}
+
 /// Why a receipt handle of a deleted message fails (deleting it again succeeds).
 const GONE: &str = "the message is gone";
 
@@ -297,7 +335,7 @@ struct Inner {
     depths: Mutex<HashMap<String, Arc<AtomicI64>>>,
     /// Per queue, a time before which its ready index holds only deleted entries, so that
     /// receives need not walk the tombstones every receive leaves behind (see `receive`).
-    cursors: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    cursors: Mutex<HashMap<String, Arc<Cursor>>>,
     /// Whether every queue's depth has been counted (for the total bound).
     all_counted: std::sync::atomic::AtomicBool,
     waiters: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
@@ -435,8 +473,16 @@ impl Queues {
         }
     }
 
-    fn cursor(&self, queue: &str) -> Arc<AtomicU64> {
+    fn cursor(&self, queue: &str) -> Arc<Cursor> {
         self.inner.cursors.lock().expect("cursors lock").entry(queue.to_owned()).or_default().clone()
+    }
+
+    /// Registers a writer of `queue`'s ready index for as long as the guard lives.
+    fn writing(&self, queue: &str) -> Writing {
+        let cursor = self.cursor(queue);
+        let at = self.now();
+        *cursor.writers.lock().expect("writers lock").entry(at).or_default() += 1;
+        Writing { cursor, at }
     }
 
     /// Notified on every send to `queue`, for long polling.
@@ -710,6 +756,7 @@ impl Queues {
                 Ok(prepared)
             })
             .collect();
+        let _writing = self.writing(queue);
         let (results, added) = self.transact(|txn| {
             self.must_queue(txn, queue)?;
             let now = self.now();
@@ -828,6 +875,9 @@ impl Queues {
             return Err(invalid("VisibilityTimeout must be 0 to 43200 seconds"));
         }
         let cursor = self.cursor(queue);
+        let _writing = self.writing(queue);
+        let _dead_letters = self.queue(queue)?.attributes.redrive.map(|r| self.writing(&r.dead_letter_queue));
+        let bound = cursor.bound(self.now());
         let (received, expired, moved) = self.transact(|txn| {
             let meta = self.must_queue(txn, queue)?;
             let attrs = &meta.attributes;
@@ -839,14 +889,13 @@ impl Queues {
             let window = if attrs.fifo { MAX_SCAN } else { max * CANDIDATES_PER_MESSAGE };
             let mut due = Vec::new();
             let end = keys::ready_after(queue, now);
-            let from = keys::ready(queue, cursor.load(Ordering::Relaxed), 0, "");
+            let from = keys::ready(queue, cursor.at.load(Ordering::Relaxed), 0, "");
             for item in txn.scan(&self.inner.ks, from..end).take(window) {
                 due.push(keys::decode_ready(&item?.0)?);
             }
-            // Every entry is written at a visible time no earlier than its writer's clock,
-            // so nothing live is left before min(first due entry, now - slack).
-            let low = due.first().map_or(now, |d| d.0).min(now.saturating_sub(CURSOR_SLACK_MS));
-            cursor.fetch_max(low, Ordering::Relaxed);
+            // Nothing live can appear before this (see `Cursor`).
+            let low = due.first().map_or(bound, |d| d.0.min(bound));
+            cursor.at.fetch_max(low, Ordering::Relaxed);
             if !attrs.fifo && due.len() > max {
                 let start = rand::random_range(0..due.len());
                 due.rotate_left(start);
@@ -983,6 +1032,7 @@ impl Queues {
         if secs > 12 * 3600 {
             return Err(invalid("VisibilityTimeout must be 0 to 43200 seconds"));
         }
+        let _writing = self.writing(queue);
         self.transact(|txn| {
             self.must_queue(txn, queue)?;
             let mut m = self.by_receipt(txn, queue, handle)?;
@@ -1017,6 +1067,7 @@ impl Queues {
             },
         };
         self.queue(&destination)?;
+        let _writing = self.writing(&destination);
         let mut moved = 0u64;
         while (moved as usize) < max {
             let batch = self.transact(|txn| {
@@ -1089,11 +1140,10 @@ impl Queues {
 
     /// Deletes messages past their queue's retention, and expired deduplication ids, up to
     /// `max` of each per queue. Returns how many messages went.
-    /// Also rewinds every receive cursor, so that an entry the cursor passed by a race is
-    /// found again within one sweep.
+    /// Also rewinds every receive cursor (see `Cursor`).
     pub fn expire(&self, max: usize) -> QueueResult<u64> {
         for cursor in self.inner.cursors.lock().expect("cursors lock").values() {
-            cursor.store(0, Ordering::Relaxed);
+            cursor.at.store(0, Ordering::Relaxed);
         }
         let mut total = 0;
         for queue in self.list_queues("")? {
