@@ -36,15 +36,27 @@ async fn call_with(
     action: &str,
     input: Value,
 ) -> (u16, Value, Option<String>) {
-    let url = format!("http://{}/", server.addr);
-    let body = input.to_string();
-    let host = server.addr.to_string();
     let target = format!("AmazonSQS.{action}");
-    let headers = [
-        ("host", host.as_str()),
-        ("content-type", "application/x-amz-json-1.0"),
-        ("x-amz-target", target.as_str()),
-    ];
+    let headers = [("content-type", "application/x-amz-json-1.0"), ("x-amz-target", target.as_str())];
+    let builder = signed_post(server, secret, input.to_string(), &headers);
+    let response = builder.send().await.unwrap();
+    let status = response.status().as_u16();
+    let query_error = response.headers().get("x-amzn-query-error").map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), query_error)
+}
+
+/// A POST of `body` with `headers`, signed for SQS with `secret` by AWS's signer.
+fn signed_post(
+    server: &Server,
+    secret: &str,
+    body: String,
+    headers: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    let url = format!("http://{}/", server.addr);
+    let host = server.addr.to_string();
+    let mut signed = vec![("host", host.as_str())];
+    signed.extend_from_slice(headers);
     let identity = aws_credential_types::Credentials::new("strata", secret, None, None, "test").into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
@@ -56,24 +68,18 @@ async fn call_with(
         .unwrap()
         .into();
     let signable =
-        SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body.as_bytes()))
-            .unwrap();
+        SignableRequest::new("POST", &url, signed.into_iter(), SignableBody::Bytes(body.as_bytes())).unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
     let mut request = http::Request::builder().method("POST").uri(&url).body(()).unwrap();
     instructions.apply_to_request_http1x(&mut request);
-    let mut builder = reqwest::Client::new()
-        .post(&url)
-        .header("content-type", "application/x-amz-json-1.0")
-        .header("x-amz-target", &target)
-        .body(body);
+    let mut builder = reqwest::Client::new().post(&url).body(body);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
     for (name, value) in request.headers() {
         builder = builder.header(name.as_str(), value.to_str().unwrap());
     }
-    let response = builder.send().await.unwrap();
-    let status = response.status().as_u16();
-    let query_error = response.headers().get("x-amzn-query-error").map(|v| v.to_str().unwrap().to_owned());
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), query_error)
+    builder
 }
 
 async fn call(server: &Server, action: &str, input: Value) -> Value {
@@ -282,33 +288,8 @@ async fn query_protocol_forms_get_xml_answers() {
         s.finish()
     };
     let post = |body: String| {
-        let url = format!("http://{}/", server.addr);
-        let host = server.addr.to_string();
-        let headers = [("host", host.as_str()), ("content-type", "application/x-www-form-urlencoded")];
-        let identity =
-            aws_credential_types::Credentials::new("strata", "strata-secret", None, None, "test").into();
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region("us-east-1")
-            .name("sqs")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let signable =
-            SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body.as_bytes()))
-                .unwrap();
-        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-        let mut request = http::Request::builder().method("POST").uri(&url).body(()).unwrap();
-        instructions.apply_to_request_http1x(&mut request);
-        let mut builder = reqwest::Client::new()
-            .post(&url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        for (name, value) in request.headers() {
-            builder = builder.header(name.as_str(), value.to_str().unwrap());
-        }
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        let builder = signed_post(&server, "strata-secret", body, &form);
         async move {
             let response = builder.send().await.unwrap();
             (response.status().as_u16(), response.text().await.unwrap())
