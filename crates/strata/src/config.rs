@@ -379,6 +379,8 @@ pub struct SqsConfig {
     /// The account id in queue URLs and ARNs.
     pub account_id: String,
     pub max_body_bytes: usize,
+    /// Most requests served at once (long polls included); more get ServiceUnavailable.
+    pub max_in_flight: usize,
 }
 
 impl Default for SqsConfig {
@@ -392,6 +394,7 @@ impl Default for SqsConfig {
             region: sqs.region,
             account_id: sqs.account_id,
             max_body_bytes: sqs.max_body_bytes,
+            max_in_flight: sqs.max_in_flight,
         }
     }
 }
@@ -592,6 +595,7 @@ impl Config {
             region: self.sqs.region.clone(),
             account_id: self.sqs.account_id.clone(),
             max_body_bytes: self.sqs.max_body_bytes,
+            max_in_flight: self.sqs.max_in_flight,
         }
     }
 

@@ -40,6 +40,8 @@ pub struct SqsConfig {
     pub account_id: String,
     /// Largest request body (a batch of ten 256 KiB messages fits).
     pub max_body_bytes: usize,
+    /// Most requests served at once; more are answered ServiceUnavailable (503).
+    pub max_in_flight: usize,
 }
 
 impl Default for SqsConfig {
@@ -50,6 +52,7 @@ impl Default for SqsConfig {
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
             max_body_bytes: 4 * 1024 * 1024,
+            max_in_flight: 4096,
         }
     }
 }
@@ -58,6 +61,8 @@ impl Default for SqsConfig {
 struct AppState {
     queues: Queues,
     config: Arc<SqsConfig>,
+    /// Permits for requests in flight (long polls hold one while they wait).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// An SQS error: HTTP status, the error type (`QueueDoesNotExist`), the query-protocol code
@@ -170,7 +175,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limit = config.max_body_bytes;
-    let state = AppState { queues, config: Arc::new(config) };
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
+    let state = AppState { queues, config: Arc::new(config), slots };
     let app = axum::Router::new()
         .fallback(handle)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
@@ -197,7 +203,15 @@ async fn handle(
     let started = Instant::now();
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let protocol = if target.is_some() { Protocol::Json } else { Protocol::Query };
-    let result = answer(&state, &method, &uri, &headers, body, target.as_deref()).await;
+    let result = match state.slots.clone().try_acquire_owned() {
+        Ok(_slot) => answer(&state, &method, &uri, &headers, body, target.as_deref()).await,
+        Err(_) => Err(SqsError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            sender_fault: false,
+            retry_after: Some(1),
+            ..SqsError::new("ServiceUnavailable", "ServiceUnavailable", "too many requests in flight; retry")
+        }),
+    };
     let request_id = format!("{:032x}", rand::random::<u128>());
     let (action, response) = match (protocol, result) {
         (Protocol::Json, Ok((action, value))) => {

@@ -16,13 +16,17 @@ struct Server {
 }
 
 async fn start(limits: Limits) -> Server {
+    start_with(limits, strata_sqs::SqsConfig::default()).await
+}
+
+async fn start_with(limits: Limits, config: strata_sqs::SqsConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("core"), strata_core::Options::default()).unwrap();
     let queues = Queues::open(store, Arc::new(SystemClock), limits).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(strata_sqs::serve(listener, queues, strata_sqs::SqsConfig::default(), async {
+    tokio::spawn(strata_sqs::serve(listener, queues, config, async {
         let _ = stopped.await;
     }));
     Server { addr, _stop: stop, _dir: dir }
@@ -334,4 +338,29 @@ async fn query_protocol_forms_get_xml_answers() {
     let (status, xml) = post(form(&[("Action", "GetQueueUrl"), ("QueueName", "nope")])).await;
     assert_eq!(status, 400);
     assert!(xml.contains("<Code>AWS.SimpleQueueService.NonExistentQueue</Code>"), "{xml}");
+}
+
+/// Requests in flight are bounded: past `max_in_flight`, ServiceUnavailable with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_are_bounded() {
+    let config = strata_sqs::SqsConfig { max_in_flight: 1, ..strata_sqs::SqsConfig::default() };
+    let server = start_with(Limits::default(), config).await;
+    let url = call(&server, "CreateQueue", json!({"QueueName": "busy"})).await["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let poll = {
+        let builder = signed_post(
+            &server,
+            "strata-secret",
+            json!({"QueueUrl": url, "WaitTimeSeconds": 2}).to_string(),
+            &[("content-type", "application/x-amz-json-1.0"), ("x-amz-target", "AmazonSQS.ReceiveMessage")],
+        );
+        tokio::spawn(builder.send())
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body, _) = call_with(&server, "strata-secret", "ListQueues", json!({})).await;
+    assert_eq!((status, body["__type"].as_str()), (503, Some("com.amazonaws.sqs#ServiceUnavailable")));
+    assert_eq!(poll.await.unwrap().unwrap().status(), 200, "the long poll itself finishes");
+    call(&server, "ListQueues", json!({})).await;
 }
