@@ -24,6 +24,10 @@ pub(crate) enum Key<'a> {
 pub(crate) enum KeyPrefix<'a> {
     /// Every bucket: `01`.
     Buckets,
+    /// Every object version of every bucket: `02`.
+    AllVersions,
+    /// Every part of every upload: `04`.
+    AllParts,
     /// Versions of the objects of a bucket whose key starts with `prefix` (raw, without its
     /// terminator, so that it matches longer keys): `02 bucket prefix`.
     Versions { bucket: &'a str, prefix: &'a str },
@@ -66,6 +70,8 @@ impl KeyPrefix<'_> {
     pub(crate) fn encode(&self) -> Vec<u8> {
         match self {
             KeyPrefix::Buckets => vec![BUCKET],
+            KeyPrefix::AllVersions => vec![VERSION],
+            KeyPrefix::AllParts => vec![PART],
             KeyPrefix::Versions { bucket, prefix } => {
                 // Escape the prefix as a key would be, but leave off the terminator.
                 let mut out = KeyBuf::new().tag(VERSION).str(bucket).finish();
@@ -130,6 +136,7 @@ mod tests {
     fn prefixes_are_byte_prefixes_of_their_keys() {
         let version = Key::Version { bucket: "b", key: "photos/cat.jpg", ord: 7 }.encode();
         assert!(version.starts_with(&KeyPrefix::Versions { bucket: "b", prefix: "" }.encode()));
+        assert!(version.starts_with(&KeyPrefix::AllVersions.encode()));
         assert!(version.starts_with(&KeyPrefix::Versions { bucket: "b", prefix: "photos/" }.encode()));
         assert!(
             version.starts_with(&KeyPrefix::ObjectVersions { bucket: "b", key: "photos/cat.jpg" }.encode())
@@ -140,6 +147,7 @@ mod tests {
         assert!(upload.starts_with(&KeyPrefix::Uploads { bucket: "b" }.encode()));
         let part = Key::Part { upload_id: "u", number: 3 }.encode();
         assert!(part.starts_with(&KeyPrefix::Parts { upload_id: "u" }.encode()));
+        assert!(part.starts_with(&KeyPrefix::AllParts.encode()));
         assert!(Key::Bucket("b").encode().starts_with(&KeyPrefix::Buckets.encode()));
         assert!(Key::User("AK").encode().starts_with(&KeyPrefix::Users.encode()));
     }

@@ -526,17 +526,13 @@ impl Blob {
     fn collect_garbage(&self) -> BlobResult<usize> {
         let txn = self.inner.store.begin_read_only();
         let mut referenced = HashSet::new();
-        for prefix in [vec![0x02u8], vec![0x04u8]] {
-            for item in txn.scan_prefix(&self.inner.ks, &prefix) {
-                let (key, value) = item?;
-                if key[0] == 0x02 {
-                    let meta: ObjectMeta = meta::decode(&value)?;
-                    referenced.extend(meta.segments.into_iter().map(|s| s.id));
-                } else {
-                    let part: PartMeta = meta::decode(&value)?;
-                    referenced.extend(part.segment.map(|s| s.id));
-                }
-            }
+        for item in txn.scan_prefix(&self.inner.ks, &KeyPrefix::AllVersions.encode()) {
+            let meta: ObjectMeta = meta::decode(&item?.1)?;
+            referenced.extend(meta.segments.into_iter().map(|s| s.id));
+        }
+        for item in txn.scan_prefix(&self.inner.ks, &KeyPrefix::AllParts.encode()) {
+            let part: PartMeta = meta::decode(&item?.1)?;
+            referenced.extend(part.segment.map(|s| s.id));
         }
         self.inner.files.collect_garbage(&referenced)
     }
