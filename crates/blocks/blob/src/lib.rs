@@ -55,6 +55,7 @@ mod remote;
 
 pub use checksum::{ChecksumAlgorithm, Checksums};
 pub use files::{ObjectReader, SegmentWriter, Written};
+pub use links::Link;
 pub use meta::{
     BucketMeta, CorsRule, Headers, NULL_VERSION, ObjectMeta, PartMeta, Segment, UploadMeta, UserMeta,
     Versioning,
@@ -1606,7 +1607,7 @@ impl Blob {
     /// A presigned URL for `link.method` on an object, signed with `link.access_key` (the
     /// admin key when `None`), valid for `link.expires_secs` (at most seven days).
     pub fn presign(&self, link: &Link<'_>) -> BlobResult<String> {
-        let Link { method, endpoint, region, bucket, key, expires_secs, access_key } = *link;
+        let Link { method, key, expires_secs, access_key, .. } = *link;
         check_key(key)?;
         if !matches!(method, "GET" | "PUT" | "HEAD" | "DELETE") {
             return Err(BlobError::InvalidArgument(format!("cannot presign {method}")));
@@ -1620,33 +1621,8 @@ impl Blob {
         let access_key = access_key.unwrap_or(&self.inner.root.0);
         let (secret_key, _) =
             self.user(access_key)?.ok_or_else(|| BlobError::NoSuchAccessKey(access_key.to_owned()))?;
-        Ok(links::presign(&links::LinkRequest {
-            method,
-            endpoint,
-            region,
-            access_key,
-            secret_key: &secret_key,
-            bucket,
-            key,
-            expires_secs,
-            now_secs: self.now_ms() / 1000,
-        }))
+        Ok(links::presign(link, access_key, &secret_key, self.now_ms() / 1000))
     }
-}
-
-/// What [`Blob::presign`] signs.
-#[derive(Clone, Copy, Debug)]
-pub struct Link<'a> {
-    /// `GET`, `PUT`, `HEAD` or `DELETE`.
-    pub method: &'a str,
-    /// Where clients reach the s3 front: `http://127.0.0.1:9000`.
-    pub endpoint: &'a str,
-    pub region: &'a str,
-    pub bucket: &'a str,
-    pub key: &'a str,
-    pub expires_secs: u64,
-    /// The signing key; the admin key when `None`.
-    pub access_key: Option<&'a str>,
 }
 
 /// What [`Blob::walk_versions`]'s visitor wants next.

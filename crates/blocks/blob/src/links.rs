@@ -20,20 +20,18 @@ const PATH: &AsciiSet = &QUERY.remove(b'/');
 pub const MAX_EXPIRES_SECS: u64 = 7 * 24 * 3600;
 
 /// What to sign.
-#[derive(Clone, Debug)]
-pub struct LinkRequest<'a> {
+#[derive(Clone, Copy, Debug)]
+pub struct Link<'a> {
     /// `GET`, `PUT`, `HEAD` or `DELETE`.
     pub method: &'a str,
     /// `http://127.0.0.1:9000`: where the client will send it (path-style addressing).
     pub endpoint: &'a str,
     pub region: &'a str,
-    pub access_key: &'a str,
-    pub secret_key: &'a str,
     pub bucket: &'a str,
     pub key: &'a str,
     pub expires_secs: u64,
-    /// The signing time, in seconds since the Unix epoch.
-    pub now_secs: u64,
+    /// The signing key; [`crate::Blob::presign`] uses the admin key when `None`.
+    pub access_key: Option<&'a str>,
 }
 
 type HmacSha256 = hmac::Hmac<Sha256>;
@@ -44,37 +42,39 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// A presigned URL for `req`, path-style (`endpoint/bucket/key`).
-pub fn presign(req: &LinkRequest<'_>) -> String {
-    let endpoint = req.endpoint.trim_end_matches('/');
+/// A presigned URL for `link`, path-style (`endpoint/bucket/key`), signed with
+/// `access_key` and its `secret_key` at `now_secs` (seconds since the Unix epoch).
+pub fn presign(link: &Link<'_>, access_key: &str, secret_key: &str, now_secs: u64) -> String {
+    let endpoint = link.endpoint.trim_end_matches('/');
     let host = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
-    let path = format!("/{}/{}", req.bucket, utf8_percent_encode(req.key, PATH));
-    format!("{endpoint}{path}?{}", signed_query(req, host, &path))
+    let path = format!("/{}/{}", link.bucket, utf8_percent_encode(link.key, PATH));
+    format!("{endpoint}{path}?{}", signed_query(link, (access_key, secret_key), now_secs, host, &path))
 }
 
-/// The query string, signature last, that signs `req.method` of `path` on `host`.
-fn signed_query(req: &LinkRequest<'_>, host: &str, path: &str) -> String {
-    let (date, time) = utc_date_time(req.now_secs);
+/// The query string, signature last, that signs `link.method` of `path` on `host`.
+fn signed_query(link: &Link<'_>, key: (&str, &str), now_secs: u64, host: &str, path: &str) -> String {
+    let (access_key, secret_key) = key;
+    let (date, time) = utc_date_time(now_secs);
     let amz_date = format!("{date}T{time}Z");
-    let scope = format!("{date}/{}/s3/aws4_request", req.region);
-    let credential = format!("{}/{scope}", req.access_key);
+    let scope = format!("{date}/{}/s3/aws4_request", link.region);
+    let credential = format!("{access_key}/{scope}");
     let mut query = [
         ("X-Amz-Algorithm", "AWS4-HMAC-SHA256".to_owned()),
         ("X-Amz-Credential", credential),
         ("X-Amz-Date", amz_date.clone()),
-        ("X-Amz-Expires", req.expires_secs.min(MAX_EXPIRES_SECS).to_string()),
+        ("X-Amz-Expires", link.expires_secs.min(MAX_EXPIRES_SECS).to_string()),
         ("X-Amz-SignedHeaders", "host".to_owned()),
     ]
     .map(|(k, v)| format!("{k}={}", utf8_percent_encode(&v, QUERY)));
     query.sort();
     let query = query.join("&");
-    let canonical = format!("{}\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD", req.method);
+    let canonical = format!("{}\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD", link.method);
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
     );
-    let mut key = hmac(format!("AWS4{}", req.secret_key).as_bytes(), date.as_bytes());
-    for part in [req.region, "s3", "aws4_request"] {
+    let mut key = hmac(format!("AWS4{secret_key}").as_bytes(), date.as_bytes());
+    for part in [link.region, "s3", "aws4_request"] {
         key = hmac(&key, part.as_bytes());
     }
     format!("{query}&X-Amz-Signature={}", hex::encode(hmac(&key, to_sign.as_bytes())))
@@ -115,24 +115,24 @@ mod tests {
     /// Query Parameters"), which is virtual-host style: path `/test.txt` on the bucket's host.
     #[test]
     fn matches_the_aws_example() {
-        let req = LinkRequest {
+        let link = Link {
             method: "GET",
             endpoint: "https://examplebucket.s3.amazonaws.com",
             region: "us-east-1",
-            access_key: "AKIAIOSFODNN7EXAMPLE",
-            secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
             bucket: "examplebucket",
             key: "test.txt",
             expires_secs: 86_400,
-            now_secs: 1_369_353_600,
+            access_key: None,
         };
-        let query = signed_query(&req, "examplebucket.s3.amazonaws.com", "/test.txt");
+        let key = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+        let now = 1_369_353_600;
+        let query = signed_query(&link, key, now, "examplebucket.s3.amazonaws.com", "/test.txt");
         assert_eq!(
             query,
             "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
         );
         assert!(
-            presign(&req).starts_with(
+            presign(&link, key.0, key.1, now).starts_with(
                 "https://examplebucket.s3.amazonaws.com/examplebucket/test.txt?X-Amz-Algorithm="
             )
         );
