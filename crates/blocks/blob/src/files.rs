@@ -445,6 +445,18 @@ impl ObjectReader {
     pub fn remaining(&self) -> u64 {
         self.remaining
     }
+
+    /// The next chunk of at most `max` bytes, or `None` once the range is read. A response
+    /// streams an object as these chunks.
+    pub fn next_chunk(&mut self, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+        let want = (max as u64).min(self.remaining) as usize;
+        if want == 0 {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; want];
+        self.read_exact(&mut buf)?;
+        Ok(Some(buf))
+    }
 }
 
 impl Read for ObjectReader {

@@ -23,7 +23,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use std::io::Read;
 use strata_blob::{Blob, BlobError, ByteRange, Principal, ReadConditions};
 
 /// What the blob routes need besides the block: where presigned links point.
@@ -239,9 +238,7 @@ pub(crate) async fn public_object(
 fn stream(mut reader: strata_blob::ObjectReader) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     tokio::task::spawn_blocking(move || {
-        while reader.remaining() > 0 {
-            let mut buf = vec![0u8; CHUNK.min(reader.remaining() as usize)];
-            let result = reader.read_exact(&mut buf).map(|_| buf);
+        while let Some(result) = reader.next_chunk(CHUNK).transpose() {
             let failed = result.is_err();
             if tx.blocking_send(result).is_err() || failed {
                 return;

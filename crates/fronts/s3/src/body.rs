@@ -6,7 +6,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use s3s::dto::StreamingBlob;
 use s3s::{S3Error, S3ErrorCode};
-use std::io::Read;
 use strata_blob::{BlobError, ObjectReader, SegmentWriter, Written};
 
 /// Chunks in flight between the socket and the disk, each way.
@@ -90,21 +89,14 @@ pub(crate) async fn spawn<T: Send + 'static>(
 /// here at once.
 pub(crate) fn read_body(mut reader: ObjectReader) -> StreamingBlob {
     if reader.remaining() <= READ_CHUNK as u64 {
-        let mut buf = Vec::with_capacity(reader.remaining() as usize);
-        let chunk = reader.read_to_end(&mut buf).map(|_| Bytes::from(buf));
+        let chunk = reader.next_chunk(READ_CHUNK).map(|c| Bytes::from(c.unwrap_or_default()));
         return StreamingBlob::wrap(futures::stream::once(async move { chunk }));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CHANNEL_CHUNKS);
     tokio::task::spawn_blocking(move || {
-        loop {
-            let want = READ_CHUNK.min(reader.remaining() as usize);
-            if want == 0 {
-                return;
-            }
-            let mut buf = vec![0u8; want];
-            let result = reader.read_exact(&mut buf).map(|_| Bytes::from(buf));
+        while let Some(result) = reader.next_chunk(READ_CHUNK).transpose() {
             let failed = result.is_err();
-            if tx.blocking_send(result).is_err() || failed {
+            if tx.blocking_send(result.map(Bytes::from)).is_err() || failed {
                 return; // the client went away, or the read failed and was reported
             }
         }
