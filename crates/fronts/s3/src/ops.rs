@@ -93,6 +93,27 @@ impl Strata {
         .await
     }
 
+    /// One page of a bucket's current objects for ListObjects and ListObjectsV2, with the
+    /// max-keys it was limited to.
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &Option<String>,
+        delimiter: &Option<String>,
+        after: Option<String>,
+        max_keys: Option<i32>,
+    ) -> S3Result<(strata_blob::ListPage, i32)> {
+        let max_keys = max_keys.unwrap_or(1000).clamp(0, 1000);
+        let query = strata_blob::ListQuery {
+            prefix: prefix.clone().unwrap_or_default(),
+            delimiter: delimiter.clone().filter(|d| !d.is_empty()),
+            after,
+            max: max_keys as usize,
+        };
+        let (blob, bucket) = (self.blob.clone(), bucket.to_owned());
+        Ok((spawn(move || blob.list_objects(&bucket, &query)).await?, max_keys))
+    }
+
     async fn versioning(&self, bucket: &str) -> S3Result<Versioning> {
         let (blob, bucket) = (self.blob.clone(), bucket.to_owned());
         Ok(spawn(move || blob.bucket(&bucket)).await?.versioning)
@@ -302,13 +323,13 @@ impl S3 for Strata {
         let range = input.range.map(range);
         let blob = self.blob.clone();
         let (bucket, key, version) = (input.bucket.clone(), input.key.clone(), input.version_id.clone());
-        let (meta, (start, len), body) = spawn(move || {
+        let (meta, (start, len), body, versioned) = spawn(move || {
             let (meta, reader, span) =
                 blob.open_object(&bucket, &key, version.as_deref(), range, &conditions)?;
-            Ok((meta, span, read_body(reader)))
+            let versioned = blob.bucket(&bucket)?.versioning != Versioning::Unversioned;
+            Ok((meta, span, read_body(reader), versioned))
         })
         .await?;
-        let versioned = self.versioning(&input.bucket).await? != Versioning::Unversioned;
         let sums = if checksum_mode_on(&input.checksum_mode) && range.is_none() {
             checksum_fields(&meta.checksums)
         } else {
@@ -361,14 +382,13 @@ impl S3 for Strata {
         );
         let blob = self.blob.clone();
         let (bucket, key, version) = (input.bucket.clone(), input.key.clone(), input.version_id.clone());
-        let meta = spawn(move || {
+        let (meta, versioned) = spawn(move || {
             let meta = blob.head_object(&bucket, &key, version.as_deref())?;
             strata_blob::check_read_conditions(&meta, &conditions)?;
-            Ok(meta)
+            Ok((meta, blob.bucket(&bucket)?.versioning != Versioning::Unversioned))
         })
         .await?;
         let (start, len) = strata_blob::resolve_range(input.range.map(range), meta.size).map_err(s3_error)?;
-        let versioned = self.versioning(&input.bucket).await? != Versioning::Unversioned;
         let sums = if checksum_mode_on(&input.checksum_mode) {
             checksum_fields(&meta.checksums)
         } else {
@@ -536,16 +556,8 @@ impl S3 for Strata {
             (Some(token), _) => Some(decode_continuation_token(token)?),
             (None, start_after) => start_after.clone(),
         };
-        let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000);
-        let query = strata_blob::ListQuery {
-            prefix: input.prefix.clone().unwrap_or_default(),
-            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
-            after,
-            max: max_keys as usize,
-        };
-        let blob = self.blob.clone();
-        let bucket = input.bucket.clone();
-        let page = spawn(move || blob.list_objects(&bucket, &query)).await?;
+        let (page, max_keys) =
+            self.list_page(&input.bucket, &input.prefix, &input.delimiter, after, input.max_keys).await?;
         let key_count = (page.objects.len() + page.common_prefixes.len()) as i32;
         let enc = KeyEncoding::of(&input.encoding_type);
         ok(ListObjectsV2Output {
@@ -570,16 +582,9 @@ impl S3 for Strata {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
-        let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000);
-        let query = strata_blob::ListQuery {
-            prefix: input.prefix.clone().unwrap_or_default(),
-            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
-            after: input.marker.clone(),
-            max: max_keys as usize,
-        };
-        let blob = self.blob.clone();
-        let bucket = input.bucket.clone();
-        let page = spawn(move || blob.list_objects(&bucket, &query)).await?;
+        let (page, max_keys) = self
+            .list_page(&input.bucket, &input.prefix, &input.delimiter, input.marker.clone(), input.max_keys)
+            .await?;
         let enc = KeyEncoding::of(&input.encoding_type);
         ok(ListObjectsOutput {
             name: Some(input.bucket),
