@@ -6,6 +6,7 @@
 
 use crate::config::{Config, LogConfig};
 use anyhow::{Context, anyhow};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_core::{Store, SystemClock};
@@ -100,16 +101,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             api_key: (!config.http.api_key.is_empty()).then(|| config.http.api_key.clone()),
             shutdown: shutdown_rx.clone(),
         };
-        let mut stop = shutdown_rx.clone();
-        fronts.spawn(async move {
-            let result = strata_http::serve(listener, state, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-            result.context("http front")
-        });
-        tracing::info!(%addr, "http front listening");
-        println!("strata: http listening on {addr}");
+        start_front(
+            &mut fronts,
+            "http",
+            addr,
+            strata_http::serve(listener, state, until_shutdown(&shutdown_rx)),
+        );
     }
     if config.pg.enabled {
         let listener = bind(&config.pg.listen, "pg.listen").await?;
@@ -121,16 +118,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             password: (!config.pg.password.is_empty()).then(|| config.pg.password.clone()),
             max_connections: config.pg.max_connections,
         };
-        let mut stop = shutdown_rx.clone();
-        fronts.spawn(async move {
-            let result = strata_pg::serve(listener, sql, pg, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-            result.context("pg front")
-        });
-        tracing::info!(%addr, "pg front listening");
-        println!("strata: pg listening on {addr}");
+        start_front(
+            &mut fronts,
+            "pg",
+            addr,
+            strata_pg::serve(listener, sql, pg, until_shutdown(&shutdown_rx)),
+        );
     }
     if config.resp.enabled {
         let listener = bind(&config.resp.listen, "resp.listen").await?;
@@ -153,55 +146,56 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown_rx.clone(),
         ));
         let resp = config.resp_config();
-        let mut stop = shutdown_rx.clone();
-        fronts.spawn(async move {
-            let result = strata_resp::serve(listener, cache, resp, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-            result.context("resp front")
-        });
-        tracing::info!(%addr, "resp front listening");
-        println!("strata: resp listening on {addr}");
+        start_front(
+            &mut fronts,
+            "resp",
+            addr,
+            strata_resp::serve(listener, cache, resp, until_shutdown(&shutdown_rx)),
+        );
     }
     if let Some(listener) = s3_listener {
         let addr = listener.local_addr()?;
         let (blob, s3) = (blob.clone(), config.s3_config());
-        let mut stop = shutdown_rx.clone();
-        fronts.spawn(async move {
-            let result = strata_s3::serve(listener, blob, s3, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-            result.context("s3 front")
-        });
-        tracing::info!(%addr, "s3 front listening");
-        println!("strata: s3 listening on {addr}");
+        start_front(
+            &mut fronts,
+            "s3",
+            addr,
+            strata_s3::serve(listener, blob, s3, until_shutdown(&shutdown_rx)),
+        );
     }
     if config.sqs.enabled {
         let listener = bind(&config.sqs.listen, "sqs.listen").await?;
         let addr = listener.local_addr()?;
         let (queues, sqs) = (queues.clone(), config.sqs_config());
-        let mut stop = shutdown_rx.clone();
-        fronts.spawn(async move {
-            let result = strata_sqs::serve(listener, queues, sqs, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-            result.context("sqs front")
-        });
-        tracing::info!(%addr, "sqs front listening");
-        println!("strata: sqs listening on {addr}");
+        start_front(
+            &mut fronts,
+            "sqs",
+            addr,
+            strata_sqs::serve(listener, queues, sqs, until_shutdown(&shutdown_rx)),
+        );
     }
-    tokio::spawn(expire_messages(
-        queues.clone(),
+    // Deletes queue messages past their retention, and publishes queue depths.
+    tokio::spawn(every(
+        "expiring queue messages",
         Duration::from_millis(config.queue.sweep_interval_ms),
         shutdown_rx.clone(),
+        {
+            let queues = queues.clone();
+            move || {
+                let expired = queues.expire(1000);
+                queues.publish_metrics();
+                expired
+            }
+        },
     ));
-    tokio::spawn(sweep_expired(
-        kv.clone(),
+    tokio::spawn(every(
+        "expiring keys",
         Duration::from_millis(config.kv.sweep_interval_ms),
         shutdown_rx.clone(),
+        {
+            let kv = kv.clone();
+            move || kv.sweep_expired(1000)
+        },
     ));
     tracing::info!(data_dir = %config.data_dir.display(), sync = %config.core.sync, "strata is up");
 
@@ -224,47 +218,48 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes expired keys every `interval`, off the reactor.
-async fn sweep_expired(kv: Kv, interval: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        let kv = kv.clone();
-        match tokio::task::spawn_blocking(move || kv.sweep_expired(1000)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::warn!(%err, "expiring keys failed"),
-            Err(err) => tracing::error!(%err, "the expiry sweeper panicked"),
-        }
+/// Runs one front's server among `fronts` and announces where it listens.
+fn start_front(
+    fronts: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    name: &'static str,
+    addr: std::net::SocketAddr,
+    server: impl Future<Output = std::io::Result<()>> + Send + 'static,
+) {
+    fronts.spawn(async move { server.await.with_context(|| format!("{name} front")) });
+    tracing::info!(%addr, "{name} front listening");
+    println!("strata: {name} listening on {addr}");
+}
+
+/// Completes when the server starts shutting down.
+fn until_shutdown(
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let mut stop = shutdown.clone();
+    async move {
+        let _ = stop.wait_for(|s| *s).await;
     }
 }
 
-/// Deletes queue messages past their retention every `interval`, off the reactor, and
-/// publishes queue depths.
-async fn expire_messages(
-    queues: strata_queue::Queues,
+/// Runs `work` on a blocking thread every `interval` until shutdown; `what` names it in logs.
+async fn every<T, E>(
+    what: &'static str,
     interval: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
+    work: impl Fn() -> Result<T, E> + Clone + Send + 'static,
+) where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
     let mut ticker = tokio::time::interval(interval);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let queues = queues.clone();
-        match tokio::task::spawn_blocking(move || {
-            let expired = queues.expire(1000);
-            queues.publish_metrics();
-            expired
-        })
-        .await
-        {
+        match tokio::task::spawn_blocking(work.clone()).await {
             Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::warn!(%err, "expiring queue messages failed"),
-            Err(err) => tracing::error!(%err, "the queue sweeper panicked"),
+            Ok(Err(err)) => tracing::warn!(%err, "{what} failed"),
+            Err(err) => tracing::error!(%err, "{what} panicked"),
         }
     }
 }
