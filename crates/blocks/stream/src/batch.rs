@@ -181,7 +181,9 @@ pub(crate) mod tests {
 
     #[test]
     fn validates_and_reads_headers_of_compressed_batches() {
-        for compression in [Compression::None, Compression::Gzip, Compression::Lz4, Compression::Zstd, Compression::Snappy] {
+        for compression in
+            [Compression::None, Compression::Gzip, Compression::Lz4, Compression::Zstd, Compression::Snappy]
+        {
             let mut bytes = encode(3, compression);
             bytes.extend(encode(2, compression));
             let headers = validate(&bytes, 1 << 20).unwrap();

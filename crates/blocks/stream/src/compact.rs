@@ -16,7 +16,11 @@ use std::fs::File;
 use std::io::Write;
 
 /// Compacts the partition's closed segments; returns the bytes reclaimed.
-pub(crate) fn compact(partition: &Partition, delete_retention_ms: i64, now_ms: i64) -> Result<u64, StreamError> {
+pub(crate) fn compact(
+    partition: &Partition,
+    delete_retention_ms: i64,
+    now_ms: i64,
+) -> Result<u64, StreamError> {
     let (closed, all, dir) = {
         let log = partition.log();
         let closed: Vec<(i64, u64, Vec<(Entry, Slice)>)> = log

@@ -65,7 +65,9 @@ impl TopicConfig {
                     match policy {
                         "delete" => delete = true,
                         "compact" => compact = true,
-                        other => return Err(StreamError::InvalidConfig(format!("unknown cleanup.policy {other}"))),
+                        other => {
+                            return Err(StreamError::InvalidConfig(format!("unknown cleanup.policy {other}")));
+                        }
                     }
                 }
                 self.delete = delete;
@@ -92,7 +94,11 @@ impl TopicConfig {
                 self.log_append_time = match value {
                     "CreateTime" => false,
                     "LogAppendTime" => true,
-                    other => return Err(StreamError::InvalidConfig(format!("unknown message.timestamp.type {other}"))),
+                    other => {
+                        return Err(StreamError::InvalidConfig(format!(
+                            "unknown message.timestamp.type {other}"
+                        )));
+                    }
                 }
             }
             "max.message.bytes" => self.max_message_bytes = parse(name, value)?,

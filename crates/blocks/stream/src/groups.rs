@@ -298,7 +298,8 @@ impl Groups {
 
     fn new_member_id(&self, client_id: &str) -> String {
         let n = self.next_member.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         format!("{client_id}-{n}-{:08x}", nanos as u32)
     }
 
@@ -313,7 +314,11 @@ impl Groups {
         let group = groups.entry(req.group.clone()).or_insert_with(Group::new);
         if !group.members.is_empty() {
             let shares = req.protocols.iter().any(|(name, _)| {
-                group.members.iter().filter(|(id, _)| **id != req.member_id).all(|(_, m)| m.protocols.iter().any(|(n, _)| n == name))
+                group
+                    .members
+                    .iter()
+                    .filter(|(id, _)| **id != req.member_id)
+                    .all(|(_, m)| m.protocols.iter().any(|(n, _)| n == name))
             });
             if group.protocol_type != req.protocol_type || !shares {
                 return Reply::Now(Err(GroupError::InconsistentProtocol));
@@ -374,7 +379,9 @@ impl Groups {
             Ok((group.protocol_type.clone(), group.protocol.clone(), group.members[id].assignment.clone()))
         };
         match group.state {
-            GroupState::Empty | GroupState::PreparingRebalance => Reply::Now(Err(GroupError::RebalanceInProgress)),
+            GroupState::Empty | GroupState::PreparingRebalance => {
+                Reply::Now(Err(GroupError::RebalanceInProgress))
+            }
             GroupState::Stable => {
                 group.members.get_mut(member_id).expect("checked").last_seen_ms = now_ms;
                 Reply::Now(answer(group, member_id))
@@ -404,7 +411,13 @@ impl Groups {
         }
     }
 
-    pub fn heartbeat(&self, group_name: &str, generation: i32, member_id: &str, now_ms: i64) -> Result<(), GroupError> {
+    pub fn heartbeat(
+        &self,
+        group_name: &str,
+        generation: i32,
+        member_id: &str,
+        now_ms: i64,
+    ) -> Result<(), GroupError> {
         let mut groups = self.lock();
         let group = groups.get_mut(group_name).ok_or(GroupError::UnknownMember)?;
         group.check_member(member_id, generation)?;

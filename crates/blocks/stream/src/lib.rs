@@ -55,16 +55,26 @@ use tokio::sync::{oneshot, watch};
 #[derive(Debug)]
 pub enum StreamError {
     UnknownTopic(String),
-    UnknownPartition { topic: String, partition: i32 },
+    UnknownPartition {
+        topic: String,
+        partition: i32,
+    },
     TopicExists(String),
     InvalidTopic(String),
     InvalidPartitions(String),
     InvalidConfig(String),
-    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    OffsetOutOfRange {
+        offset: i64,
+        start: i64,
+        end: i64,
+    },
     Corrupt(String),
     /// A batch of an old message format (magic 0 or 1).
     UnsupportedFormat(i8),
-    TooLarge { len: usize, limit: usize },
+    TooLarge {
+        len: usize,
+        limit: usize,
+    },
     OutOfOrderSequence,
     /// A batch from an older epoch of a producer that has since re-initialised.
     ProducerFenced,
@@ -93,7 +103,9 @@ impl std::fmt::Display for StreamError {
             StreamError::UnsupportedFormat(magic) => {
                 write!(f, "message format {magic} is not supported; send record batches (magic 2)")
             }
-            StreamError::TooLarge { len, limit } => write!(f, "record batch of {len} bytes over the limit of {limit}"),
+            StreamError::TooLarge { len, limit } => {
+                write!(f, "record batch of {len} bytes over the limit of {limit}")
+            }
             StreamError::OutOfOrderSequence => write!(f, "out of order sequence number"),
             StreamError::ProducerFenced => write!(f, "producer epoch is stale"),
             StreamError::Unsupported(what) => write!(f, "{what} are not supported"),
@@ -270,7 +282,9 @@ fn random_id() -> String {
     let mut out = String::with_capacity(32);
     for _ in 0..2 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        h.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+        );
         out.push_str(&format!("{:016x}", h.finish()));
     }
     out
@@ -378,7 +392,8 @@ impl Streams {
         if topics.contains_key(name) {
             return Err(StreamError::TopicExists(name.to_string()));
         }
-        let record = TopicRecord { id: random_id(), partitions, config, created_ms: self.inner.clock.now_ms() };
+        let record =
+            TopicRecord { id: random_id(), partitions, config, created_ms: self.inner.clock.now_ms() };
         let topic = Arc::new(open_topic(&self.inner.options.dir, name.to_string(), &record, self.now_ms())?);
         log::sync_dir(&self.inner.options.dir)?;
         self.put_topic(name, &record)?;
@@ -446,9 +461,10 @@ impl Streams {
             match value {
                 Some(value) => config.set(key, value)?,
                 None => {
-                    let default = self.inner.options.defaults.get(key).ok_or_else(|| {
-                        StreamError::InvalidConfig(format!("unknown topic config {key}"))
-                    })?;
+                    let default =
+                        self.inner.options.defaults.get(key).ok_or_else(|| {
+                            StreamError::InvalidConfig(format!("unknown topic config {key}"))
+                        })?;
                     config.set(key, &default)?;
                 }
             }
@@ -458,7 +474,13 @@ impl Streams {
     }
 
     /// Appends a produce request's record batches to a partition.
-    pub async fn append(&self, topic: &str, partition: i32, mut records: Vec<u8>, acks: Acks) -> StreamResult<Appended> {
+    pub async fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        mut records: Vec<u8>,
+        acks: Acks,
+    ) -> StreamResult<Appended> {
         let topic_ref = self.topic(topic)?;
         let config = topic_ref.config();
         let part = topic_ref
@@ -482,9 +504,15 @@ impl Streams {
             log::Appended::Written { base, end, file } => {
                 let (tx, rx) = oneshot::channel();
                 let wait = acks == Acks::Durable;
-                self.inner.syncer.submit(Pending { partition: part.clone(), file, end, reply: wait.then_some(tx) });
+                self.inner.syncer.submit(Pending {
+                    partition: part.clone(),
+                    file,
+                    end,
+                    reply: wait.then_some(tx),
+                });
                 if wait {
-                    rx.await.map_err(|_| StreamError::Io(std::io::Error::other("the sync thread stopped")))??;
+                    rx.await
+                        .map_err(|_| StreamError::Io(std::io::Error::other("the sync thread stopped")))??;
                 }
                 metrics::counter!("strata_stream_records_appended_total")
                     .increment(headers.iter().map(|h| h.record_count as u64).sum());
@@ -506,7 +534,12 @@ impl Streams {
     }
 
     /// Encodes `records` into one batch and appends it durably (views and the API use this).
-    pub async fn append_records(&self, topic: &str, partition: i32, records: &[NewRecord]) -> StreamResult<i64> {
+    pub async fn append_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[NewRecord],
+    ) -> StreamResult<i64> {
         let bytes = records::new_batch(records, self.now_ms())?;
         Ok(self.append(topic, partition, bytes, Acks::Durable).await?.base_offset)
     }
@@ -660,7 +693,8 @@ impl Streams {
         for topic in self.topics() {
             let config = topic.config();
             for part in topic.partitions() {
-                deleted += part.log().enforce_retention(now, config.retention_ms(), config.retention_bytes())?;
+                deleted +=
+                    part.log().enforce_retention(now, config.retention_ms(), config.retention_bytes())?;
                 if config.compact {
                     reclaimed += compact::compact(&part, config.delete_retention_ms, now)?;
                 }
@@ -685,8 +719,10 @@ impl Streams {
         for group in self.group_names()? {
             for ((topic, partition), committed) in self.group_offsets(&group)? {
                 let Some(end) = ends.get(&(topic.clone(), partition)) else { continue };
-                let labels = [("group", group.clone()), ("topic", topic), ("partition", partition.to_string())];
-                metrics::gauge!("strata_stream_group_lag", &labels).set((end - committed.offset).max(0) as f64);
+                let labels =
+                    [("group", group.clone()), ("topic", topic), ("partition", partition.to_string())];
+                metrics::gauge!("strata_stream_group_lag", &labels)
+                    .set((end - committed.offset).max(0) as f64);
             }
         }
         Ok(())

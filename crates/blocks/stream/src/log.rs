@@ -242,7 +242,8 @@ impl Log {
         if header.producer_epoch > state.epoch {
             return if header.base_sequence == 0 { Ok(None) } else { Err(StreamError::OutOfOrderSequence) };
         }
-        if let Some(&(_, _, base)) = state.recent.iter().find(|(first, _, _)| *first == header.base_sequence) {
+        if let Some(&(_, _, base)) = state.recent.iter().find(|(first, _, _)| *first == header.base_sequence)
+        {
             return Ok(Some(base));
         }
         let expected = state.recent.back().map_or(0, |(_, last, _)| last.wrapping_add(1));
@@ -323,7 +324,12 @@ impl Log {
 
     /// The batches from the one holding `offset` up to `visible_end` (exclusive), at most
     /// `max_bytes` but always at least one whole batch.
-    pub fn read(&self, offset: i64, visible_end: i64, max_bytes: usize) -> Result<Option<Slice>, StreamError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        visible_end: i64,
+        max_bytes: usize,
+    ) -> Result<Option<Slice>, StreamError> {
         if offset < self.log_start || offset > visible_end {
             return Err(StreamError::OffsetOutOfRange { offset, start: self.log_start, end: visible_end });
         }
@@ -421,7 +427,12 @@ impl Log {
 
     /// Swaps closed segment `base` for its compacted rewrite at `cleaned` (already synced),
     /// described by `entries`.
-    pub fn replace_segment(&mut self, base: i64, cleaned: &Path, entries: Vec<Entry>) -> Result<(), StreamError> {
+    pub fn replace_segment(
+        &mut self,
+        base: i64,
+        cleaned: &Path,
+        entries: Vec<Entry>,
+    ) -> Result<(), StreamError> {
         let Some(i) = self.segments.iter().position(|s| s.base == base) else { return Ok(()) };
         if i + 1 == self.segments.len() {
             return Ok(());

@@ -31,7 +31,8 @@ pub struct NewRecord {
 /// Decodes every batch in `bytes` into its records (control batches are skipped).
 pub(crate) fn decode(bytes: Vec<u8>) -> Result<Vec<Record>, StreamError> {
     let mut buf = Bytes::from(bytes);
-    let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| StreamError::Corrupt(format!("record batch: {e}")))?;
+    let sets = RecordBatchDecoder::decode_all(&mut buf)
+        .map_err(|e| StreamError::Corrupt(format!("record batch: {e}")))?;
     Ok(sets.into_iter().flat_map(|set| set.records).filter(|r| !r.control).collect())
 }
 
@@ -48,8 +49,12 @@ pub(crate) fn to_stream_record(record: Record) -> StreamRecord {
 /// Encodes records with their offsets into one uncompressed batch.
 pub(crate) fn encode(records: &[Record]) -> Result<Vec<u8>, StreamError> {
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .map_err(|e| StreamError::Corrupt(format!("encoding a record batch: {e}")))?;
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records,
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .map_err(|e| StreamError::Corrupt(format!("encoding a record batch: {e}")))?;
     Ok(buf.to_vec())
 }
 
