@@ -28,6 +28,8 @@ pub struct Config {
     pub s3: S3Config,
     pub queue: QueueConfig,
     pub sqs: SqsConfig,
+    pub stream: StreamConfig,
+    pub kafka: KafkaConfig,
 }
 
 impl Default for Config {
@@ -46,6 +48,8 @@ impl Default for Config {
             s3: S3Config::default(),
             queue: QueueConfig::default(),
             sqs: SqsConfig::default(),
+            stream: StreamConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -399,6 +403,72 @@ impl Default for SqsConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// What a new topic keeps: `-1` is forever (Kafka's `retention.ms`, `retention.bytes`).
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    /// Size at which a partition's active segment file is closed and a new one started.
+    pub segment_bytes: u64,
+    /// The largest record batch a producer may send (`max.message.bytes`).
+    pub max_message_bytes: usize,
+    pub max_partitions: i32,
+    /// How long a consumer group that was empty waits for more members before assigning.
+    pub group_initial_delay_ms: i64,
+    /// How often retention and compaction run.
+    pub maintenance_interval_ms: u64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        let topic = strata_stream::TopicConfig::default();
+        let options = strata_stream::StreamOptions::new("");
+        Self {
+            retention_ms: topic.retention_ms,
+            retention_bytes: topic.retention_bytes,
+            segment_bytes: topic.segment_bytes,
+            max_message_bytes: topic.max_message_bytes,
+            max_partitions: options.max_partitions,
+            group_initial_delay_ms: options.group_initial_delay_ms,
+            maintenance_interval_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub enabled: bool,
+    pub listen: String,
+    /// `host:port` clients are told to connect to; empty means the listening address.
+    pub advertised: String,
+    /// The front has no SASL yet: listening beyond loopback needs this set to `true`.
+    pub allow_unauthenticated: bool,
+    pub max_request_bytes: usize,
+    /// The longest a fetch may wait for data, whatever the client asks.
+    pub max_wait_ms: u64,
+    /// Create a topic the first time a client names it in Metadata.
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        let kafka = strata_kafka::KafkaConfig::default();
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:9092".into(),
+            advertised: String::new(),
+            allow_unauthenticated: false,
+            max_request_bytes: kafka.max_request_bytes,
+            max_wait_ms: kafka.max_wait_ms,
+            auto_create_topics: kafka.auto_create_topics,
+            default_partitions: kafka.default_partitions,
+        }
+    }
+}
+
 /// The loopback-only default credentials of the s3 and sqs fronts.
 const DEFAULT_S3_ACCESS_KEY: &str = "strata";
 const DEFAULT_S3_SECRET_KEY: &str = "strata-secret";
@@ -474,6 +544,17 @@ impl Config {
             let custom =
                 self.sqs.access_key != DEFAULT_S3_ACCESS_KEY || self.sqs.secret_key != DEFAULT_S3_SECRET_KEY;
             check_listen("sqs.listen", &self.sqs.listen, custom, "sqs.secret_key")?;
+        }
+        if self.kafka.enabled {
+            check_listen(
+                "kafka.listen",
+                &self.kafka.listen,
+                self.kafka.allow_unauthenticated,
+                "kafka.allow_unauthenticated",
+            )?;
+            if !self.kafka.advertised.is_empty() {
+                self.kafka_advertised()?;
+            }
         }
         match self.blob.backend.as_str() {
             "local" => {}
@@ -576,6 +657,41 @@ impl Config {
             access_key: self.blob.remote_access_key.clone(),
             secret_key: self.blob.remote_secret_key.clone(),
             prefix: self.blob.remote_prefix.clone(),
+        })
+    }
+
+    pub fn stream_options(&self) -> strata_stream::StreamOptions {
+        let mut options = strata_stream::StreamOptions::new(self.data_dir.join("stream"));
+        let defaults = &mut options.defaults;
+        defaults.retention_ms = self.stream.retention_ms;
+        defaults.retention_bytes = self.stream.retention_bytes;
+        defaults.segment_bytes = self.stream.segment_bytes;
+        defaults.max_message_bytes = self.stream.max_message_bytes;
+        options.max_partitions = self.stream.max_partitions;
+        options.group_initial_delay_ms = self.stream.group_initial_delay_ms;
+        options
+    }
+
+    fn kafka_advertised(&self) -> anyhow::Result<Option<(String, u16)>> {
+        if self.kafka.advertised.is_empty() {
+            return Ok(None);
+        }
+        let (host, port) = self
+            .kafka
+            .advertised
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            .with_context(|| format!("kafka.advertised {:?} is not host:port", self.kafka.advertised))?;
+        Ok(Some((host, port)))
+    }
+
+    pub fn kafka_config(&self) -> anyhow::Result<strata_kafka::KafkaConfig> {
+        Ok(strata_kafka::KafkaConfig {
+            advertised: self.kafka_advertised()?,
+            max_request_bytes: self.kafka.max_request_bytes,
+            max_wait_ms: self.kafka.max_wait_ms,
+            auto_create_topics: self.kafka.auto_create_topics,
+            default_partitions: self.kafka.default_partitions,
         })
     }
 

@@ -71,6 +71,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .map_err(|e| anyhow!("opening the blob block: {e}"))?;
     let queues = strata_queue::Queues::open(store.clone(), Arc::new(SystemClock), config.queue_limits())
         .map_err(|e| anyhow!("opening the queue block: {e}"))?;
+    let streams = {
+        let (store, options) = (store.clone(), config.stream_options());
+        tokio::task::spawn_blocking(move || {
+            strata_stream::Streams::open(store, Arc::new(SystemClock), options)
+        })
+        .await?
+        .map_err(|e| anyhow!("opening the stream block: {e}"))?
+    };
     // Bound before the http front starts, so that presigned links name the real address.
     let s3_listener = match config.s3.enabled {
         true => Some(bind(&config.s3.listen, "s3.listen").await?),
@@ -174,6 +182,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             strata_sqs::serve(listener, queues, sqs, until_shutdown(&shutdown_rx)),
         );
     }
+    if config.kafka.enabled {
+        let listener = bind(&config.kafka.listen, "kafka.listen").await?;
+        let addr = listener.local_addr()?;
+        let (streams, kafka) = (streams.clone(), config.kafka_config()?);
+        start_front(
+            &mut fronts,
+            "kafka",
+            addr,
+            strata_kafka::serve(listener, streams, kafka, until_shutdown(&shutdown_rx)),
+        );
+    }
+    // Retention and compaction of stream segments, and partition offsets and group lag.
+    tokio::spawn(every(
+        "stream retention and compaction",
+        Duration::from_millis(config.stream.maintenance_interval_ms),
+        shutdown_rx.clone(),
+        {
+            let streams = streams.clone();
+            move || {
+                let done = streams.maintain();
+                streams.publish_metrics()?;
+                done
+            }
+        },
+    ));
     // Deletes queue messages past their retention, and publishes queue depths.
     tokio::spawn(every(
         "expiring queue messages",
@@ -213,6 +246,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     drop(kv);
     drop(blob);
     drop(queues);
+    drop(streams);
     tokio::task::spawn_blocking(move || store.sync()).await??;
     tracing::info!("stopped cleanly");
     Ok(())

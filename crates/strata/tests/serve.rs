@@ -16,6 +16,8 @@ struct Strata {
     s3: String,
     /// `http://host:port` of the sqs front.
     sqs: String,
+    /// `host:port` of the kafka front.
+    kafka: String,
 }
 
 fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
@@ -27,6 +29,7 @@ fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
         .env("STRATA_RESP_LISTEN", "127.0.0.1:0")
         .env("STRATA_S3_LISTEN", "127.0.0.1:0")
         .env("STRATA_SQS_LISTEN", "127.0.0.1:0")
+        .env("STRATA_KAFKA_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -41,8 +44,9 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
     let mut child = command(data_dir, env).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let (mut http, mut pg, mut resp, mut s3, mut sqs) = (None, None, None, None, None);
-    while http.is_none() || pg.is_none() || resp.is_none() || s3.is_none() || sqs.is_none() {
+    let (mut http, mut pg, mut resp, mut s3, mut sqs, mut kafka) = (None, None, None, None, None, None);
+    while http.is_none() || pg.is_none() || resp.is_none() || s3.is_none() || sqs.is_none() || kafka.is_none()
+    {
         let line = lines.next().expect("strata exited before listening").unwrap();
         if let Some(addr) = line.strip_prefix("strata: http listening on ") {
             http = Some(addr.to_string());
@@ -59,6 +63,9 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
         if let Some(addr) = line.strip_prefix("strata: sqs listening on ") {
             sqs = Some(format!("http://{addr}"));
         }
+        if let Some(addr) = line.strip_prefix("strata: kafka listening on ") {
+            kafka = Some(addr.to_string());
+        }
     }
     std::thread::spawn(move || lines.for_each(drop));
     let pg = pg.expect("pg address");
@@ -69,6 +76,7 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
         redis: resp.expect("resp address"),
         s3: s3.expect("s3 address"),
         sqs: sqs.expect("sqs address"),
+        kafka: kafka.expect("kafka address"),
     }
 }
 
@@ -679,4 +687,95 @@ fn acknowledged_messages_survive_kill_9() {
     for (group, order) in &seen.1 {
         assert!(order.windows(2).all(|w| w[0] < w[1]), "group {group} went out of order: {order:?}");
     }
+}
+
+/// Producers (rskafka, acks=all) on three partitions while Strata is killed with SIGKILL and
+/// restarted: every acknowledged record is in the log exactly once, at the offset it was
+/// acknowledged with, in the order it was produced.
+#[test]
+fn acknowledged_stream_records_survive_kill_9() {
+    use rskafka::client::ClientBuilder;
+    use rskafka::client::partition::{Compression, UnknownTopicHandling};
+    use rskafka::record::Record;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut acked: Vec<(i32, i64, String)> = Vec::new();
+    for round in 0..3u64 {
+        let strata = start(dir.path(), &[]);
+        let addr = strata.kafka.clone();
+        let producers = runtime.block_on(async move {
+            let client = ClientBuilder::new(vec![addr.clone()]).build().await.unwrap();
+            if round == 0 {
+                client.controller_client().unwrap().create_topic("payments", 3, 1, 5_000).await.unwrap();
+            }
+            (0..3)
+                .map(|partition| {
+                    let addr = addr.clone();
+                    tokio::spawn(async move {
+                        let client = ClientBuilder::new(vec![addr]).build().await.unwrap();
+                        let Ok(producer) =
+                            client.partition_client("payments", partition, UnknownTopicHandling::Error).await
+                        else {
+                            return Vec::new();
+                        };
+                        let mut acked = Vec::new();
+                        for i in 0.. {
+                            let key = format!("r{round}p{partition}i{i}");
+                            let record = Record {
+                                key: Some(key.clone().into_bytes()),
+                                value: Some(vec![b'x'; 200]),
+                                headers: Default::default(),
+                                timestamp: chrono::Utc::now(),
+                            };
+                            let produced = tokio::time::timeout(
+                                Duration::from_secs(2),
+                                producer.produce(vec![record], Compression::NoCompression),
+                            )
+                            .await;
+                            match produced {
+                                Ok(Ok(offsets)) => acked.push((partition, offsets[0], key)),
+                                _ => return acked,
+                            }
+                        }
+                        acked
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        std::thread::sleep(Duration::from_millis(600 + round * 200));
+        drop(strata); // SIGKILL
+        for producer in producers {
+            acked.extend(runtime.block_on(producer).unwrap());
+        }
+    }
+    assert!(acked.len() > 30, "the producers got records in before the kills: {}", acked.len());
+    let strata = start(dir.path(), &[]);
+    let addr = strata.kafka.clone();
+    runtime.block_on(async move {
+        let client = ClientBuilder::new(vec![addr]).build().await.unwrap();
+        for partition in 0..3 {
+            let consumer =
+                client.partition_client("payments", partition, UnknownTopicHandling::Error).await.unwrap();
+            let mut log = Vec::new();
+            loop {
+                let (records, high_watermark) =
+                    consumer.fetch_records(log.len() as i64, 1..10_000_000, 100).await.unwrap();
+                let from = log.len() as i64;
+                for r in records.into_iter().filter(|r| r.offset >= from) {
+                    assert_eq!(r.offset, log.len() as i64, "offsets are dense");
+                    log.push(String::from_utf8(r.record.key.unwrap()).unwrap());
+                }
+                if log.len() as i64 >= high_watermark {
+                    break;
+                }
+            }
+            let mine: Vec<_> = acked.iter().filter(|(p, _, _)| *p == partition).collect();
+            for (_, offset, key) in &mine {
+                assert_eq!(log.get(*offset as usize), Some(key), "acknowledged record {key} at {offset}");
+                assert_eq!(log.iter().filter(|k| *k == key).count(), 1, "{key} is in the log once");
+            }
+            let positions: Vec<usize> = mine.iter().map(|(_, offset, _)| *offset as usize).collect();
+            assert!(positions.windows(2).all(|w| w[0] < w[1]), "produce order is log order");
+        }
+    });
 }

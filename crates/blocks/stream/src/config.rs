@@ -66,7 +66,9 @@ impl TopicConfig {
                         "delete" => delete = true,
                         "compact" => compact = true,
                         other => {
-                            return Err(StreamError::InvalidConfig(format!("unknown cleanup.policy {other}")));
+                            return Err(StreamError::InvalidConfig(format!(
+                                "unknown cleanup.policy {other}"
+                            )));
                         }
                     }
                 }
