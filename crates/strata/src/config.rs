@@ -418,6 +418,8 @@ pub struct StreamConfig {
     pub group_initial_delay_ms: i64,
     /// How often retention and compaction run.
     pub maintenance_interval_ms: u64,
+    /// How often windowed views fold in new records.
+    pub views_interval_ms: u64,
 }
 
 impl Default for StreamConfig {
@@ -432,6 +434,7 @@ impl Default for StreamConfig {
             max_partitions: options.max_partitions,
             group_initial_delay_ms: options.group_initial_delay_ms,
             maintenance_interval_ms: 10_000,
+            views_interval_ms: 200,
         }
     }
 }

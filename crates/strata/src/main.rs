@@ -7,6 +7,7 @@
 mod blob_cli;
 mod config;
 mod serve;
+mod view_sink;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

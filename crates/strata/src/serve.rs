@@ -79,6 +79,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await?
         .map_err(|e| anyhow!("opening the stream block: {e}"))?
     };
+    let sql = strata_sql::Sql::open_with(store.clone(), config.sql_options())
+        .map_err(|e| anyhow!("opening the sql block: {e}"))?;
+    let views = strata_stream::views::Views::new(streams.clone());
+    views.set_sink(Arc::new(crate::view_sink::SqlSink::new(&sql)));
     // Bound before the http front starts, so that presigned links name the real address.
     let s3_listener = match config.s3.enabled {
         true => Some(bind(&config.s3.listen, "s3.listen").await?),
@@ -99,6 +103,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let state = strata_http::AppState {
             kv: kv.clone(),
+            views: Some(views.clone()),
             blob: Some(strata_http::BlobApi {
                 blob: blob.clone(),
                 endpoint: s3_endpoint.clone(),
@@ -119,8 +124,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if config.pg.enabled {
         let listener = bind(&config.pg.listen, "pg.listen").await?;
         let addr = listener.local_addr()?;
-        let sql = strata_sql::Sql::open_with(store.clone(), config.sql_options())
-            .map_err(|e| anyhow!("opening the sql block: {e}"))?;
         let pg = strata_pg::PgConfig {
             user: config.pg.user.clone(),
             password: (!config.pg.password.is_empty()).then(|| config.pg.password.clone()),
@@ -130,7 +133,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             &mut fronts,
             "pg",
             addr,
-            strata_pg::serve(listener, sql, pg, until_shutdown(&shutdown_rx)),
+            strata_pg::serve(listener, sql.clone(), pg, until_shutdown(&shutdown_rx)),
         );
     }
     if config.resp.enabled {
@@ -207,6 +210,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         },
     ));
+    tokio::spawn(run_views(
+        views,
+        Duration::from_millis(config.stream.views_interval_ms),
+        shutdown_rx.clone(),
+    ));
     // Deletes queue messages past their retention, and publishes queue depths.
     tokio::spawn(every(
         "expiring queue messages",
@@ -250,6 +258,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || store.sync()).await??;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Advances the stream block's windowed views every `interval` until shutdown.
+async fn run_views(
+    views: strata_stream::views::Views,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if let Err(err) = views.step().await {
+            tracing::warn!(%err, "advancing stream views failed");
+        }
+    }
 }
 
 /// Runs one front's server among `fronts` and announces where it listens.

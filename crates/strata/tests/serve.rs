@@ -779,3 +779,87 @@ fn acknowledged_stream_records_survive_kill_9() {
         }
     });
 }
+
+/// A windowed view defined over HTTP, fed by a Kafka producer (rskafka), queried over HTTP
+/// and, through its SQL table, over the pg front: mean delivery time per region.
+#[test]
+fn a_stream_view_answers_over_http_and_sql() {
+    use rskafka::client::ClientBuilder;
+    use rskafka::client::partition::{Compression, UnknownTopicHandling};
+    use rskafka::record::Record;
+    let dir = tempfile::tempdir().unwrap();
+    let strata = start(dir.path(), &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr = strata.kafka.clone();
+    let producer = runtime.block_on(async move {
+        let client = ClientBuilder::new(vec![addr]).build().await.unwrap();
+        client.controller_client().unwrap().create_topic("deliveries", 1, 1, 5_000).await.unwrap();
+        client.partition_client("deliveries", 0, UnknownTopicHandling::Error).await.unwrap()
+    });
+    let view = serde_json::json!({
+        "name": "delivery-times",
+        "topic": "deliveries",
+        "window": {"type": "tumbling", "size_ms": 3_600_000},
+        "time_field": "delivered_at",
+        "key_field": "region",
+        "aggregates": [{"op": "avg", "field": "minutes", "name": "mean_minutes"}, {"op": "count"}],
+        "allowed_lateness_ms": 0,
+        "sql_table": "delivery_times"
+    });
+    let created = client().post(format!("{}/v1/streams/views", strata.base)).json(&view).send().unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().unwrap());
+    let bad = client()
+        .post(format!("{}/v1/streams/views", strata.base))
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), 422, "a definition missing fields is refused");
+    let hour = 3_600_000i64;
+    let events =
+        [("eu", 0, 30), ("eu", 1_000, 50), ("us", 2_000, 20), ("eu", hour + 5, 10), ("us", 2 * hour, 0)];
+    let records = events
+        .iter()
+        .map(|(region, at, minutes)| Record {
+            key: None,
+            value: Some(
+                serde_json::json!({"region": region, "delivered_at": at, "minutes": minutes})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            headers: Default::default(),
+            timestamp: chrono::Utc::now(),
+        })
+        .collect();
+    runtime.block_on(producer.produce(records, Compression::NoCompression)).unwrap();
+    let mut results = serde_json::Value::Null;
+    for _ in 0..100 {
+        let got: serde_json::Value = client()
+            .get(format!("{}/v1/streams/views/delivery-times?key=eu", strata.base))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if got["results"].as_array().is_some_and(|r| r.len() == 2) {
+            results = got;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let results = results["results"].as_array().expect("two final eu windows").clone();
+    assert_eq!(results[0]["values"]["mean_minutes"], 40.0);
+    assert_eq!(results[0]["values"]["count"], 2);
+    assert_eq!(results[1]["values"]["count"], 1);
+    let pg = strata.pg.clone();
+    let rows = runtime.block_on(async move {
+        let (client, connection) = tokio_postgres::connect(&pg, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .query("SELECT key, mean_minutes FROM delivery_times WHERE window_start = 0 ORDER BY key", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, f64>(1)))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(rows, vec![("eu".to_string(), 40.0), ("us".to_string(), 20.0)]);
+}

@@ -7,6 +7,9 @@ const TOPIC: u8 = 0x01;
 const OFFSET: u8 = 0x02;
 const PRODUCER_ID: u8 = 0x03;
 const VIEW: u8 = 0x04;
+const VIEW_STATE: u8 = 0x05;
+const VIEW_OPEN: u8 = 0x06;
+const VIEW_RESULT: u8 = 0x07;
 
 pub(crate) fn topic(name: &str) -> Vec<u8> {
     KeyBuf::new().tag(TOPIC).str(name).finish()
@@ -47,4 +50,31 @@ pub(crate) fn view(name: &str) -> Vec<u8> {
 
 pub(crate) fn views() -> Vec<u8> {
     vec![VIEW]
+}
+
+/// A view's read positions and watermark.
+pub(crate) fn view_state(name: &str) -> Vec<u8> {
+    KeyBuf::new().tag(VIEW_STATE).str(name).finish()
+}
+
+/// A window still collecting events: (view, key, window start).
+pub(crate) fn view_open(name: &str, key: &str, start: i64) -> Vec<u8> {
+    KeyBuf::new().tag(VIEW_OPEN).str(name).str(key).i64(start).finish()
+}
+
+pub(crate) fn view_opens(name: &str) -> Vec<u8> {
+    KeyBuf::new().tag(VIEW_OPEN).str(name).finish()
+}
+
+/// A closed window's final result: (view, key, window start).
+pub(crate) fn view_result(name: &str, key: &str, start: i64) -> Vec<u8> {
+    KeyBuf::new().tag(VIEW_RESULT).str(name).str(key).i64(start).finish()
+}
+
+pub(crate) fn view_results(name: &str, key: Option<&str>) -> Vec<u8> {
+    let buf = KeyBuf::new().tag(VIEW_RESULT).str(name);
+    match key {
+        Some(key) => buf.str(key).finish(),
+        None => buf.finish(),
+    }
 }

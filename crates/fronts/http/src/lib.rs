@@ -5,6 +5,7 @@
 //! - `/v1/kv/...`: the durable key-value API (see `kv.rs` for the routes).
 //! - `/v1/blob/...`: access keys and presigned links of the blob block; `/blob/...`:
 //!   public objects, the CDN's origin (see `blob.rs`).
+//! - `/v1/streams/views...`: windowed views of the stream block (see `streams.rs`).
 //! - `GET /health`: liveness, with the store's newest commit sequence number.
 //! - `GET /metrics`: Prometheus text for every block (counters and latency histograms).
 //!
@@ -22,6 +23,7 @@ mod blob;
 mod error;
 mod kv;
 mod observe;
+mod streams;
 
 pub use blob::BlobApi;
 pub use error::ApiError;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub kv: Kv,
     /// The blob block's admin API and public objects, when the block is on.
     pub blob: Option<BlobApi>,
+    /// The stream block's windowed views, when the block is on.
+    pub views: Option<strata_stream::views::Views>,
     pub metrics: PrometheusHandle,
     /// Largest request body accepted where no block limit applies.
     pub max_body_bytes: usize,
@@ -61,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blob/keys", get(blob::list_keys).post(blob::create_key))
         .route("/v1/blob/keys/{access_key}", axum::routing::delete(blob::revoke_key))
         .route("/v1/blob/links", axum::routing::post(blob::create_link))
+        .route("/v1/streams/views", get(streams::list_views).post(streams::create_view))
+        .route("/v1/streams/views/{name}", get(streams::get_view).delete(streams::delete_view))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(observe::health))

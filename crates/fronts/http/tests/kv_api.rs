@@ -21,6 +21,7 @@ async fn start(limits: Limits) -> Server {
     let state = AppState {
         kv,
         blob: None,
+        views: None,
         metrics: metrics_handle(),
         max_body_bytes: 64 * 1024,
         api_key: None,
