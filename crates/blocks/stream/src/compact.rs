@@ -15,6 +15,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 
+/// A closed segment as compaction reads it.
+struct Closed {
+    base: i64,
+    size: u64,
+    batches: Vec<Slice>,
+}
+
 /// Compacts the partition's closed segments; returns the bytes reclaimed.
 pub(crate) fn compact(
     partition: &Partition,
@@ -23,16 +30,17 @@ pub(crate) fn compact(
 ) -> Result<u64, StreamError> {
     let (closed, all, dir) = {
         let log = partition.log();
-        let closed: Vec<(i64, u64, Vec<(Entry, Slice)>)> = log
+        let closed: Vec<Closed> = log
             .closed_segments()
             .iter()
-            .map(|s| {
-                let batches = s
+            .map(|s| Closed {
+                base: s.base,
+                size: s.size,
+                batches: s
                     .entries
                     .iter()
-                    .map(|e| (*e, Slice { file: s.file.clone(), pos: e.pos, len: e.len as usize }))
-                    .collect();
-                (s.base, s.size, batches)
+                    .map(|e| Slice { file: s.file.clone(), pos: e.pos, len: e.len as usize })
+                    .collect(),
             })
             .collect();
         (closed, log.slices(0, partition.high_watermark()), log.dir().to_path_buf())
@@ -49,12 +57,12 @@ pub(crate) fn compact(
         }
     }
     let mut reclaimed = 0;
-    for (base, size, batches) in closed {
+    for Closed { base, size, batches } in closed {
         let cleaned_path = dir.join(format!("{base:020}.log.cleaned"));
         let mut out = Vec::new();
         let mut entries = Vec::new();
         let mut changed = false;
-        for (_, slice) in batches {
+        for slice in batches {
             let raw = slice.read()?;
             let header = batch::parse_header(&raw)?;
             if header.is_control() {

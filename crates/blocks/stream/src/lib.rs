@@ -560,7 +560,7 @@ impl Streams {
             match query {
                 OffsetQuery::Earliest => return Ok((log.log_start(), -1)),
                 OffsetQuery::Latest => return Ok((end, -1)),
-                OffsetQuery::MaxTimestamp => log.batch_with_max_time(end).map(|(ts, slice)| (ts, slice)),
+                OffsetQuery::MaxTimestamp => log.batch_with_max_time(end),
                 OffsetQuery::Time(ts) => log.batch_at_time(ts, end).map(|(_, slice)| (ts, slice)),
             }
         };

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use strata_core::{Options, Store, SystemClock};
-use strata_stream::views::{ViewDef, Views, Window, WindowResult};
+use strata_stream::views::{ViewDef, Views, WindowResult};
 use strata_stream::{NewRecord, StreamOptions, Streams};
 
 fn open(dir: &std::path::Path) -> (Streams, Views) {
