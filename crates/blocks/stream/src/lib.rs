@@ -434,8 +434,9 @@ impl Streams {
 
     /// Grows a topic to `total` partitions.
     pub fn create_partitions(&self, name: &str, total: i32) -> StreamResult<()> {
-        let _topics = self.inner.topics.write().expect("topics");
-        let topic = self.topic(name)?;
+        // The write lock serialises topic changes; the topic comes from under it.
+        let topics = self.inner.topics.write().expect("topics");
+        let topic = topics.get(name).cloned().ok_or_else(|| StreamError::UnknownTopic(name.to_string()))?;
         let mut partitions = topic.partitions.write().expect("partitions");
         let current = partitions.len() as i32;
         if total <= current || total > self.inner.options.max_partitions {
@@ -454,8 +455,8 @@ impl Streams {
 
     /// Changes topic configs (Kafka names); `None` resets a name to the block default.
     pub fn alter_config(&self, name: &str, changes: &[(String, Option<String>)]) -> StreamResult<()> {
-        let _topics = self.inner.topics.write().expect("topics");
-        let topic = self.topic(name)?;
+        let topics = self.inner.topics.write().expect("topics");
+        let topic = topics.get(name).cloned().ok_or_else(|| StreamError::UnknownTopic(name.to_string()))?;
         let mut config = topic.config();
         for (key, value) in changes {
             match value {

@@ -1,5 +1,5 @@
-//! Topic administration (CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs) and
-//! InitProducerId.
+//! Topic administration (CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
+//! AlterConfigs, IncrementalAlterConfigs) and InitProducerId.
 
 use crate::{Ctx, errors};
 use kafka_protocol::error::ResponseError;
@@ -10,9 +10,10 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ProducerId,
+    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse, ProducerId,
 };
 use kafka_protocol::protocol::StrBytes;
 use strata_stream::{CONFIG_NAMES, StreamError};
@@ -195,6 +196,117 @@ pub(crate) fn describe_configs(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Applies config changes to a topic (`None` resets a name to the default); with
+/// `validate_only`, checks them on a copy.
+fn change_topic(
+    ctx: &Ctx,
+    resource_type: i8,
+    name: &str,
+    changes: &[(String, Option<String>)],
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    if resource_type != TOPIC_RESOURCE {
+        return Err((ResponseError::InvalidRequest.code(), "only topic configs can be changed".into()));
+    }
+    let fail = |err: StreamError| (errors::stream_code(&err), err.to_string());
+    if validate_only {
+        let mut config = ctx.streams.topic(name).map_err(fail)?.config();
+        for (key, value) in changes {
+            let value =
+                match value {
+                    Some(v) => v.clone(),
+                    None => ctx.streams.options().defaults.get(key).ok_or_else(|| {
+                        fail(StreamError::InvalidConfig(format!("unknown topic config {key}")))
+                    })?,
+                };
+            config.set(key, &value).map_err(fail)?;
+        }
+        return Ok(());
+    }
+    ctx.streams.alter_config(name, changes).map_err(fail)
+}
+
+/// AlterConfigs replaces a topic's whole config: names it does not give go back to defaults.
+pub(crate) fn alter_configs(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let mut changes: Vec<(String, Option<String>)> =
+                CONFIG_NAMES.iter().map(|n| (n.to_string(), None)).collect();
+            for config in &resource.configs {
+                let value = config.value.as_ref().map(|v| v.to_string());
+                match changes.iter_mut().find(|(n, _)| n == config.name.as_str()) {
+                    Some(slot) => slot.1 = value,
+                    None => changes.push((config.name.to_string(), value)),
+                }
+            }
+            let response = AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            match change_topic(
+                ctx,
+                resource.resource_type,
+                &resource.resource_name,
+                &changes,
+                req.validate_only,
+            ) {
+                Ok(()) => response,
+                Err((code, msg)) => {
+                    response.with_error_code(code).with_error_message(Some(StrBytes::from_string(msg)))
+                }
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// IncrementalAlterConfigs: SET (0) and DELETE (1, back to the default) per name.
+pub(crate) fn incremental_alter_configs(
+    ctx: &Ctx,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let response = AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let changes: Result<Vec<(String, Option<String>)>, (i16, String)> = resource
+                .configs
+                .iter()
+                .map(|c| match c.config_operation {
+                    0 => Ok((c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
+                    1 => Ok((c.name.to_string(), None)),
+                    op => Err((
+                        ResponseError::InvalidRequest.code(),
+                        format!("config operation {op} (APPEND/SUBTRACT) is not supported"),
+                    )),
+                })
+                .collect();
+            let outcome = changes.and_then(|changes| {
+                change_topic(
+                    ctx,
+                    resource.resource_type,
+                    &resource.resource_name,
+                    &changes,
+                    req.validate_only,
+                )
+            });
+            match outcome {
+                Ok(()) => response,
+                Err((code, msg)) => {
+                    response.with_error_code(code).with_error_message(Some(StrBytes::from_string(msg)))
+                }
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
 pub(crate) fn init_producer_id(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {

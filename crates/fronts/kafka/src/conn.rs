@@ -103,6 +103,10 @@ async fn handle_frame(mut frame: Bytes, peer: SocketAddr, ctx: &Ctx) -> std::io:
         RequestKind::DescribeConfigs(req) => {
             ResponseKind::DescribeConfigs(admin::describe_configs(ctx, req, version))
         }
+        RequestKind::AlterConfigs(req) => ResponseKind::AlterConfigs(admin::alter_configs(ctx, req)),
+        RequestKind::IncrementalAlterConfigs(req) => {
+            ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(ctx, req))
+        }
         RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(admin::init_producer_id(ctx, req)),
         RequestKind::JoinGroup(req) => {
             ResponseKind::JoinGroup(groups::join(ctx, req, version, client_id, peer).await)

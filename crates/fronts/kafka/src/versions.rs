@@ -5,7 +5,7 @@
 use kafka_protocol::messages::ApiKey;
 
 /// (api, min, max) implemented here.
-const IMPLEMENTED: [(ApiKey, i16, i16); 20] = [
+const IMPLEMENTED: [(ApiKey, i16, i16); 22] = [
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
@@ -24,6 +24,8 @@ const IMPLEMENTED: [(ApiKey, i16, i16); 20] = [
     (ApiKey::DeleteTopics, 0, 6),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 0, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteGroups, 0, 2),
 ];
