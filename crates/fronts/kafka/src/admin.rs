@@ -198,6 +198,11 @@ pub(crate) fn describe_configs(
     DescribeConfigsResponse::default().with_results(results)
 }
 
+/// Config changes by name: `None` resets to the default.
+type Changes = Vec<(String, Option<String>)>;
+/// A Kafka error code with its message.
+type Failure = (i16, String);
+
 /// Applies config changes to a topic (`None` resets a name to the default); with
 /// `validate_only`, checks them on a copy.
 fn change_topic(
@@ -206,7 +211,7 @@ fn change_topic(
     name: &str,
     changes: &[(String, Option<String>)],
     validate_only: bool,
-) -> Result<(), (i16, String)> {
+) -> Result<(), Failure> {
     if resource_type != TOPIC_RESOURCE {
         return Err((ResponseError::InvalidRequest.code(), "only topic configs can be changed".into()));
     }
@@ -277,7 +282,7 @@ pub(crate) fn incremental_alter_configs(
             let response = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
-            let changes: Result<Vec<(String, Option<String>)>, (i16, String)> = resource
+            let changes: Result<Changes, Failure> = resource
                 .configs
                 .iter()
                 .map(|c| match c.config_operation {
