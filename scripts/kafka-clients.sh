@@ -74,9 +74,14 @@ deadline = time.time() + 30
 while time.time() < deadline and len(seen) < 600:
     time.sleep(0.2)
 assert len(seen) == 600, len(seen)
-group = admin.describe_consumer_groups(["billing"])[0]
-assert group.state == "Stable" and len(group.members) == 3, group
-ok(f"consumer group of 3 ({group.state}, {len(group.members)} members) consumed all 600 records")
+if hasattr(admin, "describe_groups"):  # kafka-python 3
+    group = admin.describe_groups(["billing"])["billing"]
+    state, members = group["group_state"], len(group["members"])
+else:  # kafka-python 2
+    group = admin.describe_consumer_groups(["billing"])[0]
+    state, members = group.state, len(group.members)
+assert state == "Stable" and members == 3, group
+ok(f"consumer group of 3 ({state}, {members} members) consumed all 600 records")
 time.sleep(5)  # m0 has left: the group rebalances to the two others
 for i in range(600, 660):
     producer.send("orders", key=f"customer-{i % 50}".encode(), value=f"order-{i}".encode())
@@ -125,6 +130,14 @@ latest = dict(records)
 assert latest == {b"acct-1": b"29", b"acct-2": b"29", b"acct-3": b"29"}, latest
 assert len(records) < 90, len(records)
 ok(f"compacted topic: {len(records)} of 90 records left, the latest per key")
+
+from kafka.admin import NewPartitions
+admin.create_partitions({"orders": NewPartitions(total_count=8)})
+assert len(KafkaConsumer(bootstrap_servers=B).partitions_for_topic("orders")) == 8
+admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "orders", configs={"retention.ms": "3600000"})])
+described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "orders")])
+assert "3600000" in str(described), described
+ok("kafka-python admin: create partitions, alter and describe configs")
 EOF
 
 # kcat as a group member reads what the groups above did not touch.
