@@ -1,0 +1,50 @@
+//! Key layout of the search block in its core keyspace (`search`). See
+//! `docs/format/search.md`.
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `01 name` | index metadata, JSON ([`crate::store::IndexMeta`]) |
+//! | `02 uuid id` | a document: seq u64, version u64, then its `_source` bytes |
+//! | `03 uuid seq` | the operation with that sequence number: `00 id` (indexed) or `01 id` (deleted) |
+//! | `04 uuid` | the index's last sequence number, u64 |
+//! | `05` | the next index uuid, u64 |
+
+use strata_core::keycode::KeyBuf;
+
+pub const TAG_INDEX: u8 = 1;
+pub const TAG_DOC: u8 = 2;
+pub const TAG_OP: u8 = 3;
+pub const TAG_SEQ: u8 = 4;
+pub const TAG_NEXT_UUID: u8 = 5;
+
+pub fn index(name: &str) -> Vec<u8> {
+    KeyBuf::new().tag(TAG_INDEX).str(name).finish()
+}
+
+pub fn index_prefix() -> Vec<u8> {
+    vec![TAG_INDEX]
+}
+
+pub fn doc(uuid: u64, id: &str) -> Vec<u8> {
+    KeyBuf::new().tag(TAG_DOC).u64(uuid).str(id).finish()
+}
+
+pub fn doc_prefix(uuid: u64) -> Vec<u8> {
+    KeyBuf::new().tag(TAG_DOC).u64(uuid).finish()
+}
+
+pub fn op(uuid: u64, seq: u64) -> Vec<u8> {
+    KeyBuf::new().tag(TAG_OP).u64(uuid).u64(seq).finish()
+}
+
+pub fn op_prefix(uuid: u64) -> Vec<u8> {
+    KeyBuf::new().tag(TAG_OP).u64(uuid).finish()
+}
+
+pub fn seq(uuid: u64) -> Vec<u8> {
+    KeyBuf::new().tag(TAG_SEQ).u64(uuid).finish()
+}
+
+pub fn next_uuid() -> Vec<u8> {
+    vec![TAG_NEXT_UUID]
+}

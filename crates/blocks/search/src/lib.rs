@@ -1,0 +1,1098 @@
+//! # strata-search: full-text search indices
+//!
+//! What users get, over the es front (curl, the elasticsearch and opensearch clients):
+//!
+//! - **Indices** with settings and **mappings** (text, keyword, numbers, boolean, date;
+//!   objects flattened by path; dynamic mapping of unknown fields) — `mapping.rs`.
+//! - **Analyzers**: standard, language analyzers with stop words and Snowball stemming,
+//!   ASCII folding, n-grams and edge n-grams, custom analyzers from settings, `_analyze` —
+//!   `analysis.rs`.
+//! - **Documents** with versions and sequence numbers, optimistic concurrency
+//!   (`if_seq_no`), create/index/update/delete, `_bulk`, `_mget`, by-query updates and
+//!   deletes.
+//! - **Search**: the query DSL (`query.rs`) over an inverted index with positions and
+//!   BM25, fuzzy matching by Levenshtein distance with transpositions (`fuzzy.rs`),
+//!   sorting, paging, `search_after`, highlighting, aggregations and suggestions
+//!   (`search.rs`).
+//!
+//! The inverted index is tantivy's. Documents live in core, written and fsynced before a
+//! request is acknowledged; the tantivy index follows (`engine.rs`): near-real-time,
+//! refreshed every `refresh_interval`, caught up from core after a crash.
+//!
+//! ```text
+//!   bulk ─► mapping (dynamic fields → new generation) ─► core txn (docs + op log) ─► fsync
+//!        └─► tantivy writer ─► refresh (commit + reload) ─► searchable
+//! ```
+//!
+//! ## Limitations
+//!
+//! - One shard per index; `number_of_shards` and `number_of_replicas` are recorded only.
+//! - `nested` fields are flattened objects (no per-object matching); no `join` fields.
+//! - Scripts (`update`, `_update_by_query`) support assignments, `+=`/`-=`, `.add()` and
+//!   `.remove()` on `ctx._source` with `params` (`script.rs`), not Painless.
+
+mod analysis;
+mod dates;
+mod engine;
+mod error;
+mod function_score;
+mod fuzzy;
+mod keys;
+mod mapping;
+mod query;
+mod schema;
+mod script;
+mod search;
+mod source;
+mod store;
+
+pub use error::{SearchError, SearchResult};
+pub use mapping::Mapping;
+
+use engine::{Change, IndexHandle, WriterConfig};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use store::{DocRecord, IndexMeta};
+use strata_core::{Keyspace, Store};
+
+/// Limits and sizes of the search block.
+#[derive(Clone, Debug)]
+pub struct SearchConfig {
+    /// Indexing threads per tantivy writer.
+    pub writer_threads: usize,
+    /// Memory a writer buffers before it writes a segment (split among its threads).
+    pub writer_memory_bytes: usize,
+    /// Largest `from + size` a search may ask (Elasticsearch's `index.max_result_window`).
+    pub max_result_window: usize,
+    /// Most indices.
+    pub max_indices: usize,
+    /// Largest document source, in bytes.
+    pub max_doc_bytes: usize,
+    /// Whether writing to a missing index creates it (`action.auto_create_index`).
+    pub auto_create_index: bool,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            writer_threads: 2,
+            writer_memory_bytes: 64 * 1024 * 1024,
+            max_result_window: 10_000,
+            max_indices: 1000,
+            max_doc_bytes: 10 * 1024 * 1024,
+            auto_create_index: true,
+        }
+    }
+}
+
+/// When a write becomes searchable (`?refresh=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Refresh {
+    #[default]
+    No,
+    /// Refresh before answering.
+    Now,
+    /// Answer once a periodic refresh has made the write searchable.
+    WaitFor,
+}
+
+impl Refresh {
+    pub fn parse(v: Option<&str>) -> SearchResult<Refresh> {
+        match v {
+            None | Some("false") => Ok(Refresh::No),
+            Some("") | Some("true") => Ok(Refresh::Now),
+            Some("wait_for") => Ok(Refresh::WaitFor),
+            Some(other) => Err(SearchError::illegal_argument(format!(
+                "Unknown value for refresh: [{other}]."
+            ))),
+        }
+    }
+}
+
+/// Optimistic concurrency conditions of a write.
+#[derive(Clone, Debug, Default)]
+pub struct Conditions {
+    pub if_seq_no: Option<u64>,
+    pub if_primary_term: Option<u64>,
+    /// An external version (`version_type=external`): the write must carry a higher one.
+    pub external_version: Option<u64>,
+}
+
+/// One operation of a bulk request (or a single-document request).
+#[derive(Clone, Debug)]
+pub enum BulkOp {
+    Index { index: String, id: Option<String>, source: Value, create: bool, cond: Conditions },
+    Update { index: String, id: String, body: Value, cond: Conditions },
+    Delete { index: String, id: String, cond: Conditions },
+}
+
+impl BulkOp {
+    fn index(&self) -> &str {
+        match self {
+            BulkOp::Index { index, .. } | BulkOp::Update { index, .. } | BulkOp::Delete { index, .. } => index,
+        }
+    }
+
+    /// The action name bulk answers use.
+    pub fn action(&self) -> &'static str {
+        match self {
+            BulkOp::Index { create: true, .. } => "create",
+            BulkOp::Index { .. } => "index",
+            BulkOp::Update { .. } => "update",
+            BulkOp::Delete { .. } => "delete",
+        }
+    }
+}
+
+/// A write's outcome, as Elasticsearch reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DocWrite {
+    pub index: String,
+    pub id: String,
+    pub version: u64,
+    /// `created`, `updated`, `deleted`, `not_found` or `noop`.
+    pub result: &'static str,
+    pub seq_no: u64,
+    /// For updates with `_source` asked back.
+    pub source: Option<Value>,
+}
+
+impl DocWrite {
+    pub fn to_json(&self) -> Value {
+        let mut out = json!({
+            "_index": self.index,
+            "_id": self.id,
+            "_version": self.version,
+            "result": self.result,
+            "_shards": {"total": 1, "successful": if self.result == "noop" { 0 } else { 1 }, "failed": 0},
+            "_seq_no": self.seq_no,
+            "_primary_term": 1,
+        });
+        if let Some(source) = &self.source {
+            out["get"] = json!({"found": true, "_source": source, "_seq_no": self.seq_no, "_primary_term": 1});
+        }
+        out
+    }
+
+    /// 201 for a creation, 404 for a delete that found nothing, else 200.
+    pub fn status(&self) -> u16 {
+        match self.result {
+            "created" => 201,
+            "not_found" => 404,
+            _ => 200,
+        }
+    }
+}
+
+/// A row of `_cat/indices`.
+#[derive(Clone, Debug)]
+pub struct IndexStats {
+    pub name: String,
+    pub uuid: String,
+    pub docs: u64,
+    pub deleted: u64,
+    pub bytes: u64,
+}
+
+struct Inner {
+    store: Store,
+    ks: Keyspace,
+    root: Option<PathBuf>,
+    config: SearchConfig,
+    writer_config: WriterConfig,
+    indices: RwLock<HashMap<String, Arc<IndexHandle>>>,
+    /// Index creation and deletion, one at a time.
+    admin: Mutex<()>,
+    id_counter: AtomicU64,
+}
+
+/// The search block. Cheap to clone; all methods block (call them off async workers).
+#[derive(Clone)]
+pub struct Search {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Index names as Elasticsearch allows them.
+fn check_index_name(name: &str) -> SearchResult<()> {
+    let bad = name.is_empty()
+        || name.len() > 255
+        || name != name.to_lowercase()
+        || name.starts_with(['-', '_', '+'])
+        || name == "."
+        || name == ".."
+        || name.contains(['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':']);
+    if bad {
+        return Err(SearchError::new(
+            400,
+            "invalid_index_name_exception",
+            format!("Invalid index name [{name}], must be lowercase, and not contain \\, /, *, ?, \", <, >, |, space, comma, #, :"),
+        )
+        .with_index(name));
+    }
+    Ok(())
+}
+
+/// Settings as `{"index": {...}}`, whether given flat (`number_of_shards`), prefixed
+/// (`index.number_of_shards`) or nested.
+fn normalize_settings(settings: Option<&Value>) -> SearchResult<Value> {
+    let mut index = Map::new();
+    let Some(settings) = settings else { return Ok(json!({"index": index})) };
+    let obj = settings
+        .as_object()
+        .ok_or_else(|| SearchError::illegal_argument("settings must be an object"))?;
+    fn put(index: &mut Map<String, Value>, key: &str, value: &Value) {
+        match key.split_once('.') {
+            Some(("index", rest)) => put(index, rest, value),
+            _ if key == "index" && value.is_object() => {
+                for (k, v) in value.as_object().expect("object") {
+                    put(index, k, v);
+                }
+            }
+            Some((head, rest)) if head == "analysis" => {
+                let entry = index.entry("analysis").or_insert_with(|| json!({}));
+                let mut path = rest.split('.');
+                let mut node = entry;
+                let parts: Vec<&str> = path.by_ref().collect();
+                for part in &parts[..parts.len() - 1] {
+                    node = node.as_object_mut().expect("object").entry(*part).or_insert_with(|| json!({}));
+                }
+                node[parts[parts.len() - 1]] = value.clone();
+            }
+            _ => {
+                let v = match value {
+                    Value::Number(n) => Value::String(n.to_string()),
+                    Value::Bool(b) => Value::String(b.to_string()),
+                    other => other.clone(),
+                };
+                index.insert(key.to_string(), v);
+            }
+        }
+    }
+    for (k, v) in obj {
+        put(&mut index, k, v);
+    }
+    Ok(json!({"index": index}))
+}
+
+fn parse_source(bytes: &[u8]) -> SearchResult<Value> {
+    serde_json::from_slice(bytes).map_err(|e| SearchError::internal(format!("corrupt document source: {e}")))
+}
+
+/// Merges `patch` into `target` as a partial update does: objects recursively, everything
+/// else replaced.
+fn deep_merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                match t.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v),
+                    _ => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+impl Search {
+    /// Opens the block: loads every index's manifest from core and opens (or rebuilds) its
+    /// tantivy files under `data_dir` (`None`: in memory, for tests).
+    pub fn open(store: Store, data_dir: Option<PathBuf>, config: SearchConfig) -> SearchResult<Search> {
+        let ks = store.keyspace("search")?;
+        if let Some(dir) = &data_dir {
+            std::fs::create_dir_all(dir).map_err(|e| SearchError::internal(format!("{}: {e}", dir.display())))?;
+        }
+        let writer_config = WriterConfig {
+            threads: config.writer_threads.clamp(1, 8),
+            memory_bytes: config.writer_memory_bytes.max(config.writer_threads.clamp(1, 8) * 16 * 1024 * 1024),
+        };
+        let mut indices = HashMap::new();
+        let mut uuids = Vec::new();
+        {
+            let txn = store.begin_read_only();
+            for pair in txn.scan_prefix(&ks, &keys::index_prefix()) {
+                let (_, value) = pair?;
+                let meta = IndexMeta::decode(&value)?;
+                let compiled = schema::Compiled::new(Mapping::parse(&meta.mappings)?, meta.setting("analysis"))?;
+                uuids.push(meta.uuid);
+                let name = meta.name.clone();
+                let handle = IndexHandle::open(&store, &ks, data_dir.as_deref(), meta, compiled, &writer_config)?;
+                indices.insert(name, Arc::new(handle));
+            }
+        }
+        if let Some(dir) = &data_dir {
+            // Directories of deleted indices whose removal a crash interrupted.
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    let keep = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()).is_some_and(|u| uuids.contains(&u));
+                    if !keep {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
+                }
+            }
+        }
+        let search = Search {
+            inner: Arc::new(Inner {
+                store,
+                ks,
+                root: data_dir,
+                config,
+                writer_config,
+                indices: RwLock::new(indices),
+                admin: Mutex::new(()),
+                id_counter: AtomicU64::new(0),
+            }),
+        };
+        search.start_refresher();
+        Ok(search)
+    }
+
+    /// The periodic refresher: makes writes searchable every `refresh_interval`. It stops
+    /// when the block is dropped.
+    fn start_refresher(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("search-refresh".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let Some(inner) = weak.upgrade() else { return };
+                    let handles: Vec<Arc<IndexHandle>> = inner.indices.read().expect("indices lock").values().cloned().collect();
+                    for handle in handles {
+                        let Ok(mut writer) = handle.writer.try_lock() else { continue };
+                        if handle.refresh_due(&writer) {
+                            if let Err(err) = refresh_and_prune(&inner, &handle, &mut writer) {
+                                tracing::warn!(%err, "search refresh failed");
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawn the search refresher");
+    }
+
+    fn handle(&self, name: &str) -> SearchResult<Arc<IndexHandle>> {
+        self.inner
+            .indices
+            .read()
+            .expect("indices lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SearchError::index_not_found(name))
+    }
+
+    /// Resolves `a,b`, `logs-*`, `_all` and `*` to existing index names.
+    pub fn resolve(&self, pattern: &str) -> SearchResult<Vec<String>> {
+        let indices = self.inner.indices.read().expect("indices lock");
+        let mut out = Vec::new();
+        for part in pattern.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part == "_all" || part.contains('*') {
+                let glob = if part == "_all" { "*" } else { part };
+                let mut matched: Vec<String> = indices.keys().filter(|n| source::glob_match(glob, n)).cloned().collect();
+                matched.sort();
+                out.extend(matched);
+            } else if indices.contains_key(part) {
+                out.push(part.to_string());
+            } else {
+                return Err(SearchError::index_not_found(part));
+            }
+        }
+        out.dedup();
+        Ok(out)
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.resolve(name).is_ok_and(|v| !v.is_empty())
+    }
+
+    /// Creates an index from `{"settings": ..., "mappings": ...}`.
+    pub fn create_index(&self, name: &str, body: &Value) -> SearchResult<Value> {
+        check_index_name(name)?;
+        if !body.is_null() && !body.is_object() {
+            return Err(SearchError::parsing("request body must be an object"));
+        }
+        for key in body.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !matches!(key.as_str(), "settings" | "mappings" | "aliases") {
+                return Err(SearchError::parsing(format!("unknown key [{key}] for create index")));
+            }
+        }
+        let _admin = self.inner.admin.lock().expect("admin lock");
+        if self.inner.indices.read().expect("indices lock").contains_key(name) {
+            return Err(SearchError::new(400, "resource_already_exists_exception", format!("index [{name}] already exists")).with_index(name));
+        }
+        if self.inner.indices.read().expect("indices lock").len() >= self.inner.config.max_indices {
+            return Err(SearchError::illegal_argument(format!("this node holds the most indices allowed ({})", self.inner.config.max_indices)));
+        }
+        let settings = normalize_settings(body.get("settings"))?;
+        let mapping = match body.get("mappings") {
+            Some(m) => Mapping::parse(m)?,
+            None => Mapping::default(),
+        };
+        let compiled = schema::Compiled::new(mapping.clone(), settings["index"].get("analysis"))
+            .map_err(|e| e.with_index(name))?;
+        if let Some(v) = settings["index"].get("refresh_interval") {
+            engine::parse_interval(v)?;
+        }
+        let mut txn = self.inner.store.begin();
+        let uuid = txn.get(&self.inner.ks, &keys::next_uuid())?.map_or(1, |b| store::u64_value(&b));
+        txn.set(&self.inner.ks, keys::next_uuid(), (uuid + 1).to_be_bytes().to_vec())?;
+        let meta = IndexMeta {
+            name: name.to_string(),
+            uuid,
+            settings,
+            mappings: mapping.to_json(),
+            created_ms: now_ms(),
+            generation: 1,
+        };
+        let handle = IndexHandle::open(&self.inner.store, &self.inner.ks, self.inner.root.as_deref(), meta.clone(), compiled, &self.inner.writer_config)?;
+        txn.set(&self.inner.ks, keys::index(name), meta.encode())?;
+        txn.commit()?;
+        self.inner.indices.write().expect("indices lock").insert(name.to_string(), Arc::new(handle));
+        tracing::info!(index = name, uuid, "search index created");
+        Ok(json!({"acknowledged": true, "shards_acknowledged": true, "index": name}))
+    }
+
+    /// Deletes indices (names, lists or patterns) with their documents.
+    pub fn delete_index(&self, pattern: &str) -> SearchResult<Value> {
+        let names = self.resolve(pattern)?;
+        let _admin = self.inner.admin.lock().expect("admin lock");
+        for name in names {
+            let Some(handle) = self.inner.indices.write().expect("indices lock").remove(&name) else { continue };
+            let uuid = handle.meta.read().expect("meta lock").uuid;
+            let _writer = handle.writer.lock().expect("writer lock");
+            let mut txn = self.inner.store.begin();
+            txn.delete(&self.inner.ks, keys::index(&name))?;
+            txn.delete(&self.inner.ks, keys::seq(uuid))?;
+            txn.commit()?;
+            // Documents and the op log go in batches after the manifest. A crash midway
+            // leaves keys no manifest reaches; uuids are never reused, so they stay unseen.
+            for prefix in [keys::doc_prefix(uuid), keys::op_prefix(uuid)] {
+                loop {
+                    let mut txn = self.inner.store.begin();
+                    let batch: Vec<Vec<u8>> = txn.scan_prefix(&self.inner.ks, &prefix).take(10_000).map(|p| p.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for key in batch {
+                        txn.delete(&self.inner.ks, key)?;
+                    }
+                    txn.commit()?;
+                }
+            }
+            if let Some(root) = &self.inner.root {
+                let _ = std::fs::remove_dir_all(root.join(uuid.to_string()));
+            }
+            tracing::info!(index = %name, "search index deleted");
+        }
+        Ok(json!({"acknowledged": true}))
+    }
+
+    /// `GET /<index>`: aliases, mappings and settings of each index.
+    pub fn get_indices(&self, pattern: &str) -> SearchResult<Value> {
+        let mut out = Map::new();
+        for name in self.resolve(pattern)? {
+            let handle = self.handle(&name)?;
+            let meta = handle.meta.read().expect("meta lock").clone();
+            out.insert(name, json!({"aliases": {}, "mappings": meta.mappings, "settings": self.settings_json(&meta)}));
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn settings_json(&self, meta: &IndexMeta) -> Value {
+        let mut index = meta.settings["index"].clone();
+        let defaults = [("number_of_shards", "1"), ("number_of_replicas", "0")];
+        for (k, v) in defaults {
+            if index.get(k).is_none() {
+                index[k] = json!(v);
+            }
+        }
+        index["uuid"] = json!(meta.uuid.to_string());
+        index["provided_name"] = json!(meta.name);
+        index["creation_date"] = json!(meta.created_ms.to_string());
+        index["version"] = json!({"created": "8000099"});
+        json!({"index": index})
+    }
+
+    pub fn get_mapping(&self, pattern: &str) -> SearchResult<Value> {
+        let mut out = Map::new();
+        for name in self.resolve(pattern)? {
+            let meta = self.handle(&name)?.meta.read().expect("meta lock").clone();
+            out.insert(name, json!({"mappings": meta.mappings}));
+        }
+        Ok(Value::Object(out))
+    }
+
+    pub fn get_settings(&self, pattern: &str) -> SearchResult<Value> {
+        let mut out = Map::new();
+        for name in self.resolve(pattern)? {
+            let meta = self.handle(&name)?.meta.read().expect("meta lock").clone();
+            out.insert(name, json!({"settings": self.settings_json(&meta)}));
+        }
+        Ok(Value::Object(out))
+    }
+
+    /// Adds fields to a mapping (`PUT /<index>/_mapping`).
+    pub fn put_mapping(&self, pattern: &str, body: &Value) -> SearchResult<Value> {
+        let update = Mapping::parse(body)?;
+        for name in self.resolve(pattern)? {
+            let handle = self.handle(&name)?;
+            let mut writer = handle.writer.lock().expect("writer lock");
+            let mut mapping = writer.compiled.mapping.clone();
+            mapping.merge(&update, body.get("dynamic").is_some())?;
+            self.switch_mapping(&handle, &mut writer, mapping)?;
+        }
+        Ok(json!({"acknowledged": true}))
+    }
+
+    /// Changes dynamic settings (`refresh_interval` is read at open; others are recorded).
+    pub fn put_settings(&self, pattern: &str, body: &Value) -> SearchResult<Value> {
+        let update = normalize_settings(Some(body.get("settings").unwrap_or(body)))?;
+        for key in update["index"].as_object().into_iter().flat_map(|o| o.keys()) {
+            if matches!(key.as_str(), "number_of_shards" | "analysis") {
+                return Err(SearchError::illegal_argument(format!("Can't update non dynamic settings [[index.{key}]] for open indices")));
+            }
+        }
+        for name in self.resolve(pattern)? {
+            let handle = self.handle(&name)?;
+            let _writer = handle.writer.lock().expect("writer lock");
+            let mut meta = handle.meta.read().expect("meta lock").clone();
+            for (k, v) in update["index"].as_object().expect("object") {
+                meta.settings["index"][k] = v.clone();
+            }
+            let mut txn = self.inner.store.begin();
+            txn.set(&self.inner.ks, keys::index(&name), meta.encode())?;
+            txn.commit()?;
+            *handle.meta.write().expect("meta lock") = meta;
+        }
+        Ok(json!({"acknowledged": true}))
+    }
+
+    /// Moves an index to a new mapping: a new generation built from core, then the manifest.
+    fn switch_mapping(&self, handle: &IndexHandle, writer: &mut engine::Writer, mapping: Mapping) -> SearchResult<()> {
+        if mapping == writer.compiled.mapping {
+            return Ok(());
+        }
+        let mut meta = handle.meta.read().expect("meta lock").clone();
+        let compiled = schema::Compiled::new(mapping.clone(), meta.setting("analysis")).map_err(|e| e.with_index(&meta.name))?;
+        meta.generation += 1;
+        meta.mappings = mapping.to_json();
+        handle.rebuild(writer, &self.inner.store, &self.inner.ks, self.inner.root.as_deref(), &meta, compiled, &self.inner.writer_config)?;
+        let mut txn = self.inner.store.begin();
+        txn.set(&self.inner.ks, keys::index(&meta.name), meta.encode())?;
+        txn.commit()?;
+        if let Some(root) = &self.inner.root {
+            let _ = std::fs::remove_dir_all(root.join(meta.uuid.to_string()).join((meta.generation - 1).to_string()));
+        }
+        *handle.meta.write().expect("meta lock") = meta;
+        Ok(())
+    }
+
+    /// Every index with its document count and size, for `_cat/indices`.
+    pub fn stats(&self, pattern: Option<&str>) -> SearchResult<Vec<IndexStats>> {
+        let names = match pattern {
+            Some(p) => self.resolve(p)?,
+            None => self.resolve("*")?,
+        };
+        let mut out = Vec::new();
+        for name in names {
+            let handle = self.handle(&name)?;
+            let view = handle.view();
+            let searcher = view.reader.searcher();
+            let docs = searcher.num_docs();
+            let total: u64 = searcher.segment_readers().iter().map(|r| r.max_doc() as u64).sum();
+            let bytes = searcher.space_usage().map(|u| u.total().get_bytes()).unwrap_or(0);
+            let uuid = handle.meta.read().expect("meta lock").uuid.to_string();
+            out.push(IndexStats { name, uuid, docs, deleted: total - docs, bytes });
+        }
+        Ok(out)
+    }
+
+    /// Makes every write so far searchable (`POST /<index>/_refresh`).
+    pub fn refresh(&self, pattern: &str) -> SearchResult<Value> {
+        let names = self.resolve(pattern)?;
+        for name in &names {
+            let handle = self.handle(name)?;
+            let mut writer = handle.writer.lock().expect("writer lock");
+            refresh_and_prune(&self.inner, &handle, &mut writer)?;
+        }
+        Ok(json!({"_shards": {"total": names.len(), "successful": names.len(), "failed": 0}}))
+    }
+
+    /// Runs a bulk request: each operation succeeds or fails on its own; the successful
+    /// ones are committed to core together, with one fsync, before this returns.
+    pub fn bulk(&self, ops: Vec<BulkOp>, refresh: Refresh) -> SearchResult<Vec<Result<DocWrite, SearchError>>> {
+        let mut results: Vec<Option<Result<DocWrite, SearchError>>> = vec![None; ops.len()];
+        // Create missing indices that writes name.
+        for (i, op) in ops.iter().enumerate() {
+            let name = op.index();
+            if self.inner.indices.read().expect("indices lock").contains_key(name) {
+                continue;
+            }
+            let creates = !matches!(op, BulkOp::Delete { .. });
+            let outcome = if creates && self.inner.config.auto_create_index {
+                match self.create_index(name, &Value::Null) {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind == "resource_already_exists_exception" => Ok(()),
+                    Err(e) => Err(e),
+                }
+            } else {
+                Err(SearchError::index_not_found(name))
+            };
+            if let Err(e) = outcome {
+                results[i] = Some(Err(e));
+            }
+        }
+        // Lock every index written, in name order.
+        let mut names: Vec<&str> = ops.iter().enumerate().filter(|(i, _)| results[*i].is_none()).map(|(_, op)| op.index()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut handles = BTreeMap::new();
+        for name in &names {
+            match self.handle(name) {
+                Ok(h) => {
+                    handles.insert(name.to_string(), h);
+                }
+                Err(e) => {
+                    for (i, op) in ops.iter().enumerate() {
+                        if op.index() == *name {
+                            results[i] = Some(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        let mut writers: BTreeMap<String, MutexGuard<'_, engine::Writer>> = BTreeMap::new();
+        for (name, handle) in &handles {
+            writers.insert(name.clone(), handle.writer.lock().expect("writer lock"));
+        }
+        // Dynamic mapping: fields new to an index move it to a new generation first.
+        for (name, handle) in &handles {
+            let writer = writers.get_mut(name).expect("locked");
+            let mut mapping = writer.compiled.mapping.clone();
+            for (i, op) in ops.iter().enumerate() {
+                if op.index() != name || results[i].is_some() {
+                    continue;
+                }
+                let candidates: Vec<&Value> = match op {
+                    BulkOp::Index { source, .. } => vec![source],
+                    BulkOp::Update { body, .. } => ["doc", "upsert"].iter().filter_map(|k| body.get(*k)).collect(),
+                    BulkOp::Delete { .. } => vec![],
+                };
+                for candidate in candidates {
+                    match mapping.with_dynamic_fields(candidate) {
+                        Ok(Some(next)) => mapping = next,
+                        Ok(None) => {}
+                        Err(e) => {
+                            results[i] = Some(Err(e.with_index(name)));
+                            break;
+                        }
+                    }
+                }
+            }
+            self.switch_mapping(handle, writer, mapping)?;
+        }
+        // One core transaction for everything.
+        let mut txn = self.inner.store.begin();
+        let mut changes: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+        let mut touched: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut written: Vec<usize> = Vec::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            let name = op.index().to_string();
+            let handle = &handles[&name];
+            let writer = writers.get_mut(&name).expect("locked");
+            let uuid = handle.meta.read().expect("meta lock").uuid;
+            let start_seq = writer.next_seq;
+            let outcome = self.prepare(&mut txn, uuid, writer, op);
+            match outcome {
+                Ok((write, change)) => {
+                    if let Some(change) = change {
+                        changes.entry(name.clone()).or_default().push(change);
+                        touched.entry(name.clone()).or_insert((uuid, start_seq)).1 = write.seq_no;
+                        written.push(i);
+                    }
+                    results[i] = Some(Ok(write));
+                }
+                Err(e) => {
+                    writer.next_seq = start_seq;
+                    results[i] = Some(Err(e.with_index(&name)));
+                }
+            }
+        }
+        for (name, (uuid, _)) in &touched {
+            let last = writers[name].next_seq - 1;
+            txn.set(&self.inner.ks, keys::seq(*uuid), last.to_be_bytes().to_vec())?;
+        }
+        if let Err(err) = txn.commit() {
+            // Nothing was written: hand the sequence numbers back.
+            for (name, (_, first)) in &touched {
+                writers.get_mut(name).expect("locked").next_seq = *first;
+            }
+            return Err(err.into());
+        }
+        let mut wait = Vec::new();
+        for (name, list) in changes {
+            let handle = &handles[&name];
+            let writer = writers.get_mut(&name).expect("locked");
+            let last = writer.next_seq - 1;
+            handle.apply(writer, list, last)?;
+            match refresh {
+                Refresh::Now => refresh_and_prune(&self.inner, handle, writer)?,
+                Refresh::WaitFor => wait.push((handle.clone(), last)),
+                Refresh::No => {}
+            }
+        }
+        drop(writers);
+        for (handle, seq) in wait {
+            if handle.refresh_interval.is_none() {
+                let mut writer = handle.writer.lock().expect("writer lock");
+                refresh_and_prune(&self.inner, &handle, &mut writer)?;
+            } else {
+                handle.wait_refreshed(seq, Duration::from_secs(30));
+            }
+        }
+        metrics::counter!("strata_search_docs_written_total").increment(written.len() as u64);
+        Ok(results.into_iter().map(|r| r.expect("every operation has a result")).collect())
+    }
+
+    /// Checks one operation against the document's current state and writes it into the
+    /// transaction; returns the outcome and the change for tantivy (none for a no-op).
+    fn prepare(
+        &self,
+        txn: &mut strata_core::Txn,
+        uuid: u64,
+        writer: &mut engine::Writer,
+        op: BulkOp,
+    ) -> SearchResult<(DocWrite, Option<Change>)> {
+        let ks = &self.inner.ks;
+        let (index, id, cond) = match &op {
+            BulkOp::Index { index, id, cond, .. } => {
+                let id = match id {
+                    Some(id) => id.clone(),
+                    None => self.generate_id(),
+                };
+                (index.clone(), id, cond.clone())
+            }
+            BulkOp::Update { index, id, cond, .. } | BulkOp::Delete { index, id, cond, .. } => (index.clone(), id.clone(), cond.clone()),
+        };
+        if id.is_empty() || id.len() > 512 {
+            return Err(SearchError::illegal_argument(format!("id [{id}] is too long, must be no longer than 512 bytes but was: {}", id.len())));
+        }
+        let current = txn.get(ks, &keys::doc(uuid, &id))?.map(|b| DocRecord::decode(&b)).transpose()?;
+        if let Some(want) = cond.if_seq_no {
+            let have = current.as_ref().map(|r| r.seq);
+            if have != Some(want) || cond.if_primary_term.is_some_and(|t| t != 1) {
+                let detail = match have {
+                    Some(seq) => format!("required seqNo [{want}], primary term [{}]. current document has seqNo [{seq}] and primary term [1]", cond.if_primary_term.unwrap_or(1)),
+                    None => format!("required seqNo [{want}], primary term [{}] but no document was found", cond.if_primary_term.unwrap_or(1)),
+                };
+                return Err(SearchError::version_conflict(&index, &id, detail));
+            }
+        }
+        if let (Some(want), Some(cur)) = (cond.external_version, &current) {
+            if want <= cur.version {
+                return Err(SearchError::version_conflict(&index, &id, format!("current version [{}] is higher or equal to the one provided [{want}]", cur.version)));
+            }
+        }
+        let version_after = |current: &Option<DocRecord>| cond.external_version.unwrap_or_else(|| current.as_ref().map_or(1, |r| r.version + 1));
+        let (source, result, return_source) = match op {
+            BulkOp::Delete { .. } => {
+                let Some(cur) = current else {
+                    return Ok((DocWrite { index, id, version: 1, result: "not_found", seq_no: writer.next_seq.saturating_sub(1), source: None }, None));
+                };
+                let seq = writer.next_seq;
+                writer.next_seq += 1;
+                txn.delete(ks, keys::doc(uuid, &id))?;
+                txn.set(ks, keys::op(uuid, seq), store::encode_op(store::OP_DELETED, &id))?;
+                let write = DocWrite { index, id: id.clone(), version: cur.version + 1, result: "deleted", seq_no: seq, source: None };
+                return Ok((write, Some(Change::Delete { id })));
+            }
+            BulkOp::Index { source, create, .. } => {
+                if create && current.is_some() {
+                    return Err(SearchError::version_conflict(&index, &id, "document already exists (current version [1])".replace("[1]", &format!("[{}]", current.as_ref().map_or(1, |r| r.version)))));
+                }
+                let result = if current.is_some() { "updated" } else { "created" };
+                (source, result, false)
+            }
+            BulkOp::Update { body, .. } => {
+                let wants_source = body.get("_source").is_some_and(|v| v.as_bool() == Some(true) || v.is_array() || v.is_string());
+                match current {
+                    Some(ref cur) => {
+                        let mut doc = parse_source(&cur.source)?;
+                        let before = doc.clone();
+                        if let Some(script) = body.get("script") {
+                            script::run(script, &mut doc)?;
+                        } else if let Some(patch) = body.get("doc") {
+                            deep_merge(&mut doc, patch);
+                        } else {
+                            return Err(SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: script or doc is missing;"));
+                        }
+                        let noop = body.get("detect_noop").and_then(Value::as_bool).unwrap_or(true) && doc == before;
+                        if noop {
+                            let write = DocWrite { index, id, version: cur.version, result: "noop", seq_no: cur.seq, source: wants_source.then_some(doc) };
+                            return Ok((write, None));
+                        }
+                        (doc, "updated", wants_source)
+                    }
+                    None => {
+                        let upsert = if body.get("doc_as_upsert").and_then(Value::as_bool) == Some(true) {
+                            body.get("doc").cloned()
+                        } else {
+                            body.get("upsert").cloned()
+                        };
+                        let Some(mut doc) = upsert else {
+                            return Err(SearchError::new(404, "document_missing_exception", format!("[{id}]: document missing")).with_index(&index));
+                        };
+                        if body.get("scripted_upsert").and_then(Value::as_bool) == Some(true) {
+                            if let Some(script) = body.get("script") {
+                                script::run(script, &mut doc)?;
+                            }
+                        }
+                        (doc, "created", wants_source)
+                    }
+                }
+            }
+        };
+        if !source.is_object() {
+            return Err(SearchError::mapper_parsing("failed to parse: the document must be a JSON object"));
+        }
+        let bytes = serde_json::to_vec(&source).map_err(SearchError::internal)?;
+        if bytes.len() > self.inner.config.max_doc_bytes {
+            return Err(SearchError::illegal_argument(format!("document of {} bytes is over the limit of {} bytes", bytes.len(), self.inner.config.max_doc_bytes)));
+        }
+        let doc = writer.compiled.document(&id, &source, &bytes)?;
+        let seq = writer.next_seq;
+        writer.next_seq += 1;
+        let version = version_after(&current);
+        txn.set(ks, keys::doc(uuid, &id), DocRecord { seq, version, source: bytes }.encode())?;
+        txn.set(ks, keys::op(uuid, seq), store::encode_op(store::OP_INDEXED, &id))?;
+        let write = DocWrite { index, id: id.clone(), version, result, seq_no: seq, source: return_source.then_some(source) };
+        Ok((write, Some(Change::Upsert { id, doc })))
+    }
+
+    /// A 20-character id, unique within this process and, through the clock, across runs.
+    fn generate_id(&self) -> String {
+        use std::hash::{BuildHasher, Hasher};
+        let n = self.inner.id_counter.fetch_add(1, Ordering::Relaxed);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let mut bytes = [0u8; 15];
+        bytes[..8].copy_from_slice(&((nanos as u64) ^ n.rotate_left(40)).to_be_bytes());
+        bytes[8..].copy_from_slice(&h.finish().to_be_bytes()[..7]);
+        source::base64url(&bytes)
+    }
+
+    /// One write through the bulk path; its error, if any, is the request's error.
+    pub fn write(&self, op: BulkOp, refresh: Refresh) -> SearchResult<DocWrite> {
+        self.bulk(vec![op], refresh)?.pop().expect("one result")
+    }
+
+    /// A document by id, realtime (from core, not from the last refresh).
+    pub fn get(&self, index: &str, id: &str) -> SearchResult<Option<(u64, u64, Value)>> {
+        let handle = self.handle(index)?;
+        let uuid = handle.meta.read().expect("meta lock").uuid;
+        let txn = self.inner.store.begin_read_only();
+        let Some(bytes) = txn.get(&self.inner.ks, &keys::doc(uuid, id))? else { return Ok(None) };
+        let record = DocRecord::decode(&bytes)?;
+        Ok(Some((record.seq, record.version, parse_source(&record.source)?)))
+    }
+
+    /// The `GET /<index>/_doc/<id>` answer.
+    pub fn get_json(&self, index: &str, id: &str, filter: &source::SourceFilter) -> SearchResult<Value> {
+        Ok(match self.get(index, id)? {
+            Some((seq, version, doc)) => {
+                let mut out = json!({"_index": index, "_id": id, "_version": version, "_seq_no": seq, "_primary_term": 1, "found": true});
+                if let Some(filtered) = filter.apply(&doc) {
+                    out["_source"] = filtered;
+                }
+                out
+            }
+            None => json!({"_index": index, "_id": id, "found": false}),
+        })
+    }
+
+    /// `_mget`: `{"docs": [{"_index", "_id"}]}` or `{"ids": [...]}` against a default index.
+    pub fn mget(&self, default_index: Option<&str>, body: &Value, filter: &source::SourceFilter) -> SearchResult<Value> {
+        let mut docs = Vec::new();
+        let wanted: Vec<(Option<String>, String)> = if let Some(ids) = body.get("ids").and_then(Value::as_array) {
+            ids.iter().map(|id| (None, id.as_str().map(str::to_string).unwrap_or_else(|| id.to_string()))).collect()
+        } else if let Some(list) = body.get("docs").and_then(Value::as_array) {
+            list.iter()
+                .map(|d| {
+                    let id = d.get("_id").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+                    (d.get("_index").and_then(Value::as_str).map(str::to_string), id)
+                })
+                .collect()
+        } else {
+            return Err(SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: no documents to get;"));
+        };
+        for (index, id) in wanted {
+            let Some(index) = index.or_else(|| default_index.map(str::to_string)) else {
+                return Err(SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: index is missing for doc 0;"));
+            };
+            docs.push(match self.get_json(&index, &id, filter) {
+                Ok(doc) => doc,
+                Err(e) => json!({"_index": index, "_id": id, "error": e.to_json()["error"]}),
+            });
+        }
+        Ok(json!({ "docs": docs }))
+    }
+
+    /// `_search` over one or more indices.
+    pub fn search(&self, pattern: &str, body: &Value) -> SearchResult<Value> {
+        let names = self.resolve(pattern)?;
+        let views: Vec<(String, Arc<engine::View>)> = names.iter().map(|n| self.handle(n).map(|h| (n.clone(), h.view()))).collect::<SearchResult<_>>()?;
+        search::run(&views, body, &self.inner.config)
+    }
+
+    /// `_count`.
+    pub fn count(&self, pattern: &str, body: &Value) -> SearchResult<Value> {
+        let names = self.resolve(pattern)?;
+        let mut count = 0;
+        for name in &names {
+            let view = self.handle(name)?.view();
+            count += search::count(&view, body)?;
+        }
+        Ok(json!({"count": count, "_shards": {"total": names.len(), "successful": names.len(), "skipped": 0, "failed": 0}}))
+    }
+
+    /// `_delete_by_query` and `_update_by_query`: finds the matching ids in the refreshed
+    /// index, then writes through the bulk path (conflicts are counted, not fatal, with
+    /// `conflicts=proceed`).
+    pub fn by_query(&self, pattern: &str, body: &Value, update: bool, proceed_on_conflict: bool, refresh: Refresh) -> SearchResult<Value> {
+        let started = std::time::Instant::now();
+        let names = self.resolve(pattern)?;
+        let (mut total, mut done, mut conflicts, mut noops) = (0u64, 0u64, 0u64, 0u64);
+        let mut failures = Vec::new();
+        for name in &names {
+            let handle = self.handle(name)?;
+            {
+                let mut writer = handle.writer.lock().expect("writer lock");
+                refresh_and_prune(&self.inner, &handle, &mut writer)?;
+            }
+            let view = handle.view();
+            // Each id with the sequence number it had when the query ran: a document
+            // changed in between is a version conflict, as in Elasticsearch.
+            let mut matches = Vec::new();
+            for id in search::matching_ids(&view, body)? {
+                if let Some((seq, _, _)) = self.get(name, &id)? {
+                    matches.push((id, seq));
+                }
+            }
+            total += matches.len() as u64;
+            for chunk in matches.chunks(1000) {
+                let ops: Vec<BulkOp> = chunk
+                    .iter()
+                    .map(|(id, seq)| {
+                        let cond = Conditions { if_seq_no: Some(*seq), ..Default::default() };
+                        if update {
+                            let body = match body.get("script") {
+                                Some(script) => json!({"script": script, "detect_noop": true}),
+                                None => json!({"doc": {}, "detect_noop": false}),
+                            };
+                            BulkOp::Update { index: name.clone(), id: id.clone(), body, cond }
+                        } else {
+                            BulkOp::Delete { index: name.clone(), id: id.clone(), cond }
+                        }
+                    })
+                    .collect();
+                for result in self.bulk(ops, Refresh::No)? {
+                    match result {
+                        Ok(w) if w.result == "noop" => noops += 1,
+                        Ok(_) => done += 1,
+                        Err(e) if e.kind == "version_conflict_engine_exception" => {
+                            conflicts += 1;
+                            if !proceed_on_conflict {
+                                failures.push(json!({"index": name, "cause": e.to_json()["error"], "status": 409}));
+                            }
+                        }
+                        Err(e) => failures.push(json!({"index": name, "cause": e.to_json()["error"], "status": e.status})),
+                    }
+                }
+            }
+            if refresh != Refresh::No {
+                let mut writer = handle.writer.lock().expect("writer lock");
+                refresh_and_prune(&self.inner, &handle, &mut writer)?;
+            }
+        }
+        let mut out = json!({
+            "took": started.elapsed().as_millis() as u64,
+            "timed_out": false,
+            "total": total,
+            "version_conflicts": conflicts,
+            "noops": noops,
+            "batches": total.div_ceil(1000).max(1),
+            "retries": {"bulk": 0, "search": 0},
+            "throttled_millis": 0,
+            "requests_per_second": -1.0,
+            "throttled_until_millis": 0,
+            "failures": failures,
+        });
+        out[if update { "updated" } else { "deleted" }] = json!(done);
+        Ok(out)
+    }
+
+    /// `_analyze` with an index's analyzers (or the built-in ones without an index).
+    pub fn analyze(&self, index: Option<&str>, body: &Value) -> SearchResult<Value> {
+        let texts: Vec<&str> = match body.get("text") {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => return Err(SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: text is missing;")),
+        };
+        let compiled = match index {
+            Some(name) => self.handle(name)?.view().compiled.clone(),
+            None => Arc::new(schema::Compiled::new(Mapping::default(), None)?),
+        };
+        let analyzer_name = if let Some(field) = body.get("field").and_then(Value::as_str) {
+            let info = compiled.field(field).ok_or_else(|| SearchError::illegal_argument(format!("no field [{field}] in the mapping")))?;
+            info.leaf.analyzer.clone().unwrap_or_else(|| if info.leaf.ty == mapping::FieldType::Text { "standard".into() } else { "keyword".into() })
+        } else if let Some(name) = body.get("analyzer").and_then(Value::as_str) {
+            name.to_string()
+        } else if body.get("tokenizer").is_some() || body.get("filter").is_some() {
+            // An analyzer defined in the request itself.
+            let def = json!({"analyzer": {"_request": {"tokenizer": body.get("tokenizer").cloned().unwrap_or(json!("standard")), "filter": body.get("filter").cloned().unwrap_or(json!([]))}}});
+            let manager = analysis::build(Some(&def))?;
+            let mut analyzer = manager.get("_request").expect("just built");
+            return Ok(analysis::analyze(&mut analyzer, &texts));
+        } else {
+            "standard".to_string()
+        };
+        let mut analyzer = compiled.analyzer(&analyzer_name)?;
+        Ok(analysis::analyze(&mut analyzer, &texts))
+    }
+
+    /// Documents per index, for metrics.
+    pub fn publish_metrics(&self) {
+        if let Ok(stats) = self.stats(None) {
+            metrics::gauge!("strata_search_indices").set(stats.len() as f64);
+            metrics::gauge!("strata_search_docs").set(stats.iter().map(|s| s.docs).sum::<u64>() as f64);
+        }
+    }
+}
+
+fn refresh_and_prune(inner: &Inner, handle: &IndexHandle, writer: &mut engine::Writer) -> SearchResult<()> {
+    if writer.dirty_since.is_none() {
+        return Ok(());
+    }
+    handle.refresh(writer)?;
+    let uuid = handle.meta.read().expect("meta lock").uuid;
+    engine::prune_ops(&inner.store, &inner.ks, uuid, writer.applied_seq)
+}
+
+pub use source::SourceFilter;
+
+#[cfg(test)]
+mod tests;
