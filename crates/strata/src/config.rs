@@ -30,6 +30,8 @@ pub struct Config {
     pub sqs: SqsConfig,
     pub stream: StreamConfig,
     pub kafka: KafkaConfig,
+    pub search: SearchConfig,
+    pub es: EsConfig,
 }
 
 impl Default for Config {
@@ -50,6 +52,8 @@ impl Default for Config {
             sqs: SqsConfig::default(),
             stream: StreamConfig::default(),
             kafka: KafkaConfig::default(),
+            search: SearchConfig::default(),
+            es: EsConfig::default(),
         }
     }
 }
@@ -472,6 +476,69 @@ impl Default for KafkaConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Indexing threads of each index's writer.
+    pub writer_threads: usize,
+    /// Memory each index's writer buffers before it writes a segment.
+    pub writer_memory_bytes: usize,
+    /// Largest `from + size` of a search (`index.max_result_window`).
+    pub max_result_window: usize,
+    pub max_indices: usize,
+    /// Largest document source.
+    pub max_doc_bytes: usize,
+    /// Writing to a missing index creates it (`action.auto_create_index`).
+    pub auto_create_index: bool,
+    /// How often index metrics are published.
+    pub metrics_interval_ms: u64,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        let search = strata_search::SearchConfig::default();
+        Self {
+            writer_threads: search.writer_threads,
+            writer_memory_bytes: search.writer_memory_bytes,
+            max_result_window: search.max_result_window,
+            max_indices: search.max_indices,
+            max_doc_bytes: search.max_doc_bytes,
+            auto_create_index: search.auto_create_index,
+            metrics_interval_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EsConfig {
+    pub enabled: bool,
+    pub listen: String,
+    /// Basic-auth user and password; an empty password turns authentication off.
+    pub username: String,
+    pub password: String,
+    /// Largest request body, `_bulk` included (`http.max_content_length`).
+    pub max_body_bytes: usize,
+    pub max_in_flight: usize,
+    /// The cluster name `GET /` reports.
+    pub cluster_name: String,
+}
+
+impl Default for EsConfig {
+    fn default() -> Self {
+        let es = strata_es::EsConfig::default();
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:9200".into(),
+            username: es.username,
+            password: String::new(),
+            max_body_bytes: es.max_body_bytes,
+            max_in_flight: es.max_in_flight,
+            cluster_name: es.cluster_name,
+        }
+    }
+}
+
 /// The loopback-only default credentials of the s3 and sqs fronts.
 const DEFAULT_S3_ACCESS_KEY: &str = "strata";
 const DEFAULT_S3_SECRET_KEY: &str = "strata-secret";
@@ -558,6 +625,9 @@ impl Config {
             if !self.kafka.advertised.is_empty() {
                 self.kafka_advertised()?;
             }
+        }
+        if self.es.enabled {
+            check_listen("es.listen", &self.es.listen, !self.es.password.is_empty(), "es.password")?;
         }
         match self.blob.backend.as_str() {
             "local" => {}
@@ -696,6 +766,27 @@ impl Config {
             auto_create_topics: self.kafka.auto_create_topics,
             default_partitions: self.kafka.default_partitions,
         })
+    }
+
+    pub fn search_config(&self) -> strata_search::SearchConfig {
+        strata_search::SearchConfig {
+            writer_threads: self.search.writer_threads,
+            writer_memory_bytes: self.search.writer_memory_bytes,
+            max_result_window: self.search.max_result_window,
+            max_indices: self.search.max_indices,
+            max_doc_bytes: self.search.max_doc_bytes,
+            auto_create_index: self.search.auto_create_index,
+        }
+    }
+
+    pub fn es_config(&self) -> strata_es::EsConfig {
+        strata_es::EsConfig {
+            username: self.es.username.clone(),
+            password: (!self.es.password.is_empty()).then(|| self.es.password.clone()),
+            max_body_bytes: self.es.max_body_bytes,
+            max_in_flight: self.es.max_in_flight,
+            cluster_name: self.es.cluster_name.clone(),
+        }
     }
 
     pub fn queue_limits(&self) -> strata_queue::Limits {

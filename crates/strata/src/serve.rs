@@ -81,6 +81,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let sql = strata_sql::Sql::open_with(store.clone(), config.sql_options())
         .map_err(|e| anyhow!("opening the sql block: {e}"))?;
+    let search = {
+        let (store, dir, search_config) = (store.clone(), config.data_dir.join("search"), config.search_config());
+        tokio::task::spawn_blocking(move || strata_search::Search::open(store, Some(dir), search_config))
+            .await?
+            .map_err(|e| anyhow!("opening the search block: {e}"))?
+    };
     let views = strata_stream::views::Views::new(streams.clone());
     views.set_sink(Arc::new(crate::view_sink::SqlSink::new(&sql)));
     // Bound before the http front starts, so that presigned links name the real address.
@@ -196,6 +202,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             strata_kafka::serve(listener, streams, kafka, until_shutdown(&shutdown_rx)),
         );
     }
+    if config.es.enabled {
+        let listener = bind(&config.es.listen, "es.listen").await?;
+        let addr = listener.local_addr()?;
+        let (search, es) = (search.clone(), config.es_config());
+        start_front(
+            &mut fronts,
+            "es",
+            addr,
+            strata_es::serve(listener, search, es, until_shutdown(&shutdown_rx)),
+        );
+    }
+    tokio::spawn(every(
+        "publishing search metrics",
+        Duration::from_millis(config.search.metrics_interval_ms),
+        shutdown_rx.clone(),
+        {
+            let search = search.clone();
+            move || {
+                search.publish_metrics();
+                Ok::<(), std::convert::Infallible>(())
+            }
+        },
+    ));
     // Retention and compaction of stream segments, and partition offsets and group lag.
     tokio::spawn(every(
         "stream retention and compaction",

@@ -683,12 +683,25 @@ impl Search {
                 if op.index() != name || results[i].is_some() {
                     continue;
                 }
-                let candidates: Vec<&Value> = match op {
-                    BulkOp::Index { source, .. } => vec![source],
-                    BulkOp::Update { body, .. } => ["doc", "upsert"].iter().filter_map(|k| body.get(*k)).collect(),
+                let mut candidates: Vec<Value> = match op {
+                    BulkOp::Index { source, .. } => vec![source.clone()],
+                    BulkOp::Update { body, .. } => ["doc", "upsert"].iter().filter_map(|k| body.get(*k).cloned()).collect(),
                     BulkOp::Delete { .. } => vec![],
                 };
-                for candidate in candidates {
+                if let BulkOp::Update { id, body, .. } = op {
+                    // A script's fields are known only once it has run on the document.
+                    if let Some(script) = body.get("script") {
+                        let uuid = handle.meta.read().expect("meta lock").uuid;
+                        let txn = self.inner.store.begin_read_only();
+                        if let Some(bytes) = txn.get(&self.inner.ks, &keys::doc(uuid, id))? {
+                            let mut doc = parse_source(&DocRecord::decode(&bytes)?.source)?;
+                            if script::run(script, &mut doc).is_ok() {
+                                candidates.push(doc);
+                            }
+                        }
+                    }
+                }
+                for candidate in &candidates {
                     match mapping.with_dynamic_fields(candidate) {
                         Ok(Some(next)) => mapping = next,
                         Ok(None) => {}
