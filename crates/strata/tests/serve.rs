@@ -18,6 +18,8 @@ struct Strata {
     sqs: String,
     /// `host:port` of the kafka front.
     kafka: String,
+    /// `http://host:port` of the es front.
+    es: String,
 }
 
 fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
@@ -30,6 +32,7 @@ fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
         .env("STRATA_S3_LISTEN", "127.0.0.1:0")
         .env("STRATA_SQS_LISTEN", "127.0.0.1:0")
         .env("STRATA_KAFKA_LISTEN", "127.0.0.1:0")
+        .env("STRATA_ES_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -44,8 +47,14 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
     let mut child = command(data_dir, env).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let (mut http, mut pg, mut resp, mut s3, mut sqs, mut kafka) = (None, None, None, None, None, None);
-    while http.is_none() || pg.is_none() || resp.is_none() || s3.is_none() || sqs.is_none() || kafka.is_none()
+    let (mut http, mut pg, mut resp, mut s3, mut sqs, mut kafka, mut es) = (None, None, None, None, None, None, None);
+    while http.is_none()
+        || pg.is_none()
+        || resp.is_none()
+        || s3.is_none()
+        || sqs.is_none()
+        || kafka.is_none()
+        || es.is_none()
     {
         let line = lines.next().expect("strata exited before listening").unwrap();
         if let Some(addr) = line.strip_prefix("strata: http listening on ") {
@@ -66,6 +75,9 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
         if let Some(addr) = line.strip_prefix("strata: kafka listening on ") {
             kafka = Some(addr.to_string());
         }
+        if let Some(addr) = line.strip_prefix("strata: es listening on ") {
+            es = Some(format!("http://{addr}"));
+        }
     }
     std::thread::spawn(move || lines.for_each(drop));
     let pg = pg.expect("pg address");
@@ -77,6 +89,7 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
         s3: s3.expect("s3 address"),
         sqs: sqs.expect("sqs address"),
         kafka: kafka.expect("kafka address"),
+        es: es.expect("es address"),
     }
 }
 
@@ -862,4 +875,59 @@ fn a_stream_view_answers_over_http_and_sql() {
             .collect::<Vec<_>>()
     });
     assert_eq!(rows, vec![("eu".to_string(), 40.0), ("us".to_string(), 20.0)]);
+}
+
+/// Bulk indexing (small `_bulk` requests, no refresh) while Strata is killed with SIGKILL and
+/// restarted: every document whose bulk item was acknowledged is searchable afterwards.
+#[test]
+fn acknowledged_documents_are_searchable_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acked: Vec<String> = Vec::new();
+    for round in 0..3u64 {
+        let strata = start(dir.path(), &[]);
+        let es = strata.es.clone();
+        let writer = std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+            let mut acked = Vec::new();
+            for batch in 0.. {
+                let mut body = String::new();
+                for i in 0..20 {
+                    let id = format!("r{round}b{batch}i{i}");
+                    body.push_str(&format!("{{\"index\":{{\"_index\":\"events\",\"_id\":\"{id}\"}}}}\n"));
+                    body.push_str(&format!("{{\"msg\":\"event {id} happened\",\"round\":{round}}}\n"));
+                }
+                let Ok(resp) = http.post(format!("{es}/_bulk")).header("content-type", "application/x-ndjson").body(body).send() else {
+                    return acked;
+                };
+                let Ok(answer) = resp.json::<serde_json::Value>() else { return acked };
+                for item in answer["items"].as_array().into_iter().flatten() {
+                    if item["index"]["status"].as_u64().is_some_and(|s| s < 300) {
+                        acked.push(item["index"]["_id"].as_str().unwrap().to_string());
+                    }
+                }
+            }
+            acked
+        });
+        std::thread::sleep(Duration::from_millis(700 + round * 300));
+        drop(strata); // SIGKILL
+        acked.extend(writer.join().unwrap());
+    }
+    assert!(acked.len() > 100, "documents were acknowledged before the kills: {}", acked.len());
+    let strata = start(dir.path(), &[]);
+    let http = client();
+    let count: serde_json::Value = http.post(format!("{}/events/_count", strata.es)).send().unwrap().json().unwrap();
+    assert!(count["count"].as_u64().unwrap() >= acked.len() as u64, "{count} < {}", acked.len());
+    for id in acked.iter().step_by(7) {
+        let query = serde_json::json!({"query": {"match": {"msg": id.to_lowercase()}}, "_source": false});
+        let answer: serde_json::Value = http
+            .post(format!("{}/events/_search", strata.es))
+            .header("content-type", "application/json")
+            .body(query.to_string())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let hits: Vec<&str> = answer["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_id"].as_str().unwrap()).collect();
+        assert!(hits.contains(&id.as_str()), "acknowledged document {id} is searchable: {answer}");
+    }
 }
