@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Drives Strata's es front with the official clients from PyPI: elasticsearch 8 (which
+# checks the X-Elastic-Product header and sends compatible-with=8 media types) and
+# opensearch-py. Covers index creation with a custom analyzer, bulk loading through the
+# clients' helpers, match/fuzzy/phrase/bool queries, aggregations, the term suggester,
+# search_after paging, updates with if_seq_no, and errors as the clients' exceptions.
+#
+#   scripts/es-clients.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=${STRATA_VENV:-/tmp/strata-es-venv}
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import elasticsearch, opensearchpy' 2>/dev/null \
+    || "$venv/bin/pip" install -q 'elasticsearch>=8.15,<9' 'opensearch-py>=2.4'
+
+cargo build --release -p strata
+work=$(mktemp -d)
+trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+STRATA_HTTP_LISTEN=127.0.0.1:18092 STRATA_ES_LISTEN=127.0.0.1:19200 STRATA_S3_ENABLED=false \
+    STRATA_SQS_ENABLED=false STRATA_PG_ENABLED=false STRATA_RESP_ENABLED=false STRATA_KAFKA_ENABLED=false \
+    target/release/strata serve --data-dir "$work/data" >"$work/log" 2>&1 &
+echo $! >"$work/pid"
+for _ in $(seq 100); do curl -fs localhost:18092/health >/dev/null && break; sleep 0.1; done
+
+"$venv/bin/python" - http://127.0.0.1:19200 <<'EOF'
+import sys
+from elasticsearch import Elasticsearch, helpers, NotFoundError, BadRequestError, ConflictError
+from opensearchpy import OpenSearch, helpers as os_helpers
+
+URL = sys.argv[1]
+def ok(msg): print("ok:", msg)
+
+es = Elasticsearch(URL)
+info = es.info()
+assert info["version"]["number"].startswith("8."), info
+ok(f"elasticsearch-py {info['version']['number']}: info (product header accepted)")
+
+es.indices.create(index="books", settings={
+    "analysis": {"analyzer": {"folded": {"tokenizer": "standard", "filter": ["lowercase", "asciifolding", "porter_stem"]}}}
+}, mappings={"properties": {
+    "title": {"type": "text", "analyzer": "folded", "fields": {"raw": {"type": "keyword"}}},
+    "genre": {"type": "keyword"}, "year": {"type": "integer"}, "rating": {"type": "float"}}})
+assert es.indices.exists(index="books")
+ok("create an index with a custom analyzer and mappings")
+
+genres = ["fantasy", "science", "history", "poetry"]
+words = ["dragon", "searching", "stars", "empire", "river", "garden", "machines", "winter"]
+docs = [{"_index": "books", "_id": str(i), "_source": {
+    "title": f"The {words[i % 8]} of {words[(i * 3) % 8]} volume {i}",
+    "genre": genres[i % 4], "year": 1950 + i % 70, "rating": (i % 50) / 10}} for i in range(2000)]
+count, errors = helpers.bulk(es, docs, chunk_size=500, refresh="true")
+assert count == 2000 and not errors, errors
+assert es.count(index="books")["count"] == 2000
+ok("helpers.bulk: 2000 documents, count matches")
+
+r = es.search(index="books", query={"match": {"title": "search"}}, size=3)
+assert r["hits"]["total"]["value"] == 500, r["hits"]["total"]
+ok("match 'search' finds the stemmed 'searching' titles (500)")
+r = es.search(index="books", query={"match": {"title": {"query": "dragn", "fuzziness": "AUTO"}}})
+assert r["hits"]["total"]["value"] > 0 and "dragon" in r["hits"]["hits"][0]["_source"]["title"]
+ok("fuzzy match 'dragn' finds dragon")
+r = es.search(index="books", query={"match_phrase": {"title": "searching of empire"}})
+assert r["hits"]["total"]["value"] == 250 and all("searching of empire" in h["_source"]["title"] for h in r["hits"]["hits"])
+r = es.search(index="books", query={"match_phrase": {"title": "empire of dragon"}})
+assert r["hits"]["total"]["value"] == 0
+ok("match_phrase keeps word order")
+r = es.search(index="books", query={"bool": {"must": [{"match": {"title": "river"}}],
+                                           "filter": [{"term": {"genre": "science"}}, {"range": {"year": {"gte": 1990}}}]}})
+assert all(h["_source"]["genre"] == "science" and h["_source"]["year"] >= 1990 for h in r["hits"]["hits"])
+ok("bool with filters")
+
+r = es.search(index="books", size=0, aggs={
+    "genres": {"terms": {"field": "genre"}, "aggs": {"avg_rating": {"avg": {"field": "rating"}}}},
+    "decades": {"histogram": {"field": "year", "interval": 10}},
+    "years": {"cardinality": {"field": "year"}}})
+buckets = {b["key"]: b["doc_count"] for b in r["aggregations"]["genres"]["buckets"]}
+assert buckets == {g: 500 for g in genres}, buckets
+assert sum(b["doc_count"] for b in r["aggregations"]["decades"]["buckets"]) == 2000
+assert r["aggregations"]["years"]["value"] == 70
+ok("aggregations: terms with avg sub-aggregation, histogram, cardinality — exact counts")
+
+r = es.search(index="books", size=0, suggest={"fix": {"text": "dragom", "term": {"field": "title"}}})
+assert r["suggest"]["fix"][0]["options"][0]["text"] == "dragon", r["suggest"]
+ok("term suggester: 'dragom' -> 'dragon'")
+
+seen, after = [], None
+while True:
+    kw = {"search_after": after} if after else {}
+    r = es.search(index="books", size=300, sort=[{"year": "asc"}, {"title.raw": "asc"}], query={"term": {"genre": "poetry"}}, **kw)
+    hits = r["hits"]["hits"]
+    if not hits: break
+    seen += [h["_id"] for h in hits]
+    after = hits[-1]["sort"]
+assert len(seen) == 500 and len(set(seen)) == 500
+ok("search_after pages through 500 documents exactly once")
+
+doc = es.get(index="books", id="7")
+es.update(index="books", id="7", doc={"rating": 9.9}, if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
+try:
+    es.update(index="books", id="7", doc={"rating": 1.0}, if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
+    raise SystemExit("stale if_seq_no was accepted")
+except ConflictError:
+    pass
+ok("update with if_seq_no; a stale one is a ConflictError")
+try:
+    es.search(index="no-such-index", query={"match_all": {}})
+    raise SystemExit("missing index answered")
+except NotFoundError as e:
+    assert e.meta.status == 404
+try:
+    es.search(index="books", query={"matchh": {}})
+    raise SystemExit("bad query answered")
+except BadRequestError:
+    pass
+ok("errors arrive as NotFoundError and BadRequestError")
+
+os_client = OpenSearch(URL)
+os_helpers.bulk(os_client, [{"_index": "notes", "_id": str(i), "text": f"note number {i}"} for i in range(100)], refresh=True)
+r = os_client.search(index="notes", body={"query": {"match": {"text": "42"}}})
+assert [h["_id"] for h in r["hits"]["hits"]] == ["42"]
+r = os_client.delete_by_query(index="notes", body={"query": {"match": {"text": "7"}}}, refresh=True)
+assert r["deleted"] == 1 and os_client.count(index="notes")["count"] == 99
+os_client.indices.delete(index="notes")
+assert not os_client.indices.exists(index="notes")
+ok("opensearch-py: bulk, search, delete by query, delete index")
+print("all es client checks passed")
+EOF
