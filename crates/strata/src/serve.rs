@@ -82,7 +82,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let sql = strata_sql::Sql::open_with(store.clone(), config.sql_options())
         .map_err(|e| anyhow!("opening the sql block: {e}"))?;
     let search = {
-        let (store, dir, search_config) = (store.clone(), config.data_dir.join("search"), config.search_config());
+        let (store, dir, search_config) =
+            (store.clone(), config.data_dir.join("search"), config.search_config());
         tokio::task::spawn_blocking(move || strata_search::Search::open(store, Some(dir), search_config))
             .await?
             .map_err(|e| anyhow!("opening the search block: {e}"))?

@@ -47,7 +47,8 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
     let mut child = command(data_dir, env).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let (mut http, mut pg, mut resp, mut s3, mut sqs, mut kafka, mut es) = (None, None, None, None, None, None, None);
+    let (mut http, mut pg, mut resp, mut s3, mut sqs, mut kafka, mut es) =
+        (None, None, None, None, None, None, None);
     while http.is_none()
         || pg.is_none()
         || resp.is_none()
@@ -896,7 +897,12 @@ fn acknowledged_documents_are_searchable_after_kill_9() {
                     body.push_str(&format!("{{\"index\":{{\"_index\":\"events\",\"_id\":\"{id}\"}}}}\n"));
                     body.push_str(&format!("{{\"msg\":\"event {id} happened\",\"round\":{round}}}\n"));
                 }
-                let Ok(resp) = http.post(format!("{es}/_bulk")).header("content-type", "application/x-ndjson").body(body).send() else {
+                let Ok(resp) = http
+                    .post(format!("{es}/_bulk"))
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+                    .send()
+                else {
                     return acked;
                 };
                 let Ok(answer) = resp.json::<serde_json::Value>() else { return acked };
@@ -915,7 +921,8 @@ fn acknowledged_documents_are_searchable_after_kill_9() {
     assert!(acked.len() > 100, "documents were acknowledged before the kills: {}", acked.len());
     let strata = start(dir.path(), &[]);
     let http = client();
-    let count: serde_json::Value = http.post(format!("{}/events/_count", strata.es)).send().unwrap().json().unwrap();
+    let count: serde_json::Value =
+        http.post(format!("{}/events/_count", strata.es)).send().unwrap().json().unwrap();
     assert!(count["count"].as_u64().unwrap() >= acked.len() as u64, "{count} < {}", acked.len());
     for id in acked.iter().step_by(7) {
         let query = serde_json::json!({"query": {"match": {"msg": id.to_lowercase()}}, "_source": false});
@@ -927,7 +934,8 @@ fn acknowledged_documents_are_searchable_after_kill_9() {
             .unwrap()
             .json()
             .unwrap();
-        let hits: Vec<&str> = answer["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_id"].as_str().unwrap()).collect();
+        let hits: Vec<&str> =
+            answer["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_id"].as_str().unwrap()).collect();
         assert!(hits.contains(&id.as_str()), "acknowledged document {id} is searchable: {answer}");
     }
 }

@@ -22,8 +22,8 @@ use crate::error::{SearchError, SearchResult};
 use serde_json::{Map, Value, json};
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, NgramTokenizer, RawTokenizer, RemoveLongFilter,
-    SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, TextAnalyzerBuilder, Token,
-    TokenFilter, TokenStream, Tokenizer, TokenizerManager, WhitespaceTokenizer,
+    SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, TextAnalyzerBuilder, Token, TokenFilter,
+    TokenStream, Tokenizer, TokenizerManager, WhitespaceTokenizer,
 };
 
 /// Longest token kept, in bytes (Lucene's standard tokenizer default).
@@ -160,10 +160,9 @@ fn custom(
         }
         return Err(bad(format!("Unknown analyzer type [{kind}] for [{name}]")));
     }
-    let tokenizer_name = def
-        .get("tokenizer")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(format!("analyzer [{name}] must specify either an analyzer type, or a tokenizer")))?;
+    let tokenizer_name = def.get("tokenizer").and_then(Value::as_str).ok_or_else(|| {
+        bad(format!("analyzer [{name}] must specify either an analyzer type, or a tokenizer"))
+    })?;
     let mut builder = tokenizer(tokenizer_name, tokenizers)?;
     let names: Vec<&str> = match def.get("filter") {
         Some(Value::String(one)) => vec![one.as_str()],
@@ -233,16 +232,20 @@ fn stop_filter(words: &Value, default: Option<Language>) -> SearchResult<StopWor
         Value::String(list) => language(list)
             .and_then(StopWordFilter::new)
             .ok_or_else(|| bad(format!("no stop word list named [{list}]"))),
-        Value::Array(words) => Ok(StopWordFilter::remove(
-            words.iter().filter_map(Value::as_str).map(str::to_lowercase),
-        )),
+        Value::Array(words) => {
+            Ok(StopWordFilter::remove(words.iter().filter_map(Value::as_str).map(str::to_lowercase)))
+        }
         _ => default
             .and_then(StopWordFilter::new)
             .ok_or_else(|| bad("[stopwords] must be a list name or an array")),
     }
 }
 
-fn filter(builder: TextAnalyzerBuilder, name: &str, declared: &Map<String, Value>) -> SearchResult<TextAnalyzerBuilder> {
+fn filter(
+    builder: TextAnalyzerBuilder,
+    name: &str,
+    declared: &Map<String, Value>,
+) -> SearchResult<TextAnalyzerBuilder> {
     let (kind, def) = match declared.get(name) {
         Some(def) => (def.get("type").and_then(Value::as_str).unwrap_or(name), def.clone()),
         None => (name, json!({})),
@@ -255,8 +258,10 @@ fn filter(builder: TextAnalyzerBuilder, name: &str, declared: &Map<String, Value
             builder.filter_dynamic(stop_filter(&words, Some(Language::English))?)
         }
         "stemmer" | "snowball" => {
-            let lang = def.get("language").or_else(|| def.get("name")).and_then(Value::as_str).unwrap_or("english");
-            let lang = language(&lang.to_lowercase()).ok_or_else(|| bad(format!("unknown stemmer language [{lang}]")))?;
+            let lang =
+                def.get("language").or_else(|| def.get("name")).and_then(Value::as_str).unwrap_or("english");
+            let lang = language(&lang.to_lowercase())
+                .ok_or_else(|| bad(format!("unknown stemmer language [{lang}]")))?;
             builder.filter_dynamic(Stemmer::new(lang))
         }
         "porter_stem" | "kstem" => builder.filter_dynamic(Stemmer::new(Language::English)),
@@ -473,6 +478,9 @@ mod tests {
     fn analyze_reports_offsets_and_positions() {
         let manager = build(None).unwrap();
         let out = analyze(&mut manager.get("standard").unwrap(), &["Quick fox"]);
-        assert_eq!(out["tokens"][1], json!({"token": "fox", "start_offset": 6, "end_offset": 9, "type": "<ALPHANUM>", "position": 1}));
+        assert_eq!(
+            out["tokens"][1],
+            json!({"token": "fox", "start_offset": 6, "end_offset": 9, "type": "<ALPHANUM>", "position": 1})
+        );
     }
 }

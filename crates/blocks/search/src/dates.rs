@@ -57,7 +57,10 @@ pub fn parse(s: &str) -> Option<i64> {
         (clock, 0)
     } else if let Some(i) = time.rfind(['+', '-']) {
         let zone = time[i + 1..].replace(':', "");
-        let (h, mi) = (digits(zone.get(..2)?)?, zone.get(2..).map_or(Some(0), |m| if m.is_empty() { Some(0) } else { digits(m) })?);
+        let (h, mi) = (
+            digits(zone.get(..2)?)?,
+            zone.get(2..).map_or(Some(0), |m| if m.is_empty() { Some(0) } else { digits(m) })?,
+        );
         let sign = if &time[i..i + 1] == "-" { -1 } else { 1 };
         (&time[..i], sign * (h * 60 + mi))
     } else {

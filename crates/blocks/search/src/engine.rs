@@ -27,6 +27,15 @@ pub struct WriterConfig {
     pub memory_bytes: usize,
 }
 
+/// Where an index's data lives: core for documents and the manifest, a directory (or
+/// memory) for tantivy's files.
+pub struct Storage<'a> {
+    pub store: &'a Store,
+    pub ks: &'a Keyspace,
+    pub root: Option<&'a Path>,
+    pub config: &'a WriterConfig,
+}
+
 /// What searches use: a compiled mapping and a reader of the same generation.
 pub struct View {
     pub compiled: Arc<Compiled>,
@@ -78,13 +87,19 @@ pub fn parse_interval(v: &Value) -> SearchResult<Option<Duration>> {
         return Ok(None);
     }
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let n: f64 = s[..split].parse().map_err(|_| SearchError::illegal_argument(format!("failed to parse setting [refresh_interval] with value [{s}]")))?;
+    let n: f64 = s[..split].parse().map_err(|_| {
+        SearchError::illegal_argument(format!("failed to parse setting [refresh_interval] with value [{s}]"))
+    })?;
     let ms = match &s[split..] {
         "ms" => n,
         "s" | "" => n * 1000.0,
         "m" => n * 60_000.0,
         "h" => n * 3_600_000.0,
-        _ => return Err(SearchError::illegal_argument(format!("failed to parse setting [refresh_interval] with value [{s}]"))),
+        _ => {
+            return Err(SearchError::illegal_argument(format!(
+                "failed to parse setting [refresh_interval] with value [{s}]"
+            )));
+        }
     };
     Ok(Some(Duration::from_millis(ms as u64)))
 }
@@ -92,14 +107,8 @@ pub fn parse_interval(v: &Value) -> SearchResult<Option<Duration>> {
 impl IndexHandle {
     /// Opens an index's current generation, or builds one from core when its files are
     /// missing or unreadable, then replays the operations its last commit does not hold.
-    pub fn open(
-        store: &Store,
-        ks: &Keyspace,
-        root: Option<&Path>,
-        meta: IndexMeta,
-        compiled: Compiled,
-        config: &WriterConfig,
-    ) -> SearchResult<IndexHandle> {
+    pub fn open(storage: &Storage, meta: IndexMeta, compiled: Compiled) -> SearchResult<IndexHandle> {
+        let Storage { store, ks, root, config } = *storage;
         let compiled = Arc::new(compiled);
         let refresh_interval = match meta.setting("refresh_interval") {
             Some(v) => parse_interval(v)?,
@@ -129,7 +138,13 @@ impl IndexHandle {
             }
         };
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        let mut writer = Writer { compiled: compiled.clone(), writer, next_seq: last_seq + 1, applied_seq: applied, dirty_since: None };
+        let mut writer = Writer {
+            compiled: compiled.clone(),
+            writer,
+            next_seq: last_seq + 1,
+            applied_seq: applied,
+            dirty_since: None,
+        };
         if applied < last_seq {
             catch_up(store, ks, meta.uuid, &mut writer, applied)?;
             commit(&mut writer)?;
@@ -157,13 +172,11 @@ impl IndexHandle {
     pub fn rebuild(
         &self,
         writer: &mut Writer,
-        store: &Store,
-        ks: &Keyspace,
-        root: Option<&Path>,
+        storage: &Storage,
         meta: &IndexMeta,
         compiled: Compiled,
-        config: &WriterConfig,
     ) -> SearchResult<()> {
+        let Storage { store, ks, root, config } = *storage;
         let compiled = Arc::new(compiled);
         let (index, new_writer) = build(store, ks, root, meta, &compiled, config)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;

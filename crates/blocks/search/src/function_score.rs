@@ -54,7 +54,9 @@ fn combine_of(v: Option<&Value>, default: Combine, what: &str) -> SearchResult<C
         Some("max") => Combine::Max,
         Some("min") => Combine::Min,
         Some("replace") if what == "boost_mode" => Combine::Replace,
-        Some(other) => return Err(SearchError::parsing(format!("[function_score] illegal {what} [{other}]"))),
+        Some(other) => {
+            return Err(SearchError::parsing(format!("[function_score] illegal {what} [{other}]")));
+        }
     })
 }
 
@@ -66,7 +68,11 @@ struct Function {
 
 impl Clone for Function {
     fn clone(&self) -> Self {
-        Function { filter: self.filter.as_ref().map(|q| q.box_clone()), kind: self.kind.clone(), weight: self.weight }
+        Function {
+            filter: self.filter.as_ref().map(|q| q.box_clone()),
+            kind: self.kind.clone(),
+            weight: self.weight,
+        }
     }
 }
 
@@ -102,7 +108,10 @@ fn parse_function(ctx: &Ctx, def: &Value) -> SearchResult<Function> {
     let filter = def.get("filter").map(|f| ctx.build(f)).transpose()?;
     let weight = def.get("weight").and_then(Value::as_f64).unwrap_or(1.0) as f32;
     let kind = if let Some(fvf) = def.get("field_value_factor") {
-        let field = fvf.get("field").and_then(Value::as_str).ok_or_else(|| SearchError::parsing("[field_value_factor] requires [field]"))?;
+        let field = fvf
+            .get("field")
+            .and_then(Value::as_str)
+            .ok_or_else(|| SearchError::parsing("[field_value_factor] requires [field]"))?;
         let integer = match ctx.compiled.field(field).map(|f| f.leaf.ty) {
             Some(ty) if ty.is_integer() || ty == FieldType::Date => true,
             Some(ty) if ty.is_float() => false,
@@ -130,12 +139,19 @@ fn parse_function(ctx: &Ctx, def: &Value) -> SearchResult<Function> {
             missing: fvf.get("missing").and_then(Value::as_f64),
         }
     } else if let Some(random) = def.get("random_score") {
-        Kind::Random { seed: random.get("seed").and_then(|s| s.as_u64().or_else(|| s.as_str().and_then(|s| s.parse().ok()))).unwrap_or(0) }
+        Kind::Random {
+            seed: random
+                .get("seed")
+                .and_then(|s| s.as_u64().or_else(|| s.as_str().and_then(|s| s.parse().ok())))
+                .unwrap_or(0),
+        }
     } else if def.get("weight").is_some() {
         Kind::Weight
     } else {
         let keys: Vec<&String> = def.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-        return Err(SearchError::parsing(format!("function_score: unsupported function among {keys:?} (weight, field_value_factor, random_score are supported)")));
+        return Err(SearchError::parsing(format!(
+            "function_score: unsupported function among {keys:?} (weight, field_value_factor, random_score are supported)"
+        )));
     };
     Ok(Function { filter, kind, weight })
 }
@@ -151,7 +167,10 @@ pub fn build(ctx: &Ctx, body: &Value) -> SearchResult<Box<dyn Query>> {
         for def in list {
             functions.push(parse_function(ctx, def)?);
         }
-    } else if body.get("field_value_factor").is_some() || body.get("random_score").is_some() || body.get("weight").is_some() {
+    } else if body.get("field_value_factor").is_some()
+        || body.get("random_score").is_some()
+        || body.get("weight").is_some()
+    {
         functions.push(parse_function(ctx, body)?);
     }
     let q = FunctionScoreQuery {
@@ -172,7 +191,12 @@ impl Query for FunctionScoreQuery {
         let filters = self
             .functions
             .iter()
-            .map(|f| f.filter.as_ref().map(|q| q.weight(EnableScoring::disabled_from_schema(scoring.schema()))).transpose())
+            .map(|f| {
+                f.filter
+                    .as_ref()
+                    .map(|q| q.weight(EnableScoring::disabled_from_schema(scoring.schema())))
+                    .transpose()
+            })
             .collect::<tantivy::Result<Vec<_>>>()?;
         Ok(Box::new(FunctionScoreWeight { inner, filters, spec: self.clone() }))
     }
@@ -206,13 +230,22 @@ impl Weight for FunctionScoreWeight {
         for (function, filter) in self.spec.functions.iter().zip(&self.filters) {
             let filter = filter.as_ref().map(|w| w.scorer(reader, 1.0)).transpose()?;
             let values = match &function.kind {
-                Kind::FieldValue { field, integer: true, .. } => reader.fast_fields().column_opt::<i64>(field)?.map_or(Values::None, Values::Int),
-                Kind::FieldValue { field, integer: false, .. } => reader.fast_fields().column_opt::<f64>(field)?.map_or(Values::None, Values::Float),
+                Kind::FieldValue { field, integer: true, .. } => {
+                    reader.fast_fields().column_opt::<i64>(field)?.map_or(Values::None, Values::Int)
+                }
+                Kind::FieldValue { field, integer: false, .. } => {
+                    reader.fast_fields().column_opt::<f64>(field)?.map_or(Values::None, Values::Float)
+                }
                 _ => Values::None,
             };
             functions.push(SegmentFunction { filter, values });
         }
-        let mut scorer = FunctionScorer { inner, functions, spec: self.spec.clone(), segment: reader.segment_id().uuid_string() };
+        let mut scorer = FunctionScorer {
+            inner,
+            functions,
+            spec: self.spec.clone(),
+            segment: reader.segment_id().uuid_string(),
+        };
         scorer.skip_low();
         Ok(Box::new(scorer))
     }

@@ -36,7 +36,13 @@ pub fn parse_fuzziness(v: &serde_json::Value, word: &str) -> Option<u8> {
             .and_then(|(a, b)| Some((a.trim().parse::<usize>().ok()?, b.trim().parse::<usize>().ok()?)))
             .unwrap_or((3, 6));
         let len = word.chars().count();
-        return Some(if len < low { 0 } else if len < high { 1 } else { 2 });
+        return Some(if len < low {
+            0
+        } else if len < high {
+            1
+        } else {
+            2
+        });
     }
     s.parse::<f64>().ok().map(|n| (n as u64).min(2) as u8)
 }
@@ -48,8 +54,8 @@ pub fn edit_distance(a: &str, b: &str, transpositions: bool) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -103,9 +109,15 @@ pub fn expand(
     }
     let mut out: Vec<Expansion> = found
         .into_iter()
-        .map(|(term, doc_freq)| Expansion { distance: edit_distance(word, &term, transpositions), term, doc_freq })
+        .map(|(term, doc_freq)| Expansion {
+            distance: edit_distance(word, &term, transpositions),
+            term,
+            doc_freq,
+        })
         .collect();
-    out.sort_by(|a, b| a.distance.cmp(&b.distance).then(b.doc_freq.cmp(&a.doc_freq)).then(a.term.cmp(&b.term)));
+    out.sort_by(|a, b| {
+        a.distance.cmp(&b.distance).then(b.doc_freq.cmp(&a.doc_freq)).then(a.term.cmp(&b.term))
+    });
     out.truncate(max_expansions.max(1));
     Ok(out)
 }

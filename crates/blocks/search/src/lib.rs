@@ -49,7 +49,7 @@ mod store;
 pub use error::{SearchError, SearchResult};
 pub use mapping::Mapping;
 
-use engine::{Change, IndexHandle, WriterConfig};
+use engine::{Change, IndexHandle, Storage, WriterConfig};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -106,9 +106,9 @@ impl Refresh {
             None | Some("false") => Ok(Refresh::No),
             Some("") | Some("true") => Ok(Refresh::Now),
             Some("wait_for") => Ok(Refresh::WaitFor),
-            Some(other) => Err(SearchError::illegal_argument(format!(
-                "Unknown value for refresh: [{other}]."
-            ))),
+            Some(other) => {
+                Err(SearchError::illegal_argument(format!("Unknown value for refresh: [{other}].")))
+            }
         }
     }
 }
@@ -133,7 +133,9 @@ pub enum BulkOp {
 impl BulkOp {
     fn index(&self) -> &str {
         match self {
-            BulkOp::Index { index, .. } | BulkOp::Update { index, .. } | BulkOp::Delete { index, .. } => index,
+            BulkOp::Index { index, .. } | BulkOp::Update { index, .. } | BulkOp::Delete { index, .. } => {
+                index
+            }
         }
     }
 
@@ -173,7 +175,8 @@ impl DocWrite {
             "_primary_term": 1,
         });
         if let Some(source) = &self.source {
-            out["get"] = json!({"found": true, "_source": source, "_seq_no": self.seq_no, "_primary_term": 1});
+            out["get"] =
+                json!({"found": true, "_source": source, "_seq_no": self.seq_no, "_primary_term": 1});
         }
         out
     }
@@ -245,9 +248,8 @@ fn check_index_name(name: &str) -> SearchResult<()> {
 fn normalize_settings(settings: Option<&Value>) -> SearchResult<Value> {
     let mut index = Map::new();
     let Some(settings) = settings else { return Ok(json!({"index": index})) };
-    let obj = settings
-        .as_object()
-        .ok_or_else(|| SearchError::illegal_argument("settings must be an object"))?;
+    let obj =
+        settings.as_object().ok_or_else(|| SearchError::illegal_argument("settings must be an object"))?;
     fn put(index: &mut Map<String, Value>, key: &str, value: &Value) {
         match key.split_once('.') {
             Some(("index", rest)) => put(index, rest, value),
@@ -256,7 +258,7 @@ fn normalize_settings(settings: Option<&Value>) -> SearchResult<Value> {
                     put(index, k, v);
                 }
             }
-            Some((head, rest)) if head == "analysis" => {
+            Some(("analysis", rest)) => {
                 let entry = index.entry("analysis").or_insert_with(|| json!({}));
                 let mut path = rest.split('.');
                 let mut node = entry;
@@ -310,11 +312,14 @@ impl Search {
     pub fn open(store: Store, data_dir: Option<PathBuf>, config: SearchConfig) -> SearchResult<Search> {
         let ks = store.keyspace("search")?;
         if let Some(dir) = &data_dir {
-            std::fs::create_dir_all(dir).map_err(|e| SearchError::internal(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SearchError::internal(format!("{}: {e}", dir.display())))?;
         }
         let writer_config = WriterConfig {
             threads: config.writer_threads.clamp(1, 8),
-            memory_bytes: config.writer_memory_bytes.max(config.writer_threads.clamp(1, 8) * 16 * 1024 * 1024),
+            memory_bytes: config
+                .writer_memory_bytes
+                .max(config.writer_threads.clamp(1, 8) * 16 * 1024 * 1024),
         };
         let mut indices = HashMap::new();
         let mut uuids = Vec::new();
@@ -323,10 +328,15 @@ impl Search {
             for pair in txn.scan_prefix(&ks, &keys::index_prefix()) {
                 let (_, value) = pair?;
                 let meta = IndexMeta::decode(&value)?;
-                let compiled = schema::Compiled::new(Mapping::parse(&meta.mappings)?, meta.setting("analysis"))?;
+                let compiled =
+                    schema::Compiled::new(Mapping::parse(&meta.mappings)?, meta.setting("analysis"))?;
                 uuids.push(meta.uuid);
                 let name = meta.name.clone();
-                let handle = IndexHandle::open(&store, &ks, data_dir.as_deref(), meta, compiled, &writer_config)?;
+                let handle = IndexHandle::open(
+                    &Storage { store: &store, ks: &ks, root: data_dir.as_deref(), config: &writer_config },
+                    meta,
+                    compiled,
+                )?;
                 indices.insert(name, Arc::new(handle));
             }
         }
@@ -334,7 +344,11 @@ impl Search {
             // Directories of deleted indices whose removal a crash interrupted.
             if let Ok(entries) = std::fs::read_dir(dir) {
                 for entry in entries.flatten() {
-                    let keep = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()).is_some_and(|u| uuids.contains(&u));
+                    let keep = entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .is_some_and(|u| uuids.contains(&u));
                     if !keep {
                         let _ = std::fs::remove_dir_all(entry.path());
                     }
@@ -367,13 +381,14 @@ impl Search {
                 loop {
                     std::thread::sleep(Duration::from_millis(50));
                     let Some(inner) = weak.upgrade() else { return };
-                    let handles: Vec<Arc<IndexHandle>> = inner.indices.read().expect("indices lock").values().cloned().collect();
+                    let handles: Vec<Arc<IndexHandle>> =
+                        inner.indices.read().expect("indices lock").values().cloned().collect();
                     for handle in handles {
                         let Ok(mut writer) = handle.writer.try_lock() else { continue };
-                        if handle.refresh_due(&writer) {
-                            if let Err(err) = refresh_and_prune(&inner, &handle, &mut writer) {
-                                tracing::warn!(%err, "search refresh failed");
-                            }
+                        if handle.refresh_due(&writer)
+                            && let Err(err) = refresh_and_prune(&inner, &handle, &mut writer)
+                        {
+                            tracing::warn!(%err, "search refresh failed");
                         }
                     }
                 }
@@ -398,7 +413,8 @@ impl Search {
         for part in pattern.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             if part == "_all" || part.contains('*') {
                 let glob = if part == "_all" { "*" } else { part };
-                let mut matched: Vec<String> = indices.keys().filter(|n| source::glob_match(glob, n)).cloned().collect();
+                let mut matched: Vec<String> =
+                    indices.keys().filter(|n| source::glob_match(glob, n)).cloned().collect();
                 matched.sort();
                 out.extend(matched);
             } else if indices.contains_key(part) {
@@ -428,10 +444,18 @@ impl Search {
         }
         let _admin = self.inner.admin.lock().expect("admin lock");
         if self.inner.indices.read().expect("indices lock").contains_key(name) {
-            return Err(SearchError::new(400, "resource_already_exists_exception", format!("index [{name}] already exists")).with_index(name));
+            return Err(SearchError::new(
+                400,
+                "resource_already_exists_exception",
+                format!("index [{name}] already exists"),
+            )
+            .with_index(name));
         }
         if self.inner.indices.read().expect("indices lock").len() >= self.inner.config.max_indices {
-            return Err(SearchError::illegal_argument(format!("this node holds the most indices allowed ({})", self.inner.config.max_indices)));
+            return Err(SearchError::illegal_argument(format!(
+                "this node holds the most indices allowed ({})",
+                self.inner.config.max_indices
+            )));
         }
         let settings = normalize_settings(body.get("settings"))?;
         let mapping = match body.get("mappings") {
@@ -454,7 +478,7 @@ impl Search {
             created_ms: now_ms(),
             generation: 1,
         };
-        let handle = IndexHandle::open(&self.inner.store, &self.inner.ks, self.inner.root.as_deref(), meta.clone(), compiled, &self.inner.writer_config)?;
+        let handle = IndexHandle::open(&self.inner.storage(), meta.clone(), compiled)?;
         txn.set(&self.inner.ks, keys::index(name), meta.encode())?;
         txn.commit()?;
         self.inner.indices.write().expect("indices lock").insert(name.to_string(), Arc::new(handle));
@@ -467,7 +491,9 @@ impl Search {
         let names = self.resolve(pattern)?;
         let _admin = self.inner.admin.lock().expect("admin lock");
         for name in names {
-            let Some(handle) = self.inner.indices.write().expect("indices lock").remove(&name) else { continue };
+            let Some(handle) = self.inner.indices.write().expect("indices lock").remove(&name) else {
+                continue;
+            };
             let uuid = handle.meta.read().expect("meta lock").uuid;
             let _writer = handle.writer.lock().expect("writer lock");
             let mut txn = self.inner.store.begin();
@@ -479,7 +505,11 @@ impl Search {
             for prefix in [keys::doc_prefix(uuid), keys::op_prefix(uuid)] {
                 loop {
                     let mut txn = self.inner.store.begin();
-                    let batch: Vec<Vec<u8>> = txn.scan_prefix(&self.inner.ks, &prefix).take(10_000).map(|p| p.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+                    let batch: Vec<Vec<u8>> = txn
+                        .scan_prefix(&self.inner.ks, &prefix)
+                        .take(10_000)
+                        .map(|p| p.map(|(k, _)| k))
+                        .collect::<Result<_, _>>()?;
                     if batch.is_empty() {
                         break;
                     }
@@ -503,7 +533,10 @@ impl Search {
         for name in self.resolve(pattern)? {
             let handle = self.handle(&name)?;
             let meta = handle.meta.read().expect("meta lock").clone();
-            out.insert(name, json!({"aliases": {}, "mappings": meta.mappings, "settings": self.settings_json(&meta)}));
+            out.insert(
+                name,
+                json!({"aliases": {}, "mappings": meta.mappings, "settings": self.settings_json(&meta)}),
+            );
         }
         Ok(Value::Object(out))
     }
@@ -559,7 +592,9 @@ impl Search {
         let update = normalize_settings(Some(body.get("settings").unwrap_or(body)))?;
         for key in update["index"].as_object().into_iter().flat_map(|o| o.keys()) {
             if matches!(key.as_str(), "number_of_shards" | "analysis") {
-                return Err(SearchError::illegal_argument(format!("Can't update non dynamic settings [[index.{key}]] for open indices")));
+                return Err(SearchError::illegal_argument(format!(
+                    "Can't update non dynamic settings [[index.{key}]] for open indices"
+                )));
             }
         }
         for name in self.resolve(pattern)? {
@@ -578,20 +613,28 @@ impl Search {
     }
 
     /// Moves an index to a new mapping: a new generation built from core, then the manifest.
-    fn switch_mapping(&self, handle: &IndexHandle, writer: &mut engine::Writer, mapping: Mapping) -> SearchResult<()> {
+    fn switch_mapping(
+        &self,
+        handle: &IndexHandle,
+        writer: &mut engine::Writer,
+        mapping: Mapping,
+    ) -> SearchResult<()> {
         if mapping == writer.compiled.mapping {
             return Ok(());
         }
         let mut meta = handle.meta.read().expect("meta lock").clone();
-        let compiled = schema::Compiled::new(mapping.clone(), meta.setting("analysis")).map_err(|e| e.with_index(&meta.name))?;
+        let compiled = schema::Compiled::new(mapping.clone(), meta.setting("analysis"))
+            .map_err(|e| e.with_index(&meta.name))?;
         meta.generation += 1;
         meta.mappings = mapping.to_json();
-        handle.rebuild(writer, &self.inner.store, &self.inner.ks, self.inner.root.as_deref(), &meta, compiled, &self.inner.writer_config)?;
+        handle.rebuild(writer, &self.inner.storage(), &meta, compiled)?;
         let mut txn = self.inner.store.begin();
         txn.set(&self.inner.ks, keys::index(&meta.name), meta.encode())?;
         txn.commit()?;
         if let Some(root) = &self.inner.root {
-            let _ = std::fs::remove_dir_all(root.join(meta.uuid.to_string()).join((meta.generation - 1).to_string()));
+            let _ = std::fs::remove_dir_all(
+                root.join(meta.uuid.to_string()).join((meta.generation - 1).to_string()),
+            );
         }
         *handle.meta.write().expect("meta lock") = meta;
         Ok(())
@@ -630,7 +673,11 @@ impl Search {
 
     /// Runs a bulk request: each operation succeeds or fails on its own; the successful
     /// ones are committed to core together, with one fsync, before this returns.
-    pub fn bulk(&self, ops: Vec<BulkOp>, refresh: Refresh) -> SearchResult<Vec<Result<DocWrite, SearchError>>> {
+    pub fn bulk(
+        &self,
+        ops: Vec<BulkOp>,
+        refresh: Refresh,
+    ) -> SearchResult<Vec<Result<DocWrite, SearchError>>> {
         let mut results: Vec<Option<Result<DocWrite, SearchError>>> = vec![None; ops.len()];
         // Create missing indices that writes name.
         for (i, op) in ops.iter().enumerate() {
@@ -653,7 +700,8 @@ impl Search {
             }
         }
         // Lock every index written, in name order.
-        let mut names: Vec<&str> = ops.iter().enumerate().filter(|(i, _)| results[*i].is_none()).map(|(_, op)| op.index()).collect();
+        let mut names: Vec<&str> =
+            ops.iter().enumerate().filter(|(i, _)| results[*i].is_none()).map(|(_, op)| op.index()).collect();
         names.sort_unstable();
         names.dedup();
         let mut handles = BTreeMap::new();
@@ -685,7 +733,9 @@ impl Search {
                 }
                 let mut candidates: Vec<Value> = match op {
                     BulkOp::Index { source, .. } => vec![source.clone()],
-                    BulkOp::Update { body, .. } => ["doc", "upsert"].iter().filter_map(|k| body.get(*k).cloned()).collect(),
+                    BulkOp::Update { body, .. } => {
+                        ["doc", "upsert"].iter().filter_map(|k| body.get(*k).cloned()).collect()
+                    }
                     BulkOp::Delete { .. } => vec![],
                 };
                 if let BulkOp::Update { id, body, .. } = op {
@@ -798,49 +848,90 @@ impl Search {
                 };
                 (index.clone(), id, cond.clone())
             }
-            BulkOp::Update { index, id, cond, .. } | BulkOp::Delete { index, id, cond, .. } => (index.clone(), id.clone(), cond.clone()),
+            BulkOp::Update { index, id, cond, .. } | BulkOp::Delete { index, id, cond, .. } => {
+                (index.clone(), id.clone(), cond.clone())
+            }
         };
         if id.is_empty() || id.len() > 512 {
-            return Err(SearchError::illegal_argument(format!("id [{id}] is too long, must be no longer than 512 bytes but was: {}", id.len())));
+            return Err(SearchError::illegal_argument(format!(
+                "id [{id}] is too long, must be no longer than 512 bytes but was: {}",
+                id.len()
+            )));
         }
         let current = txn.get(ks, &keys::doc(uuid, &id))?.map(|b| DocRecord::decode(&b)).transpose()?;
         if let Some(want) = cond.if_seq_no {
             let have = current.as_ref().map(|r| r.seq);
             if have != Some(want) || cond.if_primary_term.is_some_and(|t| t != 1) {
                 let detail = match have {
-                    Some(seq) => format!("required seqNo [{want}], primary term [{}]. current document has seqNo [{seq}] and primary term [1]", cond.if_primary_term.unwrap_or(1)),
-                    None => format!("required seqNo [{want}], primary term [{}] but no document was found", cond.if_primary_term.unwrap_or(1)),
+                    Some(seq) => format!(
+                        "required seqNo [{want}], primary term [{}]. current document has seqNo [{seq}] and primary term [1]",
+                        cond.if_primary_term.unwrap_or(1)
+                    ),
+                    None => format!(
+                        "required seqNo [{want}], primary term [{}] but no document was found",
+                        cond.if_primary_term.unwrap_or(1)
+                    ),
                 };
                 return Err(SearchError::version_conflict(&index, &id, detail));
             }
         }
-        if let (Some(want), Some(cur)) = (cond.external_version, &current) {
-            if want <= cur.version {
-                return Err(SearchError::version_conflict(&index, &id, format!("current version [{}] is higher or equal to the one provided [{want}]", cur.version)));
-            }
+        if let (Some(want), Some(cur)) = (cond.external_version, &current)
+            && want <= cur.version
+        {
+            return Err(SearchError::version_conflict(
+                &index,
+                &id,
+                format!("current version [{}] is higher or equal to the one provided [{want}]", cur.version),
+            ));
         }
-        let version_after = |current: &Option<DocRecord>| cond.external_version.unwrap_or_else(|| current.as_ref().map_or(1, |r| r.version + 1));
+        let version_after = |current: &Option<DocRecord>| {
+            cond.external_version.unwrap_or_else(|| current.as_ref().map_or(1, |r| r.version + 1))
+        };
         let (source, result, return_source) = match op {
             BulkOp::Delete { .. } => {
                 let Some(cur) = current else {
-                    return Ok((DocWrite { index, id, version: 1, result: "not_found", seq_no: writer.next_seq.saturating_sub(1), source: None }, None));
+                    return Ok((
+                        DocWrite {
+                            index,
+                            id,
+                            version: 1,
+                            result: "not_found",
+                            seq_no: writer.next_seq.saturating_sub(1),
+                            source: None,
+                        },
+                        None,
+                    ));
                 };
                 let seq = writer.next_seq;
                 writer.next_seq += 1;
                 txn.delete(ks, keys::doc(uuid, &id))?;
                 txn.set(ks, keys::op(uuid, seq), store::encode_op(store::OP_DELETED, &id))?;
-                let write = DocWrite { index, id: id.clone(), version: cur.version + 1, result: "deleted", seq_no: seq, source: None };
+                let write = DocWrite {
+                    index,
+                    id: id.clone(),
+                    version: cur.version + 1,
+                    result: "deleted",
+                    seq_no: seq,
+                    source: None,
+                };
                 return Ok((write, Some(Change::Delete { id })));
             }
             BulkOp::Index { source, create, .. } => {
                 if create && current.is_some() {
-                    return Err(SearchError::version_conflict(&index, &id, "document already exists (current version [1])".replace("[1]", &format!("[{}]", current.as_ref().map_or(1, |r| r.version)))));
+                    return Err(SearchError::version_conflict(
+                        &index,
+                        &id,
+                        "document already exists (current version [1])"
+                            .replace("[1]", &format!("[{}]", current.as_ref().map_or(1, |r| r.version))),
+                    ));
                 }
                 let result = if current.is_some() { "updated" } else { "created" };
                 (source, result, false)
             }
             BulkOp::Update { body, .. } => {
-                let wants_source = body.get("_source").is_some_and(|v| v.as_bool() == Some(true) || v.is_array() || v.is_string());
+                let wants_source = body
+                    .get("_source")
+                    .is_some_and(|v| v.as_bool() == Some(true) || v.is_array() || v.is_string());
                 match current {
                     Some(ref cur) => {
                         let mut doc = parse_source(&cur.source)?;
@@ -850,11 +941,23 @@ impl Search {
                         } else if let Some(patch) = body.get("doc") {
                             deep_merge(&mut doc, patch);
                         } else {
-                            return Err(SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: script or doc is missing;"));
+                            return Err(SearchError::new(
+                                400,
+                                "action_request_validation_exception",
+                                "Validation Failed: 1: script or doc is missing;",
+                            ));
                         }
-                        let noop = body.get("detect_noop").and_then(Value::as_bool).unwrap_or(true) && doc == before;
+                        let noop =
+                            body.get("detect_noop").and_then(Value::as_bool).unwrap_or(true) && doc == before;
                         if noop {
-                            let write = DocWrite { index, id, version: cur.version, result: "noop", seq_no: cur.seq, source: wants_source.then_some(doc) };
+                            let write = DocWrite {
+                                index,
+                                id,
+                                version: cur.version,
+                                result: "noop",
+                                seq_no: cur.seq,
+                                source: wants_source.then_some(doc),
+                            };
                             return Ok((write, None));
                         }
                         (doc, "updated", wants_source)
@@ -866,12 +969,17 @@ impl Search {
                             body.get("upsert").cloned()
                         };
                         let Some(mut doc) = upsert else {
-                            return Err(SearchError::new(404, "document_missing_exception", format!("[{id}]: document missing")).with_index(&index));
+                            return Err(SearchError::new(
+                                404,
+                                "document_missing_exception",
+                                format!("[{id}]: document missing"),
+                            )
+                            .with_index(&index));
                         };
-                        if body.get("scripted_upsert").and_then(Value::as_bool) == Some(true) {
-                            if let Some(script) = body.get("script") {
-                                script::run(script, &mut doc)?;
-                            }
+                        if body.get("scripted_upsert").and_then(Value::as_bool) == Some(true)
+                            && let Some(script) = body.get("script")
+                        {
+                            script::run(script, &mut doc)?;
                         }
                         (doc, "created", wants_source)
                     }
@@ -883,7 +991,11 @@ impl Search {
         }
         let bytes = serde_json::to_vec(&source).map_err(SearchError::internal)?;
         if bytes.len() > self.inner.config.max_doc_bytes {
-            return Err(SearchError::illegal_argument(format!("document of {} bytes is over the limit of {} bytes", bytes.len(), self.inner.config.max_doc_bytes)));
+            return Err(SearchError::illegal_argument(format!(
+                "document of {} bytes is over the limit of {} bytes",
+                bytes.len(),
+                self.inner.config.max_doc_bytes
+            )));
         }
         let doc = writer.compiled.document(&id, &source, &bytes)?;
         let seq = writer.next_seq;
@@ -891,7 +1003,14 @@ impl Search {
         let version = version_after(&current);
         txn.set(ks, keys::doc(uuid, &id), DocRecord { seq, version, source: bytes }.encode())?;
         txn.set(ks, keys::op(uuid, seq), store::encode_op(store::OP_INDEXED, &id))?;
-        let write = DocWrite { index, id: id.clone(), version, result, seq_no: seq, source: return_source.then_some(source) };
+        let write = DocWrite {
+            index,
+            id: id.clone(),
+            version,
+            result,
+            seq_no: seq,
+            source: return_source.then_some(source),
+        };
         Ok((write, Some(Change::Upsert { id, doc })))
     }
 
@@ -938,23 +1057,42 @@ impl Search {
     }
 
     /// `_mget`: `{"docs": [{"_index", "_id"}]}` or `{"ids": [...]}` against a default index.
-    pub fn mget(&self, default_index: Option<&str>, body: &Value, filter: &source::SourceFilter) -> SearchResult<Value> {
+    pub fn mget(
+        &self,
+        default_index: Option<&str>,
+        body: &Value,
+        filter: &source::SourceFilter,
+    ) -> SearchResult<Value> {
         let mut docs = Vec::new();
-        let wanted: Vec<(Option<String>, String)> = if let Some(ids) = body.get("ids").and_then(Value::as_array) {
-            ids.iter().map(|id| (None, id.as_str().map(str::to_string).unwrap_or_else(|| id.to_string()))).collect()
-        } else if let Some(list) = body.get("docs").and_then(Value::as_array) {
-            list.iter()
-                .map(|d| {
-                    let id = d.get("_id").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
-                    (d.get("_index").and_then(Value::as_str).map(str::to_string), id)
-                })
-                .collect()
-        } else {
-            return Err(SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: no documents to get;"));
-        };
+        let wanted: Vec<(Option<String>, String)> =
+            if let Some(ids) = body.get("ids").and_then(Value::as_array) {
+                ids.iter()
+                    .map(|id| (None, id.as_str().map(str::to_string).unwrap_or_else(|| id.to_string())))
+                    .collect()
+            } else if let Some(list) = body.get("docs").and_then(Value::as_array) {
+                list.iter()
+                    .map(|d| {
+                        let id = d
+                            .get("_id")
+                            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                            .unwrap_or_default();
+                        (d.get("_index").and_then(Value::as_str).map(str::to_string), id)
+                    })
+                    .collect()
+            } else {
+                return Err(SearchError::new(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: no documents to get;",
+                ));
+            };
         for (index, id) in wanted {
             let Some(index) = index.or_else(|| default_index.map(str::to_string)) else {
-                return Err(SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: index is missing for doc 0;"));
+                return Err(SearchError::new(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: index is missing for doc 0;",
+                ));
             };
             docs.push(match self.get_json(&index, &id, filter) {
                 Ok(doc) => doc,
@@ -967,7 +1105,10 @@ impl Search {
     /// `_search` over one or more indices.
     pub fn search(&self, pattern: &str, body: &Value) -> SearchResult<Value> {
         let names = self.resolve(pattern)?;
-        let views: Vec<(String, Arc<engine::View>)> = names.iter().map(|n| self.handle(n).map(|h| (n.clone(), h.view()))).collect::<SearchResult<_>>()?;
+        let views: Vec<(String, Arc<engine::View>)> = names
+            .iter()
+            .map(|n| self.handle(n).map(|h| (n.clone(), h.view())))
+            .collect::<SearchResult<_>>()?;
         search::run(&views, body, &self.inner.config)
     }
 
@@ -979,13 +1120,22 @@ impl Search {
             let view = self.handle(name)?.view();
             count += search::count(&view, body)?;
         }
-        Ok(json!({"count": count, "_shards": {"total": names.len(), "successful": names.len(), "skipped": 0, "failed": 0}}))
+        Ok(
+            json!({"count": count, "_shards": {"total": names.len(), "successful": names.len(), "skipped": 0, "failed": 0}}),
+        )
     }
 
     /// `_delete_by_query` and `_update_by_query`: finds the matching ids in the refreshed
     /// index, then writes through the bulk path (conflicts are counted, not fatal, with
     /// `conflicts=proceed`).
-    pub fn by_query(&self, pattern: &str, body: &Value, update: bool, proceed_on_conflict: bool, refresh: Refresh) -> SearchResult<Value> {
+    pub fn by_query(
+        &self,
+        pattern: &str,
+        body: &Value,
+        update: bool,
+        proceed_on_conflict: bool,
+        refresh: Refresh,
+    ) -> SearchResult<Value> {
         let started = std::time::Instant::now();
         let names = self.resolve(pattern)?;
         let (mut total, mut done, mut conflicts, mut noops) = (0u64, 0u64, 0u64, 0u64);
@@ -1029,10 +1179,13 @@ impl Search {
                         Err(e) if e.kind == "version_conflict_engine_exception" => {
                             conflicts += 1;
                             if !proceed_on_conflict {
-                                failures.push(json!({"index": name, "cause": e.to_json()["error"], "status": 409}));
+                                failures.push(
+                                    json!({"index": name, "cause": e.to_json()["error"], "status": 409}),
+                                );
                             }
                         }
-                        Err(e) => failures.push(json!({"index": name, "cause": e.to_json()["error"], "status": e.status})),
+                        Err(e) => failures
+                            .push(json!({"index": name, "cause": e.to_json()["error"], "status": e.status})),
                     }
                 }
             }
@@ -1063,15 +1216,25 @@ impl Search {
         let texts: Vec<&str> = match body.get("text") {
             Some(Value::String(s)) => vec![s.as_str()],
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-            _ => return Err(SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: text is missing;")),
+            _ => {
+                return Err(SearchError::new(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: text is missing;",
+                ));
+            }
         };
         let compiled = match index {
             Some(name) => self.handle(name)?.view().compiled.clone(),
             None => Arc::new(schema::Compiled::new(Mapping::default(), None)?),
         };
         let analyzer_name = if let Some(field) = body.get("field").and_then(Value::as_str) {
-            let info = compiled.field(field).ok_or_else(|| SearchError::illegal_argument(format!("no field [{field}] in the mapping")))?;
-            info.leaf.analyzer.clone().unwrap_or_else(|| if info.leaf.ty == mapping::FieldType::Text { "standard".into() } else { "keyword".into() })
+            let info = compiled
+                .field(field)
+                .ok_or_else(|| SearchError::illegal_argument(format!("no field [{field}] in the mapping")))?;
+            info.leaf.analyzer.clone().unwrap_or_else(|| {
+                if info.leaf.ty == mapping::FieldType::Text { "standard".into() } else { "keyword".into() }
+            })
         } else if let Some(name) = body.get("analyzer").and_then(Value::as_str) {
             name.to_string()
         } else if body.get("tokenizer").is_some() || body.get("filter").is_some() {
@@ -1093,6 +1256,12 @@ impl Search {
             metrics::gauge!("strata_search_indices").set(stats.len() as f64);
             metrics::gauge!("strata_search_docs").set(stats.iter().map(|s| s.docs).sum::<u64>() as f64);
         }
+    }
+}
+
+impl Inner {
+    fn storage(&self) -> Storage<'_> {
+        Storage { store: &self.store, ks: &self.ks, root: self.root.as_deref(), config: &self.writer_config }
     }
 }
 

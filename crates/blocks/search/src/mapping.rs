@@ -90,7 +90,15 @@ pub struct Leaf {
 
 impl Leaf {
     fn new(ty: FieldType) -> Leaf {
-        Leaf { ty, analyzer: None, search_analyzer: None, ignore_above: None, index: true, boost: None, fields: BTreeMap::new() }
+        Leaf {
+            ty,
+            analyzer: None,
+            search_analyzer: None,
+            ignore_above: None,
+            index: true,
+            boost: None,
+            fields: BTreeMap::new(),
+        }
     }
 
     pub fn index_analyzer(&self) -> &str {
@@ -117,7 +125,9 @@ impl Dynamic {
             Value::String(s) if s == "true" || s == "runtime" => Ok(Dynamic::True),
             Value::String(s) if s == "false" => Ok(Dynamic::False),
             Value::String(s) if s == "strict" => Ok(Dynamic::Strict),
-            other => Err(SearchError::mapper_parsing(format!("Could not convert [dynamic] to boolean: {other}"))),
+            other => {
+                Err(SearchError::mapper_parsing(format!("Could not convert [dynamic] to boolean: {other}")))
+            }
         }
     }
 
@@ -168,12 +178,14 @@ fn parse_leaf(name: &str, def: &Map<String, Value>, depth: usize) -> SearchResul
     leaf.boost = def.get("boost").and_then(Value::as_f64);
     if let Some(fields) = def.get("fields").and_then(Value::as_object) {
         if depth > 1 {
-            return Err(SearchError::mapper_parsing(format!("multi-field [{name}] cannot have multi-fields")));
+            return Err(SearchError::mapper_parsing(format!(
+                "multi-field [{name}] cannot have multi-fields"
+            )));
         }
         for (sub, sub_def) in fields {
-            let sub_def = sub_def
-                .as_object()
-                .ok_or_else(|| SearchError::mapper_parsing(format!("Expected map for property [fields] on field [{name}]")))?;
+            let sub_def = sub_def.as_object().ok_or_else(|| {
+                SearchError::mapper_parsing(format!("Expected map for property [fields] on field [{name}]"))
+            })?;
             leaf.fields.insert(sub.clone(), parse_leaf(&format!("{name}.{sub}"), sub_def, depth + 1)?);
         }
     }
@@ -182,7 +194,9 @@ fn parse_leaf(name: &str, def: &Map<String, Value>, depth: usize) -> SearchResul
 
 fn parse_properties(props: &Value, prefix: &str, depth: usize) -> SearchResult<BTreeMap<String, Property>> {
     if depth > MAX_DEPTH {
-        return Err(SearchError::illegal_argument(format!("Limit of mapping depth [{MAX_DEPTH}] has been exceeded")));
+        return Err(SearchError::illegal_argument(format!(
+            "Limit of mapping depth [{MAX_DEPTH}] has been exceeded"
+        )));
     }
     let props = props
         .as_object()
@@ -197,8 +211,13 @@ fn parse_properties(props: &Value, prefix: &str, depth: usize) -> SearchResult<B
             .as_object()
             .ok_or_else(|| SearchError::mapper_parsing(format!("Expected map for property [{path}]")))?;
         let is_object = def.contains_key("properties")
-            || matches!(def.get("type").and_then(Value::as_str), None | Some("object") | Some("nested") | Some("flattened"));
-        let prop = if is_object && !def.contains_key("fields") && def.get("type").and_then(Value::as_str) != Some("flattened")
+            || matches!(
+                def.get("type").and_then(Value::as_str),
+                None | Some("object") | Some("nested") | Some("flattened")
+            );
+        let prop = if is_object
+            && !def.contains_key("fields")
+            && def.get("type").and_then(Value::as_str) != Some("flattened")
         {
             let properties = match def.get("properties") {
                 Some(p) => parse_properties(p, &path, depth + 1)?,
@@ -251,7 +270,8 @@ fn leaf_json(leaf: &Leaf) -> Value {
         out["boost"] = json!(b);
     }
     if !leaf.fields.is_empty() {
-        out["fields"] = leaf.fields.iter().map(|(k, v)| (k.clone(), leaf_json(v))).collect::<Map<_, _>>().into();
+        out["fields"] =
+            leaf.fields.iter().map(|(k, v)| (k.clone(), leaf_json(v))).collect::<Map<_, _>>().into();
     }
     out
 }
@@ -287,7 +307,10 @@ fn merge_props(
             (None, _) => {
                 into.insert(name.clone(), prop.clone());
             }
-            (Some(Property::Object { properties, dynamic }), Property::Object { properties: new, dynamic: new_dyn }) => {
+            (
+                Some(Property::Object { properties, dynamic }),
+                Property::Object { properties: new, dynamic: new_dyn },
+            ) => {
                 merge_props(properties, new, &path)?;
                 if new_dyn.is_some() {
                     *dynamic = *new_dyn;
@@ -379,7 +402,11 @@ impl Mapping {
     /// Every searchable field as (path, path of its values in `_source`, leaf), multi-fields
     /// included (`title.keyword` takes its values from `title`).
     pub fn leaves(&self) -> Vec<(String, String, &Leaf)> {
-        fn walk<'a>(props: &'a BTreeMap<String, Property>, prefix: &str, out: &mut Vec<(String, String, &'a Leaf)>) {
+        fn walk<'a>(
+            props: &'a BTreeMap<String, Property>,
+            prefix: &str,
+            out: &mut Vec<(String, String, &'a Leaf)>,
+        ) {
             for (name, prop) in props {
                 let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
                 match prop {
@@ -442,13 +469,17 @@ fn dynamic_walk(
     depth: usize,
 ) -> SearchResult<bool> {
     if depth > MAX_DEPTH {
-        return Err(SearchError::mapper_parsing(format!("the document nests deeper than {MAX_DEPTH} objects")));
+        return Err(SearchError::mapper_parsing(format!(
+            "the document nests deeper than {MAX_DEPTH} objects"
+        )));
     }
     let Some(obj) = value.as_object() else { return Ok(false) };
     let mut changed = false;
     for (name, v) in obj {
         if name.is_empty() || name.starts_with('.') || name.ends_with('.') {
-            return Err(SearchError::mapper_parsing(format!("field name cannot be empty or start or end with a dot: [{name}]")));
+            return Err(SearchError::mapper_parsing(format!(
+                "field name cannot be empty or start or end with a dot: [{name}]"
+            )));
         }
         let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
         // Dotted names in documents (`{"a.b": 1}`) are paths, as in mappings.
@@ -470,7 +501,14 @@ fn dynamic_walk(
                             "object mapping for [{path}] tried to parse field [{path}] as object, but found a concrete value"
                         )));
                     }
-                    changed |= dynamic_walk(properties, item, &path, own.unwrap_or(dynamic), date_detection, depth + 1)?;
+                    changed |= dynamic_walk(
+                        properties,
+                        item,
+                        &path,
+                        own.unwrap_or(dynamic),
+                        date_detection,
+                        depth + 1,
+                    )?;
                 }
             }
             Some(Property::Field(_)) => {}
@@ -481,7 +519,10 @@ fn dynamic_walk(
                         return Err(SearchError::new(
                             400,
                             "strict_dynamic_mapping_exception",
-                            format!("mapping set to strict, dynamic introduction of [{name}] within [{}] is not allowed", if prefix.is_empty() { "_doc" } else { prefix }),
+                            format!(
+                                "mapping set to strict, dynamic introduction of [{name}] within [{}] is not allowed",
+                                if prefix.is_empty() { "_doc" } else { prefix }
+                            ),
                         ));
                     }
                     Dynamic::False => continue,
@@ -547,7 +588,8 @@ mod tests {
         let mapping = Mapping::default();
         let doc = json!({"title": "Hello", "views": 3, "score": 1.5, "published": "2024-05-01", "author": {"name": "Ann"}, "tags": ["a", "b"]});
         let next = mapping.with_dynamic_fields(&doc).unwrap().unwrap();
-        let leaves: BTreeMap<String, FieldType> = next.leaves().into_iter().map(|(p, _, l)| (p, l.ty)).collect();
+        let leaves: BTreeMap<String, FieldType> =
+            next.leaves().into_iter().map(|(p, _, l)| (p, l.ty)).collect();
         assert_eq!(leaves["title"], FieldType::Text);
         assert_eq!(leaves["title.keyword"], FieldType::Keyword);
         assert_eq!(leaves["views"], FieldType::Long);
@@ -555,8 +597,12 @@ mod tests {
         assert_eq!(leaves["published"], FieldType::Date);
         assert_eq!(leaves["author.name"], FieldType::Text);
         assert!(next.with_dynamic_fields(&doc).unwrap().is_none());
-        let strict = Mapping::parse(&json!({"dynamic": "strict", "properties": {"a": {"type": "keyword"}}})).unwrap();
-        assert_eq!(strict.with_dynamic_fields(&json!({"b": 1})).unwrap_err().kind, "strict_dynamic_mapping_exception");
+        let strict =
+            Mapping::parse(&json!({"dynamic": "strict", "properties": {"a": {"type": "keyword"}}})).unwrap();
+        assert_eq!(
+            strict.with_dynamic_fields(&json!({"b": 1})).unwrap_err().kind,
+            "strict_dynamic_mapping_exception"
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ use crate::schema::{Compiled, FieldInfo, date_value};
 use serde_json::{Map, Value};
 use std::ops::Bound;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, EmptyQuery, Occur, PhrasePrefixQuery,
-    PhraseQuery, Query, QueryParser, RangeQuery, RegexQuery, TermQuery, TermSetQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, EmptyQuery, Occur,
+    PhrasePrefixQuery, PhraseQuery, Query, QueryParser, RangeQuery, RegexQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DateTime, Searcher, Term};
@@ -40,11 +40,16 @@ fn parsing(msg: impl Into<String>) -> SearchError {
 
 /// The single `{name: body}` pair of a query object.
 fn single(v: &Value, what: &str) -> SearchResult<(String, Value)> {
-    let obj = v.as_object().ok_or_else(|| parsing(format!("[{what}] query malformed, no start_object after query name")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| parsing(format!("[{what}] query malformed, no start_object after query name")))?;
     let mut iter = obj.iter().filter(|(k, _)| !matches!(k.as_str(), "boost" | "_name"));
     let (k, v) = iter.next().ok_or_else(|| parsing(format!("[{what}] query malformed, no field")))?;
     if iter.next().is_some() {
-        return Err(parsing(format!("[{what}] query doesn't support multiple fields, found [{}]", obj.keys().cloned().collect::<Vec<_>>().join("] and ["))));
+        return Err(parsing(format!(
+            "[{what}] query doesn't support multiple fields, found [{}]",
+            obj.keys().cloned().collect::<Vec<_>>().join("] and [")
+        )));
     }
     Ok((k.clone(), v.clone()))
 }
@@ -62,7 +67,10 @@ fn text_of(v: &Value) -> SearchResult<String> {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
-        other => Err(parsing(format!("[match] unknown token [{}] after [query]", if other.is_object() { "START_OBJECT" } else { "START_ARRAY" }))),
+        other => Err(parsing(format!(
+            "[match] unknown token [{}] after [query]",
+            if other.is_object() { "START_OBJECT" } else { "START_ARRAY" }
+        ))),
     }
 }
 
@@ -71,7 +79,11 @@ pub fn minimum_should_match(v: &Value, n: usize) -> SearchResult<usize> {
     let s = match v {
         Value::Number(num) => num.to_string(),
         Value::String(s) => s.trim().to_string(),
-        other => return Err(parsing(format!("[minimum_should_match] must be a number or a percentage, got {other}"))),
+        other => {
+            return Err(parsing(format!(
+                "[minimum_should_match] must be a number or a percentage, got {other}"
+            )));
+        }
     };
     let bad = || parsing(format!("failed to parse [minimum_should_match] value [{s}]"));
     let wanted: i64 = if let Some(pct) = s.strip_suffix('%') {
@@ -94,7 +106,17 @@ impl Ctx<'_> {
     /// keyword's normalizer applies).
     fn term(&self, info: &FieldInfo, value: &Value) -> SearchResult<Term> {
         let field = info.field;
-        let fail = || SearchError::new(400, "query_shard_exception", format!("failed to create query: can't parse [{value}] as [{}] for field [{}]", info.leaf.ty.name(), info.path));
+        let fail = || {
+            SearchError::new(
+                400,
+                "query_shard_exception",
+                format!(
+                    "failed to create query: can't parse [{value}] as [{}] for field [{}]",
+                    info.leaf.ty.name(),
+                    info.path
+                ),
+            )
+        };
         Ok(match info.leaf.ty {
             FieldType::Text => Term::from_field_text(field, &text_of(value)?),
             FieldType::Keyword => {
@@ -102,7 +124,11 @@ impl Ctx<'_> {
                 match &info.leaf.analyzer {
                     Some(normalizer) => {
                         let mut analyzer = self.compiled.analyzer(normalizer)?;
-                        let normalized = analysis::terms(&mut analyzer, &text).into_iter().map(|(_, t)| t).next().unwrap_or_default();
+                        let normalized = analysis::terms(&mut analyzer, &text)
+                            .into_iter()
+                            .map(|(_, t)| t)
+                            .next()
+                            .unwrap_or_default();
                         Term::from_field_text(field, &normalized)
                     }
                     None => Term::from_field_text(field, &text),
@@ -110,7 +136,9 @@ impl Ctx<'_> {
             }
             ty if ty.is_integer() => {
                 let n = match value {
-                    Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+                    Value::Number(n) => {
+                        n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                    }
                     Value::String(s) => s.trim().parse().ok(),
                     _ => None,
                 };
@@ -144,7 +172,11 @@ impl Ctx<'_> {
     }
 
     fn term_query(&self, info: &FieldInfo, term: Term) -> Box<dyn Query> {
-        let option = if info.leaf.ty == FieldType::Text { IndexRecordOption::WithFreqs } else { IndexRecordOption::Basic };
+        let option = if info.leaf.ty == FieldType::Text {
+            IndexRecordOption::WithFreqs
+        } else {
+            IndexRecordOption::Basic
+        };
         Box::new(TermQuery::new(term, option))
     }
 
@@ -153,7 +185,11 @@ impl Ctx<'_> {
         if obj.len() != 1 {
             return Err(parsing(format!(
                 "[_na] query malformed, {}",
-                if obj.is_empty() { "empty clause found".to_string() } else { format!("more than one query: [{}]", obj.keys().cloned().collect::<Vec<_>>().join(", ")) }
+                if obj.is_empty() {
+                    "empty clause found".to_string()
+                } else {
+                    format!("more than one query: [{}]", obj.keys().cloned().collect::<Vec<_>>().join(", "))
+                }
             )));
         }
         let (kind, body) = obj.iter().next().expect("one entry");
@@ -176,24 +212,40 @@ impl Ctx<'_> {
             "terms" => self.terms(body),
             "range" => self.range(body),
             "exists" => {
-                let field = body.get("field").and_then(Value::as_str).ok_or_else(|| parsing("[exists] must be provided with a [field]"))?;
+                let field = body
+                    .get("field")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| parsing("[exists] must be provided with a [field]"))?;
                 let term = Term::from_field_text(self.compiled.field_names, field);
-                Ok(Box::new(ConstScoreQuery::new(Box::new(TermQuery::new(term, IndexRecordOption::Basic)), boost_of(body))))
+                Ok(Box::new(ConstScoreQuery::new(
+                    Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                    boost_of(body),
+                )))
             }
             "prefix" | "wildcard" | "regexp" => self.pattern(kind, body),
             "fuzzy" => self.fuzzy(body),
             "ids" => {
-                let values = body.get("values").and_then(Value::as_array).ok_or_else(|| parsing("[ids] requires [values]"))?;
-                let terms = values.iter().map(|v| Term::from_field_text(self.compiled.id, &text_of(v).unwrap_or_default()));
+                let values = body
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| parsing("[ids] requires [values]"))?;
+                let terms = values
+                    .iter()
+                    .map(|v| Term::from_field_text(self.compiled.id, &text_of(v).unwrap_or_default()));
                 Ok(Box::new(ConstScoreQuery::new(Box::new(TermSetQuery::new(terms)), boost_of(body))))
             }
             "bool" => self.bool_query(body),
             "constant_score" => {
-                let filter = body.get("filter").ok_or_else(|| parsing("[constant_score] requires a 'filter' element"))?;
+                let filter = body
+                    .get("filter")
+                    .ok_or_else(|| parsing("[constant_score] requires a 'filter' element"))?;
                 Ok(Box::new(ConstScoreQuery::new(self.build(filter)?, boost_of(body))))
             }
             "dis_max" => {
-                let queries = body.get("queries").and_then(Value::as_array).ok_or_else(|| parsing("[dis_max] requires 'queries' field"))?;
+                let queries = body
+                    .get("queries")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| parsing("[dis_max] requires 'queries' field"))?;
                 let disjuncts = queries.iter().map(|q| self.build(q)).collect::<SearchResult<Vec<_>>>()?;
                 let tie = body.get("tie_breaker").and_then(Value::as_f64).unwrap_or(0.0) as f32;
                 Ok(boosted(Box::new(DisjunctionMaxQuery::with_tie_breaker(disjuncts, tie)), boost_of(body)))
@@ -220,11 +272,22 @@ impl Ctx<'_> {
             }
         };
         for key in obj.keys() {
-            if !matches!(key.as_str(), "must" | "filter" | "should" | "must_not" | "minimum_should_match" | "boost" | "_name" | "adjust_pure_negative") {
+            if !matches!(
+                key.as_str(),
+                "must"
+                    | "filter"
+                    | "should"
+                    | "must_not"
+                    | "minimum_should_match"
+                    | "boost"
+                    | "_name"
+                    | "adjust_pure_negative"
+            ) {
                 return Err(parsing(format!("[bool] query does not support [{key}]")));
             }
         }
-        let (must, filter, should, must_not) = (clauses("must")?, clauses("filter")?, clauses("should")?, clauses("must_not")?);
+        let (must, filter, should, must_not) =
+            (clauses("must")?, clauses("filter")?, clauses("should")?, clauses("must_not")?);
         let required = !must.is_empty() || !filter.is_empty();
         let n_should = should.len();
         let msm = match obj.get("minimum_should_match") {
@@ -234,7 +297,11 @@ impl Ctx<'_> {
         };
         let mut subs: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         subs.extend(must.into_iter().map(|q| (Occur::Must, q)));
-        subs.extend(filter.into_iter().map(|q| (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)) as Box<dyn Query>)));
+        subs.extend(
+            filter
+                .into_iter()
+                .map(|q| (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)) as Box<dyn Query>)),
+        );
         if msm > 0 && msm == n_should {
             subs.extend(should.into_iter().map(|q| (Occur::Must, q)));
         } else {
@@ -244,7 +311,13 @@ impl Ctx<'_> {
         subs.extend(must_not.into_iter().map(|q| (Occur::MustNot, q)));
         if !positive {
             // Only exclusions (or nothing): everything else matches, unscored.
-            subs.push((Occur::Must, Box::new(ConstScoreQuery::new(Box::new(AllQuery), if n_should == 0 && subs.is_empty() { 1.0 } else { 0.0 }))));
+            subs.push((
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(
+                    Box::new(AllQuery),
+                    if n_should == 0 && subs.is_empty() { 1.0 } else { 0.0 },
+                )),
+            ));
         }
         let query = if msm > 0 && msm < n_should {
             BooleanQuery::with_minimum_required_clauses(subs, msm)
@@ -261,7 +334,14 @@ impl Ctx<'_> {
             Value::Object(o) => o,
             other => {
                 let mut o = Map::new();
-                o.insert(if matches!(what, "term" | "prefix" | "wildcard" | "regexp" | "fuzzy") { "value".into() } else { "query".into() }, other);
+                o.insert(
+                    if matches!(what, "term" | "prefix" | "wildcard" | "regexp" | "fuzzy") {
+                        "value".into()
+                    } else {
+                        "query".into()
+                    },
+                    other,
+                );
                 o
             }
         };
@@ -283,7 +363,12 @@ impl Ctx<'_> {
         Ok(boosted(q, boost))
     }
 
-    fn analyzed(&self, info: &FieldInfo, text: &str, analyzer: Option<&str>) -> SearchResult<Vec<(usize, String)>> {
+    fn analyzed(
+        &self,
+        info: &FieldInfo,
+        text: &str,
+        analyzer: Option<&str>,
+    ) -> SearchResult<Vec<(usize, String)>> {
         let name = analyzer.unwrap_or_else(|| info.leaf.query_analyzer());
         let mut analyzer = self.compiled.analyzer(name)?;
         Ok(analysis::terms(&mut analyzer, text))
@@ -291,12 +376,19 @@ impl Ctx<'_> {
 
     /// A `match` on one field: analyzed terms, combined by `operator` and
     /// `minimum_should_match`, each fuzzy when `fuzziness` is set.
-    pub fn match_text(&self, field: &str, text: &str, opts: &Map<String, Value>) -> SearchResult<Box<dyn Query>> {
+    pub fn match_text(
+        &self,
+        field: &str,
+        text: &str,
+        opts: &Map<String, Value>,
+    ) -> SearchResult<Box<dyn Query>> {
         let Some(info) = self.field(field) else { return Ok(Box::new(EmptyQuery)) };
         if info.leaf.ty != FieldType::Text {
             return match self.term(info, &Value::String(text.to_string())) {
                 Ok(term) => Ok(self.term_query(info, term)),
-                Err(_) if opts.get("lenient").and_then(Value::as_bool) == Some(true) => Ok(Box::new(EmptyQuery)),
+                Err(_) if opts.get("lenient").and_then(Value::as_bool) == Some(true) => {
+                    Ok(Box::new(EmptyQuery))
+                }
                 Err(e) => Err(e),
             };
         }
@@ -328,7 +420,11 @@ impl Ctx<'_> {
                     self.term_query(info, Term::from_field_text(info.field, &word))
                 });
             }
-            clauses.push(if alts.len() == 1 { alts.pop().expect("one") } else { Box::new(BooleanQuery::union(alts)) as Box<dyn Query> });
+            clauses.push(if alts.len() == 1 {
+                alts.pop().expect("one")
+            } else {
+                Box::new(BooleanQuery::union(alts)) as Box<dyn Query>
+            });
         }
         if clauses.len() == 1 {
             return Ok(clauses.pop().expect("one"));
@@ -337,28 +433,65 @@ impl Ctx<'_> {
         let n = clauses.len();
         let msm = match opts.get("minimum_should_match") {
             Some(v) if !and => minimum_should_match(v, n)?,
-            _ => if and { n } else { 1 },
+            _ => {
+                if and {
+                    n
+                } else {
+                    1
+                }
+            }
         };
         let occur = if msm == n { Occur::Must } else { Occur::Should };
         let subs: Vec<(Occur, Box<dyn Query>)> = clauses.into_iter().map(|q| (occur, q)).collect();
-        Ok(Box::new(if occur == Occur::Should && msm > 1 { BooleanQuery::with_minimum_required_clauses(subs, msm) } else { BooleanQuery::new(subs) }))
+        Ok(Box::new(if occur == Occur::Should && msm > 1 {
+            BooleanQuery::with_minimum_required_clauses(subs, msm)
+        } else {
+            BooleanQuery::new(subs)
+        }))
     }
 
     /// Terms near `word`, each scored by BM25 and weighted by its closeness.
-    fn fuzzy_terms(&self, info: &FieldInfo, word: &str, distance: u8, prefix_length: usize, transpositions: bool, max_expansions: usize) -> SearchResult<Box<dyn Query>> {
-        let expansions = fuzzy::expand(self.searcher, info.field, word, distance, prefix_length, transpositions, max_expansions)?;
+    fn fuzzy_terms(
+        &self,
+        info: &FieldInfo,
+        word: &str,
+        distance: u8,
+        prefix_length: usize,
+        transpositions: bool,
+        max_expansions: usize,
+    ) -> SearchResult<Box<dyn Query>> {
+        let expansions = fuzzy::expand(
+            self.searcher,
+            info.field,
+            word,
+            distance,
+            prefix_length,
+            transpositions,
+            max_expansions,
+        )?;
         if expansions.is_empty() {
             return Ok(Box::new(EmptyQuery));
         }
         let subs: Vec<Box<dyn Query>> = expansions
             .iter()
-            .map(|e| boosted(self.term_query(info, Term::from_field_text(info.field, &e.term)), fuzzy::similarity(word, e)))
+            .map(|e| {
+                boosted(
+                    self.term_query(info, Term::from_field_text(info.field, &e.term)),
+                    fuzzy::similarity(word, e),
+                )
+            })
             .collect();
         // A disjunction max, so that a word's many neighbours do not outweigh other words.
         Ok(Box::new(DisjunctionMaxQuery::with_tie_breaker(subs, 0.0)))
     }
 
-    fn phrase(&self, field: &str, text: &str, slop: u32, analyzer: Option<&str>) -> SearchResult<Box<dyn Query>> {
+    fn phrase(
+        &self,
+        field: &str,
+        text: &str,
+        slop: u32,
+        analyzer: Option<&str>,
+    ) -> SearchResult<Box<dyn Query>> {
         let Some(info) = self.field(field) else { return Ok(Box::new(EmptyQuery)) };
         if info.leaf.ty != FieldType::Text {
             return Ok(self.term_query(info, self.term(info, &Value::String(text.to_string()))?));
@@ -369,7 +502,10 @@ impl Ctx<'_> {
             1 => Ok(self.term_query(info, Term::from_field_text(info.field, &terms[0].1))),
             _ => {
                 let first = terms[0].0;
-                let with_offsets = terms.into_iter().map(|(p, t)| (p - first, Term::from_field_text(info.field, &t))).collect();
+                let with_offsets = terms
+                    .into_iter()
+                    .map(|(p, t)| (p - first, Term::from_field_text(info.field, &t)))
+                    .collect();
                 Ok(Box::new(PhraseQuery::new_with_offset_and_slop(with_offsets, slop)))
             }
         }
@@ -377,13 +513,19 @@ impl Ctx<'_> {
 
     fn phrase_prefix(&self, body: &Value) -> SearchResult<Box<dyn Query>> {
         let (field, opts) = self.field_body(body, "match_phrase_prefix")?;
-        let text = text_of(opts.get("query").ok_or_else(|| parsing("[match_phrase_prefix] requires query value"))?)?;
+        let text =
+            text_of(opts.get("query").ok_or_else(|| parsing("[match_phrase_prefix] requires query value"))?)?;
         let max_expansions = opts.get("max_expansions").and_then(Value::as_u64).unwrap_or(50) as usize;
         let boost = opts.get("boost").and_then(Value::as_f64).unwrap_or(1.0) as f32;
         Ok(boosted(self.phrase_prefix_text(&field, &text, max_expansions)?, boost))
     }
 
-    fn phrase_prefix_text(&self, field: &str, text: &str, max_expansions: usize) -> SearchResult<Box<dyn Query>> {
+    fn phrase_prefix_text(
+        &self,
+        field: &str,
+        text: &str,
+        max_expansions: usize,
+    ) -> SearchResult<Box<dyn Query>> {
         let Some(info) = self.field(field) else { return Ok(Box::new(EmptyQuery)) };
         if info.leaf.ty != FieldType::Text {
             return self.pattern_query(info, &format!("{}.*", regex_escape(text)), 1.0);
@@ -396,12 +538,18 @@ impl Ctx<'_> {
                 if expansions.is_empty() {
                     return Ok(Box::new(EmptyQuery));
                 }
-                let subs = expansions.into_iter().map(|t| self.term_query(info, Term::from_field_text(info.field, &t))).collect();
+                let subs = expansions
+                    .into_iter()
+                    .map(|t| self.term_query(info, Term::from_field_text(info.field, &t)))
+                    .collect();
                 Ok(Box::new(DisjunctionMaxQuery::new(subs)))
             }
             _ => {
                 let first = terms[0].0;
-                let with_offsets = terms.into_iter().map(|(p, t)| (p - first, Term::from_field_text(info.field, &t))).collect();
+                let with_offsets = terms
+                    .into_iter()
+                    .map(|(p, t)| (p - first, Term::from_field_text(info.field, &t)))
+                    .collect();
                 let mut q = PhrasePrefixQuery::new_with_offset(with_offsets);
                 q.set_max_expansions(max_expansions as u32);
                 Ok(Box::new(q))
@@ -451,8 +599,13 @@ impl Ctx<'_> {
                     .compiled
                     .fields
                     .values()
-                    .filter(|f| crate::source::glob_match(&name, &f.path) && (!text_only || f.leaf.ty == FieldType::Text || name != "*"))
-                    .filter(|f| name != "*" || f.leaf.ty == FieldType::Text || f.leaf.ty == FieldType::Keyword)
+                    .filter(|f| {
+                        crate::source::glob_match(&name, &f.path)
+                            && (!text_only || f.leaf.ty == FieldType::Text || name != "*")
+                    })
+                    .filter(|f| {
+                        name != "*" || f.leaf.ty == FieldType::Text || f.leaf.ty == FieldType::Keyword
+                    })
                     .collect();
                 matched.sort_by(|a, b| a.path.cmp(&b.path));
                 out.extend(matched.into_iter().map(|f| (f.path.clone(), boost)));
@@ -465,13 +618,19 @@ impl Ctx<'_> {
 
     fn multi_match(&self, body: &Value) -> SearchResult<Box<dyn Query>> {
         let opts = body.as_object().ok_or_else(|| parsing("[multi_match] query malformed"))?;
-        let text = text_of(opts.get("query").ok_or_else(|| parsing("No text specified for multi_match query"))?)?;
+        let text =
+            text_of(opts.get("query").ok_or_else(|| parsing("No text specified for multi_match query"))?)?;
         let kind = opts.get("type").and_then(Value::as_str).unwrap_or("best_fields");
         let fields = self.fields_of(opts.get("fields"), true);
         let mut per_field = Vec::new();
         for (field, boost) in fields {
             let q = match kind {
-                "phrase" => self.phrase(&field, &text, opts.get("slop").and_then(Value::as_u64).unwrap_or(0) as u32, None)?,
+                "phrase" => self.phrase(
+                    &field,
+                    &text,
+                    opts.get("slop").and_then(Value::as_u64).unwrap_or(0) as u32,
+                    None,
+                )?,
                 "phrase_prefix" | "bool_prefix" => self.phrase_prefix_text(&field, &text, 50)?,
                 "best_fields" | "most_fields" | "cross_fields" => {
                     let mut field_opts = opts.clone();
@@ -479,7 +638,11 @@ impl Ctx<'_> {
                     field_opts.insert("lenient".into(), Value::Bool(true));
                     self.match_text(&field, &text, &field_opts)?
                 }
-                other => return Err(parsing(format!("failed to parse [multi_match] query type [{other}]. unknown type."))),
+                other => {
+                    return Err(parsing(format!(
+                        "failed to parse [multi_match] query type [{other}]. unknown type."
+                    )));
+                }
             };
             per_field.push(boosted(q, boost));
         }
@@ -496,26 +659,32 @@ impl Ctx<'_> {
 
     fn query_string(&self, body: &Value, simple: bool) -> SearchResult<Box<dyn Query>> {
         let opts = body.as_object().ok_or_else(|| parsing("[query_string] query malformed"))?;
-        let mut text = opts.get("query").and_then(Value::as_str).ok_or_else(|| parsing("[query_string] must be provided with a [query]"))?.to_string();
+        let mut text = opts
+            .get("query")
+            .and_then(Value::as_str)
+            .ok_or_else(|| parsing("[query_string] must be provided with a [query]"))?
+            .to_string();
         let fields_value = opts.get("fields").cloned().or_else(|| opts.get("default_field").cloned());
         let fields = self.fields_of(fields_value.as_ref(), false);
         let mut tantivy_fields = Vec::new();
         let mut boosts = Vec::new();
         for (name, boost) in &fields {
-            if let Some(info) = self.field(name) {
-                if matches!(info.leaf.ty, FieldType::Text | FieldType::Keyword) {
-                    tantivy_fields.push(info.field);
-                    boosts.push((info.field, *boost));
-                }
+            if let Some(info) = self.field(name)
+                && matches!(info.leaf.ty, FieldType::Text | FieldType::Keyword)
+            {
+                tantivy_fields.push(info.field);
+                boosts.push((info.field, *boost));
             }
         }
-        let mut parser = QueryParser::new(self.compiled.schema.clone(), tantivy_fields, self.compiled.tokenizers.clone());
+        let mut parser =
+            QueryParser::new(self.compiled.schema.clone(), tantivy_fields, self.compiled.tokenizers.clone());
         for (field, boost) in boosts {
             if (boost - 1.0).abs() > f32::EPSILON {
                 parser.set_field_boost(field, boost);
             }
         }
-        if opts.get("default_operator").and_then(Value::as_str).is_some_and(|o| o.eq_ignore_ascii_case("and")) {
+        if opts.get("default_operator").and_then(Value::as_str).is_some_and(|o| o.eq_ignore_ascii_case("and"))
+        {
             parser.set_conjunction_by_default();
         }
         if simple {
@@ -524,9 +693,9 @@ impl Ctx<'_> {
             let (q, _errors) = parser.parse_query_lenient(&text);
             return Ok(boosted(q, boost_of(body)));
         }
-        let q = parser
-            .parse_query(&text)
-            .map_err(|e| SearchError::new(400, "query_shard_exception", format!("Failed to parse query [{text}]: {e}")))?;
+        let q = parser.parse_query(&text).map_err(|e| {
+            SearchError::new(400, "query_shard_exception", format!("Failed to parse query [{text}]: {e}"))
+        })?;
         Ok(boosted(q, boost_of(body)))
     }
 
@@ -539,7 +708,9 @@ impl Ctx<'_> {
             return Ok(boosted(Box::new(TermQuery::new(term, IndexRecordOption::Basic)), boost));
         }
         let Some(info) = self.field(&field) else { return Ok(Box::new(EmptyQuery)) };
-        if opts.get("case_insensitive").and_then(Value::as_bool) == Some(true) && matches!(info.leaf.ty, FieldType::Text | FieldType::Keyword) {
+        if opts.get("case_insensitive").and_then(Value::as_bool) == Some(true)
+            && matches!(info.leaf.ty, FieldType::Text | FieldType::Keyword)
+        {
             return self.pattern_query(info, &format!("(?i){}", regex_escape(&text_of(value)?)), boost);
         }
         let term = self.term(info, value)?;
@@ -548,10 +719,13 @@ impl Ctx<'_> {
 
     fn terms(&self, body: &Value) -> SearchResult<Box<dyn Query>> {
         let (field, values) = single(body, "terms")?;
-        let values = values.as_array().ok_or_else(|| parsing(format!("[terms] query does not support [{field}]")))?;
+        let values =
+            values.as_array().ok_or_else(|| parsing(format!("[terms] query does not support [{field}]")))?;
         let boost = boost_of(body);
         if field == "_id" {
-            let terms = values.iter().map(|v| Term::from_field_text(self.compiled.id, &text_of(v).unwrap_or_default()));
+            let terms = values
+                .iter()
+                .map(|v| Term::from_field_text(self.compiled.id, &text_of(v).unwrap_or_default()));
             return Ok(Box::new(ConstScoreQuery::new(Box::new(TermSetQuery::new(terms)), boost)));
         }
         let Some(info) = self.field(&field) else { return Ok(Box::new(EmptyQuery)) };
@@ -561,11 +735,27 @@ impl Ctx<'_> {
 
     fn range(&self, body: &Value) -> SearchResult<Box<dyn Query>> {
         let (field, opts) = single(body, "range")?;
-        let opts = opts.as_object().ok_or_else(|| parsing("[range] query malformed, no start_object after query name"))?;
+        let opts = opts
+            .as_object()
+            .ok_or_else(|| parsing("[range] query malformed, no start_object after query name"))?;
         let boost = opts.get("boost").and_then(Value::as_f64).unwrap_or(1.0) as f32;
         let Some(info) = self.field(&field) else { return Ok(Box::new(EmptyQuery)) };
         for key in opts.keys() {
-            if !matches!(key.as_str(), "gt" | "gte" | "lt" | "lte" | "from" | "to" | "include_lower" | "include_upper" | "format" | "time_zone" | "boost" | "relation" | "_name") {
+            if !matches!(
+                key.as_str(),
+                "gt" | "gte"
+                    | "lt"
+                    | "lte"
+                    | "from"
+                    | "to"
+                    | "include_lower"
+                    | "include_upper"
+                    | "format"
+                    | "time_zone"
+                    | "boost"
+                    | "relation"
+                    | "_name"
+            ) {
                 return Err(parsing(format!("[range] query does not support [{key}]")));
             }
         }
@@ -593,39 +783,62 @@ impl Ctx<'_> {
         let lower = match (lower, opts.get("from")) {
             (Bound::Unbounded, Some(v)) if !v.is_null() => {
                 let t = self.term(info, v)?;
-                if opts.get("include_lower").and_then(Value::as_bool) == Some(false) { Bound::Excluded(t) } else { Bound::Included(t) }
+                if opts.get("include_lower").and_then(Value::as_bool) == Some(false) {
+                    Bound::Excluded(t)
+                } else {
+                    Bound::Included(t)
+                }
             }
             (b, _) => b,
         };
         let upper = match (upper, opts.get("to")) {
             (Bound::Unbounded, Some(v)) if !v.is_null() => {
                 let t = self.term(info, v)?;
-                if opts.get("include_upper").and_then(Value::as_bool) == Some(false) { Bound::Excluded(t) } else { Bound::Included(t) }
+                if opts.get("include_upper").and_then(Value::as_bool) == Some(false) {
+                    Bound::Excluded(t)
+                } else {
+                    Bound::Included(t)
+                }
             }
             (b, _) => b,
         };
         if matches!((&lower, &upper), (Bound::Unbounded, Bound::Unbounded)) {
             // Only an existence check remains.
             let term = Term::from_field_text(self.compiled.field_names, &info.path);
-            return Ok(Box::new(ConstScoreQuery::new(Box::new(TermQuery::new(term, IndexRecordOption::Basic)), boost)));
+            return Ok(Box::new(ConstScoreQuery::new(
+                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                boost,
+            )));
         }
         Ok(Box::new(ConstScoreQuery::new(Box::new(RangeQuery::new(lower, upper)), boost)))
     }
 
     fn pattern_query(&self, info: &FieldInfo, regex: &str, boost: f32) -> SearchResult<Box<dyn Query>> {
-        let q = RegexQuery::from_pattern(regex, info.field).map_err(|e| parsing(format!("invalid pattern [{regex}]: {e}")))?;
+        let q = RegexQuery::from_pattern(regex, info.field)
+            .map_err(|e| parsing(format!("invalid pattern [{regex}]: {e}")))?;
         Ok(Box::new(ConstScoreQuery::new(Box::new(q), boost)))
     }
 
     fn pattern(&self, kind: &str, body: &Value) -> SearchResult<Box<dyn Query>> {
         let (field, opts) = self.field_body(body, kind)?;
-        let value = opts.get("value").or_else(|| opts.get(kind)).and_then(Value::as_str).ok_or_else(|| parsing(format!("[{kind}] query requires a value")))?;
+        let value = opts
+            .get("value")
+            .or_else(|| opts.get(kind))
+            .and_then(Value::as_str)
+            .ok_or_else(|| parsing(format!("[{kind}] query requires a value")))?;
         let boost = opts.get("boost").and_then(Value::as_f64).unwrap_or(1.0) as f32;
         let insensitive = opts.get("case_insensitive").and_then(Value::as_bool) == Some(true);
         let field_info = if field == "_id" { None } else { self.field(&field) };
         let Some(info) = field_info else { return Ok(Box::new(EmptyQuery)) };
         if !matches!(info.leaf.ty, FieldType::Text | FieldType::Keyword) {
-            return Err(SearchError::new(400, "query_shard_exception", format!("Can only use {kind} queries on keyword and text fields - not on [{field}] which is of type [{}]", info.leaf.ty.name())));
+            return Err(SearchError::new(
+                400,
+                "query_shard_exception",
+                format!(
+                    "Can only use {kind} queries on keyword and text fields - not on [{field}] which is of type [{}]",
+                    info.leaf.ty.name()
+                ),
+            ));
         }
         let mut regex = match kind {
             "prefix" => format!("{}.*", regex_escape(value)),
@@ -649,12 +862,18 @@ impl Ctx<'_> {
         let (field, opts) = self.field_body(body, "fuzzy")?;
         let value = text_of(opts.get("value").ok_or_else(|| parsing("[fuzzy] query requires a value"))?)?;
         let Some(info) = self.field(&field) else { return Ok(Box::new(EmptyQuery)) };
-        let distance = opts.get("fuzziness").map_or(Some(fuzzy::auto_distance(&value)), |f| fuzzy::parse_fuzziness(f, &value)).ok_or_else(|| parsing("[fuzzy] invalid fuzziness"))?;
+        let distance = opts
+            .get("fuzziness")
+            .map_or(Some(fuzzy::auto_distance(&value)), |f| fuzzy::parse_fuzziness(f, &value))
+            .ok_or_else(|| parsing("[fuzzy] invalid fuzziness"))?;
         let prefix_length = opts.get("prefix_length").and_then(Value::as_u64).unwrap_or(0) as usize;
         let max_expansions = opts.get("max_expansions").and_then(Value::as_u64).unwrap_or(50) as usize;
         let transpositions = opts.get("transpositions").and_then(Value::as_bool).unwrap_or(true);
         let boost = opts.get("boost").and_then(Value::as_f64).unwrap_or(1.0) as f32;
-        Ok(boosted(self.fuzzy_terms(info, &value, distance, prefix_length, transpositions, max_expansions)?, boost))
+        Ok(boosted(
+            self.fuzzy_terms(info, &value, distance, prefix_length, transpositions, max_expansions)?,
+            boost,
+        ))
     }
 }
 
@@ -669,4 +888,3 @@ pub fn regex_escape(s: &str) -> String {
     }
     out
 }
-

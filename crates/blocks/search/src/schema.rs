@@ -1,5 +1,5 @@
 //! The tantivy side of a mapping: one tantivy field per mapped path, plus `_id` (raw,
-//! stored, fast), `_source` (the document's JSON, stored) and `_field_names` (the paths a
+//! stored), `_source` (the document's JSON, stored) and `_field_names` (the paths a
 //! document has, for `exists`), and the conversion of a JSON document into a tantivy one.
 //!
 //! | mapping type | tantivy field |
@@ -56,7 +56,7 @@ impl Compiled {
         // tantivy asks every field for a tokenizer, `default` for non-text ones.
         tokenizers.register("default", RawTokenizer::default());
         let mut builder = Schema::builder();
-        let id = builder.add_text_field(ID, TextOptions::from(STRING | STORED).set_fast("raw"));
+        let id = builder.add_text_field(ID, STRING | STORED);
         let source = builder.add_bytes_field(SOURCE, STORED);
         let field_names = builder.add_text_field(FIELD_NAMES, STRING);
         let mut fields = HashMap::new();
@@ -65,7 +65,9 @@ impl Compiled {
                 if analysis::exists(&tokenizers, name) {
                     Ok(())
                 } else {
-                    Err(SearchError::mapper_parsing(format!("analyzer [{name}] has not been configured in mappings")))
+                    Err(SearchError::mapper_parsing(format!(
+                        "analyzer [{name}] has not been configured in mappings"
+                    )))
                 }
             };
             let field = match leaf.ty {
@@ -89,12 +91,21 @@ impl Compiled {
                         TextOptions::default().set_indexing_options(indexing).set_fast(tokenizer),
                     )
                 }
-                ty if ty.is_integer() => builder.add_i64_field(&path, NumericOptions::default().set_indexed().set_fast()),
-                ty if ty.is_float() => builder.add_f64_field(&path, NumericOptions::default().set_indexed().set_fast()),
-                FieldType::Boolean => builder.add_bool_field(&path, NumericOptions::default().set_indexed().set_fast()),
+                ty if ty.is_integer() => {
+                    builder.add_i64_field(&path, NumericOptions::default().set_indexed().set_fast())
+                }
+                ty if ty.is_float() => {
+                    builder.add_f64_field(&path, NumericOptions::default().set_indexed().set_fast())
+                }
+                FieldType::Boolean => {
+                    builder.add_bool_field(&path, NumericOptions::default().set_indexed().set_fast())
+                }
                 _ => builder.add_date_field(
                     &path,
-                    DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Milliseconds),
+                    DateOptions::default()
+                        .set_indexed()
+                        .set_fast()
+                        .set_precision(DateTimePrecision::Milliseconds),
                 ),
             };
             fields.insert(path.clone(), FieldInfo { path, source_path, leaf: leaf.clone(), field });
@@ -173,7 +184,11 @@ fn add_value(doc: &mut TantivyDocument, info: &FieldInfo, value: &Value) -> Sear
         ty if ty.is_integer() => {
             let n = match value {
                 Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.trunc() as i64)),
-                Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| s.trim().parse::<f64>().ok().map(|f| f.trunc() as i64)),
+                Value::String(s) => s
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .or_else(|| s.trim().parse::<f64>().ok().map(|f| f.trunc() as i64)),
                 _ => None,
             }
             .ok_or_else(|| wrong(info, value))?;

@@ -13,7 +13,13 @@ use crate::error::{SearchError, SearchResult};
 use serde_json::{Map, Value};
 
 fn fail(stmt: &str, why: &str) -> SearchError {
-    SearchError::new(400, "script_exception", format!("compile error: {why} in [{stmt}] (supported: assignments, +=, -=, .add(), .remove() on ctx._source)"))
+    SearchError::new(
+        400,
+        "script_exception",
+        format!(
+            "compile error: {why} in [{stmt}] (supported: assignments, +=, -=, .add(), .remove() on ctx._source)"
+        ),
+    )
 }
 
 /// Runs a script (`"source"` string or `{"source": ..., "params": {...}}`) on a document.
@@ -21,7 +27,10 @@ pub fn run(script: &Value, doc: &mut Value) -> SearchResult<()> {
     let (source, params) = match script {
         Value::String(s) => (s.as_str(), Value::Object(Map::new())),
         Value::Object(o) => (
-            o.get("source").or_else(|| o.get("inline")).and_then(Value::as_str).ok_or_else(|| fail("", "missing source"))?,
+            o.get("source")
+                .or_else(|| o.get("inline"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| fail("", "missing source"))?,
             o.get("params").cloned().unwrap_or(Value::Object(Map::new())),
         ),
         _ => return Err(fail("", "a script must be a string or an object")),
@@ -54,7 +63,10 @@ fn split_statements(source: &str) -> Vec<&str> {
 }
 
 fn path_of<'a>(stmt: &str, target: &'a str) -> SearchResult<Vec<&'a str>> {
-    let rest = target.trim().strip_prefix("ctx._source").ok_or_else(|| fail(stmt, "the target must be ctx._source"))?;
+    let rest = target
+        .trim()
+        .strip_prefix("ctx._source")
+        .ok_or_else(|| fail(stmt, "the target must be ctx._source"))?;
     Ok(rest.split('.').filter(|p| !p.is_empty()).collect())
 }
 
@@ -65,7 +77,9 @@ fn get<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a Value> {
 fn get_mut<'a>(stmt: &str, doc: &'a mut Value, path: &[&str]) -> SearchResult<&'a mut Value> {
     let mut node = doc;
     for part in path {
-        let obj = node.as_object_mut().ok_or_else(|| fail(stmt, "the path goes through a value that is not an object"))?;
+        let obj = node
+            .as_object_mut()
+            .ok_or_else(|| fail(stmt, "the path goes through a value that is not an object"))?;
         node = obj.entry(part.to_string()).or_insert(Value::Null);
     }
     Ok(node)
@@ -94,7 +108,10 @@ fn arith(stmt: &str, a: &Value, b: &Value, sign: f64) -> SearchResult<Value> {
             let sum = x.as_f64().unwrap_or(0.0) + sign * y.as_f64().unwrap_or(0.0);
             Ok(serde_json::Number::from_f64(sum).map(Value::Number).unwrap_or(Value::Null))
         }
-        (Value::String(x), y) if sign > 0.0 => Ok(Value::String(format!("{x}{}", y.as_str().map(str::to_string).unwrap_or_else(|| y.to_string())))),
+        (Value::String(x), y) if sign > 0.0 => Ok(Value::String(format!(
+            "{x}{}",
+            y.as_str().map(str::to_string).unwrap_or_else(|| y.to_string())
+        ))),
         (Value::Null, y) => Ok(y.clone()),
         _ => Err(fail(stmt, "+= and -= need numbers")),
     }

@@ -30,9 +30,32 @@ use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader,
 
 /// The keys of a search body this module reads; anything else is refused.
 const KNOWN_KEYS: &[&str] = &[
-    "query", "from", "size", "sort", "search_after", "_source", "highlight", "aggs", "aggregations", "suggest",
-    "track_total_hits", "min_score", "post_filter", "track_scores", "timeout", "explain", "version", "seq_no_primary_term",
-    "stored_fields", "profile", "terminate_after", "indices_boost", "fields", "docvalue_fields", "pit", "runtime_mappings",
+    "query",
+    "from",
+    "size",
+    "sort",
+    "search_after",
+    "_source",
+    "highlight",
+    "aggs",
+    "aggregations",
+    "suggest",
+    "track_total_hits",
+    "min_score",
+    "post_filter",
+    "track_scores",
+    "timeout",
+    "explain",
+    "version",
+    "seq_no_primary_term",
+    "stored_fields",
+    "profile",
+    "terminate_after",
+    "indices_boost",
+    "fields",
+    "docvalue_fields",
+    "pit",
+    "runtime_mappings",
 ];
 
 fn now_ms() -> i64 {
@@ -51,7 +74,11 @@ impl Key {
     fn to_json(&self, ty: Option<FieldType>) -> Value {
         match self {
             Key::Missing => Value::Null,
-            Key::Num(n) if ty.is_some_and(|t| t.is_integer() || t == FieldType::Date || t == FieldType::Boolean) => json!(*n as i64),
+            Key::Num(n)
+                if ty.is_some_and(|t| t.is_integer() || t == FieldType::Date || t == FieldType::Boolean) =>
+            {
+                json!(*n as i64)
+            }
             Key::Num(n) => json!(n),
             Key::Str(s) => json!(s),
         }
@@ -98,7 +125,11 @@ fn parse_sort(compiled: &Compiled, v: Option<&Value>) -> SearchResult<Vec<SortSp
             "_doc" | "_shard_doc" => SortBy::Doc,
             path => {
                 let info = compiled.field(path).ok_or_else(|| {
-                    SearchError::new(400, "query_shard_exception", format!("No mapping found for [{path}] in order to sort on"))
+                    SearchError::new(
+                        400,
+                        "query_shard_exception",
+                        format!("No mapping found for [{path}] in order to sort on"),
+                    )
                 })?;
                 if info.leaf.ty == FieldType::Text {
                     return Err(SearchError::illegal_argument(format!(
@@ -125,8 +156,20 @@ fn compare(specs: &[SortSpec], a: &[Key], b: &[Key]) -> Ordering {
     for (spec, (x, y)) in specs.iter().zip(a.iter().zip(b)) {
         let ord = match (x, y) {
             (Key::Missing, Key::Missing) => Ordering::Equal,
-            (Key::Missing, _) => if spec.missing_first { Ordering::Less } else { Ordering::Greater },
-            (_, Key::Missing) => if spec.missing_first { Ordering::Greater } else { Ordering::Less },
+            (Key::Missing, _) => {
+                if spec.missing_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (_, Key::Missing) => {
+                if spec.missing_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
             _ => {
                 let o = x.partial_cmp(y).unwrap_or(Ordering::Equal);
                 if spec.descending { o.reverse() } else { o }
@@ -230,7 +273,9 @@ impl Collector for SortCollector {
                 SortBy::Field { path, ty } => match ty {
                     FieldType::Keyword => fast.str(path)?.map_or(Column::None, Column::Str),
                     FieldType::Boolean => fast.column_opt::<bool>(path)?.map_or(Column::None, Column::Bool),
-                    FieldType::Date => fast.column_opt::<tantivy::DateTime>(path)?.map_or(Column::None, Column::Date),
+                    FieldType::Date => {
+                        fast.column_opt::<tantivy::DateTime>(path)?.map_or(Column::None, Column::Date)
+                    }
                     t if t.is_float() => fast.column_opt::<f64>(path)?.map_or(Column::None, Column::Float),
                     _ => fast.column_opt::<i64>(path)?.map_or(Column::None, Column::Int),
                 },
@@ -267,26 +312,34 @@ impl SegmentCollector for SortSegment {
             let descending = spec.descending;
             keys.push(match (&spec.by, column) {
                 (SortBy::Score, _) => Key::Num(score as f64),
-                (SortBy::Doc, _) => Key::Num(((self.index as u64) << 40 | (self.segment as u64) << 32 | doc as u64) as f64),
+                (SortBy::Doc, _) => {
+                    Key::Num(((self.index as u64) << 40 | (self.segment as u64) << 32 | doc as u64) as f64)
+                }
                 (_, Column::Int(c)) => pick(c.values_for_doc(doc).map(|v| v as f64), descending),
                 (_, Column::Float(c)) => pick(c.values_for_doc(doc), descending),
-                (_, Column::Bool(c)) => pick(c.values_for_doc(doc).map(|b| if b { 1.0 } else { 0.0 }), descending),
-                (_, Column::Date(c)) => pick(c.values_for_doc(doc).map(|d| d.into_timestamp_millis() as f64), descending),
+                (_, Column::Bool(c)) => {
+                    pick(c.values_for_doc(doc).map(|b| if b { 1.0 } else { 0.0 }), descending)
+                }
+                (_, Column::Date(c)) => {
+                    pick(c.values_for_doc(doc).map(|d| d.into_timestamp_millis() as f64), descending)
+                }
                 (_, Column::Str(c)) => {
                     // The smallest (or, descending, largest) of the values.
                     let ord = if descending { c.term_ords(doc).max() } else { c.term_ords(doc).min() };
                     match ord {
-                        Some(ord) if c.ord_to_str(ord, &mut self.buf).unwrap_or(false) => Key::Str(std::mem::take(&mut self.buf)),
+                        Some(ord) if c.ord_to_str(ord, &mut self.buf).unwrap_or(false) => {
+                            Key::Str(std::mem::take(&mut self.buf))
+                        }
                         _ => Key::Missing,
                     }
                 }
                 (_, Column::None) => Key::Missing,
             });
         }
-        if let Some(after) = &self.after {
-            if compare(&self.specs, &keys, after) != Ordering::Greater {
-                return;
-            }
+        if let Some(after) = &self.after
+            && compare(&self.specs, &keys, after) != Ordering::Greater
+        {
+            return;
         }
         self.hits.push(Hit { keys, score, index: self.index, addr: DocAddress::new(self.segment, doc) });
         if self.hits.len() >= self.limit * 4 + 64 {
@@ -301,11 +354,13 @@ impl SegmentCollector for SortSegment {
 }
 
 fn pick(values: impl Iterator<Item = f64>, descending: bool) -> Key {
-    let best = values.fold(None, |acc: Option<f64>, v| Some(match acc {
-        None => v,
-        Some(a) if descending => a.max(v),
-        Some(a) => a.min(v),
-    }));
+    let best = values.fold(None, |acc: Option<f64>, v| {
+        Some(match acc {
+            None => v,
+            Some(a) if descending => a.max(v),
+            Some(a) => a.min(v),
+        })
+    });
     best.map_or(Key::Missing, Key::Num)
 }
 
@@ -317,7 +372,9 @@ fn track_total(v: Option<&Value>) -> SearchResult<Option<usize>> {
         Some(Value::Bool(false)) => Ok(None),
         Some(Value::Number(n)) if n.as_i64() == Some(-1) => Ok(Some(usize::MAX)),
         Some(Value::Number(n)) => Ok(Some(n.as_u64().unwrap_or(10_000) as usize)),
-        Some(other) => Err(SearchError::illegal_argument(format!("[track_total_hits] must be a boolean or a number, got {other}"))),
+        Some(other) => Err(SearchError::illegal_argument(format!(
+            "[track_total_hits] must be a boolean or a number, got {other}"
+        ))),
     }
 }
 
@@ -329,7 +386,9 @@ fn usize_param(body: &Value, key: &str, default: usize) -> SearchResult<usize> {
             .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
             .filter(|n| *n >= 0)
             .map(|n| n as usize)
-            .ok_or_else(|| SearchError::illegal_argument(format!("[{key}] parameter cannot be negative, found [{v}]"))),
+            .ok_or_else(|| {
+                SearchError::illegal_argument(format!("[{key}] parameter cannot be negative, found [{v}]"))
+            }),
     }
 }
 
@@ -347,7 +406,12 @@ fn adapt_aggs(v: &mut Value) -> SearchResult<()> {
                     "hour" | "1h" => "1h",
                     "day" | "1d" => "1d",
                     "week" | "1w" => "7d",
-                    other if other.ends_with(['s', 'm', 'h', 'd']) && other[..other.len() - 1].parse::<u64>().is_ok() => other,
+                    other
+                        if other.ends_with(['s', 'm', 'h', 'd'])
+                            && other[..other.len() - 1].parse::<u64>().is_ok() =>
+                    {
+                        other
+                    }
                     other => {
                         return Err(SearchError::illegal_argument(format!(
                             "calendar_interval [{other}] is not supported here; use fixed_interval (e.g. \"30d\")"
@@ -372,11 +436,15 @@ fn parse_aggs(body: &Value) -> SearchResult<Option<Aggregations>> {
     let Some(raw) = body.get("aggs").or_else(|| body.get("aggregations")) else { return Ok(None) };
     let mut raw = raw.clone();
     adapt_aggs(&mut raw)?;
-    let aggs: Aggregations = serde_json::from_value(raw).map_err(|e| SearchError::parsing(format!("failed to parse aggregations: {e}")))?;
+    let aggs: Aggregations = serde_json::from_value(raw)
+        .map_err(|e| SearchError::parsing(format!("failed to parse aggregations: {e}")))?;
     Ok(Some(aggs))
 }
 
-fn agg_collector(compiled: &Compiled, aggs: &Option<Aggregations>) -> Option<DistributedAggregationCollector> {
+fn agg_collector(
+    compiled: &Compiled,
+    aggs: &Option<Aggregations>,
+) -> Option<DistributedAggregationCollector> {
     aggs.as_ref().map(|a| {
         DistributedAggregationCollector::from_aggs(
             a.clone(),
@@ -387,7 +455,8 @@ fn agg_collector(compiled: &Compiled, aggs: &Option<Aggregations>) -> Option<Dis
 
 fn agg_error(e: tantivy::TantivyError) -> SearchError {
     let msg = e.to_string();
-    if msg.contains("not a fast field") || msg.contains("FastFieldNotAvailable") || msg.contains("fast field") {
+    if msg.contains("not a fast field") || msg.contains("FastFieldNotAvailable") || msg.contains("fast field")
+    {
         SearchError::illegal_argument(format!(
             "{msg}: aggregations need keyword, numeric, boolean or date fields (text fields are not aggregatable; use the .keyword sub-field)"
         ))
@@ -447,7 +516,11 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
         };
         let specs = parse_sort(&view.compiled, body.get("sort"))?;
         let sort_given = !specs.is_empty();
-        let specs = if sort_given { specs } else { vec![SortSpec { by: SortBy::Score, descending: true, missing_first: false }] };
+        let specs = if sort_given {
+            specs
+        } else {
+            vec![SortSpec { by: SortBy::Score, descending: true, missing_first: false }]
+        };
         let after = match body.get("search_after") {
             Some(Value::Array(values)) => {
                 if values.len() != specs.len() {
@@ -457,9 +530,17 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
                         specs.len()
                     )));
                 }
-                Some(values.iter().zip(&specs).map(|(v, spec)| after_key(v, spec)).collect::<SearchResult<Vec<_>>>()?)
+                Some(
+                    values
+                        .iter()
+                        .zip(&specs)
+                        .map(|(v, spec)| after_key(v, spec))
+                        .collect::<SearchResult<Vec<_>>>()?,
+                )
             }
-            Some(other) => return Err(SearchError::parsing(format!("[search_after] must be an array, got {other}"))),
+            Some(other) => {
+                return Err(SearchError::parsing(format!("[search_after] must be an array, got {other}")));
+            }
             None => None,
         };
         let by_score_only = !sort_given && after.is_none() && min_score.is_none();
@@ -467,7 +548,12 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
         let agg = agg_collector(&view.compiled, &aggs);
         let (hits, total, agg_result) = if by_score_only && limit > 0 {
             let collector = TopDocs::with_limit(limit).order_by_score();
-            if body.get("post_filter").is_some() && (count.is_some() || agg.is_some()) {
+            if agg.is_none() {
+                // Top hits alone, so that tantivy skips blocks that cannot make the top
+                // (block-max WAND); the total is a count without scoring.
+                let total = count.map(|_| hits_query.count(&searcher)).transpose()?;
+                (searcher.search(&*hits_query, &collector)?, total, None)
+            } else if body.get("post_filter").is_some() {
                 let top = searcher.search(&*hits_query, &collector)?;
                 let (total, agg_result) = searcher.search(&*query, &(count, agg)).map_err(agg_error)?;
                 (top, total, agg_result)
@@ -476,9 +562,18 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
             }
             .into_hits(i)
         } else {
-            let scoring = specs.iter().any(|s| matches!(s.by, SortBy::Score)) || body.get("track_scores") == Some(&json!(true)) || min_score.is_some();
-            let collector = SortCollector { specs: Arc::new(specs.clone()), after, limit: limit.max(1), scoring, index: i };
-            let (mut hits, total, agg_result) = searcher.search(&*hits_query, &(collector, count, agg)).map_err(agg_error)?;
+            let scoring = specs.iter().any(|s| matches!(s.by, SortBy::Score))
+                || body.get("track_scores") == Some(&json!(true))
+                || min_score.is_some();
+            let collector = SortCollector {
+                specs: Arc::new(specs.clone()),
+                after,
+                limit: limit.max(1),
+                scoring,
+                index: i,
+            };
+            let (mut hits, total, agg_result) =
+                searcher.search(&*hits_query, &(collector, count, agg)).map_err(agg_error)?;
             if let Some(min) = min_score {
                 hits.retain(|h| h.score >= min);
             }
@@ -499,15 +594,20 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
     let highlight = body.get("highlight");
     let mut hits_json = Vec::with_capacity(page.len());
     let mut max_score: Option<f32> = None;
-    let scored = !sort_given || specs_out.iter().any(|s| matches!(s.by, SortBy::Score)) || body.get("track_scores") == Some(&json!(true));
+    let scored = !sort_given
+        || specs_out.iter().any(|s| matches!(s.by, SortBy::Score))
+        || body.get("track_scores") == Some(&json!(true));
     for hit in &page {
         let (name, view) = &views[hit.index];
         let run = &runs[hit.index];
-        let doc: TantivyDocument = run.searcher.doc(hit.addr)?;
-        let id = doc.get_first(view.compiled.id).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        let source_bytes = doc.get_first(view.compiled.source).and_then(|v| v.as_bytes().map(<[u8]>::to_vec)).unwrap_or_default();
-        let source: Value = serde_json::from_slice(&source_bytes).unwrap_or(Value::Null);
-        let mut h = json!({"_index": name, "_id": id, "_score": if scored { json!(hit.score) } else { Value::Null }});
+        let (id, source_bytes) = stored(&run.searcher, &view.compiled, hit.addr)?;
+        let source: Value = if filter.disabled && highlight.is_none() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&source_bytes).unwrap_or(Value::Null)
+        };
+        let mut h =
+            json!({"_index": name, "_id": id, "_score": if scored { json!(hit.score) } else { Value::Null }});
         if scored {
             max_score = Some(max_score.map_or(hit.score, |m| m.max(hit.score)));
         }
@@ -521,7 +621,10 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
             }
         }
         if sort_given {
-            let types: Vec<Option<FieldType>> = specs_out.iter().map(|s| if let SortBy::Field { ty, .. } = &s.by { Some(*ty) } else { None }).collect();
+            let types: Vec<Option<FieldType>> = specs_out
+                .iter()
+                .map(|s| if let SortBy::Field { ty, .. } = &s.by { Some(*ty) } else { None })
+                .collect();
             h["sort"] = Value::Array(hit.keys.iter().zip(types).map(|(k, t)| k.to_json(t)).collect());
         }
         hits_json.push(h);
@@ -533,7 +636,11 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
         "hits": {"max_score": max_score, "hits": hits_json},
     });
     if let Some(limit) = tracked {
-        out["hits"]["total"] = if total > limit { json!({"value": limit, "relation": "gte"}) } else { json!({"value": total, "relation": "eq"}) };
+        out["hits"]["total"] = if total > limit {
+            json!({"value": limit, "relation": "gte"})
+        } else {
+            json!({"value": total, "relation": "eq"})
+        };
     }
     if let Some(aggs) = aggs {
         let mut merged: Option<IntermediateAggregationResults> = None;
@@ -546,7 +653,8 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
             }
         }
         if let Some(merged) = merged {
-            let result = merged.into_final_result(aggs, AggregationLimitsGuard::default()).map_err(agg_error)?;
+            let result =
+                merged.into_final_result(aggs, AggregationLimitsGuard::default()).map_err(agg_error)?;
             out["aggregations"] = serde_json::to_value(result).map_err(SearchError::internal)?;
             fix_agg_json(&mut out["aggregations"]);
         }
@@ -557,13 +665,27 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
     Ok(out)
 }
 
+/// A hit's stored document: its `_id` and `_source`. (Measured: one lz4 block of the doc
+/// store per hit beats walking the `_id` column's term dictionary.)
+fn stored(searcher: &Searcher, compiled: &Compiled, addr: DocAddress) -> SearchResult<(String, Vec<u8>)> {
+    let doc: TantivyDocument = searcher.doc(addr)?;
+    let id = doc.get_first(compiled.id).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let source =
+        doc.get_first(compiled.source).and_then(|v| v.as_bytes().map(<[u8]>::to_vec)).unwrap_or_default();
+    Ok((id, source))
+}
+
 trait IntoHits {
     fn into_hits(self, index: usize) -> (Vec<Hit>, Option<usize>, Option<IntermediateAggregationResults>);
 }
 
 impl IntoHits for (Vec<(Score, DocAddress)>, Option<usize>, Option<IntermediateAggregationResults>) {
     fn into_hits(self, index: usize) -> (Vec<Hit>, Option<usize>, Option<IntermediateAggregationResults>) {
-        let hits = self.0.into_iter().map(|(score, addr)| Hit { keys: vec![Key::Num(score as f64)], score, index, addr }).collect();
+        let hits = self
+            .0
+            .into_iter()
+            .map(|(score, addr)| Hit { keys: vec![Key::Num(score as f64)], score, index, addr })
+            .collect();
         (hits, self.1, self.2)
     }
 }
@@ -575,10 +697,11 @@ fn fix_agg_json(v: &mut Value) {
         Value::Object(obj) => {
             if let Some(Value::Array(buckets)) = obj.get_mut("buckets") {
                 for b in buckets.iter_mut() {
-                    if let Some(key) = b.get("key").and_then(Value::as_f64) {
-                        if key.fract() == 0.0 && key.abs() < 9.0e15 {
-                            b["key"] = json!(key as i64);
-                        }
+                    if let Some(key) = b.get("key").and_then(Value::as_f64)
+                        && key.fract() == 0.0
+                        && key.abs() < 9.0e15
+                    {
+                        b["key"] = json!(key as i64);
                     }
                     fix_agg_json(b);
                 }
@@ -599,34 +722,68 @@ fn after_key(v: &Value, spec: &SortSpec) -> SearchResult<Key> {
         Value::Null => Key::Missing,
         Value::Number(n) => Key::Num(n.as_f64().unwrap_or(0.0)),
         Value::Bool(b) => Key::Num(if *b { 1.0 } else { 0.0 }),
-        Value::String(s) => match &spec.by {
-            SortBy::Field { ty: FieldType::Keyword, .. } => Key::Str(s.clone()),
-            SortBy::Field { ty: FieldType::Date, .. } => Key::Num(dates::parse(s).or_else(|| s.parse().ok()).ok_or_else(|| SearchError::illegal_argument(format!("cannot read [{s}] as a date in search_after")))? as f64),
-            _ => Key::Num(s.parse().map_err(|_| SearchError::illegal_argument(format!("cannot read [{s}] in search_after")))?),
-        },
-        other => return Err(SearchError::illegal_argument(format!("search_after values must be scalars, got {other}"))),
+        Value::String(s) => {
+            match &spec.by {
+                SortBy::Field { ty: FieldType::Keyword, .. } => Key::Str(s.clone()),
+                SortBy::Field { ty: FieldType::Date, .. } => {
+                    Key::Num(dates::parse(s).or_else(|| s.parse().ok()).ok_or_else(|| {
+                        SearchError::illegal_argument(format!("cannot read [{s}] as a date in search_after"))
+                    })? as f64)
+                }
+                _ => Key::Num(s.parse().map_err(|_| {
+                    SearchError::illegal_argument(format!("cannot read [{s}] in search_after"))
+                })?),
+            }
+        }
+        other => {
+            return Err(SearchError::illegal_argument(format!(
+                "search_after values must be scalars, got {other}"
+            )));
+        }
     })
 }
 
 /// `highlight.fields` for one hit: fragments with the query's terms wrapped in tags.
-fn highlight_hit(compiled: &Compiled, searcher: &Searcher, query: &dyn Query, hl: &Value, source: &Value) -> SearchResult<Map<String, Value>> {
+fn highlight_hit(
+    compiled: &Compiled,
+    searcher: &Searcher,
+    query: &dyn Query,
+    hl: &Value,
+    source: &Value,
+) -> SearchResult<Map<String, Value>> {
     let pre = hl.get("pre_tags").and_then(|t| t.get(0)).and_then(Value::as_str).unwrap_or("<em>");
     let post = hl.get("post_tags").and_then(|t| t.get(0)).and_then(Value::as_str).unwrap_or("</em>");
     let mut out = Map::new();
     let requested: Vec<(String, Value)> = match hl.get("fields") {
         Some(Value::Object(o)) => o.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        Some(Value::Array(items)) => items.iter().filter_map(|i| i.as_object()).flat_map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone()))).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_object())
+            .flat_map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .collect(),
         _ => return Ok(out),
     };
     let mut infos: Vec<(&FieldInfo, Value)> = Vec::new();
     for (pattern, opts) in requested {
-        let mut matched: Vec<&FieldInfo> = compiled.fields.values().filter(|f| glob_match(&pattern, &f.path) && f.leaf.ty == FieldType::Text).collect();
+        let mut matched: Vec<&FieldInfo> = compiled
+            .fields
+            .values()
+            .filter(|f| glob_match(&pattern, &f.path) && f.leaf.ty == FieldType::Text)
+            .collect();
         matched.sort_by(|a, b| a.path.cmp(&b.path));
         infos.extend(matched.into_iter().map(|f| (f, opts.clone())));
     }
     for (info, opts) in infos {
-        let size = opts.get("fragment_size").or_else(|| hl.get("fragment_size")).and_then(Value::as_u64).unwrap_or(100) as usize;
-        let count = opts.get("number_of_fragments").or_else(|| hl.get("number_of_fragments")).and_then(Value::as_u64).unwrap_or(5) as usize;
+        let size = opts
+            .get("fragment_size")
+            .or_else(|| hl.get("fragment_size"))
+            .and_then(Value::as_u64)
+            .unwrap_or(100) as usize;
+        let count = opts
+            .get("number_of_fragments")
+            .or_else(|| hl.get("number_of_fragments"))
+            .and_then(Value::as_u64)
+            .unwrap_or(5) as usize;
         let mut generator = SnippetGenerator::create(searcher, query, info.field)?;
         // Fragments cover the whole value when `number_of_fragments` is 0.
         let mut values = Vec::new();
@@ -662,9 +819,19 @@ fn suggestions(views: &[(String, Arc<View>)], suggest: &Value) -> SearchResult<V
         if name == "text" {
             continue;
         }
-        let text = def.get("text").and_then(Value::as_str).or(global_text).ok_or_else(|| SearchError::illegal_argument(format!("suggester [{name}] has no text")))?;
-        let term = def.get("term").or_else(|| def.get("phrase")).ok_or_else(|| SearchError::parsing(format!("suggester [{name}] must be a term suggester")))?;
-        let field = term.get("field").and_then(Value::as_str).ok_or_else(|| SearchError::parsing("the required field option [field] is missing"))?;
+        let text = def
+            .get("text")
+            .and_then(Value::as_str)
+            .or(global_text)
+            .ok_or_else(|| SearchError::illegal_argument(format!("suggester [{name}] has no text")))?;
+        let term = def
+            .get("term")
+            .or_else(|| def.get("phrase"))
+            .ok_or_else(|| SearchError::parsing(format!("suggester [{name}] must be a term suggester")))?;
+        let field = term
+            .get("field")
+            .and_then(Value::as_str)
+            .ok_or_else(|| SearchError::parsing("the required field option [field] is missing"))?;
         let size = term.get("size").and_then(Value::as_u64).unwrap_or(5) as usize;
         let max_edits = term.get("max_edits").and_then(Value::as_u64).unwrap_or(2).clamp(1, 2) as u8;
         let prefix_length = term.get("prefix_length").and_then(Value::as_u64).unwrap_or(1) as usize;
@@ -674,7 +841,8 @@ fn suggestions(views: &[(String, Arc<View>)], suggest: &Value) -> SearchResult<V
         let Some((_, first)) = views.first() else { continue };
         let info = first.compiled.field(field);
         let analyzer_name = info.map_or("standard", |i| i.leaf.query_analyzer());
-        let mut analyzer = first.compiled.analyzer(analyzer_name).or_else(|_| first.compiled.analyzer("standard"))?;
+        let mut analyzer =
+            first.compiled.analyzer(analyzer_name).or_else(|_| first.compiled.analyzer("standard"))?;
         // Offsets come from the standard tokenizer so they point into the original text.
         let mut plain = first.compiled.analyzer("standard")?;
         let words = analysis::terms(&mut plain, text);
@@ -687,7 +855,11 @@ fn suggestions(views: &[(String, Arc<View>)], suggest: &Value) -> SearchResult<V
             search_from = at + w.len();
         }
         for ((_, word), (offset, length)) in words.iter().zip(offsets) {
-            let analyzed = analysis::terms(&mut analyzer, word).into_iter().next().map(|(_, t)| t).unwrap_or_else(|| word.clone());
+            let analyzed = analysis::terms(&mut analyzer, word)
+                .into_iter()
+                .next()
+                .map(|(_, t)| t)
+                .unwrap_or_else(|| word.clone());
             let mut options: Vec<(String, f32, u64)> = Vec::new();
             let mut own_freq = 0u64;
             for (_, view) in views {
@@ -697,7 +869,8 @@ fn suggestions(views: &[(String, Arc<View>)], suggest: &Value) -> SearchResult<V
                 if word.chars().count() < min_word_length {
                     continue;
                 }
-                for e in fuzzy::expand(&searcher, info.field, &analyzed, max_edits, prefix_length, true, 50)? {
+                for e in fuzzy::expand(&searcher, info.field, &analyzed, max_edits, prefix_length, true, 50)?
+                {
                     if e.term == analyzed {
                         continue;
                     }
@@ -719,7 +892,9 @@ fn suggestions(views: &[(String, Arc<View>)], suggest: &Value) -> SearchResult<V
             if !keep {
                 options.clear();
             }
-            options.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
+            options.sort_by(|a, b| {
+                b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0))
+            });
             options.truncate(size);
             entries.push(json!({
                 "text": word,
@@ -754,12 +929,9 @@ pub fn matching_ids(view: &View, body: &Value) -> SearchResult<Vec<String>> {
     };
     let limit = body.get("max_docs").and_then(Value::as_u64).map_or(usize::MAX, |n| n as usize);
     let addrs = searcher.search(&*query, &tantivy::collector::DocSetCollector)?;
-    let mut out = Vec::new();
-    for addr in addrs.into_iter().take(limit) {
-        let doc: TantivyDocument = searcher.doc(addr)?;
-        if let Some(id) = doc.get_first(view.compiled.id).and_then(|v| v.as_str().map(str::to_string)) {
-            out.push(id);
-        }
-    }
-    Ok(out)
+    addrs
+        .into_iter()
+        .take(limit)
+        .map(|addr| stored(&searcher, &view.compiled, addr).map(|(id, _)| id))
+        .collect()
 }

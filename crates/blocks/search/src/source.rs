@@ -70,7 +70,9 @@ impl SourceFilter {
     /// Whether an include pattern may match something below `path`.
     fn reaches_inside(&self, path: &str) -> bool {
         let prefix = format!("{path}.");
-        self.includes.iter().any(|p| p.starts_with(&prefix) || p.starts_with('*') || glob_match(&format!("{p}.*"), &prefix))
+        self.includes
+            .iter()
+            .any(|p| p.starts_with(&prefix) || p.starts_with('*') || glob_match(&format!("{p}.*"), &prefix))
     }
 
     /// Keeps an object's wanted members; `inside` is set below an included object.
@@ -129,7 +131,9 @@ pub fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len() * 4 / 3 + 2);
     for chunk in bytes.chunks(3) {
-        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
         for i in 0..=chunk.len() {
             out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
         }

@@ -26,7 +26,8 @@ impl IndexMeta {
     }
 
     pub fn decode(bytes: &[u8]) -> SearchResult<IndexMeta> {
-        serde_json::from_slice(bytes).map_err(|e| SearchError::internal(format!("corrupt index metadata: {e}")))
+        serde_json::from_slice(bytes)
+            .map_err(|e| SearchError::internal(format!("corrupt index metadata: {e}")))
     }
 
     /// An `index.*` setting, whether given as `{"index": {"x": ..}}` or flat.

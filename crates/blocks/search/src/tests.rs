@@ -7,12 +7,23 @@ fn block() -> Search {
 }
 
 fn put(search: &Search, index: &str, id: &str, doc: Value) {
-    let op = BulkOp::Index { index: index.into(), id: Some(id.into()), source: doc, create: false, cond: Conditions::default() };
+    let op = BulkOp::Index {
+        index: index.into(),
+        id: Some(id.into()),
+        source: doc,
+        create: false,
+        cond: Conditions::default(),
+    };
     search.write(op, Refresh::No).unwrap();
 }
 
 fn ids(answer: &Value) -> Vec<String> {
-    answer["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_id"].as_str().unwrap().to_string()).collect()
+    answer["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -23,13 +34,20 @@ fn stemming_fuzziness_bm25_and_phrases() {
     put(&search, "docs", "runs", json!({"body": "she runs fast", "tag": "a"}));
     put(&search, "docs", "search", json!({"body": "full text search engines", "tag": "b"}));
     put(&search, "docs", "short", json!({"body": "quick fox", "tag": "b"}));
-    put(&search, "docs", "long", json!({"body": "the quick brown dog jumps over a lazy sleeping fox in the yard", "tag": "b"}));
+    put(
+        &search,
+        "docs",
+        "long",
+        json!({"body": "the quick brown dog jumps over a lazy sleeping fox in the yard", "tag": "b"}),
+    );
     search.refresh("docs").unwrap();
 
     let mut found = ids(&search.search("docs", &json!({"query": {"match": {"body": "running"}}})).unwrap());
     found.sort();
     assert_eq!(found, ["run", "runs"]);
-    let fuzzy = search.search("docs", &json!({"query": {"match": {"body": {"query": "serch", "fuzziness": 1}}}})).unwrap();
+    let fuzzy = search
+        .search("docs", &json!({"query": {"match": {"body": {"query": "serch", "fuzziness": 1}}}}))
+        .unwrap();
     assert_eq!(ids(&fuzzy), ["search"]);
     let exact = search.search("docs", &json!({"query": {"match": {"body": "serch"}}})).unwrap();
     assert!(ids(&exact).is_empty());
@@ -37,10 +55,16 @@ fn stemming_fuzziness_bm25_and_phrases() {
     assert_eq!(ids(&ranked), ["short", "long"]);
     let phrase = search.search("docs", &json!({"query": {"match_phrase": {"body": "quick fox"}}})).unwrap();
     assert_eq!(ids(&phrase), ["short"]);
-    let slop = search.search("docs", &json!({"query": {"match_phrase": {"body": {"query": "quick dog", "slop": 1}}}})).unwrap();
+    let slop = search
+        .search("docs", &json!({"query": {"match_phrase": {"body": {"query": "quick dog", "slop": 1}}}}))
+        .unwrap();
     assert_eq!(ids(&slop), ["long"]);
-    let aggs = search.search("docs", &json!({"size": 0, "aggs": {"tags": {"terms": {"field": "tag"}}}})).unwrap();
-    assert_eq!(aggs["aggregations"]["tags"]["buckets"], json!([{"key": "b", "doc_count": 3}, {"key": "a", "doc_count": 2}]));
+    let aggs =
+        search.search("docs", &json!({"size": 0, "aggs": {"tags": {"terms": {"field": "tag"}}}})).unwrap();
+    assert_eq!(
+        aggs["aggregations"]["tags"]["buckets"],
+        json!([{"key": "b", "doc_count": 3}, {"key": "a", "doc_count": 2}])
+    );
     assert_eq!(aggs["hits"]["total"], json!({"value": 5, "relation": "eq"}));
 }
 
@@ -51,17 +75,42 @@ fn versions_conditions_and_realtime_get() {
     let (seq, version, doc) = search.get("auto", "1").unwrap().unwrap();
     assert_eq!((version, doc), (1, json!({"n": 1})));
     let stale = Conditions { if_seq_no: Some(seq + 5), ..Default::default() };
-    let op = BulkOp::Index { index: "auto".into(), id: Some("1".into()), source: json!({"n": 2}), create: false, cond: stale };
+    let op = BulkOp::Index {
+        index: "auto".into(),
+        id: Some("1".into()),
+        source: json!({"n": 2}),
+        create: false,
+        cond: stale,
+    };
     assert_eq!(search.write(op, Refresh::No).unwrap_err().status, 409);
-    let update = BulkOp::Update { index: "auto".into(), id: "1".into(), body: json!({"doc": {"m": 3}}), cond: Conditions { if_seq_no: Some(seq), ..Default::default() } };
+    let update = BulkOp::Update {
+        index: "auto".into(),
+        id: "1".into(),
+        body: json!({"doc": {"m": 3}}),
+        cond: Conditions { if_seq_no: Some(seq), ..Default::default() },
+    };
     let w = search.write(update, Refresh::Now).unwrap();
     assert_eq!((w.result, w.version), ("updated", 2));
     assert_eq!(search.get("auto", "1").unwrap().unwrap().2, json!({"n": 1, "m": 3}));
-    let create = BulkOp::Index { index: "auto".into(), id: Some("1".into()), source: json!({}), create: true, cond: Conditions::default() };
+    let create = BulkOp::Index {
+        index: "auto".into(),
+        id: Some("1".into()),
+        source: json!({}),
+        create: true,
+        cond: Conditions::default(),
+    };
     assert_eq!(search.write(create, Refresh::No).unwrap_err().kind, "version_conflict_engine_exception");
-    let bad = BulkOp::Index { index: "auto".into(), id: Some("2".into()), source: json!({"n": "not a number"}), create: false, cond: Conditions::default() };
+    let bad = BulkOp::Index {
+        index: "auto".into(),
+        id: Some("2".into()),
+        source: json!({"n": "not a number"}),
+        create: false,
+        cond: Conditions::default(),
+    };
     assert_eq!(search.write(bad, Refresh::No).unwrap_err().kind, "mapper_parsing_exception");
-    let del = search.by_query("auto", &json!({"query": {"range": {"n": {"gte": 1}}}}), false, false, Refresh::Now).unwrap();
+    let del = search
+        .by_query("auto", &json!({"query": {"range": {"n": {"gte": 1}}}}), false, false, Refresh::Now)
+        .unwrap();
     assert_eq!(del["deleted"], 1);
     assert!(search.get("auto", "1").unwrap().is_none());
 }
@@ -71,7 +120,8 @@ fn reopening_replays_what_no_refresh_committed() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("core"), Default::default()).unwrap();
     {
-        let search = Search::open(store.clone(), Some(dir.path().join("search")), SearchConfig::default()).unwrap();
+        let search =
+            Search::open(store.clone(), Some(dir.path().join("search")), SearchConfig::default()).unwrap();
         search.create_index("logs", &json!({"settings": {"refresh_interval": "-1"}})).unwrap();
         for i in 0..50 {
             put(&search, "logs", &i.to_string(), json!({"msg": format!("event number {i}")}));

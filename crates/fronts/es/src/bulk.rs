@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use strata_search::{BulkOp, Conditions, Search, SearchError};
 
 fn lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
-    body.split(|&b| b == b'\n').enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+    body.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
 }
 
 fn malformed(line: usize, why: impl std::fmt::Display) -> SearchError {
@@ -19,12 +22,17 @@ fn malformed(line: usize, why: impl std::fmt::Display) -> SearchError {
 fn meta_u64(meta: &Value, key: &str, line: usize) -> Result<Option<u64>, SearchError> {
     match meta.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).map(Some).ok_or_else(|| malformed(line, format!("[{key}] must be a number"))),
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .map(Some)
+            .ok_or_else(|| malformed(line, format!("[{key}] must be a number"))),
     }
 }
 
 fn id_of(meta: &Value) -> Option<String> {
-    meta.get("_id").and_then(|v| v.as_str().map(str::to_string).or_else(|| (!v.is_null()).then(|| v.to_string())))
+    meta.get("_id")
+        .and_then(|v| v.as_str().map(str::to_string).or_else(|| (!v.is_null()).then(|| v.to_string())))
 }
 
 /// Parses a bulk body into operations.
@@ -32,39 +40,85 @@ pub(crate) fn parse(body: &[u8], default_index: Option<&str>) -> Result<Vec<Bulk
     let mut ops = Vec::new();
     let mut iter = lines(body);
     while let Some((n, line)) = iter.next() {
-        let action: Value = serde_json::from_slice(line).map_err(|e| malformed(n, format!("expected START_OBJECT but could not read it: {e}")))?;
-        let obj = action.as_object().filter(|o| o.len() == 1).ok_or_else(|| malformed(n, "expected START_OBJECT with one action"))?;
+        let action: Value = serde_json::from_slice(line)
+            .map_err(|e| malformed(n, format!("expected START_OBJECT but could not read it: {e}")))?;
+        let obj = action
+            .as_object()
+            .filter(|o| o.len() == 1)
+            .ok_or_else(|| malformed(n, "expected START_OBJECT with one action"))?;
         let (kind, meta) = obj.iter().next().expect("one action");
         let index = meta
             .get("_index")
             .and_then(Value::as_str)
             .or(default_index)
-            .ok_or_else(|| SearchError::new(400, "action_request_validation_exception", format!("Validation Failed: 1: index is missing for the action on line [{n}];")))?
+            .ok_or_else(|| {
+                SearchError::new(
+                    400,
+                    "action_request_validation_exception",
+                    format!("Validation Failed: 1: index is missing for the action on line [{n}];"),
+                )
+            })?
             .to_string();
         let cond = Conditions {
             if_seq_no: meta_u64(meta, "if_seq_no", n)?,
             if_primary_term: meta_u64(meta, "if_primary_term", n)?,
-            external_version: if matches!(meta.get("version_type").and_then(Value::as_str), Some("external") | Some("external_gte")) { meta_u64(meta, "version", n)? } else { None },
+            external_version: if matches!(
+                meta.get("version_type").and_then(Value::as_str),
+                Some("external") | Some("external_gte")
+            ) {
+                meta_u64(meta, "version", n)?
+            } else {
+                None
+            },
         };
         let mut next_doc = |what: &str| -> Result<Value, SearchError> {
             let (m, line) = iter.next().ok_or_else(|| SearchError::illegal_argument(format!("The bulk request must be terminated by a newline [\\n]; the {what} after line [{n}] is missing")))?;
-            serde_json::from_slice(line).map_err(|e| SearchError::new(400, "x_content_parse_exception", format!("[{m}] failed to parse the {what}: {e}")))
+            serde_json::from_slice(line).map_err(|e| {
+                SearchError::new(
+                    400,
+                    "x_content_parse_exception",
+                    format!("[{m}] failed to parse the {what}: {e}"),
+                )
+            })
         };
         let op = match kind.as_str() {
             "index" | "create" => {
                 let source = next_doc("document")?;
-                BulkOp::Index { index, id: id_of(meta), source, create: kind == "create" || meta.get("op_type").and_then(Value::as_str) == Some("create"), cond }
+                BulkOp::Index {
+                    index,
+                    id: id_of(meta),
+                    source,
+                    create: kind == "create" || meta.get("op_type").and_then(Value::as_str) == Some("create"),
+                    cond,
+                }
             }
             "update" => {
-                let id = id_of(meta).ok_or_else(|| SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;"))?;
+                let id = id_of(meta).ok_or_else(|| {
+                    SearchError::new(
+                        400,
+                        "action_request_validation_exception",
+                        "Validation Failed: 1: id is missing;",
+                    )
+                })?;
                 let body = next_doc("update body")?;
                 BulkOp::Update { index, id, body, cond }
             }
             "delete" => {
-                let id = id_of(meta).ok_or_else(|| SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;"))?;
+                let id = id_of(meta).ok_or_else(|| {
+                    SearchError::new(
+                        400,
+                        "action_request_validation_exception",
+                        "Validation Failed: 1: id is missing;",
+                    )
+                })?;
                 BulkOp::Delete { index, id, cond }
             }
-            other => return Err(malformed(n, format!("expected one of [create, delete, index, update] but found [{other}]"))),
+            other => {
+                return Err(malformed(
+                    n,
+                    format!("expected one of [create, delete, index, update] but found [{other}]"),
+                ));
+            }
         };
         ops.push(op);
     }
@@ -76,14 +130,20 @@ pub(crate) fn run(search: &Search, default_index: Option<&str>, params: &Params,
     let started = std::time::Instant::now();
     let ops = parse(body, default_index)?;
     if ops.is_empty() {
-        return Err(SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: no requests added;"));
+        return Err(SearchError::new(
+            400,
+            "action_request_validation_exception",
+            "Validation Failed: 1: no requests added;",
+        ));
     }
     let actions: Vec<(&'static str, String, Option<String>)> = ops
         .iter()
         .map(|op| {
             let (index, id) = match op {
                 BulkOp::Index { index, id, .. } => (index.clone(), id.clone()),
-                BulkOp::Update { index, id, .. } | BulkOp::Delete { index, id, .. } => (index.clone(), Some(id.clone())),
+                BulkOp::Update { index, id, .. } | BulkOp::Delete { index, id, .. } => {
+                    (index.clone(), Some(id.clone()))
+                }
             };
             (op.action(), index, id)
         })
@@ -108,7 +168,10 @@ pub(crate) fn run(search: &Search, default_index: Option<&str>, params: &Params,
             json!({ action: item })
         })
         .collect();
-    Ok(Reply::Json(200, json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": items})))
+    Ok(Reply::Json(
+        200,
+        json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": items}),
+    ))
 }
 
 /// `POST /_msearch`.
@@ -118,8 +181,11 @@ pub(crate) fn msearch(search: &Search, default_index: Option<&str>, body: &[u8])
     let mut iter = lines(body);
     while let Some((n, header)) = iter.next() {
         let header: Value = serde_json::from_slice(header).map_err(|e| malformed(n, e))?;
-        let (_, body_line) = iter.next().ok_or_else(|| SearchError::illegal_argument(format!("msearch: the search body after line [{n}] is missing")))?;
-        let query: Value = serde_json::from_slice(body_line).map_err(|e| SearchError::new(400, "x_content_parse_exception", e.to_string()))?;
+        let (_, body_line) = iter.next().ok_or_else(|| {
+            SearchError::illegal_argument(format!("msearch: the search body after line [{n}] is missing"))
+        })?;
+        let query: Value = serde_json::from_slice(body_line)
+            .map_err(|e| SearchError::new(400, "x_content_parse_exception", e.to_string()))?;
         let index = match header.get("index") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),

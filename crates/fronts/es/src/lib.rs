@@ -103,7 +103,9 @@ pub async fn serve(
 fn authorized(config: &EsConfig, headers: &HeaderMap) -> bool {
     let Some(password) = &config.password else { return true };
     let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else { return false };
-    let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else { return false };
+    let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
+        return false;
+    };
     let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
     let expected = format!("{}:{password}", config.username);
     subtle::ConstantTimeEq::ct_eq(decoded.as_slice(), expected.as_bytes()).into()
@@ -114,15 +116,22 @@ fn body_kind(headers: &HeaderMap) -> Result<(), String> {
     let Some(ct) = headers.get("content-type").and_then(|v| v.to_str().ok()) else { return Ok(()) };
     let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match media.as_str() {
-        "application/json" | "application/x-ndjson" | "application/vnd.elasticsearch+json"
-        | "application/vnd.elasticsearch+x-ndjson" | "" => Ok(()),
+        "application/json"
+        | "application/x-ndjson"
+        | "application/vnd.elasticsearch+json"
+        | "application/vnd.elasticsearch+x-ndjson"
+        | "" => Ok(()),
         _ => Err(ct.to_string()),
     }
 }
 
 /// Answers in the versioned media type when the client asked in it.
 fn reply_type(headers: &HeaderMap) -> HeaderValue {
-    let accept = headers.get("accept").or_else(|| headers.get("content-type")).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get("accept")
+        .or_else(|| headers.get("content-type"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if accept.contains("vnd.elasticsearch+json") {
         let version = if accept.contains("compatible-with=9") { "9" } else { "8" };
         HeaderValue::from_str(&format!("application/vnd.elasticsearch+json;compatible-with={version}"))
@@ -132,27 +141,54 @@ fn reply_type(headers: &HeaderMap) -> HeaderValue {
     }
 }
 
-async fn handle(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn handle(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let content_type = reply_type(&headers);
     let limit = state.config.max_body_bytes;
     let body: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            let err = SearchError::new(413, "content_too_long_exception", format!("request body is larger than the limit of [{limit}] bytes (es.max_body_bytes)"));
+            let err = SearchError::new(
+                413,
+                "content_too_long_exception",
+                format!("request body is larger than the limit of [{limit}] bytes (es.max_body_bytes)"),
+            );
             return finish(Reply::from(err), &content_type, &method);
         }
     };
     let reply = if !authorized(&state.config, &headers) {
-        let err = SearchError::new(401, "security_exception", "missing authentication credentials for REST request");
+        let err = SearchError::new(
+            401,
+            "security_exception",
+            "missing authentication credentials for REST request",
+        );
         let mut response = finish(Reply::from(err), &content_type, &method);
-        response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Basic realm=\"security\" charset=\"UTF-8\""));
+        response.headers_mut().insert(
+            "www-authenticate",
+            HeaderValue::from_static("Basic realm=\"security\" charset=\"UTF-8\""),
+        );
         return response;
     } else if let Err(ct) = body_kind(&headers) {
-        let err = SearchError::new(406, "media_type_header_exception", format!("Invalid media-type value on headers [Content-Type]: Content-Type header [{ct}] is not supported"));
+        let err = SearchError::new(
+            406,
+            "media_type_header_exception",
+            format!(
+                "Invalid media-type value on headers [Content-Type]: Content-Type header [{ct}] is not supported"
+            ),
+        );
         Reply::from(err)
     } else {
         match state.slots.clone().try_acquire_owned() {
-            Err(_) => Reply::from(SearchError::new(429, "es_rejected_execution_exception", "too many requests in flight; retry later")),
+            Err(_) => Reply::from(SearchError::new(
+                429,
+                "es_rejected_execution_exception",
+                "too many requests in flight; retry later",
+            )),
             Ok(permit) => {
                 let (search, config) = (state.search.clone(), state.config.clone());
                 let (m, u) = (method.clone(), uri.clone());
@@ -185,7 +221,11 @@ fn finish(reply: Reply, content_type: &HeaderValue, method: &Method) -> Response
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let len = body.len();
-    let mut response = if *method == Method::HEAD { (status, Body::empty()).into_response() } else { (status, body).into_response() };
+    let mut response = if *method == Method::HEAD {
+        (status, Body::empty()).into_response()
+    } else {
+        (status, body).into_response()
+    };
     let h = response.headers_mut();
     h.insert("x-elastic-product", HeaderValue::from_static("Elasticsearch"));
     h.insert("content-type", ct);

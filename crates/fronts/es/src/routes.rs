@@ -26,7 +26,13 @@ impl Params {
 
     fn u64(&self, key: &str) -> Result<Option<u64>, SearchError> {
         self.get(key)
-            .map(|v| v.parse().map_err(|_| SearchError::illegal_argument(format!("Failed to parse value [{v}] for parameter [{key}]"))))
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    SearchError::illegal_argument(format!(
+                        "Failed to parse value [{v}] for parameter [{key}]"
+                    ))
+                })
+            })
             .transpose()
     }
 
@@ -44,7 +50,11 @@ impl Params {
     }
 
     fn source_filter(&self) -> SourceFilter {
-        SourceFilter::from_params(self.get("_source"), self.get("_source_includes"), self.get("_source_excludes"))
+        SourceFilter::from_params(
+            self.get("_source"),
+            self.get("_source_includes"),
+            self.get("_source_excludes"),
+        )
     }
 }
 
@@ -54,12 +64,14 @@ fn decode(segment: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) =
+                std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -71,7 +83,9 @@ fn json_body(body: &[u8]) -> Result<Value, SearchError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(body).map_err(|e| SearchError::new(400, "x_content_parse_exception", format!("Failed to parse request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        SearchError::new(400, "x_content_parse_exception", format!("Failed to parse request body: {e}"))
+    })
 }
 
 fn object_body(body: &[u8]) -> Result<Value, SearchError> {
@@ -86,20 +100,39 @@ fn object_body(body: &[u8]) -> Result<Value, SearchError> {
 }
 
 fn not_allowed(method: &Method, path: &str, allowed: &str) -> SearchError {
-    SearchError::new(405, "method_not_allowed", format!("Incorrect HTTP method for uri [{path}] and method [{method}], allowed: [{allowed}]"))
+    SearchError::new(
+        405,
+        "method_not_allowed",
+        format!("Incorrect HTTP method for uri [{path}] and method [{method}], allowed: [{allowed}]"),
+    )
 }
 
 /// Answers one request.
-pub(crate) fn dispatch(search: &Search, config: &EsConfig, method: &Method, uri: &Uri, body: &[u8]) -> Outcome {
+pub(crate) fn dispatch(
+    search: &Search,
+    config: &EsConfig,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Outcome {
     let params = Params::parse(uri);
     let reply = route(search, config, method, uri, &params, body)?;
     Ok(match reply {
-        Reply::Json(status, v) if params.has("pretty") => Reply::Text(status, serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"),
+        Reply::Json(status, v) if params.has("pretty") => {
+            Reply::Text(status, serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
+        }
         other => other,
     })
 }
 
-fn route(search: &Search, config: &EsConfig, method: &Method, uri: &Uri, params: &Params, body: &[u8]) -> Outcome {
+fn route(
+    search: &Search,
+    config: &EsConfig,
+    method: &Method,
+    uri: &Uri,
+    params: &Params,
+    body: &[u8],
+) -> Outcome {
     let path = uri.path();
     let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(decode).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -113,9 +146,13 @@ fn route(search: &Search, config: &EsConfig, method: &Method, uri: &Uri, params:
         ["_cluster", "health", ..] => Ok(Reply::Json(200, health(search, config)?)),
         ["_cat", "indices"] => cat_indices(search, None, params),
         ["_cat", "indices", pattern] => cat_indices(search, Some(pattern), params),
-        ["_cat", "health"] => Ok(Reply::Text(200, format!("{} {} green 1 1\n", now_secs(), config.cluster_name))),
+        ["_cat", "health"] => {
+            Ok(Reply::Text(200, format!("{} {} green 1 1\n", now_secs(), config.cluster_name)))
+        }
         ["_bulk"] if m == Method::POST || m == Method::PUT => bulk::run(search, None, params, body),
-        ["_mget"] if get => Ok(Reply::Json(200, search.mget(None, &object_body(body)?, &params.source_filter())?)),
+        ["_mget"] if get => {
+            Ok(Reply::Json(200, search.mget(None, &object_body(body)?, &params.source_filter())?))
+        }
         ["_search"] if get => run_search(search, "_all", params, body),
         ["_msearch"] if get => bulk::msearch(search, None, body),
         ["_count"] if get => Ok(Reply::Json(200, search.count("_all", &object_body(body)?)?)),
@@ -124,7 +161,11 @@ fn route(search: &Search, config: &EsConfig, method: &Method, uri: &Uri, params:
         ["_mapping"] | ["_mappings"] => Ok(Reply::Json(200, search.get_mapping("_all")?)),
         ["_settings"] => Ok(Reply::Json(200, search.get_settings("_all")?)),
         ["_alias"] | ["_aliases"] => Ok(Reply::Json(200, json!({}))),
-        [name, ..] if name.starts_with('_') => Err(SearchError::new(400, "illegal_argument_exception", format!("no handler found for uri [{path}] and method [{method}]"))),
+        [name, ..] if name.starts_with('_') => Err(SearchError::new(
+            400,
+            "illegal_argument_exception",
+            format!("no handler found for uri [{path}] and method [{method}]"),
+        )),
         [index] => match m {
             Method::PUT => Ok(Reply::Json(200, search.create_index(index, &object_body(body)?)?)),
             Method::DELETE => Ok(Reply::Json(200, search.delete_index(index)?)),
@@ -144,25 +185,49 @@ fn route(search: &Search, config: &EsConfig, method: &Method, uri: &Uri, params:
                 Ok(if m == Method::HEAD { Reply::Empty(status) } else { Reply::Json(status, doc) })
             }
             Method::DELETE => {
-                let op = BulkOp::Delete { index: index.to_string(), id: id.to_string(), cond: params.conditions()? };
+                let op = BulkOp::Delete {
+                    index: index.to_string(),
+                    id: id.to_string(),
+                    cond: params.conditions()?,
+                };
                 let w = search.write(op, params.refresh()?)?;
                 Ok(Reply::Json(w.status(), w.to_json()))
             }
             _ => Err(not_allowed(method, path, "PUT, POST, GET, HEAD, DELETE")),
         },
-        [index, "_create", id] if m == Method::PUT || m == Method::POST => index_doc(search, index, Some(id), true, params, body),
+        [index, "_create", id] if m == Method::PUT || m == Method::POST => {
+            index_doc(search, index, Some(id), true, params, body)
+        }
         [index, "_update", id] if m == Method::POST => {
             let body = object_body(body)?;
-            let op = BulkOp::Update { index: index.to_string(), id: id.to_string(), body, cond: params.conditions()? };
+            let op = BulkOp::Update {
+                index: index.to_string(),
+                id: id.to_string(),
+                body,
+                cond: params.conditions()?,
+            };
             let w = search.write(op, params.refresh()?)?;
             Ok(Reply::Json(w.status(), w.to_json()))
         }
         [index, "_source", id] if m == Method::GET || m == Method::HEAD => match search.get(index, id)? {
-            Some((_, _, doc)) => Ok(if m == Method::HEAD { Reply::Empty(200) } else { Reply::Json(200, params.source_filter().apply(&doc).unwrap_or(Value::Null)) }),
-            None => Err(SearchError::new(404, "resource_not_found_exception", format!("Document not found [{index}]/[{id}]")).with_index(index)),
+            Some((_, _, doc)) => Ok(if m == Method::HEAD {
+                Reply::Empty(200)
+            } else {
+                Reply::Json(200, params.source_filter().apply(&doc).unwrap_or(Value::Null))
+            }),
+            None => Err(SearchError::new(
+                404,
+                "resource_not_found_exception",
+                format!("Document not found [{index}]/[{id}]"),
+            )
+            .with_index(index)),
         },
-        [index, "_bulk"] if m == Method::POST || m == Method::PUT => bulk::run(search, Some(index), params, body),
-        [index, "_mget"] if get => Ok(Reply::Json(200, search.mget(Some(index), &object_body(body)?, &params.source_filter())?)),
+        [index, "_bulk"] if m == Method::POST || m == Method::PUT => {
+            bulk::run(search, Some(index), params, body)
+        }
+        [index, "_mget"] if get => {
+            Ok(Reply::Json(200, search.mget(Some(index), &object_body(body)?, &params.source_filter())?))
+        }
         [index, "_search"] if get => run_search(search, index, params, body),
         [index, "_msearch"] if get => bulk::msearch(search, Some(index), body),
         [index, "_count"] if get => {
@@ -177,7 +242,8 @@ fn route(search: &Search, config: &EsConfig, method: &Method, uri: &Uri, params:
             if let Some(q) = params.get("q") {
                 body["query"] = uri_query(q, params);
             }
-            let proceed = params.get("conflicts") == Some("proceed") || body.get("conflicts").and_then(Value::as_str) == Some("proceed");
+            let proceed = params.get("conflicts") == Some("proceed")
+                || body.get("conflicts").and_then(Value::as_str) == Some("proceed");
             if let Some(max) = params.u64("max_docs")? {
                 body["max_docs"] = json!(max);
             }
@@ -188,7 +254,9 @@ fn route(search: &Search, config: &EsConfig, method: &Method, uri: &Uri, params:
         [index, "_refresh" | "_flush"] => Ok(Reply::Json(200, search.refresh(index)?)),
         [index, "_mapping" | "_mappings"] => match m {
             Method::GET => Ok(Reply::Json(200, search.get_mapping(index)?)),
-            Method::PUT | Method::POST => Ok(Reply::Json(200, search.put_mapping(index, &object_body(body)?)?)),
+            Method::PUT | Method::POST => {
+                Ok(Reply::Json(200, search.put_mapping(index, &object_body(body)?)?))
+            }
             _ => Err(not_allowed(method, path, "GET, PUT, POST")),
         },
         [index, "_settings"] => match m {
@@ -201,9 +269,16 @@ fn route(search: &Search, config: &EsConfig, method: &Method, uri: &Uri, params:
             for s in search.stats(Some(index))? {
                 indices.insert(s.name.clone(), json!({"uuid": s.uuid, "primaries": {"docs": {"count": s.docs, "deleted": s.deleted}, "store": {"size_in_bytes": s.bytes}}, "total": {"docs": {"count": s.docs, "deleted": s.deleted}, "store": {"size_in_bytes": s.bytes}}}));
             }
-            Ok(Reply::Json(200, json!({"_shards": {"total": indices.len(), "successful": indices.len(), "failed": 0}, "indices": indices})))
+            Ok(Reply::Json(
+                200,
+                json!({"_shards": {"total": indices.len(), "successful": indices.len(), "failed": 0}, "indices": indices}),
+            ))
         }
-        _ => Err(SearchError::new(400, "illegal_argument_exception", format!("no handler found for uri [{path}] and method [{method}]"))),
+        _ => Err(SearchError::new(
+            400,
+            "illegal_argument_exception",
+            format!("no handler found for uri [{path}] and method [{method}]"),
+        )),
     }
 }
 
@@ -211,12 +286,25 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn index_doc(search: &Search, index: &str, id: Option<&str>, create: bool, params: &Params, body: &[u8]) -> Outcome {
+fn index_doc(
+    search: &Search,
+    index: &str,
+    id: Option<&str>,
+    create: bool,
+    params: &Params,
+    body: &[u8],
+) -> Outcome {
     let source = json_body(body)?;
     if !source.is_object() {
         return Err(SearchError::mapper_parsing("failed to parse, document is empty or not an object"));
     }
-    let op = BulkOp::Index { index: index.to_string(), id: id.map(str::to_string), source, create, cond: params.conditions()? };
+    let op = BulkOp::Index {
+        index: index.to_string(),
+        id: id.map(str::to_string),
+        source,
+        create,
+        cond: params.conditions()?,
+    };
     let w = search.write(op, params.refresh()?)?;
     Ok(Reply::Json(w.status(), w.to_json()))
 }
@@ -251,7 +339,8 @@ fn run_search(search: &Search, index: &str, params: &Params, body: &[u8]) -> Out
     }
     if params.has("_source") || params.has("_source_includes") || params.has("_source_excludes") {
         let f = params.source_filter();
-        body["_source"] = if f.disabled { json!(false) } else { json!({"includes": f.includes, "excludes": f.excludes}) };
+        body["_source"] =
+            if f.disabled { json!(false) } else { json!({"includes": f.includes, "excludes": f.excludes}) };
     }
     Ok(Reply::Json(200, search.search(index, &body)?))
 }
@@ -267,13 +356,35 @@ fn human_bytes(n: u64) -> String {
 
 /// `_cat/indices`: a text table (`?v` for headers, `?h=` to pick columns) or `?format=json`.
 fn cat_indices(search: &Search, pattern: Option<&str>, params: &Params) -> Outcome {
-    let columns = ["health", "status", "index", "uuid", "pri", "rep", "docs.count", "docs.deleted", "store.size", "pri.store.size"];
+    let columns = [
+        "health",
+        "status",
+        "index",
+        "uuid",
+        "pri",
+        "rep",
+        "docs.count",
+        "docs.deleted",
+        "store.size",
+        "pri.store.size",
+    ];
     let mut rows: Vec<Map<String, Value>> = Vec::new();
     let mut stats = search.stats(pattern)?;
     stats.sort_by(|a, b| a.name.cmp(&b.name));
     for s in stats {
         let size = if params.get("bytes") == Some("b") { s.bytes.to_string() } else { human_bytes(s.bytes) };
-        let values = ["green".to_string(), "open".into(), s.name, s.uuid, "1".into(), "0".into(), s.docs.to_string(), s.deleted.to_string(), size.clone(), size];
+        let values = [
+            "green".to_string(),
+            "open".into(),
+            s.name,
+            s.uuid,
+            "1".into(),
+            "0".into(),
+            s.docs.to_string(),
+            s.deleted.to_string(),
+            size.clone(),
+            size,
+        ];
         rows.push(columns.iter().map(|c| c.to_string()).zip(values.into_iter().map(Value::String)).collect());
     }
     let wanted: Vec<&str> = match params.get("h") {
@@ -281,7 +392,10 @@ fn cat_indices(search: &Search, pattern: Option<&str>, params: &Params) -> Outco
         None => columns.to_vec(),
     };
     if params.get("format") == Some("json") {
-        let list: Vec<Value> = rows.into_iter().map(|r| Value::Object(wanted.iter().map(|c| (c.to_string(), r[*c].clone())).collect())).collect();
+        let list: Vec<Value> = rows
+            .into_iter()
+            .map(|r| Value::Object(wanted.iter().map(|c| (c.to_string(), r[*c].clone())).collect()))
+            .collect();
         return Ok(Reply::Json(200, Value::Array(list)));
     }
     let mut table: Vec<Vec<String>> = Vec::new();
@@ -291,7 +405,8 @@ fn cat_indices(search: &Search, pattern: Option<&str>, params: &Params) -> Outco
     for r in &rows {
         table.push(wanted.iter().map(|c| r[*c].as_str().unwrap_or("").to_string()).collect());
     }
-    let widths: Vec<usize> = (0..wanted.len()).map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..wanted.len()).map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in table {
         let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();

@@ -29,12 +29,26 @@ impl Server {
         assert_eq!(resp.headers()["x-elastic-product"], "Elasticsearch");
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+        (
+            status,
+            if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            },
+        )
     }
 
     async fn bulk(&self, path: &str, lines: &[Value]) -> (StatusCode, Value) {
         let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        let resp = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/x-ndjson").body(body).send().await.unwrap();
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = resp.status();
         (status, resp.json().await.unwrap())
     }
@@ -71,7 +85,13 @@ async fn corpus() -> Server {
         ("2", "She runs the city marathon", "sport", 30, "2024-01-20"),
         ("3", "Full text search with inverted indexes", "tech", 50, "2024-02-02"),
         ("4", "quick fox", "nature", 5, "2024-02-10"),
-        ("5", "the quick brown dog leaps over a lazy sleeping fox near the old barn", "nature", 7, "2024-03-01"),
+        (
+            "5",
+            "the quick brown dog leaps over a lazy sleeping fox near the old barn",
+            "nature",
+            7,
+            "2024-03-01",
+        ),
         ("6", "Café crème recipes", "food", 20, "2024-03-15"),
     ];
     let mut lines = Vec::new();
@@ -88,16 +108,33 @@ async fn corpus() -> Server {
 #[tokio::test]
 async fn known_answers_for_stemming_fuzziness_ranking_and_phrases() {
     let s = corpus().await;
-    let mut running = ids(&s.search("articles", json!({"query": {"match": {"title": "running"}}})).await).into_iter().map(String::from).collect::<Vec<_>>();
+    let mut running = ids(&s.search("articles", json!({"query": {"match": {"title": "running"}}})).await)
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
     running.sort();
     assert_eq!(running, ["1", "2"]);
-    let fuzzy = s.search("articles", json!({"query": {"match": {"title": {"query": "serch", "fuzziness": 1}}}})).await;
+    let fuzzy = s
+        .search("articles", json!({"query": {"match": {"title": {"query": "serch", "fuzziness": 1}}}}))
+        .await;
     assert_eq!(ids(&fuzzy), ["3"]);
-    let fuzzy_term = s.search("articles", json!({"query": {"fuzzy": {"category": {"value": "tehc", "fuzziness": "AUTO"}}}})).await;
+    let fuzzy_term = s
+        .search("articles", json!({"query": {"fuzzy": {"category": {"value": "tehc", "fuzziness": "AUTO"}}}}))
+        .await;
     assert_eq!(ids(&fuzzy_term), ["3"]);
-    let kept_prefix = s.search("articles", json!({"query": {"match": {"title": {"query": "serch", "fuzziness": 1, "prefix_length": 2}}}})).await;
+    let kept_prefix = s
+        .search(
+            "articles",
+            json!({"query": {"match": {"title": {"query": "serch", "fuzziness": 1, "prefix_length": 2}}}}),
+        )
+        .await;
     assert_eq!(ids(&kept_prefix), ["3"], "'se' is shared");
-    let prefix_blocks = s.search("articles", json!({"query": {"match": {"title": {"query": "serch", "fuzziness": 1, "prefix_length": 3}}}})).await;
+    let prefix_blocks = s
+        .search(
+            "articles",
+            json!({"query": {"match": {"title": {"query": "serch", "fuzziness": 1, "prefix_length": 3}}}}),
+        )
+        .await;
     assert!(ids(&prefix_blocks).is_empty(), "'ser' is not a prefix of 'search': {prefix_blocks}");
     let ranked = s.search("articles", json!({"query": {"match": {"title": "fox"}}})).await;
     assert_eq!(ids(&ranked), ["4", "5"], "the shorter document ranks first under BM25");
@@ -138,19 +175,39 @@ async fn aggregations_give_exact_counts() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["key"].as_str().unwrap().to_string(), b["doc_count"].as_u64().unwrap(), b["views"]["value"].as_f64().unwrap()))
+        .map(|b| {
+            (
+                b["key"].as_str().unwrap().to_string(),
+                b["doc_count"].as_u64().unwrap(),
+                b["views"]["value"].as_f64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(buckets[0], ("nature".to_string(), 2, 12.0));
     assert_eq!(buckets[1], ("sport".to_string(), 2, 40.0));
     assert_eq!(buckets.len(), 4);
-    let ranges: Vec<u64> = aggs["views_ranges"]["buckets"].as_array().unwrap().iter().map(|b| b["doc_count"].as_u64().unwrap()).collect();
+    let ranges: Vec<u64> = aggs["views_ranges"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["doc_count"].as_u64().unwrap())
+        .collect();
     assert_eq!(ranges, [2, 3, 1]);
-    let histogram: Vec<(i64, u64)> = aggs["histogram"]["buckets"].as_array().unwrap().iter().map(|b| (b["key"].as_i64().unwrap(), b["doc_count"].as_u64().unwrap())).collect();
+    let histogram: Vec<(i64, u64)> = aggs["histogram"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["key"].as_i64().unwrap(), b["doc_count"].as_u64().unwrap()))
+        .collect();
     assert_eq!(histogram, [(0, 4), (25, 1), (50, 1)]);
-    let monthly: u64 = aggs["monthly"]["buckets"].as_array().unwrap().iter().map(|b| b["doc_count"].as_u64().unwrap()).sum();
+    let monthly: u64 =
+        aggs["monthly"]["buckets"].as_array().unwrap().iter().map(|b| b["doc_count"].as_u64().unwrap()).sum();
     assert_eq!(monthly, 6);
     assert_eq!(aggs["avg_views"]["value"].as_f64().unwrap(), 122.0 / 6.0);
-    assert_eq!((aggs["max_views"]["value"].as_f64(), aggs["min_views"]["value"].as_f64()), (Some(50.0), Some(5.0)));
+    assert_eq!(
+        (aggs["max_views"]["value"].as_f64(), aggs["min_views"]["value"].as_f64()),
+        (Some(50.0), Some(5.0))
+    );
     assert_eq!(aggs["categories"]["value"].as_f64(), Some(4.0));
 }
 
@@ -158,32 +215,46 @@ async fn aggregations_give_exact_counts() {
 async fn bool_sort_paging_source_highlight_and_suggest() {
     let s = corpus().await;
     let answer = s
-        .search("articles", json!({
-            "query": {"bool": {
-                "must": [{"match": {"title": "quick"}}],
-                "filter": [{"range": {"views": {"gte": 5, "lt": 8}}}],
-                "must_not": [{"term": {"category": "food"}}],
-                "should": [{"match": {"title": "dog"}}]}},
-            "_source": ["title"],
-            "highlight": {"fields": {"title": {}}}
-        }))
+        .search(
+            "articles",
+            json!({
+                "query": {"bool": {
+                    "must": [{"match": {"title": "quick"}}],
+                    "filter": [{"range": {"views": {"gte": 5, "lt": 8}}}],
+                    "must_not": [{"term": {"category": "food"}}],
+                    "should": [{"match": {"title": "dog"}}]}},
+                "_source": ["title"],
+                "highlight": {"fields": {"title": {}}}
+            }),
+        )
         .await;
     assert_eq!(ids(&answer), ["5", "4"], "should boosts the dog document");
-    assert_eq!(answer["hits"]["hits"][0]["_source"], json!({"title": "the quick brown dog leaps over a lazy sleeping fox near the old barn"}));
+    assert_eq!(
+        answer["hits"]["hits"][0]["_source"],
+        json!({"title": "the quick brown dog leaps over a lazy sleeping fox near the old barn"})
+    );
     assert!(answer["hits"]["hits"][0]["highlight"]["title"][0].as_str().unwrap().contains("<em>quick</em>"));
 
-    let page1 = s.search("articles", json!({"size": 2, "sort": [{"views": "desc"}, {"category": "asc"}]})).await;
+    let page1 =
+        s.search("articles", json!({"size": 2, "sort": [{"views": "desc"}, {"category": "asc"}]})).await;
     assert_eq!(ids(&page1), ["3", "2"]);
     let after = page1["hits"]["hits"][1]["sort"].clone();
     assert_eq!(after, json!([30, "sport"]));
-    let page2 = s.search("articles", json!({"size": 2, "sort": [{"views": "desc"}, {"category": "asc"}], "search_after": after})).await;
+    let page2 = s
+        .search(
+            "articles",
+            json!({"size": 2, "sort": [{"views": "desc"}, {"category": "asc"}], "search_after": after}),
+        )
+        .await;
     assert_eq!(ids(&page2), ["6", "1"]);
     let from = s.search("articles", json!({"from": 2, "size": 2, "sort": [{"views": "desc"}]})).await;
     assert_eq!(ids(&from), ["6", "1"]);
 
     let multi = s.search("articles", json!({"query": {"multi_match": {"query": "author 4 fox", "fields": ["title^3", "author.name"]}}})).await;
     assert_eq!(ids(&multi)[0], "4");
-    let qs = s.search("articles", json!({"query": {"query_string": {"query": "title:marathon OR category:tech"}}})).await;
+    let qs = s
+        .search("articles", json!({"query": {"query_string": {"query": "title:marathon OR category:tech"}}}))
+        .await;
     let mut qs_ids = ids(&qs);
     qs_ids.sort();
     assert_eq!(qs_ids, ["2", "3"]);
@@ -193,59 +264,105 @@ async fn bool_sort_paging_source_highlight_and_suggest() {
 
     let exists = s.search("articles", json!({"query": {"exists": {"field": "author.name"}}})).await;
     assert_eq!(exists["hits"]["total"]["value"], 6);
-    let wildcard = s.search("articles", json!({"query": {"wildcard": {"category": {"value": "n*re"}}}})).await;
+    let wildcard =
+        s.search("articles", json!({"query": {"wildcard": {"category": {"value": "n*re"}}}})).await;
     assert_eq!(wildcard["hits"]["total"]["value"], 2);
     let terms = s.search("articles", json!({"query": {"terms": {"category": ["food", "tech"]}}})).await;
     assert_eq!(terms["hits"]["total"]["value"], 2);
     let ids_q = s.search("articles", json!({"query": {"ids": {"values": ["1", "6", "99"]}}})).await;
     assert_eq!(ids_q["hits"]["total"]["value"], 2);
-    let dates = s.search("articles", json!({"query": {"range": {"published": {"gte": "2024-02-01", "lt": "2024-03-01"}}}})).await;
+    let dates = s
+        .search(
+            "articles",
+            json!({"query": {"range": {"published": {"gte": "2024-02-01", "lt": "2024-03-01"}}}}),
+        )
+        .await;
     assert_eq!(dates["hits"]["total"]["value"], 2);
     let boosted = s
         .search("articles", json!({"query": {"function_score": {"query": {"match": {"title": "fox"}}, "field_value_factor": {"field": "views"}, "boost_mode": "replace"}}}))
         .await;
     assert_eq!(ids(&boosted), ["5", "4"], "views 7 beats views 5 once the score is replaced");
 
-    let suggest = s.search("articles", json!({"size": 0, "suggest": {"fix": {"text": "quik marathn", "term": {"field": "title"}}}})).await;
+    let suggest = s
+        .search(
+            "articles",
+            json!({"size": 0, "suggest": {"fix": {"text": "quik marathn", "term": {"field": "title"}}}}),
+        )
+        .await;
     let fix = &suggest["suggest"]["fix"];
     assert_eq!(fix[0]["options"][0]["text"], "quick");
     assert_eq!(fix[1]["options"][0]["text"], "marathon");
-    let count = s.call(Method::POST, "/articles/_count", Some(json!({"query": {"term": {"category": "sport"}}}))).await.1;
+    let count = s
+        .call(Method::POST, "/articles/_count", Some(json!({"query": {"term": {"category": "sport"}}})))
+        .await
+        .1;
     assert_eq!(count["count"], 2);
 }
 
 #[tokio::test]
 async fn documents_versions_updates_and_by_query() {
     let s = server(Default::default()).await;
-    let (status, created) = s.call(Method::PUT, "/notes/_doc/a", Some(json!({"text": "hello world", "n": 1}))).await;
+    let (status, created) =
+        s.call(Method::PUT, "/notes/_doc/a", Some(json!({"text": "hello world", "n": 1}))).await;
     assert_eq!(status, 201);
     assert_eq!((created["result"].as_str(), created["_version"].as_u64()), (Some("created"), Some(1)));
     let seq = created["_seq_no"].as_u64().unwrap();
     let (status, doc) = s.call(Method::GET, "/notes/_doc/a", None).await;
-    assert_eq!((status, &doc["_source"]), (StatusCode::OK, &json!({"text": "hello world", "n": 1})), "GET is realtime, before any refresh");
-    let (status, conflict) = s.call(Method::PUT, &format!("/notes/_doc/a?if_seq_no={}&if_primary_term=1", seq + 10), Some(json!({"text": "x"}))).await;
+    assert_eq!(
+        (status, &doc["_source"]),
+        (StatusCode::OK, &json!({"text": "hello world", "n": 1})),
+        "GET is realtime, before any refresh"
+    );
+    let (status, conflict) = s
+        .call(
+            Method::PUT,
+            &format!("/notes/_doc/a?if_seq_no={}&if_primary_term=1", seq + 10),
+            Some(json!({"text": "x"})),
+        )
+        .await;
     assert_eq!(status, 409);
     assert_eq!(conflict["error"]["type"], "version_conflict_engine_exception");
-    let (status, updated) = s.call(Method::PUT, &format!("/notes/_doc/a?if_seq_no={seq}&if_primary_term=1"), Some(json!({"text": "hello again", "n": 1}))).await;
+    let (status, updated) = s
+        .call(
+            Method::PUT,
+            &format!("/notes/_doc/a?if_seq_no={seq}&if_primary_term=1"),
+            Some(json!({"text": "hello again", "n": 1})),
+        )
+        .await;
     assert_eq!((status, updated["_version"].as_u64()), (StatusCode::OK, Some(2)));
     let (status, _) = s.call(Method::PUT, "/notes/_create/a", Some(json!({"text": "dup"}))).await;
     assert_eq!(status, 409);
-    let (status, partial) = s.call(Method::POST, "/notes/_update/a", Some(json!({"doc": {"tag": "x"}}))).await;
+    let (status, partial) =
+        s.call(Method::POST, "/notes/_update/a", Some(json!({"doc": {"tag": "x"}}))).await;
     assert_eq!((status, partial["result"].as_str()), (StatusCode::OK, Some("updated")));
     let (_, noop) = s.call(Method::POST, "/notes/_update/a", Some(json!({"doc": {"tag": "x"}}))).await;
     assert_eq!(noop["result"], "noop");
-    let (_, scripted) = s.call(Method::POST, "/notes/_update/a?refresh=true", Some(json!({"script": {"source": "ctx._source.n += params.by", "params": {"by": 4}}}))).await;
+    let (_, scripted) = s
+        .call(
+            Method::POST,
+            "/notes/_update/a?refresh=true",
+            Some(json!({"script": {"source": "ctx._source.n += params.by", "params": {"by": 4}}})),
+        )
+        .await;
     assert_eq!(scripted["_version"], 4);
     let (status, _) = s.call(Method::POST, "/notes/_update/missing", Some(json!({"doc": {"a": 1}}))).await;
     assert_eq!(status, 404);
-    let (status, upserted) = s.call(Method::POST, "/notes/_update/b?refresh=true", Some(json!({"doc": {"text": "from upsert", "n": 7}, "doc_as_upsert": true}))).await;
+    let (status, upserted) = s
+        .call(
+            Method::POST,
+            "/notes/_update/b?refresh=true",
+            Some(json!({"doc": {"text": "from upsert", "n": 7}, "doc_as_upsert": true})),
+        )
+        .await;
     assert_eq!((status, upserted["result"].as_str()), (StatusCode::CREATED, Some("created")));
-    let (_, auto) = s.call(Method::POST, "/notes/_doc?refresh=true", Some(json!({"text": "auto id", "n": 0}))).await;
+    let (_, auto) =
+        s.call(Method::POST, "/notes/_doc?refresh=true", Some(json!({"text": "auto id", "n": 0}))).await;
     let auto_id = auto["_id"].as_str().unwrap().to_string();
     assert_eq!(auto_id.len(), 20);
 
     let (_, mget) = s.call(Method::POST, "/notes/_mget", Some(json!({"ids": ["a", "nope", auto_id]}))).await;
-    let found: Vec<bool> = mget["docs"].as_array().unwrap().iter().map(|d| d["found"].as_bool().unwrap()).collect();
+    let found: Vec<bool> =
+        mget["docs"].as_array().unwrap().iter().map(|d| d["found"].as_bool().unwrap()).collect();
     assert_eq!(found, [true, false, true]);
     assert_eq!(mget["docs"][0]["_source"]["n"], 5);
 
@@ -253,28 +370,55 @@ async fn documents_versions_updates_and_by_query() {
     assert_eq!(by_query["updated"], 2);
     let big = s.search("notes", json!({"query": {"term": {"big": true}}})).await;
     assert_eq!(big["hits"]["total"]["value"], 2);
-    let (_, deleted) = s.call(Method::POST, "/notes/_delete_by_query?refresh=true", Some(json!({"query": {"match": {"text": "hello"}}}))).await;
+    let (_, deleted) = s
+        .call(
+            Method::POST,
+            "/notes/_delete_by_query?refresh=true",
+            Some(json!({"query": {"match": {"text": "hello"}}})),
+        )
+        .await;
     assert_eq!(deleted["deleted"], 1);
     let (status, gone) = s.call(Method::DELETE, "/notes/_doc/a", None).await;
     assert_eq!((status, gone["result"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
-    let (status, deleted) = s.call(Method::DELETE, &format!("/notes/_doc/{auto_id}?refresh=true"), None).await;
+    let (status, deleted) =
+        s.call(Method::DELETE, &format!("/notes/_doc/{auto_id}?refresh=true"), None).await;
     assert_eq!((status, deleted["result"].as_str()), (StatusCode::OK, Some("deleted")));
     assert_eq!(s.call(Method::POST, "/notes/_count", None).await.1["count"], 1);
 
     let (_, mapping) = s.call(Method::GET, "/notes/_mapping", None).await;
-    assert_eq!(mapping["notes"]["mappings"]["properties"]["text"]["fields"]["keyword"]["type"], "keyword", "dynamic mapping adds .keyword");
-    let (status, _) = s.call(Method::PUT, "/notes/_mapping", Some(json!({"properties": {"extra": {"type": "date"}}}))).await;
+    assert_eq!(
+        mapping["notes"]["mappings"]["properties"]["text"]["fields"]["keyword"]["type"], "keyword",
+        "dynamic mapping adds .keyword"
+    );
+    let (status, _) = s
+        .call(Method::PUT, "/notes/_mapping", Some(json!({"properties": {"extra": {"type": "date"}}})))
+        .await;
     assert_eq!(status, 200);
     let (_, mapping) = s.call(Method::GET, "/notes/_mapping", None).await;
     assert_eq!(mapping["notes"]["mappings"]["properties"]["extra"]["type"], "date");
-    assert_eq!(s.search("notes", json!({"query": {"match": {"text": "upsert"}}})).await["hits"]["total"]["value"], 1, "documents survive a mapping change");
+    assert_eq!(
+        s.search("notes", json!({"query": {"match": {"text": "upsert"}}})).await["hits"]["total"]["value"],
+        1,
+        "documents survive a mapping change"
+    );
 
-    let (_, tokens) = s.call(Method::POST, "/_analyze", Some(json!({"analyzer": "english", "text": "The Running Foxes"}))).await;
-    let words: Vec<&str> = tokens["tokens"].as_array().unwrap().iter().map(|t| t["token"].as_str().unwrap()).collect();
+    let (_, tokens) = s
+        .call(Method::POST, "/_analyze", Some(json!({"analyzer": "english", "text": "The Running Foxes"})))
+        .await;
+    let words: Vec<&str> =
+        tokens["tokens"].as_array().unwrap().iter().map(|t| t["token"].as_str().unwrap()).collect();
     assert_eq!(words, ["run", "fox"]);
     let (status, _) = s.call(Method::HEAD, "/notes", None).await;
     assert_eq!(status, 200);
-    let cat = s.http.get(format!("{}/_cat/indices?format=json", s.base)).send().await.unwrap().json::<Value>().await.unwrap();
+    let cat = s
+        .http
+        .get(format!("{}/_cat/indices?format=json", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
     assert_eq!(cat[0]["index"], "notes");
     assert_eq!(cat[0]["docs.count"], "1");
     let (status, _) = s.call(Method::DELETE, "/notes", None).await;
@@ -288,44 +432,96 @@ async fn bad_input_gets_elasticsearch_errors_and_the_server_keeps_serving() {
     let s = server(strata_es::EsConfig { max_body_bytes: 64 * 1024, ..Default::default() }).await;
     s.call(Method::PUT, "/good", Some(json!({"mappings": {"properties": {"n": {"type": "long"}}}}))).await;
 
-    let (status, err) = s.call(Method::POST, "/good/_search", Some(json!({"query": {"no_such_query": {}}}))).await;
+    let (status, err) =
+        s.call(Method::POST, "/good/_search", Some(json!({"query": {"no_such_query": {}}}))).await;
     assert_eq!((status, err["error"]["type"].as_str()), (StatusCode::BAD_REQUEST, Some("parsing_exception")));
     assert_eq!(err["status"], 400);
     assert!(err["error"]["root_cause"][0]["reason"].as_str().unwrap().contains("no_such_query"));
-    let (status, err) = s.call(Method::POST, "/good/_search", Some(json!({"query": {"match": {"a": 1}, "term": {"b": 2}}}))).await;
+    let (status, err) = s
+        .call(Method::POST, "/good/_search", Some(json!({"query": {"match": {"a": 1}, "term": {"b": 2}}})))
+        .await;
     assert_eq!((status, err["error"]["type"].as_str()), (StatusCode::BAD_REQUEST, Some("parsing_exception")));
-    let resp = s.http.post(format!("{}/good/_search", s.base)).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let resp = s
+        .http
+        .post(format!("{}/good/_search", s.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.json::<Value>().await.unwrap()["error"]["type"], "x_content_parse_exception");
 
     let (status, err) = s.call(Method::GET, "/missing/_search", None).await;
-    assert_eq!((status, err["error"]["type"].as_str()), (StatusCode::NOT_FOUND, Some("index_not_found_exception")));
+    assert_eq!(
+        (status, err["error"]["type"].as_str()),
+        (StatusCode::NOT_FOUND, Some("index_not_found_exception"))
+    );
     assert_eq!(err["error"]["index"], "missing");
     let (status, err) = s.call(Method::GET, "/missing/_doc/1", None).await;
     assert_eq!(status, 404, "{err}");
 
-    let (status, err) = s.call(Method::PUT, "/bad", Some(json!({"mappings": {"properties": {"x": {"type": "no_such_type"}}}}))).await;
-    assert_eq!((status, err["error"]["type"].as_str()), (StatusCode::BAD_REQUEST, Some("mapper_parsing_exception")));
+    let (status, err) = s
+        .call(Method::PUT, "/bad", Some(json!({"mappings": {"properties": {"x": {"type": "no_such_type"}}}})))
+        .await;
+    assert_eq!(
+        (status, err["error"]["type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("mapper_parsing_exception"))
+    );
     let (status, err) = s.call(Method::PUT, "/Bad-Name", None).await;
-    assert_eq!((status, err["error"]["type"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_index_name_exception")));
+    assert_eq!(
+        (status, err["error"]["type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_index_name_exception"))
+    );
     let (status, err) = s.call(Method::PUT, "/good", None).await;
-    assert_eq!((status, err["error"]["type"].as_str()), (StatusCode::BAD_REQUEST, Some("resource_already_exists_exception")));
+    assert_eq!(
+        (status, err["error"]["type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("resource_already_exists_exception"))
+    );
     let (status, err) = s.call(Method::PUT, "/good/_doc/1", Some(json!({"n": "not a number"}))).await;
-    assert_eq!((status, err["error"]["type"].as_str()), (StatusCode::BAD_REQUEST, Some("mapper_parsing_exception")));
-    let (status, err) = s.call(Method::PUT, "/good/_mapping", Some(json!({"properties": {"n": {"type": "text"}}}))).await;
-    assert_eq!((status, err["error"]["type"].as_str()), (StatusCode::BAD_REQUEST, Some("illegal_argument_exception")));
+    assert_eq!(
+        (status, err["error"]["type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("mapper_parsing_exception"))
+    );
+    let (status, err) =
+        s.call(Method::PUT, "/good/_mapping", Some(json!({"properties": {"n": {"type": "text"}}}))).await;
+    assert_eq!(
+        (status, err["error"]["type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("illegal_argument_exception"))
+    );
     let (status, _) = s.call(Method::POST, "/good/_search", Some(json!({"size": 20000}))).await;
     assert_eq!(status, 400);
-    let (status, err) = s.call(Method::POST, "/good/_search", Some(json!({"aggs": {"x": {"no_such_aggregation": {"field": "n"}}}}))).await;
+    let (status, err) = s
+        .call(
+            Method::POST,
+            "/good/_search",
+            Some(json!({"aggs": {"x": {"no_such_aggregation": {"field": "n"}}}})),
+        )
+        .await;
     assert_eq!(status, 400, "{err}");
 
     let big_line = json!({"n": 1, "pad": "x".repeat(1000)});
-    let lines: Vec<Value> = (0..100).flat_map(|i| [json!({"index": {"_index": "good", "_id": i.to_string()}}), big_line.clone()]).collect();
+    let lines: Vec<Value> = (0..100)
+        .flat_map(|i| [json!({"index": {"_index": "good", "_id": i.to_string()}}), big_line.clone()])
+        .collect();
     let (status, err) = s.bulk("/_bulk", &lines).await;
-    assert_eq!((status, err["error"]["type"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("content_too_long_exception")));
+    assert_eq!(
+        (status, err["error"]["type"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("content_too_long_exception"))
+    );
     let (status, err) = s.bulk("/_bulk", &[json!("not an action")]).await;
-    assert_eq!((status, err["error"]["type"].as_str()), (StatusCode::BAD_REQUEST, Some("illegal_argument_exception")));
-    let resp = s.http.post(format!("{}/good/_search", s.base)).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    assert_eq!(
+        (status, err["error"]["type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("illegal_argument_exception"))
+    );
+    let resp = s
+        .http
+        .post(format!("{}/good/_search", s.base))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 406);
 
     // The versioned media type current clients send is accepted and answered in kind.
@@ -339,7 +535,9 @@ async fn bad_input_gets_elasticsearch_errors_and_the_server_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/vnd.elasticsearch+json"));
+    assert!(
+        resp.headers()["content-type"].to_str().unwrap().starts_with("application/vnd.elasticsearch+json")
+    );
     let (_, hits) = s.call(Method::POST, "/good/_search", Some(json!({"query": {"term": {"n": 5}}}))).await;
     assert_eq!(hits["hits"]["total"]["value"], 1, "still serving after every error above");
 }
