@@ -752,6 +752,9 @@ impl Search {
                     }
                 }
                 for candidate in &candidates {
+                    if !mapping.has_unmapped(candidate) {
+                        continue;
+                    }
                     match mapping.with_dynamic_fields(candidate) {
                         Ok(Some(next)) => mapping = next,
                         Ok(None) => {}

@@ -425,6 +425,28 @@ impl Mapping {
         out
     }
 
+    /// Whether a document has a field this mapping does not know, or a value where an object
+    /// is mapped: a walk without allocation, so that the common case (nothing new) skips
+    /// [`Mapping::with_dynamic_fields`].
+    pub fn has_unmapped(&self, doc: &Value) -> bool {
+        fn walk(props: &BTreeMap<String, Property>, v: &Value) -> bool {
+            match v {
+                Value::Object(obj) => obj.iter().any(|(k, v)| match props.get(k) {
+                    None => !v.is_null(),
+                    Some(Property::Field(_)) => false,
+                    Some(Property::Object { properties, .. }) => match v {
+                        Value::Object(_) | Value::Array(_) => walk(properties, v),
+                        Value::Null => false,
+                        _ => true,
+                    },
+                }),
+                Value::Array(items) => items.iter().any(|item| walk(props, item)),
+                _ => false,
+            }
+        }
+        walk(&self.properties, doc)
+    }
+
     /// The fields a document would add under dynamic mapping, merged into a copy of this
     /// mapping; `None` when the document brings nothing new. A `strict` index refuses it.
     pub fn with_dynamic_fields(&self, doc: &Value) -> SearchResult<Option<Mapping>> {
@@ -597,6 +619,8 @@ mod tests {
         assert_eq!(leaves["published"], FieldType::Date);
         assert_eq!(leaves["author.name"], FieldType::Text);
         assert!(next.with_dynamic_fields(&doc).unwrap().is_none());
+        assert!(mapping.has_unmapped(&doc) && !next.has_unmapped(&doc));
+        assert!(next.has_unmapped(&json!({"author": "not an object"})));
         let strict =
             Mapping::parse(&json!({"dynamic": "strict", "properties": {"a": {"type": "keyword"}}})).unwrap();
         assert_eq!(
