@@ -780,28 +780,22 @@ impl Ctx<'_> {
         };
         let lower = bound(["gt", "gte"], false)?;
         let upper = bound(["lt", "lte"], true)?;
-        let lower = match (lower, opts.get("from")) {
-            (Bound::Unbounded, Some(v)) if !v.is_null() => {
-                let t = self.term(info, v)?;
-                if opts.get("include_lower").and_then(Value::as_bool) == Some(false) {
-                    Bound::Excluded(t)
-                } else {
-                    Bound::Included(t)
+        // The older `from`/`to` with `include_lower`/`include_upper`, when gt/gte/lt/lte are absent.
+        let legacy = |bound: Bound<Term>, key: &str, include: &str| -> SearchResult<Bound<Term>> {
+            match (bound, opts.get(key)) {
+                (Bound::Unbounded, Some(v)) if !v.is_null() => {
+                    let t = self.term(info, v)?;
+                    Ok(if opts.get(include).and_then(Value::as_bool) == Some(false) {
+                        Bound::Excluded(t)
+                    } else {
+                        Bound::Included(t)
+                    })
                 }
+                (b, _) => Ok(b),
             }
-            (b, _) => b,
         };
-        let upper = match (upper, opts.get("to")) {
-            (Bound::Unbounded, Some(v)) if !v.is_null() => {
-                let t = self.term(info, v)?;
-                if opts.get("include_upper").and_then(Value::as_bool) == Some(false) {
-                    Bound::Excluded(t)
-                } else {
-                    Bound::Included(t)
-                }
-            }
-            (b, _) => b,
-        };
+        let lower = legacy(lower, "from", "include_lower")?;
+        let upper = legacy(upper, "to", "include_upper")?;
         if matches!((&lower, &upper), (Bound::Unbounded, Bound::Unbounded)) {
             // Only an existence check remains.
             let term = Term::from_field_text(self.compiled.field_names, &info.path);

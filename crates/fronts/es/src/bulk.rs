@@ -35,6 +35,12 @@ fn id_of(meta: &Value) -> Option<String> {
         .and_then(|v| v.as_str().map(str::to_string).or_else(|| (!v.is_null()).then(|| v.to_string())))
 }
 
+fn required_id(meta: &Value) -> Result<String, SearchError> {
+    id_of(meta).ok_or_else(|| {
+        SearchError::new(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
+    })
+}
+
 /// Parses a bulk body into operations.
 pub(crate) fn parse(body: &[u8], default_index: Option<&str>) -> Result<Vec<BulkOp>, SearchError> {
     let mut ops = Vec::new();
@@ -93,24 +99,12 @@ pub(crate) fn parse(body: &[u8], default_index: Option<&str>) -> Result<Vec<Bulk
                 }
             }
             "update" => {
-                let id = id_of(meta).ok_or_else(|| {
-                    SearchError::new(
-                        400,
-                        "action_request_validation_exception",
-                        "Validation Failed: 1: id is missing;",
-                    )
-                })?;
+                let id = required_id(meta)?;
                 let body = next_doc("update body")?;
                 BulkOp::Update { index, id, body, cond }
             }
             "delete" => {
-                let id = id_of(meta).ok_or_else(|| {
-                    SearchError::new(
-                        400,
-                        "action_request_validation_exception",
-                        "Validation Failed: 1: id is missing;",
-                    )
-                })?;
+                let id = required_id(meta)?;
                 BulkOp::Delete { index, id, cond }
             }
             other => {
