@@ -236,6 +236,8 @@ fn top(specs: &[SortSpec], hits: Vec<Hit>, limit: usize) -> Vec<Hit> {
 struct SortCollector {
     specs: Arc<Vec<SortSpec>>,
     after: Option<Vec<Key>>,
+    /// Hits scoring under it are not collected.
+    min_score: Option<Score>,
     limit: usize,
     scoring: bool,
     index: usize,
@@ -253,6 +255,7 @@ enum Column {
 struct SortSegment {
     specs: Arc<Vec<SortSpec>>,
     after: Option<Vec<Key>>,
+    min_score: Option<Score>,
     limit: usize,
     columns: Vec<Column>,
     segment: SegmentOrdinal,
@@ -285,6 +288,7 @@ impl Collector for SortCollector {
         Ok(SortSegment {
             specs: self.specs.clone(),
             after: self.after.clone(),
+            min_score: self.min_score,
             limit: self.limit,
             columns,
             segment,
@@ -307,6 +311,9 @@ impl SegmentCollector for SortSegment {
     type Fruit = Vec<Hit>;
 
     fn collect(&mut self, doc: DocId, score: Score) {
+        if self.min_score.is_some_and(|min| score < min) {
+            return;
+        }
         let mut keys = Vec::with_capacity(self.specs.len());
         for (spec, column) in self.specs.iter().zip(&self.columns) {
             let descending = spec.descending;
@@ -496,17 +503,17 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
     let aggs = parse_aggs(&body)?;
     let filter = SourceFilter::from_json(body.get("_source"));
     let min_score = body.get("min_score").and_then(Value::as_f64).map(|m| m as f32);
+    let track_scores = body.get("track_scores") == Some(&json!(true));
     let now = now_ms();
     let limit = from + size;
     let mut runs = Vec::new();
     let mut specs_out = Vec::new();
+    // Whether the request sorts by anything (every index reads the same `sort`).
+    let mut sort_given = false;
     for (i, (_, view)) in views.iter().enumerate() {
         let searcher = view.reader.searcher();
         let ctx = Ctx { compiled: &view.compiled, searcher: &searcher, now_ms: now };
-        let query = match body.get("query") {
-            Some(q) => ctx.build(q)?,
-            None => Box::new(tantivy::query::AllQuery),
-        };
+        let query = body_query(&ctx, &body)?;
         let hits_query: Box<dyn Query> = match body.get("post_filter") {
             Some(pf) => Box::new(BooleanQuery::new(vec![
                 (Occur::Must, query.box_clone()),
@@ -515,7 +522,7 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
             None => query.box_clone(),
         };
         let specs = parse_sort(&view.compiled, body.get("sort"))?;
-        let sort_given = !specs.is_empty();
+        sort_given = !specs.is_empty();
         let specs = if sort_given {
             specs
         } else {
@@ -562,21 +569,18 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
             }
             .into_hits(i)
         } else {
-            let scoring = specs.iter().any(|s| matches!(s.by, SortBy::Score))
-                || body.get("track_scores") == Some(&json!(true))
-                || min_score.is_some();
+            let scoring =
+                specs.iter().any(|s| matches!(s.by, SortBy::Score)) || track_scores || min_score.is_some();
             let collector = SortCollector {
                 specs: Arc::new(specs.clone()),
                 after,
+                min_score,
                 limit: limit.max(1),
                 scoring,
                 index: i,
             };
             let (mut hits, total, agg_result) =
                 searcher.search(&*hits_query, &(collector, count, agg)).map_err(agg_error)?;
-            if let Some(min) = min_score {
-                hits.retain(|h| h.score >= min);
-            }
             if limit == 0 {
                 hits.clear();
             }
@@ -584,9 +588,7 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
         };
         specs_out = specs;
         runs.push(IndexRun { hits, total, aggs: agg_result, query, searcher });
-        let _ = sort_given;
     }
-    let sort_given = body.get("sort").is_some();
     let total: usize = runs.iter().filter_map(|r| r.total).sum();
     let mut all_hits: Vec<Hit> = runs.iter_mut().flat_map(|r| std::mem::take(&mut r.hits)).collect();
     all_hits = top(&specs_out, all_hits, limit.max(1));
@@ -594,9 +596,7 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
     let highlight = body.get("highlight");
     let mut hits_json = Vec::with_capacity(page.len());
     let mut max_score: Option<f32> = None;
-    let scored = !sort_given
-        || specs_out.iter().any(|s| matches!(s.by, SortBy::Score))
-        || body.get("track_scores") == Some(&json!(true));
+    let scored = !sort_given || specs_out.iter().any(|s| matches!(s.by, SortBy::Score)) || track_scores;
     for hit in &page {
         let (name, view) = &views[hit.index];
         let run = &runs[hit.index];
@@ -908,14 +908,19 @@ fn suggestions(views: &[(String, Arc<View>)], suggest: &Value) -> SearchResult<V
     Ok(Value::Object(out))
 }
 
+/// The body's `query`, or every document.
+fn body_query(ctx: &Ctx, body: &Value) -> SearchResult<Box<dyn Query>> {
+    match body.get("query") {
+        Some(q) => ctx.build(q),
+        None => Ok(Box::new(tantivy::query::AllQuery)),
+    }
+}
+
 /// `_count`: how many documents match the body's query.
 pub fn count(view: &View, body: &Value) -> SearchResult<usize> {
     let searcher = view.reader.searcher();
     let ctx = Ctx { compiled: &view.compiled, searcher: &searcher, now_ms: now_ms() };
-    let query: Box<dyn Query> = match body.get("query") {
-        Some(q) => ctx.build(q)?,
-        None => Box::new(tantivy::query::AllQuery),
-    };
+    let query = body_query(&ctx, body)?;
     Ok(query.count(&searcher)?)
 }
 
@@ -923,10 +928,7 @@ pub fn count(view: &View, body: &Value) -> SearchResult<usize> {
 pub fn matching_ids(view: &View, body: &Value) -> SearchResult<Vec<String>> {
     let searcher = view.reader.searcher();
     let ctx = Ctx { compiled: &view.compiled, searcher: &searcher, now_ms: now_ms() };
-    let query: Box<dyn Query> = match body.get("query") {
-        Some(q) => ctx.build(q)?,
-        None => Box::new(tantivy::query::AllQuery),
-    };
+    let query = body_query(&ctx, body)?;
     let limit = body.get("max_docs").and_then(Value::as_u64).map_or(usize::MAX, |n| n as usize);
     let addrs = searcher.search(&*query, &tantivy::collector::DocSetCollector)?;
     addrs

@@ -133,3 +133,23 @@ fn reopening_replays_what_no_refresh_committed() {
     let hits = search.search("logs", &json!({"query": {"match": {"msg": "42"}}})).unwrap();
     assert_eq!(ids(&hits), ["42"]);
 }
+
+#[test]
+fn min_score_applies_before_the_page_is_cut() {
+    let search = block();
+    put(&search, "m", "short", json!({"body": "fox", "views": 1}));
+    put(&search, "m", "long", json!({"body": "a fox among many other words in a long sentence", "views": 9}));
+    search.refresh("m").unwrap();
+    let scored = search.search("m", &json!({"query": {"match": {"body": "fox"}}})).unwrap();
+    let (high, low) = (
+        scored["hits"]["hits"][0]["_score"].as_f64().unwrap(),
+        scored["hits"]["hits"][1]["_score"].as_f64().unwrap(),
+    );
+    assert_eq!(ids(&scored), ["short", "long"]);
+    let body = json!({"query": {"match": {"body": "fox"}}, "sort": [{"views": "desc"}], "size": 1, "min_score": (high + low) / 2.0});
+    assert_eq!(
+        ids(&search.search("m", &body).unwrap()),
+        ["short"],
+        "the best-sorted hit under min_score does not hide the next one"
+    );
+}
