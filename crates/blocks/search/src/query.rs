@@ -171,6 +171,19 @@ impl Ctx<'_> {
         })
     }
 
+    /// Documents that have a value at `path` (through `_field_names`), unscored.
+    fn exists(&self, path: &str, boost: f32) -> Box<dyn Query> {
+        let term = Term::from_field_text(self.compiled.field_names, path);
+        Box::new(ConstScoreQuery::new(Box::new(TermQuery::new(term, IndexRecordOption::Basic)), boost))
+    }
+
+    /// Documents with one of these `_id`s, unscored.
+    fn ids(&self, values: &[Value], boost: f32) -> Box<dyn Query> {
+        let terms =
+            values.iter().map(|v| Term::from_field_text(self.compiled.id, &text_of(v).unwrap_or_default()));
+        Box::new(ConstScoreQuery::new(Box::new(TermSetQuery::new(terms)), boost))
+    }
+
     fn term_query(&self, info: &FieldInfo, term: Term) -> Box<dyn Query> {
         let option = if info.leaf.ty == FieldType::Text {
             IndexRecordOption::WithFreqs
@@ -216,11 +229,7 @@ impl Ctx<'_> {
                     .get("field")
                     .and_then(Value::as_str)
                     .ok_or_else(|| parsing("[exists] must be provided with a [field]"))?;
-                let term = Term::from_field_text(self.compiled.field_names, field);
-                Ok(Box::new(ConstScoreQuery::new(
-                    Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
-                    boost_of(body),
-                )))
+                Ok(self.exists(field, boost_of(body)))
             }
             "prefix" | "wildcard" | "regexp" => self.pattern(kind, body),
             "fuzzy" => self.fuzzy(body),
@@ -229,10 +238,7 @@ impl Ctx<'_> {
                     .get("values")
                     .and_then(Value::as_array)
                     .ok_or_else(|| parsing("[ids] requires [values]"))?;
-                let terms = values
-                    .iter()
-                    .map(|v| Term::from_field_text(self.compiled.id, &text_of(v).unwrap_or_default()));
-                Ok(Box::new(ConstScoreQuery::new(Box::new(TermSetQuery::new(terms)), boost_of(body))))
+                Ok(self.ids(values, boost_of(body)))
             }
             "bool" => self.bool_query(body),
             "constant_score" => {
@@ -599,12 +605,13 @@ impl Ctx<'_> {
                     .compiled
                     .fields
                     .values()
+                    // A bare `*` means the full-text fields (and keywords, for query_string);
+                    // a narrower pattern takes whatever it names.
                     .filter(|f| {
                         crate::source::glob_match(&name, &f.path)
-                            && (!text_only || f.leaf.ty == FieldType::Text || name != "*")
-                    })
-                    .filter(|f| {
-                        name != "*" || f.leaf.ty == FieldType::Text || f.leaf.ty == FieldType::Keyword
+                            && (name != "*"
+                                || f.leaf.ty == FieldType::Text
+                                || (!text_only && f.leaf.ty == FieldType::Keyword))
                     })
                     .collect();
                 matched.sort_by(|a, b| a.path.cmp(&b.path));
@@ -723,10 +730,7 @@ impl Ctx<'_> {
             values.as_array().ok_or_else(|| parsing(format!("[terms] query does not support [{field}]")))?;
         let boost = boost_of(body);
         if field == "_id" {
-            let terms = values
-                .iter()
-                .map(|v| Term::from_field_text(self.compiled.id, &text_of(v).unwrap_or_default()));
-            return Ok(Box::new(ConstScoreQuery::new(Box::new(TermSetQuery::new(terms)), boost)));
+            return Ok(self.ids(values, boost));
         }
         let Some(info) = self.field(&field) else { return Ok(Box::new(EmptyQuery)) };
         let terms = values.iter().map(|v| self.term(info, v)).collect::<SearchResult<Vec<_>>>()?;
@@ -798,11 +802,7 @@ impl Ctx<'_> {
         let upper = legacy(upper, "to", "include_upper")?;
         if matches!((&lower, &upper), (Bound::Unbounded, Bound::Unbounded)) {
             // Only an existence check remains.
-            let term = Term::from_field_text(self.compiled.field_names, &info.path);
-            return Ok(Box::new(ConstScoreQuery::new(
-                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
-                boost,
-            )));
+            return Ok(self.exists(&info.path, boost));
         }
         Ok(Box::new(ConstScoreQuery::new(Box::new(RangeQuery::new(lower, upper)), boost)))
     }
