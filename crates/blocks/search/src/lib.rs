@@ -381,9 +381,7 @@ impl Search {
                 loop {
                     std::thread::sleep(Duration::from_millis(50));
                     let Some(inner) = weak.upgrade() else { return };
-                    let handles: Vec<Arc<IndexHandle>> =
-                        inner.indices.read().expect("indices lock").values().cloned().collect();
-                    for handle in handles {
+                    for handle in inner.handles() {
                         let Ok(mut writer) = handle.writer.try_lock() else { continue };
                         if handle.refresh_due(&writer)
                             && let Err(err) = refresh_and_prune(&inner, &handle, &mut writer)
@@ -451,7 +449,7 @@ impl Search {
             )
             .with_index(name));
         }
-        if self.inner.indices.read().expect("indices lock").len() >= self.inner.config.max_indices {
+        if self.index_count() >= self.inner.config.max_indices {
             return Err(SearchError::illegal_argument(format!(
                 "this node holds the most indices allowed ({})",
                 self.inner.config.max_indices
@@ -1254,15 +1252,26 @@ impl Search {
     }
 
     /// Documents per index, for metrics.
+    /// (Counts only: [`Search::stats`] also sizes every segment's files.)
     pub fn publish_metrics(&self) {
-        if let Ok(stats) = self.stats(None) {
-            metrics::gauge!("strata_search_indices").set(stats.len() as f64);
-            metrics::gauge!("strata_search_docs").set(stats.iter().map(|s| s.docs).sum::<u64>() as f64);
-        }
+        let handles = self.inner.handles();
+        let docs: u64 = handles.iter().map(|h| h.view().reader.searcher().num_docs()).sum();
+        metrics::gauge!("strata_search_indices").set(handles.len() as f64);
+        metrics::gauge!("strata_search_docs").set(docs as f64);
+    }
+
+    /// How many indices there are.
+    pub fn index_count(&self) -> usize {
+        self.inner.indices.read().expect("indices lock").len()
     }
 }
 
 impl Inner {
+    /// Every open index, for the periodic work that visits them all.
+    fn handles(&self) -> Vec<Arc<IndexHandle>> {
+        self.indices.read().expect("indices lock").values().cloned().collect()
+    }
+
     fn storage(&self) -> Storage<'_> {
         Storage { store: &self.store, ks: &self.ks, root: self.root.as_deref(), config: &self.writer_config }
     }
