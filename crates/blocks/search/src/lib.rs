@@ -260,9 +260,8 @@ fn normalize_settings(settings: Option<&Value>) -> SearchResult<Value> {
             }
             Some(("analysis", rest)) => {
                 let entry = index.entry("analysis").or_insert_with(|| json!({}));
-                let mut path = rest.split('.');
                 let mut node = entry;
-                let parts: Vec<&str> = path.by_ref().collect();
+                let parts: Vec<&str> = rest.split('.').collect();
                 for part in &parts[..parts.len() - 1] {
                     node = node.as_object_mut().expect("object").entry(*part).or_insert_with(|| json!({}));
                 }
@@ -741,8 +740,8 @@ impl Search {
                     if let Some(script) = body.get("script") {
                         let uuid = handle.meta.read().expect("meta lock").uuid;
                         let txn = self.inner.store.begin_read_only();
-                        if let Some(bytes) = txn.get(&self.inner.ks, &keys::doc(uuid, id))? {
-                            let mut doc = parse_source(&DocRecord::decode(&bytes)?.source)?;
+                        if let Some(record) = self.inner.record(&txn, uuid, id)? {
+                            let mut doc = parse_source(&record.source)?;
                             if script::run(script, &mut doc).is_ok() {
                                 candidates.push(doc);
                             }
@@ -859,7 +858,7 @@ impl Search {
                 id.len()
             )));
         }
-        let current = txn.get(ks, &keys::doc(uuid, &id))?.map(|b| DocRecord::decode(&b)).transpose()?;
+        let current = self.inner.record(txn, uuid, &id)?;
         if let Some(want) = cond.if_seq_no {
             let have = current.as_ref().map(|r| r.seq);
             if have != Some(want) || cond.if_primary_term.is_some_and(|t| t != 1) {
@@ -1035,11 +1034,9 @@ impl Search {
 
     /// A document by id, realtime (from core, not from the last refresh).
     pub fn get(&self, index: &str, id: &str) -> SearchResult<Option<(u64, u64, Value)>> {
-        let handle = self.handle(index)?;
-        let uuid = handle.meta.read().expect("meta lock").uuid;
+        let uuid = self.handle(index)?.meta.read().expect("meta lock").uuid;
         let txn = self.inner.store.begin_read_only();
-        let Some(bytes) = txn.get(&self.inner.ks, &keys::doc(uuid, id))? else { return Ok(None) };
-        let record = DocRecord::decode(&bytes)?;
+        let Some(record) = self.inner.record(&txn, uuid, id)? else { return Ok(None) };
         Ok(Some((record.seq, record.version, parse_source(&record.source)?)))
     }
 
@@ -1150,12 +1147,15 @@ impl Search {
             let view = handle.view();
             // Each id with the sequence number it had when the query ran: a document
             // changed in between is a version conflict, as in Elasticsearch.
+            let uuid = handle.meta.read().expect("meta lock").uuid;
+            let txn = self.inner.store.begin_read_only();
             let mut matches = Vec::new();
             for id in search::matching_ids(&view, body)? {
-                if let Some((seq, _, _)) = self.get(name, &id)? {
-                    matches.push((id, seq));
+                if let Some(record) = self.inner.record(&txn, uuid, &id)? {
+                    matches.push((id, record.seq));
                 }
             }
+            drop(txn);
             total += matches.len() as u64;
             for chunk in matches.chunks(1000) {
                 let ops: Vec<BulkOp> = chunk
@@ -1267,6 +1267,11 @@ impl Search {
 }
 
 impl Inner {
+    /// A document's stored record, as `txn` sees it.
+    fn record(&self, txn: &strata_core::Txn, uuid: u64, id: &str) -> SearchResult<Option<DocRecord>> {
+        txn.get(&self.ks, &keys::doc(uuid, id))?.map(|bytes| DocRecord::decode(&bytes)).transpose()
+    }
+
     /// Every open index, for the periodic work that visits them all.
     fn handles(&self) -> Vec<Arc<IndexHandle>> {
         self.indices.read().expect("indices lock").values().cloned().collect()
