@@ -21,6 +21,8 @@ use crate::{Result, Store, errcorrupt};
 pub struct Change {
     /// The sequence number of the commit that wrote it.
     pub seq: u64,
+    /// Its position among the records of that commit.
+    pub index: u32,
     /// The block (and collection) that wrote it.
     pub source: String,
     /// The block's own encoding of the change.
@@ -42,20 +44,22 @@ pub(crate) fn value(source: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 fn decode(key: &[u8], value: &[u8]) -> Result<Change> {
-    let seq = key
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| errcorrupt!("change feed key of {} bytes", key.len()))?;
+    let (Some(seq), Some(index)) = (
+        key.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes),
+        key.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes),
+    ) else {
+        return Err(errcorrupt!("change feed key of {} bytes", key.len()));
+    };
     let mut dec = Decoder::new(value);
     let source = dec.string()?;
-    Ok(Change { seq, source, payload: dec.rest().to_vec() })
+    Ok(Change { seq, index, source, payload: dec.rest().to_vec() })
 }
 
-pub(crate) fn read(store: &Store, from_seq: u64, limit: usize) -> Result<Vec<Change>> {
+/// At most `limit` records from position `(seq, index)` on (inclusive), in commit order.
+pub(crate) fn read(store: &Store, seq: u64, index: u32, limit: usize) -> Result<Vec<Change>> {
     let txn = store.begin_read_only();
     let feed = store.inner.feed.clone();
-    txn.scan(&feed, key(from_seq, 0)..)
+    txn.scan(&feed, key(seq, index)..)
         .take(limit)
         .map(|pair| pair.and_then(|(k, v)| decode(&k, &v)))
         .collect()

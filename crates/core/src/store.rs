@@ -281,7 +281,29 @@ impl Store {
 
     /// Change records of commits from `from_seq` on (inclusive), at most `limit` of them.
     pub fn read_changes(&self, from_seq: u64, limit: usize) -> Result<Vec<Change>> {
-        feed::read(self, from_seq, limit)
+        feed::read(self, from_seq, 0, limit)
+    }
+
+    /// Change records after `change` (the last one a subscriber applied), at most `limit`:
+    /// a reader that stops inside a large commit resumes within it.
+    pub fn read_changes_after(&self, change: (u64, u32), limit: usize) -> Result<Vec<Change>> {
+        let (seq, index) = match change.1.checked_add(1) {
+            Some(next) => (change.0, next),
+            None => (change.0 + 1, 0),
+        };
+        feed::read(self, seq, index, limit)
+    }
+
+    /// The oldest commit whose change records are kept: a subscriber that resumes from an
+    /// older position may have missed records and must start over from a snapshot.
+    pub fn feed_horizon(&self) -> u64 {
+        self.last_seq().saturating_sub(self.inner.options.feed_retention) + 1
+    }
+
+    /// The snapshot sequence of the oldest open read-write transaction, if any. A commit made
+    /// by a transaction started before `seq` can still arrive while this is below `seq`.
+    pub fn oldest_open_txn(&self) -> Option<u64> {
+        self.inner.commits.lock().expect("commits lock poisoned").open.keys().next().copied()
     }
 
     /// A receiver of the newest acknowledged commit sequence number, to wait for changes.

@@ -88,6 +88,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await?
             .map_err(|e| anyhow!("opening the search block: {e}"))?
     };
+    search.attach(Arc::new(crate::search_sources::SqlTables(sql.clone())));
     let views = strata_stream::views::Views::new(streams.clone());
     views.set_sink(Arc::new(crate::view_sink::SqlSink::new(&sql)));
     // Bound before the http front starts, so that presigned links name the real address.

@@ -939,3 +939,92 @@ fn acknowledged_documents_are_searchable_after_kill_9() {
         assert!(hits.contains(&id.as_str()), "acknowledged document {id} is searchable: {answer}");
     }
 }
+
+/// An index declared on a SQL table (`index.strata.source`) follows it through the change
+/// feed; rows committed just before a kill -9 are indexed after the restart, from where
+/// the indexer stopped.
+#[test]
+fn a_sql_table_feeds_its_search_index_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let pg = |strata: &Strata| {
+        let address = strata.pg.clone();
+        runtime.block_on(async move {
+            let (client, connection) =
+                tokio_postgres::connect(&address, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+        })
+    };
+    let http = client();
+    let count = |es: &str, query: serde_json::Value| -> u64 {
+        let _ = http.post(format!("{es}/articles/_refresh")).send().unwrap();
+        let answer: serde_json::Value = http
+            .post(format!("{es}/articles/_count"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "query": query }).to_string())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        answer["count"].as_u64().unwrap_or_else(|| panic!("count answer: {answer}"))
+    };
+    let wait_count = |es: &str, query: serde_json::Value, want: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let have = count(es, query.clone());
+            if have == want {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{have} documents match {query}, want {want}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let strata = start(dir.path(), &[]);
+    let client = pg(&strata);
+    runtime.block_on(async {
+        client
+            .batch_execute(
+                "CREATE TABLE articles (id BIGINT PRIMARY KEY, title TEXT, body TEXT);
+                 INSERT INTO articles VALUES (1, 'Searching tables', 'indexes follow their tables'),
+                                             (2, 'Queues', 'messages wait in line');",
+            )
+            .await
+            .unwrap();
+    });
+    let create = serde_json::json!({
+        "settings": {"index": {"strata.source": "sql:articles"}},
+        "mappings": {"properties": {"title": {"type": "text", "analyzer": "english"},
+                                    "body": {"type": "text", "analyzer": "english"}}}
+    });
+    let resp = http
+        .put(format!("{}/articles", strata.es))
+        .header("content-type", "application/json")
+        .body(create.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().unwrap());
+    wait_count(&strata.es, serde_json::json!({"match": {"title": "search"}}), 1);
+    // 300 rows in 30 commits, then kill -9 right after the last one is acknowledged.
+    runtime.block_on(async {
+        for batch in 0..30i64 {
+            let values: Vec<String> = (0..10)
+                .map(|i| format!("({}, 'row {}', 'stemming finds running')", 100 + batch * 10 + i, i))
+                .collect();
+            client.batch_execute(&format!("INSERT INTO articles VALUES {}", values.join(","))).await.unwrap();
+        }
+        client.batch_execute("DELETE FROM articles WHERE id = 2").await.unwrap();
+    });
+    drop(client);
+    drop(strata); // SIGKILL
+    let strata = start(dir.path(), &[]);
+    wait_count(&strata.es, serde_json::json!({"match": {"body": "run"}}), 300);
+    wait_count(&strata.es, serde_json::json!({"match_all": {}}), 301);
+    let client = pg(&strata);
+    runtime.block_on(async {
+        client.batch_execute("UPDATE articles SET body = 'now about queues' WHERE id < 150").await.unwrap();
+    });
+    // Rows 1 and 100..=149.
+    wait_count(&strata.es, serde_json::json!({"match": {"body": "queue"}}), 51);
+}

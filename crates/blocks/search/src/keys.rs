@@ -8,6 +8,7 @@
 //! | `03 uuid seq` | the operation with that sequence number: `00 id` (indexed) or `01 id` (deleted) |
 //! | `04 uuid` | the index's last sequence number, u64 |
 //! | `05` | the next index uuid, u64 |
+//! | `06 uuid` | a fed index's feed cursor: the last change record applied, seq u64 + index u32 |
 
 use strata_core::keycode::KeyBuf;
 
@@ -16,6 +17,7 @@ pub const TAG_DOC: u8 = 2;
 pub const TAG_OP: u8 = 3;
 pub const TAG_SEQ: u8 = 4;
 pub const TAG_NEXT_UUID: u8 = 5;
+pub const TAG_FEED_CURSOR: u8 = 6;
 
 pub fn index(name: &str) -> Vec<u8> {
     KeyBuf::new().tag(TAG_INDEX).str(name).finish()
@@ -47,4 +49,8 @@ pub fn seq(uuid: u64) -> Vec<u8> {
 
 pub fn next_uuid() -> Vec<u8> {
     vec![TAG_NEXT_UUID]
+}
+
+pub fn feed_cursor(uuid: u64) -> Vec<u8> {
+    KeyBuf::new().tag(TAG_FEED_CURSOR).u64(uuid).finish()
 }

@@ -15,6 +15,9 @@
 //!   sorting, paging, `search_after`, highlighting, aggregations and suggestions
 //!   (`search.rs`).
 //!
+//! - **Fed indices**: an index with `index.strata.source` follows another block's
+//!   collection (a SQL table) through the core change feed (`indexer.rs`).
+//!
 //! The inverted index is tantivy's. Documents live in core, written and fsynced before a
 //! request is acknowledged; the tantivy index follows (`engine.rs`): near-real-time,
 //! refreshed every `refresh_interval`, caught up from core after a crash.
@@ -37,6 +40,7 @@ mod engine;
 mod error;
 mod function_score;
 mod fuzzy;
+mod indexer;
 mod keys;
 mod mapping;
 mod query;
@@ -47,6 +51,7 @@ mod source;
 mod store;
 
 pub use error::{SearchError, SearchResult};
+pub use indexer::{CollectionChange, Collections};
 pub use mapping::Mapping;
 
 use engine::{Change, IndexHandle, Storage, WriterConfig};
@@ -211,6 +216,8 @@ struct Inner {
     /// Index creation and deletion, one at a time.
     admin: Mutex<()>,
     id_counter: AtomicU64,
+    /// Blocks whose collections can feed indices (`indexer.rs`).
+    collections: RwLock<Vec<Arc<dyn Collections>>>,
 }
 
 /// The search block. Cheap to clone; all methods block (call them off async workers).
@@ -364,6 +371,7 @@ impl Search {
                 indices: RwLock::new(indices),
                 admin: Mutex::new(()),
                 id_counter: AtomicU64::new(0),
+                collections: RwLock::default(),
             }),
         };
         search.start_refresher();
@@ -464,6 +472,7 @@ impl Search {
         if let Some(v) = settings["index"].get("refresh_interval") {
             engine::parse_interval(v)?;
         }
+        self.inner.check_source(&settings)?;
         let mut txn = self.inner.store.begin();
         let uuid = txn.get(&self.inner.ks, &keys::next_uuid())?.map_or(1, |b| store::u64_value(&b));
         txn.set(&self.inner.ks, keys::next_uuid(), (uuid + 1).to_be_bytes().to_vec())?;
@@ -496,6 +505,7 @@ impl Search {
             let mut txn = self.inner.store.begin();
             txn.delete(&self.inner.ks, keys::index(&name))?;
             txn.delete(&self.inner.ks, keys::seq(uuid))?;
+            txn.delete(&self.inner.ks, keys::feed_cursor(uuid))?;
             txn.commit()?;
             // Documents and the op log go in batches after the manifest. A crash midway
             // leaves keys no manifest reaches; uuids are never reused, so they stay unseen.
@@ -588,7 +598,7 @@ impl Search {
     pub fn put_settings(&self, pattern: &str, body: &Value) -> SearchResult<Value> {
         let update = normalize_settings(Some(body.get("settings").unwrap_or(body)))?;
         for key in update["index"].as_object().into_iter().flat_map(|o| o.keys()) {
-            if matches!(key.as_str(), "number_of_shards" | "analysis") {
+            if matches!(key.as_str(), "number_of_shards" | "analysis" | "strata" | "strata.source") {
                 return Err(SearchError::illegal_argument(format!(
                     "Can't update non dynamic settings [[index.{key}]] for open indices"
                 )));

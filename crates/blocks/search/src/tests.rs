@@ -153,3 +153,24 @@ fn min_score_applies_before_the_page_is_cut() {
         "the best-sorted hit under min_score does not hide the next one"
     );
 }
+
+#[test]
+fn fields_added_by_dynamic_mapping_are_searchable_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("core"), Default::default()).unwrap();
+    let open =
+        || Search::open(store.clone(), Some(dir.path().join("search")), SearchConfig::default()).unwrap();
+    {
+        let search = open();
+        put(&search, "p", "1", json!({"name": "running shoes"}));
+        put(&search, "p", "2", json!({"title": "running socks"}));
+        search.refresh("p").unwrap();
+        let hits = search.search("p", &json!({"query": {"match": {"title": "running"}}})).unwrap();
+        assert_eq!(ids(&hits), ["2"]);
+    }
+    let search = open();
+    let hits = search.search("p", &json!({"query": {"match": {"title": "running"}}})).unwrap();
+    assert_eq!(ids(&hits), ["2"]);
+    let hits = search.search("p", &json!({"query": {"match": {"name": "running"}}})).unwrap();
+    assert_eq!(ids(&hits), ["1"]);
+}

@@ -35,6 +35,9 @@ pub struct TableDef {
     /// CHECK constraints as (name, SQL text).
     pub checks: Vec<(String, String)>,
     pub indexes: Vec<IndexDef>,
+    /// Whether row changes go to the core change feed (see `feed.rs`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub feed: bool,
 }
 
 impl TableDef {
@@ -68,6 +71,17 @@ pub fn put_table(txn: &mut Txn, ks: &Keyspace, table: &TableDef) -> SqlResult<()
     let bytes = serde_json::to_vec(table).expect("table definitions serialize");
     txn.set(ks, Key::Table(&table.name).encode(), bytes)?;
     Ok(())
+}
+
+/// Marks a table name as a feed: the table, and any table created later under the name,
+/// writes its row changes to the change feed.
+pub fn mark_feed(txn: &mut Txn, ks: &Keyspace, name: &str) -> SqlResult<()> {
+    txn.set(ks, Key::Feed(name).encode(), Vec::new())?;
+    Ok(())
+}
+
+pub fn is_feed(txn: &Txn, ks: &Keyspace, name: &str) -> SqlResult<bool> {
+    Ok(txn.get(ks, &Key::Feed(name).encode())?.is_some())
 }
 
 pub fn delete_table(txn: &mut Txn, ks: &Keyspace, name: &str) -> SqlResult<()> {

@@ -13,6 +13,8 @@ pub enum Key<'a> {
     Row(u64, &'a [u8]),
     /// `04 u64(table) u64(index) values-tuple [pk-tuple]` → pk-tuple.
     Index(u64, u64, &'a [u8]),
+    /// `05 string(name)` → empty: tables of this name write to the change feed.
+    Feed(&'a str),
 }
 
 pub enum KeyPrefix {
@@ -30,6 +32,7 @@ impl Key<'_> {
             Key::Index(table, index, values) => {
                 KeyBuf::new().tag(0x04).u64(*table).u64(*index).raw(values).finish()
             }
+            Key::Feed(name) => KeyBuf::new().tag(0x05).str(name).finish(),
         }
     }
 }

@@ -19,6 +19,9 @@
 //!   default; a write-write conflict is SQLSTATE 40001), READ COMMITTED (a fresh snapshot per
 //!   statement, and row locks so concurrent writers of a row wait instead of failing), or
 //!   SERIALIZABLE (reads are checked too).
+//! - A table marked as a feed ([`Sql::enable_feed`], used by search indices that follow a
+//!   table) writes its row changes to the core change feed in the same transaction
+//!   ([`feed`]).
 //!
 //! ## Limitations
 //!
@@ -31,6 +34,7 @@ pub mod catalog;
 pub mod error;
 pub mod exec;
 pub mod expr;
+pub mod feed;
 mod functions;
 mod keys;
 mod locks;
@@ -41,6 +45,7 @@ pub mod table;
 pub mod types;
 
 pub use error::{SqlError, SqlResult};
+pub use feed::{RowChange, RowOp};
 pub use plan::Column;
 pub use session::{IsolationLevel, Outcome, Prepared, Session, Sql, SqlOptions};
 pub use table::TableStorage;

@@ -10,6 +10,7 @@ use crate::catalog::{self, ColumnDef, IndexDef, TableDef};
 use crate::error::{SqlError, SqlResult};
 use crate::exec::Executor;
 use crate::expr::{Env, Expr};
+use crate::feed::{self, RowOp};
 use crate::locks::RowLocks;
 use crate::plan::{self, Binder, Column, Plan, Query, object_name};
 use crate::row::Row;
@@ -100,6 +101,42 @@ impl Sql {
     pub fn open_with(store: Store, options: SqlOptions) -> SqlResult<Sql> {
         let ks = store.keyspace("sql")?;
         Ok(Sql { store, ks, options, locks: Arc::default(), next_session: Arc::default() })
+    }
+
+    /// Makes `table` a feed (see `feed.rs`): from the returned commit on, statements that
+    /// begin after it write their row changes to the change feed. The table need not exist
+    /// yet; a table created later under the name is a feed too.
+    pub fn enable_feed(&self, table: &str) -> SqlResult<u64> {
+        let mut attempts = 0;
+        loop {
+            let mut txn = self.store.begin();
+            catalog::mark_feed(&mut txn, &self.ks, table)?;
+            if let Some(mut def) = catalog::get_table(&txn, &self.ks, table)?
+                && !def.feed
+            {
+                def.feed = true;
+                catalog::put_table(&mut txn, &self.ks, &def)?;
+            }
+            match txn.commit() {
+                Err(strata_core::Error::Conflict) if attempts < 10 => attempts += 1,
+                other => return Ok(other?),
+            }
+        }
+    }
+
+    /// Visits every row of `table` in `txn`'s snapshot as a feed would send it: its id and
+    /// its columns as JSON. A missing table has no rows.
+    pub fn feed_rows(
+        &self,
+        txn: &Txn,
+        table: &str,
+        visit: &mut dyn FnMut(String, serde_json::Map<String, serde_json::Value>),
+    ) -> SqlResult<()> {
+        let Some(def) = catalog::get_table(txn, &self.ks, table)? else { return Ok(()) };
+        RowTable { ks: &self.ks, def: &def }.scan_ordered(txn, None, None, None, false, &mut |(key, row)| {
+            visit(feed::row_id(&def, &key, &row), feed::row_json(&def, &row));
+            Ok(true)
+        })
     }
 
     pub fn session(&self) -> Session {
@@ -672,6 +709,7 @@ fn create_table(txn: &mut Txn, ks: &Keyspace, create: &ast::CreateTable) -> SqlR
         primary_key: Vec::new(),
         checks: Vec::new(),
         indexes: Vec::new(),
+        feed: catalog::is_feed(txn, ks, &name)?,
     };
     for c in &create.columns {
         column_def(txn, ks, c, &mut table)?;
@@ -891,6 +929,13 @@ fn alter_table(txn: &mut Txn, ks: &Keyspace, alter: &ast::AlterTable) -> SqlResu
                     ));
                 }
                 table.columns[pos].name = new;
+                // A feed's rows are JSON objects keyed by column name: send them anew.
+                let storage = RowTable { ks, def: &table };
+                if table.feed {
+                    for (key, row) in storage.scan(txn)? {
+                        storage.emit(txn, RowOp::Upsert, &key, &row)?;
+                    }
+                }
             }
             other => return Err(SqlError::unsupported(format!("ALTER TABLE {other}"))),
         }

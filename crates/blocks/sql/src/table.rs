@@ -6,6 +6,7 @@
 
 use crate::catalog::{IndexDef, TableDef};
 use crate::error::{SqlError, SqlResult};
+use crate::feed::{self, RowOp};
 use crate::keys::{Key, KeyPrefix, encode_values};
 use crate::row::{self, Row};
 use crate::types::Value;
@@ -110,6 +111,14 @@ impl RowTable<'_> {
     /// Writes a row under an existing key, without touching indexes.
     pub fn put_row(&self, txn: &mut Txn, row_key: &[u8], row: &Row) -> SqlResult<()> {
         txn.set(self.ks, Key::Row(self.def.id, row_key).encode(), row::encode(row))?;
+        self.emit(txn, RowOp::Upsert, row_key, row)
+    }
+
+    /// Records a row change in the change feed, if the table is a feed.
+    pub fn emit(&self, txn: &mut Txn, op: RowOp, row_key: &[u8], row: &Row) -> SqlResult<()> {
+        if self.def.feed {
+            feed::emit(txn, self.def, op, row_key, row)?;
+        }
         Ok(())
     }
 
@@ -262,7 +271,7 @@ impl TableStorage for RowTable<'_> {
             txn.set(self.ks, index_key, row_key.clone())?;
         }
         txn.set(self.ks, key, row::encode(row))?;
-        Ok(())
+        self.emit(txn, RowOp::Upsert, &row_key, row)
     }
 
     fn delete(&self, txn: &mut Txn, row_key: &[u8], row: &Row) -> SqlResult<()> {
@@ -271,7 +280,7 @@ impl TableStorage for RowTable<'_> {
             txn.delete(self.ks, index_key)?;
         }
         txn.delete(self.ks, Key::Row(self.def.id, row_key).encode())?;
-        Ok(())
+        self.emit(txn, RowOp::Delete, row_key, row)
     }
 
     fn truncate(&self, txn: &mut Txn) -> SqlResult<u64> {
@@ -289,6 +298,9 @@ impl TableStorage for RowTable<'_> {
         }
         for key in keys {
             txn.delete(self.ks, key)?;
+        }
+        if self.def.feed {
+            feed::emit_clear(txn, self.def)?;
         }
         Ok(rows)
     }
