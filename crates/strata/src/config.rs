@@ -32,6 +32,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub search: SearchConfig,
     pub es: EsConfig,
+    pub lock: LockConfig,
 }
 
 impl Default for Config {
@@ -54,6 +55,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             search: SearchConfig::default(),
             es: EsConfig::default(),
+            lock: LockConfig::default(),
         }
     }
 }
@@ -511,6 +513,34 @@ impl Default for SearchConfig {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct LockConfig {
+    /// Longest lease (TTL) a lock may ask.
+    pub max_ttl_ms: u64,
+    /// Longest blocking wait (`WAIT`, `wait_ms`).
+    pub max_wait_ms: u64,
+    /// Most lock requests waiting at once.
+    pub max_waiters: usize,
+    /// Most resources in one lock request.
+    pub max_resources: usize,
+    /// Longest resource or owner name, in bytes.
+    pub max_name_bytes: usize,
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        let lock = strata_lock::LockConfig::default();
+        Self {
+            max_ttl_ms: lock.max_ttl.as_millis() as u64,
+            max_wait_ms: lock.max_wait.as_millis() as u64,
+            max_waiters: lock.max_waiters,
+            max_resources: lock.max_resources,
+            max_name_bytes: lock.max_name_bytes,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct EsConfig {
     pub enabled: bool,
     pub listen: String,
@@ -776,6 +806,16 @@ impl Config {
             max_indices: self.search.max_indices,
             max_doc_bytes: self.search.max_doc_bytes,
             auto_create_index: self.search.auto_create_index,
+        }
+    }
+
+    pub fn lock_config(&self) -> strata_lock::LockConfig {
+        strata_lock::LockConfig {
+            max_ttl: std::time::Duration::from_millis(self.lock.max_ttl_ms),
+            max_wait: std::time::Duration::from_millis(self.lock.max_wait_ms),
+            max_waiters: self.lock.max_waiters,
+            max_resources: self.lock.max_resources,
+            max_name_bytes: self.lock.max_name_bytes,
         }
     }
 

@@ -89,6 +89,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow!("opening the search block: {e}"))?
     };
     search.attach(Arc::new(crate::search_sources::SqlTables(sql.clone())));
+    let locks = {
+        let (store, lock_config) = (store.clone(), config.lock_config());
+        tokio::task::spawn_blocking(move || strata_lock::Locks::open(store, lock_config))
+            .await?
+            .map_err(|e| anyhow!("opening the lock block: {e}"))?
+    };
     let views = strata_stream::views::Views::new(streams.clone());
     views.set_sink(Arc::new(crate::view_sink::SqlSink::new(&sql)));
     // Bound before the http front starts, so that presigned links name the real address.
@@ -112,6 +118,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let state = strata_http::AppState {
             kv: kv.clone(),
             views: Some(views.clone()),
+            locks: Some(locks.clone()),
             blob: Some(strata_http::BlobApi {
                 blob: blob.clone(),
                 endpoint: s3_endpoint.clone(),
@@ -169,7 +176,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             &mut fronts,
             "resp",
             addr,
-            strata_resp::serve(listener, cache, resp, until_shutdown(&shutdown_rx)),
+            strata_resp::serve(listener, cache, Some(locks.clone()), resp, until_shutdown(&shutdown_rx)),
         );
     }
     if let Some(listener) = s3_listener {
@@ -227,6 +234,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         },
     ));
+    tokio::spawn(every("publishing lock metrics", Duration::from_secs(1), shutdown_rx.clone(), {
+        let locks = locks.clone();
+        move || {
+            locks.publish_metrics();
+            Ok::<(), std::convert::Infallible>(())
+        }
+    }));
     // Retention and compaction of stream segments, and partition offsets and group lag.
     tokio::spawn(every(
         "stream retention and compaction",

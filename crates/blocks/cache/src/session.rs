@@ -69,6 +69,11 @@ impl Session {
         self.protocol
     }
 
+    /// Whether the client may run commands (no password set, or AUTH succeeded).
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
+    }
+
     /// Whether the client asked to close (QUIT).
     pub fn closing(&self) -> bool {
         self.closing

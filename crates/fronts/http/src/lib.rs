@@ -6,6 +6,7 @@
 //! - `/v1/blob/...`: access keys and presigned links of the blob block; `/blob/...`:
 //!   public objects, the CDN's origin (see `blob.rs`).
 //! - `/v1/streams/views...`: windowed views of the stream block (see `streams.rs`).
+//! - `/v1/locks/...`: leases of the lock block (see `locks.rs`).
 //! - `GET /health`: liveness, with the store's newest commit sequence number.
 //! - `GET /metrics`: Prometheus text for every block (counters and latency histograms).
 //!
@@ -22,6 +23,7 @@
 mod blob;
 mod error;
 mod kv;
+mod locks;
 mod observe;
 mod streams;
 
@@ -48,6 +50,8 @@ pub struct AppState {
     pub blob: Option<BlobApi>,
     /// The stream block's windowed views, when the block is on.
     pub views: Option<strata_stream::views::Views>,
+    /// The lock block, when it is on.
+    pub locks: Option<strata_lock::Locks>,
     pub metrics: PrometheusHandle,
     /// Largest request body accepted where no block limit applies.
     pub max_body_bytes: usize,
@@ -67,6 +71,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blob/links", axum::routing::post(blob::create_link))
         .route("/v1/streams/views", get(streams::list_views).post(streams::create_view))
         .route("/v1/streams/views/{name}", get(streams::get_view).delete(streams::delete_view))
+        .route("/v1/locks/acquire", axum::routing::post(locks::acquire))
+        .route("/v1/locks/release", axum::routing::post(locks::release))
+        .route("/v1/locks/extend", axum::routing::post(locks::extend))
+        .route("/v1/locks/{resource}", get(locks::info))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(observe::health))

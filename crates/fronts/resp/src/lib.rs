@@ -1,10 +1,11 @@
 //! strata-resp: the Redis protocol front. It frames requests (RESP2 multibulk and inline),
-//! hands each argument vector to a [`strata_cache::Session`], and writes the replies as RESP2
-//! or RESP3. Pipelined requests are answered in one write per batch read; pub/sub messages
+//! hands each argument vector to a [`strata_cache::Session`] — or, for `LOCK.*`, to the lock
+//! block (`lock.rs`) — and writes the replies as RESP2 or RESP3. Pipelined requests are answered in one write per batch read; pub/sub messages
 //! are written as they arrive.
 
 mod encode;
 mod frame;
+mod lock;
 
 pub use encode::encode;
 pub use frame::{Frame, Limits, Parser, ProtocolError};
@@ -13,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use strata_cache::{Cache, Reply, Session};
+use strata_lock::Locks;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -41,6 +43,7 @@ const MAX_BATCH: usize = 256;
 pub async fn serve(
     listener: TcpListener,
     cache: Cache,
+    locks: Option<Locks>,
     config: RespConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -60,9 +63,9 @@ pub async fn serve(
             let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
             continue;
         }
-        let (cache, config, open) = (cache.clone(), config.clone(), open.clone());
+        let (cache, locks, config, open) = (cache.clone(), locks.clone(), config.clone(), open.clone());
         tokio::spawn(async move {
-            if let Err(err) = connection(socket, &peer.to_string(), cache, &config).await {
+            if let Err(err) = connection(socket, &peer.to_string(), cache, locks.as_ref(), &config).await {
                 tracing::debug!(%err, "resp connection ended with an error");
             }
             open.fetch_sub(1, Ordering::AcqRel);
@@ -70,7 +73,13 @@ pub async fn serve(
     }
 }
 
-async fn connection(socket: TcpStream, peer: &str, cache: Cache, config: &RespConfig) -> std::io::Result<()> {
+async fn connection(
+    socket: TcpStream,
+    peer: &str,
+    cache: Cache,
+    locks: Option<&Locks>,
+    config: &RespConfig,
+) -> std::io::Result<()> {
     let (mut reader, mut writer) = socket.into_split();
     let mut session = cache.session(peer);
     let mut pushes = session.take_pushes().expect("a new session has its push queue");
@@ -85,6 +94,15 @@ async fn connection(socket: TcpStream, peer: &str, cache: Cache, config: &RespCo
         let mut drained = false;
         while batch.len() < MAX_BATCH {
             match parser.next(&mut input) {
+                Ok(Some(Frame::Command(args))) if args.first().is_some_and(|a| lock::is_lock_command(a)) => {
+                    run_batch(&mut session, &mut batch, &mut replies, &mut output).await;
+                    let reply = match locks {
+                        _ if !session.authenticated() => Reply::err("NOAUTH Authentication required."),
+                        Some(locks) => lock::execute(locks, &args).await,
+                        None => Reply::err("ERR the lock block is not enabled on this server"),
+                    };
+                    encode(&reply, session.protocol() == 3, &mut output);
+                }
                 Ok(Some(Frame::Command(args))) => batch.push(args),
                 Ok(Some(Frame::Rejected(err))) => {
                     run_batch(&mut session, &mut batch, &mut replies, &mut output).await;

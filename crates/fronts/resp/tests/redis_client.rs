@@ -16,7 +16,7 @@ async fn start_with(options: CacheOptions) -> String {
     let cache = Cache::new(options, Arc::new(SystemClock));
     let mut config = strata_resp::RespConfig::default();
     config.limits.max_bulk = 1024 * 1024;
-    tokio::spawn(strata_resp::serve(listener, cache, config, std::future::pending()));
+    tokio::spawn(strata_resp::serve(listener, cache, None, config, std::future::pending()));
     addr
 }
 
