@@ -32,13 +32,14 @@
 pub mod redlock;
 mod store;
 mod table;
+mod writer;
 
 pub use table::Mode;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
-use strata_core::{Keyspace, Store};
+use strata_core::Store;
 use table::{Decision, Grant, Request, Table};
 use tokio::sync::oneshot;
 
@@ -149,10 +150,9 @@ struct State {
 }
 
 struct Inner {
-    store: Store,
-    ks: Keyspace,
     config: LockConfig,
     state: Mutex<State>,
+    writer: writer::Writer,
     /// One raise of the token ceiling at a time.
     raising: tokio::sync::Mutex<()>,
 }
@@ -183,10 +183,11 @@ impl Locks {
             table.restore(&resource, holder);
         }
         tracing::info!(held, next_token = table.next_token(), "lock block opened");
+        let writer = writer::Writer::start(store, ks)
+            .map_err(|e| LockError::Storage(strata_core::Error::Io(e)))?;
         let locks = Locks {
             inner: Arc::new(Inner {
-                store,
-                ks,
+                writer,
                 config,
                 state: Mutex::new(State { table, senders: HashMap::new() }),
                 raising: tokio::sync::Mutex::new(()),
@@ -291,7 +292,7 @@ impl Locks {
     /// Makes a grant durable, then answers it; undoes it when the store fails.
     async fn granted(&self, grant: Grant, started: Instant) -> LockResult<Lease> {
         let value = store::encode_hold(&grant.owner, grant.mode, store::wall_expiry(grant.expires));
-        let mut ops: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+        let mut ops: writer::Ops =
             grant.resources.iter().map(|r| (store::hold_key(r, grant.token), Some(value.clone()))).collect();
         ops.extend(grant.replaced.iter().map(|(r, t)| (store::hold_key(r, *t), None)));
         if let Err(err) = self.write(ops).await {
@@ -310,13 +311,20 @@ impl Locks {
     /// Releases the owner's holds on `resources` — all of them, or none when the owner does
     /// not hold one. Returns how many were released.
     pub async fn release(&self, owner: &str, resources: &[String]) -> LockResult<usize> {
-        let holds = self.state().table.held_by(owner, resources).map_err(LockError::NotOwner)?;
-        self.write(holds.iter().map(|(r, t)| (store::hold_key(r, *t), None)).collect()).await?;
-        let mut state = self.state();
-        let grants = state.table.release(&holds, Instant::now());
-        dispatch(&mut state, grants);
-        metrics::counter!("strata_lock_releases_total").increment(holds.len() as u64);
-        Ok(holds.len())
+        // The delete is queued before the waiters are woken, so their grants, queued after
+        // it to the same writer, are never durable without it; the answer waits for it.
+        let (durable, released) = {
+            let mut state = self.state();
+            let holds = state.table.held_by(owner, resources).map_err(LockError::NotOwner)?;
+            let ops = holds.iter().map(|(r, t)| (store::hold_key(r, *t), None)).collect();
+            let durable = self.inner.writer.queue(ops);
+            let grants = state.table.release(&holds, Instant::now());
+            dispatch(&mut state, grants);
+            (durable, holds.len())
+        };
+        metrics::counter!("strata_lock_releases_total").increment(released as u64);
+        wait_durable(durable).await?;
+        Ok(released)
     }
 
     /// Moves the end of the owner's lease on `resource` to `ttl` from now.
@@ -381,32 +389,14 @@ impl Locks {
         Ok(())
     }
 
-    /// Commits key writes (`None` deletes) off the async workers, retrying conflicts (a
-    /// release and the expiry thread may delete the same hold).
-    async fn write(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> LockResult<()> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || commit(&inner.store, &inner.ks, &ops))
-            .await
-            .map_err(|e| LockError::Invalid(format!("lock write task failed: {e}")))?
+    /// Writes keys (`None` deletes) through the writer; returns once they are durable.
+    async fn write(&self, ops: writer::Ops) -> LockResult<()> {
+        wait_durable(self.inner.writer.queue(ops)).await
     }
 }
 
-fn commit(store: &Store, ks: &Keyspace, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> LockResult<()> {
-    let mut attempts = 0;
-    loop {
-        let mut txn = store.begin();
-        for (key, value) in ops {
-            match value {
-                Some(v) => txn.set(ks, key.clone(), v.clone())?,
-                None => txn.delete(ks, key.clone())?,
-            }
-        }
-        match txn.commit() {
-            Ok(_) => return Ok(()),
-            Err(strata_core::Error::Conflict) if attempts < 10 => attempts += 1,
-            Err(e) => return Err(e.into()),
-        }
-    }
+async fn wait_durable(rx: oneshot::Receiver<LockResult<()>>) -> LockResult<()> {
+    rx.await.map_err(|_| LockError::Storage(strata_core::Error::Unavailable("the lock writer stopped".into())))?
 }
 
 /// Hands grants to their waiters; a waiter that has gone gives its grant back at once.
@@ -478,11 +468,8 @@ fn expire_loop(weak: Weak<Inner>) {
             dispatch(&mut state, grants);
             ended
         };
-        let ops: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            ended.iter().map(|(r, t)| (store::hold_key(r, *t), None)).collect();
-        if let Err(err) = commit(&inner.store, &inner.ks, &ops) {
-            tracing::warn!(%err, "deleting expired lock records failed; they are dropped on the next start");
-        }
+        // Expired records that a crash keeps are dropped on the next start anyway.
+        inner.writer.queue_detached(ended.iter().map(|(r, t)| (store::hold_key(r, *t), None)).collect());
     }
 }
 
