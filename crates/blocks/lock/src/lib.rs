@@ -183,8 +183,8 @@ impl Locks {
             table.restore(&resource, holder);
         }
         tracing::info!(held, next_token = table.next_token(), "lock block opened");
-        let writer = writer::Writer::start(store, ks)
-            .map_err(|e| LockError::Storage(strata_core::Error::Io(e)))?;
+        let writer =
+            writer::Writer::start(store, ks).map_err(|e| LockError::Storage(strata_core::Error::Io(e)))?;
         let locks = Locks {
             inner: Arc::new(Inner {
                 writer,
@@ -396,7 +396,8 @@ impl Locks {
 }
 
 async fn wait_durable(rx: oneshot::Receiver<LockResult<()>>) -> LockResult<()> {
-    rx.await.map_err(|_| LockError::Storage(strata_core::Error::Unavailable("the lock writer stopped".into())))?
+    rx.await
+        .map_err(|_| LockError::Storage(strata_core::Error::Unavailable("the lock writer stopped".into())))?
 }
 
 /// Hands grants to their waiters; a waiter that has gone gives its grant back at once.

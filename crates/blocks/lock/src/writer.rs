@@ -49,7 +49,9 @@ impl Writer {
                     if let Some(done) = job.done {
                         let answer = match &result {
                             Ok(()) => Ok(()),
-                            Err(err) => Err(LockError::Storage(strata_core::Error::Unavailable(err.to_string()))),
+                            Err(err) => {
+                                Err(LockError::Storage(strata_core::Error::Unavailable(err.to_string())))
+                            }
                         };
                         let _ = done.send(answer);
                     }

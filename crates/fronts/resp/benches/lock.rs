@@ -75,7 +75,9 @@ impl Client {
                 .query_async(&mut self.conn)
                 .await
                 .unwrap(),
-            Peer::Redis => script.key(&self.resource).arg(&self.owner).invoke_async(&mut self.conn).await.unwrap(),
+            Peer::Redis => {
+                script.key(&self.resource).arg(&self.owner).invoke_async(&mut self.conn).await.unwrap()
+            }
         };
     }
 
@@ -128,13 +130,24 @@ async fn start_strata(dir: &std::path::Path) -> String {
     let cache = Cache::new(CacheOptions::default(), Arc::new(SystemClock));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("redis://{}/", listener.local_addr().unwrap());
-    tokio::spawn(strata_resp::serve(listener, cache, Some(locks), Default::default(), std::future::pending()));
+    tokio::spawn(strata_resp::serve(
+        listener,
+        cache,
+        Some(locks),
+        Default::default(),
+        std::future::pending(),
+    ));
     url
 }
 
 /// redis-server on `port`; `fsync_always` for the durable configuration.
-async fn start_redis(dir: &std::path::Path, port: u16, fsync_always: bool) -> Option<(std::process::Child, String)> {
-    let mut args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""].map(String::from).into();
+async fn start_redis(
+    dir: &std::path::Path,
+    port: u16,
+    fsync_always: bool,
+) -> Option<(std::process::Child, String)> {
+    let mut args: Vec<String> =
+        ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""].map(String::from).into();
     if fsync_always {
         args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from));
     }
@@ -169,7 +182,8 @@ fn main() {
             println!("strata LOCK.* (durable)        {name:>9}: {s:>9.0}");
             results.push((name, contended, s));
         }
-        for (label, port, fsync) in [("redis (no persistence)", 16401, false), ("redis (appendfsync always)", 16402, true)]
+        for (label, port, fsync) in
+            [("redis (no persistence)", 16401, false), ("redis (appendfsync always)", 16402, true)]
         {
             let rdir = dir.path().join(format!("redis-{port}"));
             std::fs::create_dir_all(&rdir).unwrap();

@@ -1,0 +1,268 @@
+//! # strata-edge: the API gateway's policy, without sockets
+//!
+//! What a request meets on its way through the proxy front, each piece testable alone:
+//!
+//! - **Routes** (`spec.rs`, `router.rs`): match on host (exact or `*.example.com`), path
+//!   (exact, prefix, regex with captures), method and headers; strip a prefix or rewrite the
+//!   path; add and remove headers; static answers and redirects. One document shape serves
+//!   the config file and the admin API.
+//! - **Authentication** (`auth.rs`): API keys, JWT (HS256/RS256/ES256, JWKS), HTTP Basic.
+//! - **Rate limits** (`ratelimit.rs`): GCRA per consumer, client IP, route or header.
+//! - **Load balancing** (`balance.rs`): round robin (weighted), least connections, power of
+//!   two choices, random, consistent hashing; active health checks, passive ejection,
+//!   a cap on requests in flight per backend.
+//!
+//! [`Edge`] holds the route table. Changing a route swaps in a new table; requests in
+//! flight keep the one they started with (and its backends), so nothing is dropped and a
+//! removed backend drains.
+//!
+//! ## Limitations
+//!
+//! - Rate limits are per process (not shared between several edge processes yet).
+//! - JWKS is read from a file or inline JSON, not fetched from a URL.
+
+pub mod auth;
+pub mod balance;
+pub mod ratelimit;
+pub mod router;
+pub mod spec;
+
+pub use spec::RouteSpec;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgeError {
+    Invalid(String),
+}
+
+impl std::fmt::Display for EdgeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EdgeError::Invalid(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for EdgeError {}
+
+/// A compiled route with its runtime state.
+pub struct Route {
+    pub spec: RouteSpec,
+    pub matcher: router::Matcher,
+    pub auth: Option<auth::Authenticator>,
+    pub limiter: Option<ratelimit::Limiter>,
+    pub pool: balance::Pool,
+}
+
+impl Route {
+    pub fn new(spec: RouteSpec) -> Result<Route, EdgeError> {
+        if spec.name.is_empty() || spec.name.len() > 128 {
+            return Err(EdgeError::Invalid("a route needs a name of 1 to 128 bytes".into()));
+        }
+        if spec.upstreams.is_empty() && spec.respond.is_none() && spec.redirect.is_none() {
+            return Err(EdgeError::Invalid(format!(
+                "route {}: give upstreams, respond or redirect",
+                spec.name
+            )));
+        }
+        for u in &spec.upstreams {
+            let ok = u
+                .address()
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                return Err(EdgeError::Invalid(format!(
+                    "route {}: upstream {:?} is not host:port",
+                    spec.name,
+                    u.address()
+                )));
+            }
+        }
+        if spec.strip_prefix && spec.matcher.path_prefix.is_none() {
+            return Err(EdgeError::Invalid(format!(
+                "route {}: strip_prefix needs match.path_prefix",
+                spec.name
+            )));
+        }
+        let matcher = router::Matcher::new(&spec.matcher)?;
+        let auth = spec.auth.as_ref().map(auth::Authenticator::new).transpose()?;
+        let limiter =
+            spec.rate_limit.as_ref().map(|r| ratelimit::Limiter::new(&r.limit, r.burst)).transpose()?;
+        if let Some(r) = &spec.rate_limit {
+            let key_ok =
+                matches!(r.key.as_str(), "consumer" | "ip" | "route") || r.key.starts_with("header:");
+            if !key_ok {
+                return Err(EdgeError::Invalid(format!("route {}: rate_limit.key {:?}", spec.name, r.key)));
+            }
+        }
+        let pool =
+            balance::Pool::new(&spec.upstreams, spec.balance, spec.outlier.clone(), spec.max_connections);
+        Ok(Route { spec, matcher, auth, limiter, pool })
+    }
+}
+
+/// Routes in precedence order.
+pub struct Table {
+    routes: Vec<Arc<Route>>,
+}
+
+impl Table {
+    /// The first route that matches, with the captures of its path regex.
+    pub fn route(&self, req: &router::RequestHead) -> Option<(Arc<Route>, Vec<(String, String)>)> {
+        self.routes.iter().find_map(|r| r.matcher.matches(req).map(|caps| (r.clone(), caps)))
+    }
+
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+}
+
+struct State {
+    /// By name, with their declaration order.
+    routes: BTreeMap<String, (u64, Arc<Route>)>,
+    next_order: u64,
+    table: Arc<Table>,
+}
+
+/// The route table, changeable at runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Edge {
+    state: Arc<RwLock<State>>,
+}
+
+impl Edge {
+    pub fn new(specs: Vec<RouteSpec>) -> Result<Edge, EdgeError> {
+        let edge = Edge {
+            state: Arc::new(RwLock::new(State {
+                routes: BTreeMap::new(),
+                next_order: 0,
+                table: Arc::new(Table { routes: Vec::new() }),
+            })),
+        };
+        for spec in specs {
+            if edge.get(&spec.name).is_some() {
+                return Err(EdgeError::Invalid(format!("two routes are named {}", spec.name)));
+            }
+            let name = spec.name.clone();
+            edge.put(&name, spec)?;
+        }
+        Ok(edge)
+    }
+
+    /// The table requests use now.
+    pub fn table(&self) -> Arc<Table> {
+        self.state.read().expect("edge lock").table.clone()
+    }
+
+    /// Creates or replaces a route; returns whether it is new.
+    pub fn put(&self, name: &str, mut spec: RouteSpec) -> Result<bool, EdgeError> {
+        spec.name = name.to_string();
+        let route = Arc::new(Route::new(spec)?);
+        let mut state = self.state.write().expect("edge lock");
+        let order = match state.routes.get(name) {
+            Some((order, _)) => *order,
+            None => {
+                state.next_order += 1;
+                state.next_order
+            }
+        };
+        let created = state.routes.insert(name.to_string(), (order, route)).is_none();
+        rebuild(&mut state);
+        Ok(created)
+    }
+
+    pub fn delete(&self, name: &str) -> bool {
+        let mut state = self.state.write().expect("edge lock");
+        let found = state.routes.remove(name).is_some();
+        rebuild(&mut state);
+        found
+    }
+
+    pub fn get(&self, name: &str) -> Option<RouteSpec> {
+        self.state.read().expect("edge lock").routes.get(name).map(|(_, r)| r.spec.clone())
+    }
+
+    pub fn list(&self) -> Vec<RouteSpec> {
+        self.table().routes.iter().map(|r| r.spec.clone()).collect()
+    }
+}
+
+fn rebuild(state: &mut State) {
+    let mut routes: Vec<(u64, Arc<Route>)> = state.routes.values().cloned().collect();
+    routes.sort_by(|(oa, a), (ob, b)| {
+        (b.spec.priority, b.matcher.specificity())
+            .cmp(&(a.spec.priority, a.matcher.specificity()))
+            .then(oa.cmp(ob))
+    });
+    state.table = Arc::new(Table { routes: routes.into_iter().map(|(_, r)| r).collect() });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> RouteSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn route_of(edge: &Edge, host: &str, path: &str, method: &str) -> Option<String> {
+        let none = |_: &str| None;
+        let head = router::RequestHead { host, path, method, header: &none };
+        edge.table().route(&head).map(|(r, _)| r.spec.name.clone())
+    }
+
+    #[test]
+    fn precedence_exact_then_regex_then_longest_prefix_and_hosts() {
+        let up = json!(["127.0.0.1:1"]);
+        let edge = Edge::new(vec![
+            spec(json!({"name": "all", "upstreams": up})),
+            spec(json!({"name": "api", "match": {"path_prefix": "/api"}, "upstreams": up})),
+            spec(json!({"name": "api-v2", "match": {"path_prefix": "/api/v2"}, "upstreams": up})),
+            spec(json!({"name": "user", "match": {"path_regex": "/api/users/(\\d+)"}, "upstreams": up})),
+            spec(json!({"name": "health", "match": {"path": "/api/health"}, "upstreams": up})),
+            spec(json!({"name": "tenant", "match": {"host": "*.example.com", "path_prefix": "/api"}, "upstreams": up})),
+            spec(json!({"name": "posts", "match": {"path_prefix": "/api", "methods": ["POST"]}, "upstreams": up})),
+        ])
+        .unwrap();
+        assert_eq!(route_of(&edge, "x", "/api/health", "GET").as_deref(), Some("health"));
+        assert_eq!(route_of(&edge, "x", "/api/users/7", "GET").as_deref(), Some("user"));
+        assert_eq!(route_of(&edge, "x", "/api/v2/things", "GET").as_deref(), Some("api-v2"));
+        assert_eq!(route_of(&edge, "x", "/api/things", "GET").as_deref(), Some("api"));
+        assert_eq!(route_of(&edge, "x", "/api/things", "POST").as_deref(), Some("posts"));
+        assert_eq!(route_of(&edge, "acme.example.com:8000", "/api/x", "GET").as_deref(), Some("tenant"));
+        assert_eq!(route_of(&edge, "x", "/apis", "GET").as_deref(), Some("all"), "a prefix ends at a /");
+        edge.delete("all");
+        assert_eq!(route_of(&edge, "x", "/other", "GET"), None);
+    }
+
+    #[test]
+    fn rewrites() {
+        let r = Route::new(spec(json!({"name": "r", "match": {"path_prefix": "/api/"}, "strip_prefix": true, "upstreams": ["h:1"]}))).unwrap();
+        assert_eq!(router::forward_path(&r.spec, "/api/users", &[]), "/users");
+        assert_eq!(router::forward_path(&r.spec, "/api", &[]), "/");
+        let r = Route::new(spec(json!({"name": "r", "match": {"path_regex": "/u/(?P<id>\\d+)/(.*)"}, "rewrite": "/users/$id/$2", "upstreams": ["h:1"]}))).unwrap();
+        let none = |_: &str| None;
+        let caps = r
+            .matcher
+            .matches(&router::RequestHead { host: "", path: "/u/42/posts", method: "GET", header: &none })
+            .unwrap();
+        assert_eq!(router::forward_path(&r.spec, "/u/42/posts", &caps), "/users/42/posts");
+    }
+
+    #[test]
+    fn bad_routes_are_refused() {
+        for bad in [
+            json!({"name": "r"}),
+            json!({"name": "r", "upstreams": ["nohost"]}),
+            json!({"name": "r", "match": {"path_regex": "("}, "upstreams": ["h:1"]}),
+            json!({"name": "r", "strip_prefix": true, "upstreams": ["h:1"]}),
+            json!({"name": "r", "upstreams": ["h:1"], "rate_limit": {"limit": "many"}}),
+        ] {
+            assert!(Route::new(spec(bad.clone())).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_value::<RouteSpec>(json!({"name": "r", "bogus": 1})).is_err());
+    }
+}
