@@ -110,7 +110,7 @@ pub struct Table {
 
 impl Table {
     /// The first route that matches, with the captures of its path regex.
-    pub fn route(&self, req: &router::RequestHead) -> Option<(Arc<Route>, Vec<(String, String)>)> {
+    pub fn route(&self, req: &router::RequestHead) -> Option<(Arc<Route>, router::Captures)> {
         self.routes.iter().find_map(|r| r.matcher.matches(req).map(|caps| (r.clone(), caps)))
     }
 

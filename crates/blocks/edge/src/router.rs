@@ -29,6 +29,9 @@ enum PathMatch {
     Regex(Regex),
 }
 
+/// The captures of a path regex, by number and by name.
+pub type Captures = Vec<(String, String)>;
+
 /// What a request offers for matching.
 pub struct RequestHead<'a> {
     pub host: &'a str,
@@ -85,7 +88,7 @@ impl Matcher {
     }
 
     /// Whether the request matches; on a match, the captures of a path regex.
-    pub fn matches(&self, req: &RequestHead) -> Option<Vec<(String, String)>> {
+    pub fn matches(&self, req: &RequestHead) -> Option<Captures> {
         let host = req.host.split(':').next().unwrap_or_default().to_ascii_lowercase();
         match &self.host {
             Some(HostMatch::Exact(h)) if *h != host => return None,
