@@ -1,0 +1,53 @@
+//! The structured access log: one JSON object per request, written by a thread of its own
+//! so a slow disk never holds a request. Lines that do not fit the queue are counted
+//! (`strata_proxy_access_log_dropped_total`) and dropped.
+
+use std::io::Write;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+
+/// Lines queued for the writer at most.
+const QUEUE: usize = 65_536;
+
+#[derive(Clone)]
+pub struct AccessLog {
+    lines: Option<SyncSender<String>>,
+}
+
+impl AccessLog {
+    pub fn off() -> AccessLog {
+        AccessLog { lines: None }
+    }
+
+    /// `"stdout"`, a file path (appended to), or `""` for none.
+    pub fn open(target: &str) -> std::io::Result<AccessLog> {
+        let mut out: Box<dyn Write + Send> = match target {
+            "" => return Ok(AccessLog::off()),
+            "stdout" => Box::new(std::io::stdout()),
+            path => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+        };
+        let (tx, rx) = sync_channel::<String>(QUEUE);
+        std::thread::Builder::new().name("proxy-access-log".into()).spawn(move || {
+            let mut buf = std::io::BufWriter::new(&mut out);
+            while let Ok(line) = rx.recv() {
+                let _ = writeln!(buf, "{line}");
+                while let Ok(line) = rx.try_recv() {
+                    let _ = writeln!(buf, "{line}");
+                }
+                let _ = buf.flush();
+            }
+        })?;
+        Ok(AccessLog { lines: Some(tx) })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.lines.is_some()
+    }
+
+    pub fn write(&self, entry: serde_json::Value) {
+        if let Some(tx) = &self.lines
+            && let Err(TrySendError::Full(_)) = tx.try_send(entry.to_string())
+        {
+            metrics::counter!("strata_proxy_access_log_dropped_total").increment(1);
+        }
+    }
+}

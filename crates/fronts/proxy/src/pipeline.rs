@@ -1,0 +1,476 @@
+//! One request through the edge: route, static answers, auth, rate limit, body limit,
+//! backend choice, forwarding with retries, WebSocket upgrades, response headers, access
+//! log and metrics.
+
+use crate::{AccessLog, ProxyConfig};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full, Limited, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use strata_edge::ratelimit::Verdict;
+use strata_edge::router::{RequestHead, forward_path};
+use strata_edge::{Edge, Route, auth::Credentials};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Headers that belong to one hop and are not forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Retries allowed per route in a window: this many, plus a fifth of its requests.
+const RETRY_BUDGET_BASE: u64 = 10;
+const RETRY_WINDOW: Duration = Duration::from_secs(10);
+
+pub struct Pipeline {
+    edge: Edge,
+    config: ProxyConfig,
+    log: AccessLog,
+    /// Pooled clients, one per connect timeout in use.
+    clients: Mutex<HashMap<u64, Client<HttpConnector, Body>>>,
+    /// Per route: (window start, requests, retries).
+    budgets: Mutex<HashMap<String, (Instant, u64, u64)>>,
+}
+
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).map_err(|never| match never {}).boxed()
+}
+
+fn empty() -> Body {
+    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+}
+
+/// The JSON error answer.
+fn error(status: u16, code: &str, message: &str, request_id: &str) -> Response<Body> {
+    let body = json!({"error": {"code": code, "message": message}, "request_id": request_id});
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(String::from)
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+}
+
+fn set(headers: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        headers.insert(n, v);
+    }
+}
+
+/// What the access log says about a request.
+struct Entry {
+    started: Instant,
+    request_id: String,
+    method: String,
+    path: String,
+    route: Option<String>,
+    consumer: Option<String>,
+    upstream: Option<String>,
+    retries: u32,
+}
+
+impl Pipeline {
+    pub fn new(edge: Edge, config: ProxyConfig, log: AccessLog) -> Pipeline {
+        Pipeline { edge, config, log, clients: Mutex::default(), budgets: Mutex::default() }
+    }
+
+    fn client(&self, connect_timeout: Duration) -> Client<HttpConnector, Body> {
+        let mut clients = self.clients.lock().expect("clients lock");
+        clients
+            .entry(connect_timeout.as_millis() as u64)
+            .or_insert_with(|| {
+                let mut connector = HttpConnector::new();
+                connector.set_connect_timeout(Some(connect_timeout));
+                connector.set_nodelay(true);
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(self.config.pool_idle_per_host)
+                    .build(connector)
+            })
+            .clone()
+    }
+
+    /// A health check: GET `path` on `address`, 2xx within `timeout`.
+    pub async fn probe(&self, address: &str, path: &str, timeout: Duration) -> bool {
+        let Ok(req) = Request::get(format!("http://{address}{path}")).body(empty()) else { return false };
+        let client = self.client(timeout);
+        matches!(tokio::time::timeout(timeout, client.request(req)).await, Ok(Ok(resp)) if resp.status().is_success())
+    }
+
+    /// Whether the route may retry once more (and counts it).
+    fn retry_allowed(&self, route: &str) -> bool {
+        let mut budgets = self.budgets.lock().expect("budget lock");
+        let (_, requests, retries) = budgets.get_mut(route).expect("counted at the request");
+        if *retries < RETRY_BUDGET_BASE + *requests / 5 {
+            *retries += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn count_request(&self, route: &str) {
+        let mut budgets = self.budgets.lock().expect("budget lock");
+        let entry = budgets.entry(route.to_string()).or_insert((Instant::now(), 0, 0));
+        if entry.0.elapsed() > RETRY_WINDOW {
+            *entry = (Instant::now(), 0, 0);
+        }
+        entry.1 += 1;
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let mut entry = Entry {
+            started: Instant::now(),
+            request_id: request_id(req.headers()),
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            route: None,
+            consumer: None,
+            upstream: None,
+            retries: 0,
+        };
+        let mut resp = self.run(req, peer, &mut entry).await;
+        set(resp.headers_mut(), "x-request-id", &entry.request_id);
+        self.finish(&entry, &resp);
+        resp
+    }
+
+    fn finish(&self, entry: &Entry, resp: &Response<Body>) {
+        let status = resp.status().as_u16();
+        let route = entry.route.clone().unwrap_or_else(|| "-".into());
+        let latency = entry.started.elapsed();
+        metrics::counter!("strata_proxy_requests_total", "route" => route.clone(), "status" => status_class(status))
+            .increment(1);
+        metrics::histogram!("strata_proxy_request_seconds", "route" => route.clone())
+            .record(latency.as_secs_f64());
+        if self.log.enabled() {
+            let bytes =
+                resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            self.log.write(json!({
+                "ts_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+                "request_id": entry.request_id,
+                "method": entry.method,
+                "path": entry.path,
+                "route": route,
+                "consumer": entry.consumer,
+                "upstream": entry.upstream,
+                "status": status,
+                "bytes": bytes,
+                "latency_ms": latency.as_secs_f64() * 1000.0,
+                "retries": entry.retries,
+            }));
+        }
+    }
+
+    async fn run(&self, mut req: Request<Incoming>, peer: SocketAddr, entry: &mut Entry) -> Response<Body> {
+        let rid = entry.request_id.clone();
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().map(String::from);
+        let table = self.edge.table();
+        let matched = {
+            let headers = req.headers();
+            let lookup = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
+            let head =
+                RequestHead { host: &host, path: &path, method: req.method().as_str(), header: &lookup };
+            table.route(&head)
+        };
+        let Some((route, captures)) = matched else {
+            return error(404, "no_route", &format!("no route for {host}{path}"), &rid);
+        };
+        entry.route = Some(route.spec.name.clone());
+        let spec = &route.spec;
+        if let Some(r) = &spec.respond {
+            let mut resp = Response::new(full(r.body.clone()));
+            *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+            for (k, v) in &r.headers {
+                set(resp.headers_mut(), k, v);
+            }
+            return resp;
+        }
+        if let Some(r) = &spec.redirect {
+            let target = match &query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            let mut resp = Response::new(empty());
+            *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+            set(resp.headers_mut(), "location", &r.location.replace("$path", &target));
+            return resp;
+        }
+        if let Some(auth) = &route.auth {
+            let h = req.headers();
+            let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+            let creds = Credentials {
+                api_key: text("x-api-key"),
+                authorization: text("authorization"),
+                query: query.as_deref(),
+            };
+            match auth.authenticate(&creds) {
+                Ok(consumer) => entry.consumer = Some(consumer),
+                Err(denied) => {
+                    let code = if denied.status == 403 { "forbidden" } else { "unauthorized" };
+                    let mut resp = error(denied.status, code, &denied.message, &rid);
+                    if denied.status == 401 {
+                        set(resp.headers_mut(), "www-authenticate", "Bearer, Basic realm=\"strata\"");
+                    }
+                    return resp;
+                }
+            }
+        }
+        let mut limit_headers = Vec::new();
+        if let (Some(limiter), Some(r)) = (&route.limiter, &spec.rate_limit) {
+            let ip = peer.ip().to_string();
+            let key = match r.key.as_str() {
+                "consumer" => entry.consumer.clone().unwrap_or(ip),
+                "route" => spec.name.clone(),
+                k => match k.strip_prefix("header:") {
+                    Some(name) => {
+                        req.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from).unwrap_or(ip)
+                    }
+                    None => ip,
+                },
+            };
+            let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            limit_headers.push(("ratelimit-limit", limiter.limit.to_string()));
+            match limiter.check(&key, Instant::now()) {
+                Verdict::Allowed { remaining, reset } => {
+                    limit_headers.push(("ratelimit-remaining", remaining.to_string()));
+                    limit_headers.push(("ratelimit-reset", secs(reset).to_string()));
+                }
+                Verdict::Limited { retry_after, reset } => {
+                    metrics::counter!("strata_proxy_rate_limited_total", "route" => spec.name.clone())
+                        .increment(1);
+                    let mut resp =
+                        error(429, "rate_limited", &format!("over the limit of {}", r.limit), &rid);
+                    let h = resp.headers_mut();
+                    set(h, "retry-after", &secs(retry_after).max(1).to_string());
+                    set(h, "ratelimit-limit", &limiter.limit.to_string());
+                    set(h, "ratelimit-remaining", "0");
+                    set(h, "ratelimit-reset", &secs(reset).to_string());
+                    return resp;
+                }
+            }
+        }
+        let max_body = spec.max_body_bytes.unwrap_or(self.config.max_body_bytes);
+        let length =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if length.is_some_and(|l| l > max_body) {
+            return error(413, "body_too_large", &format!("the body is over {max_body} bytes"), &rid);
+        }
+        let bodiless = length.unwrap_or(0) == 0 && !req.headers().contains_key(header::TRANSFER_ENCODING);
+        let upgrade = req.headers().contains_key(header::UPGRADE);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        // The forwarded request's head.
+        let forwarded = forward_path(spec, &path, &captures);
+        let target = match &query {
+            Some(q) => format!("{forwarded}?{q}"),
+            None => forwarded,
+        };
+        let mut headers = req.headers().clone();
+        strip_hop_by_hop(&mut headers, upgrade);
+        headers.remove("x-consumer-id");
+        for name in &spec.request_headers.remove {
+            headers.remove(name.as_str());
+        }
+        for (k, v) in &spec.request_headers.add {
+            set(&mut headers, k, v);
+        }
+        set(&mut headers, "x-request-id", &rid);
+        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prior) => format!("{prior}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        set(&mut headers, "x-forwarded-for", &xff);
+        set(&mut headers, "x-forwarded-proto", "http");
+        if !host.is_empty() {
+            set(&mut headers, "x-forwarded-host", &host);
+            set(&mut headers, "host", &host);
+        }
+        if let Some(consumer) = &entry.consumer {
+            set(&mut headers, "x-consumer-id", consumer);
+        }
+        let hash_key = hash_key(spec.hash_on.as_deref(), &headers, peer);
+        let method = req.method().clone();
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+        );
+        let retries = if idempotent && bodiless && !upgrade {
+            spec.retries.unwrap_or(u32::from(route.pool.backends.len() > 1))
+        } else {
+            0
+        };
+        let mut body = Some(Limited::new(req.into_body(), max_body as usize).boxed());
+        let client =
+            self.client(spec.connect_timeout_ms.map_or(self.config.connect_timeout, Duration::from_millis));
+        let timeout = spec.timeout_ms.map_or(self.config.timeout, Duration::from_millis);
+        self.count_request(&spec.name);
+
+        let mut tried = Vec::new();
+        let mut last_error = None;
+        loop {
+            let Some(lease) = route.pool.pick(hash_key.as_deref(), &tried) else {
+                return last_error
+                    .unwrap_or_else(|| error(503, "no_healthy_upstream", "no backend is available", &rid));
+            };
+            let (address, index) = (lease.address().to_string(), lease.index);
+            entry.upstream = Some(address.clone());
+            let mut builder =
+                Request::builder().method(method.clone()).uri(format!("http://{address}{target}"));
+            *builder.headers_mut().expect("a fresh builder") = headers.clone();
+            let outgoing = builder.body(body.take().unwrap_or_else(empty)).expect("a valid request");
+            let attempt = tokio::time::timeout(timeout, client.request(outgoing)).await;
+            let can_retry = (entry.retries as usize) < retries as usize && self.retry_allowed(&spec.name);
+            let (failed, outcome) = match attempt {
+                Ok(Ok(resp)) => {
+                    let status = resp.status().as_u16();
+                    metrics::counter!("strata_proxy_upstream_requests_total", "upstream" => address.clone(), "status" => status_class(status)).increment(1);
+                    (status >= 500, Ok(resp))
+                }
+                Ok(Err(err)) => {
+                    tracing::debug!(%err, upstream = %address, "upstream request failed");
+                    (true, Err(error(502, "bad_gateway", &format!("upstream {address}: {err}"), &rid)))
+                }
+                Err(_) => (
+                    true,
+                    Err(error(
+                        504,
+                        "upstream_timeout",
+                        &format!("upstream {address} did not answer in {timeout:?}"),
+                        &rid,
+                    )),
+                ),
+            };
+            route.pool.report(lease.index, failed);
+            drop(lease);
+            let retriable = match &outcome {
+                Ok(resp) => matches!(resp.status().as_u16(), 502..=504),
+                Err(_) => true,
+            };
+            if failed && retriable && can_retry {
+                tried.push(index);
+                entry.retries += 1;
+                metrics::counter!("strata_proxy_retries_total", "route" => spec.name.clone()).increment(1);
+                if let Err(resp) = outcome {
+                    last_error = Some(resp);
+                }
+                continue;
+            }
+            return match outcome {
+                Ok(resp) => respond(resp, &route, client_upgrade, &limit_headers),
+                Err(resp) => resp,
+            };
+        }
+    }
+}
+
+/// The upstream's answer, with the route's response headers; a 101 joins the two upgraded
+/// connections.
+fn respond(
+    mut resp: Response<Incoming>,
+    route: &Route,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    limit_headers: &[(&str, String)],
+) -> Response<Body> {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching && let Some(client_side) = client_upgrade {
+        let upstream_side = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            if let (Ok(client), Ok(upstream)) = (client_side.await, upstream_side.await) {
+                let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+            }
+        });
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, switching);
+    for name in &route.spec.response_headers.remove {
+        parts.headers.remove(name.as_str());
+    }
+    for (k, v) in &route.spec.response_headers.add {
+        set(&mut parts.headers, k, v);
+    }
+    for (k, v) in limit_headers {
+        set(&mut parts.headers, k, v);
+    }
+    Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+}
+
+/// Removes hop-by-hop headers (and those `Connection` names); an upgrade keeps
+/// `Connection` and `Upgrade`.
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
+        if upgrade && (name == "connection" || name == "upgrade") {
+            continue;
+        }
+        headers.remove(name.as_str());
+    }
+}
+
+/// The consistent-hash key: a header, a cookie, or the client IP.
+fn hash_key(hash_on: Option<&str>, headers: &HeaderMap, peer: SocketAddr) -> Option<String> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
+    let key = match hash_on.unwrap_or("ip") {
+        "ip" => None,
+        h => match (h.strip_prefix("header:"), h.strip_prefix("cookie:")) {
+            (Some(name), _) => text(name),
+            (_, Some(name)) => text("cookie").and_then(|c| {
+                c.split(';').find_map(|kv| {
+                    let (k, v) = kv.trim().split_once('=')?;
+                    (k == name).then(|| v.to_string())
+                })
+            }),
+            _ => None,
+        },
+    };
+    Some(key.unwrap_or_else(|| peer.ip().to_string()))
+}

@@ -1,0 +1,475 @@
+//! The proxy front driven with reqwest (and raw sockets for bad input, upgrades and TCP)
+//! against real upstream servers on port 0.
+
+use axum::extract::{Request, State};
+use axum::response::IntoResponse;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use strata_edge::{Edge, RouteSpec};
+use strata_proxy::{AccessLog, ProxyConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An upstream that answers who it is, what it saw, and counts its requests.
+#[derive(Clone)]
+struct Upstream {
+    name: String,
+    healthy: Arc<AtomicBool>,
+    hits: Arc<AtomicU64>,
+    posts: Arc<AtomicU64>,
+}
+
+async fn upstream_handler(State(up): State<Upstream>, req: Request) -> axum::response::Response {
+    let path = req.uri().path().to_string();
+    if path == "/health" {
+        let status = if up.healthy.load(Ordering::Relaxed) { 200 } else { 503 };
+        return (axum::http::StatusCode::from_u16(status).unwrap(), "health").into_response();
+    }
+    up.hits.fetch_add(1, Ordering::Relaxed);
+    if req.method() == axum::http::Method::POST {
+        up.posts.fetch_add(1, Ordering::Relaxed);
+    }
+    if path == "/big" {
+        // 32 MiB in 64 KiB chunks, produced as it is sent.
+        let chunks = futures::stream::iter(0..512).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024]));
+        return axum::body::Body::from_stream(chunks).into_response();
+    }
+    if path == "/fail" {
+        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
+    }
+    let headers: HashMap<String, String> =
+        req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let query = req.uri().query().map(String::from);
+    let mut bytes = 0usize;
+    let mut body = req.into_body().into_data_stream();
+    while let Some(chunk) = body.next().await {
+        bytes += chunk.map(|c| c.len()).unwrap_or(0);
+    }
+    let mut resp = axum::Json(
+        json!({"server": up.name, "path": path, "query": query, "headers": headers, "bytes": bytes}),
+    )
+    .into_response();
+    resp.headers_mut().insert("x-internal", "secret".parse().unwrap());
+    resp
+}
+
+async fn upstream(name: &str) -> (String, Upstream) {
+    let up = Upstream {
+        name: name.into(),
+        healthy: Arc::new(AtomicBool::new(true)),
+        hits: Arc::default(),
+        posts: Arc::default(),
+    };
+    let app = axum::Router::new().fallback(upstream_handler).with_state(up.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, up)
+}
+
+/// An address nothing listens on.
+fn dead_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+async fn proxy(routes: Vec<Value>) -> (String, Edge) {
+    let specs: Vec<RouteSpec> = routes.into_iter().map(|r| serde_json::from_value(r).unwrap()).collect();
+    let edge = Edge::new(specs).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = ProxyConfig { max_header_bytes: 16 * 1024, ..ProxyConfig::default() };
+    tokio::spawn(strata_proxy::serve(
+        listener,
+        edge.clone(),
+        config,
+        AccessLog::off(),
+        std::future::pending(),
+    ));
+    (base, edge)
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(url).await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn routing_rewrites_headers_static_and_redirects() {
+    let (a, _) = upstream("a").await;
+    let (b, _) = upstream("b").await;
+    let (base, _edge) = proxy(vec![
+        json!({"name": "api", "match": {"path_prefix": "/api"}, "strip_prefix": true, "upstreams": [a],
+               "request_headers": {"add": {"x-gateway": "strata"}, "remove": ["x-drop"]},
+               "response_headers": {"remove": ["x-internal"], "add": {"x-served-by": "edge"}}}),
+        json!({"name": "users", "match": {"path_regex": "/u/(?P<id>\\d+)"}, "rewrite": "/users/$id", "upstreams": [b]}),
+        json!({"name": "admin", "match": {"host": "admin.local", "path_prefix": "/"}, "upstreams": [b]}),
+        json!({"name": "ping", "match": {"path": "/ping"}, "respond": {"status": 200, "body": "pong"}}),
+        json!({"name": "old", "match": {"path_prefix": "/old"}, "redirect": {"location": "https://example.com$path", "status": 308}}),
+    ])
+    .await;
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/api/orders?x=1"))
+        .header("x-drop", "1")
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "req-123");
+    assert_eq!(resp.headers()["x-served-by"], "edge");
+    assert!(!resp.headers().contains_key("x-internal"));
+    let seen: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (seen["server"].as_str(), seen["path"].as_str(), seen["query"].as_str()),
+        (Some("a"), Some("/orders"), Some("x=1"))
+    );
+    assert_eq!(seen["headers"]["x-gateway"], "strata");
+    assert_eq!(seen["headers"]["x-request-id"], "req-123");
+    assert!(seen["headers"].get("x-drop").is_none());
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
+
+    let (_, seen) = get(&format!("{base}/u/42")).await;
+    assert_eq!((seen["server"].as_str(), seen["path"].as_str()), (Some("b"), Some("/users/42")));
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/anything"))
+        .header("host", "admin.local")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap()["server"], "b");
+    assert_eq!(reqwest::get(format!("{base}/ping")).await.unwrap().text().await.unwrap(), "pong");
+    let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = no_follow.get(format!("{base}/old/page?q=1")).send().await.unwrap();
+    assert_eq!(resp.status(), 308);
+    assert_eq!(resp.headers()["location"], "https://example.com/old/page?q=1");
+    let (status, body) = get(&format!("{base}/nowhere")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("no_route")));
+    assert!(body["request_id"].as_str().is_some_and(|r| r.len() == 32));
+}
+
+fn jwt(secret: &str, sub: &str, exp_offset: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = json!({"sub": sub, "exp": now + exp_offset, "iss": "issuer-1"});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn api_keys_jwt_and_basic_auth() {
+    let (a, _) = upstream("a").await;
+    let (base, _edge) = proxy(vec![
+        json!({"name": "keys", "match": {"path_prefix": "/keys"}, "upstreams": [a],
+               "auth": {"api_keys": {"k-alice": "alice", "k-bob": "bob"}, "allow": ["alice"]}}),
+        json!({"name": "jwt", "match": {"path_prefix": "/jwt"}, "upstreams": [a],
+               "auth": {"jwt": {"secret": "s3cret", "issuer": "issuer-1"}}}),
+        json!({"name": "basic", "match": {"path_prefix": "/basic"}, "upstreams": [a],
+               "auth": {"basic": {"carol": "pw"}}}),
+    ])
+    .await;
+    let c = reqwest::Client::new();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let ok = c.get(format!("{base}/keys")).header("x-api-key", "k-alice").send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let seen: Value = ok.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-consumer-id"], "alice");
+    assert_eq!(status(c.get(format!("{base}/keys")).header("x-api-key", "wrong").send().await.unwrap()), 401);
+    let missing = c.get(format!("{base}/keys")).header("x-consumer-id", "alice").send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.json::<Value>().await.unwrap()["error"]["code"], "unauthorized");
+    assert_eq!(status(c.get(format!("{base}/keys")).header("x-api-key", "k-bob").send().await.unwrap()), 403);
+
+    let good = jwt("s3cret", "dave", 60);
+    let resp = c.get(format!("{base}/jwt")).bearer_auth(&good).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["headers"]["x-consumer-id"], "dave");
+    assert_eq!(
+        status(c.get(format!("{base}/jwt")).bearer_auth(jwt("s3cret", "dave", -120)).send().await.unwrap()),
+        401
+    );
+    assert_eq!(
+        status(c.get(format!("{base}/jwt")).bearer_auth(jwt("other", "dave", 60)).send().await.unwrap()),
+        401
+    );
+    assert_eq!(status(c.get(format!("{base}/jwt")).bearer_auth("not.a.token").send().await.unwrap()), 401);
+
+    assert_eq!(
+        status(c.get(format!("{base}/basic")).basic_auth("carol", Some("pw")).send().await.unwrap()),
+        200
+    );
+    assert_eq!(
+        status(c.get(format!("{base}/basic")).basic_auth("carol", Some("no")).send().await.unwrap()),
+        401
+    );
+}
+
+#[tokio::test]
+async fn the_request_past_the_limit_gets_429() {
+    let (a, _) = upstream("a").await;
+    let (base, _edge) = proxy(vec![json!({"name": "limited", "upstreams": [a],
+        "auth": {"api_keys": {"k1": "one", "k2": "two"}},
+        "rate_limit": {"key": "consumer", "limit": "5/s", "burst": 5}})])
+    .await;
+    let c = reqwest::Client::new();
+    for i in 0..5 {
+        let resp = c.get(format!("{base}/x")).header("x-api-key", "k1").send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(resp.headers()["ratelimit-limit"], "5");
+        assert_eq!(resp.headers()["ratelimit-remaining"], (4 - i).to_string().as_str());
+    }
+    let limited = c.get(format!("{base}/x")).header("x-api-key", "k1").send().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    assert_eq!(limited.headers()["ratelimit-remaining"], "0");
+    assert_eq!(limited.json::<Value>().await.unwrap()["error"]["code"], "rate_limited");
+    // Another consumer has its own bucket.
+    assert_eq!(c.get(format!("{base}/x")).header("x-api-key", "k2").send().await.unwrap().status(), 200);
+}
+
+async fn servers_hit(base: &str, n: usize, header: Option<(&str, String)>) -> HashMap<String, usize> {
+    let c = reqwest::Client::new();
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let mut req = c.get(format!("{base}/x"));
+        if let Some((name, value)) = &header {
+            req = req.header(*name, value.as_str());
+        }
+        let body: Value = req.send().await.unwrap().json().await.unwrap();
+        *seen.entry(body["server"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn balancing_policies_spread_requests() {
+    let (a, _) = upstream("a").await;
+    let (b, _) = upstream("b").await;
+    let (c, _) = upstream("c").await;
+    let (base, edge) = proxy(vec![json!({"name": "rr", "upstreams": [a, b, c]})]).await;
+    let seen = servers_hit(&base, 30, None).await;
+    assert_eq!((seen["a"], seen["b"], seen["c"]), (10, 10, 10));
+
+    let weighted = json!({"upstreams": [{"address": a, "weight": 3}, b], "balance": "round_robin"});
+    edge.put("rr", serde_json::from_value(weighted).unwrap()).unwrap();
+    let seen = servers_hit(&base, 40, None).await;
+    assert_eq!((seen["a"], seen["b"]), (30, 10));
+
+    for policy in ["least_conn", "p2c", "random"] {
+        edge.put("rr", serde_json::from_value(json!({"upstreams": [a, b, c], "balance": policy})).unwrap())
+            .unwrap();
+        let seen = servers_hit(&base, 60, None).await;
+        assert_eq!(seen.values().sum::<usize>(), 60);
+        if policy == "least_conn" {
+            assert_eq!(seen.len(), 3, "{policy} uses every backend: {seen:?}");
+        }
+    }
+
+    edge.put(
+        "rr",
+        serde_json::from_value(
+            json!({"upstreams": [a, b, c], "balance": "consistent_hash", "hash_on": "header:x-user"}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let seen = servers_hit(&base, 20, Some(("x-user", "user-7".into()))).await;
+    assert_eq!(seen.len(), 1, "one user, one backend: {seen:?}");
+}
+
+#[tokio::test]
+async fn health_checks_eject_and_readmit_and_ejection_is_passive_too() {
+    let (a, up_a) = upstream("a").await;
+    let (b, _) = upstream("b").await;
+    let (base, _edge) = proxy(vec![json!({"name": "svc", "upstreams": [a, b],
+        "health_check": {"path": "/health", "interval_ms": 50, "unhealthy_threshold": 2, "healthy_threshold": 2}})])
+    .await;
+    up_a.healthy.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let seen = servers_hit(&base, 10, None).await;
+    assert_eq!(seen.get("a"), None, "a is out: {seen:?}");
+    up_a.healthy.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let seen = servers_hit(&base, 10, None).await;
+    assert_eq!(seen.get("a"), Some(&5), "a is back: {seen:?}");
+
+    // Passive: a backend answering 5xx is ejected after three in a row.
+    let (c, up_c) = upstream("c").await;
+    let (d, _) = upstream("d").await;
+    let (base, _edge) = proxy(vec![json!({"name": "svc", "upstreams": [c, d], "retries": 0,
+        "outlier": {"consecutive_failures": 3, "ejection_ms": 60000}})])
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..6 {
+        let _ = client.get(format!("{base}/fail")).send().await.unwrap();
+    }
+    let before = up_c.hits.load(Ordering::Relaxed);
+    assert_eq!(before, 3);
+    for _ in 0..4 {
+        let _ = client.get(format!("{base}/fail")).send().await.unwrap();
+    }
+    assert_eq!(up_c.hits.load(Ordering::Relaxed), before, "c stays ejected");
+}
+
+#[tokio::test]
+async fn idempotent_requests_are_retried_and_posts_are_not() {
+    let (live, up) = upstream("live").await;
+    let dead = dead_address();
+    let (base, _edge) = proxy(vec![json!({"name": "svc", "upstreams": [dead, live], "retries": 1})]).await;
+    let c = reqwest::Client::new();
+    for _ in 0..4 {
+        let resp = c.get(format!("{base}/x")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "a GET moves to the live backend");
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(c.post(format!("{base}/x")).body("order").send().await.unwrap().status().as_u16());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 502, 502], "a POST that hit the dead backend is not repeated");
+    assert_eq!(up.posts.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways() {
+    let (a, _) = upstream("a").await;
+    let (base, _edge) =
+        proxy(vec![json!({"name": "svc", "upstreams": [a], "max_body_bytes": 1_000_000_000u64})]).await;
+    let resp = reqwest::get(format!("{base}/big")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut total = 0;
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        total += chunk.unwrap().len();
+    }
+    assert_eq!(total, 32 * 1024 * 1024);
+    // 64 MiB up, produced while it is sent (no Content-Length).
+    let chunks = futures::stream::iter(0..1024).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 64 * 1024]));
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/upload"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap()["bytes"], 64 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn upgrades_pass_through() {
+    // An upstream that switches protocols and then echoes bytes in upper case.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        assert!(String::from_utf8_lossy(&head).to_ascii_lowercase().contains("upgrade: websocket"));
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).await.unwrap();
+        s.write_all(&buf.to_ascii_uppercase()).await.unwrap();
+    });
+    let (base, _edge) = proxy(vec![json!({"name": "ws", "upstreams": [up]})]).await;
+    let mut c = TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    c.write_all(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    c.write_all(b"hello").await.unwrap();
+    let mut echoed = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut echoed)).await.unwrap().unwrap();
+    assert_eq!(&echoed, b"HELLO");
+}
+
+#[tokio::test]
+async fn tcp_mode_balances_connections() {
+    let mut addrs = Vec::new();
+    for tag in [b'1', b'2'] {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(l.local_addr().unwrap().to_string());
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4];
+                    if s.read_exact(&mut buf).await.is_ok() {
+                        let _ = s.write_all(&[buf[0], buf[1], buf[2], tag]).await;
+                    }
+                });
+            }
+        });
+    }
+    let upstreams: Vec<strata_edge::spec::UpstreamSpec> =
+        [dead_address(), addrs[0].clone(), addrs[1].clone()]
+            .into_iter()
+            .map(strata_edge::spec::UpstreamSpec::Address)
+            .collect();
+    let pool = Arc::new(strata_edge::balance::Pool::new(
+        &upstreams,
+        strata_edge::spec::Balance::RoundRobin,
+        None,
+        None,
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(strata_proxy::serve_tcp(listener, pool, Duration::from_secs(1), std::future::pending()));
+    let mut tags = Vec::new();
+    for _ in 0..6 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"pin?").await.unwrap();
+        let mut out = [0u8; 4];
+        s.read_exact(&mut out).await.unwrap();
+        assert_eq!(&out[..3], b"pin");
+        tags.push(out[3]);
+    }
+    assert!(tags.contains(&b'1') && tags.contains(&b'2'), "{tags:?}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_4xx_and_the_proxy_keeps_serving() {
+    let (a, _) = upstream("a").await;
+    let (base, _edge) = proxy(vec![
+        json!({"name": "svc", "match": {"host": "known.local"}, "upstreams": [a], "max_body_bytes": 1024}),
+    ])
+    .await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let raw = |request: Vec<u8>| {
+        let addr = addr.clone();
+        async move {
+            let mut s = TcpStream::connect(&addr).await.unwrap();
+            s.write_all(&request).await.unwrap();
+            let mut out = vec![0u8; 512];
+            let n =
+                tokio::time::timeout(Duration::from_secs(5), s.read(&mut out)).await.unwrap().unwrap_or(0);
+            String::from_utf8_lossy(&out[..n]).to_string()
+        }
+    };
+    assert!(raw(b"THIS IS NOT HTTP\r\n\r\n".to_vec()).await.starts_with("HTTP/1.1 400"));
+    let huge = format!("GET / HTTP/1.1\r\nHost: known.local\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    assert!(raw(huge.into_bytes()).await.starts_with("HTTP/1.1 431"));
+    let c = reqwest::Client::new();
+    let resp =
+        c.post(format!("{base}/x")).header("host", "known.local").body(vec![0u8; 4096]).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let resp = c.get(format!("{base}/x")).header("host", "unknown.local").send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = c.get(format!("{base}/x")).header("host", "known.local").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
