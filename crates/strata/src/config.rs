@@ -33,6 +33,8 @@ pub struct Config {
     pub search: SearchConfig,
     pub es: EsConfig,
     pub lock: LockConfig,
+    pub proxy: ProxyConfig,
+    pub edge: EdgeConfig,
 }
 
 impl Default for Config {
@@ -56,6 +58,8 @@ impl Default for Config {
             search: SearchConfig::default(),
             es: EsConfig::default(),
             lock: LockConfig::default(),
+            proxy: ProxyConfig::default(),
+            edge: EdgeConfig::default(),
         }
     }
 }
@@ -541,6 +545,58 @@ impl Default for LockConfig {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    pub enabled: bool,
+    /// The gateway's address; it is meant to face clients, so any address is allowed (each
+    /// route says what authentication it needs).
+    pub listen: String,
+    /// Largest request head; bigger is a 431.
+    pub max_header_bytes: usize,
+    /// Connect timeout to upstreams when a route sets none.
+    pub connect_timeout_ms: u64,
+    /// Time to an upstream's response head when a route sets none.
+    pub timeout_ms: u64,
+    /// Largest request body when a route sets none.
+    pub max_body_bytes: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        let proxy = strata_proxy::ProxyConfig::default();
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8000".into(),
+            max_header_bytes: proxy.max_header_bytes,
+            connect_timeout_ms: proxy.connect_timeout.as_millis() as u64,
+            timeout_ms: proxy.timeout.as_millis() as u64,
+            max_body_bytes: proxy.max_body_bytes,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// The access log: `""` (off), `"stdout"`, or a file path.
+    pub access_log: String,
+    /// HTTP routes (`[[edge.routes]]`), in the admin API's document shape plus a `name`.
+    pub routes: Vec<strata_edge::RouteSpec>,
+    /// Plain TCP balancers (`[[edge.tcp]]`).
+    pub tcp: Vec<TcpRouteConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpRouteConfig {
+    pub name: String,
+    pub listen: String,
+    pub upstreams: Vec<strata_edge::spec::UpstreamSpec>,
+    #[serde(default)]
+    pub balance: strata_edge::spec::Balance,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct EsConfig {
     pub enabled: bool,
     pub listen: String,
@@ -658,6 +714,20 @@ impl Config {
         }
         if self.es.enabled {
             check_listen("es.listen", &self.es.listen, !self.es.password.is_empty(), "es.password")?;
+        }
+        if self.proxy.enabled {
+            self.proxy
+                .listen
+                .parse::<SocketAddr>()
+                .with_context(|| format!("proxy.listen {:?} is not host:port", self.proxy.listen))?;
+        }
+        for t in &self.edge.tcp {
+            t.listen
+                .parse::<SocketAddr>()
+                .with_context(|| format!("edge.tcp {}: listen {:?} is not host:port", t.name, t.listen))?;
+            if t.upstreams.is_empty() {
+                bail!("edge.tcp {}: needs upstreams", t.name);
+            }
         }
         match self.blob.backend.as_str() {
             "local" => {}
@@ -816,6 +886,16 @@ impl Config {
             max_waiters: self.lock.max_waiters,
             max_resources: self.lock.max_resources,
             max_name_bytes: self.lock.max_name_bytes,
+        }
+    }
+
+    pub fn proxy_config(&self) -> strata_proxy::ProxyConfig {
+        strata_proxy::ProxyConfig {
+            max_header_bytes: self.proxy.max_header_bytes,
+            connect_timeout: std::time::Duration::from_millis(self.proxy.connect_timeout_ms),
+            timeout: std::time::Duration::from_millis(self.proxy.timeout_ms),
+            max_body_bytes: self.proxy.max_body_bytes,
+            ..strata_proxy::ProxyConfig::default()
         }
     }
 

@@ -95,6 +95,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await?
             .map_err(|e| anyhow!("opening the lock block: {e}"))?
     };
+    let edge = strata_edge::Edge::new(config.edge.routes.clone()).map_err(|e| anyhow!("edge.routes: {e}"))?;
     let views = strata_stream::views::Views::new(streams.clone());
     views.set_sink(Arc::new(crate::view_sink::SqlSink::new(&sql)));
     // Bound before the http front starts, so that presigned links name the real address.
@@ -119,6 +120,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             kv: kv.clone(),
             views: Some(views.clone()),
             locks: Some(locks.clone()),
+            edge: Some(edge.clone()),
             blob: Some(strata_http::BlobApi {
                 blob: blob.clone(),
                 endpoint: s3_endpoint.clone(),
@@ -135,6 +137,37 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             addr,
             strata_http::serve(listener, state, until_shutdown(&shutdown_rx)),
         );
+    }
+    if config.proxy.enabled {
+        let listener = bind(&config.proxy.listen, "proxy.listen").await?;
+        let addr = listener.local_addr()?;
+        let log = strata_proxy::AccessLog::open(&config.edge.access_log)
+            .with_context(|| format!("opening edge.access_log {:?}", config.edge.access_log))?;
+        start_front(
+            &mut fronts,
+            "proxy",
+            addr,
+            strata_proxy::serve(
+                listener,
+                edge.clone(),
+                config.proxy_config(),
+                log,
+                until_shutdown(&shutdown_rx),
+            ),
+        );
+    }
+    for tcp in &config.edge.tcp {
+        let listener = bind(&tcp.listen, "edge.tcp listen").await?;
+        let addr = listener.local_addr()?;
+        let pool = Arc::new(strata_edge::balance::Pool::new(&tcp.upstreams, tcp.balance, None, None));
+        let timeout = Duration::from_millis(config.proxy.connect_timeout_ms);
+        fronts.spawn({
+            let server = strata_proxy::serve_tcp(listener, pool, timeout, until_shutdown(&shutdown_rx));
+            let name = tcp.name.clone();
+            async move { server.await.with_context(|| format!("edge.tcp {name}")) }
+        });
+        tracing::info!(%addr, name = %tcp.name, "tcp balancer listening");
+        println!("strata: tcp {} listening on {addr}", tcp.name);
     }
     if config.pg.enabled {
         let listener = bind(&config.pg.listen, "pg.listen").await?;

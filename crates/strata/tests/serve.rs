@@ -20,6 +20,8 @@ struct Strata {
     kafka: String,
     /// `http://host:port` of the es front.
     es: String,
+    /// `http://host:port` of the proxy front.
+    proxy: String,
 }
 
 fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
@@ -33,6 +35,7 @@ fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
         .env("STRATA_SQS_LISTEN", "127.0.0.1:0")
         .env("STRATA_KAFKA_LISTEN", "127.0.0.1:0")
         .env("STRATA_ES_LISTEN", "127.0.0.1:0")
+        .env("STRATA_PROXY_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -44,12 +47,17 @@ fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
 
 /// Starts the binary and waits for it to print its HTTP address.
 fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
-    let mut child = command(data_dir, env).spawn().unwrap();
+    start_command(command(data_dir, env))
+}
+
+fn start_command(mut command: Command) -> Strata {
+    let mut child = command.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let (mut http, mut pg, mut resp, mut s3, mut sqs, mut kafka, mut es) =
-        (None, None, None, None, None, None, None);
+    let (mut http, mut pg, mut resp, mut s3, mut sqs, mut kafka, mut es, mut proxy) =
+        (None, None, None, None, None, None, None, None);
     while http.is_none()
+        || proxy.is_none()
         || pg.is_none()
         || resp.is_none()
         || s3.is_none()
@@ -79,6 +87,9 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
         if let Some(addr) = line.strip_prefix("strata: es listening on ") {
             es = Some(format!("http://{addr}"));
         }
+        if let Some(addr) = line.strip_prefix("strata: proxy listening on ") {
+            proxy = Some(format!("http://{addr}"));
+        }
     }
     std::thread::spawn(move || lines.for_each(drop));
     let pg = pg.expect("pg address");
@@ -91,6 +102,7 @@ fn start(data_dir: &Path, env: &[(&str, &str)]) -> Strata {
         sqs: sqs.expect("sqs address"),
         kafka: kafka.expect("kafka address"),
         es: es.expect("es address"),
+        proxy: proxy.expect("proxy address"),
     }
 }
 
@@ -1071,4 +1083,84 @@ fn held_locks_and_fencing_tokens_survive_kill_9() {
     assert!(next > last, "{next} > {last}");
     // The holder still owns it.
     assert_eq!(int(lock(&mut con, "LOCK.RELEASE ticket:42 OWNER checkout-1")), 1);
+}
+
+/// A tiny HTTP upstream on port 0 that answers `<name> <path>` to every request.
+fn http_upstream(name: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head);
+                let path = text.split_whitespace().nth(1).unwrap_or("?").to_string();
+                let body = format!("{name} {path}");
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    addr
+}
+
+/// Routes from the config file proxy through port 8000's front; the admin API adds,
+/// replaces and deletes routes while the proxy serves.
+#[test]
+fn the_gateway_routes_from_config_and_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (http_upstream("a"), http_upstream("b"));
+    let config = dir.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[edge.routes]]
+name = "api"
+match = {{ path_prefix = "/api" }}
+strip_prefix = true
+upstreams = ["{a}"]
+rate_limit = {{ key = "ip", limit = "100/s" }}
+[edge.routes.auth]
+api_keys = {{ "key-1" = "alice" }}
+"#
+        ),
+    )
+    .unwrap();
+    let mut cmd = command(&dir.path().join("data"), &[]);
+    cmd.arg("--config").arg(&config);
+    let strata = start_command(cmd);
+    let http = client();
+    let resp = http.get(format!("{}/api/orders", strata.proxy)).header("x-api-key", "key-1").send().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().unwrap(), "a /orders");
+    assert_eq!(http.get(format!("{}/api/orders", strata.proxy)).send().unwrap().status(), 401);
+
+    let route = serde_json::json!({"match": {"path_prefix": "/shop"}, "upstreams": [b]});
+    let resp = http.put(format!("{}/v1/edge/routes/shop", strata.base)).json(&route).send().unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        http.get(format!("{}/shop/cart", strata.proxy)).send().unwrap().text().unwrap(),
+        "b /shop/cart"
+    );
+    let listed: serde_json::Value =
+        http.get(format!("{}/v1/edge/routes", strata.base)).send().unwrap().json().unwrap();
+    assert_eq!(listed["routes"].as_array().unwrap().len(), 2);
+    let bad = http
+        .put(format!("{}/v1/edge/routes/bad", strata.base))
+        .json(&serde_json::json!({"upstreams": ["nope"]}))
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(http.delete(format!("{}/v1/edge/routes/shop", strata.base)).send().unwrap().status(), 204);
+    assert_eq!(http.get(format!("{}/shop/cart", strata.proxy)).send().unwrap().status(), 404);
 }

@@ -7,6 +7,7 @@
 //!   public objects, the CDN's origin (see `blob.rs`).
 //! - `/v1/streams/views...`: windowed views of the stream block (see `streams.rs`).
 //! - `/v1/locks/...`: leases of the lock block (see `locks.rs`).
+//! - `/v1/edge/routes...`: the proxy's routes, changed at runtime (see `edge.rs`).
 //! - `GET /health`: liveness, with the store's newest commit sequence number.
 //! - `GET /metrics`: Prometheus text for every block (counters and latency histograms).
 //!
@@ -21,6 +22,7 @@
 //!   with the edge.
 
 mod blob;
+mod edge;
 mod error;
 mod kv;
 mod locks;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub views: Option<strata_stream::views::Views>,
     /// The lock block, when it is on.
     pub locks: Option<strata_lock::Locks>,
+    /// The proxy's route table, when the proxy is on.
+    pub edge: Option<strata_edge::Edge>,
     pub metrics: PrometheusHandle,
     /// Largest request body accepted where no block limit applies.
     pub max_body_bytes: usize,
@@ -75,6 +79,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/locks/release", axum::routing::post(locks::release))
         .route("/v1/locks/extend", axum::routing::post(locks::extend))
         .route("/v1/locks/{resource}", get(locks::info))
+        .route("/v1/edge/routes", get(edge::list))
+        .route("/v1/edge/routes/{name}", get(edge::get).put(edge::put).delete(edge::delete))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(observe::health))

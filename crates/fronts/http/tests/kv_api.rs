@@ -22,6 +22,7 @@ async fn start(limits: Limits) -> Server {
         kv,
         blob: None,
         views: None,
+        edge: None,
         locks: None,
         metrics: metrics_handle(),
         max_body_bytes: 64 * 1024,

@@ -18,6 +18,7 @@ async fn start() -> (String, tokio::sync::watch::Sender<bool>) {
         kv,
         blob: None,
         views: None,
+        edge: None,
         locks: Some(locks),
         metrics: metrics_handle(),
         max_body_bytes: 64 * 1024,
