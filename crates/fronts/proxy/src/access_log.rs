@@ -1,5 +1,5 @@
 //! The structured access log: one JSON object per request, written by a thread of its own
-//! so a slow disk never holds a request. Lines that do not fit the queue are counted
+//! (every 20 ms) so a slow disk never holds a request. Lines that do not fit the queue are counted
 //! (`strata_proxy_access_log_dropped_total`) and dropped.
 
 use std::io::Write;
@@ -7,6 +7,8 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 /// Lines queued for the writer at most.
 const QUEUE: usize = 65_536;
+/// How often the writer takes what is queued.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[derive(Clone)]
 pub struct AccessLog {
@@ -27,11 +29,22 @@ impl AccessLog {
         };
         let (tx, rx) = sync_channel::<String>(QUEUE);
         std::thread::Builder::new().name("proxy-access-log".into()).spawn(move || {
+            // Polled rather than blocked on: a parked writer would be woken (a futex call
+            // and a context switch) by every request.
             let mut buf = std::io::BufWriter::new(&mut out);
-            while let Ok(line) = rx.recv() {
-                let _ = writeln!(buf, "{line}");
-                while let Ok(line) = rx.try_recv() {
-                    let _ = writeln!(buf, "{line}");
+            loop {
+                std::thread::sleep(FLUSH_EVERY);
+                loop {
+                    match rx.try_recv() {
+                        Ok(line) => {
+                            let _ = writeln!(buf, "{line}");
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                            let _ = buf.flush();
+                            return;
+                        }
+                    }
                 }
                 let _ = buf.flush();
             }
