@@ -122,7 +122,8 @@ mod tests {
         // Closed and reopened: the cursor in core resumes where it stopped, so documents the
         // feed did not touch keep their versions (no reload), and missed changes arrive.
         drop(search);
-        std::thread::sleep(Duration::from_millis(50));
+        // The block's threads let go of it within a round (50 ms); give them ample time.
+        std::thread::sleep(Duration::from_millis(300));
         run(&sql, "INSERT INTO products VALUES (6, 'running belt', 19, NULL)");
         let search = open_search(&store, &sql, dir.path());
         wait_for(&search, json!({"match": {"title": "running"}}), |h| ids(h) == ["10", "4", "6"]);

@@ -13,7 +13,18 @@ fn acquire(resources: &[&str], owner: &str, ttl_ms: u64, wait_ms: u64) -> Acquir
 }
 
 fn open(dir: &std::path::Path) -> (Store, Locks) {
-    let store = Store::open(dir, Default::default()).unwrap();
+    // A store just dropped is released once the lock block's threads have let it go.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        match Store::open(dir, Default::default()) {
+            Ok(store) => break store,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopening the store: {e}"),
+        }
+    };
     let locks = Locks::open(store.clone(), LockConfig::default()).unwrap();
     (store, locks)
 }

@@ -33,6 +33,20 @@ async fn run(c: &mut MultiplexedConnection, line: &str) -> RedisResult<Value> {
     command.query_async(c).await
 }
 
+/// Polls LOCK.INFO until `resource` has a waiter.
+async fn wait_for_waiter(c: &mut MultiplexedConnection, resource: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: std::collections::HashMap<String, Value> =
+            redis::from_redis_value(&run(c, &format!("LOCK.INFO {resource}")).await.unwrap()).unwrap();
+        if matches!(&info["waiters"], Value::Array(w) if !w.is_empty()) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "nobody queued on {resource}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn code(result: RedisResult<Value>) -> String {
     let err = result.expect_err("an error reply");
     err.code().unwrap_or_default().to_string()
@@ -61,7 +75,7 @@ async fn lock_commands_over_resp() {
         tokio::spawn(
             async move { run(&mut bob, "LOCK.ACQUIRE order:1 OWNER bob TTL 30000 WAIT 5000").await },
         );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for_waiter(&mut c, "order:1").await;
     assert_eq!(run(&mut c, "LOCK.RELEASE order:1 OWNER alice").await.unwrap(), Value::Int(1));
     let Value::Int(bobs) = waiting.await.unwrap().unwrap() else { panic!("bob's token") };
     assert!(bobs > token);
@@ -72,7 +86,7 @@ async fn lock_commands_over_resp() {
     let mut p = connect(&addr).await;
     let p_waits =
         tokio::spawn(async move { run(&mut p, "LOCK.ACQUIRE b OWNER p TTL 30000 WAIT 10000").await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for_waiter(&mut c, "b").await;
     assert_eq!(code(run(&mut c, "LOCK.ACQUIRE a OWNER q TTL 30000 WAIT 10000").await), "DEADLOCK");
     run(&mut c, "LOCK.RELEASE b OWNER q").await.unwrap();
     assert!(matches!(p_waits.await.unwrap().unwrap(), Value::Int(_)));
@@ -131,12 +145,17 @@ async fn redlock_takes_a_majority_of_three() {
     let addrs = [start().await, start().await, start().await];
     let urls: Vec<String> = addrs.iter().map(|a| format!("redis://{a}/")).collect();
     let refs: Vec<&str> = urls.iter().map(String::as_str).collect();
-    let first = Redlock::connect(&refs).await;
-    let second = Redlock::connect(&refs).await;
+    // Generous per-instance timeouts: a loaded test machine must not lose votes.
+    let patient = |mut r: Redlock| {
+        r.instance_timeout = Duration::from_secs(2);
+        r
+    };
+    let first = patient(Redlock::connect(&refs).await);
+    let second = patient(Redlock::connect(&refs).await);
     assert_eq!(first.quorum(), 2);
     let lease = first.lock("auction:7", Duration::from_secs(10)).await.expect("a free lock");
     assert!(lease.validity < Duration::from_secs(10) && lease.validity > Duration::from_secs(9));
-    let mut quick = Redlock::connect(&refs).await;
+    let mut quick = patient(Redlock::connect(&refs).await);
     quick.retry_count = 1;
     assert!(quick.lock("auction:7", Duration::from_secs(10)).await.is_none(), "held");
     // Each instance holds the first client's value.
@@ -155,9 +174,9 @@ async fn redlock_takes_a_majority_of_three() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("redis://{}/", l.local_addr().unwrap())
     };
-    let one_down = Redlock::connect(&[refs[0], refs[1], &dead]).await;
+    let one_down = patient(Redlock::connect(&[refs[0], refs[1], &dead]).await);
     assert!(one_down.lock("job:1", Duration::from_secs(5)).await.is_some());
-    let mut two_down = Redlock::connect(&[refs[0], &dead, &dead]).await;
+    let mut two_down = patient(Redlock::connect(&[refs[0], &dead, &dead]).await);
     two_down.retry_count = 0;
     assert!(two_down.lock("job:2", Duration::from_secs(5)).await.is_none());
     // A failed attempt leaves nothing behind on the live instance.
