@@ -579,6 +579,9 @@ impl Default for ProxyConfig {
 pub struct EdgeConfig {
     /// The access log: `""` (off), `"stdout"`, or a file path.
     pub access_log: String,
+    /// A Redis-protocol store (`redis://host:port/`, e.g. one Strata's resp front) that
+    /// keeps rate limits shared by every edge process naming it; `""`: per process.
+    pub rate_limit_store: String,
     /// HTTP routes (`[[edge.routes]]`), in the admin API's document shape plus a `name`.
     pub routes: Vec<strata_edge::RouteSpec>,
     /// Plain TCP balancers (`[[edge.tcp]]`).
@@ -895,6 +898,8 @@ impl Config {
             connect_timeout: std::time::Duration::from_millis(self.proxy.connect_timeout_ms),
             timeout: std::time::Duration::from_millis(self.proxy.timeout_ms),
             max_body_bytes: self.proxy.max_body_bytes,
+            rate_limit_store: (!self.edge.rate_limit_store.is_empty())
+                .then(|| self.edge.rate_limit_store.clone()),
             ..strata_proxy::ProxyConfig::default()
         }
     }

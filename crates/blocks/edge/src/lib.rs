@@ -18,7 +18,8 @@
 //!
 //! ## Limitations
 //!
-//! - Rate limits are per process (not shared between several edge processes yet).
+//! - Rate limits here are per process; the proxy front can keep them in a shared store
+//!   instead (`strata_proxy`'s `shared_limits.rs`, with this limiter's parameters).
 //! - JWKS is read from a file or inline JSON, not fetched from a URL.
 
 pub mod auth;

@@ -67,6 +67,16 @@ impl Limiter {
         self.period
     }
 
+    /// What one request costs, for a limiter kept elsewhere (a shared store).
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// How far ahead of now the bucket may run (the burst), for a shared store.
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance
+    }
+
     /// Counts one request for `key` at `now`.
     pub fn check(&self, key: &str, now: Instant) -> Verdict {
         let mut tat = self.tat.lock().expect("limiter lock");

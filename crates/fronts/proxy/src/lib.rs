@@ -11,12 +11,14 @@
 //! ```
 //!
 //! WebSocket upgrades pass through (`pipeline.rs`); active health checks run in
-//! `health.rs`; plain TCP balancing (L4) in `tcp.rs`. Errors are JSON:
+//! `health.rs`; plain TCP balancing (L4) in `tcp.rs`; rate limits shared between edge
+//! processes through a Redis-protocol store in `shared_limits.rs`. Errors are JSON:
 //! `{"error": {"code": "...", "message": "..."}, "request_id": "..."}`.
 
 mod access_log;
 mod health;
 mod pipeline;
+mod shared_limits;
 mod tcp;
 
 pub use access_log::AccessLog;
@@ -42,6 +44,9 @@ pub struct ProxyConfig {
     pub max_body_bytes: u64,
     /// Idle keep-alive connections kept per upstream.
     pub pool_idle_per_host: usize,
+    /// A Redis-protocol store (`redis://host:port/`) where rate limits are kept, shared
+    /// with every edge process that names it; `None` keeps them in this process.
+    pub rate_limit_store: Option<String>,
 }
 
 impl Default for ProxyConfig {
@@ -52,6 +57,7 @@ impl Default for ProxyConfig {
             timeout: Duration::from_secs(30),
             max_body_bytes: 100 * 1024 * 1024,
             pool_idle_per_host: 256,
+            rate_limit_store: None,
         }
     }
 }

@@ -48,6 +48,8 @@ pub struct Pipeline {
     clients: Mutex<HashMap<u64, Client<HttpConnector, Body>>>,
     /// Per route: (window start, requests, retries).
     budgets: Mutex<HashMap<String, (Instant, u64, u64)>>,
+    /// Rate limits kept in a store shared with other edge processes, when configured.
+    shared: Option<crate::shared_limits::SharedLimits>,
 }
 
 fn full(body: impl Into<Bytes>) -> Body {
@@ -106,7 +108,8 @@ struct Entry {
 
 impl Pipeline {
     pub fn new(edge: Edge, config: ProxyConfig, log: AccessLog) -> Pipeline {
-        Pipeline { edge, config, log, clients: Mutex::default(), budgets: Mutex::default() }
+        let shared = config.rate_limit_store.as_deref().map(crate::shared_limits::SharedLimits::new);
+        Pipeline { edge, config, log, clients: Mutex::default(), budgets: Mutex::default(), shared }
     }
 
     fn client(&self, connect_timeout: Duration) -> Client<HttpConnector, Body> {
@@ -274,7 +277,11 @@ impl Pipeline {
             };
             let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
             limit_headers.push(("ratelimit-limit", limiter.limit.to_string()));
-            match limiter.check(&key, Instant::now()) {
+            let verdict = match &self.shared {
+                Some(shared) => shared.check(&spec.name, &key, limiter).await,
+                None => limiter.check(&key, Instant::now()),
+            };
+            match verdict {
                 Verdict::Allowed { remaining, reset } => {
                     limit_headers.push(("ratelimit-remaining", remaining.to_string()));
                     limit_headers.push(("ratelimit-reset", secs(reset).to_string()));

@@ -78,11 +78,14 @@ fn dead_address() -> String {
 }
 
 async fn proxy(routes: Vec<Value>) -> (String, Edge) {
+    proxy_with(routes, ProxyConfig { max_header_bytes: 16 * 1024, ..ProxyConfig::default() }).await
+}
+
+async fn proxy_with(routes: Vec<Value>, config: ProxyConfig) -> (String, Edge) {
     let specs: Vec<RouteSpec> = routes.into_iter().map(|r| serde_json::from_value(r).unwrap()).collect();
     let edge = Edge::new(specs).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = ProxyConfig { max_header_bytes: 16 * 1024, ..ProxyConfig::default() };
     tokio::spawn(strata_proxy::serve(
         listener,
         edge.clone(),
@@ -529,4 +532,29 @@ async fn rs256_and_es256_tokens_with_public_keys_and_audience() {
     // The EC token on the RSA route, and the right key with the wrong audience: refused.
     assert_eq!(c.get(format!("{base}/rs")).bearer_auth(&es).send().await.unwrap().status(), 401);
     assert_eq!(c.get(format!("{base}/other")).bearer_auth(&rs).send().await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn two_edge_processes_share_a_limit_through_a_resp_store() {
+    // The store: a Strata resp front (the cache block) on port 0.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let store = format!("redis://{}/", listener.local_addr().unwrap());
+    let cache =
+        strata_cache::Cache::new(strata_cache::CacheOptions::default(), Arc::new(strata_core::SystemClock));
+    tokio::spawn(strata_resp::serve(listener, cache, None, Default::default(), std::future::pending()));
+    let (a, _) = upstream("a").await;
+    let route = json!({"name": "shared", "upstreams": [a], "rate_limit": {"key": "route", "limit": "5/min", "burst": 5}});
+    let config = || ProxyConfig { rate_limit_store: Some(store.clone()), ..ProxyConfig::default() };
+    let (one, _) = proxy_with(vec![route.clone()], config()).await;
+    let (two, _) = proxy_with(vec![route.clone()], config()).await;
+    let (alone, _) = proxy(vec![route]).await;
+    let c = reqwest::Client::new();
+    for (i, base) in [&one, &two, &one, &two, &one].into_iter().enumerate() {
+        assert_eq!(c.get(format!("{base}/x")).send().await.unwrap().status(), 200, "request {i}");
+    }
+    let sixth = c.get(format!("{two}/x")).send().await.unwrap();
+    assert_eq!(sixth.status(), 429, "five went through the other process already");
+    assert_eq!(c.get(format!("{one}/x")).send().await.unwrap().status(), 429);
+    // A process without the store counts alone.
+    assert_eq!(c.get(format!("{alone}/x")).send().await.unwrap().status(), 200);
 }
