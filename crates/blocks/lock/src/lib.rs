@@ -294,13 +294,9 @@ impl Locks {
         let value = store::encode_hold(&grant.owner, grant.mode, store::wall_expiry(grant.expires));
         let mut ops: writer::Ops =
             grant.resources.iter().map(|r| (store::hold_key(r, grant.token), Some(value.clone()))).collect();
-        ops.extend(grant.replaced.iter().map(|(r, t)| (store::hold_key(r, *t), None)));
+        ops.extend(store::deletions(&grant.replaced));
         if let Err(err) = self.write(ops).await {
-            let holds: Vec<(String, u64)> =
-                grant.resources.iter().map(|r| (r.clone(), grant.token)).collect();
-            let mut state = self.state();
-            let grants = state.table.release(&holds, Instant::now());
-            dispatch(&mut state, grants);
+            give_back(&mut self.state(), &grant);
             return Err(err);
         }
         metrics::histogram!("strata_lock_acquire_seconds").record(started.elapsed().as_secs_f64());
@@ -316,8 +312,7 @@ impl Locks {
         let (durable, released) = {
             let mut state = self.state();
             let holds = state.table.held_by(owner, resources).map_err(LockError::NotOwner)?;
-            let ops = holds.iter().map(|(r, t)| (store::hold_key(r, *t), None)).collect();
-            let durable = self.inner.writer.queue(ops);
+            let durable = self.inner.writer.queue(store::deletions(&holds));
             let grants = state.table.release(&holds, Instant::now());
             dispatch(&mut state, grants);
             (durable, holds.len())
@@ -409,11 +404,16 @@ fn dispatch(state: &mut State, grants: Vec<(u64, Grant)>) {
             None => Err(grant),
         };
         if let Err(grant) = sent {
-            let holds: Vec<(String, u64)> =
-                grant.resources.iter().map(|r| (r.clone(), grant.token)).collect();
-            pending.extend(state.table.release(&holds, Instant::now()));
+            pending.extend(state.table.release(&grant.holds(), Instant::now()));
         }
     }
+}
+
+/// Ends a grant nobody will use (its write failed, its waiter left) and passes its
+/// resources on.
+fn give_back(state: &mut State, grant: &Grant) {
+    let grants = state.table.release(&grant.holds(), Instant::now());
+    dispatch(state, grants);
 }
 
 /// A queued acquire; dropped before its grant arrived (timeout, client gone), it leaves the
@@ -445,11 +445,7 @@ impl Drop for Waiting<'_> {
         if self.rx.is_some()
             && let Some(grant) = self.cancel()
         {
-            let holds: Vec<(String, u64)> =
-                grant.resources.iter().map(|r| (r.clone(), grant.token)).collect();
-            let mut state = self.locks.state();
-            let grants = state.table.release(&holds, Instant::now());
-            dispatch(&mut state, grants);
+            give_back(&mut self.locks.state(), &grant);
         }
     }
 }
@@ -470,7 +466,7 @@ fn expire_loop(weak: Weak<Inner>) {
             ended
         };
         // Expired records that a crash keeps are dropped on the next start anyway.
-        inner.writer.queue_detached(ended.iter().map(|(r, t)| (store::hold_key(r, *t), None)).collect());
+        inner.writer.queue_detached(store::deletions(&ended));
     }
 }
 

@@ -22,6 +22,11 @@ pub fn hold_key(resource: &str, token: u64) -> Vec<u8> {
     KeyBuf::new().tag(TAG_HOLD).str(resource).u64(token).finish()
 }
 
+/// Key writes that delete these holds: `(resource, token)`.
+pub fn deletions(holds: &[(String, u64)]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    holds.iter().map(|(r, t)| (hold_key(r, *t), None)).collect()
+}
+
 pub fn ceiling_key() -> Vec<u8> {
     vec![TAG_CEILING]
 }

@@ -62,6 +62,13 @@ pub struct Grant {
     pub replaced: Vec<(String, u64)>,
 }
 
+impl Grant {
+    /// The holds this grant made: `(resource, token)`.
+    pub fn holds(&self) -> Vec<(String, u64)> {
+        self.resources.iter().map(|r| (r.clone(), self.token)).collect()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Holder {
     pub owner: String,

@@ -179,13 +179,18 @@ impl Inner {
 fn run(weak: Weak<Inner>) {
     let mut follows: HashMap<u64, Follow> = HashMap::new();
     let mut seen_seq = u64::MAX;
+    let mut seen_indices: HashSet<u64> = HashSet::new();
     loop {
         std::thread::sleep(Duration::from_millis(10));
         let Some(search) = weak.upgrade().map(|inner| Search { inner }) else { return };
         let last = search.inner.store.last_seq();
-        let fed: Vec<(IndexMeta, SourceRef)> = search
-            .inner
-            .handles()
+        let handles = search.inner.handles();
+        let indices: HashSet<u64> = handles.iter().map(|h| h.meta.read().expect("meta lock").uuid).collect();
+        // Idle rounds (no commit, no new index) read nothing else.
+        if last == seen_seq && indices == seen_indices {
+            continue;
+        }
+        let fed: Vec<(IndexMeta, SourceRef)> = handles
             .into_iter()
             .filter_map(|h| {
                 let meta = h.meta.read().expect("meta lock").clone();
@@ -194,13 +199,9 @@ fn run(weak: Weak<Inner>) {
             })
             .collect();
         follows.retain(|uuid, _| fed.iter().any(|(m, _)| m.uuid == *uuid));
-        let new_index = fed.iter().any(|(m, _)| !follows.contains_key(&m.uuid));
-        if last == seen_seq && !new_index {
-            continue;
-        }
-        seen_seq = last;
+        (seen_seq, seen_indices) = (last, indices);
+        let collections = search.inner.collections.read().expect("collections lock").clone();
         for (meta, source) in fed {
-            let collections = search.inner.collections.read().expect("collections lock").clone();
             let Some(owner) = collections.iter().find(|c| c.kind() == source.kind) else { continue };
             if let Err(err) = search.follow(&mut follows, &meta, &source, owner.as_ref()) {
                 tracing::warn!(index = %meta.name, %err, "following the index's source failed; retrying");
@@ -324,9 +325,7 @@ impl Search {
         let loaded = seen.len();
         let stale = self.ids(meta.uuid)?.into_iter().filter(|id| !seen.contains(id));
         batch.extend(stale.map(|id| delete(&meta.name, id)));
-        for chunk in batch.chunks(BATCH) {
-            self.bulk_quietly(&meta.name, chunk.to_vec())?;
-        }
+        self.bulk_in_batches(&meta.name, batch)?;
         tracing::info!(
             index = %meta.name,
             source = %format!("{}:{}", source.kind, source.collection),
@@ -347,8 +346,13 @@ impl Search {
                 None => delete(&meta.name, id),
             })
             .collect();
+        self.bulk_in_batches(&meta.name, ops)
+    }
+
+    /// Writes `ops` [`BATCH`] at a time.
+    fn bulk_in_batches(&self, index: &str, ops: Vec<BulkOp>) -> SearchResult<()> {
         for chunk in ops.chunks(BATCH) {
-            self.bulk_quietly(&meta.name, chunk.to_vec())?;
+            self.bulk_quietly(index, chunk.to_vec())?;
         }
         Ok(())
     }
