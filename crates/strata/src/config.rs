@@ -251,6 +251,8 @@ pub struct RespConfig {
     /// Longest inline command line.
     pub max_inline_bytes: usize,
     pub max_connections: usize,
+    /// Threads serving resp connections, each with its own event loop; 0 is one per core.
+    pub io_threads: usize,
 }
 
 impl Default for RespConfig {
@@ -263,6 +265,7 @@ impl Default for RespConfig {
             max_args: 1024 * 1024,
             max_inline_bytes: 64 * 1024,
             max_connections: 10_000,
+            io_threads: 0,
         }
     }
 }
@@ -808,6 +811,7 @@ impl Config {
                 max_inline: self.resp.max_inline_bytes,
             },
             max_connections: self.resp.max_connections,
+            io_threads: self.resp.io_threads,
         }
     }
 

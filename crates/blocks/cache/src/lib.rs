@@ -219,6 +219,30 @@ impl Cache {
 }
 
 impl Shared {
+    /// Wakes clients blocked on the touched keys and records them for persistence; the
+    /// ticket to wait for, when persisting.
+    pub(crate) fn after_write(
+        &self,
+        ks: &crate::keyspace::Keyspace,
+        touched: &[(usize, Bytes)],
+    ) -> Option<u64> {
+        if touched.is_empty() {
+            return None;
+        }
+        // Registrations happen under the keyspace lock too, so this count is current.
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            let waiters = self.waiters.lock();
+            for key in touched {
+                if let Some(list) = waiters.get(key) {
+                    for (_, notify) in list {
+                        notify.notify_one();
+                    }
+                }
+            }
+        }
+        self.persister.as_ref().map(|p| p.record(ks, touched))
+    }
+
     /// Locks the keyspace. While a script has run longer than `script_busy_ms`, gives up with
     /// `-BUSY` instead of waiting, so this worker thread stays free for SCRIPT KILL.
     pub(crate) fn lock_ks(&self) -> Result<parking_lot::MutexGuard<'_, Keyspace>, Reply> {

@@ -153,7 +153,7 @@ impl Session {
         let reply = self.run_command(ks, cmd, args);
         // Evictions made while failing to make room are writes too.
         let touched = ks.finish();
-        (reply, self.after_write(ks, &touched))
+        (reply, self.shared.after_write(ks, &touched))
     }
 
     /// The body of a keyspace command, between `begin` and `finish`: the persisted-key bound,
@@ -304,8 +304,10 @@ impl Session {
         };
         let shared = self.shared.clone();
         let db = self.db;
-        // A script can run for long: hand this worker's other tasks to another thread.
-        let run = || {
+        let (keys, argv) = (keys.to_vec(), argv.to_vec());
+        // A script can run for long: it runs on the blocking pool, so the thread serving this
+        // connection goes on serving the others (SCRIPT KILL among them).
+        let run = move || {
             let mut ks = shared.lock_ks()?;
             let mut scripting = shared.scripting.lock();
             ks.begin();
@@ -317,22 +319,20 @@ impl Session {
                 target,
                 &mut ks,
                 db,
-                keys,
-                argv,
+                &keys,
+                &argv,
                 read_only,
                 shared.options.max_bulk_bytes,
                 status,
             );
             status.started_ms.store(0, Ordering::Release);
-            let ticket = self.after_write(&ks, &outcome.touched);
+            let ticket = shared.after_write(&ks, &outcome.touched);
             Ok((outcome, ticket))
         };
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let result = if multi_thread { tokio::task::block_in_place(run) } else { run() };
-        let (outcome, ticket) = match result {
-            Ok(done) => done,
-            Err(busy) => return busy,
+        let (outcome, ticket) = match tokio::task::spawn_blocking(run).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(busy)) => return busy,
+            Err(err) => return Reply::err(format!("ERR the script's thread failed: {err}")),
         };
         self.await_ticket(ticket).await;
         outcome.reply
@@ -414,25 +414,7 @@ impl Session {
         }
     }
 
-    /// Wakes clients blocked on the touched keys and records them for persistence.
-    fn after_write(&self, ks: &crate::keyspace::Keyspace, touched: &[(usize, Bytes)]) -> Option<u64> {
-        if touched.is_empty() {
-            return None;
-        }
-        // Registrations happen under the keyspace lock too, so this count is current.
-        if self.shared.waiting.load(Ordering::Relaxed) > 0 {
-            let waiters = self.shared.waiters.lock();
-            for key in touched {
-                if let Some(list) = waiters.get(key) {
-                    for (_, notify) in list {
-                        notify.notify_one();
-                    }
-                }
-            }
-        }
-        self.shared.persister.as_ref().map(|p| p.record(ks, touched))
-    }
-
+    /// Waits until the write with `ticket` is durable (when persisting).
     async fn await_ticket(&self, ticket: Option<u64>) {
         if let (Some(ticket), Some(p)) = (ticket, &self.shared.persister) {
             p.wait_durable(ticket).await;
@@ -775,7 +757,7 @@ impl Session {
             ks.begin();
             ks.swap(a, b);
             let touched = ks.finish();
-            self.after_write(&ks, &touched)
+            self.shared.after_write(&ks, &touched)
         };
         self.await_ticket(ticket).await;
         Reply::OK
@@ -813,7 +795,7 @@ impl Session {
         }
         // Looking at the keys may have expired some: record those deletions like any write.
         let touched = ks.finish();
-        self.after_write(&ks, &touched);
+        self.shared.after_write(&ks, &touched);
         Reply::OK
     }
 
@@ -836,7 +818,7 @@ impl Session {
             ks.begin();
             if watched.iter().any(|(db, key, version)| ks.version(*db, key) != *version) {
                 let touched = ks.finish();
-                self.after_write(&ks, &touched);
+                self.shared.after_write(&ks, &touched);
                 return Reply::NilArray;
             }
             for (cmd, args) in &queue {
@@ -862,7 +844,7 @@ impl Session {
                 all_touched.extend(ks.finish());
                 replies.push(reply);
             }
-            self.after_write(&ks, &all_touched)
+            self.shared.after_write(&ks, &all_touched)
         };
         self.await_ticket(ticket).await;
         Reply::Array(replies)
@@ -972,7 +954,7 @@ impl Session {
                 let mut ctx = Ctx { ks: &mut ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
                 let outcome = commands::try_blocking(&mut ctx, args);
                 let touched = ks.finish();
-                let ticket = self.after_write(&ks, &touched);
+                let ticket = self.shared.after_write(&ks, &touched);
                 if matches!(outcome, Ok(None)) {
                     let mut waiters = self.shared.waiters.lock();
                     for key in &keys {

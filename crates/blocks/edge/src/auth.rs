@@ -2,12 +2,18 @@
 //! (HS256 with a secret, RS256/ES256 with a PEM public key or a JWKS; issuer, audience, exp
 //! and nbf checked) and HTTP Basic. A route accepts any method it configures; the result
 //! is the consumer id, or a 401 (no or bad credentials) / 403 (a consumer not allowed).
+//!
+//! A JWKS from a URL ([`RemoteJwks`]) is fetched by the proxy front, which installs what it
+//! gets here; until the first fetch succeeds, tokens for it are refused.
 
 use crate::EdgeError;
 use crate::spec::AuthSpec;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 pub struct Authenticator {
     api_keys: BTreeMap<String, String>,
@@ -17,10 +23,75 @@ pub struct Authenticator {
     allow: Vec<String>,
 }
 
+/// A verification key: its `kid` (none matches every token), the key, its algorithm.
+type JwtKey = (Option<String>, DecodingKey, Algorithm);
+
 struct Jwt {
-    keys: Vec<(Option<String>, DecodingKey, Algorithm)>,
+    keys: Vec<JwtKey>,
+    remote: Option<Arc<RemoteJwks>>,
     validation: Validation,
     consumer_claim: String,
+}
+
+/// The keys of a JWKS served at a URL, as last fetched.
+pub struct RemoteJwks {
+    pub url: String,
+    /// How often to fetch it again.
+    pub refresh: Duration,
+    keys: RwLock<Vec<JwtKey>>,
+    /// A token named a `kid` that is not among the keys.
+    unknown_kid: AtomicBool,
+}
+
+impl RemoteJwks {
+    fn new(url: &str, refresh: Duration) -> Result<RemoteJwks, EdgeError> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(EdgeError::Invalid(format!("jwt.jwks_url {url:?} is not an http(s) URL")));
+        }
+        Ok(RemoteJwks {
+            url: url.to_string(),
+            refresh,
+            keys: RwLock::default(),
+            unknown_kid: AtomicBool::new(false),
+        })
+    }
+
+    /// Replaces the keys with those of the JWKS document `text`; returns how many.
+    pub fn install(&self, text: &str) -> Result<usize, EdgeError> {
+        let keys = parse_jwks(text)?;
+        let count = keys.len();
+        *self.keys.write().expect("jwks lock") = keys;
+        self.unknown_kid.store(false, Ordering::Release);
+        Ok(count)
+    }
+
+    /// Takes over the keys `other` has (a route replaced with the same URL keeps working).
+    pub fn adopt(&self, other: &RemoteJwks) {
+        let keys = other.keys.read().expect("jwks lock").clone();
+        *self.keys.write().expect("jwks lock") = keys;
+    }
+
+    /// Whether it needs a fetch before its refresh is due: it has no keys yet, or a token
+    /// named a `kid` it lacks since the last install.
+    pub fn wants_keys(&self) -> bool {
+        self.unknown_kid.load(Ordering::Acquire) || self.keys.read().expect("jwks lock").is_empty()
+    }
+}
+
+/// The keys of a JWKS document.
+fn parse_jwks(text: &str) -> Result<Vec<JwtKey>, EdgeError> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| EdgeError::Invalid(format!("jwks: {e}")))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| EdgeError::Invalid(format!("jwks: {e}")))?;
+        let alg = match &jwk.algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+            jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_) => Algorithm::HS256,
+            _ => Algorithm::RS256,
+        };
+        keys.push((jwk.common.key_id.clone(), key, alg));
+    }
+    Ok(keys)
 }
 
 /// Why a request was refused.
@@ -67,22 +138,26 @@ impl Authenticator {
                     std::fs::read_to_string(jwks)
                         .map_err(|e| EdgeError::Invalid(format!("jwt.jwks {jwks}: {e}")))?
                 };
-                let set: JwkSet =
-                    serde_json::from_str(&text).map_err(|e| EdgeError::Invalid(format!("jwt.jwks: {e}")))?;
-                for jwk in &set.keys {
-                    let key = DecodingKey::from_jwk(jwk)
-                        .map_err(|e| EdgeError::Invalid(format!("jwt.jwks: {e}")))?;
-                    let alg = match &jwk.algorithm {
-                        jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-                        _ => Algorithm::RS256,
-                    };
-                    keys.push((jwk.common.key_id.clone(), key, alg));
-                }
+                keys.extend(
+                    parse_jwks(&text)
+                        .map_err(|EdgeError::Invalid(e)| EdgeError::Invalid(format!("jwt.{e}")))?,
+                );
             }
-            if keys.is_empty() {
-                return Err(EdgeError::Invalid("jwt needs a secret, public_key_pem or jwks".into()));
+            let remote = j
+                .jwks_url
+                .as_deref()
+                .map(|url| {
+                    RemoteJwks::new(url, Duration::from_secs(j.jwks_refresh_secs.unwrap_or(300).max(1)))
+                })
+                .transpose()?
+                .map(Arc::new);
+            if keys.is_empty() && remote.is_none() {
+                return Err(EdgeError::Invalid(
+                    "jwt needs a secret, public_key_pem, jwks or jwks_url".into(),
+                ));
             }
-            let mut validation = Validation::new(keys[0].2);
+            let first_alg = keys.first().map_or(Algorithm::RS256, |k| k.2);
+            let mut validation = Validation::new(first_alg);
             validation.leeway = j.leeway_secs;
             validation.validate_nbf = true;
             validation.set_required_spec_claims(&["exp"]);
@@ -95,6 +170,7 @@ impl Authenticator {
             }
             Ok(Jwt {
                 keys,
+                remote,
                 validation,
                 consumer_claim: j.consumer_claim.clone().unwrap_or_else(|| "sub".into()),
             })
@@ -106,6 +182,11 @@ impl Authenticator {
             basic: spec.basic.clone(),
             allow: spec.allow.clone(),
         })
+    }
+
+    /// The JWKS this route fetches from a URL, if any.
+    pub fn remote_jwks(&self) -> Option<&Arc<RemoteJwks>> {
+        self.jwt.as_ref()?.remote.as_ref()
     }
 
     /// The consumer the credentials name.
@@ -157,26 +238,53 @@ impl Authenticator {
 impl Jwt {
     fn verify(&self, token: &str) -> Result<String, Denied> {
         let header = decode_header(token).map_err(|e| denied(401, format!("invalid token: {e}")))?;
-        let candidates = self
-            .keys
-            .iter()
-            .filter(|(kid, _, alg)| *alg == header.alg && (kid.is_none() || *kid == header.kid));
+        let fits = |(kid, _, alg): &&JwtKey| *alg == header.alg && (kid.is_none() || *kid == header.kid);
         let mut last = denied(401, format!("tokens signed with {:?} are not accepted", header.alg));
-        for (_, key, alg) in candidates {
-            let mut validation = self.validation.clone();
-            validation.algorithms = vec![*alg];
-            match decode::<serde_json::Map<String, serde_json::Value>>(token, key, &validation) {
-                Ok(data) => {
-                    return match data.claims.get(&self.consumer_claim) {
-                        Some(serde_json::Value::String(s)) => Ok(s.clone()),
-                        Some(other) => Ok(other.to_string()),
-                        None => Err(denied(401, format!("token has no '{}' claim", self.consumer_claim))),
-                    };
-                }
-                Err(e) => last = denied(401, format!("invalid token: {e}")),
+        for (_, key, alg) in self.keys.iter().filter(fits) {
+            match self.decode(token, key, *alg) {
+                Ok(consumer) => return consumer,
+                Err(d) => last = d,
+            }
+        }
+        let Some(remote) = &self.remote else { return Err(last) };
+        let keys = remote.keys.read().expect("jwks lock");
+        let mut tried = false;
+        for (_, key, alg) in keys.iter().filter(fits) {
+            tried = true;
+            match self.decode(token, key, *alg) {
+                Ok(consumer) => return consumer,
+                Err(d) => last = d,
+            }
+        }
+        if !tried {
+            remote.unknown_kid.store(true, Ordering::Release);
+            if keys.is_empty() {
+                last = denied(401, format!("the signing keys from {} are not loaded yet", remote.url));
+            } else if let Some(kid) = &header.kid {
+                last = denied(401, format!("no signing key with kid '{kid}'"));
             }
         }
         Err(last)
+    }
+
+    /// The consumer of a token `key` verifies (or why it is refused); `Err` when the key does
+    /// not verify it.
+    fn decode(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+        alg: Algorithm,
+    ) -> Result<Result<String, Denied>, Denied> {
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![alg];
+        match decode::<serde_json::Map<String, serde_json::Value>>(token, key, &validation) {
+            Ok(data) => Ok(match data.claims.get(&self.consumer_claim) {
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                Some(other) => Ok(other.to_string()),
+                None => Err(denied(401, format!("token has no '{}' claim", self.consumer_claim))),
+            }),
+            Err(e) => Err(denied(401, format!("invalid token: {e}"))),
+        }
     }
 }
 

@@ -20,7 +20,8 @@
 //!
 //! - Rate limits here are per process; the proxy front can keep them in a shared store
 //!   instead (`strata_proxy`'s `shared_limits.rs`, with this limiter's parameters).
-//! - JWKS is read from a file or inline JSON, not fetched from a URL.
+//! - A JWKS URL is fetched by the proxy front (`strata_proxy`'s `jwks.rs`); this crate only
+//!   holds what it installs ([`auth::RemoteJwks`]).
 
 pub mod auth;
 pub mod balance;
@@ -162,6 +163,12 @@ impl Edge {
         spec.name = name.to_string();
         let route = Arc::new(Route::new(spec)?);
         let mut state = self.state.write().expect("edge lock");
+        if let Some(remote) = route.auth.as_ref().and_then(|a| a.remote_jwks()) {
+            let same_url = state.table.routes.iter().filter_map(|r| r.auth.as_ref()?.remote_jwks());
+            if let Some(old) = same_url.filter(|old| old.url == remote.url).find(|old| !old.wants_keys()) {
+                remote.adopt(old);
+            }
+        }
         let order = match state.routes.get(name) {
             Some((order, _)) => *order,
             None => {
@@ -261,9 +268,36 @@ mod tests {
             json!({"name": "r", "match": {"path_regex": "("}, "upstreams": ["h:1"]}),
             json!({"name": "r", "strip_prefix": true, "upstreams": ["h:1"]}),
             json!({"name": "r", "upstreams": ["h:1"], "rate_limit": {"limit": "many"}}),
+            json!({"name": "r", "upstreams": ["h:1"], "auth": {"jwt": {"jwks_url": "ftp://idp/keys"}}}),
+            json!({"name": "r", "upstreams": ["h:1"], "auth": {"jwt": {}}}),
         ] {
             assert!(Route::new(spec(bad.clone())).is_err(), "{bad}");
         }
         assert!(serde_json::from_value::<RouteSpec>(json!({"name": "r", "bogus": 1})).is_err());
+    }
+
+    #[test]
+    fn a_replaced_route_keeps_the_keys_fetched_for_its_jwks_url() {
+        let route = |name: &str| {
+            spec(json!({"name": name, "upstreams": ["h:1"],
+                        "auth": {"jwt": {"jwks_url": "http://idp/keys", "jwks_refresh_secs": 60}}}))
+        };
+        let remote =
+            |edge: &Edge| edge.table().routes()[0].auth.as_ref().unwrap().remote_jwks().unwrap().clone();
+        let edge = Edge::new(vec![route("api")]).unwrap();
+        let first = remote(&edge);
+        assert_eq!(
+            (first.url.as_str(), first.refresh),
+            ("http://idp/keys", std::time::Duration::from_secs(60))
+        );
+        assert!(first.wants_keys(), "nothing fetched yet");
+        assert!(first.install("not json").is_err());
+        let jwks = json!({"keys": [{"kty": "oct", "kid": "k1", "k": "c2VjcmV0"}]}).to_string();
+        assert_eq!(first.install(&jwks).unwrap(), 1);
+        assert!(!first.wants_keys());
+        edge.put("api", route("api")).unwrap();
+        let second = remote(&edge);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(!second.wants_keys(), "the new route adopted the fetched keys");
     }
 }

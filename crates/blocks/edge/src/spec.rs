@@ -154,6 +154,13 @@ pub struct JwtSpec {
     /// A JWKS document (JSON) or a path to one; keys are chosen by `kid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<String>,
+    /// An `http(s)://` URL the proxy fetches a JWKS from, again every `jwks_refresh_secs`
+    /// and soon after a token names a `kid` it does not have (key rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// Seconds between fetches of `jwks_url` (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_refresh_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

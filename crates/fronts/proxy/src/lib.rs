@@ -11,12 +11,13 @@
 //! ```
 //!
 //! WebSocket upgrades pass through (`pipeline.rs`); active health checks run in
-//! `health.rs`; plain TCP balancing (L4) in `tcp.rs`; rate limits shared between edge
+//! `health.rs`; JWKS URLs are fetched in `jwks.rs`; plain TCP balancing (L4) in `tcp.rs`; rate limits shared between edge
 //! processes through a Redis-protocol store in `shared_limits.rs`. Errors are JSON:
 //! `{"error": {"code": "...", "message": "..."}, "request_id": "..."}`.
 
 mod access_log;
 mod health;
+mod jwks;
 mod pipeline;
 mod shared_limits;
 mod tcp;
@@ -62,7 +63,8 @@ impl Default for ProxyConfig {
     }
 }
 
-/// Serves the proxy on `listener` until `shutdown` resolves; health checks run meanwhile.
+/// Serves the proxy on `listener` until `shutdown` resolves; health checks and JWKS fetches
+/// run meanwhile.
 pub async fn serve(
     listener: TcpListener,
     edge: Edge,
@@ -71,7 +73,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let pipeline = Arc::new(pipeline::Pipeline::new(edge.clone(), config.clone(), log));
-    let checks = tokio::spawn(health::run(edge, pipeline.clone()));
+    let checks = tokio::spawn(health::run(edge.clone(), pipeline.clone()));
+    let keys = tokio::spawn(jwks::run(edge));
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -100,5 +103,6 @@ pub async fn serve(
         });
     }
     checks.abort();
+    keys.abort();
     Ok(())
 }

@@ -558,3 +558,67 @@ async fn two_edge_processes_share_a_limit_through_a_resp_store() {
     // A process without the store counts alone.
     assert_eq!(c.get(format!("{alone}/x")).send().await.unwrap().status(), 200);
 }
+
+/// The JWK (public part, with `kid`) of a test key pair.
+fn jwk(alg: jsonwebtoken::Algorithm, private_pem: &str, kid: &str) -> Value {
+    let key = match alg {
+        jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes()),
+        _ => jsonwebtoken::EncodingKey::from_ec_pem(private_pem.as_bytes()),
+    };
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key.unwrap(), alg).unwrap();
+    jwk.common.key_id = Some(kid.into());
+    serde_json::to_value(jwk).unwrap()
+}
+
+#[tokio::test]
+async fn jwks_from_a_url_is_fetched_and_follows_a_key_rotation() {
+    // An identity provider serving its JWKS; `fetches` counts the GETs.
+    let document = Arc::new(std::sync::Mutex::new(String::new()));
+    let fetches = Arc::new(AtomicU64::new(0));
+    let rsa = jwk(jsonwebtoken::Algorithm::RS256, include_str!("keys/rsa.pem"), "rsa-1");
+    let ec = jwk(jsonwebtoken::Algorithm::ES256, include_str!("keys/ec.pem"), "ec-2");
+    *document.lock().unwrap() = json!({"keys": [rsa]}).to_string();
+    let idp = {
+        let (document, fetches) = (document.clone(), fetches.clone());
+        axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                let (document, fetches) = (document.clone(), fetches.clone());
+                async move {
+                    fetches.fetch_add(1, Ordering::Relaxed);
+                    document.lock().unwrap().clone()
+                }
+            }),
+        )
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, idp).await });
+
+    let (a, _) = upstream("a").await;
+    let (base, _edge) =
+        proxy(vec![json!({"name": "api", "match": {"path_prefix": "/api"}, "upstreams": [a],
+        "auth": {"jwt": {"jwks_url": jwks_url, "audience": "shop"}}})])
+        .await;
+    let c = reqwest::Client::new();
+    let status = |token: String| {
+        let (c, url) = (c.clone(), format!("{base}/api"));
+        async move { c.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    let rs = || signed(jsonwebtoken::Algorithm::RS256, include_str!("keys/rsa.pem"), "erin", Some("rsa-1"));
+    let es = || signed(jsonwebtoken::Algorithm::ES256, include_str!("keys/ec.pem"), "frank", Some("ec-2"));
+    // Fetched when the route appears: the RSA key verifies, the EC key is not published.
+    assert!(eventually(|| async { status(rs()).await == 200 }).await, "the JWKS was never fetched");
+    assert_eq!(status(es()).await, 401);
+    // Rotation: the provider publishes the EC key; a token naming it makes the proxy fetch
+    // again (after its minimum gap), and then it is accepted.
+    *document.lock().unwrap() = json!({"keys": [rsa, ec]}).to_string();
+    let before = fetches.load(Ordering::Relaxed);
+    assert!(eventually(|| async { status(es()).await == 200 }).await, "the rotated key was never fetched");
+    assert!(fetches.load(Ordering::Relaxed) > before);
+    assert_eq!(status(rs()).await, 200);
+    // A token signed by a key nobody published stays refused.
+    let forged =
+        signed(jsonwebtoken::Algorithm::RS256, include_str!("keys/rsa.pem"), "mallory", Some("nope"));
+    assert_eq!(status(forged).await, 401);
+}

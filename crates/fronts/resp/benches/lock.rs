@@ -5,8 +5,9 @@
 //!
 //!   cargo bench -p strata-resp --bench lock
 //!
-//! `LOCK_BENCH_SECS` sets each phase's length (default 5). Prints the median of per-second
-//! rates and the ratio strata/redis.
+//! `LOCK_BENCH_SECS` sets each phase's length (default 5), `LOCK_BENCH_IO_THREADS` the resp
+//! front's I/O threads (default 0: one per core). Prints the median of per-second rates and
+//! the ratio strata/redis.
 
 use redis::aio::MultiplexedConnection;
 use std::sync::Arc;
@@ -134,7 +135,10 @@ async fn start_strata(dir: &std::path::Path) -> String {
         listener,
         cache,
         Some(locks),
-        Default::default(),
+        strata_resp::RespConfig {
+            io_threads: env_number("LOCK_BENCH_IO_THREADS", 0) as usize,
+            ..Default::default()
+        },
         std::future::pending(),
     ));
     url
@@ -169,8 +173,12 @@ async fn start_redis(
     None
 }
 
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
 fn main() {
-    let secs: u64 = std::env::var("LOCK_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let secs = env_number("LOCK_BENCH_SECS", 5);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();

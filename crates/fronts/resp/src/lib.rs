@@ -5,6 +5,7 @@
 
 mod encode;
 mod frame;
+mod io_threads;
 mod lock;
 
 pub use encode::encode;
@@ -12,7 +13,6 @@ pub use frame::{Frame, Limits, Parser, ProtocolError};
 
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use strata_cache::{Cache, Reply, Session};
 use strata_lock::Locks;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,6 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct RespConfig {
     pub limits: Limits,
     pub max_connections: usize,
+    /// Threads serving connections (`io_threads.rs`); 0 is one per core.
+    pub io_threads: usize,
 }
 
 impl Default for RespConfig {
@@ -29,6 +31,7 @@ impl Default for RespConfig {
         RespConfig {
             limits: Limits { max_bulk: 512 * 1024 * 1024, max_args: 1024 * 1024, max_inline: 64 * 1024 },
             max_connections: 10_000,
+            io_threads: 0,
         }
     }
 }
@@ -39,7 +42,8 @@ const FLUSH_BYTES: usize = 64 * 1024;
 /// Most pipelined requests run as one batch.
 const MAX_BATCH: usize = 256;
 
-/// Accepts connections until `shutdown` resolves.
+/// Accepts connections until `shutdown` resolves, and serves them on the I/O threads
+/// (`io_threads.rs`); they close when it resolves.
 pub async fn serve(
     listener: TcpListener,
     cache: Cache,
@@ -48,7 +52,23 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
-    let open = Arc::new(AtomicUsize::new(0));
+    let threads = match config.io_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let serve_one: io_threads::Serve = {
+        let config = config.clone();
+        Arc::new(move |socket, peer| {
+            let (cache, locks, config) = (cache.clone(), locks.clone(), config.clone());
+            Box::pin(async move {
+                if let Err(err) = connection(socket, &peer.to_string(), cache, locks.as_ref(), &config).await
+                {
+                    tracing::debug!(%err, "resp connection ended with an error");
+                }
+            })
+        })
+    };
+    let io = io_threads::IoThreads::start(threads, serve_one)?;
     tokio::pin!(shutdown);
     loop {
         let (mut socket, peer) = tokio::select! {
@@ -58,18 +78,13 @@ pub async fn serve(
         if let Err(err) = socket.set_nodelay(true) {
             tracing::debug!(%err, "could not set TCP_NODELAY");
         }
-        if open.fetch_add(1, Ordering::AcqRel) >= config.max_connections {
-            open.fetch_sub(1, Ordering::AcqRel);
+        if io.open() >= config.max_connections {
             let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
             continue;
         }
-        let (cache, locks, config, open) = (cache.clone(), locks.clone(), config.clone(), open.clone());
-        tokio::spawn(async move {
-            if let Err(err) = connection(socket, &peer.to_string(), cache, locks.as_ref(), &config).await {
-                tracing::debug!(%err, "resp connection ended with an error");
-            }
-            open.fetch_sub(1, Ordering::AcqRel);
-        });
+        if let Err(err) = io.hand_over(socket, peer) {
+            tracing::warn!(%err, "could not hand a resp connection to an I/O thread");
+        }
     }
 }
 

@@ -16,6 +16,9 @@ async fn start_with(options: CacheOptions) -> String {
     let cache = Cache::new(options, Arc::new(SystemClock));
     let mut config = strata_resp::RespConfig::default();
     config.limits.max_bulk = 1024 * 1024;
+    // Every connection on one I/O thread: a long script must not stall the others there
+    // (SCRIPT KILL below).
+    config.io_threads = 1;
     tokio::spawn(strata_resp::serve(listener, cache, None, config, std::future::pending()));
     addr
 }
