@@ -48,6 +48,10 @@ pub struct RouteSpec {
     pub request_headers: HeaderOps,
     #[serde(default, skip_serializing_if = "HeaderOps::is_empty")]
     pub response_headers: HeaderOps,
+    /// Speaks HTTP/2 to the upstreams (cleartext, prior knowledge: h2c servers and gRPC
+    /// services); HTTP/1.1 otherwise. Upgrades (WebSocket) always go over HTTP/1.1.
+    #[serde(default)]
+    pub upstream_http2: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
     /// Until the upstream's response head arrives.

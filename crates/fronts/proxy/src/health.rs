@@ -26,9 +26,10 @@ pub async fn run(edge: Edge, pipeline: Arc<Pipeline>) {
             for (index, backend) in route.pool.backends.iter().enumerate() {
                 let (route, pipeline, check) = (route.clone(), pipeline.clone(), check.clone());
                 let address = backend.address.clone();
+                let http2 = route.spec.upstream_http2;
                 tokio::spawn(async move {
-                    let ok =
-                        pipeline.probe(&address, &check.path, Duration::from_millis(check.timeout_ms)).await;
+                    let timeout = Duration::from_millis(check.timeout_ms);
+                    let ok = pipeline.probe(&address, &check.path, timeout, http2).await;
                     route.pool.record_check(index, ok, (check.unhealthy_threshold, check.healthy_threshold));
                 });
             }

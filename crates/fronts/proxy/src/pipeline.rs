@@ -45,7 +45,8 @@ pub struct Pipeline {
     config: ProxyConfig,
     log: AccessLog,
     /// Pooled clients, one per connect timeout in use.
-    clients: Mutex<HashMap<u64, Client<HttpConnector, Body>>>,
+    /// Pooled clients by (connect timeout in ms, HTTP/2).
+    clients: Mutex<HashMap<(u64, bool), Client<HttpConnector, Body>>>,
     /// Per route: (window start, requests, retries).
     budgets: Mutex<HashMap<String, (Instant, u64, u64)>>,
     /// Rate limits kept in a store shared with other edge processes, when configured.
@@ -112,10 +113,12 @@ impl Pipeline {
         Pipeline { edge, config, log, clients: Mutex::default(), budgets: Mutex::default(), shared }
     }
 
-    fn client(&self, connect_timeout: Duration) -> Client<HttpConnector, Body> {
+    /// The pooled client for upstreams reached within `connect_timeout`, over HTTP/2 (h2c,
+    /// prior knowledge) when `http2`, else HTTP/1.1.
+    fn client(&self, connect_timeout: Duration, http2: bool) -> Client<HttpConnector, Body> {
         let mut clients = self.clients.lock().expect("clients lock");
         clients
-            .entry(connect_timeout.as_millis() as u64)
+            .entry((connect_timeout.as_millis() as u64, http2))
             .or_insert_with(|| {
                 let mut connector = HttpConnector::new();
                 connector.set_connect_timeout(Some(connect_timeout));
@@ -123,15 +126,17 @@ impl Pipeline {
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .pool_max_idle_per_host(self.config.pool_idle_per_host)
+                    .http2_only(http2)
                     .build(connector)
             })
             .clone()
     }
 
-    /// A health check: GET `path` on `address`, 2xx within `timeout`.
-    pub async fn probe(&self, address: &str, path: &str, timeout: Duration) -> bool {
+    /// A health check: GET `path` on `address` (over HTTP/2 when `http2`), 2xx within
+    /// `timeout`.
+    pub async fn probe(&self, address: &str, path: &str, timeout: Duration, http2: bool) -> bool {
         let Ok(req) = Request::get(format!("http://{address}{path}")).body(empty()) else { return false };
-        let client = self.client(timeout);
+        let client = self.client(timeout, http2);
         matches!(tokio::time::timeout(timeout, client.request(req)).await, Ok(Ok(resp)) if resp.status().is_success())
     }
 
@@ -351,8 +356,10 @@ impl Pipeline {
             0
         };
         let mut body = Some(Limited::new(req.into_body(), max_body as usize).boxed());
-        let client =
-            self.client(spec.connect_timeout_ms.map_or(self.config.connect_timeout, Duration::from_millis));
+        let client = self.client(
+            spec.connect_timeout_ms.map_or(self.config.connect_timeout, Duration::from_millis),
+            spec.upstream_http2 && !upgrade,
+        );
         let timeout = spec.timeout_ms.map_or(self.config.timeout, Duration::from_millis);
         self.count_request(&spec.name);
 

@@ -622,3 +622,67 @@ async fn jwks_from_a_url_is_fetched_and_follows_a_key_rotation() {
         signed(jsonwebtoken::Algorithm::RS256, include_str!("keys/rsa.pem"), "mallory", Some("nope"));
     assert_eq!(status(forged).await, 401);
 }
+
+/// An upstream that speaks only HTTP/2 over cleartext (prior knowledge, as gRPC services
+/// do) and answers the version it saw.
+async fn h2c_upstream() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = format!("{:?} {}", req.version(), req.uri().path());
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(body),
+                        )))
+                    });
+                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn http2_upstreams_and_http2_clients() {
+    let h2 = h2c_upstream().await;
+    let (a, _) = upstream("a").await;
+    let (base, _edge) = proxy(vec![
+        json!({"name": "grpc", "match": {"path_prefix": "/grpc"}, "upstreams": [h2], "upstream_http2": true,
+               "health_check": {"path": "/health", "interval_ms": 100}}),
+        json!({"name": "plain", "match": {"path_prefix": "/plain"}, "upstreams": [a]}),
+    ])
+    .await;
+    // HTTP/1.1 in, HTTP/2 to the upstream (its health checks too: it stays in the pool).
+    let resp = reqwest::get(format!("{base}/grpc/svc")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "HTTP/2.0 /grpc/svc");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        reqwest::get(format!("{base}/grpc/again")).await.unwrap().text().await.unwrap(),
+        "HTTP/2.0 /grpc/again"
+    );
+    // An HTTP/2 client (prior knowledge, hyper's) in front of both kinds of upstream.
+    let socket = TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(socket),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for (path, expected) in [("/grpc/x", "HTTP/2.0 /grpc/x"), ("/plain/y", "\"server\":\"a\"")] {
+        let req = hyper::Request::get(format!("{base}{path}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = h2.send_request(req).await.unwrap();
+        assert_eq!((resp.status().as_u16(), resp.version()), (200, hyper::Version::HTTP_2));
+        let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains(expected), "{path}: {body:?}");
+    }
+}
