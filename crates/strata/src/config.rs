@@ -599,6 +599,10 @@ pub struct TcpRouteConfig {
     pub upstreams: Vec<strata_edge::spec::UpstreamSpec>,
     #[serde(default)]
     pub balance: strata_edge::spec::Balance,
+    /// Connect checks of the upstreams; none by default (a refused connection still moves
+    /// on to the next upstream).
+    #[serde(default)]
+    pub health_check: Option<strata_edge::spec::TcpHealthCheckSpec>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

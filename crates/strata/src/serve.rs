@@ -162,7 +162,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let pool = Arc::new(strata_edge::balance::Pool::new(&tcp.upstreams, tcp.balance, None, None));
         let timeout = Duration::from_millis(config.proxy.connect_timeout_ms);
         fronts.spawn({
-            let server = strata_proxy::serve_tcp(listener, pool, timeout, until_shutdown(&shutdown_rx));
+            let check = tcp.health_check.clone();
+            let server =
+                strata_proxy::serve_tcp(listener, pool, timeout, check, until_shutdown(&shutdown_rx));
             let name = tcp.name.clone();
             async move { server.await.with_context(|| format!("edge.tcp {name}")) }
         });

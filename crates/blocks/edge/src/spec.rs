@@ -210,6 +210,21 @@ pub struct HealthCheckSpec {
     pub healthy_threshold: u32,
 }
 
+/// A connect check of every backend of a TCP (L4) balancer: a backend that does not accept a
+/// connection within `timeout_ms` fails it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpHealthCheckSpec {
+    #[serde(default = "default_interval")]
+    pub interval_ms: u64,
+    #[serde(default = "default_check_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_threshold")]
+    pub unhealthy_threshold: u32,
+    #[serde(default = "default_threshold")]
+    pub healthy_threshold: u32,
+}
+
 fn default_interval() -> u64 {
     1000
 }

@@ -448,7 +448,22 @@ async fn tcp_mode_balances_connections() {
     ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(strata_proxy::serve_tcp(listener, pool, Duration::from_secs(1), std::future::pending()));
+    let check = strata_edge::spec::TcpHealthCheckSpec {
+        interval_ms: 50,
+        timeout_ms: 500,
+        unhealthy_threshold: 2,
+        healthy_threshold: 2,
+    };
+    tokio::spawn(strata_proxy::serve_tcp(
+        listener,
+        pool.clone(),
+        Duration::from_secs(1),
+        Some(check),
+        std::future::pending(),
+    ));
+    // The connect checks take the dead backend out, and keep the live ones in.
+    assert!(eventually(|| async { !pool.backends[0].healthy() }).await, "the dead backend stayed in");
+    assert!(pool.backends[1].healthy() && pool.backends[2].healthy());
     let mut tags = Vec::new();
     for _ in 0..6 {
         let mut s = TcpStream::connect(addr).await.unwrap();
