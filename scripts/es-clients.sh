@@ -3,7 +3,8 @@
 # checks the X-Elastic-Product header and sends compatible-with=8 media types) and
 # opensearch-py. Covers index creation with a custom analyzer, bulk loading through the
 # clients' helpers, match/fuzzy/phrase/bool queries, aggregations, the term suggester,
-# search_after paging, updates with if_seq_no, and errors as the clients' exceptions.
+# search_after paging, scrolling (helpers.scan, reindex), updates with if_seq_no, and
+# errors as the clients' exceptions.
 #
 #   scripts/es-clients.sh
 set -euo pipefail
@@ -53,6 +54,16 @@ count, errors = helpers.bulk(es, docs, chunk_size=500, refresh="true")
 assert count == 2000 and not errors, errors
 assert es.count(index="books")["count"] == 2000
 ok("helpers.bulk: 2000 documents, count matches")
+
+scanned = [h["_id"] for h in helpers.scan(es, index="books", query={"query": {"term": {"genre": "poetry"}}}, size=128)]
+assert len(scanned) == 500 and len(set(scanned)) == 500, len(scanned)
+ordered = [h["_source"]["year"] for h in helpers.scan(es, index="books", query={"sort": [{"year": "asc"}]}, preserve_order=True, size=300)]
+assert len(ordered) == 2000 and ordered == sorted(ordered)
+helpers.reindex(es, "books", "books-copy", query={"query": {"term": {"genre": "fantasy"}}})
+es.indices.refresh(index="books-copy")
+assert es.count(index="books-copy")["count"] == 500
+es.indices.delete(index="books-copy")
+ok("helpers.scan (scroll, cleared at the end) and helpers.reindex")
 
 r = es.search(index="books", query={"match": {"title": "search"}}, size=3)
 assert r["hits"]["total"]["value"] == 500, r["hits"]["total"]

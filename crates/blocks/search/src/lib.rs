@@ -218,6 +218,24 @@ struct Inner {
     id_counter: AtomicU64,
     /// Blocks whose collections can feed indices (`indexer.rs`).
     collections: RwLock<Vec<Arc<dyn Collections>>>,
+    /// Open scrolls by id.
+    scrolls: Mutex<HashMap<String, Scroll>>,
+}
+
+/// Most scrolls open at once (Elasticsearch's `search.max_open_scroll_context`).
+const MAX_OPEN_SCROLLS: usize = 500;
+/// Most hits one scroll hands out; what matches past it is not returned.
+pub const MAX_SCROLL_HITS: usize = 1_000_000;
+/// Most hits all open scrolls keep (tens of bytes each); a new scroll waits for room.
+const MAX_KEPT_SCROLL_HITS: usize = 10_000_000;
+/// Longest keep-alive of a scroll (Elasticsearch's `search.max_keep_alive`).
+pub const MAX_SCROLL_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// An open scroll: the views it searches (a point in time) and its remaining hits.
+struct Scroll {
+    views: Vec<(String, Arc<engine::View>)>,
+    state: search::ScrollState,
+    expires: std::time::Instant,
 }
 
 /// The search block. Cheap to clone; all methods block (call them off async workers).
@@ -228,6 +246,17 @@ pub struct Search {
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn check_keep_alive(keep_alive: std::time::Duration) -> SearchResult<()> {
+    if keep_alive.is_zero() || keep_alive > MAX_SCROLL_KEEP_ALIVE {
+        return Err(SearchError::illegal_argument(format!(
+            "Keep alive for request ({}ms) is out of range: it must be above 0 and at most {}ms (search.max_keep_alive)",
+            keep_alive.as_millis(),
+            MAX_SCROLL_KEEP_ALIVE.as_millis()
+        )));
+    }
+    Ok(())
 }
 
 /// Index names as Elasticsearch allows them.
@@ -372,6 +401,7 @@ impl Search {
                 admin: Mutex::new(()),
                 id_counter: AtomicU64::new(0),
                 collections: RwLock::default(),
+                scrolls: Mutex::default(),
             }),
         };
         search.start_refresher();
@@ -1118,6 +1148,85 @@ impl Search {
             .map(|n| self.handle(n).map(|h| (n.clone(), h.view())))
             .collect::<SearchResult<_>>()?;
         search::run(&views, body, &self.inner.config)
+    }
+
+    /// `_search?scroll=<keep_alive>`: the first page with a `_scroll_id`; the next pages come
+    /// from [`Search::scroll`] over the same point-in-time view of the indices.
+    pub fn open_scroll(
+        &self,
+        pattern: &str,
+        body: &Value,
+        keep_alive: std::time::Duration,
+    ) -> SearchResult<Value> {
+        check_keep_alive(keep_alive)?;
+        let names = self.resolve(pattern)?;
+        let views: Vec<(String, Arc<engine::View>)> = names
+            .iter()
+            .map(|n| self.handle(n).map(|h| (n.clone(), h.view())))
+            .collect::<SearchResult<_>>()?;
+        let mut scrolls = self.inner.scrolls.lock().expect("scrolls lock");
+        let now = std::time::Instant::now();
+        scrolls.retain(|_, s| s.expires > now);
+        let kept: usize = scrolls.values().map(|s| s.state.remaining()).sum();
+        if scrolls.len() >= MAX_OPEN_SCROLLS || kept >= MAX_KEPT_SCROLL_HITS {
+            return Err(SearchError::new(
+                429,
+                "exception",
+                format!(
+                    "Trying to create too many scroll contexts. Must be less than or equal to: [{MAX_OPEN_SCROLLS}]. This limit can be set by changing the [search.max_open_scroll_context] setting."
+                ),
+            ));
+        }
+        drop(scrolls);
+        let (mut out, state) = search::open_scroll(&views, body, &self.inner.config, MAX_SCROLL_HITS)?;
+        let id = format!("strata-scroll-{}", self.generate_id());
+        out["_scroll_id"] = json!(id);
+        let scroll = Scroll { views, state, expires: now + keep_alive };
+        self.inner.scrolls.lock().expect("scrolls lock").insert(id, scroll);
+        Ok(out)
+    }
+
+    /// `_search/scroll`: the next page of an open scroll, which then lives `keep_alive` more
+    /// (its previous keep-alive when `None`).
+    pub fn scroll(&self, id: &str, keep_alive: Option<std::time::Duration>) -> SearchResult<Value> {
+        if let Some(k) = keep_alive {
+            check_keep_alive(k)?;
+        }
+        let missing = || {
+            SearchError::new(
+                404,
+                "search_context_missing_exception",
+                format!("No search context found for id [{id}]"),
+            )
+        };
+        let mut scroll = {
+            let mut scrolls = self.inner.scrolls.lock().expect("scrolls lock");
+            let now = std::time::Instant::now();
+            scrolls.retain(|_, s| s.expires > now);
+            scrolls.remove(id).ok_or_else(missing)?
+        };
+        // The page is rendered outside the lock; the scroll goes back after it.
+        let page = search::next_scroll_page(&scroll.views, &mut scroll.state);
+        let now = std::time::Instant::now();
+        if let Some(k) = keep_alive {
+            scroll.expires = now + k;
+        }
+        let mut out = page?;
+        out["_scroll_id"] = json!(id);
+        self.inner.scrolls.lock().expect("scrolls lock").insert(id.to_string(), scroll);
+        Ok(out)
+    }
+
+    /// `DELETE _search/scroll`: closes the named scrolls (every one with `None`); returns how
+    /// many were open.
+    pub fn clear_scrolls(&self, ids: Option<&[String]>) -> usize {
+        let mut scrolls = self.inner.scrolls.lock().expect("scrolls lock");
+        let now = std::time::Instant::now();
+        scrolls.retain(|_, s| s.expires > now);
+        match ids {
+            None => std::mem::take(&mut *scrolls).len(),
+            Some(ids) => ids.iter().filter(|id| scrolls.remove(id.as_str()).is_some()).count(),
+        }
     }
 
     /// `_count`.

@@ -482,6 +482,74 @@ struct IndexRun {
 
 /// Runs a search body over views of one or more indices.
 pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -> SearchResult<Value> {
+    run_inner(views, body, config, None).map(|(out, _)| out)
+}
+
+/// A scroll between pages: every hit of its search (up to the scroll's cap), collected once
+/// over the views it started on (a point in time), handed out `size` at a time.
+pub struct ScrollState {
+    /// The hits not handed out yet, in order.
+    rest: std::collections::VecDeque<Hit>,
+    /// Per index: the searcher the hits come from and the query (for highlighting).
+    runs: Vec<(Searcher, Box<dyn Query>)>,
+    render: Render,
+    size: usize,
+    /// The first page's `hits.total`.
+    total: Value,
+}
+
+impl ScrollState {
+    /// Hits not handed out yet.
+    pub fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+}
+
+/// Opens a scroll: the first page, and the state for the next ones. `cap` bounds the hits
+/// one scroll collects.
+pub fn open_scroll(
+    views: &[(String, Arc<View>)],
+    body: &Value,
+    config: &SearchConfig,
+    cap: usize,
+) -> SearchResult<(Value, ScrollState)> {
+    let (out, state) = run_inner(views, body, config, Some(cap))?;
+    Ok((out, state.expect("a scroll run keeps its state")))
+}
+
+/// The next page of a scroll over the same `views`.
+pub fn next_scroll_page(views: &[(String, Arc<View>)], state: &mut ScrollState) -> SearchResult<Value> {
+    let started = Instant::now();
+    let take = state.size.min(state.rest.len());
+    let page: Vec<Hit> = state.rest.drain(..take).collect();
+    let sources: Vec<(&Searcher, &dyn Query)> = state.runs.iter().map(|(s, q)| (s, &**q)).collect();
+    let (hits_json, max_score) = render(views, &page, &sources, &state.render)?;
+    Ok(json!({
+        "took": started.elapsed().as_millis() as u64,
+        "timed_out": false,
+        "_shards": {"total": views.len(), "successful": views.len(), "skipped": 0, "failed": 0},
+        "hits": {"total": state.total, "max_score": max_score, "hits": hits_json},
+    }))
+}
+
+/// How hits become JSON.
+struct Render {
+    specs: Vec<SortSpec>,
+    sort_given: bool,
+    /// Whether hits carry their `_score`.
+    scored: bool,
+    filter: SourceFilter,
+    highlight: Option<Value>,
+}
+
+/// Runs a search; with `scroll` (its cap), every hit up to the cap is collected and what is
+/// past the first page is kept for the next ones.
+fn run_inner(
+    views: &[(String, Arc<View>)],
+    body: &Value,
+    config: &SearchConfig,
+    scroll: Option<usize>,
+) -> SearchResult<(Value, Option<ScrollState>)> {
     let started = Instant::now();
     let body = if body.is_null() { json!({}) } else { body.clone() };
     let obj = body.as_object().ok_or_else(|| SearchError::parsing("request body must be an object"))?;
@@ -492,7 +560,14 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
     }
     let from = usize_param(&body, "from", 0)?;
     let size = usize_param(&body, "size", 10)?;
-    if from + size > config.max_result_window {
+    if scroll.is_some() {
+        if from > 0 {
+            return Err(SearchError::illegal_argument("using [from] is not allowed in a scroll context"));
+        }
+        if body.get("search_after").is_some() {
+            return Err(SearchError::illegal_argument("[search_after] cannot be used in a scroll context"));
+        }
+    } else if from + size > config.max_result_window {
         return Err(SearchError::illegal_argument(format!(
             "Result window is too large, from + size must be less than or equal to: [{}] but was [{}]. See the scroll api for a more efficient way to request large data sets.",
             config.max_result_window,
@@ -505,7 +580,7 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
     let min_score = body.get("min_score").and_then(Value::as_f64).map(|m| m as f32);
     let track_scores = body.get("track_scores") == Some(&json!(true));
     let now = now_ms();
-    let limit = from + size;
+    let limit = scroll.unwrap_or(from + size);
     let mut runs = Vec::new();
     let mut specs_out = Vec::new();
     // Whether the request sorts by anything (every index reads the same `sort`).
@@ -592,43 +667,18 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
     let total: usize = runs.iter().filter_map(|r| r.total).sum();
     let mut all_hits: Vec<Hit> = runs.iter_mut().flat_map(|r| std::mem::take(&mut r.hits)).collect();
     all_hits = top(&specs_out, all_hits, limit.max(1));
-    let page: Vec<Hit> = all_hits.into_iter().skip(from).take(size).collect();
-    let highlight = body.get("highlight");
-    let mut hits_json = Vec::with_capacity(page.len());
-    let mut max_score: Option<f32> = None;
+    let mut rest = std::collections::VecDeque::new();
+    let page: Vec<Hit> = if scroll.is_some() {
+        rest = all_hits.into();
+        rest.drain(..size.min(rest.len())).collect()
+    } else {
+        all_hits.into_iter().skip(from).take(size).collect()
+    };
     let scored = !sort_given || specs_out.iter().any(|s| matches!(s.by, SortBy::Score)) || track_scores;
-    for hit in &page {
-        let (name, view) = &views[hit.index];
-        let run = &runs[hit.index];
-        let (id, source_bytes) = stored(&run.searcher, &view.compiled, hit.addr)?;
-        let source: Value = if filter.disabled && highlight.is_none() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&source_bytes).unwrap_or(Value::Null)
-        };
-        let mut h =
-            json!({"_index": name, "_id": id, "_score": if scored { json!(hit.score) } else { Value::Null }});
-        if scored {
-            max_score = Some(max_score.map_or(hit.score, |m| m.max(hit.score)));
-        }
-        if let Some(filtered) = filter.apply(&source) {
-            h["_source"] = filtered;
-        }
-        if let Some(hl) = highlight {
-            let fragments = highlight_hit(&view.compiled, &run.searcher, &*run.query, hl, &source)?;
-            if !fragments.is_empty() {
-                h["highlight"] = Value::Object(fragments);
-            }
-        }
-        if sort_given {
-            let types: Vec<Option<FieldType>> = specs_out
-                .iter()
-                .map(|s| if let SortBy::Field { ty, .. } = &s.by { Some(*ty) } else { None })
-                .collect();
-            h["sort"] = Value::Array(hit.keys.iter().zip(types).map(|(k, t)| k.to_json(t)).collect());
-        }
-        hits_json.push(h);
-    }
+    let style =
+        Render { specs: specs_out, sort_given, scored, filter, highlight: body.get("highlight").cloned() };
+    let sources: Vec<(&Searcher, &dyn Query)> = runs.iter().map(|r| (&r.searcher, &*r.query)).collect();
+    let (hits_json, max_score) = render(views, &page, &sources, &style)?;
     let mut out = json!({
         "took": started.elapsed().as_millis() as u64,
         "timed_out": false,
@@ -662,7 +712,59 @@ pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -
     if let Some(suggest) = body.get("suggest") {
         out["suggest"] = suggestions(views, suggest)?;
     }
-    Ok(out)
+    let state = scroll.map(|_| ScrollState {
+        rest,
+        runs: runs.into_iter().map(|r| (r.searcher, r.query)).collect(),
+        render: style,
+        size,
+        total: out["hits"].get("total").cloned().unwrap_or(Value::Null),
+    });
+    Ok((out, state))
+}
+
+/// The JSON of a page of hits, and its highest score.
+fn render(
+    views: &[(String, Arc<View>)],
+    page: &[Hit],
+    sources: &[(&Searcher, &dyn Query)],
+    style: &Render,
+) -> SearchResult<(Vec<Value>, Option<f32>)> {
+    let mut hits_json = Vec::with_capacity(page.len());
+    let mut max_score: Option<f32> = None;
+    let highlight = style.highlight.as_ref();
+    for hit in page {
+        let (name, view) = &views[hit.index];
+        let (searcher, query) = sources[hit.index];
+        let (id, source_bytes) = stored(searcher, &view.compiled, hit.addr)?;
+        let source: Value = if style.filter.disabled && highlight.is_none() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&source_bytes).unwrap_or(Value::Null)
+        };
+        let mut h = json!({"_index": name, "_id": id, "_score": if style.scored { json!(hit.score) } else { Value::Null }});
+        if style.scored {
+            max_score = Some(max_score.map_or(hit.score, |m| m.max(hit.score)));
+        }
+        if let Some(filtered) = style.filter.apply(&source) {
+            h["_source"] = filtered;
+        }
+        if let Some(hl) = highlight {
+            let fragments = highlight_hit(&view.compiled, searcher, query, hl, &source)?;
+            if !fragments.is_empty() {
+                h["highlight"] = Value::Object(fragments);
+            }
+        }
+        if style.sort_given {
+            let types: Vec<Option<FieldType>> = style
+                .specs
+                .iter()
+                .map(|s| if let SortBy::Field { ty, .. } = &s.by { Some(*ty) } else { None })
+                .collect();
+            h["sort"] = Value::Array(hit.keys.iter().zip(types).map(|(k, t)| k.to_json(t)).collect());
+        }
+        hits_json.push(h);
+    }
+    Ok((hits_json, max_score))
 }
 
 /// A hit's stored document: its `_id` and `_source`. (Measured: one lz4 block of the doc

@@ -154,6 +154,10 @@ fn route(
             Ok(Reply::Json(200, search.mget(None, &object_body(body)?, &params.source_filter())?))
         }
         ["_search"] if get => run_search(search, "_all", params, body),
+        ["_search", "scroll"] if get => next_scroll(search, None, params, body),
+        ["_search", "scroll", id] if get => next_scroll(search, Some(id), params, body),
+        ["_search", "scroll"] if m == Method::DELETE => clear_scroll(search, None, body),
+        ["_search", "scroll", ids] if m == Method::DELETE => clear_scroll(search, Some(ids), body),
         ["_msearch"] if get => bulk::msearch(search, None, body),
         ["_count"] if get => Ok(Reply::Json(200, search.count("_all", &object_body(body)?)?)),
         ["_analyze"] if get => Ok(Reply::Json(200, search.analyze(None, &object_body(body)?)?)),
@@ -161,6 +165,13 @@ fn route(
         ["_mapping"] | ["_mappings"] => Ok(Reply::Json(200, search.get_mapping("_all")?)),
         ["_settings"] => Ok(Reply::Json(200, search.get_settings("_all")?)),
         ["_alias"] | ["_aliases"] => Ok(Reply::Json(200, json!({}))),
+        // No data streams here: asking for one is asking for a missing index, as in
+        // Elasticsearch (clients' reindex helpers probe the target this way).
+        ["_data_stream"] if m == Method::GET => Ok(Reply::Json(200, json!({"data_streams": []}))),
+        ["_data_stream", name] if m == Method::GET => {
+            Err(SearchError::new(404, "index_not_found_exception", format!("no such index [{name}]"))
+                .with_index(name))
+        }
         [name, ..] if name.starts_with('_') => Err(SearchError::new(
             400,
             "illegal_argument_exception",
@@ -342,7 +353,89 @@ fn run_search(search: &Search, index: &str, params: &Params, body: &[u8]) -> Out
         body["_source"] =
             if f.disabled { json!(false) } else { json!({"includes": f.includes, "excludes": f.excludes}) };
     }
-    Ok(Reply::Json(200, search.search(index, &body)?))
+    match params.get("scroll") {
+        Some(keep_alive) => {
+            Ok(Reply::Json(200, search.open_scroll(index, &body, time_value("scroll", keep_alive)?)?))
+        }
+        None => Ok(Reply::Json(200, search.search(index, &body)?)),
+    }
+}
+
+/// `_search/scroll[/{id}]`: the id from the path, the body (`scroll_id`) or the query string;
+/// the keep-alive likewise (`scroll`).
+fn next_scroll(search: &Search, id: Option<&str>, params: &Params, body: &[u8]) -> Outcome {
+    let body = object_body(body)?;
+    let id = id
+        .map(String::from)
+        .or_else(|| body.get("scroll_id").and_then(Value::as_str).map(String::from))
+        .or_else(|| params.get("scroll_id").map(String::from))
+        .ok_or_else(|| {
+            SearchError::new(
+                400,
+                "action_request_validation_exception",
+                "Validation Failed: 1: scrollId is missing;",
+            )
+        })?;
+    let keep_alive = match body.get("scroll").and_then(Value::as_str).or_else(|| params.get("scroll")) {
+        Some(text) => Some(time_value("scroll", text)?),
+        None => None,
+    };
+    Ok(Reply::Json(200, search.scroll(&id, keep_alive)?))
+}
+
+/// `DELETE _search/scroll[/{ids}]`: ids comma-separated in the path (`_all` for every one)
+/// or in the body's `scroll_id` (a string or an array).
+fn clear_scroll(search: &Search, ids: Option<&str>, body: &[u8]) -> Outcome {
+    let body = object_body(body)?;
+    let listed: Vec<String> = match (ids, body.get("scroll_id")) {
+        (Some(path), _) => path.split(',').map(String::from).collect(),
+        (None, Some(Value::String(id))) => vec![id.clone()],
+        (None, Some(Value::Array(ids))) => ids.iter().filter_map(Value::as_str).map(String::from).collect(),
+        _ => Vec::new(),
+    };
+    let freed = if listed.iter().any(|id| id == "_all") {
+        search.clear_scrolls(None)
+    } else if listed.is_empty() {
+        return Err(SearchError::new(
+            400,
+            "action_request_validation_exception",
+            "Validation Failed: 1: no scroll ids specified;",
+        ));
+    } else {
+        search.clear_scrolls(Some(&listed))
+    };
+    let status = if freed == 0 { 404 } else { 200 };
+    Ok(Reply::Json(status, json!({"succeeded": true, "num_freed": freed})))
+}
+
+/// An Elasticsearch time value: a number and a unit (`d`, `h`, `m`, `s`, `ms`, `micros`,
+/// `nanos`), as `1m` or `500ms`.
+fn time_value(setting: &str, text: &str) -> Result<std::time::Duration, SearchError> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "d" => 86_400.0,
+        "h" => 3_600.0,
+        "m" => 60.0,
+        "s" => 1.0,
+        "ms" => 1e-3,
+        "micros" => 1e-6,
+        "nanos" => 1e-9,
+        _ => f64::NAN,
+    };
+    match number.parse::<f64>() {
+        Ok(n) if scale.is_finite() && n >= 0.0 && n * scale < 1e9 => {
+            Ok(std::time::Duration::from_secs_f64(n * scale))
+        }
+        _ => Err(SearchError::new(
+            400,
+            "parse_exception",
+            format!(
+                "failed to parse setting [{setting}] with value [{text}] as a time value: unit is missing or unrecognized"
+            ),
+        )),
+    }
 }
 
 fn human_bytes(n: u64) -> String {

@@ -554,3 +554,76 @@ async fn basic_auth_when_a_password_is_set() {
     let resp = s.http.get(format!("{}/", s.base)).basic_auth("elastic", Some("wrong")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+#[tokio::test]
+async fn scroll_pages_through_a_point_in_time_and_clears() {
+    let s = server(strata_es::EsConfig::default()).await;
+    let lines: Vec<Value> = (0..25)
+        .flat_map(|i| {
+            [json!({"index": {"_index": "logs", "_id": format!("d{i:02}")}}), json!({"n": i, "msg": "hello"})]
+        })
+        .collect();
+    let (status, _) = s.bulk("/_bulk?refresh=true", &lines).await;
+    assert_eq!(status, 200);
+    // The first page opens the scroll; sorted by n, 10 at a time.
+    let (status, first) = s
+        .call(
+            Method::POST,
+            "/logs/_search?scroll=1m",
+            Some(json!({"size": 10, "query": {"match": {"msg": "hello"}}, "sort": [{"n": "asc"}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["hits"]["total"]["value"], 25);
+    let id = first["_scroll_id"].as_str().unwrap().to_string();
+    let mut seen: Vec<String> = ids(&first).into_iter().map(String::from).collect();
+    // A document written after the scroll opened is not in it (a point in time).
+    let (status, _) =
+        s.call(Method::PUT, "/logs/_doc/late?refresh=true", Some(json!({"n": 3, "msg": "hello"}))).await;
+    assert_eq!(status, 201);
+    let mut sizes = vec![seen.len()];
+    loop {
+        let (status, page) =
+            s.call(Method::POST, "/_search/scroll", Some(json!({"scroll": "30s", "scroll_id": id}))).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["_scroll_id"], id.as_str());
+        assert_eq!(page["hits"]["total"]["value"], 25);
+        let page_ids = ids(&page);
+        sizes.push(page_ids.len());
+        if page_ids.is_empty() {
+            break;
+        }
+        seen.extend(page_ids.into_iter().map(String::from));
+    }
+    assert_eq!(sizes, [10, 10, 5, 0]);
+    let expected: Vec<String> = (0..25).map(|i| format!("d{i:02}")).collect();
+    assert_eq!(seen, expected, "every document once, in sort order, and not the late one");
+    // Cleared, the scroll is gone; clearing it again frees nothing.
+    let (status, cleared) = s.call(Method::DELETE, "/_search/scroll", Some(json!({"scroll_id": [id]}))).await;
+    assert_eq!((status, cleared["num_freed"].clone()), (StatusCode::OK, json!(1)));
+    let (status, gone) = s.call(Method::GET, &format!("/_search/scroll/{id}"), None).await;
+    assert_eq!(status, 404);
+    assert_eq!(gone["error"]["type"], "search_context_missing_exception");
+    let (status, _) = s.call(Method::DELETE, &format!("/_search/scroll/{id}"), None).await;
+    assert_eq!(status, 404);
+    // Bad scroll requests.
+    let (status, bad) = s.call(Method::POST, "/logs/_search?scroll=forever", Some(json!({}))).await;
+    assert_eq!((status, bad["error"]["type"].clone()), (StatusCode::BAD_REQUEST, json!("parse_exception")));
+    let (status, _) = s.call(Method::POST, "/logs/_search?scroll=1m", Some(json!({"from": 5}))).await;
+    assert_eq!(status, 400);
+    let (status, _) = s.call(Method::POST, "/_search/scroll", Some(json!({"scroll": "1m"}))).await;
+    assert_eq!(status, 400);
+    // `_all` clears every open scroll.
+    for _ in 0..2 {
+        let (status, _) = s.call(Method::POST, "/logs/_search?scroll=1m", Some(json!({"size": 1}))).await;
+        assert_eq!(status, 200);
+    }
+    let (status, cleared) = s.call(Method::DELETE, "/_search/scroll/_all", None).await;
+    assert_eq!((status, cleared["num_freed"].clone()), (StatusCode::OK, json!(2)));
+    // No data streams: reindex helpers probe the target and take a 404 as "an index".
+    let (status, missing) = s.call(Method::GET, "/_data_stream/logs-copy", None).await;
+    assert_eq!(
+        (status, missing["error"]["type"].clone()),
+        (StatusCode::NOT_FOUND, json!("index_not_found_exception"))
+    );
+}
