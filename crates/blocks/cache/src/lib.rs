@@ -21,6 +21,7 @@ pub mod value;
 pub mod zset;
 
 pub use keyspace::{Policy, Settings, Stats};
+pub use pubsub::{Eviction, QUEUE_LIMIT as PUBSUB_QUEUE_LIMIT};
 pub use reply::Reply;
 pub use session::{Session, parse_memory};
 

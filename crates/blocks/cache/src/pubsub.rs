@@ -1,34 +1,86 @@
 //! Pub/sub: who listens to which channel or pattern, and delivery of PUBLISHed messages to
-//! each subscriber's bounded queue.
+//! each subscriber's bounded queue. A subscriber whose queue is full is disconnected, as
+//! Redis disconnects one past its `client-output-buffer-limit pubsub`: it never silently
+//! misses a message and stays connected.
 
 use crate::glob;
 use crate::reply::Reply;
 use bytes::Bytes;
 use std::collections::HashMap;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{Notify, mpsc};
 
-/// How many undelivered messages a subscriber may hold before new ones are dropped for it
-/// (Redis disconnects such clients; we keep them and count the loss).
+/// How many undelivered messages a subscriber may hold; one more disconnects it.
 pub const QUEUE_LIMIT: usize = 65_536;
+
+/// Set when a client is disconnected for falling behind; the front waits on it while it
+/// writes, so that a client that stopped reading is closed without waiting for it.
+#[derive(Default)]
+pub struct Eviction {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Eviction {
+    pub fn evict(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the client is evicted.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Where a subscriber's messages go.
+#[derive(Clone)]
+pub struct Subscriber {
+    pub tx: mpsc::Sender<Reply>,
+    pub eviction: Arc<Eviction>,
+}
+
+impl Subscriber {
+    /// Queues `msg`; returns whether it was queued. A full queue evicts the subscriber.
+    fn deliver(&self, msg: Reply) -> bool {
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.eviction.is_set() {
+                    tracing::warn!("disconnecting a pub/sub subscriber {QUEUE_LIMIT} messages behind");
+                }
+                self.eviction.evict();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct PubSub {
-    channels: HashMap<Bytes, HashMap<u64, mpsc::Sender<Reply>>>,
-    patterns: HashMap<Bytes, HashMap<u64, mpsc::Sender<Reply>>>,
-    pub dropped: u64,
+    channels: HashMap<Bytes, HashMap<u64, Subscriber>>,
+    patterns: HashMap<Bytes, HashMap<u64, Subscriber>>,
 }
 
 impl PubSub {
     /// Returns whether `client` was not yet subscribed.
-    pub fn subscribe(
-        &mut self,
-        client: u64,
-        channel: Bytes,
-        tx: &mpsc::Sender<Reply>,
-        pattern: bool,
-    ) -> bool {
+    pub fn subscribe(&mut self, client: u64, channel: Bytes, subscriber: &Subscriber, pattern: bool) -> bool {
         let map = if pattern { &mut self.patterns } else { &mut self.channels };
-        map.entry(channel).or_default().insert(client, tx.clone()).is_none()
+        map.entry(channel).or_default().insert(client, subscriber.clone()).is_none()
     }
 
     pub fn unsubscribe(&mut self, client: u64, channel: &[u8], pattern: bool) -> bool {
@@ -45,7 +97,6 @@ impl PubSub {
     /// returns how many received it.
     pub fn publish(&mut self, channel: &Bytes, message: &Bytes) -> i64 {
         let mut receivers = 0;
-        let mut dropped = 0;
         if let Some(subs) = self.channels.get(channel) {
             for tx in subs.values() {
                 let msg = Reply::Push(vec![
@@ -53,9 +104,8 @@ impl PubSub {
                     Reply::Bulk(channel.clone()),
                     Reply::Bulk(message.clone()),
                 ]);
-                match tx.try_send(msg) {
-                    Ok(()) => receivers += 1,
-                    Err(_) => dropped += 1,
+                if tx.deliver(msg) {
+                    receivers += 1;
                 }
             }
         }
@@ -70,13 +120,11 @@ impl PubSub {
                     Reply::Bulk(channel.clone()),
                     Reply::Bulk(message.clone()),
                 ]);
-                match tx.try_send(msg) {
-                    Ok(()) => receivers += 1,
-                    Err(_) => dropped += 1,
+                if tx.deliver(msg) {
+                    receivers += 1;
                 }
             }
         }
-        self.dropped += dropped;
         receivers
     }
 

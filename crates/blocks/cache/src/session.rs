@@ -27,7 +27,8 @@ pub struct Session {
     watched: Vec<(usize, Bytes, Option<u64>)>,
     channels: Vec<Bytes>,
     patterns: Vec<Bytes>,
-    push_tx: mpsc::Sender<Reply>,
+    /// Where pub/sub delivers this client's messages.
+    subscriber: crate::pubsub::Subscriber,
     push_rx: Option<mpsc::Receiver<Reply>>,
     wake: Arc<Notify>,
     closing: bool,
@@ -57,7 +58,7 @@ impl Session {
             watched: Vec::new(),
             channels: Vec::new(),
             patterns: Vec::new(),
-            push_tx,
+            subscriber: crate::pubsub::Subscriber { tx: push_tx, eviction: Arc::default() },
             push_rx: Some(push_rx),
             wake: Arc::new(Notify::new()),
             closing: false,
@@ -74,9 +75,16 @@ impl Session {
         self.authenticated
     }
 
-    /// Whether the client asked to close (QUIT).
+    /// Whether the connection is to close: the client asked (QUIT), or it fell too far
+    /// behind its pub/sub messages.
     pub fn closing(&self) -> bool {
-        self.closing
+        self.closing || self.subscriber.eviction.is_set()
+    }
+
+    /// Set when the client is disconnected for falling behind its pub/sub messages; the front
+    /// stops writing to it then.
+    pub fn eviction(&self) -> Arc<crate::Eviction> {
+        self.subscriber.eviction.clone()
     }
 
     /// Pub/sub messages for this client; the front takes it once and writes what arrives.
@@ -854,7 +862,7 @@ impl Session {
         let mut out = Vec::new();
         let mut pubsub = self.shared.pubsub.lock();
         for channel in &args[1..] {
-            if pubsub.subscribe(self.id, channel.clone(), &self.push_tx, pattern) {
+            if pubsub.subscribe(self.id, channel.clone(), &self.subscriber, pattern) {
                 if pattern {
                     self.patterns.push(channel.clone())
                 } else {

@@ -98,6 +98,7 @@ async fn connection(
     let (mut reader, mut writer) = socket.into_split();
     let mut session = cache.session(peer);
     let mut pushes = session.take_pushes().expect("a new session has its push queue");
+    let eviction = session.eviction();
     let mut parser = Parser::new(config.limits.clone());
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
@@ -134,22 +135,30 @@ async fn connection(
             }
         }
         run_batch(&mut session, &mut batch, &mut replies, &mut output).await;
+        if eviction.is_set() {
+            // Too far behind its pub/sub messages: closed at once, as Redis does.
+            return Ok(());
+        }
         if session.closing() || broken.is_some() {
             if let Some(err) = broken {
                 encode(&Reply::Error(err), false, &mut output);
             }
-            writer.write_all(&output).await?;
+            send(&mut writer, &output, &eviction).await?;
             return Ok(());
         }
         if output.len() >= FLUSH_BYTES {
-            writer.write_all(&output).await?;
+            if !send(&mut writer, &output, &eviction).await? {
+                return Ok(());
+            }
             output.clear();
         }
         if !drained {
             continue;
         }
         if !output.is_empty() {
-            writer.write_all(&output).await?;
+            if !send(&mut writer, &output, &eviction).await? {
+                return Ok(());
+            }
             output.clear();
         }
         tokio::select! {
@@ -169,6 +178,21 @@ async fn connection(
                 }
             }
         }
+    }
+}
+
+/// Writes `output`, unless the client is evicted first (a client that stopped reading would
+/// hold the write forever); returns whether it was written.
+async fn send(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    output: &[u8],
+    eviction: &strata_cache::Eviction,
+) -> std::io::Result<bool> {
+    // The write first: it usually completes at once, and the eviction is then never polled.
+    tokio::select! {
+        biased;
+        written = writer.write_all(output) => written.map(|()| true),
+        () = eviction.wait() => Ok(false),
     }
 }
 

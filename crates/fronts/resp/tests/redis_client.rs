@@ -579,6 +579,59 @@ async fn pubsub() {
 }
 
 #[tokio::test]
+async fn a_subscriber_that_stops_reading_is_disconnected_not_left_behind() {
+    let (addr, mut c) = start().await;
+    // A raw subscriber that never reads after subscribing.
+    let mut stalled = TcpStream::connect(&addr).await.unwrap();
+    stalled.write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nfeed\r\n").await.unwrap();
+    let mut confirm = [0u8; 64];
+    let n = stalled.read(&mut confirm).await.unwrap();
+    assert!(String::from_utf8_lossy(&confirm[..n]).contains("subscribe"));
+    // Publish until the server lets go of it: its socket buffers fill, then its queue.
+    let payload = "x".repeat(1024);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut published = 0u64;
+    loop {
+        let mut pipe = redis::pipe();
+        for _ in 0..256 {
+            pipe.cmd("PUBLISH").arg("feed").arg(&payload);
+        }
+        let receivers: Vec<i64> = pipe.query_async(&mut c).await.unwrap();
+        published += 256;
+        if receivers.contains(&0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still subscribed after {published} messages");
+    }
+    assert!(published > strata_cache::PUBSUB_QUEUE_LIMIT as u64, "evicted after only {published} messages");
+    // It is gone from the channel, and its connection is closed (after what was in flight).
+    let mut gone = false;
+    for _ in 0..200 {
+        let numsub: (String, i64) =
+            cmd("PUBSUB").arg("NUMSUB").arg("feed").query_async(&mut c).await.unwrap();
+        if numsub.1 == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(gone, "the evicted subscriber is still counted");
+    let mut sink = vec![0u8; 1 << 20];
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stalled.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the evicted subscriber's connection stayed open");
+    // The server goes on serving.
+    assert_eq!(c.publish::<_, _, i64>("feed", "after").await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn server_commands_clients_probe() {
     let (_, mut c) = start().await;
     let pong: String = cmd("PING").query_async(&mut c).await.unwrap();
