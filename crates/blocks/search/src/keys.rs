@@ -9,6 +9,7 @@
 //! | `04 uuid` | the index's last sequence number, u64 |
 //! | `05` | the next index uuid, u64 |
 //! | `06 uuid` | a fed index's feed cursor: the last change record applied, seq u64 + index u32 |
+//! | `07 alias` | an alias: JSON `{"index": is_write_index (true, false or null)}` |
 
 use strata_core::keycode::KeyBuf;
 
@@ -18,6 +19,7 @@ pub const TAG_OP: u8 = 3;
 pub const TAG_SEQ: u8 = 4;
 pub const TAG_NEXT_UUID: u8 = 5;
 pub const TAG_FEED_CURSOR: u8 = 6;
+pub const TAG_ALIAS: u8 = 7;
 
 pub fn index(name: &str) -> Vec<u8> {
     KeyBuf::new().tag(TAG_INDEX).str(name).finish()
@@ -53,4 +55,19 @@ pub fn next_uuid() -> Vec<u8> {
 
 pub fn feed_cursor(uuid: u64) -> Vec<u8> {
     KeyBuf::new().tag(TAG_FEED_CURSOR).u64(uuid).finish()
+}
+
+pub fn alias(name: &str) -> Vec<u8> {
+    KeyBuf::new().tag(TAG_ALIAS).str(name).finish()
+}
+
+pub fn alias_prefix() -> Vec<u8> {
+    vec![TAG_ALIAS]
+}
+
+/// The alias name an `alias` key holds.
+pub fn alias_name(key: &[u8]) -> strata_core::Result<String> {
+    let mut reader = strata_core::keycode::Decoder::new(key);
+    reader.tag()?;
+    reader.string()
 }

@@ -34,6 +34,7 @@
 //! - Scripts (`update`, `_update_by_query`) support assignments, `+=`/`-=`, `.add()` and
 //!   `.remove()` on `ctx._source` with `params` (`script.rs`), not Painless.
 
+mod aliases;
 mod analysis;
 mod dates;
 mod engine;
@@ -144,6 +145,14 @@ impl BulkOp {
         }
     }
 
+    fn index_mut(&mut self) -> &mut String {
+        match self {
+            BulkOp::Index { index, .. } | BulkOp::Update { index, .. } | BulkOp::Delete { index, .. } => {
+                index
+            }
+        }
+    }
+
     /// The action name bulk answers use.
     pub fn action(&self) -> &'static str {
         match self {
@@ -220,6 +229,8 @@ struct Inner {
     collections: RwLock<Vec<Arc<dyn Collections>>>,
     /// Open scrolls by id.
     scrolls: Mutex<HashMap<String, Scroll>>,
+    /// Taken after `indices` when both are.
+    aliases: RwLock<aliases::Aliases>,
 }
 
 /// Most scrolls open at once (Elasticsearch's `search.max_open_scroll_context`).
@@ -260,7 +271,7 @@ fn check_keep_alive(keep_alive: std::time::Duration) -> SearchResult<()> {
 }
 
 /// Index names as Elasticsearch allows them.
-fn check_index_name(name: &str) -> SearchResult<()> {
+pub(crate) fn check_index_name(name: &str) -> SearchResult<()> {
     let bad = name.is_empty()
         || name.len() > 255
         || name != name.to_lowercase()
@@ -358,6 +369,7 @@ impl Search {
         };
         let mut indices = HashMap::new();
         let mut uuids = Vec::new();
+        let aliases = aliases::Aliases::load(&store.begin_read_only(), &ks)?;
         {
             let txn = store.begin_read_only();
             for pair in txn.scan_prefix(&ks, &keys::index_prefix()) {
@@ -402,6 +414,7 @@ impl Search {
                 id_counter: AtomicU64::new(0),
                 collections: RwLock::default(),
                 scrolls: Mutex::default(),
+                aliases: RwLock::new(aliases),
             }),
         };
         search.start_refresher();
@@ -431,35 +444,116 @@ impl Search {
             .expect("spawn the search refresher");
     }
 
+    /// The index `name`, or the one index of the alias `name`.
     fn handle(&self, name: &str) -> SearchResult<Arc<IndexHandle>> {
-        self.inner
-            .indices
-            .read()
-            .expect("indices lock")
-            .get(name)
-            .cloned()
-            .ok_or_else(|| SearchError::index_not_found(name))
+        let indices = self.inner.indices.read().expect("indices lock");
+        if let Some(handle) = indices.get(name) {
+            return Ok(handle.clone());
+        }
+        let aliases = self.inner.aliases.read().expect("aliases lock");
+        if !aliases.contains(name) {
+            return Err(SearchError::index_not_found(name));
+        }
+        let index = aliases.single_index(name)?;
+        indices.get(&index).cloned().ok_or_else(|| SearchError::index_not_found(&index))
     }
 
     /// Resolves `a,b`, `logs-*`, `_all` and `*` to existing index names.
+    /// Aliases stand for their indices.
     pub fn resolve(&self, pattern: &str) -> SearchResult<Vec<String>> {
         let indices = self.inner.indices.read().expect("indices lock");
+        let aliases = self.inner.aliases.read().expect("aliases lock");
         let mut out = Vec::new();
         for part in pattern.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             if part == "_all" || part.contains('*') {
                 let glob = if part == "_all" { "*" } else { part };
                 let mut matched: Vec<String> =
                     indices.keys().filter(|n| source::glob_match(glob, n)).cloned().collect();
+                if part != "_all" {
+                    for alias in aliases.matching(glob) {
+                        matched.extend(aliases.indices(alias).into_iter().flatten().cloned());
+                    }
+                }
                 matched.sort();
                 out.extend(matched);
             } else if indices.contains_key(part) {
                 out.push(part.to_string());
+            } else if let Some(members) = aliases.indices(part) {
+                out.extend(members.cloned());
             } else {
                 return Err(SearchError::index_not_found(part));
             }
         }
-        out.dedup();
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|n| seen.insert(n.clone()));
         Ok(out)
+    }
+
+    /// `POST /_aliases`: adds and removes aliases, all or none.
+    pub fn update_aliases(&self, body: &Value) -> SearchResult<Value> {
+        let actions = aliases::parse_actions(body)?;
+        self.apply_alias_actions(&actions)
+    }
+
+    /// `PUT /<index>/_alias/<name>` (with an optional `{"is_write_index": b}`).
+    pub fn put_alias(&self, index: &str, alias: &str, body: &Value) -> SearchResult<Value> {
+        let is_write_index = body.get("is_write_index").and_then(Value::as_bool);
+        let mut actions = Vec::new();
+        for index in self.resolve(index)? {
+            actions.push(aliases::Action::Add { index, alias: alias.to_string(), is_write_index });
+        }
+        self.apply_alias_actions(&actions)
+    }
+
+    /// `DELETE /<index>/_alias/<name>`.
+    pub fn delete_alias(&self, index: &str, alias: &str) -> SearchResult<Value> {
+        let actions: Vec<aliases::Action> = self
+            .resolve(index)?
+            .into_iter()
+            .map(|index| aliases::Action::Remove { index, alias: alias.to_string() })
+            .collect();
+        self.apply_alias_actions(&actions)
+    }
+
+    fn apply_alias_actions(&self, actions: &[aliases::Action]) -> SearchResult<Value> {
+        let _admin = self.inner.admin.lock().expect("admin lock");
+        let indices = self.inner.indices.read().expect("indices lock");
+        let mut aliases = self.inner.aliases.write().expect("aliases lock");
+        let mut txn = self.inner.store.begin();
+        let next = aliases.applied(actions, &|name| indices.contains_key(name), &mut txn, &self.inner.ks)?;
+        txn.commit()?;
+        *aliases = next;
+        Ok(json!({"acknowledged": true, "errors": false}))
+    }
+
+    /// `GET /_alias[/<names>]`, `GET /<index>/_alias[/<names>]`: per index, its aliases.
+    /// Naming aliases that none has is a 404.
+    pub fn get_aliases(&self, pattern: Option<&str>, names: Option<&str>) -> SearchResult<Value> {
+        let concrete = match pattern {
+            Some(p) => self.resolve(p)?,
+            None => {
+                let mut all: Vec<String> =
+                    self.inner.indices.read().expect("indices lock").keys().cloned().collect();
+                all.sort();
+                all
+            }
+        };
+        let aliases = self.inner.aliases.read().expect("aliases lock");
+        let mut out = Map::new();
+        for index in concrete {
+            let of = aliases.of_index(&index, names);
+            if names.is_none() || !of.is_empty() {
+                out.insert(index, json!({"aliases": of}));
+            }
+        }
+        if names.is_some() && out.is_empty() {
+            return Err(SearchError::new(
+                404,
+                "aliases_not_found_exception",
+                format!("alias [{}] missing", names.unwrap_or_default()),
+            ));
+        }
+        Ok(Value::Object(out))
     }
 
     pub fn exists(&self, name: &str) -> bool {
@@ -478,6 +572,14 @@ impl Search {
             }
         }
         let _admin = self.inner.admin.lock().expect("admin lock");
+        if self.inner.aliases.read().expect("aliases lock").contains(name) {
+            return Err(SearchError::new(
+                400,
+                "invalid_index_name_exception",
+                format!("Invalid index name [{name}], already exists as alias"),
+            )
+            .with_index(name));
+        }
         if self.inner.indices.read().expect("indices lock").contains_key(name) {
             return Err(SearchError::new(
                 400,
@@ -514,9 +616,29 @@ impl Search {
             created_ms: now_ms(),
             generation: 1,
         };
+        let actions: Vec<aliases::Action> = match body.get("aliases") {
+            None => Vec::new(),
+            Some(Value::Object(list)) => list
+                .iter()
+                .map(|(alias, opts)| aliases::Action::Add {
+                    index: name.to_string(),
+                    alias: alias.clone(),
+                    is_write_index: opts.get("is_write_index").and_then(Value::as_bool),
+                })
+                .collect(),
+            Some(_) => return Err(SearchError::parsing("[aliases] must be an object")),
+        };
         let handle = IndexHandle::open(&self.inner.storage(), meta.clone(), compiled)?;
         txn.set(&self.inner.ks, keys::index(name), meta.encode())?;
+        let mut aliases = self.inner.aliases.write().expect("aliases lock");
+        let next = {
+            let indices = self.inner.indices.read().expect("indices lock");
+            let is_index = |n: &str| n == name || indices.contains_key(n);
+            aliases.applied(&actions, &is_index, &mut txn, &self.inner.ks)?
+        };
         txn.commit()?;
+        *aliases = next;
+        drop(aliases);
         self.inner.indices.write().expect("indices lock").insert(name.to_string(), Arc::new(handle));
         tracing::info!(index = name, uuid, "search index created");
         Ok(json!({"acknowledged": true, "shards_acknowledged": true, "index": name}))
@@ -536,7 +658,11 @@ impl Search {
             txn.delete(&self.inner.ks, keys::index(&name))?;
             txn.delete(&self.inner.ks, keys::seq(uuid))?;
             txn.delete(&self.inner.ks, keys::feed_cursor(uuid))?;
+            let mut aliases = self.inner.aliases.write().expect("aliases lock");
+            let next = aliases.without_index(&name, &mut txn, &self.inner.ks)?;
             txn.commit()?;
+            *aliases = next;
+            drop(aliases);
             // Documents and the op log go in batches after the manifest. A crash midway
             // leaves keys no manifest reaches; uuids are never reused, so they stay unseen.
             for prefix in [keys::doc_prefix(uuid), keys::op_prefix(uuid)] {
@@ -572,7 +698,11 @@ impl Search {
             let meta = handle.meta.read().expect("meta lock").clone();
             out.insert(
                 name,
-                json!({"aliases": {}, "mappings": meta.mappings, "settings": self.settings_json(&meta)}),
+                json!({
+                    "aliases": self.inner.aliases.read().expect("aliases lock").of_index(&meta.name, None),
+                    "mappings": meta.mappings,
+                    "settings": self.settings_json(&meta),
+                }),
             );
         }
         Ok(Value::Object(out))
@@ -715,9 +845,27 @@ impl Search {
         ops: Vec<BulkOp>,
         refresh: Refresh,
     ) -> SearchResult<Vec<Result<DocWrite, SearchError>>> {
+        let mut ops = ops;
         let mut results: Vec<Option<Result<DocWrite, SearchError>>> = vec![None; ops.len()];
+        // A write through an alias goes to its write index.
+        {
+            let indices = self.inner.indices.read().expect("indices lock");
+            let aliases = self.inner.aliases.read().expect("aliases lock");
+            for (i, op) in ops.iter_mut().enumerate() {
+                let name = op.index_mut();
+                if !indices.contains_key(name.as_str()) && aliases.contains(name) {
+                    match aliases.write_index(name) {
+                        Ok(target) => *name = target,
+                        Err(e) => results[i] = Some(Err(e)),
+                    }
+                }
+            }
+        }
         // Create missing indices that writes name.
         for (i, op) in ops.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
             let name = op.index();
             if self.inner.indices.read().expect("indices lock").contains_key(name) {
                 continue;
@@ -1082,6 +1230,9 @@ impl Search {
 
     /// The `GET /<index>/_doc/<id>` answer.
     pub fn get_json(&self, index: &str, id: &str, filter: &source::SourceFilter) -> SearchResult<Value> {
+        // The index itself when `index` is an alias.
+        let concrete = self.handle(index)?.meta.read().expect("meta lock").name.clone();
+        let index = concrete.as_str();
         Ok(match self.get(index, id)? {
             Some((seq, version, doc)) => {
                 let mut out = json!({"_index": index, "_id": id, "_version": version, "_seq_no": seq, "_primary_term": 1, "found": true});

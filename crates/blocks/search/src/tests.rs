@@ -174,3 +174,28 @@ fn fields_added_by_dynamic_mapping_are_searchable_after_reopening() {
     let hits = search.search("p", &json!({"query": {"match": {"name": "running"}}})).unwrap();
     assert_eq!(ids(&hits), ["1"]);
 }
+
+#[test]
+fn aliases_survive_reopening_and_leave_with_their_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::memory();
+    let open =
+        || Search::open(store.clone(), Some(dir.path().join("search")), SearchConfig::default()).unwrap();
+    let search = open();
+    search.create_index("a", &json!({"aliases": {"both": {}, "one": {"is_write_index": true}}})).unwrap();
+    search.create_index("b", &json!({})).unwrap();
+    search.put_alias("b", "both", &json!({})).unwrap();
+    drop(search);
+    let search = open();
+    assert_eq!(search.resolve("both").unwrap(), ["a", "b"]);
+    assert_eq!(search.resolve("one").unwrap(), ["a"]);
+    assert_eq!(
+        search.get_aliases(Some("a"), None).unwrap(),
+        json!({"a": {"aliases": {"both": {}, "one": {"is_write_index": true}}}})
+    );
+    search.delete_index("a").unwrap();
+    drop(search);
+    let search = open();
+    assert_eq!(search.resolve("both").unwrap(), ["b"]);
+    assert!(search.resolve("one").is_err(), "an alias leaves with its last index");
+}

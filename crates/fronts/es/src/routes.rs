@@ -164,7 +164,17 @@ fn route(
         ["_refresh"] | ["_flush"] => Ok(Reply::Json(200, search.refresh("_all")?)),
         ["_mapping"] | ["_mappings"] => Ok(Reply::Json(200, search.get_mapping("_all")?)),
         ["_settings"] => Ok(Reply::Json(200, search.get_settings("_all")?)),
-        ["_alias"] | ["_aliases"] => Ok(Reply::Json(200, json!({}))),
+        ["_aliases"] if m == Method::POST => {
+            Ok(Reply::Json(200, search.update_aliases(&object_body(body)?)?))
+        }
+        ["_alias"] | ["_aliases"] if m == Method::GET => {
+            Ok(Reply::Json(200, search.get_aliases(None, None)?))
+        }
+        ["_alias", names] if m == Method::GET => Ok(Reply::Json(200, search.get_aliases(None, Some(names))?)),
+        ["_alias", names] if m == Method::HEAD => {
+            Ok(Reply::Empty(if search.get_aliases(None, Some(names)).is_ok() { 200 } else { 404 }))
+        }
+        ["_cat", "aliases"] => cat_aliases(search, params),
         // No data streams here: asking for one is asking for a missing index, as in
         // Elasticsearch (clients' reindex helpers probe the target this way).
         ["_data_stream"] if m == Method::GET => Ok(Reply::Json(200, json!({"data_streams": []}))),
@@ -183,6 +193,20 @@ fn route(
             Method::HEAD => Ok(Reply::Empty(if search.exists(index) { 200 } else { 404 })),
             Method::GET => Ok(Reply::Json(200, search.get_indices(index)?)),
             _ => Err(not_allowed(method, path, "PUT, DELETE, HEAD, GET")),
+        },
+        [index, "_alias" | "_aliases"] if m == Method::GET => {
+            Ok(Reply::Json(200, search.get_aliases(Some(index), None)?))
+        }
+        [index, "_alias" | "_aliases", names] => match m {
+            Method::PUT | Method::POST => {
+                Ok(Reply::Json(200, search.put_alias(index, names, &object_body(body)?)?))
+            }
+            Method::DELETE => Ok(Reply::Json(200, search.delete_alias(index, names)?)),
+            Method::GET => Ok(Reply::Json(200, search.get_aliases(Some(index), Some(names))?)),
+            Method::HEAD => {
+                Ok(Reply::Empty(if search.get_aliases(Some(index), Some(names)).is_ok() { 200 } else { 404 }))
+            }
+            _ => Err(not_allowed(method, path, "PUT, POST, DELETE, GET, HEAD")),
         },
         [index, "_doc"] if m == Method::POST => index_doc(search, index, None, false, params, body),
         [index, "_doc", id] => match m {
@@ -445,6 +469,35 @@ fn human_bytes(n: u64) -> String {
         n if n >= 1 << 10 => format!("{:.1}kb", n as f64 / 1024.0),
         n => format!("{n}b"),
     }
+}
+
+/// `_cat/aliases`: `alias index filter routing.index routing.search is_write_index` lines
+/// (`?v` for headers), or `?format=json`.
+fn cat_aliases(search: &Search, params: &Params) -> Outcome {
+    let per_index = search.get_aliases(None, None)?;
+    let mut rows = Vec::new();
+    for (index, entry) in per_index.as_object().into_iter().flatten() {
+        for (alias, opts) in entry["aliases"].as_object().into_iter().flatten() {
+            let write = opts.get("is_write_index").map_or("-".to_string(), |w| w.to_string());
+            rows.push((alias.clone(), index.clone(), write));
+        }
+    }
+    rows.sort();
+    if params.get("format") == Some("json") {
+        let list: Vec<Value> = rows
+            .iter()
+            .map(|(a, i, w)| json!({"alias": a, "index": i, "filter": "-", "routing.index": "-", "routing.search": "-", "is_write_index": w}))
+            .collect();
+        return Ok(Reply::Json(200, Value::Array(list)));
+    }
+    let mut text = String::new();
+    if params.has("v") {
+        text.push_str("alias index filter routing.index routing.search is_write_index\n");
+    }
+    for (a, i, w) in rows {
+        text.push_str(&format!("{a} {i} - - - {w}\n"));
+    }
+    Ok(Reply::Text(200, text))
 }
 
 /// `_cat/indices`: a text table (`?v` for headers, `?h=` to pick columns) or `?format=json`.

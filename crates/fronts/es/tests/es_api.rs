@@ -627,3 +627,95 @@ async fn scroll_pages_through_a_point_in_time_and_clears() {
         (StatusCode::NOT_FOUND, json!("index_not_found_exception"))
     );
 }
+
+#[tokio::test]
+async fn aliases_read_all_their_indices_and_write_to_one() {
+    let s = server(strata_es::EsConfig::default()).await;
+    for (index, n) in [("logs-1", 3), ("logs-2", 2)] {
+        let lines: Vec<Value> = (0..n)
+            .flat_map(|i| {
+                [json!({"index": {"_index": index, "_id": format!("{index}-{i}")}}), json!({"msg": "hello"})]
+            })
+            .collect();
+        s.bulk("/_bulk?refresh=true", &lines).await;
+    }
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/_aliases",
+            Some(json!({"actions": [
+                {"add": {"index": "logs-1", "alias": "logs"}},
+                {"add": {"index": "logs-2", "alias": "logs", "is_write_index": true}},
+                {"add": {"indices": ["logs-1"], "aliases": ["old"]}}
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // A search through the alias reads both indices; a write goes to the write index.
+    let all = s.search("logs", json!({"size": 10, "query": {"match": {"msg": "hello"}}})).await;
+    assert_eq!(all["hits"]["total"]["value"], 5);
+    let (status, written) =
+        s.call(Method::PUT, "/logs/_doc/new?refresh=true", Some(json!({"msg": "hello"}))).await;
+    assert_eq!((status, written["_index"].clone()), (StatusCode::CREATED, json!("logs-2")));
+    // A single-index alias serves document reads; a two-index one refuses them.
+    let (status, doc) = s.call(Method::GET, "/old/_doc/logs-1-0", None).await;
+    assert_eq!((status, doc["_index"].clone()), (StatusCode::OK, json!("logs-1")));
+    let (status, _) = s.call(Method::GET, "/logs/_doc/new", None).await;
+    assert_eq!(status, 400);
+    // Listing.
+    let (_, listed) = s.call(Method::GET, "/_alias/logs", None).await;
+    assert_eq!(
+        listed,
+        json!({"logs-1": {"aliases": {"logs": {}}}, "logs-2": {"aliases": {"logs": {"is_write_index": true}}}})
+    );
+    let (_, of_index) = s.call(Method::GET, "/logs-1/_alias", None).await;
+    assert_eq!(of_index, json!({"logs-1": {"aliases": {"logs": {}, "old": {}}}}));
+    let (_, index) = s.call(Method::GET, "/logs-2", None).await;
+    assert_eq!(index["logs-2"]["aliases"], json!({"logs": {"is_write_index": true}}));
+    // Swap atomically: old leaves logs-1 and joins logs-2 in one request.
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/_aliases",
+            Some(json!({"actions": [
+                {"remove": {"index": "logs-1", "alias": "old"}},
+                {"add": {"index": "logs-2", "alias": "old"}}
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(s.search("old", json!({})).await["hits"]["total"]["value"], 3);
+    // All or nothing: a failing action leaves everything as it was.
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/_aliases",
+            Some(json!({"actions": [{"add": {"index": "logs-1", "alias": "x"}}, {"add": {"index": "nope", "alias": "x"}}]})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = s.call(Method::GET, "/_alias/x", None).await;
+    assert_eq!(status, 404);
+    // Names: an alias may not take an index's name, nor an index an alias's.
+    let (status, _) = s.call(Method::PUT, "/logs-1/_alias/logs-2", None).await;
+    assert_eq!(status, 400);
+    let (status, err) = s.call(Method::PUT, "/logs", Some(json!({}))).await;
+    assert_eq!(
+        (status, err["error"]["type"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid_index_name_exception"))
+    );
+    // Removing, and deleting an index, drop the alias with its last index.
+    let (status, _) = s.call(Method::DELETE, "/logs-2/_alias/old", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = s.call(Method::DELETE, "/logs-2", None).await;
+    assert_eq!(status, 200);
+    let (_, listed) = s.call(Method::GET, "/_alias", None).await;
+    assert_eq!(listed, json!({"logs-1": {"aliases": {"logs": {}}}}));
+    // Aliases given when an index is created; _cat/aliases.
+    let (status, _) = s
+        .call(Method::PUT, "/metrics-1", Some(json!({"aliases": {"metrics": {"is_write_index": true}}})))
+        .await;
+    assert_eq!(status, 200);
+    let resp = s.http.get(format!("{}/_cat/aliases?v", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(resp.contains("logs logs-1 - - - -") && resp.contains("metrics metrics-1 - - - true"), "{resp}");
+}
