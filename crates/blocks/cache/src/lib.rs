@@ -10,6 +10,7 @@
 //! commands ran, before the write is acknowledged; see [`persist`].
 
 mod commands;
+mod disconnect;
 pub mod glob;
 mod keyspace;
 pub mod persist;
@@ -20,8 +21,9 @@ mod session;
 pub mod value;
 pub mod zset;
 
+pub use disconnect::Disconnect;
 pub use keyspace::{Policy, Settings, Stats};
-pub use pubsub::{Eviction, QUEUE_LIMIT as PUBSUB_QUEUE_LIMIT};
+pub use pubsub::QUEUE_LIMIT as PUBSUB_QUEUE_LIMIT;
 pub use reply::Reply;
 pub use session::{Session, parse_memory};
 
@@ -80,6 +82,11 @@ pub(crate) struct ClientInfo {
     pub db: usize,
     pub created: u64,
     pub resp: u8,
+    /// Channels and patterns subscribed to.
+    pub sub: usize,
+    pub psub: usize,
+    /// Closes the client's connection (`CLIENT KILL`).
+    pub disconnect: Arc<Disconnect>,
 }
 
 /// A blocked client: which session, and how to wake it.

@@ -3,66 +3,34 @@
 //! Redis disconnects one past its `client-output-buffer-limit pubsub`: it never silently
 //! misses a message and stays connected.
 
+use crate::Disconnect;
 use crate::glob;
 use crate::reply::Reply;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 /// How many undelivered messages a subscriber may hold; one more disconnects it.
 pub const QUEUE_LIMIT: usize = 65_536;
-
-/// Set when a client is disconnected for falling behind; the front waits on it while it
-/// writes, so that a client that stopped reading is closed without waiting for it.
-#[derive(Default)]
-pub struct Eviction {
-    set: AtomicBool,
-    notify: Notify,
-}
-
-impl Eviction {
-    pub fn evict(&self) {
-        self.set.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.set.load(Ordering::Acquire)
-    }
-
-    /// Resolves once the client is evicted.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_set() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
 
 /// Where a subscriber's messages go.
 #[derive(Clone)]
 pub struct Subscriber {
     pub tx: mpsc::Sender<Reply>,
-    pub eviction: Arc<Eviction>,
+    pub disconnect: Arc<Disconnect>,
 }
 
 impl Subscriber {
-    /// Queues `msg`; returns whether it was queued. A full queue evicts the subscriber.
+    /// Queues `msg`; returns whether it was queued. A full queue disconnects the subscriber.
     fn deliver(&self, msg: Reply) -> bool {
         match self.tx.try_send(msg) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.eviction.is_set() {
+                if !self.disconnect.is_set() {
                     tracing::warn!("disconnecting a pub/sub subscriber {QUEUE_LIMIT} messages behind");
                 }
-                self.eviction.evict();
+                self.disconnect.set();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,

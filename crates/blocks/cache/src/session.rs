@@ -39,10 +39,12 @@ impl Session {
         let id = shared.next_id();
         let (push_tx, push_rx) = mpsc::channel(QUEUE_LIMIT);
         shared.total_connections.fetch_add(1, Ordering::Relaxed);
+        let disconnect = Arc::new(crate::Disconnect::default());
         let info = ClientInfo {
             addr: addr.to_string(),
             created: shared.clock.now_ms(),
             resp: 2,
+            disconnect: disconnect.clone(),
             ..ClientInfo::default()
         };
         shared.clients.lock().insert(id, info);
@@ -58,7 +60,7 @@ impl Session {
             watched: Vec::new(),
             channels: Vec::new(),
             patterns: Vec::new(),
-            subscriber: crate::pubsub::Subscriber { tx: push_tx, eviction: Arc::default() },
+            subscriber: crate::pubsub::Subscriber { tx: push_tx, disconnect },
             push_rx: Some(push_rx),
             wake: Arc::new(Notify::new()),
             closing: false,
@@ -75,16 +77,23 @@ impl Session {
         self.authenticated
     }
 
-    /// Whether the connection is to close: the client asked (QUIT), or it fell too far
-    /// behind its pub/sub messages.
+    /// Whether the connection is to close: the client asked (QUIT), another killed it
+    /// (CLIENT KILL), or it fell too far behind its pub/sub messages.
     pub fn closing(&self) -> bool {
-        self.closing || self.subscriber.eviction.is_set()
+        self.closing || self.subscriber.disconnect.is_set()
     }
 
-    /// Set when the client is disconnected for falling behind its pub/sub messages; the front
-    /// stops writing to it then.
-    pub fn eviction(&self) -> Arc<crate::Eviction> {
-        self.subscriber.eviction.clone()
+    /// Set when the connection is to close from outside (`disconnect.rs`); the front waits
+    /// on it while idle or writing.
+    pub fn disconnect(&self) -> Arc<crate::Disconnect> {
+        self.subscriber.disconnect.clone()
+    }
+
+    /// Keeps CLIENT LIST's `sub`/`psub` current.
+    fn count_subscriptions(&self) {
+        if let Some(c) = self.shared.clients.lock().get_mut(&self.id) {
+            (c.sub, c.psub) = (self.channels.len(), self.patterns.len());
+        }
     }
 
     /// Pub/sub messages for this client; the front takes it once and writes what arrives.
@@ -589,11 +598,14 @@ impl Session {
                 let now = self.shared.clock.now_ms();
                 let line = |id: &u64, c: &ClientInfo| {
                     format!(
-                        "id={id} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 multi=-1 qbuf=0 obl=0 oll=0 omem=0 events=r cmd=client|list user=default lib-name={} lib-ver={} resp={}\n",
+                        "id={id} addr={} laddr= fd=0 name={} age={} idle=0 flags={} db={} sub={} psub={} multi=-1 qbuf=0 obl=0 oll=0 omem=0 events=r cmd=client|list user=default lib-name={} lib-ver={} resp={}\n",
                         c.addr,
                         c.name,
                         now.saturating_sub(c.created) / 1000,
+                        if c.sub + c.psub > 0 { "P" } else { "N" },
                         c.db,
+                        c.sub,
+                        c.psub,
                         c.lib_name,
                         c.lib_ver,
                         c.resp
@@ -606,6 +618,31 @@ impl Session {
                 };
                 Reply::Verbatim(text)
             }
+            ("kill", 3) => {
+                // The old form: CLIENT KILL addr:port.
+                let found = clients.values().find(|c| c.addr.as_bytes() == &args[2][..]);
+                match found {
+                    Some(c) => {
+                        c.disconnect.set();
+                        Reply::OK
+                    }
+                    None => Reply::err("ERR No such client"),
+                }
+            }
+            ("kill", _) => match kill_filter(&args[2..]) {
+                Ok(filter) => {
+                    let now = self.shared.clock.now_ms();
+                    let mut killed = 0;
+                    for (id, c) in clients.iter() {
+                        if filter.matches(*id, c, self.id, now) {
+                            c.disconnect.set();
+                            killed += 1;
+                        }
+                    }
+                    Reply::Int(killed)
+                }
+                Err(e) => e,
+            },
             ("no-evict" | "no-touch", 3) => Reply::OK,
             ("reply", 3) => Reply::OK,
             _ => Reply::err(format!(
@@ -876,6 +913,8 @@ impl Session {
                 Reply::Int((self.channels.len() + self.patterns.len()) as i64),
             ]));
         }
+        drop(pubsub);
+        self.count_subscriptions();
         Reply::Many(out)
     }
 
@@ -907,6 +946,8 @@ impl Session {
                 Reply::Int((self.channels.len() + self.patterns.len()) as i64),
             ]));
         }
+        drop(pubsub);
+        self.count_subscriptions();
         Reply::Many(out)
     }
 
@@ -1054,6 +1095,68 @@ impl Drop for Session {
         });
         self.shared.waiting.fetch_sub(gone, Ordering::Relaxed);
     }
+}
+
+/// The filters of `CLIENT KILL <filter> <value> ...`; all must match.
+#[derive(Default)]
+struct KillFilter {
+    id: Option<u64>,
+    addr: Option<String>,
+    /// `Some(true)`: pub/sub clients only; `Some(false)`: the others.
+    pubsub: Option<bool>,
+    max_age_secs: Option<u64>,
+    /// Whether the calling client is spared (SKIPME, default yes).
+    skip_me: bool,
+}
+
+impl KillFilter {
+    fn matches(&self, id: u64, c: &ClientInfo, me: u64, now_ms: u64) -> bool {
+        !(self.skip_me && id == me)
+            && self.id.is_none_or(|want| want == id)
+            && self.addr.as_ref().is_none_or(|a| *a == c.addr)
+            && self.pubsub.is_none_or(|p| p == (c.sub + c.psub > 0))
+            && self.max_age_secs.is_none_or(|m| now_ms.saturating_sub(c.created) / 1000 >= m)
+    }
+}
+
+fn kill_filter(args: &[Bytes]) -> Result<KillFilter, Reply> {
+    if args.is_empty() || args.len() % 2 != 0 {
+        return Err(Reply::err("ERR syntax error"));
+    }
+    let mut filter = KillFilter { skip_me: true, ..KillFilter::default() };
+    for pair in args.chunks(2) {
+        let value = String::from_utf8_lossy(&pair[1]).into_owned();
+        let number =
+            || value.parse::<u64>().map_err(|_| Reply::err("ERR client-id should be greater than 0"));
+        match String::from_utf8_lossy(&pair[0]).to_ascii_lowercase().as_str() {
+            "id" => filter.id = Some(number()?),
+            "addr" => filter.addr = Some(value),
+            "maxage" => filter.max_age_secs = Some(number()?),
+            "user" if value == "default" => {}
+            "user" => return Err(Reply::err(format!("ERR No such user '{value}'"))),
+            "type" => {
+                filter.pubsub = match value.to_ascii_lowercase().as_str() {
+                    "normal" => Some(false),
+                    "pubsub" => Some(true),
+                    // No replication here: no master or replica clients to match.
+                    "master" | "replica" | "slave" => {
+                        filter.id = Some(0);
+                        None
+                    }
+                    _ => return Err(Reply::err(format!("ERR Unknown client type '{value}'"))),
+                }
+            }
+            "skipme" => {
+                filter.skip_me = match value.to_ascii_lowercase().as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(Reply::err("ERR syntax error")),
+                }
+            }
+            _ => return Err(Reply::err("ERR syntax error")),
+        }
+    }
+    Ok(filter)
 }
 
 /// `100`, `100kb`, `64mb`, `1gb` (k/m/g are powers of 1000, kb/mb/gb of 1024, as in Redis).

@@ -98,7 +98,7 @@ async fn connection(
     let (mut reader, mut writer) = socket.into_split();
     let mut session = cache.session(peer);
     let mut pushes = session.take_pushes().expect("a new session has its push queue");
-    let eviction = session.eviction();
+    let disconnect = session.disconnect();
     let mut parser = Parser::new(config.limits.clone());
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
@@ -135,19 +135,19 @@ async fn connection(
             }
         }
         run_batch(&mut session, &mut batch, &mut replies, &mut output).await;
-        if eviction.is_set() {
-            // Too far behind its pub/sub messages: closed at once, as Redis does.
+        if disconnect.is_set() {
+            // Killed (CLIENT KILL) or too far behind its pub/sub messages: closed at once.
             return Ok(());
         }
         if session.closing() || broken.is_some() {
             if let Some(err) = broken {
                 encode(&Reply::Error(err), false, &mut output);
             }
-            send(&mut writer, &output, &eviction).await?;
+            send(&mut writer, &output, &disconnect).await?;
             return Ok(());
         }
         if output.len() >= FLUSH_BYTES {
-            if !send(&mut writer, &output, &eviction).await? {
+            if !send(&mut writer, &output, &disconnect).await? {
                 return Ok(());
             }
             output.clear();
@@ -156,7 +156,7 @@ async fn connection(
             continue;
         }
         if !output.is_empty() {
-            if !send(&mut writer, &output, &eviction).await? {
+            if !send(&mut writer, &output, &disconnect).await? {
                 return Ok(());
             }
             output.clear();
@@ -177,22 +177,23 @@ async fn connection(
                     }
                 }
             }
+            () = disconnect.wait() => return Ok(()),
         }
     }
 }
 
-/// Writes `output`, unless the client is evicted first (a client that stopped reading would
-/// hold the write forever); returns whether it was written.
+/// Writes `output`, unless the connection is to close first (a client that stopped reading
+/// would hold the write forever); returns whether it was written.
 async fn send(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
     output: &[u8],
-    eviction: &strata_cache::Eviction,
+    disconnect: &strata_cache::Disconnect,
 ) -> std::io::Result<bool> {
-    // The write first: it usually completes at once, and the eviction is then never polled.
+    // The write first: it usually completes at once, and the disconnect is then never polled.
     tokio::select! {
         biased;
         written = writer.write_all(output) => written.map(|()| true),
-        () = eviction.wait() => Ok(false),
+        () = disconnect.wait() => Ok(false),
     }
 }
 

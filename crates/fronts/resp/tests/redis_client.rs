@@ -632,6 +632,55 @@ async fn a_subscriber_that_stops_reading_is_disconnected_not_left_behind() {
 }
 
 #[tokio::test]
+async fn client_kill_closes_the_named_connections_at_once() {
+    let (addr, mut admin) = start().await;
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    // Two idle raw connections, one of them a subscriber.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"CLIENT ID\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = idle.read(&mut buf).await.unwrap();
+    let idle_id: i64 = String::from_utf8_lossy(&buf[1..n]).trim().parse().unwrap();
+    let mut sub = client.get_async_pubsub().await.unwrap();
+    sub.subscribe("news").await.unwrap();
+    let list: String = cmd("CLIENT").arg("LIST").query_async(&mut admin).await.unwrap();
+    assert!(list.contains("sub=1 psub=0"), "{list}");
+    // By id: the idle connection is closed without sending anything.
+    let killed: i64 = cmd("CLIENT").arg("KILL").arg("ID").arg(idle_id).query_async(&mut admin).await.unwrap();
+    assert_eq!(killed, 1);
+    let eof = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await.expect("still open");
+    assert!(matches!(eof, Ok(0) | Err(_)), "{eof:?}");
+    // By type: the subscriber goes, the caller (SKIPME yes) stays.
+    let killed: i64 =
+        cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut admin).await.unwrap();
+    assert_eq!(killed, 1);
+    let mut gone = false;
+    for _ in 0..200 {
+        let numsub: (String, i64) =
+            cmd("PUBSUB").arg("NUMSUB").arg("news").query_async(&mut admin).await.unwrap();
+        if numsub.1 == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(gone, "the killed subscriber is still subscribed");
+    // The old form by address, and bad filters.
+    let other = TcpStream::connect(&addr).await.unwrap();
+    let other_addr = other.local_addr().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let ok: String = cmd("CLIENT").arg("KILL").arg(&other_addr).query_async(&mut admin).await.unwrap();
+    assert_eq!(ok, "OK");
+    let err =
+        cmd("CLIENT").arg("KILL").arg("127.0.0.1:1").query_async::<Value>(&mut admin).await.unwrap_err();
+    assert!(err.to_string().contains("No such client"), "{err}");
+    let err =
+        cmd("CLIENT").arg("KILL").arg("COLOR").arg("red").query_async::<Value>(&mut admin).await.unwrap_err();
+    assert!(err.to_string().contains("syntax"), "{err}");
+    assert_eq!(cmd("PING").query_async::<String>(&mut admin).await.unwrap(), "PONG");
+}
+
+#[tokio::test]
 async fn server_commands_clients_probe() {
     let (_, mut c) = start().await;
     let pong: String = cmd("PING").query_async(&mut c).await.unwrap();
