@@ -1120,7 +1120,7 @@ impl KillFilter {
 }
 
 fn kill_filter(args: &[Bytes]) -> Result<KillFilter, Reply> {
-    if args.is_empty() || args.len() % 2 != 0 {
+    if args.is_empty() || !args.len().is_multiple_of(2) {
         return Err(Reply::err("ERR syntax error"));
     }
     let mut filter = KillFilter { skip_me: true, ..KillFilter::default() };
