@@ -6,6 +6,7 @@
 
 mod blob_cli;
 mod config;
+mod edge_journal;
 mod search_sources;
 mod serve;
 mod view_sink;

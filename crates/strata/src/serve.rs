@@ -95,7 +95,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await?
             .map_err(|e| anyhow!("opening the lock block: {e}"))?
     };
-    let edge = strata_edge::Edge::new(config.edge.routes.clone()).map_err(|e| anyhow!("edge.routes: {e}"))?;
+    let edge = {
+        let journal = crate::edge_journal::CoreJournal::open(store.clone())?;
+        let routes = config.edge.routes.clone();
+        tokio::task::spawn_blocking(move || {
+            strata_edge::Edge::with_journal(routes, std::sync::Arc::new(journal))
+        })
+        .await?
+        .map_err(|e| anyhow!("edge.routes: {e}"))?
+    };
     let views = strata_stream::views::Views::new(streams.clone());
     views.set_sink(Arc::new(crate::view_sink::SqlSink::new(&sql)));
     // Bound before the http front starts, so that presigned links name the real address.

@@ -1163,4 +1163,30 @@ api_keys = {{ "key-1" = "alice" }}
     assert_eq!(bad.status(), 400);
     assert_eq!(http.delete(format!("{}/v1/edge/routes/shop", strata.base)).send().unwrap().status(), 204);
     assert_eq!(http.get(format!("{}/shop/cart", strata.proxy)).send().unwrap().status(), 404);
+
+    // Admin changes outlive a kill -9: a new route stays, a config route deleted stays deleted.
+    let route = serde_json::json!({"match": {"path_prefix": "/store"}, "upstreams": [b]});
+    assert_eq!(
+        http.put(format!("{}/v1/edge/routes/store", strata.base)).json(&route).send().unwrap().status(),
+        201
+    );
+    assert_eq!(http.delete(format!("{}/v1/edge/routes/api", strata.base)).send().unwrap().status(), 204);
+    drop(strata); // SIGKILL
+    let mut cmd = command(&dir.path().join("data"), &[]);
+    cmd.arg("--config").arg(&config);
+    let strata = start_command(cmd);
+    let listed: serde_json::Value =
+        http.get(format!("{}/v1/edge/routes", strata.base)).send().unwrap().json().unwrap();
+    let names: Vec<&str> =
+        listed["routes"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["store"]);
+    assert_eq!(http.get(format!("{}/store/x", strata.proxy)).send().unwrap().text().unwrap(), "b /store/x");
+    assert_eq!(
+        http.get(format!("{}/api/orders", strata.proxy))
+            .header("x-api-key", "key-1")
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
 }

@@ -138,10 +138,7 @@ impl Authenticator {
                     std::fs::read_to_string(jwks)
                         .map_err(|e| EdgeError::Invalid(format!("jwt.jwks {jwks}: {e}")))?
                 };
-                keys.extend(
-                    parse_jwks(&text)
-                        .map_err(|EdgeError::Invalid(e)| EdgeError::Invalid(format!("jwt.{e}")))?,
-                );
+                keys.extend(parse_jwks(&text).map_err(|e| EdgeError::Invalid(format!("jwt.{e}")))?);
             }
             let remote = j
                 .jwks_url

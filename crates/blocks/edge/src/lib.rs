@@ -14,7 +14,8 @@
 //!
 //! [`Edge`] holds the route table. Changing a route swaps in a new table; requests in
 //! flight keep the one they started with (and its backends), so nothing is dropped and a
-//! removed backend drains.
+//! removed backend drains. Runtime changes go through a [`RouteJournal`] first when one is
+//! given, so they outlive a restart.
 //!
 //! ## Limitations
 //!
@@ -37,12 +38,14 @@ use std::sync::{Arc, RwLock};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EdgeError {
     Invalid(String),
+    /// The route journal could not record a change.
+    Storage(String),
 }
 
 impl std::fmt::Display for EdgeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            EdgeError::Invalid(m) => write!(f, "{m}"),
+            EdgeError::Invalid(m) | EdgeError::Storage(m) => write!(f, "{m}"),
         }
     }
 }
@@ -128,10 +131,22 @@ struct State {
     table: Arc<Table>,
 }
 
+/// Where changes made at runtime (the admin API) are kept, so that a restart starts from
+/// them: the binary keeps them in core. A change is written here before it takes effect.
+pub trait RouteJournal: Send + Sync {
+    /// Records a route created or replaced.
+    fn put(&self, spec: &RouteSpec) -> Result<(), EdgeError>;
+    /// Records a route deleted.
+    fn delete(&self, name: &str) -> Result<(), EdgeError>;
+    /// What was recorded, in order: a route (`Some`) or a deletion (`None`) by name.
+    fn load(&self) -> Result<Vec<(String, Option<RouteSpec>)>, EdgeError>;
+}
+
 /// The route table, changeable at runtime. Cheap to clone.
 #[derive(Clone)]
 pub struct Edge {
     state: Arc<RwLock<State>>,
+    journal: Option<Arc<dyn RouteJournal>>,
 }
 
 impl Edge {
@@ -142,6 +157,7 @@ impl Edge {
                 next_order: 0,
                 table: Arc::new(Table { routes: Vec::new() }),
             })),
+            journal: None,
         };
         for spec in specs {
             if edge.get(&spec.name).is_some() {
@@ -150,6 +166,27 @@ impl Edge {
             let name = spec.name.clone();
             edge.put(&name, spec)?;
         }
+        Ok(edge)
+    }
+
+    /// The config file's routes, then the changes `journal` recorded at runtime on top (a
+    /// recorded route replaces the file's of that name; a recorded deletion removes it).
+    /// Later changes are recorded there too.
+    pub fn with_journal(specs: Vec<RouteSpec>, journal: Arc<dyn RouteJournal>) -> Result<Edge, EdgeError> {
+        let mut edge = Edge::new(specs)?;
+        for (name, change) in journal.load()? {
+            match change {
+                Some(spec) => {
+                    edge.put(&name, spec).map_err(|e| {
+                        EdgeError::Invalid(format!("route {name} recorded by the admin API: {e}"))
+                    })?;
+                }
+                None => {
+                    edge.delete(&name)?;
+                }
+            }
+        }
+        edge.journal = Some(journal);
         Ok(edge)
     }
 
@@ -163,6 +200,9 @@ impl Edge {
         spec.name = name.to_string();
         let route = Arc::new(Route::new(spec)?);
         let mut state = self.state.write().expect("edge lock");
+        if let Some(journal) = &self.journal {
+            journal.put(&route.spec)?;
+        }
         if let Some(remote) = route.auth.as_ref().and_then(|a| a.remote_jwks()) {
             let same_url = state.table.routes.iter().filter_map(|r| r.auth.as_ref()?.remote_jwks());
             if let Some(old) = same_url.filter(|old| old.url == remote.url).find(|old| !old.wants_keys()) {
@@ -181,11 +221,18 @@ impl Edge {
         Ok(created)
     }
 
-    pub fn delete(&self, name: &str) -> bool {
+    /// Deletes a route; returns whether there was one.
+    pub fn delete(&self, name: &str) -> Result<bool, EdgeError> {
         let mut state = self.state.write().expect("edge lock");
-        let found = state.routes.remove(name).is_some();
+        if !state.routes.contains_key(name) {
+            return Ok(false);
+        }
+        if let Some(journal) = &self.journal {
+            journal.delete(name)?;
+        }
+        state.routes.remove(name);
         rebuild(&mut state);
-        found
+        Ok(true)
     }
 
     pub fn get(&self, name: &str) -> Option<RouteSpec> {
@@ -242,7 +289,7 @@ mod tests {
         assert_eq!(route_of(&edge, "x", "/api/things", "POST").as_deref(), Some("posts"));
         assert_eq!(route_of(&edge, "acme.example.com:8000", "/api/x", "GET").as_deref(), Some("tenant"));
         assert_eq!(route_of(&edge, "x", "/apis", "GET").as_deref(), Some("all"), "a prefix ends at a /");
-        edge.delete("all");
+        edge.delete("all").unwrap();
         assert_eq!(route_of(&edge, "x", "/other", "GET"), None);
     }
 

@@ -8,8 +8,8 @@
 //! DELETE /v1/edge/routes/{name}   -> 204, or 404
 //! ```
 //!
-//! Routes changed here last until the next start; the config file's `[[edge.routes]]` are
-//! what a start begins with.
+//! Changes made here are kept in core before they take effect, and a start applies them on
+//! top of the config file's `[[edge.routes]]`.
 
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -17,7 +17,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use strata_edge::{Edge, RouteSpec};
+use strata_edge::{Edge, EdgeError, RouteSpec};
+
+/// Runs a route change (which records it in core, an fsync) off the async workers.
+async fn change<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EdgeError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(EdgeError::Invalid(e))) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", e)),
+        Ok(Err(EdgeError::Storage(e))) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e)),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+    }
+}
 
 fn edge(state: &AppState) -> Result<Edge, ApiError> {
     state
@@ -40,9 +52,10 @@ pub async fn put(
     Json(spec): Json<RouteSpec>,
 ) -> Result<Response, ApiError> {
     let edge = edge(&state)?;
-    let created = edge
-        .put(&name, spec)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", e.to_string()))?;
+    let created = {
+        let (edge, name) = (edge.clone(), name.clone());
+        change(move || edge.put(&name, spec)).await?
+    };
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(edge.get(&name))).into_response())
 }
@@ -53,9 +66,10 @@ pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Res
 }
 
 pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    if edge(&state)?.delete(&name) {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(not_found(&name))
-    }
+    let edge = edge(&state)?;
+    let deleted = {
+        let name = name.clone();
+        change(move || edge.delete(&name)).await?
+    };
+    if deleted { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(not_found(&name)) }
 }
