@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Drives Strata's sqs front with real SQS clients: aws-cli (apt; Debian's 2.9 speaks the
 # query protocol) and boto3 (pip; the JSON protocol). Covers send/receive/delete,
-# visibility expiry and redelivery, a dead-letter queue after maxReceiveCount, FIFO order
+# visibility expiry and redelivery, a dead-letter queue after maxReceiveCount, a message
+# move task back from it, FIFO order
 # per group with two workers, deduplication, long polling and backpressure.
 #
 #   sudo scripts/sqs-clients.sh
@@ -68,6 +69,22 @@ for _ in range(3):
 assert sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1)["Messages"][0]["Body"] == "poison"
 assert sqs.list_dead_letter_source_queues(QueueUrl=dlq)["queueUrls"] == [w]
 ok("dead-letter queue after maxReceiveCount")
+
+sqs.send_message_batch(QueueUrl=dlq, Entries=[{"Id": str(i), "MessageBody": f"parked {i}"} for i in range(10)])
+handle = sqs.start_message_move_task(SourceArn=arn)["TaskHandle"]
+for _ in range(100):
+    task = sqs.list_message_move_tasks(SourceArn=arn, MaxResults=1)["Results"][0]
+    if task["Status"] == "COMPLETED":
+        break
+    time.sleep(0.05)
+assert task["TaskHandle"] == handle and task["Status"] == "COMPLETED", task
+assert task["ApproximateNumberOfMessagesMoved"] == 10, task
+try:
+    sqs.cancel_message_move_task(TaskHandle=handle)
+    raise SystemExit("cancelled a finished task")
+except sqs.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "ResourceNotFoundException", e.response
+ok("message move task: redrive back to the source queue, listed, not cancellable once done")
 
 f = sqs.create_queue(QueueName="orders.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
 for g in "AB":

@@ -12,6 +12,7 @@ use strata_queue::{Attributes, MessageAttribute, Queues, Redrive};
 
 pub(crate) struct Context {
     pub(crate) queues: Queues,
+    pub(crate) moves: crate::move_tasks::MoveTasks,
     pub(crate) config: Arc<SqsConfig>,
     /// The Host the client used, for queue URLs.
     pub(crate) host: String,
@@ -445,14 +446,56 @@ pub(crate) async fn run(cx: Context, action: &str, input: Value) -> Result<Value
             Ok(json!({"Tags": meta.tags}))
         }
         "StartMessageMoveTask" => {
-            let source = queue_of_arn(str_field(&input, "SourceArn")?)?;
-            let destination =
-                input.get("DestinationArn").and_then(Value::as_str).map(queue_of_arn).transpose()?;
-            // The move runs to completion before the answer (SQS runs it as a task).
-            let moved =
-                blocking(move || q.move_messages(&source, destination.as_deref(), usize::MAX)).await?;
-            Ok(json!({"TaskHandle": format!("moved-{moved}")}))
+            let source_arn = str_field(&input, "SourceArn")?.to_owned();
+            let source = queue_of_arn(&source_arn)?;
+            let destination_arn = input.get("DestinationArn").and_then(Value::as_str).map(str::to_owned);
+            let destination = destination_arn.as_deref().map(queue_of_arn).transpose()?;
+            let rate = int_field(&input, "MaxNumberOfMessagesPerSecond")?;
+            if rate.is_some_and(|r| r == 0 || r > 500) {
+                return Err(SqsError::invalid("MaxNumberOfMessagesPerSecond must be 1 to 500"));
+            }
+            // Checked now, so that a bad request fails here rather than in the task.
+            let (q2, s2, d2) = (q.clone(), source.clone(), destination.clone());
+            blocking(move || {
+                if let Some(d) = &d2 {
+                    q2.queue(d)?;
+                } else if q2.dead_letter_sources(&s2)?.is_empty() {
+                    return Err(strata_queue::QueueError::InvalidParameter(
+                        "the queue is no dead-letter queue of any queue: name a destination".into(),
+                    ));
+                }
+                q2.queue(&s2).map(drop)
+            })
+            .await?;
+            let (q2, s2) = (q.clone(), source.clone());
+            let to_move = blocking(move || q2.counts(&s2).map(|c| c.visible)).await?;
+            match cx.moves.start(q, source, source_arn, destination, destination_arn, rate, to_move) {
+                Ok(handle) => Ok(json!({"TaskHandle": handle})),
+                Err(_) => Err(SqsError::new(
+                    "UnsupportedOperation",
+                    "AWS.SimpleQueueService.UnsupportedOperation",
+                    "a message move task is already running for this queue",
+                )),
+            }
         }
+        "ListMessageMoveTasks" => {
+            let source = queue_of_arn(str_field(&input, "SourceArn")?)?;
+            let max = int_field(&input, "MaxResults")?.unwrap_or(1);
+            if !(1..=10).contains(&max) {
+                return Err(SqsError::invalid("MaxResults must be 1 to 10"));
+            }
+            let name = source.clone();
+            blocking(move || q.queue(&name)).await?;
+            Ok(json!({"Results": cx.moves.list(&source, max as usize)}))
+        }
+        "CancelMessageMoveTask" => match cx.moves.cancel(str_field(&input, "TaskHandle")?) {
+            Ok(moved) => Ok(json!({"ApproximateNumberOfMessagesMoved": moved})),
+            Err(_) => Err(SqsError::new(
+                "ResourceNotFoundException",
+                "ResourceNotFoundException",
+                "no running message move task has this handle",
+            )),
+        },
         other => Err(SqsError::new(
             "InvalidAction",
             "InvalidAction",

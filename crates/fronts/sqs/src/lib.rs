@@ -18,6 +18,7 @@
 
 mod actions;
 mod auth;
+mod move_tasks;
 mod query;
 
 use axum::body::Bytes;
@@ -60,6 +61,7 @@ impl Default for SqsConfig {
 #[derive(Clone)]
 struct AppState {
     queues: Queues,
+    moves: move_tasks::MoveTasks,
     config: Arc<SqsConfig>,
     /// Permits for requests in flight (long polls hold one while they wait).
     slots: Arc<tokio::sync::Semaphore>,
@@ -176,7 +178,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limit = config.max_body_bytes;
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
-    let state = AppState { queues, config: Arc::new(config), slots };
+    let state = AppState { queues, moves: Default::default(), config: Arc::new(config), slots };
     let app = axum::Router::new()
         .fallback(handle)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
@@ -327,7 +329,12 @@ async fn answer(
             (action, input)
         }
     };
-    let cx = actions::Context { queues: state.queues.clone(), config: state.config.clone(), host };
+    let cx = actions::Context {
+        queues: state.queues.clone(),
+        moves: state.moves.clone(),
+        config: state.config.clone(),
+        host,
+    };
     let output = actions::run(cx, &action, input).await?;
     Ok((action, output))
 }

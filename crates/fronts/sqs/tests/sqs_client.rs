@@ -364,3 +364,108 @@ async fn requests_in_flight_are_bounded() {
     assert_eq!(poll.await.unwrap().unwrap().status(), 200, "the long poll itself finishes");
     call(&server, "ListQueues", json!({})).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_move_tasks_redrive_list_and_cancel() {
+    let server = start(Limits::default()).await;
+    let arn = |q: &str| format!("arn:aws:sqs:us-east-1:000000000000:{q}");
+    let url = |name: &str| {
+        let server = &server;
+        let name = name.to_owned();
+        async move {
+            call(server, "CreateQueue", json!({"QueueName": name})).await["QueueUrl"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let dlq = url("parked").await;
+    let redrive = json!({"deadLetterTargetArn": arn("parked"), "maxReceiveCount": 3}).to_string();
+    let work =
+        call(&server, "CreateQueue", json!({"QueueName": "jobs", "Attributes": {"RedrivePolicy": redrive}}))
+            .await["QueueUrl"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let entries: Vec<Value> =
+        (0..10).map(|i| json!({"Id": format!("m{i}"), "MessageBody": format!("job {i}")})).collect();
+    for _ in 0..30 {
+        call(&server, "SendMessageBatch", json!({"QueueUrl": dlq, "Entries": entries})).await;
+    }
+    // A slow task (5 messages a second) back to the source queue: running, listed, cancelled.
+    let slow = call(
+        &server,
+        "StartMessageMoveTask",
+        json!({"SourceArn": arn("parked"), "MaxNumberOfMessagesPerSecond": 5}),
+    )
+    .await["TaskHandle"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _, _) =
+        call_with(&server, "strata-secret", "StartMessageMoveTask", json!({"SourceArn": arn("parked")}))
+            .await;
+    assert_eq!(status, 400, "one task per source queue at a time");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let listed =
+        call(&server, "ListMessageMoveTasks", json!({"SourceArn": arn("parked"), "MaxResults": 10})).await;
+    let task = &listed["Results"][0];
+    assert_eq!(
+        (task["TaskHandle"].as_str(), task["Status"].as_str()),
+        (Some(slow.as_str()), Some("RUNNING"))
+    );
+    assert_eq!(task["ApproximateNumberOfMessagesToMove"], 300);
+    let moved = task["ApproximateNumberOfMessagesMoved"].as_u64().unwrap();
+    assert!((1..300).contains(&moved), "the rate holds it back: {moved}");
+    let cancelled = call(&server, "CancelMessageMoveTask", json!({"TaskHandle": slow})).await;
+    assert!(cancelled["ApproximateNumberOfMessagesMoved"].as_u64().unwrap() >= moved);
+    let mut status = String::new();
+    for _ in 0..100 {
+        let listed = call(&server, "ListMessageMoveTasks", json!({"SourceArn": arn("parked")})).await;
+        status = listed["Results"][0]["Status"].as_str().unwrap().to_owned();
+        if status == "CANCELLED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "CANCELLED");
+    let (status, _, _) =
+        call_with(&server, "strata-secret", "CancelMessageMoveTask", json!({"TaskHandle": slow})).await;
+    assert_eq!(status, 400, "a task that is not running cannot be cancelled");
+    // A full-speed task moves the rest and completes; every message is in exactly one queue.
+    call(&server, "StartMessageMoveTask", json!({"SourceArn": arn("parked")})).await;
+    let mut done = Value::Null;
+    for _ in 0..200 {
+        let listed =
+            call(&server, "ListMessageMoveTasks", json!({"SourceArn": arn("parked"), "MaxResults": 2})).await;
+        if listed["Results"][0]["Status"] == "COMPLETED" {
+            done = listed;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["Results"].as_array().map(Vec::len), Some(2), "{done}");
+    let attrs = |q: String| {
+        let server = &server;
+        async move {
+            call(
+                server,
+                "GetQueueAttributes",
+                json!({"QueueUrl": q, "AttributeNames": ["ApproximateNumberOfMessages"]}),
+            )
+            .await["Attributes"]["ApproximateNumberOfMessages"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        }
+    };
+    assert_eq!((attrs(dlq.clone()).await, attrs(work.clone()).await), (0, 300));
+    // Bad requests.
+    let (status, _, _) =
+        call_with(&server, "strata-secret", "ListMessageMoveTasks", json!({"SourceArn": arn("nope")})).await;
+    assert_eq!(status, 400);
+    let (status, _, _) =
+        call_with(&server, "strata-secret", "StartMessageMoveTask", json!({"SourceArn": arn("jobs")})).await;
+    assert_eq!(status, 400, "jobs is no dead-letter queue and no destination is named");
+}
