@@ -36,10 +36,27 @@ pub struct Storage<'a> {
     pub config: &'a WriterConfig,
 }
 
-/// What searches use: a compiled mapping and a reader of the same generation.
+/// What searches use: a compiled mapping and a reader of the same generation; pinned, one
+/// searcher that keeps seeing the index as it was (a point in time).
 pub struct View {
     pub compiled: Arc<Compiled>,
     pub reader: IndexReader,
+    pinned: Option<tantivy::Searcher>,
+}
+
+impl View {
+    /// The searcher to use: the pinned one, or the reader's newest.
+    pub fn searcher(&self) -> tantivy::Searcher {
+        match &self.pinned {
+            Some(s) => s.clone(),
+            None => self.reader.searcher(),
+        }
+    }
+
+    /// This view frozen at the reader's current searcher.
+    pub fn pinned(&self) -> View {
+        View { compiled: self.compiled.clone(), reader: self.reader.clone(), pinned: Some(self.searcher()) }
+    }
 }
 
 /// The writing side, behind the index's write lock.
@@ -154,7 +171,7 @@ impl IndexHandle {
             remove_other_generations(root, meta.uuid, meta.generation);
         }
         Ok(IndexHandle {
-            view: RwLock::new(Arc::new(View { compiled, reader })),
+            view: RwLock::new(Arc::new(View { compiled, reader, pinned: None })),
             refreshed: Mutex::new(last_seq),
             writer: Mutex::new(writer),
             meta: RwLock::new(meta),
@@ -184,7 +201,7 @@ impl IndexHandle {
         writer.compiled = compiled.clone();
         writer.applied_seq = writer.next_seq - 1;
         writer.dirty_since = None;
-        *self.view.write().expect("view lock") = Arc::new(View { compiled, reader });
+        *self.view.write().expect("view lock") = Arc::new(View { compiled, reader, pinned: None });
         self.mark_refreshed(writer.applied_seq);
         Ok(())
     }

@@ -229,6 +229,8 @@ struct Inner {
     collections: RwLock<Vec<Arc<dyn Collections>>>,
     /// Open scrolls by id.
     scrolls: Mutex<HashMap<String, Scroll>>,
+    /// Open points in time by id: the views they pinned, until when.
+    pits: Mutex<HashMap<String, (Vec<(String, Arc<engine::View>)>, std::time::Instant)>>,
     /// Taken after `indices` when both are.
     aliases: RwLock<aliases::Aliases>,
 }
@@ -257,6 +259,34 @@ pub struct Search {
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// An Elasticsearch time value: a number and a unit (`d`, `h`, `m`, `s`, `ms`, `micros`,
+/// `nanos`), as `1m` or `500ms`.
+pub fn parse_time_value(text: &str) -> SearchResult<std::time::Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "d" => 86_400.0,
+        "h" => 3_600.0,
+        "m" => 60.0,
+        "s" => 1.0,
+        "ms" => 1e-3,
+        "micros" => 1e-6,
+        "nanos" => 1e-9,
+        _ => f64::NAN,
+    };
+    match number.parse::<f64>() {
+        Ok(n) if scale.is_finite() && n >= 0.0 && n * scale < 1e9 => {
+            Ok(std::time::Duration::from_secs_f64(n * scale))
+        }
+        _ => Err(SearchError::new(
+            400,
+            "parse_exception",
+            format!("failed to parse [{text}] as a time value: unit is missing or unrecognized"),
+        )),
+    }
 }
 
 fn check_keep_alive(keep_alive: std::time::Duration) -> SearchResult<()> {
@@ -414,6 +444,7 @@ impl Search {
                 id_counter: AtomicU64::new(0),
                 collections: RwLock::default(),
                 scrolls: Mutex::default(),
+                pits: Mutex::default(),
                 aliases: RwLock::new(aliases),
             }),
         };
@@ -817,7 +848,7 @@ impl Search {
         for name in names {
             let handle = self.handle(&name)?;
             let view = handle.view();
-            let searcher = view.reader.searcher();
+            let searcher = view.searcher();
             let docs = searcher.num_docs();
             let total: u64 = searcher.segment_readers().iter().map(|r| r.max_doc() as u64).sum();
             let bytes = searcher.space_usage().map(|u| u.total().get_bytes()).unwrap_or(0);
@@ -1313,7 +1344,7 @@ impl Search {
         let names = self.resolve(pattern)?;
         let views: Vec<(String, Arc<engine::View>)> = names
             .iter()
-            .map(|n| self.handle(n).map(|h| (n.clone(), h.view())))
+            .map(|n| self.handle(n).map(|h| (n.clone(), Arc::new(h.view().pinned()))))
             .collect::<SearchResult<_>>()?;
         let mut scrolls = self.inner.scrolls.lock().expect("scrolls lock");
         let now = std::time::Instant::now();
@@ -1378,6 +1409,79 @@ impl Search {
             None => std::mem::take(&mut *scrolls).len(),
             Some(ids) => ids.iter().filter(|id| scrolls.remove(id.as_str()).is_some()).count(),
         }
+    }
+
+    /// `POST /<index>/_pit?keep_alive=`: pins the indices as they are now; searches naming
+    /// the returned id (`"pit": {"id": ...}`) see them so until it is closed or expires.
+    pub fn open_pit(&self, pattern: &str, keep_alive: std::time::Duration) -> SearchResult<Value> {
+        check_keep_alive(keep_alive)?;
+        let names = self.resolve(pattern)?;
+        let views: Vec<(String, Arc<engine::View>)> = names
+            .iter()
+            .map(|n| self.handle(n).map(|h| (n.clone(), Arc::new(h.view().pinned()))))
+            .collect::<SearchResult<_>>()?;
+        let mut pits = self.inner.pits.lock().expect("pits lock");
+        let now = std::time::Instant::now();
+        pits.retain(|_, (_, expires)| *expires > now);
+        if pits.len() >= MAX_OPEN_SCROLLS {
+            return Err(SearchError::new(
+                429,
+                "exception",
+                format!(
+                    "Trying to create too many point in time contexts. Must be less than or equal to: [{MAX_OPEN_SCROLLS}]."
+                ),
+            ));
+        }
+        let id = format!("strata-pit-{}", self.generate_id());
+        pits.insert(id.clone(), (views, now + keep_alive));
+        Ok(
+            json!({"id": id, "_shards": {"total": names.len(), "successful": names.len(), "skipped": 0, "failed": 0}}),
+        )
+    }
+
+    /// `_search` with `"pit": {"id", "keep_alive"}`: the body run over the pinned views.
+    pub fn search_pit(&self, body: &Value) -> SearchResult<Value> {
+        let pit = &body["pit"];
+        let id = pit
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| SearchError::parsing("[pit] needs an [id]"))?;
+        let keep_alive = match pit.get("keep_alive") {
+            None => None,
+            Some(v) => {
+                let text =
+                    v.as_str().ok_or_else(|| SearchError::parsing("[keep_alive] must be a time value"))?;
+                let k = parse_time_value(text)?;
+                check_keep_alive(k)?;
+                Some(k)
+            }
+        };
+        let views = {
+            let mut pits = self.inner.pits.lock().expect("pits lock");
+            let now = std::time::Instant::now();
+            pits.retain(|_, (_, expires)| *expires > now);
+            let (views, expires) = pits.get_mut(id).ok_or_else(|| {
+                SearchError::new(
+                    404,
+                    "search_context_missing_exception",
+                    format!("No search context found for id [{id}]"),
+                )
+            })?;
+            if let Some(k) = keep_alive {
+                *expires = now + k;
+            }
+            views.clone()
+        };
+        let mut body = body.clone();
+        body.as_object_mut().expect("a search body is an object").remove("pit");
+        let mut out = search::run(&views, &body, &self.inner.config)?;
+        out["pit_id"] = json!(id);
+        Ok(out)
+    }
+
+    /// `DELETE /_pit`: closes a point in time; returns whether it was open.
+    pub fn close_pit(&self, id: &str) -> bool {
+        self.inner.pits.lock().expect("pits lock").remove(id).is_some()
     }
 
     /// `_count`.

@@ -586,7 +586,7 @@ fn run_inner(
     // Whether the request sorts by anything (every index reads the same `sort`).
     let mut sort_given = false;
     for (i, (_, view)) in views.iter().enumerate() {
-        let searcher = view.reader.searcher();
+        let searcher = view.searcher();
         let ctx = Ctx { compiled: &view.compiled, searcher: &searcher, now_ms: now };
         let query = body_query(&ctx, &body)?;
         let hits_query: Box<dyn Query> = match body.get("post_filter") {
@@ -966,7 +966,7 @@ fn suggestions(views: &[(String, Arc<View>)], suggest: &Value) -> SearchResult<V
             let mut own_freq = 0u64;
             for (_, view) in views {
                 let Some(info) = view.compiled.field(field) else { continue };
-                let searcher = view.reader.searcher();
+                let searcher = view.searcher();
                 own_freq += searcher.doc_freq(&tantivy::Term::from_field_text(info.field, &analyzed))?;
                 if word.chars().count() < min_word_length {
                     continue;
@@ -1020,7 +1020,7 @@ fn body_query(ctx: &Ctx, body: &Value) -> SearchResult<Box<dyn Query>> {
 
 /// `_count`: how many documents match the body's query.
 pub fn count(view: &View, body: &Value) -> SearchResult<usize> {
-    let searcher = view.reader.searcher();
+    let searcher = view.searcher();
     let ctx = Ctx { compiled: &view.compiled, searcher: &searcher, now_ms: now_ms() };
     let query = body_query(&ctx, body)?;
     Ok(query.count(&searcher)?)
@@ -1028,7 +1028,7 @@ pub fn count(view: &View, body: &Value) -> SearchResult<usize> {
 
 /// Ids of every matching document (for the by-query APIs), read from the refreshed index.
 pub fn matching_ids(view: &View, body: &Value) -> SearchResult<Vec<String>> {
-    let searcher = view.reader.searcher();
+    let searcher = view.searcher();
     let ctx = Ctx { compiled: &view.compiled, searcher: &searcher, now_ms: now_ms() };
     let query = body_query(&ctx, body)?;
     let limit = body.get("max_docs").and_then(Value::as_u64).map_or(usize::MAX, |n| n as usize);

@@ -157,6 +157,21 @@ fn route(
         ["_search", "scroll"] if get => next_scroll(search, None, params, body),
         ["_search", "scroll", id] if get => next_scroll(search, Some(id), params, body),
         ["_search", "scroll"] if m == Method::DELETE => clear_scroll(search, None, body),
+        ["_pit"] if m == Method::DELETE => {
+            let body = object_body(body)?;
+            let id = body.get("id").and_then(Value::as_str).ok_or_else(|| {
+                SearchError::new(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: [id] is missing;",
+                )
+            })?;
+            let freed = usize::from(search.close_pit(id));
+            Ok(Reply::Json(
+                if freed == 1 { 200 } else { 404 },
+                json!({"succeeded": true, "num_freed": freed}),
+            ))
+        }
         ["_search", "scroll", ids] if m == Method::DELETE => clear_scroll(search, Some(ids), body),
         ["_msearch"] if get => bulk::msearch(search, None, body),
         ["_count"] if get => Ok(Reply::Json(200, search.count("_all", &object_body(body)?)?)),
@@ -264,6 +279,16 @@ fn route(
             Ok(Reply::Json(200, search.mget(Some(index), &object_body(body)?, &params.source_filter())?))
         }
         [index, "_search"] if get => run_search(search, index, params, body),
+        [index, "_pit"] if m == Method::POST => {
+            let keep_alive = params.get("keep_alive").ok_or_else(|| {
+                SearchError::new(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: [keep_alive] is missing;",
+                )
+            })?;
+            Ok(Reply::Json(200, search.open_pit(index, strata_search::parse_time_value(keep_alive)?)?))
+        }
         [index, "_msearch"] if get => bulk::msearch(search, Some(index), body),
         [index, "_count"] if get => {
             let mut body = object_body(body)?;
@@ -378,8 +403,17 @@ fn run_search(search: &Search, index: &str, params: &Params, body: &[u8]) -> Out
             if f.disabled { json!(false) } else { json!({"includes": f.includes, "excludes": f.excludes}) };
     }
     match params.get("scroll") {
-        Some(keep_alive) => {
-            Ok(Reply::Json(200, search.open_scroll(index, &body, time_value("scroll", keep_alive)?)?))
+        Some(keep_alive) => Ok(Reply::Json(
+            200,
+            search.open_scroll(index, &body, strata_search::parse_time_value(keep_alive)?)?,
+        )),
+        None if body.get("pit").is_some() => {
+            if index != "_all" {
+                return Err(SearchError::illegal_argument(
+                    "[indices] cannot be used with point in time. Do not specify any index with point in time.",
+                ));
+            }
+            Ok(Reply::Json(200, search.search_pit(&body)?))
         }
         None => Ok(Reply::Json(200, search.search(index, &body)?)),
     }
@@ -401,7 +435,7 @@ fn next_scroll(search: &Search, id: Option<&str>, params: &Params, body: &[u8]) 
             )
         })?;
     let keep_alive = match body.get("scroll").and_then(Value::as_str).or_else(|| params.get("scroll")) {
-        Some(text) => Some(time_value("scroll", text)?),
+        Some(text) => Some(strata_search::parse_time_value(text)?),
         None => None,
     };
     Ok(Reply::Json(200, search.scroll(&id, keep_alive)?))
@@ -430,36 +464,6 @@ fn clear_scroll(search: &Search, ids: Option<&str>, body: &[u8]) -> Outcome {
     };
     let status = if freed == 0 { 404 } else { 200 };
     Ok(Reply::Json(status, json!({"succeeded": true, "num_freed": freed})))
-}
-
-/// An Elasticsearch time value: a number and a unit (`d`, `h`, `m`, `s`, `ms`, `micros`,
-/// `nanos`), as `1m` or `500ms`.
-fn time_value(setting: &str, text: &str) -> Result<std::time::Duration, SearchError> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit {
-        "d" => 86_400.0,
-        "h" => 3_600.0,
-        "m" => 60.0,
-        "s" => 1.0,
-        "ms" => 1e-3,
-        "micros" => 1e-6,
-        "nanos" => 1e-9,
-        _ => f64::NAN,
-    };
-    match number.parse::<f64>() {
-        Ok(n) if scale.is_finite() && n >= 0.0 && n * scale < 1e9 => {
-            Ok(std::time::Duration::from_secs_f64(n * scale))
-        }
-        _ => Err(SearchError::new(
-            400,
-            "parse_exception",
-            format!(
-                "failed to parse setting [{setting}] with value [{text}] as a time value: unit is missing or unrecognized"
-            ),
-        )),
-    }
 }
 
 fn human_bytes(n: u64) -> String {

@@ -719,3 +719,49 @@ async fn aliases_read_all_their_indices_and_write_to_one() {
     let resp = s.http.get(format!("{}/_cat/aliases?v", s.base)).send().await.unwrap().text().await.unwrap();
     assert!(resp.contains("logs logs-1 - - - -") && resp.contains("metrics metrics-1 - - - true"), "{resp}");
 }
+
+#[tokio::test]
+async fn a_point_in_time_pages_with_search_after_over_a_frozen_view() {
+    let s = server(strata_es::EsConfig::default()).await;
+    let lines: Vec<Value> = (0..12)
+        .flat_map(|i| [json!({"index": {"_index": "events", "_id": format!("e{i:02}")}}), json!({"n": i})])
+        .collect();
+    s.bulk("/_bulk?refresh=true", &lines).await;
+    let (status, opened) = s.call(Method::POST, "/events/_pit?keep_alive=1m", None).await;
+    assert_eq!(status, 200, "{opened}");
+    let pit = opened["id"].as_str().unwrap().to_string();
+    // Written after the point in time: not seen through it.
+    let (status, _) = s.call(Method::PUT, "/events/_doc/late?refresh=true", Some(json!({"n": 100}))).await;
+    assert_eq!(status, 201);
+    let mut seen = Vec::new();
+    let mut after: Option<Value> = None;
+    loop {
+        let mut body = json!({"size": 5, "pit": {"id": pit, "keep_alive": "1m"}, "sort": [{"n": "asc"}]});
+        if let Some(a) = &after {
+            body["search_after"] = a.clone();
+        }
+        let (status, page) = s.call(Method::POST, "/_search", Some(body)).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["pit_id"], pit.as_str());
+        let hits = page["hits"]["hits"].as_array().unwrap().clone();
+        if hits.is_empty() {
+            break;
+        }
+        after = Some(hits.last().unwrap()["sort"].clone());
+        seen.extend(hits.iter().map(|h| h["_id"].as_str().unwrap().to_string()));
+    }
+    let expected: Vec<String> = (0..12).map(|i| format!("e{i:02}")).collect();
+    assert_eq!(seen, expected);
+    // A point in time does not take an index in the path; closed, it is gone.
+    let (status, _) = s.call(Method::POST, "/events/_search", Some(json!({"pit": {"id": pit}}))).await;
+    assert_eq!(status, 400);
+    let (status, closed) = s.call(Method::DELETE, "/_pit", Some(json!({"id": pit}))).await;
+    assert_eq!((status, closed["num_freed"].clone()), (StatusCode::OK, json!(1)));
+    let (status, gone) = s.call(Method::POST, "/_search", Some(json!({"pit": {"id": pit}}))).await;
+    assert_eq!(
+        (status, gone["error"]["type"].clone()),
+        (StatusCode::NOT_FOUND, json!("search_context_missing_exception"))
+    );
+    let (status, _) = s.call(Method::POST, "/events/_pit", None).await;
+    assert_eq!(status, 400, "keep_alive is required");
+}
