@@ -230,7 +230,7 @@ struct Inner {
     /// Open scrolls by id.
     scrolls: Mutex<HashMap<String, Scroll>>,
     /// Open points in time by id: the views they pinned, until when.
-    pits: Mutex<HashMap<String, (Vec<(String, Arc<engine::View>)>, std::time::Instant)>>,
+    pits: Mutex<HashMap<String, (PinnedViews, std::time::Instant)>>,
     /// Taken after `indices` when both are.
     aliases: RwLock<aliases::Aliases>,
 }
@@ -243,6 +243,9 @@ pub const MAX_SCROLL_HITS: usize = 1_000_000;
 const MAX_KEPT_SCROLL_HITS: usize = 10_000_000;
 /// Longest keep-alive of a scroll (Elasticsearch's `search.max_keep_alive`).
 pub const MAX_SCROLL_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Views of indices, by name, each frozen at one searcher.
+type PinnedViews = Vec<(String, Arc<engine::View>)>;
 
 /// An open scroll: the views it searches (a point in time) and its remaining hits.
 struct Scroll {
