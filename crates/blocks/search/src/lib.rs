@@ -1344,11 +1344,7 @@ impl Search {
         keep_alive: std::time::Duration,
     ) -> SearchResult<Value> {
         check_keep_alive(keep_alive)?;
-        let names = self.resolve(pattern)?;
-        let views: Vec<(String, Arc<engine::View>)> = names
-            .iter()
-            .map(|n| self.handle(n).map(|h| (n.clone(), Arc::new(h.view().pinned()))))
-            .collect::<SearchResult<_>>()?;
+        let views = self.pinned_views(pattern)?;
         let mut scrolls = self.inner.scrolls.lock().expect("scrolls lock");
         let now = std::time::Instant::now();
         scrolls.retain(|_, s| s.expires > now);
@@ -1414,15 +1410,19 @@ impl Search {
         }
     }
 
+    /// The indices `pattern` names, each frozen at its current searcher.
+    fn pinned_views(&self, pattern: &str) -> SearchResult<PinnedViews> {
+        self.resolve(pattern)?
+            .into_iter()
+            .map(|n| self.handle(&n).map(|h| (n, Arc::new(h.view().pinned()))))
+            .collect()
+    }
+
     /// `POST /<index>/_pit?keep_alive=`: pins the indices as they are now; searches naming
     /// the returned id (`"pit": {"id": ...}`) see them so until it is closed or expires.
     pub fn open_pit(&self, pattern: &str, keep_alive: std::time::Duration) -> SearchResult<Value> {
         check_keep_alive(keep_alive)?;
-        let names = self.resolve(pattern)?;
-        let views: Vec<(String, Arc<engine::View>)> = names
-            .iter()
-            .map(|n| self.handle(n).map(|h| (n.clone(), Arc::new(h.view().pinned()))))
-            .collect::<SearchResult<_>>()?;
+        let views = self.pinned_views(pattern)?;
         let mut pits = self.inner.pits.lock().expect("pits lock");
         let now = std::time::Instant::now();
         pits.retain(|_, (_, expires)| *expires > now);
@@ -1436,10 +1436,9 @@ impl Search {
             ));
         }
         let id = format!("strata-pit-{}", self.generate_id());
+        let n = views.len();
         pits.insert(id.clone(), (views, now + keep_alive));
-        Ok(
-            json!({"id": id, "_shards": {"total": names.len(), "successful": names.len(), "skipped": 0, "failed": 0}}),
-        )
+        Ok(json!({"id": id, "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}}))
     }
 
     /// `_search` with `"pit": {"id", "keep_alive"}`: the body run over the pinned views.
