@@ -89,6 +89,13 @@ pub(crate) struct ClientInfo {
     pub disconnect: Arc<Disconnect>,
 }
 
+impl ClientInfo {
+    /// Whether the client listens to any channel or pattern (a pub/sub client).
+    pub fn subscribed(&self) -> bool {
+        self.sub + self.psub > 0
+    }
+}
+
 /// A blocked client: which session, and how to wake it.
 type Waiters = HashMap<(usize, Bytes), Vec<(u64, Arc<Notify>)>>;
 

@@ -602,7 +602,7 @@ impl Session {
                         c.addr,
                         c.name,
                         now.saturating_sub(c.created) / 1000,
-                        if c.sub + c.psub > 0 { "P" } else { "N" },
+                        if c.subscribed() { "P" } else { "N" },
                         c.db,
                         c.sub,
                         c.psub,
@@ -1114,7 +1114,7 @@ impl KillFilter {
         !(self.skip_me && id == me)
             && self.id.is_none_or(|want| want == id)
             && self.addr.as_ref().is_none_or(|a| *a == c.addr)
-            && self.pubsub.is_none_or(|p| p == (c.sub + c.psub > 0))
+            && self.pubsub.is_none_or(|p| p == c.subscribed())
             && self.max_age_secs.is_none_or(|m| now_ms.saturating_sub(c.created) / 1000 >= m)
     }
 }

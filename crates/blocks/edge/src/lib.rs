@@ -33,7 +33,7 @@ pub mod spec;
 pub use spec::RouteSpec;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EdgeError {
@@ -106,6 +106,11 @@ impl Route {
             balance::Pool::new(&spec.upstreams, spec.balance, spec.outlier.clone(), spec.max_connections);
         Ok(Route { spec, matcher, auth, limiter, pool })
     }
+
+    /// The JWKS this route's JWT keys come from, when they come from a URL.
+    pub fn remote_jwks(&self) -> Option<&Arc<auth::RemoteJwks>> {
+        self.auth.as_ref()?.remote_jwks()
+    }
 }
 
 /// Routes in precedence order.
@@ -147,6 +152,10 @@ pub trait RouteJournal: Send + Sync {
 pub struct Edge {
     state: Arc<RwLock<State>>,
     journal: Option<Arc<dyn RouteJournal>>,
+    /// One change at a time, so the journal records changes in the order the table takes
+    /// them, while the table's lock is held only for the swap (not for the journal's fsync,
+    /// which would stall every request's `table()`).
+    changes: Arc<Mutex<()>>,
 }
 
 impl Edge {
@@ -158,6 +167,7 @@ impl Edge {
                 table: Arc::new(Table { routes: Vec::new() }),
             })),
             journal: None,
+            changes: Arc::default(),
         };
         for spec in specs {
             if edge.get(&spec.name).is_some() {
@@ -199,12 +209,13 @@ impl Edge {
     pub fn put(&self, name: &str, mut spec: RouteSpec) -> Result<bool, EdgeError> {
         spec.name = name.to_string();
         let route = Arc::new(Route::new(spec)?);
-        let mut state = self.state.write().expect("edge lock");
+        let _one = self.changes.lock().expect("edge changes lock");
         if let Some(journal) = &self.journal {
             journal.put(&route.spec)?;
         }
-        if let Some(remote) = route.auth.as_ref().and_then(|a| a.remote_jwks()) {
-            let same_url = state.table.routes.iter().filter_map(|r| r.auth.as_ref()?.remote_jwks());
+        let mut state = self.state.write().expect("edge lock");
+        if let Some(remote) = route.remote_jwks() {
+            let same_url = state.table.routes.iter().filter_map(|r| r.remote_jwks());
             if let Some(old) = same_url.filter(|old| old.url == remote.url).find(|old| !old.wants_keys()) {
                 remote.adopt(old);
             }
@@ -223,13 +234,14 @@ impl Edge {
 
     /// Deletes a route; returns whether there was one.
     pub fn delete(&self, name: &str) -> Result<bool, EdgeError> {
-        let mut state = self.state.write().expect("edge lock");
-        if !state.routes.contains_key(name) {
+        let _one = self.changes.lock().expect("edge changes lock");
+        if !self.state.read().expect("edge lock").routes.contains_key(name) {
             return Ok(false);
         }
         if let Some(journal) = &self.journal {
             journal.delete(name)?;
         }
+        let mut state = self.state.write().expect("edge lock");
         state.routes.remove(name);
         rebuild(&mut state);
         Ok(true)
@@ -329,8 +341,7 @@ mod tests {
             spec(json!({"name": name, "upstreams": ["h:1"],
                         "auth": {"jwt": {"jwks_url": "http://idp/keys", "jwks_refresh_secs": 60}}}))
         };
-        let remote =
-            |edge: &Edge| edge.table().routes()[0].auth.as_ref().unwrap().remote_jwks().unwrap().clone();
+        let remote = |edge: &Edge| edge.table().routes()[0].remote_jwks().unwrap().clone();
         let edge = Edge::new(vec![route("api")]).unwrap();
         let first = remote(&edge);
         assert_eq!(

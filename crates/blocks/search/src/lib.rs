@@ -249,7 +249,7 @@ type PinnedViews = Vec<(String, Arc<engine::View>)>;
 
 /// An open scroll: the views it searches (a point in time) and its remaining hits.
 struct Scroll {
-    views: Vec<(String, Arc<engine::View>)>,
+    views: PinnedViews,
     state: search::ScrollState,
     expires: std::time::Instant,
 }

@@ -32,7 +32,7 @@ pub async fn run(edge: Edge) {
         let table = edge.table();
         let mut by_url: HashMap<&str, Vec<&Arc<RemoteJwks>>> = HashMap::new();
         for route in table.routes() {
-            if let Some(remote) = route.auth.as_ref().and_then(|a| a.remote_jwks()) {
+            if let Some(remote) = route.remote_jwks() {
                 by_url.entry(remote.url.as_str()).or_default().push(remote);
             }
         }

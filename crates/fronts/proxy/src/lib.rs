@@ -11,8 +11,9 @@
 //! ```
 //!
 //! WebSocket upgrades pass through (`pipeline.rs`); active health checks run in
-//! `health.rs`; JWKS URLs are fetched in `jwks.rs`; plain TCP balancing (L4) in `tcp.rs`; rate limits shared between edge
-//! processes through a Redis-protocol store in `shared_limits.rs`. Errors are JSON:
+//! `health.rs`; JWKS URLs are fetched in `jwks.rs`; plain TCP balancing (L4) in `tcp.rs`;
+//! rate limits shared between edge processes through a Redis-protocol store in
+//! `shared_limits.rs`. Errors are JSON:
 //! `{"error": {"code": "...", "message": "..."}, "request_id": "..."}`.
 
 mod access_log;
