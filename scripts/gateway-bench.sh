@@ -2,13 +2,21 @@
 # The gateway next to nginx and HAProxy: wrk -t2 -c64 -d15s for a 1 KiB response from a
 # local nginx origin, (a) direct, (b) through nginx as a reverse proxy, (c) through
 # HAProxy, (d) through Strata's proxy with routing only, (e) Strata with JWT auth, a rate
-# limit and the access log on. Prints requests/s, p50/p99 and the ratios to nginx.
+# limit and the access log on. The setups run in turn, ROUNDS times (A B C D E A B C D E ...),
+# so a slow minute of this shared machine falls on all of them; prints the median
+# requests/s, p50 and p99 of each and the ratios to nginx.
 #
-#   sudo scripts/gateway-bench.sh            # DURATION=15s CONNECTIONS=64 by default
+# Each proxy gets one worker thread, as nginx (worker_processes 1) and HAProxy (nbthread 1)
+# do here: wrk, the origin and the proxy share the two cores. STRATA_PROXY_WORKERS=0 in the
+# environment runs Strata with its default (one per core) instead.
+#
+#   sudo scripts/gateway-bench.sh            # DURATION=15s CONNECTIONS=64 ROUNDS=3 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
 CONNECTIONS=${CONNECTIONS:-64}
+ROUNDS=${ROUNDS:-3}
+export STRATA_PROXY_WORKERS=${STRATA_PROXY_WORKERS:-1}
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
 need nginx nginx
@@ -92,26 +100,34 @@ PY
 )
 curl -fs -o /dev/null -H "Authorization: Bearer $token" localhost:18085/ || { echo "the JWT route refused the token"; exit 1; }
 
-declare -A RPS P50 P99
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v } else { sub(/s$/, "", v); print v * 1000 } }'; }
-run() { # label url [header]
+run() { # label url [header]: appends "rps p50 p99" to $work/$label.runs
     local out
     if [ -n "${3:-}" ]; then out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -H "$3" "$2"); else out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$2"); fi
-    RPS[$1]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    P50[$1]=$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")
-    P99[$1]=$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
+    echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')") $(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")" >>"$work/$1.runs"
     if echo "$out" | grep -q "Non-2xx"; then echo "warning: $1 had non-2xx answers"; fi
 }
-run a http://127.0.0.1:18081/
-run b http://127.0.0.1:18082/
-run c http://127.0.0.1:18083/
-run d http://127.0.0.1:18084/
-run e http://127.0.0.1:18085/ "Authorization: Bearer $token"
+for round in $(seq "$ROUNDS"); do
+    echo "round $round of $ROUNDS"
+    run a http://127.0.0.1:18081/
+    run b http://127.0.0.1:18082/
+    run c http://127.0.0.1:18083/
+    run d http://127.0.0.1:18084/
+    run e http://127.0.0.1:18085/ "Authorization: Bearer $token"
+done
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A RPS P50 P99
+for k in a b c d e; do
+    RPS[$k]=$(awk '{print $1}' "$work/$k.runs" | median)
+    P50[$k]=$(awk '{print $2}' "$work/$k.runs" | median)
+    P99[$k]=$(awk '{print $3}' "$work/$k.runs" | median)
+done
+echo "medians of $ROUNDS rounds; wrk -t2 -c$CONNECTIONS -d$DURATION; Strata proxy.workers=$STRATA_PROXY_WORKERS"
 printf '%-44s %12s %9s %9s %10s\n' setup "requests/s" "p50 ms" "p99 ms" "vs nginx"
 for k in a b c d e; do
     case $k in a) name="(a) nginx origin, direct";; b) name="(b) nginx reverse proxy";; c) name="(c) HAProxy";;
         d) name="(d) Strata proxy, routing only";; e) name="(e) Strata, JWT + rate limit + access log";; esac
     ratio=$(awk -v x="${RPS[$k]}" -v y="${RPS[b]}" 'BEGIN { printf "%.2fx", x / y }')
-    printf '%-44s %12s %9s %9s %10s\n' "$name" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "$ratio"
+    printf '%-44s %12.0f %9s %9s %10s\n' "$name" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "$ratio"
 done
 echo "access log lines written by (e): $(wc -l <"$work/access.log")"

@@ -561,6 +561,10 @@ pub struct ProxyConfig {
     pub timeout_ms: u64,
     /// Largest request body when a route sets none.
     pub max_body_bytes: u64,
+    /// Threads serving connections; 0 is one per core.
+    pub workers: usize,
+    /// A client connection that sends no request for this long is closed (HTTP/1.1).
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for ProxyConfig {
@@ -573,6 +577,8 @@ impl Default for ProxyConfig {
             connect_timeout_ms: proxy.connect_timeout.as_millis() as u64,
             timeout_ms: proxy.timeout.as_millis() as u64,
             max_body_bytes: proxy.max_body_bytes,
+            workers: proxy.workers,
+            idle_timeout_ms: proxy.idle_timeout.as_millis() as u64,
         }
     }
 }
@@ -906,6 +912,8 @@ impl Config {
             connect_timeout: std::time::Duration::from_millis(self.proxy.connect_timeout_ms),
             timeout: std::time::Duration::from_millis(self.proxy.timeout_ms),
             max_body_bytes: self.proxy.max_body_bytes,
+            workers: self.proxy.workers,
+            idle_timeout: std::time::Duration::from_millis(self.proxy.idle_timeout_ms),
             rate_limit_store: (!self.edge.rate_limit_store.is_empty())
                 .then(|| self.edge.rate_limit_store.clone()),
             ..strata_proxy::ProxyConfig::default()

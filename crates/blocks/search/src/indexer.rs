@@ -176,12 +176,18 @@ impl Inner {
     }
 }
 
+/// Time between rounds while indices follow sources, and while none does.
+const ROUND: Duration = Duration::from_millis(10);
+const IDLE_ROUND: Duration = Duration::from_millis(200);
+
 fn run(weak: Weak<Inner>) {
     let mut follows: HashMap<u64, Follow> = HashMap::new();
     let mut seen_seq = u64::MAX;
     let mut seen_indices: HashSet<u64> = HashSet::new();
     loop {
-        std::thread::sleep(Duration::from_millis(10));
+        // Rounds are frequent only while some index follows a source: an idle server's
+        // thread should not wake a hundred times a second.
+        std::thread::sleep(if follows.is_empty() { IDLE_ROUND } else { ROUND });
         let Some(search) = weak.upgrade().map(|inner| Search { inner }) else { return };
         let last = search.inner.store.last_seq();
         let handles = search.inner.handles();

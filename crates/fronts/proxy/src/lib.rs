@@ -22,11 +22,12 @@ mod jwks;
 mod pipeline;
 mod shared_limits;
 mod tcp;
+mod workers;
 
 pub use access_log::AccessLog;
 pub use tcp::serve_tcp;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,11 @@ pub struct ProxyConfig {
     /// A Redis-protocol store (`redis://host:port/`) where rate limits are kept, shared
     /// with every edge process that names it; `None` keeps them in this process.
     pub rate_limit_store: Option<String>,
+    /// Threads serving connections (`workers.rs`); 0 is one per core.
+    pub workers: usize,
+    /// An HTTP/1.1 client connection that sends no request head for this long (idle
+    /// between requests, or slow to send one) is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -60,12 +66,15 @@ impl Default for ProxyConfig {
             max_body_bytes: 100 * 1024 * 1024,
             pool_idle_per_host: 256,
             rate_limit_store: None,
+            workers: 0,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
 
-/// Serves the proxy on `listener` until `shutdown` resolves; health checks and JWKS fetches
-/// run meanwhile.
+/// Serves the proxy on `listener` until `shutdown` resolves: connections are served on the
+/// worker threads (`workers.rs`) and close when it resolves; health checks and JWKS fetches
+/// run meanwhile on the caller's runtime.
 pub async fn serve(
     listener: TcpListener,
     edge: Edge,
@@ -74,7 +83,30 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let pipeline = Arc::new(pipeline::Pipeline::new(edge.clone(), config.clone(), log));
-    let checks = tokio::spawn(health::run(edge.clone(), pipeline.clone()));
+    let (max_header, idle_timeout) = (config.max_header_bytes, config.idle_timeout);
+    let serve_one: workers::Serve = Arc::new(move |socket, peer, pipeline| {
+        Box::pin(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let pipeline = pipeline.clone();
+                async move { Ok::<_, std::convert::Infallible>(pipeline.handle(req, peer).await) }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .max_buf_size(max_header.max(8192))
+                .timer(TokioTimer::new())
+                .header_read_timeout(idle_timeout);
+            if let Err(err) = builder.serve_connection_with_upgrades(TokioIo::new(socket), service).await {
+                tracing::debug!(%err, "proxy connection ended with an error");
+            }
+        })
+    });
+    let count = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let workers = workers::Workers::start(count, &pipeline, serve_one)?;
+    let checks = tokio::spawn(health::run(edge.clone(), pipeline));
     let keys = tokio::spawn(jwks::run(edge));
     tokio::pin!(shutdown);
     loop {
@@ -89,21 +121,12 @@ pub async fn serve(
             },
         };
         let _ = socket.set_nodelay(true);
-        let pipeline = pipeline.clone();
-        let max_header = config.max_header_bytes;
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let pipeline = pipeline.clone();
-                async move { Ok::<_, std::convert::Infallible>(pipeline.handle(req, peer).await) }
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http1().max_buf_size(max_header.max(8192));
-            if let Err(err) = builder.serve_connection_with_upgrades(TokioIo::new(socket), service).await {
-                tracing::debug!(%err, "proxy connection ended with an error");
-            }
-        });
+        if let Err(err) = workers.hand_over(socket, peer) {
+            tracing::warn!(%err, "could not hand a proxy connection to a worker thread");
+        }
     }
     checks.abort();
     keys.abort();
+    drop(workers);
     Ok(())
 }

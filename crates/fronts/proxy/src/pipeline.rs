@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_edge::ratelimit::Verdict;
 use strata_edge::router::{RequestHead, forward_path};
@@ -40,17 +40,22 @@ const HOP_BY_HOP: [&str; 9] = [
 const RETRY_BUDGET_BASE: u64 = 10;
 const RETRY_WINDOW: Duration = Duration::from_secs(10);
 
+/// Per route: (window start, requests, retries).
+type Budgets = HashMap<String, (Instant, u64, u64)>;
+
+/// The pipeline of one thread: its pooled clients are its own (a pooled upstream
+/// connection is driven by a task on the runtime that opened it), the rest is shared with
+/// the pipelines of the other threads.
 pub struct Pipeline {
     edge: Edge,
     config: ProxyConfig,
     log: AccessLog,
-    /// Pooled clients, one per connect timeout in use.
     /// Pooled clients by (connect timeout in ms, HTTP/2).
     clients: Mutex<HashMap<(u64, bool), Client<HttpConnector, Body>>>,
-    /// Per route: (window start, requests, retries).
-    budgets: Mutex<HashMap<String, (Instant, u64, u64)>>,
+    /// Retry budgets, counted over all threads.
+    budgets: Arc<Mutex<Budgets>>,
     /// Rate limits kept in a store shared with other edge processes, when configured.
-    shared: Option<crate::shared_limits::SharedLimits>,
+    shared: Option<Arc<crate::shared_limits::SharedLimits>>,
 }
 
 fn full(body: impl Into<Bytes>) -> Body {
@@ -109,8 +114,24 @@ struct Entry {
 
 impl Pipeline {
     pub fn new(edge: Edge, config: ProxyConfig, log: AccessLog) -> Pipeline {
-        let shared = config.rate_limit_store.as_deref().map(crate::shared_limits::SharedLimits::new);
-        Pipeline { edge, config, log, clients: Mutex::default(), budgets: Mutex::default(), shared }
+        let shared = config
+            .rate_limit_store
+            .as_deref()
+            .map(|url| Arc::new(crate::shared_limits::SharedLimits::new(url)));
+        Pipeline { edge, config, log, clients: Mutex::default(), budgets: Arc::default(), shared }
+    }
+
+    /// A pipeline for another thread: the same routes, log, budgets and shared limits,
+    /// with pooled clients of its own.
+    pub fn for_thread(&self) -> Pipeline {
+        Pipeline {
+            edge: self.edge.clone(),
+            config: self.config.clone(),
+            log: self.log.clone(),
+            clients: Mutex::default(),
+            budgets: self.budgets.clone(),
+            shared: self.shared.clone(),
+        }
     }
 
     /// The pooled client for upstreams reached within `connect_timeout`, over HTTP/2 (h2c,

@@ -701,3 +701,55 @@ async fn http2_upstreams_and_http2_clients() {
         assert!(String::from_utf8_lossy(&body).contains(expected), "{path}: {body:?}");
     }
 }
+
+#[tokio::test]
+async fn idle_client_connections_are_closed_and_busy_ones_kept() {
+    let (a, _) = upstream("a").await;
+    let config =
+        ProxyConfig { idle_timeout: Duration::from_millis(300), workers: 1, ..ProxyConfig::default() };
+    let (base, _edge) = proxy_with(vec![json!({"name": "all", "upstreams": [a]})], config).await;
+    let addr = base.trim_start_matches("http://").to_string();
+
+    // A request on a kept-alive connection is answered; then the connection idles and is
+    // closed by the proxy (EOF), not by the client.
+    let mut socket = TcpStream::connect(&addr).await.unwrap();
+    socket.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
+    assert!(read_response(&mut socket).await.starts_with("HTTP/1.1 200"));
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), socket.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(_))), "the idle connection was not closed: {closed:?}");
+
+    // A connection that keeps sending requests more often than the timeout stays open.
+    let mut socket = TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..5 {
+        socket.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
+        assert!(read_response(&mut socket).await.starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And the proxy keeps serving new connections.
+    assert_eq!(get(&format!("{base}/y")).await.0, 200);
+}
+
+/// One HTTP/1.1 response with a Content-Length body, read whole from `socket`.
+async fn read_response(socket: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = socket.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed mid-response");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("a content-length");
+            if buf.len() >= end + 4 + length {
+                return text;
+            }
+        }
+    }
+}
