@@ -45,7 +45,7 @@ async fn put(client: &object_store::aws::AmazonS3, path: &Path, data: Bytes, tra
         client.put(path, PutPayload::from_bytes(data)).await.unwrap();
         return;
     }
-    let upload = object_store::ObjectStore::put_multipart(client, path).await.unwrap();
+    let upload = client.put_multipart(path).await.unwrap();
     let mut write = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
     for start in (0..data.len()).step_by(PART) {
         write.wait_for_capacity(PARTS_AT_ONCE).await.unwrap();
