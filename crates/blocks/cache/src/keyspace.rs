@@ -160,7 +160,17 @@ impl Keyspace {
 
     /// Starts a command: reads the clock once so the whole command sees one time.
     pub fn begin(&mut self) {
+        self.read_clock();
+        self.begin_at_same_time();
+    }
+
+    /// Reads the clock for the commands begun with [`Keyspace::begin_at_same_time`].
+    pub fn read_clock(&mut self) {
         self.now = self.clock.now_ms();
+    }
+
+    /// Starts a command at the time last read: for the commands of one pipelined batch.
+    pub fn begin_at_same_time(&mut self) {
         self.version += 1;
     }
 

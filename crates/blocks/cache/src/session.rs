@@ -131,9 +131,13 @@ impl Session {
                         continue;
                     }
                 };
+                // The batch reads the clock once, as Redis's commands of one event-loop
+                // round share its cached time.
+                ks.read_clock();
                 let mut next = Some((cmd, args));
                 while let Some((cmd, args)) = next.take() {
-                    let (reply, t) = self.run_locked(&mut ks, cmd, &args);
+                    ks.begin_at_same_time();
+                    let (reply, t) = self.run_begun(&mut ks, cmd, &args);
                     replies.push((reply, self.protocol));
                     ticket = t.or(ticket);
                     if let Some(following) = batch.peek()
@@ -167,6 +171,16 @@ impl Session {
         args: &[Bytes],
     ) -> (Reply, Option<u64>) {
         ks.begin();
+        self.run_begun(ks, cmd, args)
+    }
+
+    /// [`Session::run_locked`] after the caller began the command.
+    fn run_begun(
+        &self,
+        ks: &mut crate::keyspace::Keyspace,
+        cmd: &'static Command,
+        args: &[Bytes],
+    ) -> (Reply, Option<u64>) {
         let reply = self.run_command(ks, cmd, args);
         // Evictions made while failing to make room are writes too.
         let touched = ks.finish();

@@ -19,7 +19,6 @@ use crate::reply::{Reply, errors};
 use crate::value::{Hash, List, Set, Value};
 use crate::zset::ZSet;
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 pub use lists::try_blocking;
@@ -278,8 +277,11 @@ pub static COMMANDS: &[Command] = &[
     cmd!("function", -2, S, 0, 0, 0, None),
 ];
 
-static BY_NAME: LazyLock<HashMap<&'static str, &'static Command>> =
-    LazyLock::new(|| COMMANDS.iter().map(|c| (c.name, c)).collect());
+/// The command table by lowercase name. Every command looks itself up here, so the hash is
+/// foldhash rather than SipHash: the keys are this fixed table, not client data, so there is
+/// nothing to flood.
+static BY_NAME: LazyLock<foldhash::HashMap<&'static [u8], &'static Command>> =
+    LazyLock::new(|| COMMANDS.iter().map(|c| (c.name.as_bytes(), c)).collect());
 
 /// Finds a command by name, case-insensitively, without allocating for names up to 32 bytes.
 pub fn lookup(name: &[u8]) -> Option<&'static Command> {
@@ -290,8 +292,7 @@ pub fn lookup(name: &[u8]) -> Option<&'static Command> {
     for (b, c) in buf.iter_mut().zip(name) {
         *b = c.to_ascii_lowercase();
     }
-    let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
-    BY_NAME.get(lower).copied()
+    BY_NAME.get(&buf[..name.len()]).copied()
 }
 
 /// Runs a command whose handler lives in this module (the caller checked arity).
