@@ -53,7 +53,7 @@ pub struct ProxyConfig {
     /// Threads serving connections (`workers.rs`); 0 is one per core.
     pub workers: usize,
     /// An HTTP/1.1 client connection that sends no request head for this long (idle
-    /// between requests, or slow to send one) is closed.
+    /// between requests, or slow to send one) is closed; zero never closes it.
     pub idle_timeout: Duration,
 }
 
@@ -95,7 +95,7 @@ pub async fn serve(
                 .http1()
                 .max_buf_size(max_header.max(8192))
                 .timer(TokioTimer::new())
-                .header_read_timeout(idle_timeout);
+                .header_read_timeout((!idle_timeout.is_zero()).then_some(idle_timeout));
             if let Err(err) = builder.serve_connection_with_upgrades(TokioIo::new(socket), service).await {
                 tracing::debug!(%err, "proxy connection ended with an error");
             }
