@@ -29,7 +29,6 @@
 //!   time); a clock jump while Strata is down shortens or lengthens it.
 //! - One process decides; Redlock over several instances is for the plain-command pattern.
 
-mod alarm;
 pub mod redlock;
 mod store;
 mod table;
@@ -148,15 +147,6 @@ struct State {
     table: Table,
     /// Where each waiter's grant goes.
     senders: HashMap<u64, oneshot::Sender<Grant>>,
-    /// Wakes the expiry thread when a lease ends sooner than it sleeps.
-    alarm: Arc<alarm::Alarm>,
-}
-
-impl State {
-    /// After a grant or an extension: the expiry thread wakes for it if it must.
-    fn leases_changed(&self) {
-        self.alarm.sooner(self.table.next_expiry());
-    }
 }
 
 struct Inner {
@@ -165,12 +155,6 @@ struct Inner {
     writer: writer::Writer,
     /// One raise of the token ceiling at a time.
     raising: tokio::sync::Mutex<()>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.state.get_mut().map_or_else(|e| e.into_inner().alarm.stop(), |s| s.alarm.stop());
-    }
 }
 
 /// The lock block. Cheap to clone.
@@ -201,19 +185,18 @@ impl Locks {
         tracing::info!(held, next_token = table.next_token(), "lock block opened");
         let writer =
             writer::Writer::start(store, ks).map_err(|e| LockError::Storage(strata_core::Error::Io(e)))?;
-        let alarm = Arc::new(alarm::Alarm::new());
         let locks = Locks {
             inner: Arc::new(Inner {
                 writer,
                 config,
-                state: Mutex::new(State { table, senders: HashMap::new(), alarm: alarm.clone() }),
+                state: Mutex::new(State { table, senders: HashMap::new() }),
                 raising: tokio::sync::Mutex::new(()),
             }),
         };
         let weak = Arc::downgrade(&locks.inner);
         std::thread::Builder::new()
             .name("lock-expiry".into())
-            .spawn(move || expire_loop(weak, alarm))
+            .spawn(move || expire_loop(weak))
             .map_err(|e| LockError::Storage(strata_core::Error::Io(e)))?;
         Ok(locks)
     }
@@ -270,9 +253,6 @@ impl Locks {
                     return Err(LockError::TooManyWaiters);
                 }
                 let decision = state.table.request(req.clone(), Instant::now(), wait);
-                if matches!(decision, Decision::Granted(_)) {
-                    state.leases_changed();
-                }
                 match decision {
                     Decision::Queued(id) => {
                         let (tx, rx) = oneshot::channel();
@@ -351,7 +331,6 @@ impl Locks {
                 .table
                 .extend(owner, resource, ttl, Instant::now())
                 .ok_or_else(|| LockError::NotOwner(resource.to_string()))?;
-            state.leases_changed();
             let (holders, _) = state.table.info(resource);
             let mode = holders.iter().find(|h| h.token == token).map_or(Mode::Exclusive, |h| h.mode);
             (token, expires, mode)
@@ -428,7 +407,6 @@ fn dispatch(state: &mut State, grants: Vec<(u64, Grant)>) {
             pending.extend(state.table.release(&grant.holds(), Instant::now()));
         }
     }
-    state.leases_changed();
 }
 
 /// Ends a grant nobody will use (its write failed, its waiter left) and passes its
@@ -472,28 +450,23 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Ends leases at their TTL, wakes their waiters, and deletes their records; sleeps until
-/// the next lease ends (`alarm.rs`).
-fn expire_loop(weak: Weak<Inner>, alarm: Arc<alarm::Alarm>) {
-    while alarm.sleep() {
+/// Ends leases at their TTL, wakes their waiters, and deletes their records.
+fn expire_loop(weak: Weak<Inner>) {
+    loop {
+        std::thread::sleep(Duration::from_millis(2));
         let Some(inner) = weak.upgrade() else { return };
         let now = Instant::now();
         let ended = {
             let mut state = inner.state.lock().expect("lock table poisoned");
-            let ended = if state.table.next_expiry().is_some_and(|at| at <= now) {
-                let (ended, grants) = state.table.expire(now);
-                dispatch(&mut state, grants);
-                Some(ended)
-            } else {
-                None
-            };
-            alarm.set(state.table.next_expiry());
+            if state.table.next_expiry().is_none_or(|at| at > now) {
+                continue;
+            }
+            let (ended, grants) = state.table.expire(now);
+            dispatch(&mut state, grants);
             ended
         };
         // Expired records that a crash keeps are dropped on the next start anyway.
-        if let Some(ended) = ended {
-            inner.writer.queue_detached(store::deletions(&ended));
-        }
+        inner.writer.queue_detached(store::deletions(&ended));
     }
 }
 
