@@ -563,7 +563,7 @@ pub struct ProxyConfig {
     pub max_body_bytes: u64,
     /// Threads serving connections; 0 is one per core.
     pub workers: usize,
-    /// A client connection that sends no request for this long is closed (HTTP/1.1).
+    /// A client connection that sends no request for this long is closed (HTTP/1.1); 0 never.
     pub idle_timeout_ms: u64,
 }
 

@@ -163,18 +163,8 @@ impl Session {
         plain.then_some(cmd)
     }
 
-    /// Runs one keyspace command with the lock held; returns its reply and durability ticket.
-    fn run_locked(
-        &self,
-        ks: &mut crate::keyspace::Keyspace,
-        cmd: &'static Command,
-        args: &[Bytes],
-    ) -> (Reply, Option<u64>) {
-        ks.begin();
-        self.run_begun(ks, cmd, args)
-    }
-
-    /// [`Session::run_locked`] after the caller began the command.
+    /// Runs one keyspace command with the lock held, after the caller began it
+    /// (`Keyspace::begin`); returns its reply and durability ticket.
     fn run_begun(
         &self,
         ks: &mut crate::keyspace::Keyspace,
@@ -306,7 +296,8 @@ impl Session {
                 Ok(ks) => ks,
                 Err(busy) => return busy,
             };
-            self.run_locked(&mut ks, cmd, args)
+            ks.begin();
+            self.run_begun(&mut ks, cmd, args)
         };
         self.await_ticket(ticket).await;
         reply
