@@ -10,8 +10,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use crc_fast::CrcAlgorithm;
-use md5::Digest as _;
+use md5_many::Md5State;
 use serde::{Deserialize, Serialize};
+use sha1::Digest as _;
 
 /// A checksum algorithm of S3's flexible checksums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -87,7 +88,8 @@ enum State {
 
 /// Computes the MD5 and the chosen checksums of a stream of bytes.
 pub struct Hasher {
-    md5: md5::Md5,
+    /// `None` when the MD5 is hashed elsewhere (`md5_lanes`, for large segments).
+    md5: Option<Md5State>,
     states: Vec<(ChecksumAlgorithm, State)>,
 }
 
@@ -109,11 +111,20 @@ impl Hasher {
                 (a, state)
             })
             .collect();
-        Hasher { md5: md5::Md5::new(), states }
+        Hasher { md5: Some(Md5State::new()), states }
+    }
+
+    /// This hasher without its MD5 (to be hashed elsewhere from here on), and the MD5 state
+    /// so far.
+    pub(crate) fn split_md5(mut self) -> (Hasher, Md5State) {
+        let md5 = self.md5.take().expect("a hasher has its MD5 until split");
+        (self, md5)
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        self.md5.update(data);
+        if let Some(md5) = &mut self.md5 {
+            md5.update(data);
+        }
         for (_, state) in &mut self.states {
             match state {
                 State::Crc(d) => d.update(data),
@@ -124,8 +135,13 @@ impl Hasher {
     }
 
     /// The MD5 and the checksums.
-    pub fn finish(self) -> ([u8; 16], Checksums) {
-        let md5: [u8; 16] = self.md5.finalize().into();
+    pub fn finish(mut self) -> ([u8; 16], Checksums) {
+        let md5 = self.md5.take().expect("finish is for a hasher with its MD5").finalize();
+        (md5, self.finish_checksums())
+    }
+
+    /// The checksums alone.
+    pub(crate) fn finish_checksums(self) -> Checksums {
         let mut sums = Checksums::default();
         for (algorithm, state) in self.states {
             let raw = match state {
@@ -135,7 +151,7 @@ impl Hasher {
             };
             sums.set(algorithm, BASE64.encode(raw));
         }
-        (md5, sums)
+        sums
     }
 }
 
@@ -203,9 +219,9 @@ fn composite(parts: &[(u64, &Checksums)], algorithm: ChecksumAlgorithm) -> Optio
 
 /// S3's multipart ETag: the MD5 of the concatenated binary part MD5s, then `-N`.
 pub fn multipart_etag(part_md5s_hex: &[&str]) -> String {
-    let mut md5 = md5::Md5::new();
+    let mut md5 = Md5State::new();
     for part in part_md5s_hex {
-        md5.update(hex::decode(part).unwrap_or_default());
+        md5.update(&hex::decode(part).unwrap_or_default());
     }
     format!("{}-{}", hex::encode(md5.finalize()), part_md5s_hex.len())
 }
@@ -256,9 +272,7 @@ mod tests {
         // Two parts "a" and "b": MD5(md5("a") || md5("b")).
         let a = "0cc175b9c0f1b6a831c399e269772661";
         let b = "92eb5ffee6ae2fec3ad71c777531578f";
-        let mut md5 = md5::Md5::new();
-        md5.update(hex::decode(a).unwrap());
-        md5.update(hex::decode(b).unwrap());
-        assert_eq!(multipart_etag(&[a, b]), format!("{}-2", hex::encode(md5.finalize())));
+        let both = [hex::decode(a).unwrap(), hex::decode(b).unwrap()].concat();
+        assert_eq!(multipart_etag(&[a, b]), format!("{}-2", hex::encode(md5_many::md5(&both))));
     }
 }

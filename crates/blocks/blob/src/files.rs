@@ -13,6 +13,7 @@
 //! object store instead of `data/`, under the same rules.
 
 use crate::checksum::{ChecksumAlgorithm, Checksums, Hasher};
+use crate::md5_lanes::LaneStream;
 use crate::meta::Segment;
 use crate::remote::{Remote, RemoteReader};
 use crate::{BlobError, BlobResult};
@@ -229,15 +230,13 @@ pub struct SegmentWriter {
     hashing: Hashing,
 }
 
-/// Chunks queued for a background hasher.
-const HASH_QUEUE: usize = 8;
-
-/// Hashes on the writer's thread while a segment is small; once it spills to a file, on a
-/// helper thread, so that hashing (MD5 runs at disk speed, not memory speed) overlaps the
-/// writes.
+/// Hashes on the writer's thread while a segment is small; once it spills to a file, the
+/// MD5 goes to the shared hasher threads (`md5_lanes`: it overlaps the writes, and runs side
+/// by side with other uploads' MD5s), while the flexible checksums (CRCs at memory speed)
+/// stay on the writer's thread.
 enum Hashing {
     Inline(Hasher),
-    Background { queue: std::sync::mpsc::SyncSender<Vec<u8>>, worker: std::thread::JoinHandle<Hasher> },
+    Lanes { checksums: Hasher, md5: LaneStream },
     Moving,
 }
 
@@ -245,33 +244,25 @@ impl Hashing {
     fn update(&mut self, data: &[u8]) {
         match self {
             Hashing::Inline(hasher) => hasher.update(data),
-            Hashing::Background { queue, .. } => {
-                queue.send(data.to_vec()).expect("the hasher thread lives until finish");
+            Hashing::Lanes { checksums, md5 } => {
+                md5.update(data);
+                checksums.update(data);
             }
             Hashing::Moving => unreachable!("hashing is never left moving"),
         }
     }
 
-    fn move_to_thread(&mut self) {
-        if let Hashing::Inline(mut hasher) = std::mem::replace(self, Hashing::Moving) {
-            let (queue, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
-            let worker = std::thread::spawn(move || {
-                for chunk in chunks {
-                    hasher.update(&chunk);
-                }
-                hasher
-            });
-            *self = Hashing::Background { queue, worker };
+    fn move_to_lanes(&mut self) {
+        if let Hashing::Inline(hasher) = std::mem::replace(self, Hashing::Moving) {
+            let (checksums, md5) = hasher.split_md5();
+            *self = Hashing::Lanes { checksums, md5: LaneStream::new(md5) };
         }
     }
 
     fn finish(self) -> ([u8; 16], Checksums) {
         match self {
             Hashing::Inline(hasher) => hasher.finish(),
-            Hashing::Background { queue, worker } => {
-                drop(queue);
-                worker.join().expect("the hasher thread does not panic").finish()
-            }
+            Hashing::Lanes { checksums, md5 } => (md5.finish(), checksums.finish_checksums()),
             Hashing::Moving => unreachable!("hashing is never left moving"),
         }
     }
@@ -347,7 +338,7 @@ impl SegmentWriter {
                 self.buf.extend_from_slice(data);
             }
             None => {
-                self.hashing.move_to_thread();
+                self.hashing.move_to_lanes();
                 self.hashing.update(data);
                 let path = self.files.tmp.join(&self.id);
                 let mut spill = Spill { file: File::create(&path)?, path, unflushed: 0, flusher: None };
@@ -366,7 +357,7 @@ impl SegmentWriter {
         let inline = match self.file.take() {
             None => Some(std::mem::take(&mut self.buf)),
             Some(mut spill) => {
-                // The fsync runs while the hasher thread finishes the tail.
+                // The fsync runs while the hasher threads finish the tail.
                 let tmp_path = spill.path.clone();
                 if let Err(err) = spill.join_flusher().and_then(|()| spill.file.sync_data()) {
                     let _ = std::fs::remove_file(&tmp_path);

@@ -49,6 +49,7 @@ mod files;
 mod glob;
 mod keys;
 pub mod links;
+mod md5_lanes;
 mod meta;
 pub mod policy;
 mod remote;
