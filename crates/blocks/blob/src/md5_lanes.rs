@@ -10,8 +10,9 @@
 //!
 //! ```text
 //!   upload ─► LaneStream::update (256 KiB chunks) ─► board: queue per stream, ready FIFO
-//!   hasher threads: ≥ 8 streams ready ─► one chunk of each, side by side (update_many)
+//!   hasher threads: ≥ 4 streams ready ─► one chunk of each, side by side (update_many)
 //!                   fewer             ─► one stream's chunk alone (each thread its own)
+//!                   (with 8 or more uploads open, a thread first waits up to 2 ms for 8)
 //!   LaneStream::finish ─► waits for its queue to drain ─► digest
 //! ```
 //!
@@ -21,6 +22,7 @@
 use md5_many::{Md5Many, Md5State};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Bytes gathered per stream before they go to the hashers: big enough that a round's
 /// bookkeeping is small next to its hashing, and lanes of one round finish together.
@@ -29,10 +31,16 @@ const CHUNK: usize = 256 * 1024;
 /// Chunks a stream may have waiting before its writer blocks.
 const MAX_QUEUED: usize = 8;
 
-/// Fewest ready streams worth hashing side by side; below it the single-stream code is
-/// faster per byte (measured with `md5_many` on AVX-512: 2 lanes 0.5 GB/s in total, 8 lanes
-/// 2.7 GB/s, one stream alone 0.78 GB/s).
-const MIN_LANES: usize = 8;
+/// Fewest ready streams worth hashing side by side; below it the single-stream code is as
+/// fast or faster per byte (measured with `md5_many` on AVX-512, one core: one stream alone
+/// 0.78 GB/s; side by side, 2 streams 0.5 GB/s in total, 4 0.83, 8 2.7, 16 4.0).
+const MIN_LANES: usize = 4;
+
+/// Ready streams that fill a round well.
+const FULL_ROUND: usize = 8;
+
+/// How long a hasher waits for a fuller round while enough streams are open to fill one.
+const GATHER: Duration = Duration::from_millis(2);
 
 /// Most streams hashed in one round.
 const MAX_LANES: usize = 16;
@@ -95,8 +103,20 @@ fn hash_forever(shared: &Shared) {
     loop {
         {
             let mut board = shared.board();
-            while board.ready.is_empty() {
-                board = shared.work.wait(board).expect("md5 board lock poisoned");
+            let mut deadline = None;
+            loop {
+                let ready = board.ready.len();
+                if ready >= FULL_ROUND || (ready > 0 && board.streams.len() < FULL_ROUND) {
+                    break;
+                }
+                if ready == 0 {
+                    board = shared.work.wait(board).expect("md5 board lock poisoned");
+                    continue;
+                }
+                // Enough uploads are open to fill a round: give their next chunks a moment.
+                let until = *deadline.get_or_insert_with(|| Instant::now() + GATHER);
+                let Some(left) = until.checked_duration_since(Instant::now()) else { break };
+                board = shared.work.wait_timeout(board, left).expect("md5 board lock poisoned").0;
             }
             let take = if board.ready.len() >= MIN_LANES { MAX_LANES } else { 1 };
             while ids.len() < take

@@ -10,6 +10,9 @@ use strata_blob::{BlobError, ObjectReader, SegmentWriter, Written};
 
 /// Chunks in flight between the socket and the disk, each way.
 const CHANNEL_CHUNKS: usize = 4;
+/// Bytes of an upload gathered before they cross to the writer's thread: each crossing
+/// wakes that thread, so one per network read (often 16–64 KiB) cost more than the copy.
+const WRITE_BATCH: usize = 256 * 1024;
 /// Bytes read from disk per chunk of a response.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -30,13 +33,16 @@ pub(crate) async fn write_body(
         }
         return spawn(move || writer.finish()).await;
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(CHANNEL_CHUNKS);
     let task = tokio::task::spawn_blocking(move || {
-        while let Some(chunk) = rx.blocking_recv() {
-            writer.write(&chunk)?;
+        while let Some(batch) = rx.blocking_recv() {
+            for chunk in batch {
+                writer.write(&chunk)?;
+            }
         }
         writer.finish()
     });
+    let (mut batch, mut batched) = (Vec::new(), 0);
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
@@ -48,9 +54,17 @@ pub(crate) async fn write_body(
                 return Err(read_error(err));
             }
         };
-        if tx.send(chunk).await.is_err() {
-            break; // the writer stopped: its error is below
+        batched += chunk.len();
+        batch.push(chunk);
+        if batched >= WRITE_BATCH {
+            batched = 0;
+            if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                break; // the writer stopped: its error is below
+            }
         }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch).await; // a writer that stopped reports its error below
     }
     drop(tx);
     match task.await {
