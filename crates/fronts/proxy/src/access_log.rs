@@ -56,10 +56,10 @@ impl AccessLog {
         self.lines.is_some()
     }
 
-    pub fn write(&self, entry: serde_json::Value) {
-        if let Some(tx) = &self.lines
-            && let Err(TrySendError::Full(_)) = tx.try_send(entry.to_string())
-        {
+    pub fn write(&self, entry: &impl serde::Serialize) {
+        let Some(tx) = &self.lines else { return };
+        let Ok(line) = serde_json::to_string(entry) else { return };
+        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
             metrics::counter!("strata_proxy_access_log_dropped_total").increment(1);
         }
     }

@@ -56,6 +56,8 @@ pub struct Pipeline {
     budgets: Arc<Mutex<Budgets>>,
     /// Rate limits kept in a store shared with other edge processes, when configured.
     shared: Option<Arc<crate::shared_limits::SharedLimits>>,
+    /// Metric handles by route name.
+    metrics: Mutex<HashMap<String, RouteMetrics>>,
 }
 
 fn full(body: impl Into<Bytes>) -> Body {
@@ -112,13 +114,57 @@ struct Entry {
     retries: u32,
 }
 
+/// One line of the access log.
+#[derive(serde::Serialize)]
+struct LogLine<'a> {
+    ts_ms: u64,
+    request_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    route: &'a str,
+    consumer: Option<&'a str>,
+    upstream: Option<&'a str>,
+    status: u16,
+    bytes: Option<u64>,
+    latency_ms: f64,
+    retries: u32,
+}
+
+/// The request counters (by status class) and latency histogram of one route.
+struct RouteMetrics {
+    by_class: [metrics::Counter; 5],
+    latency: metrics::Histogram,
+}
+
+impl RouteMetrics {
+    fn new(route: &str) -> RouteMetrics {
+        let counter = |class: &'static str| metrics::counter!("strata_proxy_requests_total", "route" => route.to_string(), "status" => class);
+        RouteMetrics {
+            by_class: ["1xx", "2xx", "3xx", "4xx", "5xx"].map(counter),
+            latency: metrics::histogram!("strata_proxy_request_seconds", "route" => route.to_string()),
+        }
+    }
+
+    fn requests(&self, status: u16) -> &metrics::Counter {
+        &self.by_class[usize::from(status.clamp(100, 599) / 100 - 1)]
+    }
+}
+
 impl Pipeline {
     pub fn new(edge: Edge, config: ProxyConfig, log: AccessLog) -> Pipeline {
         let shared = config
             .rate_limit_store
             .as_deref()
             .map(|url| Arc::new(crate::shared_limits::SharedLimits::new(url)));
-        Pipeline { edge, config, log, clients: Mutex::default(), budgets: Arc::default(), shared }
+        Pipeline {
+            edge,
+            config,
+            log,
+            clients: Mutex::default(),
+            budgets: Arc::default(),
+            shared,
+            metrics: Mutex::default(),
+        }
     }
 
     /// A pipeline for another thread: the same routes, log, budgets and shared limits,
@@ -131,6 +177,7 @@ impl Pipeline {
             clients: Mutex::default(),
             budgets: self.budgets.clone(),
             shared: self.shared.clone(),
+            metrics: Mutex::default(),
         }
     }
 
@@ -201,29 +248,41 @@ impl Pipeline {
 
     fn finish(&self, entry: &Entry, resp: &Response<Body>) {
         let status = resp.status().as_u16();
-        let route = entry.route.clone().unwrap_or_else(|| "-".into());
+        let route = entry.route.as_deref().unwrap_or("-");
         let latency = entry.started.elapsed();
-        metrics::counter!("strata_proxy_requests_total", "route" => route.clone(), "status" => status_class(status))
-            .increment(1);
-        metrics::histogram!("strata_proxy_request_seconds", "route" => route.clone())
-            .record(latency.as_secs_f64());
+        self.route_metrics(route, |m| {
+            m.requests(status).increment(1);
+            m.latency.record(latency.as_secs_f64());
+        });
         if self.log.enabled() {
             let bytes =
                 resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            self.log.write(json!({
-                "ts_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
-                "request_id": entry.request_id,
-                "method": entry.method,
-                "path": entry.path,
-                "route": route,
-                "consumer": entry.consumer,
-                "upstream": entry.upstream,
-                "status": status,
-                "bytes": bytes,
-                "latency_ms": latency.as_secs_f64() * 1000.0,
-                "retries": entry.retries,
-            }));
+            self.log.write(&LogLine {
+                ts_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                request_id: &entry.request_id,
+                method: &entry.method,
+                path: &entry.path,
+                route,
+                consumer: entry.consumer.as_deref(),
+                upstream: entry.upstream.as_deref(),
+                status,
+                bytes,
+                latency_ms: latency.as_secs_f64() * 1000.0,
+                retries: entry.retries,
+            });
         }
+    }
+
+    /// Runs `f` on the metric handles of `route`, registered on its first request (a
+    /// handle is found once per route and status class, not per request).
+    fn route_metrics(&self, route: &str, f: impl FnOnce(&RouteMetrics)) {
+        let mut handles = self.metrics.lock().expect("metrics lock");
+        if !handles.contains_key(route) {
+            handles.insert(route.to_string(), RouteMetrics::new(route));
+        }
+        f(&handles[route]);
     }
 
     async fn run(&self, mut req: Request<Incoming>, peer: SocketAddr, entry: &mut Entry) -> Response<Body> {
@@ -395,7 +454,9 @@ impl Pipeline {
             entry.upstream = Some(address.clone());
             let mut builder =
                 Request::builder().method(method.clone()).uri(format!("http://{address}{target}"));
-            *builder.headers_mut().expect("a fresh builder") = headers.clone();
+            // The last attempt takes the headers; one that may be retried sends a copy.
+            *builder.headers_mut().expect("a fresh builder") =
+                if entry.retries < retries { headers.clone() } else { std::mem::take(&mut headers) };
             let outgoing = builder.body(body.take().unwrap_or_else(empty)).expect("a valid request");
             let attempt = tokio::time::timeout(timeout, client.request(outgoing)).await;
             let can_retry = (entry.retries as usize) < retries as usize && self.retry_allowed(&spec.name);
@@ -477,17 +538,27 @@ fn respond(
 /// Removes hop-by-hop headers (and those `Connection` names); an upgrade keeps
 /// `Connection` and `Upgrade`.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .collect();
-    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
-        if upgrade && (name == "connection" || name == "upgrade") {
-            continue;
+    let kept = |name: &str| {
+        upgrade && (name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("upgrade"))
+    };
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if !kept(name.as_str()) {
+                headers.remove(name);
+            }
         }
-        headers.remove(name.as_str());
+    }
+    for name in HOP_BY_HOP {
+        if !kept(name) {
+            headers.remove(name);
+        }
     }
 }
 
