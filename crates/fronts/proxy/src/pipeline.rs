@@ -77,14 +77,22 @@ fn error(status: u16, code: &str, message: &str, request_id: &str) -> Response<B
     resp
 }
 
-fn status_class(status: u16) -> &'static str {
+/// The status classes, as metric labels.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The index of a status's class in [`STATUS_CLASSES`].
+fn class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
+}
+
+fn status_class(status: u16) -> &'static str {
+    STATUS_CLASSES[class_index(status)]
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -140,13 +148,13 @@ impl RouteMetrics {
     fn new(route: &str) -> RouteMetrics {
         let counter = |class: &'static str| metrics::counter!("strata_proxy_requests_total", "route" => route.to_string(), "status" => class);
         RouteMetrics {
-            by_class: ["1xx", "2xx", "3xx", "4xx", "5xx"].map(counter),
+            by_class: STATUS_CLASSES.map(counter),
             latency: metrics::histogram!("strata_proxy_request_seconds", "route" => route.to_string()),
         }
     }
 
     fn requests(&self, status: u16) -> &metrics::Counter {
-        &self.by_class[usize::from(status.clamp(100, 599) / 100 - 1)]
+        &self.by_class[class_index(status)]
     }
 }
 
@@ -541,18 +549,17 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let kept = |name: &str| {
         upgrade && (name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("upgrade"))
     };
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            if !kept(name.as_str()) {
-                headers.remove(name);
-            }
+    // Empty (and not allocated) when there is no `Connection` header.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if !kept(name.as_str()) {
+            headers.remove(name);
         }
     }
     for name in HOP_BY_HOP {
