@@ -13,27 +13,38 @@
 //! Authentication: no password by default on loopback (any user, as `trust`); with
 //! `pg.password` set, cleartext password authentication for `pg.user`.
 //!
+//! ## Threads
+//!
+//! Each connection runs on a thread of its own (a single-threaded tokio runtime driving
+//! pgwire), as each PostgreSQL connection runs in a backend process of its own. Statements
+//! run inline on that thread: a commit waiting for its fsync or an UPDATE waiting for a row
+//! lock holds up only its own connection, and a query costs no hand-over between threads.
+//! Measured against handing each statement to tokio's blocking pool from a shared runtime:
+//! pgbench point SELECT 35.5k -> 59k TPS on 2 cores, the hand-over's two thread wake-ups
+//! having been most of the cost (`perf`: 35% of samples in the scheduler).
+//!
 //! ## Limitations
 //!
 //! - No pg_catalog tables yet: clients that introspect (psql's `\d`) get "relation does not
 //!   exist"; plain queries work.
 //! - Portals run to completion (`max_rows` is ignored).
 
+mod extended;
 mod types;
 
 use async_trait::async_trait;
+use extended::Parser;
 use futures::stream;
 use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::Format;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
-use pgwire::api::stmt::QueryParser;
-use pgwire::api::{ClientInfo, PgWireServerHandlers, Type};
+use pgwire::api::{ClientInfo, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use std::sync::{Arc, Mutex};
-use strata_sql::{Column, DataType, Outcome, Prepared, Session, Sql, SqlError, Value};
+use strata_sql::{Column, Outcome, Prepared, Session, Sql, SqlError};
 use tokio::net::TcpListener;
 
 /// Settings of the front.
@@ -69,11 +80,6 @@ fn user_error(err: SqlError) -> PgWireError {
     PgWireError::UserError(Box::new(to_pg_error(err)))
 }
 
-/// Runs blocking session work off the reactor.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> PgWireResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| PgWireError::ApiError(Box::new(e)))
-}
-
 fn fields(columns: &[Column], format: &Format) -> Vec<FieldInfo> {
     columns
         .iter()
@@ -103,10 +109,20 @@ fn response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
                 data.push(Ok(encoder.take_row()));
             }
             let mut response = QueryResponse::new(schema, stream::iter(data));
-            response.set_command_tag(&tag);
+            response.set_command_tag(command_word(&tag, rows.len()));
             Response::Query(response)
         }
     })
+}
+
+/// The tag without its row count, which pgwire appends itself ("SELECT 3" -> "SELECT",
+/// "INSERT 0 3" -> "INSERT 0"); sending the count twice made libpq's `PQcmdTuples` fail
+/// ("could not interpret result from server: SELECT 1 1").
+fn command_word(tag: &str, rows: usize) -> &str {
+    match tag.rsplit_once(' ') {
+        Some((word, count)) if count.parse() == Ok(rows) => word,
+        _ => tag,
+    }
 }
 
 /// The query handler shared by every connection.
@@ -122,25 +138,22 @@ impl SimpleQueryHandler for Handler {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let session = session_of(client, &self.sql);
-        let query = query.to_string();
-        let (statements, results) = blocking(move || {
-            let statements = match strata_sql::session::parse(&query) {
-                Ok(s) => s,
-                Err(e) => return (0, vec![Err(e)]),
-            };
-            let mut session = session.lock().expect("session lock poisoned");
-            let mut results = Vec::new();
-            for statement in &statements {
-                let result = session.execute_statement(statement, &[]);
-                let failed = result.is_err();
-                results.push(result);
-                if failed {
-                    break;
+        let (statements, results) = match strata_sql::session::parse(query) {
+            Err(e) => (0, vec![Err(e)]),
+            Ok(statements) => {
+                let mut session = session.lock().expect("session lock poisoned");
+                let mut results = Vec::new();
+                for statement in &statements {
+                    let result = session.execute_statement(statement, &[]);
+                    let failed = result.is_err();
+                    results.push(result);
+                    if failed {
+                        break;
+                    }
                 }
+                (statements.len(), results)
             }
-            (statements.len(), results)
-        })
-        .await?;
+        };
         if statements == 0 && results.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
@@ -152,135 +165,6 @@ impl SimpleQueryHandler for Handler {
             });
         }
         Ok(responses)
-    }
-}
-
-/// Parses and binds statements for the extended protocol.
-pub struct Parser {
-    sql: Sql,
-}
-
-#[async_trait]
-impl QueryParser for Parser {
-    type Statement = Statement;
-
-    async fn parse_sql<C>(
-        &self,
-        client: &C,
-        sql: &str,
-        types: &[Option<Type>],
-    ) -> PgWireResult<Option<Statement>>
-    where
-        C: ClientInfo + Unpin + Send + Sync,
-    {
-        let session = session_of(client, &self.sql);
-        let sql = sql.to_string();
-        let declared: Vec<DataType> =
-            types.iter().map(|t| t.as_ref().map_or(DataType::Unknown, types::data_type)).collect();
-        let prepared =
-            blocking(move || session.lock().expect("session lock poisoned").prepare(&sql, &declared))
-                .await?
-                .map_err(user_error)?;
-        if prepared.statement.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(Statement { prepared }))
-    }
-
-    fn get_parameter_types(&self, stmt: &Statement) -> PgWireResult<Vec<Type>> {
-        Ok(stmt.prepared.params.iter().map(types::pg_type).collect())
-    }
-
-    fn get_result_schema(&self, stmt: &Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        Ok(fields(&stmt.prepared.columns, format.unwrap_or(&Format::UnifiedBinary)))
-    }
-}
-
-#[async_trait]
-impl ExtendedQueryHandler for Handler {
-    type Statement = Statement;
-    type QueryParser = Parser;
-
-    fn query_parser(&self) -> Arc<Parser> {
-        self.parser.clone()
-    }
-
-    /// pgwire's own Bind handling, except that BindComplete is queued rather than flushed:
-    /// clients send Bind/Describe/Execute/Sync together, and a flush per reply message cost
-    /// one packet (and one client wake-up) each (strace: 4 sends per prepared SELECT).
-    async fn on_bind<C>(
-        &self,
-        client: &mut C,
-        message: pgwire::messages::extendedquery::Bind,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo
-            + pgwire::api::ClientPortalStore
-            + futures::Sink<pgwire::messages::PgWireBackendMessage>
-            + Unpin
-            + Send
-            + Sync,
-        C::PortalStore: pgwire::api::store::PortalStore<Statement = Statement>,
-        C::Error: std::fmt::Debug,
-        PgWireError: From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
-    {
-        use futures::SinkExt;
-        use pgwire::api::store::{Entry, PortalStore};
-        let statement_name = message.statement_name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
-        let portal_name = message.portal_name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
-        match client.portal_store().get_statement(statement_name) {
-            Some(Entry::Value(statement)) => {
-                let portal = Portal::try_new(&message, statement)?;
-                client.portal_store().put_portal(Arc::new(portal));
-            }
-            Some(Entry::Empty) => {
-                if !message.parameters.is_empty() {
-                    return Err(user_error(SqlError::new(
-                        "08P01",
-                        format!(
-                            "bind message supplies {} parameters, but the statement takes none",
-                            message.parameters.len()
-                        ),
-                    )));
-                }
-                client.portal_store().put_empty_portal(portal_name);
-            }
-            None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
-        }
-        client
-            .feed(pgwire::messages::PgWireBackendMessage::BindComplete(
-                pgwire::messages::extendedquery::BindComplete::new(),
-            ))
-            .await?;
-        Ok(())
-    }
-
-    async fn do_query<C>(
-        &self,
-        client: &mut C,
-        portal: &Portal<Statement>,
-        _max_rows: usize,
-    ) -> PgWireResult<Response>
-    where
-        C: ClientInfo + Unpin + Send + Sync,
-    {
-        let prepared = portal.statement.statement.prepared.clone();
-        let Some(statement) = prepared.statement else { return Ok(Response::EmptyQuery) };
-        // The client's declared types win over inferred ones.
-        let types: Vec<DataType> = (0..portal.parameter_len())
-            .map(|i| match portal.statement.parameter_types.get(i).cloned().flatten() {
-                Some(t) => types::data_type(&t),
-                None => prepared.params.get(i).cloned().unwrap_or(DataType::Text),
-            })
-            .collect();
-        let params: Vec<Value> = types::parameters(portal, &types)?;
-        let session = session_of(client, &self.sql);
-        let outcome = blocking(move || {
-            session.lock().expect("session lock poisoned").execute_statement(&statement, &params)
-        })
-        .await?
-        .map_err(user_error)?;
-        response(outcome, &portal.result_column_format)
     }
 }
 
@@ -370,7 +254,9 @@ impl StartupHandler for Startup {
     }
 }
 
-/// Serves PostgreSQL connections on `listener` until `shutdown` completes.
+/// Serves PostgreSQL connections on `listener` until `shutdown` completes, each on a thread
+/// of its own (see the module doc). Returns once every connection has ended: at shutdown,
+/// connections close after the statement they are running.
 pub async fn serve(
     listener: TcpListener,
     sql: Sql,
@@ -380,26 +266,55 @@ pub async fn serve(
     let handler = Arc::new(Handler { sql: sql.clone(), parser: Arc::new(Parser { sql }) });
     let limit = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
     let factory = Arc::new(Factory { handler, config });
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    // Every connection thread holds a sender; `recv` returns None once all have ended.
+    let (running, mut ended) = tokio::sync::mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
-    loop {
+    let result = loop {
         let permit = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break Ok(()),
             permit = limit.clone().acquire_owned() => permit.expect("semaphore never closes"),
         };
-        let (socket, _) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => accepted?,
+        let socket = tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(err) => break Err(err),
+            },
         };
         // Replies are small and latency-bound: do not let Nagle hold them back.
         if let Err(err) = socket.set_nodelay(true) {
             tracing::debug!(%err, "could not set TCP_NODELAY");
         }
-        let factory = factory.clone();
-        tokio::spawn(async move {
-            if let Err(err) = pgwire::tokio::process_socket(socket, None, factory).await {
-                tracing::debug!(%err, "postgres connection ended with an error");
-            }
-            drop(permit);
+        let (factory, mut stop, running) = (factory.clone(), stop.clone(), running.clone());
+        let socket = socket.into_std()?;
+        let spawned = std::thread::Builder::new().name("strata-pg".into()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(err) => return tracing::warn!(%err, "could not start a postgres connection thread"),
+            };
+            runtime.block_on(async move {
+                let socket = match tokio::net::TcpStream::from_std(socket) {
+                    Ok(socket) => socket,
+                    Err(err) => return tracing::debug!(%err, "postgres connection lost"),
+                };
+                tokio::select! {
+                    result = pgwire::tokio::process_socket(socket, None, factory) => {
+                        if let Err(err) = result {
+                            tracing::debug!(%err, "postgres connection ended with an error");
+                        }
+                    }
+                    _ = stop.wait_for(|stopping| *stopping) => {}
+                }
+            });
+            drop((permit, running));
         });
-    }
+        if let Err(err) = spawned {
+            tracing::warn!(%err, "could not start a postgres connection thread");
+        }
+    };
+    let _ = stop_tx.send(true);
+    drop(running);
+    ended.recv().await;
+    result
 }

@@ -207,3 +207,21 @@ async fn read_committed_writers_of_one_row_wait_and_both_apply() {
     let balance: i32 = b.query_one("SELECT balance FROM acct WHERE id = 1", &[]).await.unwrap().get(0);
     assert_eq!(balance, 20);
 }
+
+#[tokio::test]
+async fn shutdown_closes_open_connections_and_serve_returns() {
+    let sql = Sql::open(Store::memory()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = PgConfig { user: "strata".into(), password: None, max_connections: 16 };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(strata_pg::serve(listener, sql, config, async move {
+        let _ = stopped.await;
+    }));
+    let client = connect(&format!("host=127.0.0.1 port={port} user=strata dbname=strata")).await;
+    client.batch_execute("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
+    stop.send(()).unwrap();
+    // serve returns only once the open connection has ended.
+    server.await.unwrap().unwrap();
+    assert!(client.batch_execute("SELECT 1").await.is_err());
+}
