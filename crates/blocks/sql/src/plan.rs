@@ -5,7 +5,7 @@
 //! and chooses access paths: a primary-key or index equality lookup when the WHERE clause
 //! pins the key, a hash join for equi-joins, a nested loop otherwise.
 
-use crate::catalog::{self, IndexDef, TableDef};
+use crate::catalog::{self, CatalogCache, IndexDef, TableDef};
 use crate::error::{SqlError, SqlResult};
 use crate::expr::{BinOp, Expr, SubqueryKind};
 use crate::functions;
@@ -157,6 +157,8 @@ pub struct Binder<'a> {
     /// Inferred parameter types, by position.
     pub params: Vec<DataType>,
     ctes: Vec<HashMap<String, Query>>,
+    /// Where table definitions come from when set; else read from `txn`.
+    catalog: Option<&'a CatalogCache>,
 }
 
 fn ident(i: &ast::Ident) -> String {
@@ -172,7 +174,20 @@ pub fn object_name(name: &ast::ObjectName) -> SqlResult<String> {
 
 impl<'a> Binder<'a> {
     pub fn new(txn: &'a Txn, ks: &'a Keyspace, params: Vec<DataType>) -> Self {
-        Self { txn, ks, outer: Vec::new(), params, ctes: Vec::new() }
+        Self { txn, ks, outer: Vec::new(), params, ctes: Vec::new(), catalog: None }
+    }
+
+    /// Takes table definitions from `catalog` (see [`CatalogCache`] for when that is right).
+    pub fn with_catalog(mut self, catalog: Option<&'a CatalogCache>) -> Self {
+        self.catalog = catalog;
+        self
+    }
+
+    pub fn must_table(&self, name: &str) -> SqlResult<TableDef> {
+        match self.catalog {
+            Some(cache) => cache.must_table(self.txn, self.ks, name),
+            None => catalog::must_table(self.txn, self.ks, name),
+        }
     }
 
     // ---------- queries ----------
@@ -323,7 +338,7 @@ impl<'a> Binder<'a> {
                     let columns = relabel(cte.columns, &label, alias.as_ref());
                     return Ok((cte.plan, columns));
                 }
-                let table = catalog::must_table(self.txn, self.ks, &table_name)?;
+                let table = self.must_table(&table_name)?;
                 let columns = table
                     .columns
                     .iter()

@@ -6,7 +6,7 @@
 //! conflict fails COMMIT with 40001. After an error inside BEGIN ... COMMIT, the transaction
 //! is aborted (25P02) until ROLLBACK, as in PostgreSQL.
 
-use crate::catalog::{self, ColumnDef, IndexDef, TableDef};
+use crate::catalog::{self, CatalogCache, ColumnDef, IndexDef, TableDef};
 use crate::error::{SqlError, SqlResult};
 use crate::exec::Executor;
 use crate::expr::{Env, Expr};
@@ -19,8 +19,8 @@ use crate::types::{DataType, Value};
 use sqlparser::ast;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use strata_core::{Error, Keyspace, Store, Txn};
 
@@ -45,6 +45,43 @@ pub struct Sql {
     options: SqlOptions,
     locks: Arc<RowLocks>,
     next_session: Arc<AtomicU64>,
+    catalog: Arc<CatalogCache>,
+    metrics: Arc<OnceLock<StatementMetrics>>,
+}
+
+/// Statement kinds as the metrics label them.
+const KINDS: [&str; 6] = ["select", "insert", "update", "delete", "transaction", "other"];
+
+fn kind(statement: &ast::Statement) -> usize {
+    match statement {
+        ast::Statement::Query(_) => 0,
+        ast::Statement::Insert(_) => 1,
+        ast::Statement::Update(_) => 2,
+        ast::Statement::Delete(_) => 3,
+        ast::Statement::StartTransaction { .. }
+        | ast::Statement::Commit { .. }
+        | ast::Statement::Rollback { .. } => 4,
+        _ => 5,
+    }
+}
+
+/// Handles of the successful-statement counters and the latency histograms, by kind. The
+/// macros with labels look their series up in the registry on every call; these are
+/// registered once, at first use (after the binary has installed its recorder).
+struct StatementMetrics {
+    ok: [metrics::Counter; KINDS.len()],
+    seconds: [metrics::Histogram; KINDS.len()],
+}
+
+impl StatementMetrics {
+    fn register() -> Self {
+        Self {
+            ok: KINDS.map(
+                |kind| metrics::counter!("strata_sql_statements_total", "kind" => kind, "status" => "ok"),
+            ),
+            seconds: KINDS.map(|kind| metrics::histogram!("strata_sql_statement_seconds", "kind" => kind)),
+        }
+    }
 }
 
 /// Transaction isolation, as SQL names it.
@@ -100,7 +137,15 @@ impl Sql {
 
     pub fn open_with(store: Store, options: SqlOptions) -> SqlResult<Sql> {
         let ks = store.keyspace("sql")?;
-        Ok(Sql { store, ks, options, locks: Arc::default(), next_session: Arc::default() })
+        Ok(Sql {
+            store,
+            ks,
+            options,
+            locks: Arc::default(),
+            next_session: Arc::default(),
+            catalog: Arc::default(),
+            metrics: Arc::default(),
+        })
     }
 
     /// Makes `table` a feed (see `feed.rs`): from the returned commit on, statements that
@@ -117,7 +162,7 @@ impl Sql {
                 def.feed = true;
                 catalog::put_table(&mut txn, &self.ks, &def)?;
             }
-            match txn.commit() {
+            match self.catalog.commit_change(txn) {
                 Err(strata_core::Error::Conflict) if attempts < 10 => attempts += 1,
                 other => return Ok(other?),
             }
@@ -145,6 +190,7 @@ impl Sql {
             id: self.next_session.fetch_add(1, Ordering::Relaxed),
             default_isolation: self.options.default_isolation,
             txn: None,
+            changed_catalog: false,
             aborted: false,
         }
     }
@@ -167,6 +213,8 @@ pub struct Session {
     default_isolation: IsolationLevel,
     /// The open transaction block and its isolation.
     txn: Option<(Txn, IsolationLevel)>,
+    /// Whether the open transaction block ran DDL (so it must not use the catalog cache).
+    changed_catalog: bool,
     aborted: bool,
 }
 
@@ -226,6 +274,10 @@ impl Session {
         }
     }
 
+    fn commit(&self, txn: Txn, changed_catalog: bool) -> strata_core::Result<u64> {
+        if changed_catalog { self.sql.catalog.commit_change(txn) } else { txn.commit() }
+    }
+
     /// Runs every statement of a query string (the simple query protocol).
     pub fn execute(&mut self, text: &str) -> SqlResult<Vec<Outcome>> {
         let mut outcomes = Vec::new();
@@ -260,23 +312,16 @@ impl Session {
     pub fn execute_statement(&mut self, statement: &ast::Statement, params: &[Value]) -> SqlResult<Outcome> {
         let started = std::time::Instant::now();
         let result = self.execute_statement_inner(statement, params);
-        let kind = match statement {
-            ast::Statement::Query(_) => "select",
-            ast::Statement::Insert(_) => "insert",
-            ast::Statement::Update(_) => "update",
-            ast::Statement::Delete(_) => "delete",
-            ast::Statement::StartTransaction { .. }
-            | ast::Statement::Commit { .. }
-            | ast::Statement::Rollback { .. } => "transaction",
-            _ => "other",
-        };
-        let status = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.code,
-        };
-        metrics::counter!("strata_sql_statements_total", "kind" => kind, "status" => status).increment(1);
-        metrics::histogram!("strata_sql_statement_seconds", "kind" => kind)
-            .record(started.elapsed().as_secs_f64());
+        let kind = kind(statement);
+        let metrics = self.sql.metrics.get_or_init(StatementMetrics::register);
+        match &result {
+            Ok(_) => metrics.ok[kind].increment(1),
+            Err(e) => {
+                metrics::counter!("strata_sql_statements_total", "kind" => KINDS[kind], "status" => e.code)
+                    .increment(1)
+            }
+        }
+        metrics.seconds[kind].record(started.elapsed().as_secs_f64());
         result
     }
 
@@ -308,8 +353,9 @@ impl Session {
             ast::Statement::Commit { .. } => {
                 let txn = self.txn.take();
                 let aborted = std::mem::take(&mut self.aborted);
+                let changed_catalog = std::mem::take(&mut self.changed_catalog);
                 let result = match txn {
-                    Some((txn, _)) if !aborted => txn.commit().map(|_| ()),
+                    Some((txn, _)) if !aborted => self.commit(txn, changed_catalog).map(|_| ()),
                     _ => Ok(()),
                 };
                 self.sql.locks.release_all(self.id);
@@ -318,6 +364,7 @@ impl Session {
             }
             ast::Statement::Rollback { .. } => {
                 self.txn = None;
+                self.changed_catalog = false;
                 self.aborted = false;
                 self.sql.locks.release_all(self.id);
                 return Ok(Outcome::Command { tag: "ROLLBACK".into() });
@@ -376,17 +423,21 @@ impl Session {
         let ks = self.sql.ks.clone();
         let locking =
             RowLocking { locks: &self.sql.locks, owner: self.id, timeout: self.sql.options.lock_timeout };
+        let changes_catalog = changes_catalog(statement);
         if let Some((txn, level)) = self.txn.as_mut() {
+            self.changed_catalog |= changes_catalog;
+            let catalog = (!self.changed_catalog).then_some(&*self.sql.catalog);
             let read_committed = *level == IsolationLevel::ReadCommitted;
             let result = (|| {
                 if read_committed {
                     // Each statement of a READ COMMITTED transaction sees every commit so far.
                     txn.refresh_snapshot()?;
                 }
-                run(txn, &ks, statement, params, read_committed.then_some(locking))
+                run(txn, &ks, catalog, statement, params, read_committed.then_some(locking))
             })();
             if result.is_err() {
                 self.txn = None;
+                self.changed_catalog = false;
                 self.aborted = true;
                 self.sql.locks.release_all(self.id);
             }
@@ -398,8 +449,10 @@ impl Session {
         for _ in 0..AUTOCOMMIT_RETRIES {
             let mut txn = if read_only { self.sql.store.begin_read_only() } else { self.begin(level) };
             let locking = (level == IsolationLevel::ReadCommitted).then_some(locking);
-            result = run(&mut txn, &ks, statement, params, locking)
-                .and_then(|outcome| txn.commit().map(|_| outcome).map_err(SqlError::from));
+            let catalog = (!changes_catalog).then_some(&*self.sql.catalog);
+            result = run(&mut txn, &ks, catalog, statement, params, locking).and_then(|outcome| {
+                self.commit(txn, changes_catalog).map(|_| outcome).map_err(SqlError::from)
+            });
             self.sql.locks.release_all(self.id);
             if !matches!(&result, Err(e) if e.code == "40001") {
                 break;
@@ -510,7 +563,7 @@ fn table_object_name(t: &ast::TableObject) -> SqlResult<String> {
 fn dml_target(binder: &Binder, factor: &ast::TableFactor) -> SqlResult<(TableDef, String)> {
     match factor {
         ast::TableFactor::Table { name, alias, .. } => {
-            let table = catalog::must_table(binder.txn, binder.ks, &object_name(name)?)?;
+            let table = binder.must_table(&object_name(name)?)?;
             let label =
                 alias.as_ref().map(|a| a.name.value.to_lowercase()).unwrap_or_else(|| table.name.clone());
             Ok((table, label))
@@ -571,10 +624,22 @@ fn command(tag: impl Into<String>) -> Outcome {
     Outcome::Command { tag: tag.into() }
 }
 
-/// Runs one statement inside `txn`.
+/// Whether `statement` writes table definitions.
+fn changes_catalog(statement: &ast::Statement) -> bool {
+    matches!(
+        statement,
+        ast::Statement::CreateTable(_)
+            | ast::Statement::CreateIndex(_)
+            | ast::Statement::Drop { .. }
+            | ast::Statement::AlterTable(_)
+    )
+}
+
+/// Runs one statement inside `txn`, with table definitions from `catalog` when given.
 fn run(
     txn: &mut Txn,
     ks: &Keyspace,
+    catalog: Option<&CatalogCache>,
     statement: &ast::Statement,
     params: &[Value],
     locking: Option<RowLocking>,
@@ -582,7 +647,7 @@ fn run(
     let param_types = params.iter().map(Value::data_type).collect();
     match statement {
         ast::Statement::Query(q) => {
-            let mut binder = Binder::new(txn, ks, param_types);
+            let mut binder = Binder::new(txn, ks, param_types).with_catalog(catalog);
             let Query { plan, columns } = binder.bind_query(q)?;
             let rows = Executor { txn, ks, params }.run(&plan, None)?;
             let tag = format!("SELECT {}", rows.len());
@@ -611,9 +676,9 @@ fn run(
             }
             Ok(command("TRUNCATE TABLE"))
         }
-        ast::Statement::Insert(insert) => insert_rows(txn, ks, insert, params),
-        ast::Statement::Update(update) => update_rows(txn, ks, update, params, locking),
-        ast::Statement::Delete(delete) => delete_rows(txn, ks, delete, params, locking),
+        ast::Statement::Insert(insert) => insert_rows(txn, ks, catalog, insert, params),
+        ast::Statement::Update(update) => update_rows(txn, ks, catalog, update, params, locking),
+        ast::Statement::Delete(delete) => delete_rows(txn, ks, catalog, delete, params, locking),
         other => Err(SqlError::unsupported(format!("statement {}", first_words(&other.to_string())))),
     }
 }
@@ -1034,8 +1099,16 @@ fn rows_outcome(verb: &str, count: usize, returning: Option<(Vec<Column>, Vec<Ro
     }
 }
 
-fn insert_rows(txn: &mut Txn, ks: &Keyspace, insert: &ast::Insert, params: &[Value]) -> SqlResult<Outcome> {
-    let table = catalog::must_table(txn, ks, &table_object_name(&insert.table)?)?;
+fn insert_rows(
+    txn: &mut Txn,
+    ks: &Keyspace,
+    catalog: Option<&CatalogCache>,
+    insert: &ast::Insert,
+    params: &[Value],
+) -> SqlResult<Outcome> {
+    let table = Binder::new(txn, ks, Vec::new())
+        .with_catalog(catalog)
+        .must_table(&table_object_name(&insert.table)?)?;
     let targets = insert_columns(&table, insert)?;
     let scope = table_scope(&table, None);
     let checks = bind_checks(txn, ks, &table)?;
@@ -1269,6 +1342,7 @@ fn lock_rows(
 fn update_rows(
     txn: &mut Txn,
     ks: &Keyspace,
+    catalog: Option<&CatalogCache>,
     update: &ast::Update,
     params: &[Value],
     locking: Option<RowLocking>,
@@ -1276,7 +1350,8 @@ fn update_rows(
     if update.from.is_some() {
         return Err(SqlError::unsupported("UPDATE ... FROM"));
     }
-    let (table, label) = dml_target(&Binder::new(txn, ks, Vec::new()), &update.table.relation)?;
+    let (table, label) =
+        dml_target(&Binder::new(txn, ks, Vec::new()).with_catalog(catalog), &update.table.relation)?;
     let scope = table_scope(&table, Some(&label));
     let param_types: Vec<DataType> = params.iter().map(Value::data_type).collect();
     let mut binder = Binder::new(txn, ks, param_types);
@@ -1332,11 +1407,12 @@ fn update_rows(
 fn delete_rows(
     txn: &mut Txn,
     ks: &Keyspace,
+    catalog: Option<&CatalogCache>,
     delete: &ast::Delete,
     params: &[Value],
     locking: Option<RowLocking>,
 ) -> SqlResult<Outcome> {
-    let (table, label) = delete_target(&Binder::new(txn, ks, Vec::new()), delete)?;
+    let (table, label) = delete_target(&Binder::new(txn, ks, Vec::new()).with_catalog(catalog), delete)?;
     let scope = table_scope(&table, Some(&label));
     let param_types: Vec<DataType> = params.iter().map(Value::data_type).collect();
     let mut binder = Binder::new(txn, ks, param_types);
@@ -1400,6 +1476,47 @@ mod tests {
         let plan =
             plan_of(&mut session, "SELECT * FROM u WHERE EXISTS (SELECT 1 FROM t WHERE t.id = u.t_id)");
         assert!(plan.contains("Seq Scan on u"), "{plan}");
+    }
+
+    fn column_names(session: &mut Session, query: &str) -> Vec<String> {
+        match session.execute(query).unwrap().pop() {
+            Some(Outcome::Rows { columns, .. }) => columns.into_iter().map(|c| c.name).collect(),
+            other => panic!("{query} gave {other:?}"),
+        }
+    }
+
+    /// Table definitions come from the shared catalog cache, yet every transaction still
+    /// sees the catalog of its own snapshot and its own uncommitted DDL.
+    #[test]
+    fn cached_table_definitions_follow_snapshots_and_ddl() {
+        let sql = Sql::open(Store::memory()).unwrap();
+        let (mut a, mut b) = (sql.session(), sql.session());
+        a.execute("CREATE TABLE t (id INT PRIMARY KEY, x INT); INSERT INTO t VALUES (1, 2)").unwrap();
+        assert_eq!(column_names(&mut b, "SELECT * FROM t"), ["id", "x"]);
+
+        // A REPEATABLE READ snapshot taken before an ALTER keeps the old definition.
+        b.execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM t").unwrap();
+        a.execute("ALTER TABLE t ADD COLUMN y INT").unwrap();
+        assert_eq!(column_names(&mut a, "SELECT * FROM t"), ["id", "x", "y"]);
+        assert_eq!(column_names(&mut b, "SELECT * FROM t"), ["id", "x"]);
+        b.execute("COMMIT").unwrap();
+        assert_eq!(column_names(&mut b, "SELECT * FROM t"), ["id", "x", "y"]);
+
+        // Uncommitted DDL is seen by its own transaction only, and gone after ROLLBACK.
+        a.execute("BEGIN; ALTER TABLE t ADD COLUMN z INT").unwrap();
+        assert_eq!(column_names(&mut a, "SELECT * FROM t"), ["id", "x", "y", "z"]);
+        assert_eq!(column_names(&mut b, "SELECT * FROM t"), ["id", "x", "y"]);
+        a.execute("ROLLBACK").unwrap();
+        assert_eq!(column_names(&mut a, "SELECT * FROM t"), ["id", "x", "y"]);
+
+        // DML reads definitions through the cache too: after DROP and CREATE under the same
+        // name, statements see the new table.
+        a.execute("DROP TABLE t; CREATE TABLE t (k TEXT PRIMARY KEY)").unwrap();
+        b.execute("INSERT INTO t VALUES ('one')").unwrap();
+        assert_eq!(b.execute("UPDATE t SET k = 'two'").unwrap().len(), 1);
+        assert_eq!(column_names(&mut b, "SELECT * FROM t"), ["k"]);
+        let err = b.execute("INSERT INTO t VALUES (1, 2)").unwrap_err();
+        assert_eq!(err.code, "42601", "{}", err.message);
     }
 
     fn ints(session: &mut Session, query: &str) -> Vec<i64> {
