@@ -122,6 +122,16 @@ impl CatalogCache {
         Ok(table)
     }
 
+    /// The catalog version `txn` sees, when the cache answers for it: plans bound at that
+    /// version stay right for it.
+    pub fn version_for(&self, txn: &Txn) -> Option<u64> {
+        if txn.isolation() == Isolation::Serializable {
+            return None;
+        }
+        let state = self.state.lock().expect("catalog cache lock poisoned");
+        state.answers_for(txn).then_some(state.last_change)
+    }
+
     /// Commits `txn`, which changed the catalog.
     pub fn commit_change(&self, txn: Txn) -> strata_core::Result<u64> {
         {

@@ -20,7 +20,7 @@ use sqlparser::ast;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use strata_core::{Error, Keyspace, Store, Txn};
 
@@ -203,6 +203,20 @@ pub struct Prepared {
     pub params: Vec<DataType>,
     /// Result columns, if the statement returns rows.
     pub columns: Vec<Column>,
+    /// The bound plan of a SELECT, kept across executions (see [`Session::execute_prepared`]).
+    plan: PlanSlot,
+}
+
+/// Where a prepared SELECT keeps its bound plan; clones of the statement share it.
+type PlanSlot = Arc<Mutex<Option<CachedPlan>>>;
+
+/// A bound query, valid while the catalog stays at `version` and for parameters of
+/// `param_types`.
+#[derive(Debug)]
+struct CachedPlan {
+    version: u64,
+    param_types: Vec<DataType>,
+    query: Arc<Query>,
 }
 
 pub struct Session {
@@ -294,7 +308,12 @@ impl Session {
             return Err(SqlError::new("42601", "cannot insert multiple commands into a prepared statement"));
         }
         let Some(statement) = statements.pop() else {
-            return Ok(Prepared { statement: None, params: Vec::new(), columns: Vec::new() });
+            return Ok(Prepared {
+                statement: None,
+                params: Vec::new(),
+                columns: Vec::new(),
+                plan: PlanSlot::default(),
+            });
         };
         let txn = self.sql.store.begin_read_only();
         let txn_ref = self.txn.as_ref().map_or(&txn, |(t, _)| t);
@@ -305,13 +324,31 @@ impl Session {
             .iter()
             .map(|t| if *t == DataType::Unknown { DataType::Text } else { t.clone() })
             .collect();
-        Ok(Prepared { statement: Some(statement), params, columns })
+        Ok(Prepared { statement: Some(statement), params, columns, plan: PlanSlot::default() })
     }
 
     /// Runs one statement with parameter values.
     pub fn execute_statement(&mut self, statement: &ast::Statement, params: &[Value]) -> SqlResult<Outcome> {
+        self.execute_with_plan(statement, params, None)
+    }
+
+    /// Runs a prepared statement with parameter values. A SELECT is bound once and its plan
+    /// reused while the catalog does not change, as PostgreSQL reuses a generic plan.
+    pub fn execute_prepared(&mut self, prepared: &Prepared, params: &[Value]) -> SqlResult<Outcome> {
+        let Some(statement) = &prepared.statement else {
+            return Err(SqlError::new("26000", "the prepared statement is empty"));
+        };
+        self.execute_with_plan(statement, params, Some(&prepared.plan))
+    }
+
+    fn execute_with_plan(
+        &mut self,
+        statement: &ast::Statement,
+        params: &[Value],
+        plan: Option<&PlanSlot>,
+    ) -> SqlResult<Outcome> {
         let started = std::time::Instant::now();
-        let result = self.execute_statement_inner(statement, params);
+        let result = self.execute_statement_inner(statement, params, plan);
         let kind = kind(statement);
         let metrics = self.sql.metrics.get_or_init(StatementMetrics::register);
         match &result {
@@ -329,6 +366,7 @@ impl Session {
         &mut self,
         statement: &ast::Statement,
         params: &[Value],
+        plan: Option<&PlanSlot>,
     ) -> SqlResult<Outcome> {
         match statement {
             ast::Statement::StartTransaction { modes, .. } => {
@@ -433,7 +471,7 @@ impl Session {
                     // Each statement of a READ COMMITTED transaction sees every commit so far.
                     txn.refresh_snapshot()?;
                 }
-                run(txn, &ks, catalog, statement, params, read_committed.then_some(locking))
+                run(txn, &ks, catalog, plan, statement, params, read_committed.then_some(locking))
             })();
             if result.is_err() {
                 self.txn = None;
@@ -450,7 +488,7 @@ impl Session {
             let mut txn = if read_only { self.sql.store.begin_read_only() } else { self.begin(level) };
             let locking = (level == IsolationLevel::ReadCommitted).then_some(locking);
             let catalog = (!changes_catalog).then_some(&*self.sql.catalog);
-            result = run(&mut txn, &ks, catalog, statement, params, locking).and_then(|outcome| {
+            result = run(&mut txn, &ks, catalog, plan, statement, params, locking).and_then(|outcome| {
                 self.commit(txn, changes_catalog).map(|_| outcome).map_err(SqlError::from)
             });
             self.sql.locks.release_all(self.id);
@@ -635,11 +673,41 @@ fn changes_catalog(statement: &ast::Statement) -> bool {
     )
 }
 
-/// Runs one statement inside `txn`, with table definitions from `catalog` when given.
+/// Binds a SELECT, or takes its plan from `slot` when one was bound at the catalog version
+/// `txn` sees (only transactions that use the catalog cache have a version).
+fn bound_query(
+    txn: &Txn,
+    ks: &Keyspace,
+    catalog: Option<&CatalogCache>,
+    slot: Option<&PlanSlot>,
+    query: &ast::Query,
+    param_types: Vec<DataType>,
+) -> SqlResult<Arc<Query>> {
+    let version = || catalog.and_then(|c| c.version_for(txn));
+    let Some((slot, at)) = slot.zip(version()) else {
+        return Ok(Arc::new(Binder::new(txn, ks, param_types).with_catalog(catalog).bind_query(query)?));
+    };
+    if let Some(cached) = &*slot.lock().expect("plan lock poisoned")
+        && cached.version == at
+        && cached.param_types == param_types
+    {
+        return Ok(cached.query.clone());
+    }
+    let bound = Arc::new(Binder::new(txn, ks, param_types.clone()).with_catalog(catalog).bind_query(query)?);
+    if version() == Some(at) {
+        *slot.lock().expect("plan lock poisoned") =
+            Some(CachedPlan { version: at, param_types, query: bound.clone() });
+    }
+    Ok(bound)
+}
+
+/// Runs one statement inside `txn`, with table definitions from `catalog` and a SELECT's
+/// plan from `plan` when given.
 fn run(
     txn: &mut Txn,
     ks: &Keyspace,
     catalog: Option<&CatalogCache>,
+    plan: Option<&PlanSlot>,
     statement: &ast::Statement,
     params: &[Value],
     locking: Option<RowLocking>,
@@ -647,11 +715,10 @@ fn run(
     let param_types = params.iter().map(Value::data_type).collect();
     match statement {
         ast::Statement::Query(q) => {
-            let mut binder = Binder::new(txn, ks, param_types).with_catalog(catalog);
-            let Query { plan, columns } = binder.bind_query(q)?;
-            let rows = Executor { txn, ks, params }.run(&plan, None)?;
+            let query = bound_query(txn, ks, catalog, plan, q, param_types)?;
+            let rows = Executor { txn, ks, params }.run(&query.plan, None)?;
             let tag = format!("SELECT {}", rows.len());
-            Ok(Outcome::Rows { columns, rows, tag })
+            Ok(Outcome::Rows { columns: query.columns.clone(), rows, tag })
         }
         ast::Statement::Explain { statement, .. } => {
             let ast::Statement::Query(q) = statement.as_ref() else {
@@ -1517,6 +1584,36 @@ mod tests {
         assert_eq!(column_names(&mut b, "SELECT * FROM t"), ["k"]);
         let err = b.execute("INSERT INTO t VALUES (1, 2)").unwrap_err();
         assert_eq!(err.code, "42601", "{}", err.message);
+    }
+
+    /// A prepared SELECT keeps its plan across executions, and binds again after DDL.
+    #[test]
+    fn prepared_plans_are_reused_until_the_catalog_changes() {
+        let sql = Sql::open(Store::memory()).unwrap();
+        let (mut a, mut b) = (sql.session(), sql.session());
+        a.execute("CREATE TABLE t (id INT PRIMARY KEY, x INT); INSERT INTO t VALUES (1, 10), (2, 20)")
+            .unwrap();
+        let select = b.prepare("SELECT x FROM t WHERE id = $1", &[]).unwrap();
+        let x = |b: &mut Session, id: i64| match b.execute_prepared(&select, &[Value::Int(id)]).unwrap() {
+            Outcome::Rows { rows, .. } => rows.iter().map(|r| r[0].to_text()).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(x(&mut b, 1), ["10"]);
+        assert_eq!(x(&mut b, 2), ["20"], "the cached plan takes new parameter values");
+        a.execute("UPDATE t SET x = 11 WHERE id = 1").unwrap();
+        assert_eq!(x(&mut b, 1), ["11"]);
+        // The table the plan was bound to is gone; the new one under its name is read.
+        a.execute("DROP TABLE t; CREATE TABLE t (x INT, id INT PRIMARY KEY); INSERT INTO t VALUES (30, 1)")
+            .unwrap();
+        assert_eq!(x(&mut b, 1), ["30"]);
+        // Inside a transaction with its own DDL, the plan is bound afresh.
+        b.execute(
+            "BEGIN; DROP TABLE t; CREATE TABLE t (id INT PRIMARY KEY, x INT); INSERT INTO t VALUES (1, 40)",
+        )
+        .unwrap();
+        assert_eq!(x(&mut b, 1), ["40"]);
+        b.execute("ROLLBACK").unwrap();
+        assert_eq!(x(&mut b, 1), ["30"]);
     }
 
     fn ints(session: &mut Session, query: &str) -> Vec<i64> {

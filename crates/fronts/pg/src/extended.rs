@@ -261,7 +261,9 @@ impl ExtendedQueryHandler for Handler {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let prepared = &portal.statement.statement.prepared;
-        let Some(statement) = &prepared.statement else { return Ok(Response::EmptyQuery) };
+        if prepared.statement.is_none() {
+            return Ok(Response::EmptyQuery);
+        }
         // The client's declared types win over inferred ones.
         let types: Vec<DataType> = (0..portal.parameter_len())
             .map(|i| match portal.statement.parameter_types.get(i).cloned().flatten() {
@@ -274,7 +276,7 @@ impl ExtendedQueryHandler for Handler {
         let outcome = session
             .lock()
             .expect("session lock poisoned")
-            .execute_statement(statement, &params)
+            .execute_prepared(prepared, &params)
             .map_err(user_error)?;
         response(outcome, &portal.result_column_format)
     }

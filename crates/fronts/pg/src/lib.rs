@@ -289,10 +289,11 @@ pub async fn serve(
         let (factory, mut stop, running) = (factory.clone(), stop.clone(), running.clone());
         let socket = socket.into_std()?;
         let spawned = std::thread::Builder::new().name("strata-pg".into()).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build() {
-                Ok(runtime) => runtime,
-                Err(err) => return tracing::warn!(%err, "could not start a postgres connection thread"),
-            };
+            let runtime =
+                match tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build() {
+                    Ok(runtime) => runtime,
+                    Err(err) => return tracing::warn!(%err, "could not start a postgres connection thread"),
+                };
             runtime.block_on(async move {
                 let socket = match tokio::net::TcpStream::from_std(socket) {
                     Ok(socket) => socket,
