@@ -27,7 +27,9 @@
 //!
 //! - No pg_catalog tables yet: clients that introspect (psql's `\d`) get "relation does not
 //!   exist"; plain queries work.
-//! - Portals run to completion (`max_rows` is ignored).
+//! - A portal's rows are all computed at its first Execute; `max_rows` splits only their
+//!   delivery (PortalSuspended between chunks).
+//! - A CancelRequest does not interrupt a running statement.
 
 mod extended;
 mod types;
