@@ -44,8 +44,10 @@ su postgres -c "$BIN/initdb -D $WORK/pg -A trust -U postgres" >/dev/null
 su postgres -c "$BIN/pg_ctl -D $WORK/pg -o '-p $PG_PORT -k $WORK -c fsync=on -c synchronous_commit=on -c max_connections=50' -l $WORK/pg.log start" >/dev/null
 
 $PSQL -h 127.0.0.1 -p $PG_PORT -U postgres -c "ALTER SYSTEM SET default_transaction_isolation = '$ISOLATION'" -c "SELECT pg_reload_conf()" >/dev/null
+# In a session of its own, as pg_ctl starts PostgreSQL: with the kernel's autogroup
+# scheduling, each server then shares the CPU with pgbench on the same terms.
 STRATA_SQL_DEFAULT_ISOLATION="$ISOLATION" STRATA_PG_LISTEN=127.0.0.1:$STRATA_PORT STRATA_HTTP_ENABLED=false RUST_LOG=warn \
-  "$ROOT/target/release/strata" serve --data-dir "$WORK/strata" >"$WORK/strata.log" 2>&1 &
+  setsid "$ROOT/target/release/strata" serve --data-dir "$WORK/strata" >"$WORK/strata.log" 2>&1 &
 STRATA_PID=$!
 sleep 1
 

@@ -31,6 +31,7 @@
 //!   delivery (PortalSuspended between chunks).
 //! - A CancelRequest does not interrupt a running statement.
 
+mod connection;
 mod extended;
 mod types;
 
@@ -284,10 +285,6 @@ pub async fn serve(
                 Err(err) => break Err(err),
             },
         };
-        // Replies are small and latency-bound: do not let Nagle hold them back.
-        if let Err(err) = socket.set_nodelay(true) {
-            tracing::debug!(%err, "could not set TCP_NODELAY");
-        }
         let (factory, mut stop, running) = (factory.clone(), stop.clone(), running.clone());
         let socket = socket.into_std()?;
         let spawned = std::thread::Builder::new().name("strata-pg".into()).spawn(move || {
@@ -302,7 +299,7 @@ pub async fn serve(
                     Err(err) => return tracing::debug!(%err, "postgres connection lost"),
                 };
                 tokio::select! {
-                    result = pgwire::tokio::process_socket(socket, None, factory) => {
+                    result = connection::serve(socket, factory) => {
                         if let Err(err) = result {
                             tracing::debug!(%err, "postgres connection ended with an error");
                         }
