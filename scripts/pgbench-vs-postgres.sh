@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the same pgbench custom scripts against a throwaway PostgreSQL 15 (fsync on) and
-# Strata (durable, sync = "always"), side by side, and prints TPS, p99 latency and the
-# Strata/PostgreSQL ratio for:
+# Strata (durable, sync = "always"), side by side, and prints TPS, p99 latency, the server's
+# CPU time per transaction and the Strata/PostgreSQL ratio for:
 #   (a) point SELECT by primary key on ROWS rows,
 #   (b) a TPC-B-like transaction (3 UPDATEs, a SELECT, an INSERT in BEGIN/COMMIT),
 # each with `pgbench -n -M simple` and `-M prepared`. Tables are created and filled with
@@ -23,8 +23,8 @@ PG_PORT=55433
 ISOLATION=${ISOLATION:-read committed}
 STRATA_PORT=55434
 
-if ! ls /usr/lib/postgresql/15/bin/pgbench >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
+if ! ls /usr/lib/postgresql/15/bin/pgbench /usr/bin/time >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15 time >/dev/null
 fi
 BIN=/usr/lib/postgresql/15/bin
 PSQL="$BIN/psql -q -v ON_ERROR_STOP=1"
@@ -97,22 +97,31 @@ load() { # name port user
 load postgres $PG_PORT postgres postgres
 load strata $STRATA_PORT strata strata
 
-run() { # port user db script mode -> "tps p99_ms"
+# Busy CPU time of the whole machine, in clock ticks.
+busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+
+run() { # port user db script mode -> "tps p99_ms server_us_per_tx"
   local log="$WORK/log.$RANDOM"
   mkdir -p "$log"
-  (cd "$log" && $BIN/pgbench -n -M "$5" --max-tries=1000 -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -l -h 127.0.0.1 -p "$1" -U "$2" "$3" -f "$WORK/$4" >"$log/out" 2>&1) || { cat "$log/out" >&2; echo "0 0"; return; }
+  local before=$(busy_ticks)
+  (cd "$log" && /usr/bin/time -f "%U %S" -o "$log/pgbench_cpu" $BIN/pgbench -n -M "$5" --max-tries=1000 -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -l -h 127.0.0.1 -p "$1" -U "$2" "$3" -f "$WORK/$4" >"$log/out" 2>&1) || { cat "$log/out" >&2; echo "0 0 0"; return; }
+  local after=$(busy_ticks)
   local tps=$(grep -E "^tps" "$log/out" | head -1 | awk '{print $3}')
   grep -E "failed|retried" "$log/out" | sed "s/^/    [$1 $4 $5] /" >&2 || true
   local p99=$(cat "$log"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.2f", a[i]/1000}')
-  echo "$tps $p99"
+  # The server's CPU per transaction: the machine's busy time less pgbench's own. Steadier
+  # than TPS on a shared VM, whose CPU share comes and goes.
+  local txs=$(grep -E "^number of transactions actually processed" "$log/out" | awk '{print $NF}' | cut -d/ -f1)
+  local us=$(python3 -c "print(f'{(($after - $before) / $(getconf CLK_TCK) - sum(map(float, open(\"$log/pgbench_cpu\").read().split()))) * 1e6 / max(1, $txs):.1f}')")
+  echo "$tps $p99 $us"
 }
 
-printf "\n%-22s %-9s %12s %10s %12s %10s %8s\n" workload mode pg_tps pg_p99ms strata_tps st_p99ms ratio
+printf "\n%-22s %-9s %10s %9s %9s %10s %9s %9s %6s\n" workload mode pg_tps pg_p99ms pg_us/tx strata_tps st_p99ms st_us/tx ratio
 for script in select tpcb; do
   for mode in simple prepared; do
-    read -r pg_tps pg_p99 < <(run $PG_PORT postgres postgres $script.sql $mode)
-    read -r st_tps st_p99 < <(run $STRATA_PORT strata strata $script.sql $mode)
+    read -r pg_tps pg_p99 pg_us < <(run $PG_PORT postgres postgres $script.sql $mode)
+    read -r st_tps st_p99 st_us < <(run $STRATA_PORT strata strata $script.sql $mode)
     ratio=$(python3 -c "print(f'{float($st_tps)/float($pg_tps):.2f}' if float($pg_tps) else 'n/a')")
-    printf "%-22s %-9s %12.0f %10s %12.0f %10s %8s\n" "$script ($ROWS rows)" "$mode" "$pg_tps" "$pg_p99" "$st_tps" "$st_p99" "$ratio"
+    printf "%-22s %-9s %10.0f %9s %9s %10.0f %9s %9s %6s\n" "$script ($ROWS rows)" "$mode" "$pg_tps" "$pg_p99" "$pg_us" "$st_tps" "$st_p99" "$st_us" "$ratio"
   done
 done
