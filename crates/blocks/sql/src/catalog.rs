@@ -97,15 +97,27 @@ struct CacheState {
 
 impl CacheState {
     fn answers_for(&self, txn: &Txn) -> bool {
-        self.changing == 0 && txn.start_seq() >= self.last_change
+        txn.isolation() != Isolation::Serializable
+            && self.changing == 0
+            && txn.start_seq() >= self.last_change
+    }
+}
+
+/// The definition of `name` as `txn` sees it, through `cache` when one is given.
+pub fn must_table_via(
+    cache: Option<&CatalogCache>,
+    txn: &Txn,
+    ks: &Keyspace,
+    name: &str,
+) -> SqlResult<TableDef> {
+    match cache {
+        Some(cache) => cache.must_table(txn, ks, name),
+        None => must_table(txn, ks, name),
     }
 }
 
 impl CatalogCache {
     pub fn must_table(&self, txn: &Txn, ks: &Keyspace, name: &str) -> SqlResult<TableDef> {
-        if txn.isolation() == Isolation::Serializable {
-            return must_table(txn, ks, name);
-        }
         {
             let state = self.state.lock().expect("catalog cache lock poisoned");
             if state.answers_for(txn)
@@ -125,9 +137,6 @@ impl CatalogCache {
     /// The catalog version `txn` sees, when the cache answers for it: plans bound at that
     /// version stay right for it.
     pub fn version_for(&self, txn: &Txn) -> Option<u64> {
-        if txn.isolation() == Isolation::Serializable {
-            return None;
-        }
         let state = self.state.lock().expect("catalog cache lock poisoned");
         state.answers_for(txn).then_some(state.last_change)
     }

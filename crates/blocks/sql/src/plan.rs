@@ -184,10 +184,7 @@ impl<'a> Binder<'a> {
     }
 
     pub fn must_table(&self, name: &str) -> SqlResult<TableDef> {
-        match self.catalog {
-            Some(cache) => cache.must_table(self.txn, self.ks, name),
-            None => catalog::must_table(self.txn, self.ks, name),
-        }
+        catalog::must_table_via(self.catalog, self.txn, self.ks, name)
     }
 
     // ---------- queries ----------

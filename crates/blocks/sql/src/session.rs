@@ -190,7 +190,6 @@ impl Sql {
             id: self.next_session.fetch_add(1, Ordering::Relaxed),
             default_isolation: self.options.default_isolation,
             txn: None,
-            changed_catalog: false,
             aborted: false,
         }
     }
@@ -225,11 +224,17 @@ pub struct Session {
     id: u64,
     /// The isolation of the next transaction (`SET default_transaction_isolation`).
     default_isolation: IsolationLevel,
-    /// The open transaction block and its isolation.
-    txn: Option<(Txn, IsolationLevel)>,
-    /// Whether the open transaction block ran DDL (so it must not use the catalog cache).
-    changed_catalog: bool,
+    /// The open transaction block.
+    txn: Option<Block>,
     aborted: bool,
+}
+
+/// An open transaction block (BEGIN ... COMMIT).
+struct Block {
+    txn: Txn,
+    level: IsolationLevel,
+    /// Whether the block ran DDL, so it must not use the catalog cache.
+    changed_catalog: bool,
 }
 
 impl Drop for Session {
@@ -316,7 +321,7 @@ impl Session {
             });
         };
         let txn = self.sql.store.begin_read_only();
-        let txn_ref = self.txn.as_ref().map_or(&txn, |(t, _)| t);
+        let txn_ref = self.txn.as_ref().map_or(&txn, |block| &block.txn);
         let mut binder = Binder::new(txn_ref, &self.sql.ks, param_types.to_vec());
         let columns = describe(&mut binder, &statement)?;
         let params = binder
@@ -385,15 +390,14 @@ impl Session {
                         };
                     }
                 }
-                self.txn = Some((self.begin(level), level));
+                self.txn = Some(Block { txn: self.begin(level), level, changed_catalog: false });
                 return Ok(Outcome::Command { tag: "BEGIN".into() });
             }
             ast::Statement::Commit { .. } => {
-                let txn = self.txn.take();
+                let block = self.txn.take();
                 let aborted = std::mem::take(&mut self.aborted);
-                let changed_catalog = std::mem::take(&mut self.changed_catalog);
-                let result = match txn {
-                    Some((txn, _)) if !aborted => self.commit(txn, changed_catalog).map(|_| ()),
+                let result = match block {
+                    Some(block) if !aborted => self.commit(block.txn, block.changed_catalog).map(|_| ()),
                     _ => Ok(()),
                 };
                 self.sql.locks.release_all(self.id);
@@ -402,7 +406,6 @@ impl Session {
             }
             ast::Statement::Rollback { .. } => {
                 self.txn = None;
-                self.changed_catalog = false;
                 self.aborted = false;
                 self.sql.locks.release_all(self.id);
                 return Ok(Outcome::Command { tag: "ROLLBACK".into() });
@@ -430,7 +433,7 @@ impl Session {
                 let name = variable.iter().map(|v| v.value.to_lowercase()).collect::<Vec<_>>().join(" ");
                 let value = match name.as_str() {
                     "transaction isolation level" => {
-                        self.txn.as_ref().map_or(self.default_isolation, |(_, level)| *level).name()
+                        self.txn.as_ref().map_or(self.default_isolation, |block| block.level).name()
                     }
                     "default_transaction_isolation" => self.default_isolation.name(),
                     "server_version" => "15.0",
@@ -462,9 +465,9 @@ impl Session {
         let locking =
             RowLocking { locks: &self.sql.locks, owner: self.id, timeout: self.sql.options.lock_timeout };
         let changes_catalog = changes_catalog(statement);
-        if let Some((txn, level)) = self.txn.as_mut() {
-            self.changed_catalog |= changes_catalog;
-            let catalog = (!self.changed_catalog).then_some(&*self.sql.catalog);
+        if let Some(Block { txn, level, changed_catalog }) = self.txn.as_mut() {
+            *changed_catalog |= changes_catalog;
+            let catalog = (!*changed_catalog).then_some(&*self.sql.catalog);
             let read_committed = *level == IsolationLevel::ReadCommitted;
             let result = (|| {
                 if read_committed {
@@ -475,7 +478,6 @@ impl Session {
             })();
             if result.is_err() {
                 self.txn = None;
-                self.changed_catalog = false;
                 self.aborted = true;
                 self.sql.locks.release_all(self.id);
             }
@@ -684,16 +686,15 @@ fn bound_query(
     param_types: Vec<DataType>,
 ) -> SqlResult<Arc<Query>> {
     let version = || catalog.and_then(|c| c.version_for(txn));
-    let Some((slot, at)) = slot.zip(version()) else {
-        return Ok(Arc::new(Binder::new(txn, ks, param_types).with_catalog(catalog).bind_query(query)?));
-    };
+    let bind = |types| Binder::new(txn, ks, types).with_catalog(catalog).bind_query(query).map(Arc::new);
+    let Some((slot, at)) = slot.zip(version()) else { return bind(param_types) };
     if let Some(cached) = &*slot.lock().expect("plan lock poisoned")
         && cached.version == at
         && cached.param_types == param_types
     {
         return Ok(cached.query.clone());
     }
-    let bound = Arc::new(Binder::new(txn, ks, param_types.clone()).with_catalog(catalog).bind_query(query)?);
+    let bound = bind(param_types.clone())?;
     if version() == Some(at) {
         *slot.lock().expect("plan lock poisoned") =
             Some(CachedPlan { version: at, param_types, query: bound.clone() });
@@ -1173,9 +1174,7 @@ fn insert_rows(
     insert: &ast::Insert,
     params: &[Value],
 ) -> SqlResult<Outcome> {
-    let table = Binder::new(txn, ks, Vec::new())
-        .with_catalog(catalog)
-        .must_table(&table_object_name(&insert.table)?)?;
+    let table = catalog::must_table_via(catalog, txn, ks, &table_object_name(&insert.table)?)?;
     let targets = insert_columns(&table, insert)?;
     let scope = table_scope(&table, None);
     let checks = bind_checks(txn, ks, &table)?;

@@ -1,10 +1,10 @@
 //! One client connection from accept to close: SSL negotiation (refused), startup within
 //! [`STARTUP_TIMEOUT`], then messages until the client leaves or a FATAL error.
 //!
-//! pgwire's `process_socket` runs the same loop from pgwire's public pieces
-//! (`negotiate_tls`, which also sets TCP_NODELAY, `process_message`, `process_error`), but its startup timer stays
-//! registered for the connection's first minute even after startup, so every wait for the
-//! next message armed a kernel timer (an `epoll_wait` with a timeout). On this VM that cost
+//! This is pgwire's `process_socket` loop, built from pgwire's public pieces (`negotiate_tls`,
+//! which also sets TCP_NODELAY, `process_message`, `process_error`). `process_socket` keeps
+//! its startup timer registered for the connection's first minute even after startup, so
+//! every wait for the next message armed a kernel timer (an `epoll_wait` with a timeout). On this VM that cost
 //! pgbench point SELECTs about 15%: 59-69k TPS in a connection's first minute, 78-81k after
 //! (`pgbench -M prepared -c 8 -T 80 -P 10`). Here the deadline applies to startup reads only.
 

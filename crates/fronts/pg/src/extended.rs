@@ -219,16 +219,14 @@ impl ExtendedQueryHandler for Handler {
         client.set_state(PgWireConnectionState::ReadyForQuery);
         let reply = match result? {
             Response::Query(mut rows) => {
-                let command = rows.command_tag().to_owned();
                 let mut count = 0;
                 while let Some(row) = rows.data_rows().next().await {
                     client.feed(PgWireBackendMessage::DataRow(row?)).await?;
                     count += 1;
                 }
                 // A second Execute of this portal finds it finished, as in PostgreSQL.
-                portal.start(rows).await;
-                portal.fetch(0).await?;
-                Tag::new(&command).with_rows(count)
+                *portal.state().lock().await = PortalExecutionState::Finished;
+                Tag::new(rows.command_tag()).with_rows(count)
             }
             Response::EmptyQuery => {
                 client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
@@ -261,9 +259,6 @@ impl ExtendedQueryHandler for Handler {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let prepared = &portal.statement.statement.prepared;
-        if prepared.statement.is_none() {
-            return Ok(Response::EmptyQuery);
-        }
         // The client's declared types win over inferred ones.
         let types: Vec<DataType> = (0..portal.parameter_len())
             .map(|i| match portal.statement.parameter_types.get(i).cloned().flatten() {
