@@ -1,9 +1,9 @@
 //! The store: keyspaces, transactions, conflict detection, group commit, change feed.
 //!
 //! ```text
-//!   Txn::commit ──► queue ──► commit thread: for each queued commit, validate and assign seq
-//!                             ──► engine.apply(all writes + change records + last seq)
-//!                             ──► one fsync ──► wake each committer; wake feed subscribers
+//!   Txn::commit ──► commits lock: validate, assign seq, engine.apply(writes + change
+//!                   records + last seq) ──► visible; `commit_visible` hook (lock release)
+//!               ──► park until the commit thread's next fsync covers seq ──► acknowledged
 //! ```
 //!
 //! Conflicts are detected optimistically. Every read-write transaction remembers the commit
@@ -15,14 +15,18 @@
 //! concurrent commits. A key is remembered only while a transaction older than its last
 //! write is open.
 //!
-//! Group commit ([`SyncMode::Always`]): a committing thread queues its writes and parks. One
-//! commit thread takes everything queued, validates each commit in order, applies all that
-//! passed as one engine batch, fsyncs once, and wakes each committer with its result. While
-//! it fsyncs, the next group queues up, so one fsync acknowledges every commit that arrived
-//! during the previous one: throughput grows with concurrency while each commit still returns
-//! only after its data is on disk. (An earlier design let a committer lead the fsync; handing
-//! the leader role between threads and waking the next group's committers cost more CPU
-//! than the fsync on two cores.) With [`SyncMode::Periodic`] the committing thread applies its
+//! Group commit ([`SyncMode::Always`]): a committing thread validates and applies its own
+//! writes (one journal write to the OS), then queues its sequence number and parks. The
+//! commit thread fsyncs the journal once for everything applied so far and wakes each
+//! committer it covered. While it fsyncs, later commits apply and queue up behind it, so one
+//! fsync acknowledges every commit that arrived during the previous one: throughput grows
+//! with concurrency while each commit still returns only after its data is on disk. Applying
+//! on the committing thread, outside the fsync's critical path, lets the next group's writes
+//! reach the journal while the fsync runs, and lets callers release their locks (see
+//! [`crate::Txn::commit_visible`]) without waiting for it. (Two earlier designs were slower:
+//! a committer that led the fsync itself had to hand the leader role between threads, and a
+//! commit thread that applied whole groups kept each group's writes, and its locks, waiting
+//! for the previous fsync.) With [`SyncMode::Periodic`] the committing thread applies its
 //! own writes and returns; a background thread fsyncs on an interval, so a power loss can
 //! lose the last interval.
 //!
@@ -137,13 +141,13 @@ pub(crate) struct PendingCommit {
     pub(crate) changes: Vec<(String, Vec<u8>)>,
 }
 
-/// Where the committer leaves a commit's result for the thread parked on it.
+/// Where the commit thread leaves a commit's result for the thread parked on it.
 struct Waiter {
     result: Mutex<Option<Result<u64>>>,
     thread: std::thread::Thread,
 }
 
-/// Commits waiting for the group committer.
+/// Applied commits waiting for the commit thread's fsync.
 #[derive(Default)]
 struct CommitQueue {
     state: Mutex<QueueState>,
@@ -152,7 +156,11 @@ struct CommitQueue {
 
 #[derive(Default)]
 struct QueueState {
-    pending: Vec<(PendingCommit, Arc<Waiter>)>,
+    /// Applied commits waiting for an fsync, by sequence number.
+    waiting: Vec<(u64, Arc<Waiter>)>,
+    /// Why an fsync failed: after one has, no commit is applied or acknowledged, since the
+    /// kernel may have dropped the dirty pages it could not write.
+    failed: Option<String>,
     stopped: bool,
 }
 
@@ -346,18 +354,25 @@ impl Store {
 
     /// Validates and applies a read-write transaction's writes and ends it; returns its commit
     /// sequence number once durable (per the sync setting).
-    pub(crate) fn commit_writes(&self, pending: PendingCommit) -> Result<u64> {
+    /// `visible` runs once the commit is applied (see [`crate::Txn::commit_visible`]).
+    pub(crate) fn commit_writes(&self, pending: PendingCommit, visible: impl FnOnce()) -> Result<u64> {
         let started = std::time::Instant::now();
         let seq = match self.inner.options.sync {
             SyncMode::Always => {
+                if let Some(err) = &self.inner.queue.state.lock().expect("queue lock poisoned").failed {
+                    self.end_txn(pending.start_seq);
+                    return Err(Error::Unavailable(format!("an earlier fsync failed: {err}")));
+                }
+                let seq = self.apply(pending)?;
+                visible();
                 let waiter = Arc::new(Waiter { result: Mutex::new(None), thread: std::thread::current() });
                 self.inner
                     .queue
                     .state
                     .lock()
                     .expect("queue lock poisoned")
-                    .pending
-                    .push((pending, waiter.clone()));
+                    .waiting
+                    .push((seq, waiter.clone()));
                 self.inner.queue.cv.notify_one();
                 loop {
                     if let Some(result) = waiter.result.lock().expect("waiter lock poisoned").take() {
@@ -367,7 +382,8 @@ impl Store {
                 }
             }
             SyncMode::Periodic(_) => {
-                let seq = self.apply_group(vec![pending]).pop().expect("one result per commit")?;
+                let seq = self.apply(pending)?;
+                visible();
                 self.notify_feed(seq);
                 seq
             }
@@ -377,60 +393,38 @@ impl Store {
         Ok(seq)
     }
 
-    /// Validates each commit in order, then applies all that passed in one engine batch.
-    /// Returns one result per commit, in order. Later commits of the group are checked
-    /// against the earlier ones.
-    fn apply_group(&self, group: Vec<PendingCommit>) -> Vec<Result<u64>> {
+    /// Validates a commit and applies it, under the commits lock so that sequence numbers
+    /// reach the journal in order. Returns its sequence number.
+    fn apply(&self, pending: PendingCommit) -> Result<u64> {
         let mut commits = self.inner.commits.lock().expect("commits lock poisoned");
-        let last_seq = self.inner.last_seq.load(Ordering::Acquire);
-        let mut seq = last_seq;
-        let mut ops = Vec::new();
-        let mut results = Vec::with_capacity(group.len());
-        for pending in group {
-            let newer = |s: &u64| *s > pending.start_seq;
-            let check = &pending.check;
-            let conflicted = check
-                .written
-                .iter()
-                .chain(&check.points)
-                .any(|k| commits.last_write.get(k).is_some_and(newer))
+        let newer = |s: &u64| *s > pending.start_seq;
+        let check = &pending.check;
+        let conflicted =
+            check.written.iter().chain(&check.points).any(|k| commits.last_write.get(k).is_some_and(newer))
                 || check.ranges.iter().any(|(ks, range)| {
                     !range_is_empty(range)
                         && commits.last_write.range(ks_range(*ks, range)).any(|(_, s)| newer(s))
                 });
-            close_open(&mut commits, pending.start_seq);
-            if conflicted {
-                metrics::counter!("strata_core_conflicts_total").increment(1);
-                results.push(Err(Error::Conflict));
-                continue;
-            }
-            seq += 1;
-            ops.extend(pending.ops);
-            for (i, (source, payload)) in pending.changes.into_iter().enumerate() {
-                ops.push((
-                    self.inner.feed.id,
-                    feed::key(seq, i as u32),
-                    Some(feed::value(&source, &payload)),
-                ));
-            }
-            for key in &pending.check.written {
-                commits.last_write.insert(key.clone(), seq);
-            }
-            commits.recent.push_back((seq, pending.check.written));
-            results.push(Ok(seq));
+        close_open(&mut commits, pending.start_seq);
+        if conflicted {
+            metrics::counter!("strata_core_conflicts_total").increment(1);
+            return Err(Error::Conflict);
         }
-        if seq > last_seq {
-            ops.push((self.inner.meta.id, META_LAST_SEQ.to_vec(), Some(seq.to_le_bytes().to_vec())));
-            match self.inner.engine.apply(ops) {
-                Ok(()) => self.inner.last_seq.store(seq, Ordering::Release),
-                Err(err) => {
-                    tracing::error!(%err, "applying a commit group failed");
-                    for result in results.iter_mut().filter(|r| r.is_ok()) {
-                        *result = Err(Error::Unavailable(format!("commit failed: {err}")));
-                    }
-                }
-            }
+        let seq = self.inner.last_seq.load(Ordering::Acquire) + 1;
+        let mut ops = pending.ops;
+        for (i, (source, payload)) in pending.changes.into_iter().enumerate() {
+            ops.push((self.inner.feed.id, feed::key(seq, i as u32), Some(feed::value(&source, &payload))));
         }
+        ops.push((self.inner.meta.id, META_LAST_SEQ.to_vec(), Some(seq.to_le_bytes().to_vec())));
+        if let Err(err) = self.inner.engine.apply(ops) {
+            tracing::error!(%err, "applying a commit failed");
+            return Err(Error::Unavailable(format!("commit failed: {err}")));
+        }
+        self.inner.last_seq.store(seq, Ordering::Release);
+        for key in &pending.check.written {
+            commits.last_write.insert(key.clone(), seq);
+        }
+        commits.recent.push_back((seq, pending.check.written));
         // No open transaction started before `horizon` needs the writes up to it.
         let horizon = commits.open.keys().next().copied().unwrap_or(seq);
         while commits.recent.front().is_some_and(|(s, _)| *s <= horizon) {
@@ -441,7 +435,7 @@ impl Store {
                 }
             }
         }
-        results
+        Ok(seq)
     }
 
     /// Wakes change-feed subscribers up to `seq`.
@@ -456,55 +450,63 @@ impl Store {
     }
 }
 
-/// The group committer: takes every commit queued since its last round, applies them as one
-/// batch, fsyncs once, and wakes each committer with its result. Commits queue while an
-/// fsync runs, so one fsync acknowledges as many commits as arrived during the previous one.
+/// The commit thread: while commits wait, fsyncs everything applied so far and wakes each
+/// commit that fsync covered with its result.
 fn spawn_committer(inner: std::sync::Weak<Inner>, queue: Arc<CommitQueue>) {
     std::thread::Builder::new()
         .name("strata-core-commit".into())
         .spawn(move || {
-            let mut failed: Option<String> = None;
             loop {
-                let batch = {
+                let failed = {
                     let mut state = queue.state.lock().expect("queue lock poisoned");
-                    loop {
-                        if !state.pending.is_empty() {
-                            break std::mem::take(&mut state.pending);
-                        }
+                    while state.waiting.is_empty() {
                         if state.stopped {
                             return;
                         }
                         state = queue.cv.wait(state).expect("queue lock poisoned");
                     }
+                    state.failed.clone()
                 };
-                let (group, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                 let Some(inner) = inner.upgrade() else { return };
                 let store = Store { inner };
-                let mut results = match &failed {
-                    Some(err) => group
-                        .iter()
-                        .map(|p| {
-                            store.end_txn(p.start_seq);
-                            Err(Error::Unavailable(format!("an earlier fsync failed: {err}")))
+                // Every commit up to `target` is in the journal (written to the OS).
+                let target = store.inner.last_seq.load(Ordering::Acquire);
+                // After a failed fsync, a later one may report success for pages the kernel
+                // dropped: nothing is acknowledged any more.
+                let synced = match failed {
+                    Some(err) => Err(format!("an earlier fsync failed: {err}")),
+                    None => {
+                        metrics::counter!("strata_core_fsyncs_total").increment(1);
+                        store.inner.engine.sync().map_err(|err| {
+                            tracing::error!(%err, "fsync failed; refusing further commits");
+                            err.to_string()
                         })
-                        .collect(),
-                    None => store.apply_group(group),
+                    }
                 };
-                if failed.is_none() && results.iter().any(Result::is_ok) {
-                    metrics::counter!("strata_core_fsyncs_total").increment(1);
-                    if let Err(err) = store.inner.engine.sync() {
-                        tracing::error!(%err, "fsync failed; refusing further commits");
-                        failed = Some(err.to_string());
-                        for result in results.iter_mut().filter(|r| r.is_ok()) {
-                            *result = Err(Error::Unavailable(format!("fsync failed: {err}")));
+                let done: Vec<_> = {
+                    let mut state = queue.state.lock().expect("queue lock poisoned");
+                    let waiting = std::mem::take(&mut state.waiting);
+                    match &synced {
+                        Ok(()) => {
+                            let (done, rest) = waiting.into_iter().partition(|(seq, _)| *seq <= target);
+                            state.waiting = rest;
+                            done
+                        }
+                        Err(err) => {
+                            state.failed.get_or_insert_with(|| err.clone());
+                            waiting
                         }
                     }
+                };
+                if synced.is_ok() {
+                    // Subscribers learn of a commit no later than its committer does.
+                    store.notify_feed(target);
                 }
-                // Subscribers learn of a commit no later than its committer does.
-                if let Some(seq) = results.iter().filter_map(|r| r.as_ref().ok().copied()).max() {
-                    store.notify_feed(seq);
-                }
-                for (waiter, result) in waiters.into_iter().zip(results) {
+                for (seq, waiter) in done {
+                    let result = match &synced {
+                        Ok(()) => Ok(seq),
+                        Err(err) => Err(Error::Unavailable(format!("fsync failed: {err}"))),
+                    };
                     *waiter.result.lock().expect("waiter lock poisoned") = Some(result);
                     waiter.thread.unpark();
                 }

@@ -181,7 +181,16 @@ impl Txn {
 
     /// Commits: returns the commit's sequence number once it is durable (per the store's sync
     /// setting), or [`Error::Conflict`] if a concurrent commit won.
-    pub fn commit(mut self) -> Result<u64> {
+    pub fn commit(self) -> Result<u64> {
+        self.commit_visible(|| {})
+    }
+
+    /// Commits like [`Txn::commit`], and calls `visible` as soon as the commit is applied
+    /// (visible to new snapshots), before waiting for it to be durable: a caller that
+    /// serialises writers with its own locks can release them there, since a transaction that
+    /// then reads this commit's writes commits after it in the journal and is acknowledged
+    /// only after it. `visible` is not called if the commit fails or writes nothing.
+    pub fn commit_visible(mut self, visible: impl FnOnce()) -> Result<u64> {
         self.ended = true;
         if self.isolation == Isolation::ReadOnly {
             return Ok(self.start_seq);
@@ -203,7 +212,7 @@ impl Txn {
             ranges,
         };
         let changes = std::mem::take(&mut self.changes);
-        self.store.commit_writes(PendingCommit { start_seq: self.start_seq, check, ops, changes })
+        self.store.commit_writes(PendingCommit { start_seq: self.start_seq, check, ops, changes }, visible)
     }
 
     /// Discards the transaction's writes.

@@ -217,3 +217,26 @@ fn refreshing_a_snapshot_sees_new_commits_and_guards_own_writes() {
         assert!(store.begin().refresh_snapshot().is_err(), "serializable transactions keep their snapshot");
     }
 }
+
+#[test]
+fn commit_visible_runs_once_the_commit_is_visible_and_only_if_it_commits() {
+    for (store, _dir) in stores() {
+        let ks = store.keyspace("t").unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut a = store.begin_snapshot();
+        let mut b = store.begin_snapshot();
+        a.set(&ks, b"x".to_vec(), b"a".to_vec()).unwrap();
+        b.set(&ks, b"x".to_vec(), b"b".to_vec()).unwrap();
+        let hook = |name: &'static str| {
+            let (store, ks, seen) = (store.clone(), ks.clone(), seen.clone());
+            move || {
+                let value = store.begin_read_only().get(&ks, b"x").unwrap();
+                seen.lock().unwrap().push((name, value));
+            }
+        };
+        a.commit_visible(hook("a")).unwrap();
+        assert!(matches!(b.commit_visible(hook("b")), Err(Error::Conflict)));
+        // `a`'s hook saw its write, before `commit_visible` returned; `b`'s never ran.
+        assert_eq!(*seen.lock().unwrap(), vec![("a", Some(b"a".to_vec()))]);
+    }
+}
