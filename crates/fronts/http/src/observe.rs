@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::AppState;
 
@@ -15,17 +15,33 @@ use crate::AppState;
 const BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
-/// The process-wide Prometheus recorder, installed on first use. Every block's `metrics::`
-/// macros report to it.
+/// How often histogram samples are folded into their buckets. The recorder keeps every
+/// sample until then; a scrape of `/metrics` also folds them, but a server nobody scrapes
+/// (or one with the http front off) would otherwise grow by every sample it records.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The process-wide Prometheus recorder, installed on first use, with a thread that keeps
+/// its memory bounded. Every block's `metrics::` macros report to it.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new().set_buckets(BUCKETS).expect("buckets are not empty");
-            builder.install_recorder().unwrap_or_else(|err| {
+            let handle = builder.install_recorder().unwrap_or_else(|err| {
                 tracing::warn!(%err, "a metrics recorder was already installed; /metrics will be empty");
                 PrometheusBuilder::new().build_recorder().handle()
-            })
+            });
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new().name("strata-metrics".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                }
+            });
+            if let Err(err) = spawned {
+                tracing::warn!(%err, "could not start the metrics upkeep thread");
+            }
+            handle
         })
         .clone()
 }
