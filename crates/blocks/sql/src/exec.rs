@@ -3,6 +3,7 @@
 //! Operators materialize their output (a `Vec` of rows). That keeps each operator a few lines
 //! and is fast for the OLTP queries this block serves; see the crate's Limitations.
 
+use crate::cancel;
 use crate::catalog::{IndexDef, TableDef};
 use crate::error::{SqlError, SqlResult};
 use crate::expr::{Context, Env, Expr};
@@ -312,6 +313,7 @@ impl Executor<'_> {
         for lrow in l {
             let mut matched = false;
             for ri in candidates(lrow)? {
+                cancel::check()?;
                 let joined: Row = lrow.iter().chain(&r[ri]).cloned().collect();
                 if match condition {
                     Some(c) => self.truthy(c, &joined, outer)?,

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 /// Functions whose result changes between calls with the same arguments.
 pub fn is_volatile(name: &str) -> bool {
-    matches!(name, "now" | "current_timestamp" | "current_date" | "random" | "gen_random_uuid")
+    matches!(name, "now" | "current_timestamp" | "current_date" | "random" | "gen_random_uuid" | "pg_sleep")
 }
 
 /// The result type of `name` given its argument types, or an error for an unknown function.
@@ -37,6 +37,8 @@ pub fn result_type(name: &str, args: &[DataType]) -> SqlResult<DataType> {
         "gen_random_uuid" => DataType::Uuid,
         "date_trunc" => args.get(1).cloned().unwrap_or(DataType::Timestamp),
         "jsonb_typeof" => DataType::Text,
+        // PostgreSQL's `void`, which clients show as an empty value.
+        "pg_sleep" => DataType::Text,
         _ => return Err(SqlError::new("42883", format!("function {name}() does not exist"))),
     })
 }
@@ -98,6 +100,11 @@ pub fn call(name: &str, args: Vec<Value>) -> SqlResult<Value> {
         }
     };
     Ok(match name {
+        "pg_sleep" => {
+            arity(name, &args, 1..=1)?;
+            crate::cancel::sleep(float(0)?)?;
+            Value::Text(String::new())
+        }
         "lower" => Value::Text(text(0).to_lowercase()),
         "upper" => Value::Text(text(0).to_uppercase()),
         "initcap" => {

@@ -30,6 +30,7 @@
 //! - No SERIAL/sequences, views, window functions, recursive CTEs, or UPDATE ... FROM.
 //! - The catalog is read (and JSON-decoded) per statement.
 
+mod cancel;
 pub mod catalog;
 pub mod error;
 pub mod exec;

@@ -19,7 +19,7 @@ use crate::types::{DataType, Value};
 use sqlparser::ast;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use strata_core::{Error, Keyspace, Store, Txn};
@@ -191,6 +191,7 @@ impl Sql {
             default_isolation: self.options.default_isolation,
             txn: None,
             aborted: false,
+            cancel: Arc::default(),
         }
     }
 }
@@ -227,6 +228,8 @@ pub struct Session {
     /// The open transaction block.
     txn: Option<Block>,
     aborted: bool,
+    /// Set from another thread to cancel the running statement (see [`Session::cancel_flag`]).
+    cancel: Arc<AtomicBool>,
 }
 
 /// An open transaction block (BEGIN ... COMMIT).
@@ -276,6 +279,12 @@ pub fn parse(text: &str) -> SqlResult<Vec<ast::Statement>> {
 }
 
 impl Session {
+    /// The flag that cancels this session's running statement when set (from any thread):
+    /// the statement fails with 57014. A flag set while no statement runs cancels nothing.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
     /// Whether a transaction block is open.
     pub fn in_transaction(&self) -> bool {
         self.txn.is_some() || self.aborted
@@ -361,7 +370,10 @@ impl Session {
         plan: Option<&PlanSlot>,
     ) -> SqlResult<Outcome> {
         let started = std::time::Instant::now();
-        let result = self.execute_statement_inner(statement, params, plan);
+        let result = {
+            let _cancel = crate::cancel::Scope::enter(&self.cancel);
+            self.execute_statement_inner(statement, params, plan)
+        };
         let kind = kind(statement);
         let metrics = self.sql.metrics.get_or_init(StatementMetrics::register);
         match &result {

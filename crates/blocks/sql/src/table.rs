@@ -4,6 +4,7 @@
 //! [`TableStorage`] is the seam where column tables plug in: the executor reads and writes
 //! tables only through it.
 
+use crate::cancel;
 use crate::catalog::{IndexDef, TableDef};
 use crate::error::{SqlError, SqlResult};
 use crate::feed::{self, RowOp};
@@ -160,6 +161,7 @@ impl TableStorage for RowTable<'_> {
         let prefix = KeyPrefix::Rows(self.def.id).encode();
         txn.scan_prefix(self.ks, &prefix)
             .map(|pair| {
+                cancel::check()?;
                 let (k, v) = pair?;
                 Self::decode_row(k, &v, prefix.len())
             })
@@ -179,6 +181,7 @@ impl TableStorage for RowTable<'_> {
         prefix.extend_from_slice(&encode_values(&values.iter().collect::<Vec<_>>()));
         let mut rows = Vec::new();
         for pair in txn.scan_prefix(self.ks, &prefix) {
+            cancel::check()?;
             let (_, row_key) = pair?;
             if let Some(v) = txn.get(self.ks, &Key::Row(self.def.id, &row_key).encode())? {
                 rows.push((row_key, row::decode(&v)?));
@@ -236,6 +239,7 @@ impl TableStorage for RowTable<'_> {
         };
         let pairs = if desc { txn.scan_rev(self.ks, (start, end)) } else { txn.scan(self.ks, (start, end)) };
         for pair in pairs {
+            cancel::check()?;
             let (k, v) = pair?;
             let row = match index {
                 None => Self::decode_row(k, &v, prefix.len())?,

@@ -7,8 +7,8 @@
 //! the one write that Sync (or Flush) makes, as PostgreSQL does (strace of a prepared point
 //! SELECT: four `sendto` calls before, one after).
 //!
-//! An Execute runs its statement on the connection's thread to completion (see the crate
-//! doc), so a CancelRequest does not interrupt a running statement.
+//! An Execute runs its statement on the connection's thread (see the crate doc); a
+//! CancelRequest reaches it through the session's cancel flag (`cancel.rs`).
 
 use crate::{Handler, Statement, fields, response, session_of, types, user_error};
 use async_trait::async_trait;
@@ -34,6 +34,7 @@ use strata_sql::{DataType, Sql, SqlError, Value};
 /// Parses and binds statements for the extended protocol.
 pub struct Parser {
     pub(crate) sql: Sql,
+    pub(crate) cancels: Arc<crate::cancel::Cancels>,
 }
 
 #[async_trait]
@@ -49,7 +50,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let session = session_of(client, &self.sql);
+        let session = session_of(client, &self.sql, &self.cancels);
         let declared: Vec<DataType> =
             types.iter().map(|t| t.as_ref().map_or(DataType::Unknown, types::data_type)).collect();
         let prepared =
@@ -267,7 +268,7 @@ impl ExtendedQueryHandler for Handler {
             })
             .collect();
         let params: Vec<Value> = types::parameters(portal, &types)?;
-        let session = session_of(client, &self.sql);
+        let session = session_of(client, &self.sql, &self.cancels);
         let outcome = session
             .lock()
             .expect("session lock poisoned")

@@ -29,8 +29,9 @@
 //!   exist"; plain queries work.
 //! - A portal's rows are all computed at its first Execute; `max_rows` splits only their
 //!   delivery (PortalSuspended between chunks).
-//! - A CancelRequest does not interrupt a running statement.
+//! - A CancelRequest interrupts scans, joins and `pg_sleep`, not a wait for a row lock.
 
+mod cancel;
 mod connection;
 mod extended;
 mod types;
@@ -67,10 +68,29 @@ pub struct Statement {
     prepared: Prepared,
 }
 
-type SharedSession = Arc<Mutex<Session>>;
+/// A connection's session, kept in its session extensions, with its cancel registration.
+struct ConnectionSession {
+    session: Mutex<Session>,
+    _cancel: cancel::Registration,
+}
 
-fn session_of<C: ClientInfo>(client: &C, sql: &Sql) -> SharedSession {
-    client.session_extensions().get_or_insert_with(|| Mutex::new(sql.session()))
+impl std::ops::Deref for ConnectionSession {
+    type Target = Mutex<Session>;
+
+    fn deref(&self) -> &Mutex<Session> {
+        &self.session
+    }
+}
+
+type SharedSession = Arc<ConnectionSession>;
+
+fn session_of<C: ClientInfo>(client: &C, sql: &Sql, cancels: &Arc<cancel::Cancels>) -> SharedSession {
+    client.session_extensions().get_or_insert_with(|| {
+        let session = sql.session();
+        let (pid, secret) = client.pid_and_secret_key();
+        let registration = cancels.register(pid, &secret, session.cancel_flag());
+        ConnectionSession { session: Mutex::new(session), _cancel: registration }
+    })
 }
 
 fn to_pg_error(err: SqlError) -> ErrorInfo {
@@ -131,6 +151,7 @@ fn command_word(tag: &str, rows: usize) -> &str {
 /// The query handler shared by every connection.
 pub struct Handler {
     sql: Sql,
+    cancels: Arc<cancel::Cancels>,
     parser: Arc<Parser>,
 }
 
@@ -140,7 +161,7 @@ impl SimpleQueryHandler for Handler {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let session = session_of(client, &self.sql);
+        let session = session_of(client, &self.sql, &self.cancels);
         let (statements, results) = match strata_sql::session::parse(query) {
             Err(e) => (0, vec![Err(e)]),
             Ok(statements) => {
@@ -214,6 +235,10 @@ impl PgWireServerHandlers for Factory {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         Arc::new(Startup::new(&self.config))
     }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.handler.cancels.clone()
+    }
 }
 
 /// Either startup flavour, as one type.
@@ -266,7 +291,12 @@ pub async fn serve(
     config: PgConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let handler = Arc::new(Handler { sql: sql.clone(), parser: Arc::new(Parser { sql }) });
+    let cancels = Arc::<cancel::Cancels>::default();
+    let handler = Arc::new(Handler {
+        sql: sql.clone(),
+        cancels: cancels.clone(),
+        parser: Arc::new(Parser { sql, cancels }),
+    });
     let limit = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
     let factory = Arc::new(Factory { handler, config });
     let (stop_tx, stop) = tokio::sync::watch::channel(false);

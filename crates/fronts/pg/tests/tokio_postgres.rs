@@ -225,3 +225,46 @@ async fn shutdown_closes_open_connections_and_serve_returns() {
     server.await.unwrap().unwrap();
     assert!(client.batch_execute("SELECT 1").await.is_err());
 }
+
+#[tokio::test]
+async fn a_cancel_request_stops_the_running_statement_and_the_session_goes_on() {
+    let conninfo = start().await;
+    let client = connect(&conninfo).await;
+    let token = client.cancel_token();
+    let sleeping = tokio::spawn(async move {
+        let err = client.simple_query("SELECT pg_sleep(60)").await.unwrap_err();
+        (client, err)
+    });
+    // A cancel for another connection's key is ignored.
+    let other = connect(&conninfo).await;
+    other.cancel_token().cancel_query(NoTls).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!sleeping.is_finished(), "pg_sleep runs until cancelled");
+    token.cancel_query(NoTls).await.unwrap();
+    let (client, err) = tokio::time::timeout(std::time::Duration::from_secs(10), sleeping)
+        .await
+        .expect("the cancel stopped pg_sleep")
+        .unwrap();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED));
+    // A cancel that arrives between statements cancels nothing.
+    token.cancel_query(NoTls).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    // A long scan is cancelled too, and the session carries on.
+    client.batch_execute("CREATE TABLE big (id INT PRIMARY KEY)").await.unwrap();
+    let values: Vec<String> = (0..3000).map(|i| format!("({i})")).collect();
+    client.batch_execute(&format!("INSERT INTO big VALUES {}", values.join(","))).await.unwrap();
+    let token = client.cancel_token();
+    let joining = tokio::spawn(async move {
+        // Nine million row pairs: seconds of work, ended early by the cancel.
+        let result = client.simple_query("SELECT count(*) FROM big a, big b WHERE a.id + b.id < 0").await;
+        (client, result)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    token.cancel_query(NoTls).await.unwrap();
+    let (client, result) = joining.await.unwrap();
+    assert_eq!(result.unwrap_err().code(), Some(&SqlState::QUERY_CANCELED));
+    let count: i64 = client.query_one("SELECT count(*) FROM big", &[]).await.unwrap().get(0);
+    assert_eq!(count, 3000);
+}
