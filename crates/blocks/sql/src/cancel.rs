@@ -6,8 +6,8 @@
 //! passed through every plan operator. A set flag fails the statement with 57014, as
 //! PostgreSQL's "canceling statement due to user request".
 //!
-//! Checked: every row read by a scan, every row pair a nested-loop join compares, and
-//! `pg_sleep`. Not yet: a wait for a row lock (it ends at the lock timeout).
+//! Checked: every row read by a scan, every row pair a nested-loop join compares,
+//! `pg_sleep`, and every 50 ms of a wait for a row lock.
 
 use crate::error::{SqlError, SqlResult};
 use std::cell::RefCell;

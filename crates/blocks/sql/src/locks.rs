@@ -13,6 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// How often a waiter checks whether its statement was cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
 #[derive(Default)]
 pub struct RowLocks {
     state: Mutex<LockState>,
@@ -42,6 +45,7 @@ impl RowLocks {
                 }
                 Some(&holder) if holder == owner => return Ok(()),
                 Some(_) => {
+                    crate::cancel::check()?;
                     let now = Instant::now();
                     if now >= deadline {
                         return Err(SqlError::new(
@@ -54,7 +58,9 @@ impl RowLocks {
                         entry.0 += 1;
                         entry.1.clone()
                     };
-                    state = released.wait_timeout(state, deadline - now).expect("row lock table poisoned").0;
+                    // Wake at least every CANCEL_POLL to notice a cancel of this statement.
+                    let wait = (deadline - now).min(CANCEL_POLL);
+                    state = released.wait_timeout(state, wait).expect("row lock table poisoned").0;
                     if let Some(entry) = state.waiting.get_mut(&key) {
                         entry.0 -= 1;
                         if entry.0 == 0 {

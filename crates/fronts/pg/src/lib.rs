@@ -29,7 +29,6 @@
 //!   exist"; plain queries work.
 //! - A portal's rows are all computed at its first Execute; `max_rows` splits only their
 //!   delivery (PortalSuspended between chunks).
-//! - A CancelRequest interrupts scans, joins and `pg_sleep`, not a wait for a row lock.
 
 mod cancel;
 mod connection;

@@ -267,4 +267,30 @@ async fn a_cancel_request_stops_the_running_statement_and_the_session_goes_on() 
     assert_eq!(result.unwrap_err().code(), Some(&SqlState::QUERY_CANCELED));
     let count: i64 = client.query_one("SELECT count(*) FROM big", &[]).await.unwrap().get(0);
     assert_eq!(count, 3000);
+    // A READ COMMITTED writer waiting for a row lock is cancelled too; its transaction is
+    // then aborted, as in PostgreSQL.
+    other
+        .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED; UPDATE big SET id = -1 WHERE id = 7")
+        .await
+        .unwrap();
+    client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").await.unwrap();
+    let token = client.cancel_token();
+    let waiting = tokio::spawn(async move {
+        let result = client.simple_query("UPDATE big SET id = -2 WHERE id = 7").await;
+        (client, result)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the second writer waits for the row lock");
+    token.cancel_query(NoTls).await.unwrap();
+    let (client, result) = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the cancel ended the lock wait")
+        .unwrap();
+    assert_eq!(result.unwrap_err().code(), Some(&SqlState::QUERY_CANCELED));
+    let err = client.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    client.batch_execute("ROLLBACK").await.unwrap();
+    other.batch_execute("COMMIT").await.unwrap();
+    let moved: i64 = client.query_one("SELECT count(*) FROM big WHERE id = -1", &[]).await.unwrap().get(0);
+    assert_eq!(moved, 1);
 }
