@@ -226,45 +226,44 @@ async fn shutdown_closes_open_connections_and_serve_returns() {
     assert!(client.batch_execute("SELECT 1").await.is_err());
 }
 
+/// Runs `sql` on `client`, checks that it is still running after `delay`, cancels it, and
+/// checks that it then fails with 57014 (within ten seconds). Hands the client back.
+async fn cancel_while_running(client: Client, sql: &'static str, delay_ms: u64) -> Client {
+    let token = client.cancel_token();
+    let running = tokio::spawn(async move {
+        let result = client.simple_query(sql).await;
+        (client, result)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+    assert!(!running.is_finished(), "{sql} runs until cancelled");
+    token.cancel_query(NoTls).await.unwrap();
+    let (client, result) = tokio::time::timeout(std::time::Duration::from_secs(10), running)
+        .await
+        .unwrap_or_else(|_| panic!("the cancel did not stop {sql}"))
+        .unwrap();
+    assert_eq!(result.unwrap_err().code(), Some(&SqlState::QUERY_CANCELED), "{sql}");
+    client
+}
+
 #[tokio::test]
 async fn a_cancel_request_stops_the_running_statement_and_the_session_goes_on() {
     let conninfo = start().await;
-    let client = connect(&conninfo).await;
-    let token = client.cancel_token();
-    let sleeping = tokio::spawn(async move {
-        let err = client.simple_query("SELECT pg_sleep(60)").await.unwrap_err();
-        (client, err)
-    });
+    let (client, other) = (connect(&conninfo).await, connect(&conninfo).await);
     // A cancel for another connection's key is ignored.
-    let other = connect(&conninfo).await;
     other.cancel_token().cancel_query(NoTls).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(!sleeping.is_finished(), "pg_sleep runs until cancelled");
-    token.cancel_query(NoTls).await.unwrap();
-    let (client, err) = tokio::time::timeout(std::time::Duration::from_secs(10), sleeping)
-        .await
-        .expect("the cancel stopped pg_sleep")
-        .unwrap();
-    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED));
+    let client = cancel_while_running(client, "SELECT pg_sleep(60)", 200).await;
     // A cancel that arrives between statements cancels nothing.
-    token.cancel_query(NoTls).await.unwrap();
+    client.cancel_token().cancel_query(NoTls).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
-    // A long scan is cancelled too, and the session carries on.
+    // A long join is cancelled too (nine million row pairs: seconds of work), and the
+    // session carries on.
     client.batch_execute("CREATE TABLE big (id INT PRIMARY KEY)").await.unwrap();
     let values: Vec<String> = (0..3000).map(|i| format!("({i})")).collect();
     client.batch_execute(&format!("INSERT INTO big VALUES {}", values.join(","))).await.unwrap();
-    let token = client.cancel_token();
-    let joining = tokio::spawn(async move {
-        // Nine million row pairs: seconds of work, ended early by the cancel.
-        let result = client.simple_query("SELECT count(*) FROM big a, big b WHERE a.id + b.id < 0").await;
-        (client, result)
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    token.cancel_query(NoTls).await.unwrap();
-    let (client, result) = joining.await.unwrap();
-    assert_eq!(result.unwrap_err().code(), Some(&SqlState::QUERY_CANCELED));
+    let client =
+        cancel_while_running(client, "SELECT count(*) FROM big a, big b WHERE a.id + b.id < 0", 100).await;
     let count: i64 = client.query_one("SELECT count(*) FROM big", &[]).await.unwrap().get(0);
     assert_eq!(count, 3000);
     // A READ COMMITTED writer waiting for a row lock is cancelled too; its transaction is
@@ -274,19 +273,7 @@ async fn a_cancel_request_stops_the_running_statement_and_the_session_goes_on() 
         .await
         .unwrap();
     client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").await.unwrap();
-    let token = client.cancel_token();
-    let waiting = tokio::spawn(async move {
-        let result = client.simple_query("UPDATE big SET id = -2 WHERE id = 7").await;
-        (client, result)
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(!waiting.is_finished(), "the second writer waits for the row lock");
-    token.cancel_query(NoTls).await.unwrap();
-    let (client, result) = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
-        .await
-        .expect("the cancel ended the lock wait")
-        .unwrap();
-    assert_eq!(result.unwrap_err().code(), Some(&SqlState::QUERY_CANCELED));
+    let client = cancel_while_running(client, "UPDATE big SET id = -2 WHERE id = 7", 200).await;
     let err = client.simple_query("SELECT 1").await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
     client.batch_execute("ROLLBACK").await.unwrap();
