@@ -314,11 +314,6 @@ pub async fn serve(
                 Err(err) => break Err(err),
             },
         };
-        // As PostgreSQL does: each reply is written whole, so Nagle's algorithm could only
-        // hold one back waiting for the client's ACK of the previous one.
-        if let Err(err) = socket.set_nodelay(true) {
-            tracing::debug!(%err, "could not set TCP_NODELAY on a postgres connection");
-        }
         let (factory, mut stop, running) = (factory.clone(), stop.clone(), running.clone());
         let socket = socket.into_std()?;
         let spawned = std::thread::Builder::new().name("strata-pg".into()).spawn(move || {
