@@ -357,40 +357,36 @@ impl Store {
     /// `visible` runs once the commit is applied (see [`crate::Txn::commit_visible`]).
     pub(crate) fn commit_writes(&self, pending: PendingCommit, visible: impl FnOnce()) -> Result<u64> {
         let started = std::time::Instant::now();
-        let seq = match self.inner.options.sync {
-            SyncMode::Always => {
-                if let Some(err) = &self.inner.queue.state.lock().expect("queue lock poisoned").failed {
-                    self.end_txn(pending.start_seq);
-                    return Err(Error::Unavailable(format!("an earlier fsync failed: {err}")));
-                }
-                let seq = self.apply(pending)?;
-                visible();
-                let waiter = Arc::new(Waiter { result: Mutex::new(None), thread: std::thread::current() });
-                self.inner
-                    .queue
-                    .state
-                    .lock()
-                    .expect("queue lock poisoned")
-                    .waiting
-                    .push((seq, waiter.clone()));
-                self.inner.queue.cv.notify_one();
-                loop {
-                    if let Some(result) = waiter.result.lock().expect("waiter lock poisoned").take() {
-                        break result?;
-                    }
-                    std::thread::park();
-                }
+        let always = matches!(self.inner.options.sync, SyncMode::Always);
+        if always {
+            if let Some(err) = &self.inner.queue.state.lock().expect("queue lock poisoned").failed {
+                self.end_txn(pending.start_seq);
+                return Err(Error::Unavailable(format!("an earlier fsync failed: {err}")));
             }
-            SyncMode::Periodic(_) => {
-                let seq = self.apply(pending)?;
-                visible();
-                self.notify_feed(seq);
-                seq
-            }
-        };
+        }
+        let seq = self.apply(pending)?;
+        visible();
+        if always {
+            self.wait_durable(seq)?;
+        } else {
+            self.notify_feed(seq);
+        }
         metrics::counter!("strata_core_commits_total").increment(1);
         metrics::histogram!("strata_core_commit_seconds").record(started.elapsed().as_secs_f64());
         Ok(seq)
+    }
+
+    /// Parks until the commit thread's next fsync covers `seq` (which then notifies the feed).
+    fn wait_durable(&self, seq: u64) -> Result<()> {
+        let waiter = Arc::new(Waiter { result: Mutex::new(None), thread: std::thread::current() });
+        self.inner.queue.state.lock().expect("queue lock poisoned").waiting.push((seq, waiter.clone()));
+        self.inner.queue.cv.notify_one();
+        loop {
+            if let Some(result) = waiter.result.lock().expect("waiter lock poisoned").take() {
+                return result.map(|_| ());
+            }
+            std::thread::park();
+        }
     }
 
     /// Validates a commit and applies it, under the commits lock so that sequence numbers
