@@ -11,6 +11,7 @@
 # ISOLATION (default "read committed", PostgreSQL's default) is the default transaction
 # isolation of both servers ("repeatable read" and "serializable" also work).
 # Serialization failures are retried (pgbench --max-tries) and counted.
+# SCRIPTS (default "select tpcb") and MODES (default "simple prepared") pick the rows to run.
 # Needs root (to install PostgreSQL 15 with apt and run it as the postgres user).
 set -euo pipefail
 ROWS=${1:-1000000}
@@ -117,8 +118,8 @@ run() { # port user db script mode -> "tps p99_ms server_us_per_tx"
 }
 
 printf "\n%-22s %-9s %10s %9s %9s %10s %9s %9s %6s\n" workload mode pg_tps pg_p99ms pg_us/tx strata_tps st_p99ms st_us/tx ratio
-for script in select tpcb; do
-  for mode in simple prepared; do
+for script in ${SCRIPTS:-select tpcb}; do
+  for mode in ${MODES:-simple prepared}; do
     read -r pg_tps pg_p99 pg_us < <(run $PG_PORT postgres postgres $script.sql $mode)
     read -r st_tps st_p99 st_us < <(run $STRATA_PORT strata strata $script.sql $mode)
     ratio=$(python3 -c "print(f'{float($st_tps)/float($pg_tps):.2f}' if float($pg_tps) else 'n/a')")

@@ -42,6 +42,7 @@ mod locks;
 pub mod plan;
 mod row;
 pub mod session;
+mod shapes;
 pub mod table;
 pub mod types;
 

@@ -828,7 +828,7 @@ impl<'a> Binder<'a> {
                         let mut items = Vec::new();
                         for item in list {
                             let (mut i, it) = go(self, item)?;
-                            if let Expr::Param(p, _) = &i {
+                            if let Expr::Param(p, DataType::Unknown) = &i {
                                 self.set_param(*p, &vt);
                                 i = Expr::Param(*p, vt.clone());
                             } else if DataType::common(&vt, &it).is_none() {
@@ -900,7 +900,7 @@ impl<'a> Binder<'a> {
             A::Cast { expr, data_type, .. } => {
                 let ty = DataType::parse(&data_type.to_string())?;
                 let (v, _) = go(self, expr)?;
-                if let Expr::Param(p, _) = &v {
+                if let Expr::Param(p, DataType::Unknown) = &v {
                     self.set_param(*p, &ty);
                 }
                 (Expr::Cast(Box::new(v), ty.clone()), ty)
@@ -1009,13 +1009,14 @@ impl<'a> Binder<'a> {
         mut rt: DataType,
     ) -> SqlResult<(Expr, DataType)> {
         use ast::BinaryOperator as B;
-        // A parameter takes the type of the other side.
-        if let Expr::Param(p, _) = &l {
+        // An untyped parameter takes the type of the other side; a typed one (a value's own
+        // type, when a statement runs) keeps it, as a literal of that type would.
+        if let Expr::Param(p, DataType::Unknown) = &l {
             self.set_param(*p, &rt);
             l = Expr::Param(*p, rt.clone());
             lt = rt.clone();
         }
-        if let Expr::Param(p, _) = &r {
+        if let Expr::Param(p, DataType::Unknown) = &r {
             self.set_param(*p, &lt);
             r = Expr::Param(*p, lt.clone());
             rt = lt.clone();
@@ -1137,17 +1138,20 @@ fn cast_if_needed(e: Expr, ty: &DataType) -> Expr {
     if *ty == DataType::Unknown { e } else { Expr::Cast(Box::new(e), ty.clone()) }
 }
 
+/// The value of a numeric literal: an integer if it fits 64 bits, else NUMERIC.
+pub(crate) fn number_literal(n: &str) -> SqlResult<Value> {
+    match n.parse::<i64>() {
+        Ok(i) => Ok(Value::Int(i)),
+        Err(_) => Value::Text(n.to_string()).cast(&DataType::Numeric(None)),
+    }
+}
+
 fn bind_value(v: &ast::Value, binder: &mut Binder) -> SqlResult<(Expr, DataType)> {
     Ok(match v {
         ast::Value::Number(n, _) => {
-            if let Ok(i) = n.parse::<i64>() {
-                let value = Value::Int(i);
-                let ty = value.data_type();
-                (Expr::Literal(value), ty)
-            } else {
-                let d = Value::Text(n.clone()).cast(&DataType::Numeric(None))?;
-                (Expr::Literal(d), DataType::Numeric(None))
-            }
+            let value = number_literal(n)?;
+            let ty = value.data_type();
+            (Expr::Literal(value), ty)
         }
         ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => {
             (Expr::Literal(Value::Text(s.clone())), DataType::Unknown)

@@ -14,6 +14,7 @@ use crate::feed::{self, RowOp};
 use crate::locks::RowLocks;
 use crate::plan::{self, Binder, Column, Plan, Query, object_name};
 use crate::row::Row;
+use crate::shapes::{Lookup, Shapes};
 use crate::table::{KeyedRow, RowTable, TableStorage};
 use crate::types::{DataType, Value};
 use sqlparser::ast;
@@ -192,6 +193,7 @@ impl Sql {
             txn: None,
             aborted: false,
             cancel: Arc::default(),
+            shapes: Shapes::default(),
         }
     }
 }
@@ -208,12 +210,12 @@ pub struct Prepared {
 }
 
 /// Where a prepared SELECT keeps its bound plan; clones of the statement share it.
-type PlanSlot = Arc<Mutex<Option<CachedPlan>>>;
+pub(crate) type PlanSlot = Arc<Mutex<Option<CachedPlan>>>;
 
 /// A bound query, valid while the catalog stays at `version` and for parameters of
 /// `param_types`.
 #[derive(Debug)]
-struct CachedPlan {
+pub(crate) struct CachedPlan {
     version: u64,
     param_types: Vec<DataType>,
     query: Arc<Query>,
@@ -230,6 +232,8 @@ pub struct Session {
     aborted: bool,
     /// Set from another thread to cancel the running statement (see [`Session::cancel_flag`]).
     cancel: Arc<AtomicBool>,
+    /// Simple-protocol statements parsed once per shape.
+    shapes: Shapes,
 }
 
 /// An open transaction block (BEGIN ... COMMIT).
@@ -314,13 +318,32 @@ impl Session {
         txn.commit_visible(|| self.sql.locks.release_all(self.id))
     }
 
-    /// Runs every statement of a query string (the simple query protocol).
+    /// Runs every statement of a query string, stopping at the first error.
     pub fn execute(&mut self, text: &str) -> SqlResult<Vec<Outcome>> {
-        let mut outcomes = Vec::new();
-        for statement in parse(text)? {
-            outcomes.push(self.execute_statement(&statement, &[])?);
+        self.execute_each(text)?.into_iter().collect()
+    }
+
+    /// Runs the statements of a query string one by one until one fails, as the simple query
+    /// protocol does: an error parsing the text, else each statement's result (none for a
+    /// text without statements). A text seen before with other numbers skips the parser
+    /// (see [`crate::shapes`]).
+    pub fn execute_each(&mut self, text: &str) -> SqlResult<Vec<SqlResult<Outcome>>> {
+        if let Lookup::Hit(shape, literals) = self.shapes.lookup(text) {
+            let result = literals
+                .params()
+                .and_then(|params| self.execute_with_plan(&shape.statement, &params, Some(&shape.plan)));
+            return Ok(vec![result]);
         }
-        Ok(outcomes)
+        let mut results = Vec::new();
+        for statement in parse(text)? {
+            let result = self.execute_statement(&statement, &[]);
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        Ok(results)
     }
 
     /// Parses and binds one statement to learn its parameter and result types.

@@ -1,5 +1,8 @@
 //! Runs every `tests/slt/*.slt` file against a fresh in-memory session.
 //!
+//! Each SELECT runs twice and must give the same answer both times: the second run takes
+//! the session's cached statement shape (literals as parameters), the first does not.
+//!
 //! Expected results were written to match PostgreSQL 15; values print in PostgreSQL's text
 //! form, NULL as `NULL` and the empty string as `(empty)`.
 
@@ -25,6 +28,21 @@ impl sqllogictest::DB for Db {
     type ColumnType = DefaultColumnType;
 
     fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Failure> {
+        let first = self.output(sql);
+        if sql.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("select")) {
+            let again = self.output(sql);
+            assert_eq!(summary(&first), summary(&again), "a second run of {sql} differs");
+        }
+        first
+    }
+
+    fn error_sql_state(err: &Failure) -> Option<String> {
+        Some(err.0.code.to_string())
+    }
+}
+
+impl Db {
+    fn output(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Failure> {
         let mut outcomes = self.0.execute(sql).map_err(Failure)?;
         Ok(match outcomes.pop() {
             Some(Outcome::Rows { columns, rows, .. }) => DBOutput::Rows {
@@ -48,9 +66,15 @@ impl sqllogictest::DB for Db {
             None => DBOutput::StatementComplete(0),
         })
     }
+}
 
-    fn error_sql_state(err: &Failure) -> Option<String> {
-        Some(err.0.code.to_string())
+/// An output as text, to compare two runs.
+fn summary(output: &Result<DBOutput<DefaultColumnType>, Failure>) -> String {
+    match output {
+        Ok(DBOutput::Rows { rows, .. }) => format!("{rows:?}"),
+        Ok(DBOutput::StatementComplete(n)) => format!("complete {n}"),
+        Ok(_) => "other".into(),
+        Err(e) => e.to_string(),
     }
 }
 

@@ -161,25 +161,11 @@ impl SimpleQueryHandler for Handler {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let session = session_of(client, &self.sql, &self.cancels);
-        let (statements, results) = match strata_sql::session::parse(query) {
-            Err(e) => (0, vec![Err(e)]),
-            Ok(statements) => {
-                let mut session = session.lock().expect("session lock poisoned");
-                let mut results = Vec::new();
-                for statement in &statements {
-                    let result = session.execute_statement(statement, &[]);
-                    let failed = result.is_err();
-                    results.push(result);
-                    if failed {
-                        break;
-                    }
-                }
-                (statements.len(), results)
-            }
+        let results = match session.lock().expect("session lock poisoned").execute_each(query) {
+            Err(e) => vec![Err(e)],
+            Ok(results) if results.is_empty() => return Ok(vec![Response::EmptyQuery]),
+            Ok(results) => results,
         };
-        if statements == 0 && results.is_empty() {
-            return Ok(vec![Response::EmptyQuery]);
-        }
         let mut responses = Vec::with_capacity(results.len());
         for result in results {
             responses.push(match result {

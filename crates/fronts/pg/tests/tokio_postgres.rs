@@ -43,6 +43,72 @@ async fn simple_query_protocol() {
     assert!(messages.iter().any(|m| matches!(m, SimpleQueryMessage::CommandComplete(2))));
 }
 
+/// The text values of a simple query's rows.
+async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    let messages = client.simple_query(sql).await.unwrap();
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn repeated_simple_queries_keep_the_meaning_of_their_numbers() {
+    // The second and later texts of one shape run from the session's cached statement, with
+    // their numbers as parameters; each must answer as its own literals say.
+    let client = connect(&start().await).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id INT PRIMARY KEY, small SMALLINT, price NUMERIC(6,2));
+             INSERT INTO t VALUES (1, 10, 1.50), (2, 20, 2.25), (3, 30, 3.00);",
+        )
+        .await
+        .unwrap();
+    for id in [1, 2, 3, 4, 2] {
+        let rows = simple_rows(&client, &format!("SELECT small FROM t WHERE id = {id}")).await;
+        let expected: Vec<Vec<Option<String>>> =
+            if id <= 3 { vec![vec![Some((id * 10).to_string())]] } else { vec![] };
+        assert_eq!(rows, expected, "id = {id}");
+    }
+    // A fraction compared with an integer column is a NUMERIC comparison, not a rounded key,
+    // and a number beyond SMALLINT is no match rather than an out-of-range error.
+    for (sql, count) in [
+        ("SELECT id FROM t WHERE id = 1", 1),
+        ("SELECT id FROM t WHERE id = 1.5", 0),
+        ("SELECT id FROM t WHERE small = 20", 1),
+        ("SELECT id FROM t WHERE small = 100000", 0),
+        ("SELECT id FROM t WHERE small = 100000", 0),
+    ] {
+        assert_eq!(simple_rows(&client, sql).await.len(), count, "{sql}");
+    }
+    // Arithmetic keeps the literal's type: SMALLINT * INT is INT, so 30 * 2000 does not overflow.
+    for _ in 0..2 {
+        assert_eq!(
+            simple_rows(&client, "SELECT small * 2000 FROM t WHERE id = 3").await,
+            vec![vec![Some("60000".into())]]
+        );
+    }
+    // An ordinal stays an ordinal; a repeated number stays one expression for GROUP BY.
+    for _ in 0..2 {
+        let rows = simple_rows(&client, "SELECT id, small FROM t ORDER BY 2 DESC LIMIT 1").await;
+        assert_eq!(rows, vec![vec![Some("3".into()), Some("30".into())]]);
+        let rows =
+            simple_rows(&client, "SELECT small % 20, count(*) FROM t GROUP BY small % 20 ORDER BY 1").await;
+        assert_eq!(rows.len(), 2);
+    }
+    for delta in [5, 7] {
+        client.simple_query(&format!("UPDATE t SET small = small + {delta} WHERE id = 1")).await.unwrap();
+    }
+    assert_eq!(simple_rows(&client, "SELECT small FROM t WHERE id = 1").await, vec![vec![Some("22".into())]]);
+    // DDL between runs of a shape is seen by the next run.
+    client.batch_execute("ALTER TABLE t ADD COLUMN note TEXT").await.unwrap();
+    let rows = simple_rows(&client, "SELECT * FROM t WHERE id = 2").await;
+    assert_eq!(rows, vec![vec![Some("2".into()), Some("20".into()), Some("2.25".into()), None]]);
+}
+
 #[tokio::test]
 async fn extended_protocol_round_trips_every_type() {
     let client = connect(&start().await).await;
