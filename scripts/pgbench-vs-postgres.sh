@@ -12,6 +12,7 @@
 # isolation of both servers ("repeatable read" and "serializable" also work).
 # Serialization failures are retried (pgbench --max-tries) and counted.
 # SCRIPTS (default "select tpcb") and MODES (default "simple prepared") pick the rows to run.
+# Scheduler autogroups are turned off for the run (see AUTOGROUP below).
 # Needs root (to install PostgreSQL 15 with apt and run it as the postgres user).
 set -euo pipefail
 ROWS=${1:-1000000}
@@ -30,7 +31,18 @@ fi
 BIN=/usr/lib/postgresql/15/bin
 PSQL="$BIN/psql -q -v ON_ERROR_STOP=1"
 
+# PostgreSQL calls setsid() in every backend, so with the kernel's autogroup scheduling each
+# backend is a scheduling group of its own: 8 backends outweigh pgbench 8:1 for the CPU,
+# while a one-process server's threads share one group (as any server's processes do in a
+# systemd unit's cgroup). Measured with autogroup off, every thread and process of pgbench
+# and both servers is a peer. AUTOGROUP=keep leaves the machine's setting alone.
+AUTOGROUP_WAS=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo)
+if [ "${AUTOGROUP:-off}" = off ] && [ -n "$AUTOGROUP_WAS" ]; then
+  echo 0 >/proc/sys/kernel/sched_autogroup_enabled
+fi
+
 cleanup() {
+  [ -n "$AUTOGROUP_WAS" ] && echo "$AUTOGROUP_WAS" >/proc/sys/kernel/sched_autogroup_enabled || true
   su postgres -c "$BIN/pg_ctl -D $WORK/pg -m immediate stop" >/dev/null 2>&1 || true
   [ -n "${STRATA_PID:-}" ] && kill "$STRATA_PID" 2>/dev/null || true
   rm -rf "$WORK"
@@ -45,8 +57,7 @@ su postgres -c "$BIN/initdb -D $WORK/pg -A trust -U postgres" >/dev/null
 su postgres -c "$BIN/pg_ctl -D $WORK/pg -o '-p $PG_PORT -k $WORK -c fsync=on -c synchronous_commit=on -c max_connections=50' -l $WORK/pg.log start" >/dev/null
 
 $PSQL -h 127.0.0.1 -p $PG_PORT -U postgres -c "ALTER SYSTEM SET default_transaction_isolation = '$ISOLATION'" -c "SELECT pg_reload_conf()" >/dev/null
-# In a session of its own, as pg_ctl starts PostgreSQL: with the kernel's autogroup
-# scheduling, each server then shares the CPU with pgbench on the same terms.
+# In a session of its own, as pg_ctl starts PostgreSQL (this matters with AUTOGROUP=keep).
 STRATA_SQL_DEFAULT_ISOLATION="$ISOLATION" STRATA_PG_LISTEN=127.0.0.1:$STRATA_PORT STRATA_HTTP_ENABLED=false RUST_LOG=warn \
   setsid "$ROOT/target/release/strata" serve --data-dir "$WORK/strata" >"$WORK/strata.log" 2>&1 &
 STRATA_PID=$!
