@@ -358,11 +358,9 @@ impl Store {
     pub(crate) fn commit_writes(&self, pending: PendingCommit, visible: impl FnOnce()) -> Result<u64> {
         let started = std::time::Instant::now();
         let always = matches!(self.inner.options.sync, SyncMode::Always);
-        if always {
-            if let Some(err) = &self.inner.queue.state.lock().expect("queue lock poisoned").failed {
-                self.end_txn(pending.start_seq);
-                return Err(Error::Unavailable(format!("an earlier fsync failed: {err}")));
-            }
+        if always && let Some(err) = &self.inner.queue.state.lock().expect("queue lock poisoned").failed {
+            self.end_txn(pending.start_seq);
+            return Err(Error::Unavailable(format!("an earlier fsync failed: {err}")));
         }
         let seq = self.apply(pending)?;
         visible();

@@ -48,6 +48,8 @@ pub struct Sql {
     next_session: Arc<AtomicU64>,
     catalog: Arc<CatalogCache>,
     metrics: Arc<OnceLock<StatementMetrics>>,
+    /// Simple-protocol statements parsed once per shape.
+    shapes: Arc<Shapes>,
 }
 
 /// Statement kinds as the metrics label them.
@@ -146,6 +148,7 @@ impl Sql {
             next_session: Arc::default(),
             catalog: Arc::default(),
             metrics: Arc::default(),
+            shapes: Arc::default(),
         })
     }
 
@@ -193,7 +196,6 @@ impl Sql {
             txn: None,
             aborted: false,
             cancel: Arc::default(),
-            shapes: Shapes::default(),
         }
     }
 }
@@ -232,8 +234,6 @@ pub struct Session {
     aborted: bool,
     /// Set from another thread to cancel the running statement (see [`Session::cancel_flag`]).
     cancel: Arc<AtomicBool>,
-    /// Simple-protocol statements parsed once per shape.
-    shapes: Shapes,
 }
 
 /// An open transaction block (BEGIN ... COMMIT).
@@ -328,7 +328,7 @@ impl Session {
     /// text without statements). A text seen before with other numbers skips the parser
     /// (see [`crate::shapes`]).
     pub fn execute_each(&mut self, text: &str) -> SqlResult<Vec<SqlResult<Outcome>>> {
-        if let Lookup::Hit(shape, literals) = self.shapes.lookup(text) {
+        if let Lookup::Hit(shape, literals) = self.sql.shapes.lookup(text) {
             let result = literals
                 .params()
                 .and_then(|params| self.execute_with_plan(&shape.statement, &params, Some(&shape.plan)));

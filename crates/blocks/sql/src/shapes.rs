@@ -1,10 +1,11 @@
-//! Statement shapes: a session's cache of simple-protocol statements.
+//! Statement shapes: the cache of simple-protocol statements, shared by every session.
 //!
 //! Clients of the simple query protocol (psql scripts, `pgbench -M simple`, drivers that
 //! inline values) send the same statement again and again with only its numbers changed.
-//! A session keeps, per *shape* (the text with each numeric literal cut out), the
+//! The cache keeps, per *shape* (the text with each numeric literal cut out), the
 //! statement parsed once with those literals turned into parameters `$1..$n`, and the plan
-//! bound for it. A hit skips parsing (and, for a SELECT, binding): the literals become
+//! bound for it (valid across sessions, as a prepared statement's plan is, while the
+//! catalog does not change). A hit skips parsing (and, for a SELECT, binding): the literals become
 //! parameter values of exactly the type the literal has ([`crate::plan::number_literal`]),
 //! and a typed parameter keeps its type when bound, so the statement means what its text
 //! says. PostgreSQL parses and plans every simple query; here that is about a third of a
@@ -24,13 +25,14 @@ use crate::types::Value;
 use sqlparser::ast::{self, Visit, Visitor};
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// Most shapes a session remembers (cached, seen once, or not cacheable).
-const MAX_SHAPES: usize = 256;
+/// Most shapes remembered (cached, seen once, or not cacheable); the least recently used
+/// goes first.
+const MAX_SHAPES: usize = 512;
 
 /// Longest text considered for the cache, in bytes.
-const MAX_SHAPE_TEXT: usize = 8 * 1024;
+const MAX_SHAPE_TEXT: usize = 4 * 1024;
 
 /// Stands for a literal in a shape's key; a text containing it is never cached.
 const MARK: char = '\u{1}';
@@ -79,11 +81,17 @@ pub(crate) struct Shape {
     pub plan: crate::session::PlanSlot,
 }
 
-enum Entry {
+enum State {
     /// Seen once; cached if it comes again.
     Seen,
     Uncacheable,
     Cached(Arc<Shape>),
+}
+
+struct Entry {
+    state: State,
+    /// When it was last looked up, in lookups.
+    used: u64,
 }
 
 /// What [`Shapes::lookup`] found for a text.
@@ -96,43 +104,60 @@ pub(crate) enum Lookup<'a> {
 
 #[derive(Default)]
 pub(crate) struct Shapes {
-    entries: HashMap<String, Entry>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, Entry>,
+    lookups: u64,
 }
 
 impl Shapes {
     /// The cached shape of `text`, building it if `text`'s shape was seen before.
-    pub(crate) fn lookup<'a>(&mut self, text: &'a str) -> Lookup<'a> {
+    pub(crate) fn lookup<'a>(&self, text: &'a str) -> Lookup<'a> {
         let Some(lifted) = lift(text) else { return Lookup::Miss };
-        match self.entries.get(&lifted.key) {
-            Some(Entry::Cached(shape)) => return Lookup::Hit(shape.clone(), lifted),
-            Some(Entry::Uncacheable) => return Lookup::Miss,
-            Some(Entry::Seen) => {}
+        let mut entries = self.entries.lock().expect("shapes lock poisoned");
+        entries.lookups += 1;
+        let now = entries.lookups;
+        match entries.map.get_mut(&lifted.key) {
+            Some(entry) => {
+                entry.used = now;
+                match &entry.state {
+                    State::Cached(shape) => return Lookup::Hit(shape.clone(), lifted),
+                    State::Uncacheable => return Lookup::Miss,
+                    State::Seen => {}
+                }
+            }
             None => {
-                self.insert(lifted.key, Entry::Seen);
+                entries.insert(lifted.key, State::Seen);
                 return Lookup::Miss;
             }
         }
+        // Built under the lock, once per shape: two parses of a short text.
         match template(text, &lifted) {
             Some(statement) => {
                 let shape = Arc::new(Shape { statement, plan: Default::default() });
-                self.insert(lifted.key.clone(), Entry::Cached(shape.clone()));
+                entries.insert(lifted.key.clone(), State::Cached(shape.clone()));
                 Lookup::Hit(shape, lifted)
             }
             None => {
-                self.insert(lifted.key, Entry::Uncacheable);
+                entries.insert(lifted.key, State::Uncacheable);
                 Lookup::Miss
             }
         }
     }
+}
 
-    fn insert(&mut self, key: String, entry: Entry) {
-        if self.entries.len() >= MAX_SHAPES && !self.entries.contains_key(&key) {
-            self.entries.retain(|_, e| matches!(e, Entry::Cached(_)));
-            if self.entries.len() >= MAX_SHAPES {
-                self.entries.clear();
-            }
+impl Entries {
+    fn insert(&mut self, key: String, state: State) {
+        if self.map.len() >= MAX_SHAPES
+            && !self.map.contains_key(&key)
+            && let Some(oldest) = self.map.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k.clone())
+        {
+            self.map.remove(&oldest);
         }
-        self.entries.insert(key, entry);
+        self.map.insert(key, Entry { state, used: self.lookups });
     }
 }
 
@@ -368,6 +393,22 @@ mod tests {
         assert!(!cached("SELECT CAST(a AS VARCHAR(10)) FROM t"));
         assert!(!cached("CREATE TABLE t (a INT DEFAULT 5)"));
         assert!(!cached("SELECT 1; SELECT 2"));
+    }
+
+    #[test]
+    fn the_least_recently_used_shape_goes_first() {
+        let shapes = Shapes::default();
+        let hot = "SELECT a FROM t WHERE b = 1";
+        for _ in 0..2 {
+            shapes.lookup(hot);
+        }
+        for i in 0..MAX_SHAPES + 10 {
+            shapes.lookup(&format!("SELECT c{i} FROM t WHERE b = 1"));
+            assert!(matches!(shapes.lookup(hot), Lookup::Hit(..)));
+        }
+        let entries = shapes.entries.lock().unwrap();
+        assert_eq!(entries.map.len(), MAX_SHAPES);
+        assert!(!entries.map.contains_key("SELECT c0 FROM t WHERE b = \u{1}"));
     }
 
     #[test]
