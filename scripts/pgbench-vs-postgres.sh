@@ -7,7 +7,9 @@
 # each with `pgbench -n -M simple` and `-M prepared`. Tables are created and filled with
 # plain SQL (multi-row INSERTs) on both.
 #
-# Usage: scripts/pgbench-vs-postgres.sh [ROWS=1000000] [SECONDS=20] [CLIENTS=8]
+# Usage: scripts/pgbench-vs-postgres.sh [ROWS=1000000] [SECONDS=20] [CLIENTS=8] [ROUNDS=3]
+# Each row runs ROUNDS times, alternating PostgreSQL and Strata (A B A B ...), and prints
+# the medians of each column; the ratio is of the median TPS.
 # ISOLATION (default "read committed", PostgreSQL's default) is the default transaction
 # isolation of both servers ("repeatable read" and "serializable" also work).
 # Serialization failures are retried (pgbench --max-tries) and counted.
@@ -18,6 +20,7 @@ set -euo pipefail
 ROWS=${1:-1000000}
 SECONDS_PER_RUN=${2:-20}
 CLIENTS=${3:-8}
+ROUNDS=${4:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/strata-pgbench.XXXXXX)
 chmod 755 "$WORK" && chown postgres "$WORK"
@@ -128,11 +131,24 @@ run() { # port user db script mode -> "tps p99_ms server_us_per_tx"
   echo "$tps $p99 $us"
 }
 
+# The median of each column of "tps p99 us" lines.
+medians() {
+  python3 -c '
+import sys, statistics
+rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
+print(" ".join(f"{statistics.median(c):.2f}" if i else f"{statistics.median(c):.0f}" for i, c in enumerate(zip(*rows))))'
+}
+
 printf "\n%-22s %-9s %10s %9s %9s %10s %9s %9s %6s\n" workload mode pg_tps pg_p99ms pg_us/tx strata_tps st_p99ms st_us/tx ratio
 for script in ${SCRIPTS:-select tpcb}; do
   for mode in ${MODES:-simple prepared}; do
-    read -r pg_tps pg_p99 pg_us < <(run $PG_PORT postgres postgres $script.sql $mode)
-    read -r st_tps st_p99 st_us < <(run $STRATA_PORT strata strata $script.sql $mode)
+    pg_runs=() st_runs=()
+    for _ in $(seq "$ROUNDS"); do
+      pg_runs+=("$(run $PG_PORT postgres postgres $script.sql $mode)")
+      st_runs+=("$(run $STRATA_PORT strata strata $script.sql $mode)")
+    done
+    read -r pg_tps pg_p99 pg_us < <(printf "%s\n" "${pg_runs[@]}" | medians)
+    read -r st_tps st_p99 st_us < <(printf "%s\n" "${st_runs[@]}" | medians)
     ratio=$(python3 -c "print(f'{float($st_tps)/float($pg_tps):.2f}' if float($pg_tps) else 'n/a')")
     printf "%-22s %-9s %10.0f %9s %9s %10.0f %9s %9s %6s\n" "$script ($ROWS rows)" "$mode" "$pg_tps" "$pg_p99" "$pg_us" "$st_tps" "$st_p99" "$st_us" "$ratio"
   done
