@@ -251,7 +251,8 @@ pub struct RespConfig {
     /// Longest inline command line.
     pub max_inline_bytes: usize,
     pub max_connections: usize,
-    /// Threads serving resp connections, each with its own event loop; 0 is one per core.
+    /// Threads serving resp connections, each with its own event loop; 0 is one per core
+    /// but one (at least one), leaving a core to the clients and the other blocks.
     pub io_threads: usize,
 }
 

@@ -113,9 +113,9 @@ impl Entry {
 
 #[derive(Debug, Default)]
 struct Db {
-    keys: IndexMap<Bytes, Entry>,
+    keys: IndexMap<Bytes, Entry, crate::value::Hasher>,
     /// Keys with an expiry, for active expiry and the volatile-* policies.
-    volatile: IndexSet<Bytes>,
+    volatile: IndexSet<Bytes, crate::value::Hasher>,
 }
 
 /// Initial LFU counter of a new key, so it is not evicted before it had a chance (Redis's
@@ -257,6 +257,12 @@ impl Keyspace {
         Some(e)
     }
 
+    /// Records that the command changed `key` in place, through an entry it got from
+    /// [`Keyspace::read`] (one lookup instead of a read and then a write).
+    pub fn mark_written(&mut self, db: usize, key: &Bytes) {
+        self.touched.push((db, key.clone()));
+    }
+
     /// Stores `value` under `key`, replacing what was there; the expiry is cleared unless
     /// `keep_ttl`.
     pub fn set(&mut self, db: usize, key: Bytes, value: Value, keep_ttl: bool) {
@@ -395,6 +401,15 @@ impl Keyspace {
             e.mem = mem;
         }
         touched
+    }
+
+    /// Takes back a list [`Keyspace::finish`] handed out, so the next command records its
+    /// keys without allocating.
+    pub fn recycle(&mut self, mut touched: Vec<(usize, Bytes)>) {
+        if self.touched.capacity() == 0 {
+            touched.clear();
+            self.touched = touched;
+        }
     }
 
     /// Deletes expired keys by sampling, as Redis's active expiry cycle does: per database,

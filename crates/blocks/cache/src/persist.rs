@@ -279,7 +279,7 @@ fn decode_value(v: &[u8]) -> Result<(Value, u64), Error> {
         T_LIST => {
             let mut l = List::default();
             while !d.is_empty() {
-                l.push_back(Bytes::from(d.bytes()?));
+                l.push_back(&d.bytes()?);
             }
             Value::List(l)
         }

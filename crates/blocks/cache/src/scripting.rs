@@ -334,7 +334,7 @@ impl CallState<'_> {
             self.touched.extend(self.ks.finish());
             return Ok(Reply::err(errors::OOM));
         }
-        let mut ctx = Ctx { ks: self.ks, db: self.db, max_bulk: self.max_bulk };
+        let mut ctx = Ctx { name: cmd.name, ks: self.ks, db: self.db, max_bulk: self.max_bulk };
         let reply = commands::run(cmd, &mut ctx, &argv);
         let touched = self.ks.finish();
         if !touched.is_empty() {

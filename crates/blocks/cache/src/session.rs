@@ -121,8 +121,8 @@ impl Session {
                 replies.push((reply, self.protocol));
                 continue;
             };
-            self.shared.total_commands.fetch_add(1, Ordering::Relaxed);
             let mut ticket = None;
+            let mut ran = 1;
             {
                 let mut ks = match self.shared.lock_ks() {
                     Ok(ks) => ks,
@@ -143,11 +143,13 @@ impl Session {
                     if let Some(following) = batch.peek()
                         && let Some(cmd) = self.fast_path(following)
                     {
-                        self.shared.total_commands.fetch_add(1, Ordering::Relaxed);
+                        ran += 1;
                         next = Some((cmd, batch.next().expect("peeked")));
                     }
                 }
             }
+            // Once per run of commands: the counter is shared by every I/O thread.
+            self.shared.total_commands.fetch_add(ran, Ordering::Relaxed);
             self.await_ticket(ticket).await;
         }
     }
@@ -174,7 +176,9 @@ impl Session {
         let reply = self.run_command(ks, cmd, args);
         // Evictions made while failing to make room are writes too.
         let touched = ks.finish();
-        (reply, self.shared.after_write(ks, &touched))
+        let ticket = self.shared.after_write(ks, &touched);
+        ks.recycle(touched);
+        (reply, ticket)
     }
 
     /// The body of a keyspace command, between `begin` and `finish`: the persisted-key bound,
@@ -193,7 +197,8 @@ impl Session {
         } else if cmd.deny_oom() && ks.make_room().is_err() {
             Reply::err(errors::OOM)
         } else {
-            let mut ctx = Ctx { ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
+            let mut ctx =
+                Ctx { name: cmd.name, ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
             commands::run(cmd, &mut ctx, args)
         }
     }
@@ -878,8 +883,12 @@ impl Session {
                     "ping" => self.ping(args),
                     "publish" => Reply::Int(self.shared.pubsub.lock().publish(&args[1], &args[2])),
                     "blpop" | "brpop" | "blmove" | "bzpopmin" | "bzpopmax" => {
-                        let mut ctx =
-                            Ctx { ks: &mut ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
+                        let mut ctx = Ctx {
+                            name: cmd.name,
+                            ks: &mut ks,
+                            db: self.db,
+                            max_bulk: self.shared.options.max_bulk_bytes,
+                        };
                         match commands::try_blocking(&mut ctx, args) {
                             Ok(Some(r)) => r,
                             Ok(None) => nothing_to_pop(cmd),
@@ -1005,7 +1014,12 @@ impl Session {
                     Err(busy) => return busy,
                 };
                 ks.begin();
-                let mut ctx = Ctx { ks: &mut ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
+                let mut ctx = Ctx {
+                    name: cmd.name,
+                    ks: &mut ks,
+                    db: self.db,
+                    max_bulk: self.shared.options.max_bulk_bytes,
+                };
                 let outcome = commands::try_blocking(&mut ctx, args);
                 let touched = ks.finish();
                 let ticket = self.shared.after_write(&ks, &touched);

@@ -4,7 +4,13 @@
 use crate::zset::ZSet;
 use bytes::Bytes;
 use indexmap::{IndexMap, IndexSet};
+use smallvec::SmallVec;
 use std::collections::VecDeque;
+
+/// The hasher of every table keyed by client data (keys, fields, members). foldhash is
+/// several times faster than the standard SipHash on short keys, and each table gets its own
+/// random seed, so clients cannot aim keys at one bucket (hashbrown's own default since 0.15).
+pub type Hasher = foldhash::fast::RandomState;
 
 /// Per-element bookkeeping charged on top of the element's own bytes.
 const HASH_FIELD_OVERHEAD: usize = 64;
@@ -98,7 +104,7 @@ pub fn parse_int(b: &[u8]) -> Option<i64> {
 
 #[derive(Debug, Clone, Default)]
 pub struct Hash {
-    map: IndexMap<Bytes, Bytes>,
+    map: IndexMap<Bytes, Bytes, Hasher>,
     bytes: usize,
 }
 
@@ -139,9 +145,17 @@ impl Hash {
     }
 }
 
+/// A list element. Up to 24 bytes (most list items) it is stored inline, so a push
+/// allocates nothing beyond the list's own ring; longer ones have one heap block.
+type Item = SmallVec<[u8; 24]>;
+
+fn item_bytes(item: Item) -> Bytes {
+    if item.spilled() { Bytes::from(item.into_vec()) } else { Bytes::copy_from_slice(&item) }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct List {
-    items: VecDeque<Bytes>,
+    items: VecDeque<Item>,
     bytes: usize,
 }
 
@@ -152,56 +166,54 @@ impl List {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
-    pub fn push_front(&mut self, v: Bytes) {
+    pub fn push_front(&mut self, v: &[u8]) {
         self.bytes += v.len() + LIST_ITEM_OVERHEAD;
-        self.items.push_front(v);
+        self.items.push_front(Item::from_slice(v));
     }
-    pub fn push_back(&mut self, v: Bytes) {
+    pub fn push_back(&mut self, v: &[u8]) {
         self.bytes += v.len() + LIST_ITEM_OVERHEAD;
-        self.items.push_back(v);
+        self.items.push_back(Item::from_slice(v));
     }
     pub fn pop_front(&mut self) -> Option<Bytes> {
         let v = self.items.pop_front()?;
         self.bytes -= v.len() + LIST_ITEM_OVERHEAD;
-        Some(v)
+        Some(item_bytes(v))
     }
     pub fn pop_back(&mut self) -> Option<Bytes> {
         let v = self.items.pop_back()?;
         self.bytes -= v.len() + LIST_ITEM_OVERHEAD;
-        Some(v)
+        Some(item_bytes(v))
     }
-    pub fn get(&self, i: usize) -> Option<&Bytes> {
-        self.items.get(i)
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        self.items.get(i).map(|v| v.as_slice())
     }
-    pub fn set(&mut self, i: usize, v: Bytes) {
+    pub fn set(&mut self, i: usize, v: &[u8]) {
         self.bytes = self.bytes + v.len() - self.items[i].len();
-        self.items[i] = v;
+        self.items[i] = Item::from_slice(v);
     }
-    pub fn insert(&mut self, i: usize, v: Bytes) {
+    pub fn insert(&mut self, i: usize, v: &[u8]) {
         self.bytes += v.len() + LIST_ITEM_OVERHEAD;
-        self.items.insert(i, v);
+        self.items.insert(i, Item::from_slice(v));
     }
-    pub fn remove(&mut self, i: usize) -> Option<Bytes> {
-        let v = self.items.remove(i)?;
-        self.bytes -= v.len() + LIST_ITEM_OVERHEAD;
-        Some(v)
+    pub fn remove(&mut self, i: usize) {
+        if let Some(v) = self.items.remove(i) {
+            self.bytes -= v.len() + LIST_ITEM_OVERHEAD;
+        }
     }
     /// Keeps only `start..end`.
     pub fn retain_range(&mut self, start: usize, end: usize) {
         self.items.truncate(end);
-        for _ in 0..start.min(self.items.len()) {
-            self.pop_front();
-        }
+        self.items.drain(..start.min(self.items.len()));
         self.bytes = self.items.iter().map(|v| v.len() + LIST_ITEM_OVERHEAD).sum();
     }
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Bytes> + ExactSizeIterator {
-        self.items.iter()
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &[u8]> + ExactSizeIterator {
+        self.items.iter().map(|v| v.as_slice())
     }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Set {
-    members: IndexSet<Bytes>,
+    members: IndexSet<Bytes, Hasher>,
     bytes: usize,
 }
 

@@ -4,8 +4,9 @@
 //! A request's read, its execution and its reply then stay on one thread, woken by its own
 //! epoll, as on a Redis I/O thread: no task hops between workers and no worker waking
 //! another, which on two cores shared with the clients cost more than the commands
-//! themselves (`perf`: `try_to_wake_up`, futex). There is one thread per core, so both cores
-//! still serve; a new connection goes to the thread with the fewest open ones.
+//! themselves (`perf`: `try_to_wake_up`, futex). How many threads is the config's choice
+//! (`auto_io_threads` by default); a new connection goes to the thread with the fewest open
+//! ones.
 //!
 //! Work that may block for long does not run here: Lua scripts go to tokio's blocking pool
 //! (`strata_cache::Session`), core commits to core's commit thread.

@@ -11,14 +11,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 async fn start_with(options: CacheOptions) -> String {
+    // Every connection on one I/O thread: a long script must not stall the others there
+    // (SCRIPT KILL below).
+    start_on_threads(options, 1).await
+}
+
+async fn start_on_threads(options: CacheOptions, io_threads: usize) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let cache = Cache::new(options, Arc::new(SystemClock));
     let mut config = strata_resp::RespConfig::default();
     config.limits.max_bulk = 1024 * 1024;
-    // Every connection on one I/O thread: a long script must not stall the others there
-    // (SCRIPT KILL below).
-    config.io_threads = 1;
+    config.io_threads = io_threads;
     tokio::spawn(strata_resp::serve(listener, cache, None, config, std::future::pending()));
     addr
 }
@@ -91,6 +95,43 @@ async fn strings_and_keys() {
     assert_eq!(cmd("DBSIZE").query_async::<i64>(&mut c).await.unwrap(), 0);
     let err = cmd("SELECT").arg(16).query_async::<()>(&mut c).await.unwrap_err();
     assert!(err.to_string().contains("out of range"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_on_two_io_threads_share_one_keyspace() {
+    let addr = start_on_threads(CacheOptions::default(), 2).await;
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        // Separate connections, so they spread over both threads.
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..50 {
+                let mut p = pipe();
+                for _ in 0..10 {
+                    p.incr("counter", 1).ignore().rpush("items", format!("{i}:{round}")).ignore();
+                }
+                let () = p.query_async(&mut c).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    assert_eq!(c.get::<_, i64>("counter").await.unwrap(), 2000);
+    assert_eq!(c.llen::<_, i64>("items").await.unwrap(), 2000);
+    // Each connection's own pushes stay in its order.
+    let items: Vec<String> = c.lrange("items", 0, -1).await.unwrap();
+    for i in 0..4 {
+        let rounds: Vec<usize> = items
+            .iter()
+            .filter_map(|item| item.strip_prefix(&format!("{i}:")))
+            .map(|round| round.parse().unwrap())
+            .collect();
+        assert_eq!(rounds.len(), 500);
+        assert!(rounds.windows(2).all(|w| w[0] <= w[1]), "connection {i} out of order");
+    }
 }
 
 #[tokio::test]

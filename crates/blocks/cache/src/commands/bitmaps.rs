@@ -1,7 +1,7 @@
 //! Bitmap commands over string values: SETBIT GETBIT BITCOUNT BITPOS BITOP BITFIELD.
 //! Bit 0 is the most significant bit of byte 0, as in Redis.
 
-use super::{CmdResult, Ctx, eq, index_range, int, name};
+use super::{CmdResult, Ctx, eq, index_range, int};
 use crate::reply::{Reply, errors};
 use crate::value::Value;
 use bytes::{Bytes, BytesMut};
@@ -254,7 +254,7 @@ fn add_field(old: i64, incr: i64, f: Field, mode: Overflow) -> Option<i64> {
 /// BITFIELD key [GET type offset] [SET type offset value] [INCRBY type offset increment]
 /// [OVERFLOW WRAP|SAT|FAIL] ... (and BITFIELD_RO with GET only).
 pub fn bitfield(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let read_only = name(args) == "bitfield_ro";
+    let read_only = ctx.name == "bitfield_ro";
     enum Op {
         Get(Field, u64),
         Set(Field, u64, i64, Overflow),

@@ -1,7 +1,7 @@
 //! Hash commands.
 
 use super::keys::{scan_positions, scan_reply};
-use super::{CmdResult, Ctx, cursor, eq, float, fmt_float, int, name, scan_opts};
+use super::{CmdResult, Ctx, cursor, eq, float, fmt_float, int, scan_opts};
 use crate::glob;
 use crate::reply::{Reply, errors};
 use bytes::Bytes;
@@ -10,7 +10,7 @@ use rand::Rng;
 /// HSET and HMSET.
 pub fn hset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if !args.len().is_multiple_of(2) {
-        return Err(Reply::err(errors::arity(&name(args))));
+        return Err(Reply::err(errors::arity(ctx.name)));
     }
     let hash = ctx.create_hash(&args[1])?;
     let mut added = 0;

@@ -1,6 +1,6 @@
 //! Commands on keys of any type: deletion, expiry, renaming, iteration, introspection.
 
-use super::{CmdResult, Ctx, ScanOpts, cursor, eq, int, name, scan_opts};
+use super::{CmdResult, Ctx, ScanOpts, cursor, eq, int, scan_opts};
 use crate::glob;
 use crate::reply::{Reply, errors};
 use bytes::Bytes;
@@ -29,7 +29,7 @@ pub fn exists(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT with NX / XX / GT / LT.
 pub fn expire(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let cmd = name(args);
+    let cmd = ctx.name;
     let n = int(&args[2])?;
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for a in &args[3..] {
@@ -52,13 +52,13 @@ pub fn expire(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Err(Reply::err("ERR GT and LT options at the same time are not compatible"));
     }
     let now = ctx.ks.now() as i64;
-    let at = match cmd.as_str() {
+    let at = match cmd {
         "expire" => n.checked_mul(1000).and_then(|ms| ms.checked_add(now)),
         "pexpire" => n.checked_add(now),
         "expireat" => n.checked_mul(1000),
         _ => Some(n),
     }
-    .ok_or_else(|| Reply::err(errors::invalid_expire(&cmd)))?;
+    .ok_or_else(|| Reply::err(errors::invalid_expire(cmd)))?;
     let Some(entry) = ctx.ks.peek(ctx.db, &args[1]) else { return Ok(Reply::Int(0)) };
     let current = entry.expire_at;
     let skip = (nx && current != 0)

@@ -1,14 +1,14 @@
 //! List commands, and the non-blocking attempt behind BLPOP/BRPOP/BLMOVE/BZPOPMIN/BZPOPMAX
 //! (the session does the waiting).
 
-use super::{CmdResult, Ctx, eq, int, name, pop_count};
+use super::{CmdResult, Ctx, eq, int, pop_count};
 use crate::reply::{Reply, errors};
 use crate::value::List;
 use bytes::Bytes;
 
 /// LPUSH, RPUSH, LPUSHX, RPUSHX.
 pub fn push(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let cmd = name(args);
+    let cmd = ctx.name;
     let list = if cmd.ends_with('x') {
         match ctx.write_list(&args[1])? {
             Some(l) => l,
@@ -19,7 +19,7 @@ pub fn push(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     let left = cmd.starts_with('l');
     for v in &args[2..] {
-        if left { list.push_front(v.clone()) } else { list.push_back(v.clone()) }
+        if left { list.push_front(v) } else { list.push_back(v) }
     }
     Ok(Reply::Int(list.len() as i64))
 }
@@ -27,7 +27,7 @@ pub fn push(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// LPOP and RPOP, with an optional count.
 pub fn pop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if args.len() > 3 {
-        return Err(Reply::err(errors::arity(&name(args))));
+        return Err(Reply::err(errors::arity(ctx.name)));
     }
     let count = pop_count(args.get(2))?;
     let left = eq(&args[0], "lpop");
@@ -54,7 +54,7 @@ pub fn lrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let (start, end) = (int(&args[2])?, int(&args[3])?);
     let Some(list) = ctx.read_list(&args[1])? else { return Ok(Reply::Array(Vec::new())) };
     Ok(match super::index_range(start, end, list.len()) {
-        Some((a, b)) => Reply::bulks(list.iter().skip(a).take(b - a + 1).cloned()),
+        Some((a, b)) => Reply::bulks(list.iter().skip(a).take(b - a + 1).map(Bytes::copy_from_slice)),
         None => Reply::Array(Vec::new()),
     })
 }
@@ -71,14 +71,14 @@ fn resolve(index: i64, len: usize) -> Option<usize> {
 pub fn lindex(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let index = int(&args[2])?;
     let Some(list) = ctx.read_list(&args[1])? else { return Ok(Reply::Nil) };
-    Ok(Reply::opt_bulk(resolve(index, list.len()).and_then(|i| list.get(i).cloned())))
+    Ok(Reply::opt_bulk(resolve(index, list.len()).and_then(|i| list.get(i).map(Bytes::copy_from_slice))))
 }
 
 pub fn lset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let index = int(&args[2])?;
     let Some(list) = ctx.write_list(&args[1])? else { return Err(Reply::err(errors::NO_KEY)) };
     let i = resolve(index, list.len()).ok_or_else(|| Reply::err(errors::INDEX_RANGE))?;
-    list.set(i, args[3].clone());
+    list.set(i, &args[3]);
     Ok(Reply::OK)
 }
 
@@ -93,7 +93,7 @@ pub fn linsert(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     let Some(list) = ctx.write_list(&args[1])? else { return Ok(Reply::Int(0)) };
     let Some(pos) = list.iter().position(|v| *v == args[3]) else { return Ok(Reply::Int(-1)) };
-    list.insert(pos + after as usize, args[4].clone());
+    list.insert(pos + after as usize, &args[4]);
     Ok(Reply::Int(list.len() as i64))
 }
 
@@ -220,9 +220,9 @@ fn move_one(
     let value = if from_left { list.pop_front() } else { list.pop_back() }.expect("lists are never empty");
     let dest = ctx.create_list(dst)?;
     if to_left {
-        dest.push_front(value.clone())
+        dest.push_front(&value)
     } else {
-        dest.push_back(value.clone())
+        dest.push_back(&value)
     }
     Ok(Some(value))
 }
@@ -239,8 +239,8 @@ pub fn rpoplpush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// One attempt at a blocking command: `Ok(None)` when every key is empty and the caller
 /// should wait. The timeout argument is parsed by the caller.
 pub fn try_blocking(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Reply> {
-    let cmd = name(args);
-    match cmd.as_str() {
+    let cmd = ctx.name;
+    match cmd {
         "blmove" => {
             let (from_left, to_left) = (side(&args[3])?, side(&args[4])?);
             Ok(move_one(ctx, &args[1], &args[2], from_left, to_left)?.map(Reply::Bulk))

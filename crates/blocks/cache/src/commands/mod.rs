@@ -27,6 +27,8 @@ pub use server::info_text;
 /// What a handler sees: the keyspace (locked for the whole command) and the client's
 /// selected database.
 pub struct Ctx<'a> {
+    /// The command's name as the table spells it, for handlers shared by several commands.
+    pub name: &'static str,
     pub ks: &'a mut Keyspace,
     pub db: usize,
     pub max_bulk: usize,
@@ -304,11 +306,6 @@ pub fn run(cmd: &Command, ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 }
 
 // ---- argument parsing ----
-
-/// Lowercase name of `args[0]`, for handlers shared by several commands.
-pub fn name(args: &[Bytes]) -> String {
-    String::from_utf8_lossy(&args[0]).to_ascii_lowercase()
-}
 
 pub fn eq(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())

@@ -2,7 +2,7 @@
 
 use super::hashes::random_indexes;
 use super::keys::{scan_positions, scan_reply};
-use super::{CmdResult, Ctx, cursor, eq, int, name, pop_count, scan_opts};
+use super::{CmdResult, Ctx, cursor, eq, int, pop_count, scan_opts};
 use crate::glob;
 use crate::reply::{Reply, errors};
 use crate::value::{Set, Value};
@@ -95,13 +95,13 @@ fn compute(ctx: &mut Ctx, op: Op, keys: &[Bytes]) -> Result<Vec<Bytes>, Reply> {
 
 /// SINTER, SUNION, SDIFF.
 pub fn combine(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let members = compute(ctx, op_of(&name(args)), &args[1..])?;
+    let members = compute(ctx, op_of(ctx.name), &args[1..])?;
     Ok(Reply::Set(members.into_iter().map(Reply::Bulk).collect()))
 }
 
 /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE.
 pub fn combine_store(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let members = compute(ctx, op_of(&name(args)), &args[2..])?;
+    let members = compute(ctx, op_of(ctx.name), &args[2..])?;
     let n = members.len() as i64;
     ctx.ks.remove(ctx.db, &args[1]);
     if n > 0 {

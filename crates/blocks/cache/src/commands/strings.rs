@@ -1,6 +1,6 @@
 //! String commands: GET/SET and their variants, counters, ranges.
 
-use super::{CmdResult, Ctx, eq, float, fmt_float, int, name};
+use super::{CmdResult, Ctx, eq, float, fmt_float, int};
 use crate::reply::{Reply, errors};
 use crate::value::Value;
 use bytes::{Bytes, BytesMut};
@@ -87,9 +87,9 @@ pub fn setnx(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// SETEX and PSETEX.
 pub fn setex(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let cmd = name(args);
+    let cmd = ctx.name;
     let unit: &[u8] = if cmd == "setex" { b"ex" } else { b"px" };
-    let at = expiry_at(ctx, unit, &args[2], &cmd)?;
+    let at = expiry_at(ctx, unit, &args[2], cmd)?;
     ctx.ks.set(ctx.db, args[1].clone(), Value::Str(args[3].clone()), false);
     ctx.ks.set_expire(ctx.db, &args[1], at);
     Ok(Reply::OK)
@@ -112,7 +112,7 @@ pub fn mget(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// MSET and MSETNX.
 pub fn mset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if args.len().is_multiple_of(2) {
-        return Err(Reply::err(errors::arity(&name(args))));
+        return Err(Reply::err(errors::arity(ctx.name)));
     }
     let nx = eq(&args[0], "msetnx");
     if nx && args[1..].chunks(2).any(|kv| ctx.ks.peek(ctx.db, &kv[0]).is_some()) {
@@ -126,29 +126,27 @@ pub fn mset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// INCR, DECR, INCRBY, DECRBY.
 pub fn incr(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let by = match name(args).as_str() {
+    let by = match ctx.name {
         "incr" => 1,
         "decr" => -1,
         "incrby" => int(&args[2])?,
         _ => int(&args[2])?.checked_neg().ok_or_else(|| Reply::err(errors::OVERFLOW))?,
     };
     let key = &args[1];
-    let current = match ctx.read_str(key)? {
-        Some(s) => crate::value::parse_int(s).ok_or_else(|| Reply::err(errors::NOT_INT))?,
-        None => 0,
-    };
-    let new = current.checked_add(by).ok_or_else(|| Reply::err(errors::OVERFLOW))?;
-    let mut buf = itoa_bytes(new);
-    if let Some(s) = ctx.write_str(key)? {
-        *s = std::mem::take(&mut buf);
-    } else {
-        ctx.ks.set(ctx.db, key.clone(), Value::Str(buf), false);
+    // One lookup when the counter exists, as it usually does.
+    if let Some(s) = ctx.read_str(key)? {
+        let current = crate::value::parse_int(s).ok_or_else(|| Reply::err(errors::NOT_INT))?;
+        let new = current.checked_add(by).ok_or_else(|| Reply::err(errors::OVERFLOW))?;
+        *s = int_bytes(new);
+        ctx.ks.mark_written(ctx.db, key);
+        return Ok(Reply::Int(new));
     }
-    Ok(Reply::Int(new))
+    ctx.ks.set(ctx.db, key.clone(), Value::Str(int_bytes(by)), false);
+    Ok(Reply::Int(by))
 }
 
-fn itoa_bytes(n: i64) -> Bytes {
-    Bytes::from(n.to_string())
+fn int_bytes(n: i64) -> Bytes {
+    Bytes::copy_from_slice(itoa::Buffer::new().format(n).as_bytes())
 }
 
 pub fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {

@@ -1,7 +1,7 @@
 //! Sorted-set commands over [`crate::zset::ZSet`].
 
 use super::keys::{scan_positions, scan_reply};
-use super::{CmdResult, Ctx, cursor, eq, float, index_range, int, name, pop_count, scan_opts};
+use super::{CmdResult, Ctx, cursor, eq, float, index_range, int, pop_count, scan_opts};
 use crate::glob;
 use crate::reply::{Reply, errors};
 use crate::value::Value;
@@ -207,8 +207,8 @@ fn with_scores(items: Vec<(Bytes, f64)>, scores: bool) -> Reply {
 /// ZRANGE with BYSCORE/BYLEX/REV/LIMIT/WITHSCORES, and the older ZRANGEBYSCORE, ZREVRANGE,
 /// ZREVRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGEBYLEX forms.
 pub fn zrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let cmd = name(args);
-    let (mut by, mut rev) = match cmd.as_str() {
+    let cmd = ctx.name;
+    let (mut by, mut rev) = match cmd {
         "zrangebyscore" => (By::Score, false),
         "zrevrangebyscore" => (By::Score, true),
         "zrevrange" => (By::Rank, true),
@@ -355,13 +355,13 @@ pub fn try_bzpop(ctx: &mut Ctx, args: &[Bytes], max: bool) -> Result<Option<Repl
 
 /// ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZREMRANGEBYLEX.
 pub fn zremrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let cmd = name(args);
+    let cmd = ctx.name;
     enum Bounds {
         Rank(i64, i64),
         Score(ScoreBound, ScoreBound),
         Lex(LexBound, LexBound),
     }
-    let bounds = match cmd.as_str() {
+    let bounds = match cmd {
         "zremrangebyrank" => Bounds::Rank(int(&args[2])?, int(&args[3])?),
         "zremrangebyscore" => Bounds::Score(score_bound(&args[2])?, score_bound(&args[3])?),
         _ => Bounds::Lex(lex_bound(&args[2])?, lex_bound(&args[3])?),
@@ -384,7 +384,7 @@ pub fn zstore(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let union = eq(&args[0], "zunionstore");
     let numkeys = int(&args[2])?;
     if numkeys <= 0 {
-        return Err(Reply::err(format!("ERR at least 1 input key is needed for '{}' command", name(args))));
+        return Err(Reply::err(format!("ERR at least 1 input key is needed for '{}' command", ctx.name)));
     }
     let numkeys = numkeys as usize;
     if args.len() < 3 + numkeys {
