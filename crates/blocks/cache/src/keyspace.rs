@@ -246,15 +246,35 @@ impl Keyspace {
         self.dbs[db].keys.get(key)
     }
 
-    /// A write to an existing key: the key is recorded as touched by this command.
-    pub fn write(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
-        let i = self.live_index(db, key)?;
+    /// The position of a live `key` about to be written, if its value `fits` (the type the
+    /// command works on); the key is recorded as touched by this command. `Err(())` when the
+    /// key holds a value that does not fit; nothing is recorded then.
+    pub fn write_index_if(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        fits: impl FnOnce(&Value) -> bool,
+    ) -> Result<Option<usize>, ()> {
+        let Some(i) = self.live_index(db, key) else { return Ok(None) };
+        if !fits(&self.dbs[db].keys[i].value) {
+            return Err(());
+        }
+        self.write_at(db, i);
+        Ok(Some(i))
+    }
+
+    /// The entry at a position [`Keyspace::write_index_if`] or [`Keyspace::set`] gave.
+    pub fn entry_at(&mut self, db: usize, i: usize) -> &mut Entry {
+        &mut self.dbs[db].keys[i]
+    }
+
+    /// Marks the entry at `i` accessed and its key touched by this command.
+    fn write_at(&mut self, db: usize, i: usize) {
         let now = self.now;
         let (factor, decay) = (self.settings.lfu_log_factor, self.settings.lfu_decay_minutes);
         let (k, e) = self.dbs[db].keys.get_index_mut(i).expect("live index");
         touch_access(e, now, factor, decay, &mut self.rng);
         self.touched.push((db, k.clone()));
-        Some(e)
     }
 
     /// Records that the command changed `key` in place, through an entry it got from
@@ -265,44 +285,42 @@ impl Keyspace {
 
     /// Stores `value` under `key`, replacing what was there; the expiry is cleared unless
     /// `keep_ttl`.
-    pub fn set(&mut self, db: usize, key: Bytes, value: Value, keep_ttl: bool) {
-        self.expire_if_due(db, &key);
+    pub fn set(&mut self, db: usize, key: Bytes, value: Value, keep_ttl: bool) -> usize {
         let now = self.now;
-        let d = &mut self.dbs[db];
-        if let Some(e) = d.keys.get_mut(&key) {
-            e.value = value;
-            e.last_access = now;
-            if !keep_ttl && e.expire_at != 0 {
-                e.expire_at = 0;
-                d.volatile.swap_remove(&key);
+        let i = match self.live_index(db, &key) {
+            Some(i) => {
+                let d = &mut self.dbs[db];
+                let (_, e) = d.keys.get_index_mut(i).expect("live index");
+                e.value = value;
+                e.last_access = now;
+                if !keep_ttl && e.expire_at != 0 {
+                    e.expire_at = 0;
+                    d.volatile.swap_remove(&key);
+                }
+                i
             }
-        } else {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let entry = Entry {
-                value,
-                expire_at: 0,
-                last_access: now,
-                lfu: LFU_INIT,
-                lfu_minutes: now / 60_000,
-                version: 0,
-                seq,
-                mem: 0,
-            };
-            d.keys.insert(key.clone(), entry);
-            if self.settings.policy == Policy::Fifo {
-                self.fifo.push_back((db, seq, key.clone()));
+            None => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let entry = Entry {
+                    value,
+                    expire_at: 0,
+                    last_access: now,
+                    lfu: LFU_INIT,
+                    lfu_minutes: now / 60_000,
+                    version: 0,
+                    seq,
+                    mem: 0,
+                };
+                let (i, _) = self.dbs[db].keys.insert_full(key.clone(), entry);
+                if self.settings.policy == Policy::Fifo {
+                    self.fifo.push_back((db, seq, key.clone()));
+                }
+                i
             }
-        }
+        };
         self.touched.push((db, key));
-    }
-
-    /// Returns the value under `key`, creating it with `make` if absent.
-    pub fn write_or_insert(&mut self, db: usize, key: &Bytes, make: impl FnOnce() -> Value) -> &mut Entry {
-        if self.write(db, key).is_none() {
-            self.set(db, key.clone(), make(), false);
-        }
-        self.dbs[db].keys.get_mut(key).expect("just inserted")
+        i
     }
 
     pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Entry> {

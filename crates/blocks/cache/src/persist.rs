@@ -272,7 +272,7 @@ fn decode_value(v: &[u8]) -> Result<(Value, u64), Error> {
         T_HASH => {
             let mut h = Hash::default();
             while !d.is_empty() {
-                h.insert(Bytes::from(d.bytes()?), Bytes::from(d.bytes()?));
+                h.insert(&Bytes::from(d.bytes()?), Bytes::from(d.bytes()?));
             }
             Value::Hash(h)
         }

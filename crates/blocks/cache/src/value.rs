@@ -118,16 +118,18 @@ impl Hash {
     pub fn get(&self, field: &[u8]) -> Option<&Bytes> {
         self.map.get(field)
     }
-    /// Returns whether the field is new.
-    pub fn insert(&mut self, field: Bytes, value: Bytes) -> bool {
-        let (flen, vlen) = (field.len(), value.len());
-        match self.map.insert(field, value) {
+    /// Returns whether the field is new (only then is `field` cloned).
+    pub fn insert(&mut self, field: &Bytes, value: Bytes) -> bool {
+        let vlen = value.len();
+        match self.map.get_mut(field.as_ref()) {
             Some(old) => {
                 self.bytes = self.bytes + vlen - old.len();
+                *old = value;
                 false
             }
             None => {
-                self.bytes += flen + vlen + HASH_FIELD_OVERHEAD;
+                self.bytes += field.len() + vlen + HASH_FIELD_OVERHEAD;
+                self.map.insert(field.clone(), value);
                 true
             }
         }

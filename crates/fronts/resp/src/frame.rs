@@ -37,6 +37,8 @@ pub struct Parser {
     partial: Option<Partial>,
     /// Bytes of an oversize argument still to discard.
     skip: usize,
+    /// Bytes missing from the argument being read, once it is known to be incomplete.
+    short: usize,
 }
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
@@ -47,47 +49,87 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&b| b == needle)
 }
 
-fn parse_len(digits: &[u8]) -> Option<i64> {
-    if digits.is_empty() || digits.len() > 19 {
+/// A length as RESP writes it: decimal digits, perhaps after a '-'.
+fn parse_len(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [b'-', digits @ ..] => (true, digits),
+        digits => (false, digits),
+    };
+    if digits.is_empty() || digits.len() > 18 {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(d - b'0');
+    }
+    Some(if negative { -n } else { n })
+}
+
+/// What [`Parser::multibulk`] found.
+enum Parsed {
+    Frame(Frame),
+    /// An inline command starts here.
+    Inline,
 }
 
 impl Parser {
     pub fn new(limits: Limits) -> Parser {
-        Parser { limits, partial: None, skip: 0 }
+        Parser { limits, partial: None, skip: 0, short: 0 }
     }
 
     /// The next complete request in `buf`, consuming its bytes; `Ok(None)` when more bytes
     /// are needed.
     pub fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        // Parsed with a cursor and consumed once at the end: advancing a BytesMut per token
+        // cost more than reading the token.
+        let mut pos = 0;
+        let frame = self.multibulk(buf, &mut pos);
+        buf.advance(pos);
+        if self.short > 0 {
+            // Room for the rest of a long argument, so that it arrives in few reads.
+            buf.reserve(std::mem::take(&mut self.short));
+        }
+        match frame {
+            Ok(Some(Parsed::Inline)) => self.inline(buf),
+            Ok(Some(Parsed::Frame(frame))) => Ok(Some(frame)),
+            Ok(None) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Reads from `buf[*pos..]`, moving `pos` past what it consumed: a multibulk request, or
+    /// the news that an inline one starts at `pos`.
+    fn multibulk(&mut self, buf: &[u8], pos: &mut usize) -> Result<Option<Parsed>, ProtocolError> {
         loop {
             if self.skip > 0 {
-                let n = self.skip.min(buf.len());
-                buf.advance(n);
+                let n = self.skip.min(buf.len() - *pos);
+                *pos += n;
                 self.skip -= n;
                 if self.skip > 0 {
                     return Ok(None);
                 }
             }
+            let rest = &buf[*pos..];
             let Some(partial) = &mut self.partial else {
-                if buf.is_empty() {
+                if rest.is_empty() {
                     return Ok(None);
                 }
-                if buf[0] != b'*' {
-                    return self.inline(buf);
+                if rest[0] != b'*' {
+                    return Ok(Some(Parsed::Inline));
                 }
-                let Some(end) = find_crlf(buf) else {
-                    if buf.len() > 64 {
+                let Some(end) = find_crlf(rest) else {
+                    if rest.len() > 64 {
                         return Err(ProtocolError("ERR Protocol error: too big mbulk count string".into()));
                     }
                     return Ok(None);
                 };
-                let n = parse_len(&buf[1..end])
+                let n = parse_len(&rest[1..end])
                     .filter(|n| *n <= self.limits.max_args as i64)
                     .ok_or_else(|| ProtocolError("ERR Protocol error: invalid multibulk length".into()))?;
-                buf.advance(end + 2);
+                *pos += end + 2;
                 if n > 0 {
                     self.partial = Some(Partial {
                         remaining: n as usize,
@@ -99,32 +141,32 @@ impl Parser {
             };
             if partial.remaining == 0 {
                 let done = self.partial.take().expect("checked above");
-                return Ok(Some(match done.rejected {
+                return Ok(Some(Parsed::Frame(match done.rejected {
                     Some(err) => Frame::Rejected(err),
                     None => Frame::Command(done.args),
-                }));
+                })));
             }
-            if buf.is_empty() {
+            if rest.is_empty() {
                 return Ok(None);
             }
-            if buf[0] != b'$' {
+            if rest[0] != b'$' {
                 return Err(ProtocolError(format!(
                     "ERR Protocol error: expected '$', got '{}'",
-                    char::from(buf[0]).escape_default()
+                    char::from(rest[0]).escape_default()
                 )));
             }
-            let Some(end) = find_crlf(buf) else {
-                if buf.len() > 64 {
+            let Some(end) = find_crlf(rest) else {
+                if rest.len() > 64 {
                     return Err(ProtocolError("ERR Protocol error: too big bulk count string".into()));
                 }
                 return Ok(None);
             };
-            let len = parse_len(&buf[1..end])
+            let len = parse_len(&rest[1..end])
                 .filter(|n| *n >= 0)
                 .ok_or_else(|| ProtocolError("ERR Protocol error: invalid bulk length".into()))?
                 as usize;
             if len > self.limits.max_bulk {
-                buf.advance(end + 2);
+                *pos += end + 2;
                 self.skip = len + 2;
                 partial.remaining -= 1;
                 partial.args.clear();
@@ -135,18 +177,18 @@ impl Parser {
                 continue;
             }
             let total = end + 2 + len + 2;
-            if buf.len() < total {
-                buf.reserve(total - buf.len());
+            if rest.len() < total {
+                self.short = total - rest.len();
                 return Ok(None);
             }
-            if &buf[total - 2..total] != b"\r\n" {
+            if &rest[total - 2..total] != b"\r\n" {
                 return Err(ProtocolError("ERR Protocol error: bulk string not terminated by CRLF".into()));
             }
             if partial.rejected.is_none() {
                 // Copied out, not sliced: a stored value must not pin the whole read buffer.
-                partial.args.push(Bytes::copy_from_slice(&buf[end + 2..end + 2 + len]));
+                partial.args.push(Bytes::copy_from_slice(&rest[end + 2..end + 2 + len]));
             }
-            buf.advance(total);
+            *pos += total;
             partial.remaining -= 1;
         }
     }
@@ -231,6 +273,17 @@ mod tests {
 
     fn cmd(words: &[&str]) -> Frame {
         Frame::Command(words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect())
+    }
+
+    #[test]
+    fn lengths_are_plain_decimal() {
+        assert_eq!(parse_len(b"0"), Some(0));
+        assert_eq!(parse_len(b"123"), Some(123));
+        assert_eq!(parse_len(b"-1"), Some(-1));
+        assert_eq!(parse_len(b"999999999999999999"), Some(999_999_999_999_999_999));
+        for bad in [&b""[..], b"-", b"+5", b"12a", b" 1", b"1234567890123456789"] {
+            assert_eq!(parse_len(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub fn hset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let hash = ctx.create_hash(&args[1])?;
     let mut added = 0;
     for fv in args[2..].chunks(2) {
-        added += hash.insert(fv[0].clone(), fv[1].clone()) as i64;
+        added += hash.insert(&fv[0], fv[1].clone()) as i64;
     }
     Ok(if eq(&args[0], "hmset") { Reply::OK } else { Reply::Int(added) })
 }
@@ -24,7 +24,7 @@ pub fn hsetnx(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if ctx.read_hash(&args[1])?.is_some_and(|h| h.get(&args[2]).is_some()) {
         return Ok(Reply::Int(0));
     }
-    ctx.create_hash(&args[1])?.insert(args[2].clone(), args[3].clone());
+    ctx.create_hash(&args[1])?.insert(&args[2], args[3].clone());
     Ok(Reply::Int(1))
 }
 
@@ -59,7 +59,7 @@ pub fn hincrby(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         None => 0,
     };
     let new = current.checked_add(by).ok_or_else(|| Reply::err(errors::OVERFLOW))?;
-    hash.insert(args[2].clone(), Bytes::from(new.to_string()));
+    hash.insert(&args[2], Bytes::from(new.to_string()));
     Ok(Reply::Int(new))
 }
 
@@ -75,7 +75,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Err(Reply::err("ERR increment would produce NaN or Infinity"));
     }
     let text = Bytes::from(fmt_float(new));
-    hash.insert(args[2].clone(), text.clone());
+    hash.insert(&args[2], text.clone());
     Ok(Reply::Bulk(text))
 }
 

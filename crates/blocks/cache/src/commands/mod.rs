@@ -426,24 +426,25 @@ macro_rules! typed_access {
                 }
             }
             pub fn $write(&mut self, key: &[u8]) -> Result<Option<&mut $ty>, Reply> {
-                match self.ks.write(self.db, key) {
-                    None => Ok(None),
-                    Some(e) => match &mut e.value {
+                match self.ks.write_index_if(self.db, key, |v| matches!(v, Value::$variant(_))) {
+                    Err(()) => Err(wrong_type()),
+                    Ok(None) => Ok(None),
+                    Ok(Some(i)) => match &mut self.ks.entry_at(self.db, i).value {
                         Value::$variant(v) => Ok(Some(v)),
-                        _ => Err(wrong_type()),
+                        _ => unreachable!("type checked by write_index_if"),
                     },
                 }
             }
             /// The value under `key`, created empty when absent.
             pub fn $create(&mut self, key: &Bytes) -> Result<&mut $ty, Reply> {
-                if let Some(e) = self.ks.peek(self.db, key) {
-                    if !matches!(e.value, Value::$variant(_)) {
-                        return Err(wrong_type());
-                    }
-                }
-                match &mut self.ks.write_or_insert(self.db, key, || Value::$variant($new)).value {
+                let i = match self.ks.write_index_if(self.db, key, |v| matches!(v, Value::$variant(_))) {
+                    Err(()) => return Err(wrong_type()),
+                    Ok(Some(i)) => i,
+                    Ok(None) => self.ks.set(self.db, key.clone(), Value::$variant($new), false),
+                };
+                match &mut self.ks.entry_at(self.db, i).value {
                     Value::$variant(v) => Ok(v),
-                    _ => unreachable!("type checked above"),
+                    _ => unreachable!("type checked or created above"),
                 }
             }
         }

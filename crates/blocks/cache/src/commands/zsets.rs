@@ -7,6 +7,7 @@ use crate::reply::{Reply, errors};
 use crate::value::Value;
 use crate::zset::ZSet;
 use bytes::Bytes;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 
 /// ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]
@@ -39,9 +40,10 @@ pub fn zadd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if incr && pairs.len() > 2 {
         return Err(Reply::err("ERR INCR option supports a single increment-element pair"));
     }
-    let mut scores = Vec::with_capacity(pairs.len() / 2);
+    // Every score is parsed before anything changes.
+    let mut scores = SmallVec::<[f64; 8]>::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks(2) {
-        scores.push((float(&pair[0])?, pair[1].clone()));
+        scores.push(float(&pair[0])?);
     }
     if xx && ctx.read_zset(&args[1])?.is_none() {
         return Ok(if incr { Reply::Nil } else { Reply::Int(0) });
@@ -49,8 +51,8 @@ pub fn zadd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let zset = ctx.create_zset(&args[1])?;
     let (mut added, mut changed) = (0, 0);
     let mut last = None;
-    for (score, member) in scores {
-        let old = zset.score(&member);
+    for (score, member) in scores.into_iter().zip(pairs.chunks(2).map(|pair| &pair[1])) {
+        let old = zset.score(member);
         if (nx && old.is_some()) || (xx && old.is_none()) {
             continue;
         }
@@ -65,13 +67,15 @@ pub fn zadd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             if (gt && new <= o) || (lt && new >= o) {
                 continue;
             }
-            if new != o {
-                changed += 1;
+            last = Some(new);
+            if new == o {
+                continue;
             }
+            changed += 1;
         } else {
             added += 1;
         }
-        zset.insert(member, new);
+        zset.insert(member.clone(), new);
         last = Some(new);
     }
     if incr {
