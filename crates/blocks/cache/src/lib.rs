@@ -13,6 +13,7 @@ mod commands;
 mod disconnect;
 pub mod glob;
 mod keyspace;
+mod list;
 pub mod persist;
 mod pubsub;
 pub mod reply;

@@ -1,11 +1,10 @@
 //! The values a key can hold, each tracking the heap bytes it holds so that memory accounting
 //! stays O(1) per write.
 
+pub use crate::list::List;
 use crate::zset::ZSet;
 use bytes::Bytes;
 use indexmap::{IndexMap, IndexSet};
-use smallvec::SmallVec;
-use std::collections::VecDeque;
 
 /// The hasher of every table keyed by client data (keys, fields, members). foldhash is
 /// several times faster than the standard SipHash on short keys, and each table gets its own
@@ -14,7 +13,6 @@ pub type Hasher = foldhash::fast::RandomState;
 
 /// Per-element bookkeeping charged on top of the element's own bytes.
 const HASH_FIELD_OVERHEAD: usize = 64;
-const LIST_ITEM_OVERHEAD: usize = 40;
 const SET_MEMBER_OVERHEAD: usize = 48;
 
 #[derive(Debug, Clone)]
@@ -43,7 +41,7 @@ impl Value {
         match self {
             Value::Str(b) => b.len(),
             Value::Hash(h) => h.bytes,
-            Value::List(l) => l.bytes,
+            Value::List(l) => l.mem(),
             Value::Set(s) => s.bytes,
             Value::ZSet(z) => z.mem(),
         }
@@ -54,7 +52,7 @@ impl Value {
         match self {
             Value::Str(_) => false,
             Value::Hash(h) => h.map.is_empty(),
-            Value::List(l) => l.items.is_empty(),
+            Value::List(l) => l.is_empty(),
             Value::Set(s) => s.members.is_empty(),
             Value::ZSet(z) => z.is_empty(),
         }
@@ -79,7 +77,7 @@ impl Value {
                 "listpack"
             }
             Value::Hash(_) => "hashtable",
-            Value::List(l) if l.items.len() <= 128 => "listpack",
+            Value::List(l) if l.len() <= 128 => "listpack",
             Value::List(_) => "quicklist",
             Value::Set(s) if s.members.len() <= 512 && s.members.iter().all(|m| parse_int(m).is_some()) => {
                 "intset"
@@ -144,72 +142,6 @@ impl Hash {
     }
     pub fn get_index(&self, i: usize) -> Option<(&Bytes, &Bytes)> {
         self.map.get_index(i)
-    }
-}
-
-/// A list element. Up to 24 bytes (most list items) it is stored inline, so a push
-/// allocates nothing beyond the list's own ring; longer ones have one heap block.
-type Item = SmallVec<[u8; 24]>;
-
-fn item_bytes(item: Item) -> Bytes {
-    if item.spilled() { Bytes::from(item.into_vec()) } else { Bytes::copy_from_slice(&item) }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct List {
-    items: VecDeque<Item>,
-    bytes: usize,
-}
-
-impl List {
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-    pub fn push_front(&mut self, v: &[u8]) {
-        self.bytes += v.len() + LIST_ITEM_OVERHEAD;
-        self.items.push_front(Item::from_slice(v));
-    }
-    pub fn push_back(&mut self, v: &[u8]) {
-        self.bytes += v.len() + LIST_ITEM_OVERHEAD;
-        self.items.push_back(Item::from_slice(v));
-    }
-    pub fn pop_front(&mut self) -> Option<Bytes> {
-        let v = self.items.pop_front()?;
-        self.bytes -= v.len() + LIST_ITEM_OVERHEAD;
-        Some(item_bytes(v))
-    }
-    pub fn pop_back(&mut self) -> Option<Bytes> {
-        let v = self.items.pop_back()?;
-        self.bytes -= v.len() + LIST_ITEM_OVERHEAD;
-        Some(item_bytes(v))
-    }
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
-        self.items.get(i).map(|v| v.as_slice())
-    }
-    pub fn set(&mut self, i: usize, v: &[u8]) {
-        self.bytes = self.bytes + v.len() - self.items[i].len();
-        self.items[i] = Item::from_slice(v);
-    }
-    pub fn insert(&mut self, i: usize, v: &[u8]) {
-        self.bytes += v.len() + LIST_ITEM_OVERHEAD;
-        self.items.insert(i, Item::from_slice(v));
-    }
-    pub fn remove(&mut self, i: usize) {
-        if let Some(v) = self.items.remove(i) {
-            self.bytes -= v.len() + LIST_ITEM_OVERHEAD;
-        }
-    }
-    /// Keeps only `start..end`.
-    pub fn retain_range(&mut self, start: usize, end: usize) {
-        self.items.truncate(end);
-        self.items.drain(..start.min(self.items.len()));
-        self.bytes = self.items.iter().map(|v| v.len() + LIST_ITEM_OVERHEAD).sum();
-    }
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &[u8]> + ExactSizeIterator {
-        self.items.iter().map(|v| v.as_slice())
     }
 }
 

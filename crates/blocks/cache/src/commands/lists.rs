@@ -101,28 +101,7 @@ pub fn lrem(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let count = int(&args[2])?;
     let Some(list) = ctx.write_list(&args[1])? else { return Ok(Reply::Int(0)) };
     let limit = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
-    let mut removed = 0;
-    if count >= 0 {
-        let mut i = 0;
-        while i < list.len() && removed < limit {
-            if *list.get(i).expect("in range") == args[3] {
-                list.remove(i);
-                removed += 1;
-            } else {
-                i += 1;
-            }
-        }
-    } else {
-        let mut i = list.len();
-        while i > 0 && removed < limit {
-            i -= 1;
-            if *list.get(i).expect("in range") == args[3] {
-                list.remove(i);
-                removed += 1;
-            }
-        }
-    }
-    Ok(Reply::Int(removed as i64))
+    Ok(Reply::Int(list.remove_equal(&args[3], limit, count < 0) as i64))
 }
 
 pub fn ltrim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
@@ -173,10 +152,13 @@ pub fn lpos(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let scan_limit = if maxlen == 0 { len } else { maxlen.min(len) };
     let mut skip = rank.unsigned_abs() - 1;
     let mut found = Vec::new();
-    let indexes: Box<dyn Iterator<Item = usize>> =
-        if rank > 0 { Box::new(0..scan_limit) } else { Box::new((len - scan_limit..len).rev()) };
-    for i in indexes {
-        if *list.get(i).expect("in range") == args[2] {
+    let scanned: Box<dyn Iterator<Item = (usize, &[u8])>> = if rank > 0 {
+        Box::new(list.iter().enumerate().take(scan_limit))
+    } else {
+        Box::new(list.iter().enumerate().rev().take(scan_limit))
+    };
+    for (i, v) in scanned {
+        if *v == args[2] {
             if skip > 0 {
                 skip -= 1;
                 continue;
