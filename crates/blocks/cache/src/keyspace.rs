@@ -113,9 +113,9 @@ impl Entry {
 
 #[derive(Debug, Default)]
 struct Db {
-    keys: IndexMap<Bytes, Entry, crate::value::Hasher>,
+    keys: IndexMap<Bytes, Entry>,
     /// Keys with an expiry, for active expiry and the volatile-* policies.
-    volatile: IndexSet<Bytes, crate::value::Hasher>,
+    volatile: IndexSet<Bytes>,
 }
 
 /// Initial LFU counter of a new key, so it is not evicted before it had a chance (Redis's

@@ -6,11 +6,6 @@ use crate::zset::ZSet;
 use bytes::Bytes;
 use indexmap::{IndexMap, IndexSet};
 
-/// The hasher of every table keyed by client data (keys, fields, members). foldhash is
-/// several times faster than the standard SipHash on short keys, and each table gets its own
-/// random seed, so clients cannot aim keys at one bucket (hashbrown's own default since 0.15).
-pub type Hasher = foldhash::fast::RandomState;
-
 /// Per-element bookkeeping charged on top of the element's own bytes.
 const HASH_FIELD_OVERHEAD: usize = 64;
 const SET_MEMBER_OVERHEAD: usize = 48;
@@ -102,7 +97,7 @@ pub fn parse_int(b: &[u8]) -> Option<i64> {
 
 #[derive(Debug, Clone, Default)]
 pub struct Hash {
-    map: IndexMap<Bytes, Bytes, Hasher>,
+    map: IndexMap<Bytes, Bytes>,
     bytes: usize,
 }
 
@@ -147,7 +142,7 @@ impl Hash {
 
 #[derive(Debug, Clone, Default)]
 pub struct Set {
-    members: IndexSet<Bytes, Hasher>,
+    members: IndexSet<Bytes>,
     bytes: usize,
 }
 

@@ -23,7 +23,7 @@ struct Node {
 
 #[derive(Debug, Clone, Default)]
 pub struct ZSet {
-    scores: HashMap<Bytes, f64, crate::value::Hasher>,
+    scores: HashMap<Bytes, f64>,
     nodes: Vec<Node>,
     free: Vec<u32>,
     root: u32,
