@@ -340,26 +340,30 @@ impl List {
     /// returns how many it removed.
     pub fn remove_equal(&mut self, v: &[u8], limit: usize, from_tail: bool) -> usize {
         let mut removed = 0;
-        let chunks: Vec<usize> =
-            if from_tail { (0..self.chunks.len()).rev().collect() } else { (0..self.chunks.len()).collect() };
-        // Chunks are rewritten from the far end first, so the indexes of the others hold.
+        let order: Box<dyn Iterator<Item = usize>> =
+            if from_tail { Box::new((0..self.chunks.len()).rev()) } else { Box::new(0..self.chunks.len()) };
         let mut rewrites = Vec::new();
-        for c in chunks {
+        for c in order {
             if removed == limit {
                 break;
             }
-            let matches: Vec<usize> =
+            let mut gone: Vec<usize> =
                 self.chunks[c].iter().enumerate().filter(|(_, e)| *e == v).map(|(k, _)| k).collect();
-            let take = matches.len().min(limit - removed);
-            if take == 0 {
-                continue;
+            let take = gone.len().min(limit - removed);
+            if from_tail {
+                gone.drain(..gone.len() - take);
+            } else {
+                gone.truncate(take);
             }
-            let gone: Vec<usize> =
-                if from_tail { matches[matches.len() - take..].to_vec() } else { matches[..take].to_vec() };
-            removed += take;
-            rewrites.push((c, gone));
+            if !gone.is_empty() {
+                removed += take;
+                rewrites.push((c, gone));
+            }
         }
-        rewrites.sort_by_key(|r| std::cmp::Reverse(r.0));
+        // Chunks are rewritten from the far end first, so the indexes of the others hold.
+        if !from_tail {
+            rewrites.reverse();
+        }
         for (c, gone) in rewrites {
             self.rewrite_chunk(c, Edit::Remove(gone));
         }

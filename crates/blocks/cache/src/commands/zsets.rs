@@ -63,20 +63,16 @@ pub fn zadd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         if new.is_nan() {
             return Err(Reply::err(errors::NAN));
         }
-        if let Some(o) = old {
-            if (gt && new <= o) || (lt && new >= o) {
-                continue;
-            }
-            last = Some(new);
-            if new == o {
-                continue;
-            }
-            changed += 1;
-        } else {
-            added += 1;
+        if old.is_some_and(|o| (gt && new <= o) || (lt && new >= o)) {
+            continue;
+        }
+        last = Some(new);
+        match old {
+            Some(o) if new == o => continue,
+            Some(_) => changed += 1,
+            None => added += 1,
         }
         zset.insert(member.clone(), new);
-        last = Some(new);
     }
     if incr {
         return Ok(last.map_or(Reply::Nil, Reply::Double));
