@@ -22,6 +22,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use strata_core::{Store, SystemClock};
 use strata_queue::{Limits, Queues};
 
+/// The allocator the `strata` binary serves with, so the server side allocates as it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WORKERS: usize = 16;
 const SECONDS: u64 = 10;
 
