@@ -26,11 +26,14 @@
 //!   a queue's ready index.
 //! - A receive looks at no more than [`MAX_SCAN`] ready entries, so a FIFO queue whose oldest
 //!   groups are all locked may answer empty while later groups wait.
-//! - Receives start at a per-queue cursor past the deleted entries of the ready index; it
-//!   relies on a clock that does not step back between sweeps (which rewind it).
-//! - Concurrent receivers of one queue may still pick the same messages; the loser of a
-//!   write-write conflict retries.
+//! - Standard queues find due messages in an in-memory head of their ready index
+//!   (`heads.rs`, at most 1,024 keys per queue received from). FIFO queues scan the ready
+//!   index from a per-queue cursor past its deleted entries; it relies on a clock that does
+//!   not step back between sweeps (which rewind it).
+//! - Two receivers may still pick the same message (after a head refill, or on a FIFO
+//!   queue); the loser of the write-write conflict retries.
 
+mod heads;
 mod keys;
 mod md5s;
 
@@ -38,6 +41,7 @@ pub use md5s::{md5_of_attributes, md5_of_body};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use heads::{Heads, ReadyLog};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -48,8 +52,6 @@ use strata_core::{Clock, Keyspace, Store, Txn};
 pub const MAX_RETRIES: usize = 64;
 /// Ready entries one receive looks at, at most.
 pub const MAX_SCAN: usize = 10_000;
-/// A standard queue's receive picks among this many of the oldest messages per message asked.
-const CANDIDATES_PER_MESSAGE: usize = 16;
 /// How long a FIFO deduplication id is remembered.
 pub const DEDUP_WINDOW_MS: u64 = 5 * 60 * 1000;
 
@@ -238,6 +240,17 @@ pub struct Received {
     pub receipt_handle: String,
 }
 
+/// What one receive's transaction did.
+struct Taken {
+    received: Vec<Received>,
+    /// Messages deleted past their retention.
+    expired: u64,
+    /// Messages moved to the dead-letter queue.
+    moved: u64,
+    /// Ready keys it did not get to (or skipped for their FIFO group).
+    untried: Vec<Vec<u8>>,
+}
+
 /// Approximate message counts of a queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -333,9 +346,11 @@ struct Inner {
     limits: Limits,
     last_seq: AtomicU64,
     depths: Mutex<HashMap<String, Arc<AtomicI64>>>,
-    /// Per queue, a time before which its ready index holds only deleted entries, so that
-    /// receives need not walk the tombstones every receive leaves behind (see `receive`).
+    /// Per FIFO queue, a time before which its ready index holds only deleted entries, so
+    /// that receives need not walk the tombstones every receive leaves behind (see `receive`).
     cursors: Mutex<HashMap<String, Arc<Cursor>>>,
+    /// Standard queues' ready keys, so that receives need not scan for them (`heads.rs`).
+    heads: Heads,
     /// Whether every queue's depth has been counted (for the total bound).
     all_counted: std::sync::atomic::AtomicBool,
     waiters: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
@@ -396,6 +411,7 @@ impl Queues {
                 last_seq: AtomicU64::new(now * 1000),
                 depths: Mutex::new(HashMap::new()),
                 cursors: Mutex::new(HashMap::new()),
+                heads: Heads::default(),
                 all_counted: std::sync::atomic::AtomicBool::new(false),
                 waiters: Mutex::new(HashMap::new()),
             }),
@@ -423,12 +439,17 @@ impl Queues {
         }
     }
 
-    fn transact<T>(&self, mut f: impl FnMut(&mut Txn) -> QueueResult<T>) -> QueueResult<T> {
+    /// Runs `f` in a transaction, again after a conflict; once it commits, its ready-index
+    /// writes go to the heads.
+    fn transact<T>(&self, mut f: impl FnMut(&mut Txn, &mut ReadyLog) -> QueueResult<T>) -> QueueResult<T> {
         let mut attempt = 0;
+        let mut log = ReadyLog::default();
         loop {
+            log.clear();
             let mut txn = self.inner.store.begin_snapshot();
-            let result = f(&mut txn).and_then(|value| {
-                txn.commit()?;
+            let result = f(&mut txn, &mut log).and_then(|value| {
+                let seq = txn.commit()?;
+                self.inner.heads.apply(seq, std::mem::take(&mut log));
                 Ok(value)
             });
             match result {
@@ -507,7 +528,7 @@ impl Queues {
     ) -> QueueResult<()> {
         check_queue_name(name, attributes.fifo)?;
         attributes.check(&self.inner.limits)?;
-        self.transact(|txn| {
+        self.transact(|txn, _| {
             if let Some(bytes) = txn.get(&self.inner.ks, &keys::queue(name))? {
                 let existing: QueueMeta = decode(&bytes)?;
                 return if existing.attributes == attributes {
@@ -536,7 +557,7 @@ impl Queues {
 
     /// Deletes a queue and every message in it.
     pub fn delete_queue(&self, name: &str) -> QueueResult<()> {
-        self.transact(|txn| {
+        self.transact(|txn, _| {
             self.must_queue(txn, name)?;
             txn.delete(&self.inner.ks, keys::queue(name))?;
             Ok(())
@@ -546,8 +567,15 @@ impl Queues {
         Ok(())
     }
 
-    /// Deletes every message record of a queue, a thousand keys per transaction.
+    /// Deletes every message record of a queue and forgets its head.
     fn clear(&self, name: &str) -> QueueResult<u64> {
+        let removed = self.clear_keys(name);
+        self.inner.heads.reset(name);
+        removed
+    }
+
+    /// Deletes every key of a queue's messages, a thousand keys per transaction.
+    fn clear_keys(&self, name: &str) -> QueueResult<u64> {
         let mut removed = 0;
         for prefix in
             [keys::msgs(name), keys::readies(name), keys::dedups(name), keys::groups(name), keys::locks(name)]
@@ -567,7 +595,7 @@ impl Queues {
                 if prefix == keys::msgs(name) {
                     removed += batch.len() as u64;
                 }
-                self.transact(|txn| {
+                self.transact(|txn, _| {
                     for key in &batch {
                         txn.delete(&self.inner.ks, key.clone())?;
                     }
@@ -609,7 +637,7 @@ impl Queues {
         name: &str,
         mut f: impl FnMut(&mut QueueMeta) -> QueueResult<()>,
     ) -> QueueResult<()> {
-        self.transact(|txn| {
+        self.transact(|txn, _| {
             let mut meta = self.must_queue(txn, name)?;
             let fifo = meta.attributes.fifo;
             f(&mut meta)?;
@@ -757,7 +785,7 @@ impl Queues {
             })
             .collect();
         let _writing = self.writing(queue);
-        let (results, added) = self.transact(|txn| {
+        let (results, added) = self.transact(|txn, log| {
             self.must_queue(txn, queue)?;
             let now = self.now();
             let mut results = Vec::with_capacity(prepared.len());
@@ -802,7 +830,7 @@ impl Queues {
                     nonce: 0,
                     sender: send.sender.clone(),
                 };
-                self.insert(txn, queue, &message, NEVER_RECEIVED)?;
+                self.insert(txn, log, queue, &message, NEVER_RECEIVED)?;
                 if let Some(d) = dedup_id {
                     txn.set(
                         &self.inner.ks,
@@ -832,9 +860,16 @@ impl Queues {
     }
 
     /// Writes a message's record and index entries.
-    fn insert(&self, txn: &mut Txn, queue: &str, m: &Message, state: u8) -> QueueResult<()> {
+    fn insert(
+        &self,
+        txn: &mut Txn,
+        log: &mut ReadyLog,
+        queue: &str,
+        m: &Message,
+        state: u8,
+    ) -> QueueResult<()> {
         txn.set(&self.inner.ks, keys::msg(queue, &m.id), encode(m))?;
-        txn.set(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id), vec![state])?;
+        self.put_ready(txn, log, queue, m, state)?;
         if let Some(g) = &m.group {
             txn.set(&self.inner.ks, keys::group(queue, g, m.seq, &m.id), Vec::new())?;
         }
@@ -842,13 +877,35 @@ impl Queues {
     }
 
     /// Deletes a message's record and index entries (and its group's lock).
-    fn remove(&self, txn: &mut Txn, queue: &str, m: &Message) -> QueueResult<()> {
+    fn remove(&self, txn: &mut Txn, log: &mut ReadyLog, queue: &str, m: &Message) -> QueueResult<()> {
         txn.delete(&self.inner.ks, keys::msg(queue, &m.id))?;
-        txn.delete(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id))?;
+        self.delete_ready(txn, log, queue, m)?;
         if let Some(g) = &m.group {
             txn.delete(&self.inner.ks, keys::group(queue, g, m.seq, &m.id))?;
             txn.delete(&self.inner.ks, keys::lock(queue, g))?;
         }
+        Ok(())
+    }
+
+    /// Writes message `m`'s ready entry, at its `visible_at_ms`.
+    fn put_ready(
+        &self,
+        txn: &mut Txn,
+        log: &mut ReadyLog,
+        queue: &str,
+        m: &Message,
+        state: u8,
+    ) -> QueueResult<()> {
+        let key = keys::ready(queue, m.visible_at_ms, m.seq, &m.id);
+        log.put(queue, key.clone());
+        txn.set(&self.inner.ks, key, vec![state])?;
+        Ok(())
+    }
+
+    fn delete_ready(&self, txn: &mut Txn, log: &mut ReadyLog, queue: &str, m: &Message) -> QueueResult<()> {
+        let key = keys::ready(queue, m.visible_at_ms, m.seq, &m.id);
+        log.delete(queue, key.clone());
+        txn.delete(&self.inner.ks, key)?;
         Ok(())
     }
 
@@ -874,46 +931,84 @@ impl Queues {
         if visibility_secs.is_some_and(|v| v > 12 * 3600) {
             return Err(invalid("VisibilityTimeout must be 0 to 43200 seconds"));
         }
+        let fifo = self.queue(queue)?.attributes.fifo;
+        let mut claimed = if fifo { Vec::new() } else { self.claim(queue, max)? };
+        let result = self.take(queue, max, visibility_secs, fifo, &claimed);
+        // Keys the receive neither took nor found stale stay claimable.
+        if let Ok(taken) = &result {
+            claimed.retain(|k| taken.untried.contains(k));
+        }
+        self.inner.heads.unclaim(queue, claimed);
+        let taken = result?;
+        self.adjust_depth(queue, -((taken.expired + taken.moved) as i64));
+        if !taken.received.is_empty() {
+            metrics::counter!("strata_queue_received_total").increment(taken.received.len() as u64);
+        }
+        Ok(taken.received)
+    }
+
+    /// Claims up to `max` due ready keys of standard queue `queue` from its head.
+    fn claim(&self, queue: &str, max: usize) -> QueueResult<Vec<Vec<u8>>> {
+        let first = keys::readies(queue);
+        let end = strata_core::keycode::prefix_end(&first).expect("a queue prefix is not all 0xff");
+        self.inner.heads.claim(queue, &first, &keys::ready_after(queue, self.now()), max, |from, limit| {
+            let txn = self.inner.store.begin_read_only();
+            txn.scan(&self.inner.ks, from.to_vec()..end.clone()).take(limit).map(|item| Ok(item?.0)).collect()
+        })
+    }
+
+    /// The transaction of a receive: standard queues try the `claimed` keys, FIFO queues scan
+    /// their ready index.
+    fn take(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility_secs: Option<u64>,
+        fifo: bool,
+        claimed: &[Vec<u8>],
+    ) -> QueueResult<Taken> {
         let cursor = self.cursor(queue);
-        let _writing = self.writing(queue);
+        let _writing = fifo.then(|| self.writing(queue));
         let _dead_letters = self.queue(queue)?.attributes.redrive.map(|r| self.writing(&r.dead_letter_queue));
         let bound = cursor.bound(self.now());
-        let (received, expired, moved) = self.transact(|txn| {
+        self.transact(|txn, log| {
             let meta = self.must_queue(txn, queue)?;
             let attrs = &meta.attributes;
             let now = self.now();
             let visibility = visibility_secs.unwrap_or(attrs.visibility_timeout_secs) * 1000;
-            // FIFO queues walk in order (skipping locked groups); standard queues take a
-            // window of the oldest and start at a random place in it, so that concurrent
-            // receivers mostly pick different messages instead of racing for the same.
-            let window = if attrs.fifo { MAX_SCAN } else { max * CANDIDATES_PER_MESSAGE };
             let mut due = Vec::new();
-            let end = keys::ready_after(queue, now);
-            let from = keys::ready(queue, cursor.at.load(Ordering::Relaxed), 0, "");
-            for item in txn.scan(&self.inner.ks, from..end).take(window) {
-                due.push(keys::decode_ready(&item?.0)?);
-            }
-            // Nothing live can appear before this (see `Cursor`).
-            let low = due.first().map_or(bound, |d| d.0.min(bound));
-            cursor.at.fetch_max(low, Ordering::Relaxed);
-            if !attrs.fifo && due.len() > max {
-                let start = rand::random_range(0..due.len());
-                due.rotate_left(start);
+            if fifo {
+                // FIFO queues walk their ready index in order, skipping locked groups.
+                let end = keys::ready_after(queue, now);
+                let from = keys::ready(queue, cursor.at.load(Ordering::Relaxed), 0, "");
+                for item in txn.scan(&self.inner.ks, from..end).take(MAX_SCAN) {
+                    let key = item?.0;
+                    due.push((keys::decode_ready(&key)?, key));
+                }
+                // Nothing live can appear before this (see `Cursor`).
+                let low = due.first().map_or(bound, |d| d.0.0.min(bound));
+                cursor.at.fetch_max(low, Ordering::Relaxed);
+            } else {
+                for key in claimed {
+                    due.push((keys::decode_ready(key)?, key.clone()));
+                }
             }
             let (mut out, mut expired, mut moved) = (Vec::new(), 0u64, 0u64);
-            let mut taken_groups = HashSet::new();
-            for (_, _, id) in due {
-                if out.len() == max {
-                    break;
-                }
+            let (mut taken_groups, mut untried) = (HashSet::new(), Vec::new());
+            let mut due = due.into_iter();
+            for ((visible_at, seq, id), key) in due.by_ref() {
                 let Some(mut m) = self.load(txn, queue, &id)? else { continue };
+                if (m.visible_at_ms, m.seq) != (visible_at, seq) {
+                    continue; // a stale key of the head
+                }
                 if m.sent_ms + attrs.retention_secs * 1000 <= now {
-                    self.remove(txn, queue, &m)?;
+                    self.remove(txn, log, queue, &m)?;
                     expired += 1;
                     continue;
                 }
                 if let Some(g) = &m.group {
                     if taken_groups.contains(g) || !self.group_head_is(txn, queue, g, &m.id, now)? {
+                        untried.push(key);
                         continue;
                     }
                     taken_groups.insert(g.clone());
@@ -921,30 +1016,29 @@ impl Queues {
                 if let Some(r) = &attrs.redrive
                     && m.receive_count >= r.max_receive_count
                 {
-                    self.move_to(txn, queue, &r.dead_letter_queue, &m, now)?;
+                    self.move_to(txn, log, (queue, &r.dead_letter_queue), &m, now)?;
                     moved += 1;
                     continue;
                 }
-                txn.delete(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id))?;
+                self.delete_ready(txn, log, queue, &m)?;
                 m.receive_count += 1;
                 m.first_receive_ms.get_or_insert(now);
                 m.nonce = rand::random::<u64>() | 1;
                 m.visible_at_ms = now + visibility;
                 txn.set(&self.inner.ks, keys::msg(queue, &m.id), encode(&m))?;
-                txn.set(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id), vec![IN_FLIGHT])?;
+                self.put_ready(txn, log, queue, &m, IN_FLIGHT)?;
                 if let Some(g) = &m.group {
                     txn.set(&self.inner.ks, keys::lock(queue, g), m.visible_at_ms.to_le_bytes().to_vec())?;
                 }
                 let receipt_handle = receipt_handle(queue, &m.id, m.nonce);
                 out.push(Received { message: m, receipt_handle });
+                if out.len() == max {
+                    break;
+                }
             }
-            Ok((out, expired, moved))
-        })?;
-        self.adjust_depth(queue, -((expired + moved) as i64));
-        if !received.is_empty() {
-            metrics::counter!("strata_queue_received_total").increment(received.len() as u64);
-        }
-        Ok(received)
+            untried.extend(due.map(|(_, key)| key));
+            Ok(Taken { received: out, expired, moved, untried })
+        })
     }
 
     /// Whether `id` is the first message of FIFO group `group` and the group is not locked.
@@ -962,9 +1056,16 @@ impl Queues {
 
     /// Moves message `m` from `queue` to `target` as a new, never-received message that keeps
     /// its id, body and attributes.
-    fn move_to(&self, txn: &mut Txn, queue: &str, target: &str, m: &Message, now: u64) -> QueueResult<()> {
+    fn move_to(
+        &self,
+        txn: &mut Txn,
+        log: &mut ReadyLog,
+        (queue, target): (&str, &str),
+        m: &Message,
+        now: u64,
+    ) -> QueueResult<()> {
         let target_meta = self.must_queue(txn, target)?;
-        self.remove(txn, queue, m)?;
+        self.remove(txn, log, queue, m)?;
         let mut moved = m.clone();
         moved.receive_count = 0;
         moved.first_receive_ms = None;
@@ -976,7 +1077,7 @@ impl Queues {
         } else if moved.group.is_none() {
             moved.group = Some("moved".into());
         }
-        self.insert(txn, target, &moved, NEVER_RECEIVED)?;
+        self.insert(txn, log, target, &moved, NEVER_RECEIVED)?;
         self.adjust_depth(target, 1);
         metrics::counter!("strata_queue_dead_lettered_total").increment(1);
         Ok(())
@@ -1003,13 +1104,13 @@ impl Queues {
 
     /// Deletes up to ten received messages in one transaction; each has its own result.
     pub fn delete_batch(&self, queue: &str, handles: &[&str]) -> QueueResult<Vec<QueueResult<()>>> {
-        let (results, removed) = self.transact(|txn| {
+        let (results, removed) = self.transact(|txn, log| {
             self.must_queue(txn, queue)?;
             let (mut results, mut removed) = (Vec::with_capacity(handles.len()), 0i64);
             for handle in handles {
                 results.push(match self.by_receipt(txn, queue, handle) {
                     Ok(m) => {
-                        self.remove(txn, queue, &m)?;
+                        self.remove(txn, log, queue, &m)?;
                         removed += 1;
                         Ok(())
                     }
@@ -1033,17 +1134,17 @@ impl Queues {
             return Err(invalid("VisibilityTimeout must be 0 to 43200 seconds"));
         }
         let _writing = self.writing(queue);
-        self.transact(|txn| {
+        self.transact(|txn, log| {
             self.must_queue(txn, queue)?;
             let mut m = self.by_receipt(txn, queue, handle)?;
             let now = self.now();
             if m.visible_at_ms <= now {
                 return Err(QueueError::MessageNotInflight);
             }
-            txn.delete(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id))?;
+            self.delete_ready(txn, log, queue, &m)?;
             m.visible_at_ms = now + secs * 1000;
             txn.set(&self.inner.ks, keys::msg(queue, &m.id), encode(&m))?;
-            txn.set(&self.inner.ks, keys::ready(queue, m.visible_at_ms, m.seq, &m.id), vec![IN_FLIGHT])?;
+            self.put_ready(txn, log, queue, &m, IN_FLIGHT)?;
             if let Some(g) = &m.group {
                 txn.set(&self.inner.ks, keys::lock(queue, g), m.visible_at_ms.to_le_bytes().to_vec())?;
             }
@@ -1070,7 +1171,7 @@ impl Queues {
         let _writing = self.writing(&destination);
         let mut moved = 0u64;
         while (moved as usize) < max {
-            let batch = self.transact(|txn| {
+            let batch = self.transact(|txn, log| {
                 self.must_queue(txn, source)?;
                 let now = self.now();
                 let end = keys::ready_after(source, now);
@@ -1083,7 +1184,7 @@ impl Queues {
                 let mut n = 0;
                 for id in ids {
                     if let Some(m) = self.load(txn, source, &id)? {
-                        self.move_to(txn, source, &destination, &m, now)?;
+                        self.move_to(txn, log, (source, &destination), &m, now)?;
                         n += 1;
                     }
                 }
@@ -1150,7 +1251,7 @@ impl Queues {
             let Ok(meta) = self.queue(&queue) else { continue };
             let now = self.now();
             let cutoff = now.saturating_sub(meta.attributes.retention_secs * 1000);
-            let removed = self.transact(|txn| {
+            let removed = self.transact(|txn, log| {
                 let mut doomed = Vec::new();
                 for item in txn.scan_prefix(&self.inner.ks, &keys::msgs(&queue)) {
                     let (_, v) = item?;
@@ -1162,7 +1263,7 @@ impl Queues {
                     doomed.push(m);
                 }
                 for m in &doomed {
-                    self.remove(txn, &queue, m)?;
+                    self.remove(txn, log, &queue, m)?;
                 }
                 let mut stale = Vec::new();
                 for item in txn.scan_prefix(&self.inner.ks, &keys::dedups(&queue)).take(max * 10) {

@@ -181,3 +181,55 @@ fn redrive_allow_policies_decide_who_may_dead_letter() {
         "kinds must match"
     );
 }
+
+#[test]
+fn concurrent_receivers_through_the_head_take_every_message() {
+    let (q, clock) = queues();
+    q.create_queue("busy", Attributes::default(), BTreeMap::new()).unwrap();
+    let total = 3 * heads::CAPACITY / 10 * 10;
+    for chunk in 0..total / 10 {
+        let batch = (0..10).map(|i| send(&format!("{}", chunk * 10 + i))).collect();
+        q.send_batch("busy", batch).unwrap().into_iter().for_each(|r| assert!(r.is_ok()));
+    }
+    // Four receivers; each gives every third message back (visibility 0) and deletes the rest.
+    let seen = Mutex::new(HashMap::<String, u32>::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut empty = 0;
+                while empty < 3 {
+                    let got = q.receive("busy", 10, None).unwrap();
+                    empty = if got.is_empty() { empty + 1 } else { 0 };
+                    for r in got {
+                        let n: usize = r.message.body.parse().unwrap();
+                        *seen.lock().unwrap().entry(r.message.body.clone()).or_default() += 1;
+                        if n.is_multiple_of(3) && r.message.receive_count == 1 {
+                            q.change_visibility("busy", &r.receipt_handle, 0).unwrap();
+                        } else {
+                            q.delete("busy", &r.receipt_handle).unwrap();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.len(), total, "every message was received");
+    for (body, times) in &seen {
+        let expected = if body.parse::<usize>().unwrap().is_multiple_of(3) { 2 } else { 1 };
+        assert_eq!(*times, expected, "message {body}: received once, or twice if given back");
+    }
+    assert_eq!(q.counts("busy").unwrap(), Counts::default());
+
+    // A message whose visibility ends comes back through the head; a purge empties it.
+    q.send("busy", send("late")).unwrap();
+    assert_eq!(q.receive("busy", 10, None).unwrap().len(), 1);
+    assert!(q.receive("busy", 10, None).unwrap().is_empty());
+    clock.advance_ms(30_001);
+    assert_eq!(q.receive("busy", 10, None).unwrap()[0].message.body, "late");
+    q.purge("busy").unwrap();
+    clock.advance_ms(30_001);
+    assert!(q.receive("busy", 10, None).unwrap().is_empty(), "purged messages do not come back");
+    q.send("busy", send("after purge")).unwrap();
+    assert_eq!(q.receive("busy", 10, None).unwrap()[0].message.body, "after purge");
+}
