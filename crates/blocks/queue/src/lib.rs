@@ -567,15 +567,9 @@ impl Queues {
         Ok(())
     }
 
-    /// Deletes every message record of a queue and forgets its head.
+    /// Deletes every message record of a queue, a thousand keys per transaction, and forgets
+    /// its head.
     fn clear(&self, name: &str) -> QueueResult<u64> {
-        let removed = self.clear_keys(name);
-        self.inner.heads.reset(name);
-        removed
-    }
-
-    /// Deletes every key of a queue's messages, a thousand keys per transaction.
-    fn clear_keys(&self, name: &str) -> QueueResult<u64> {
         let mut removed = 0;
         for prefix in
             [keys::msgs(name), keys::readies(name), keys::dedups(name), keys::groups(name), keys::locks(name)]
@@ -603,6 +597,7 @@ impl Queues {
                 })?;
             }
         }
+        self.inner.heads.reset(name);
         Ok(removed)
     }
 
@@ -931,9 +926,9 @@ impl Queues {
         if visibility_secs.is_some_and(|v| v > 12 * 3600) {
             return Err(invalid("VisibilityTimeout must be 0 to 43200 seconds"));
         }
-        let fifo = self.queue(queue)?.attributes.fifo;
-        let mut claimed = if fifo { Vec::new() } else { self.claim(queue, max)? };
-        let result = self.take(queue, max, visibility_secs, fifo, &claimed);
+        let attrs = self.queue(queue)?.attributes;
+        let mut claimed = if attrs.fifo { Vec::new() } else { self.claim(queue, max)? };
+        let result = self.take(queue, max, visibility_secs, &attrs, &claimed);
         // Keys the receive neither took nor found stale stay claimable.
         if let Ok(taken) = &result {
             claimed.retain(|k| taken.untried.contains(k));
@@ -958,18 +953,19 @@ impl Queues {
     }
 
     /// The transaction of a receive: standard queues try the `claimed` keys, FIFO queues scan
-    /// their ready index.
+    /// their ready index. `queue_attrs` are the queue's attributes read before it.
     fn take(
         &self,
         queue: &str,
         max: usize,
         visibility_secs: Option<u64>,
-        fifo: bool,
+        queue_attrs: &Attributes,
         claimed: &[Vec<u8>],
     ) -> QueueResult<Taken> {
+        let fifo = queue_attrs.fifo;
         let cursor = self.cursor(queue);
         let _writing = fifo.then(|| self.writing(queue));
-        let _dead_letters = self.queue(queue)?.attributes.redrive.map(|r| self.writing(&r.dead_letter_queue));
+        let _dead_letters = queue_attrs.redrive.as_ref().map(|r| self.writing(&r.dead_letter_queue));
         let bound = cursor.bound(self.now());
         self.transact(|txn, log| {
             let meta = self.must_queue(txn, queue)?;
