@@ -167,7 +167,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for tcp in &config.edge.tcp {
         let listener = bind(&tcp.listen, "edge.tcp listen").await?;
         let addr = listener.local_addr()?;
-        let pool = Arc::new(strata_edge::balance::Pool::new(&tcp.upstreams, tcp.balance, None, None));
+        let pool =
+            Arc::new(strata_edge::balance::Pool::new(&tcp.upstreams, tcp.balance, None, Default::default()));
         let timeout = Duration::from_millis(config.proxy.connect_timeout_ms);
         fronts.spawn({
             let check = tcp.health_check.clone();

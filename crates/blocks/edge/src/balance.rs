@@ -1,7 +1,8 @@
 //! Upstream pools: picking a backend (round robin — smooth weighted when weights differ —,
 //! least connections, power of two choices, random, consistent hashing with minimal
 //! remapping), and each backend's health: active checks (thresholds), passive outlier
-//! ejection (consecutive failures), and a cap on requests in flight (circuit breaking).
+//! ejection (consecutive failures), and a cap on requests in flight with a bounded number
+//! of requests waiting for a backend under it (circuit breaking).
 
 use crate::spec::{Balance, OutlierSpec, UpstreamSpec};
 use rand::Rng;
@@ -55,7 +56,38 @@ pub struct Pool {
     current: Mutex<Vec<i64>>,
     ring: Vec<(u64, usize)>,
     outlier: Option<OutlierSpec>,
-    max_connections: Option<usize>,
+    limits: Limits,
+    /// Requests waiting for a backend under `max_connections`.
+    pending: AtomicUsize,
+    /// Told when a request in flight ends while others wait.
+    released: tokio::sync::Notify,
+}
+
+/// The circuit breaker of a pool.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    /// Most requests in flight to one backend.
+    pub max_connections: Option<usize>,
+    /// Most requests waiting for a backend under `max_connections`.
+    pub max_pending: usize,
+}
+
+/// A place among the requests waiting for a backend: held until dropped.
+pub struct Queued<'a> {
+    pool: &'a Pool,
+}
+
+impl<'a> Queued<'a> {
+    /// The pool this place is in.
+    pub fn pool(&self) -> &'a Pool {
+        self.pool
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.pool.pending.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A backend taken for one request: counted in flight until dropped.
@@ -73,6 +105,9 @@ impl Lease<'_> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         self.pool.backends[self.index].active.fetch_sub(1, Ordering::Relaxed);
+        if self.pool.pending.load(Ordering::Relaxed) > 0 {
+            self.pool.released.notify_one();
+        }
     }
 }
 
@@ -95,7 +130,7 @@ impl Pool {
         upstreams: &[UpstreamSpec],
         balance: Balance,
         outlier: Option<OutlierSpec>,
-        max_connections: Option<usize>,
+        limits: Limits,
     ) -> Pool {
         let backends: Vec<Backend> = upstreams
             .iter()
@@ -123,13 +158,44 @@ impl Pool {
             next: AtomicUsize::new(0),
             ring,
             outlier,
-            max_connections,
+            limits,
+            pending: AtomicUsize::new(0),
+            released: tokio::sync::Notify::new(),
         }
     }
 
     fn available(&self, i: usize, now: Instant) -> bool {
         let b = &self.backends[i];
-        b.healthy() && !b.ejected(now) && self.max_connections.is_none_or(|max| b.active() < max)
+        b.healthy() && !b.ejected(now) && self.limits.max_connections.is_none_or(|max| b.active() < max)
+    }
+
+    /// Whether [`Pool::pick`] found nothing only because every usable backend not in
+    /// `tried` is at `max_connections`.
+    pub fn full(&self, tried: &[usize]) -> bool {
+        let now = Instant::now();
+        self.limits.max_connections.is_some()
+            && self
+                .backends
+                .iter()
+                .enumerate()
+                .any(|(i, b)| !tried.contains(&i) && b.healthy() && !b.ejected(now))
+    }
+
+    /// Joins the requests waiting for a backend under `max_connections`; `None` when
+    /// `max_pending` already wait.
+    pub fn enqueue(&self) -> Option<Queued<'_>> {
+        let max = self.limits.max_pending;
+        let joined =
+            self.pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1));
+        // Lazily: a `Queued` made and dropped for a refused request would free a place.
+        joined.is_ok().then(|| Queued { pool: self })
+    }
+
+    /// Resolves once a request in flight ends after this call (or, at most once, ended
+    /// since the last such wake-up went unclaimed); enable it before trying
+    /// [`Pool::pick`] again, so that a release in between is not missed.
+    pub fn released(&self) -> tokio::sync::futures::Notified<'_> {
+        self.released.notified()
     }
 
     /// Takes a backend for a request, skipping `tried` ones; `None` when none is available.
@@ -234,7 +300,8 @@ mod tests {
             .enumerate()
             .map(|(i, w)| UpstreamSpec::Weighted { address: format!("10.0.0.{i}:80"), weight: *w })
             .collect();
-        Pool::new(&ups, balance, Some(OutlierSpec { consecutive_failures: 3, ejection_ms: 60_000 }), None)
+        let outlier = Some(OutlierSpec { consecutive_failures: 3, ejection_ms: 60_000 });
+        Pool::new(&ups, balance, outlier, Limits::default())
     }
 
     fn counts(p: &Pool, n: usize) -> Vec<usize> {
@@ -300,5 +367,30 @@ mod tests {
         assert!(p.pick(None, &[]).is_none());
         p.record_check(1, true, (2, 2));
         assert_eq!(p.pick(None, &[]).unwrap().index, 1);
+    }
+
+    #[test]
+    fn requests_past_max_connections_queue_up_to_max_pending() {
+        let ups = [UpstreamSpec::Address("10.0.0.1:80".into())];
+        let p =
+            Pool::new(&ups, Balance::RoundRobin, None, Limits { max_connections: Some(1), max_pending: 2 });
+        let lease = p.pick(None, &[]).unwrap();
+        assert!(p.pick(None, &[]).is_none() && p.full(&[]));
+        assert!(!p.full(&[0]), "a tried backend does not count as one to wait for");
+        let (a, b) = (p.enqueue().unwrap(), p.enqueue().unwrap());
+        assert!(p.enqueue().is_none());
+        assert!(p.enqueue().is_none(), "a refused request does not free a place");
+        drop(a);
+        let c = p.enqueue().unwrap();
+        // A release wakes a waiter that registered before trying again.
+        let mut released = std::pin::pin!(p.released());
+        released.as_mut().enable();
+        drop(lease);
+        let waker = std::task::Waker::noop();
+        let woken = released.as_mut().poll(&mut std::task::Context::from_waker(waker)).is_ready();
+        assert!(woken);
+        assert!(p.pick(None, &[]).is_some());
+        drop((b, c));
+        assert!(p.enqueue().is_some());
     }
 }

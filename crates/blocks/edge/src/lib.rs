@@ -102,8 +102,11 @@ impl Route {
                 return Err(EdgeError::Invalid(format!("route {}: rate_limit.key {:?}", spec.name, r.key)));
             }
         }
-        let pool =
-            balance::Pool::new(&spec.upstreams, spec.balance, spec.outlier.clone(), spec.max_connections);
+        let limits = balance::Limits {
+            max_connections: spec.max_connections,
+            max_pending: spec.max_pending.unwrap_or(0),
+        };
+        let pool = balance::Pool::new(&spec.upstreams, spec.balance, spec.outlier.clone(), limits);
         Ok(Route { spec, matcher, auth, limiter, pool })
     }
 

@@ -62,9 +62,18 @@ pub struct RouteSpec {
     pub retries: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
-    /// Most requests in flight to one backend (circuit breaking); more are 503.
+    /// Most requests in flight to one backend (circuit breaking). When every usable
+    /// backend is at it, a request waits for one (see `max_pending`) or gets 503.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Most requests waiting for a backend under `max_connections` (default 0: none wait);
+    /// one more gets 503 `upstream_overflow` at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending: Option<usize>,
+    /// How long a request waits for a backend under `max_connections` before its 503
+    /// (default: the route's connect timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_timeout_ms: Option<u64>,
     /// Answers without an upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub respond: Option<StaticResponse>,

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use strata_edge::balance::{Lease, Queued};
 use strata_edge::ratelimit::Verdict;
 use strata_edge::router::{RequestHead, forward_path};
 use strata_edge::{Edge, Route, auth::Credentials};
@@ -444,19 +445,41 @@ impl Pipeline {
             0
         };
         let mut body = Some(Limited::new(req.into_body(), max_body as usize).boxed());
-        let client = self.client(
-            spec.connect_timeout_ms.map_or(self.config.connect_timeout, Duration::from_millis),
-            spec.upstream_http2 && !upgrade,
-        );
+        let connect_timeout =
+            spec.connect_timeout_ms.map_or(self.config.connect_timeout, Duration::from_millis);
+        let client = self.client(connect_timeout, spec.upstream_http2 && !upgrade);
         let timeout = spec.timeout_ms.map_or(self.config.timeout, Duration::from_millis);
         self.count_request(&spec.name);
 
         let mut tried = Vec::new();
         let mut last_error = None;
         loop {
-            let Some(lease) = route.pool.pick(hash_key.as_deref(), &tried) else {
-                return last_error
-                    .unwrap_or_else(|| error(503, "no_healthy_upstream", "no backend is available", &rid));
+            let lease = match route.pool.pick(hash_key.as_deref(), &tried) {
+                Some(lease) => lease,
+                None if route.pool.full(&tried) => {
+                    let wait = spec.queue_timeout_ms.map_or(connect_timeout, Duration::from_millis);
+                    let waited = match route.pool.enqueue() {
+                        Some(queued) => wait_for_backend(queued, hash_key.as_deref(), &tried, wait)
+                            .await
+                            .ok_or_else(|| format!("no backend fell under max_connections within {wait:?}")),
+                        None => {
+                            Err("every backend is at max_connections and max_pending requests wait".into())
+                        }
+                    };
+                    match waited {
+                        Ok(lease) => lease,
+                        Err(message) => {
+                            metrics::counter!("strata_proxy_overflows_total", "route" => spec.name.clone())
+                                .increment(1);
+                            return error(503, "upstream_overflow", &message, &rid);
+                        }
+                    }
+                }
+                None => {
+                    return last_error.unwrap_or_else(|| {
+                        error(503, "no_healthy_upstream", "no backend is available", &rid)
+                    });
+                }
             };
             let (address, index) = (lease.address().to_string(), lease.index);
             entry.upstream = Some(address.clone());
@@ -507,6 +530,30 @@ impl Pipeline {
                 Ok(resp) => respond(resp, &route, client_upgrade, &limit_headers),
                 Err(resp) => resp,
             };
+        }
+    }
+}
+
+/// Waits up to `wait`, in the place `queued` holds, for a backend of its pool under
+/// `max_connections`; `None` when the wait ends or no usable backend is left.
+async fn wait_for_backend<'p>(
+    queued: Queued<'p>,
+    hash_key: Option<&str>,
+    tried: &[usize],
+    wait: Duration,
+) -> Option<Lease<'p>> {
+    let pool = queued.pool();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let released = pool.released();
+        tokio::pin!(released);
+        // Registered before the next try, so a release in between wakes it.
+        released.as_mut().enable();
+        if let Some(lease) = pool.pick(hash_key, tried) {
+            return Some(lease);
+        }
+        if !pool.full(tried) || tokio::time::timeout_at(deadline, released).await.is_err() {
+            return None;
         }
     }
 }

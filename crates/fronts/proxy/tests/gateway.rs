@@ -38,6 +38,9 @@ async fn upstream_handler(State(up): State<Upstream>, req: Request) -> axum::res
         let chunks = futures::stream::iter(0..512).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024]));
         return axum::body::Body::from_stream(chunks).into_response();
     }
+    if path.ends_with("/slow") {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
     if path == "/fail" {
         return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
     }
@@ -357,6 +360,49 @@ async fn idempotent_requests_are_retried_and_posts_are_not() {
 }
 
 #[tokio::test]
+async fn circuit_breaking_queues_up_to_max_pending_and_answers_503_past_it() {
+    let (a, up) = upstream("a").await;
+    let (b, _) = upstream("b").await;
+    let (base, _edge) = proxy(vec![
+        json!({"name": "short", "match": {"path_prefix": "/short"}, "upstreams": [b],
+               "max_connections": 1, "max_pending": 4, "queue_timeout_ms": 100}),
+        json!({"name": "svc", "upstreams": [a], "max_connections": 1, "max_pending": 1, "queue_timeout_ms": 30000}),
+    ])
+    .await;
+    let slow = |url: String| {
+        tokio::spawn(async move {
+            let resp = reqwest::get(url).await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        })
+    };
+    // One request in flight holds the only connection for 1.5 s; of the next two, one
+    // waits for it and one finds the queue full.
+    let first = slow(format!("{base}/slow"));
+    assert!(eventually(|| async { up.hits.load(Ordering::Relaxed) == 1 }).await);
+    let (second, third) = (slow(format!("{base}/slow")), slow(format!("{base}/slow")));
+    let mut answers = [first.await.unwrap(), second.await.unwrap(), third.await.unwrap()];
+    answers.sort_by_key(|(status, _)| *status);
+    assert_eq!(answers.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [200, 200, 503]);
+    assert_eq!(answers[2].1["error"]["code"], "upstream_overflow");
+    assert!(answers[2].1["error"]["message"].as_str().unwrap().contains("max_pending"));
+    assert_eq!(up.hits.load(Ordering::Relaxed), 2, "the overflowing request never reached the upstream");
+    // Nothing stays counted: the connection and the queue are free again.
+    for _ in 0..3 {
+        assert_eq!(get(&format!("{base}/x")).await.0, 200);
+    }
+
+    // A request that waits longer than queue_timeout_ms gets its 503 while the other is
+    // still in flight.
+    let held = slow(format!("{base}/short/slow"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = get(&format!("{base}/short/x")).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "upstream_overflow");
+    assert!(body["error"]["message"].as_str().unwrap().contains("within 100ms"), "{body}");
+    assert_eq!(held.await.unwrap().0, 200);
+}
+
+#[tokio::test]
 async fn large_bodies_stream_both_ways() {
     let (a, _) = upstream("a").await;
     let (base, _edge) =
@@ -444,7 +490,7 @@ async fn tcp_mode_balances_connections() {
         &upstreams,
         strata_edge::spec::Balance::RoundRobin,
         None,
-        None,
+        Default::default(),
     ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
