@@ -22,8 +22,8 @@
 //!
 //! ## Limitations
 //!
-//! - Queue depths are kept in memory and counted at first use; `ApproximateNumberOf*` scans
-//!   a queue's ready index.
+//! - Queue depths are kept in memory and counted at first use; `ApproximateNumberOf*`
+//!   derive the visible count from the depth, so they are as approximate as SQS's.
 //! - A receive looks at no more than [`MAX_SCAN`] ready entries, so a FIFO queue whose oldest
 //!   groups are all locked may answer empty while later groups wait.
 //! - Standard queues find due messages in an in-memory head of their ready index
@@ -1196,25 +1196,29 @@ impl Queues {
         Ok(moved)
     }
 
-    /// Approximate counts of a queue's messages by state.
+    /// Approximate counts of a queue's messages by state. Reads only the ready entries not
+    /// yet due (in flight or delayed) and the oldest message: the visible ones are the rest
+    /// of the queue's depth, so a deep backlog costs nothing to count (the metrics publish
+    /// this every sweep).
     pub fn counts(&self, queue: &str) -> QueueResult<Counts> {
         let txn = self.inner.store.begin_read_only();
         self.must_queue(&txn, queue)?;
+        let depth = self.depth(queue)?.load(Ordering::Relaxed).max(0) as u64;
         let now = self.now();
         let mut counts = Counts::default();
-        let mut oldest = u64::MAX;
-        for item in txn.scan_prefix(&self.inner.ks, &keys::readies(queue)) {
-            let (k, v) = item?;
-            let (visible_at, seq, _) = keys::decode_ready(&k)?;
-            oldest = oldest.min(seq / 1000);
-            match (visible_at <= now, v.first().copied()) {
-                (true, _) => counts.visible += 1,
-                (false, Some(IN_FLIGHT)) => counts.not_visible += 1,
-                (false, _) => counts.delayed += 1,
+        let readies = keys::readies(queue);
+        let end = strata_core::keycode::prefix_end(&readies).expect("a queue prefix is not all 0xff");
+        for item in txn.scan(&self.inner.ks, keys::ready_after(queue, now)..end) {
+            match item?.1.first().copied() {
+                Some(IN_FLIGHT) => counts.not_visible += 1,
+                _ => counts.delayed += 1,
             }
         }
-        if oldest != u64::MAX {
-            counts.oldest_age_ms = now.saturating_sub(oldest);
+        counts.visible = depth.saturating_sub(counts.not_visible + counts.delayed);
+        // Message keys sort by send time (see docs/format/queue.md).
+        if let Some(item) = txn.scan_prefix(&self.inner.ks, &keys::msgs(queue)).next() {
+            let oldest: Message = decode(&item?.1)?;
+            counts.oldest_age_ms = now.saturating_sub(oldest.sent_ms);
         }
         Ok(counts)
     }

@@ -233,3 +233,26 @@ fn concurrent_receivers_through_the_head_take_every_message() {
     q.send("busy", send("after purge")).unwrap();
     assert_eq!(q.receive("busy", 10, None).unwrap()[0].message.body, "after purge");
 }
+
+#[test]
+fn counts_split_a_queue_by_state_and_age_its_oldest_message() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let store = Store::memory();
+    let q = Queues::open(store.clone(), Arc::new(clock.clone()), Limits::default()).unwrap();
+    q.create_queue("mix", Attributes::default(), BTreeMap::new()).unwrap();
+    for i in 0..5 {
+        q.send("mix", send(&format!("m{i}"))).unwrap();
+    }
+    clock.advance_ms(2_000);
+    q.send("mix", Send { delay_secs: Some(60), ..send("delayed") }).unwrap();
+    q.send_batch("mix", (0..3).map(|i| send(&format!("n{i}"))).collect()).unwrap();
+    assert_eq!(q.receive("mix", 2, None).unwrap().len(), 2);
+    let expected = Counts { visible: 6, not_visible: 2, delayed: 1, oldest_age_ms: 2_000 };
+    assert_eq!(q.counts("mix").unwrap(), expected);
+    // A fresh block over the same store counts the depth again and agrees.
+    let reopened = Queues::open(store, Arc::new(clock.clone()), Limits::default()).unwrap();
+    assert_eq!(reopened.counts("mix").unwrap(), expected);
+    // Once the visibility timeout and the delay end, everything is visible.
+    clock.advance_ms(60_000);
+    assert_eq!(q.counts("mix").unwrap(), Counts { visible: 9, oldest_age_ms: 62_000, ..Counts::default() });
+}
