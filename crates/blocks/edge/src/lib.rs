@@ -85,6 +85,17 @@ impl Route {
                 )));
             }
         }
+        if let Some(ca_file) = spec.upstream_tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
+            let pem = std::fs::read_to_string(ca_file).map_err(|err| {
+                EdgeError::Invalid(format!("route {}: upstream_tls.ca_file {ca_file:?}: {err}", spec.name))
+            })?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(EdgeError::Invalid(format!(
+                    "route {}: upstream_tls.ca_file {ca_file:?} holds no PEM certificate",
+                    spec.name
+                )));
+            }
+        }
         if spec.strip_prefix && spec.matcher.path_prefix.is_none() {
             return Err(EdgeError::Invalid(format!(
                 "route {}: strip_prefix needs match.path_prefix",

@@ -52,6 +52,11 @@ pub struct RouteSpec {
     /// services); HTTP/1.1 otherwise. Upgrades (WebSocket) always go over HTTP/1.1.
     #[serde(default)]
     pub upstream_http2: bool,
+    /// Speaks TLS to the upstreams (HTTPS; with `upstream_http2`, HTTP/2 by ALPN), checking
+    /// their certificates against the system's roots and `ca_file`, for the host of each
+    /// upstream address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<UpstreamTls>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
     /// Until the upstream's response head arrives.
@@ -201,6 +206,15 @@ pub struct RateLimitSpec {
 
 fn default_limit_key() -> String {
     "ip".into()
+}
+
+/// How the proxy checks its upstreams' certificates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// A PEM file of certificates to trust besides the system's roots (an internal CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

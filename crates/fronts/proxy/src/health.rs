@@ -26,10 +26,14 @@ pub async fn run(edge: Edge, pipeline: Arc<Pipeline>) {
             for (index, backend) in route.pool.backends.iter().enumerate() {
                 let (route, pipeline, check) = (route.clone(), pipeline.clone(), check.clone());
                 let address = backend.address.clone();
-                let http2 = route.spec.upstream_http2;
                 tokio::spawn(async move {
                     let timeout = Duration::from_millis(check.timeout_ms);
-                    let ok = pipeline.probe(&address, &check.path, timeout, http2).await;
+                    let reach = crate::pipeline::Reach {
+                        connect_timeout: timeout,
+                        http2: route.spec.upstream_http2,
+                        tls: route.spec.upstream_tls.as_ref(),
+                    };
+                    let ok = pipeline.probe(&address, &check.path, timeout, reach).await;
                     route.pool.record_check(index, ok, (check.unhealthy_threshold, check.healthy_threshold));
                 });
             }

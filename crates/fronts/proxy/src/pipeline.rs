@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, Empty, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use strata_edge::balance::{Lease, Queued};
 use strata_edge::ratelimit::Verdict;
 use strata_edge::router::{RequestHead, forward_path};
+use strata_edge::spec::UpstreamTls;
 use strata_edge::{Edge, Route, auth::Credentials};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,6 +43,55 @@ const HOP_BY_HOP: [&str; 9] = [
 const RETRY_BUDGET_BASE: u64 = 10;
 const RETRY_WINDOW: Duration = Duration::from_secs(10);
 
+/// A pooled client for upstreams: plain or TLS by the URI's scheme.
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// What a pooled client is made for: (connect timeout in ms, HTTP/2, TLS).
+type ClientKey = (u64, bool, Option<UpstreamTls>);
+
+/// How a route reaches its upstreams.
+#[derive(Clone, Copy)]
+pub struct Reach<'a> {
+    pub connect_timeout: Duration,
+    /// HTTP/2: by prior knowledge (h2c) in the clear, by ALPN over TLS.
+    pub http2: bool,
+    pub tls: Option<&'a UpstreamTls>,
+}
+
+impl Reach<'_> {
+    /// The URI of `target` (path and query) on the upstream at `address`.
+    fn uri(&self, address: &str, target: &str) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{address}{target}")
+    }
+}
+
+/// The TLS settings of a client: for TLS upstreams, the system's roots plus the route's CA
+/// file; for plain ones (which never use them), no roots at all.
+fn tls_config(tls: Option<&UpstreamTls>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(tls) = tls {
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if let Some(path) = &tls.ca_file {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|err| format!("upstream_tls.ca_file {path:?}: {err}"))?;
+            for cert in certs {
+                roots.add(cert).map_err(|err| format!("upstream_tls.ca_file {path:?}: {err}"))?;
+            }
+        }
+    }
+    // rustls is built with more than one crypto provider here, so it has no process
+    // default: name one.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| err.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Per route: (window start, requests, retries).
 type Budgets = HashMap<String, (Instant, u64, u64)>;
 
@@ -51,8 +102,8 @@ pub struct Pipeline {
     edge: Edge,
     config: ProxyConfig,
     log: AccessLog,
-    /// Pooled clients by (connect timeout in ms, HTTP/2).
-    clients: Mutex<HashMap<(u64, bool), Client<HttpConnector, Body>>>,
+    /// Pooled clients by how they reach upstreams.
+    clients: Mutex<HashMap<ClientKey, UpstreamClient>>,
     /// Retry budgets, counted over all threads.
     budgets: Arc<Mutex<Budgets>>,
     /// Rate limits kept in a store shared with other edge processes, when configured.
@@ -190,30 +241,40 @@ impl Pipeline {
         }
     }
 
-    /// The pooled client for upstreams reached within `connect_timeout`, over HTTP/2 (h2c,
-    /// prior knowledge) when `http2`, else HTTP/1.1.
-    fn client(&self, connect_timeout: Duration, http2: bool) -> Client<HttpConnector, Body> {
+    /// The pooled client for upstreams reached as `reach` says; an error when its TLS
+    /// settings cannot be made (an unreadable CA file).
+    fn client(&self, reach: Reach) -> Result<UpstreamClient, String> {
+        let key = (reach.connect_timeout.as_millis() as u64, reach.http2, reach.tls.cloned());
         let mut clients = self.clients.lock().expect("clients lock");
-        clients
-            .entry((connect_timeout.as_millis() as u64, http2))
-            .or_insert_with(|| {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(connect_timeout));
-                connector.set_nodelay(true);
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .pool_max_idle_per_host(self.config.pool_idle_per_host)
-                    .http2_only(http2)
-                    .build(connector)
-            })
-            .clone()
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(reach.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(false);
+        // ALPN offers the one protocol the client speaks.
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(reach.tls)?)
+            .https_or_http();
+        let connector = if reach.http2 {
+            builder.enable_http2().wrap_connector(connector)
+        } else {
+            builder.enable_http1().wrap_connector(connector)
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(self.config.pool_idle_per_host)
+            .http2_only(reach.http2)
+            .build(connector);
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
-    /// A health check: GET `path` on `address` (over HTTP/2 when `http2`), 2xx within
-    /// `timeout`.
-    pub async fn probe(&self, address: &str, path: &str, timeout: Duration, http2: bool) -> bool {
-        let Ok(req) = Request::get(format!("http://{address}{path}")).body(empty()) else { return false };
-        let client = self.client(timeout, http2);
+    /// A health check: GET `path` on `address` as `reach` says, 2xx within `timeout`.
+    pub async fn probe(&self, address: &str, path: &str, timeout: Duration, reach: Reach<'_>) -> bool {
+        let Ok(req) = Request::get(reach.uri(address, path)).body(empty()) else { return false };
+        let Ok(client) = self.client(Reach { connect_timeout: timeout, ..reach }) else { return false };
         matches!(tokio::time::timeout(timeout, client.request(req)).await, Ok(Ok(resp)) if resp.status().is_success())
     }
 
@@ -447,7 +508,15 @@ impl Pipeline {
         let mut body = Some(Limited::new(req.into_body(), max_body as usize).boxed());
         let connect_timeout =
             spec.connect_timeout_ms.map_or(self.config.connect_timeout, Duration::from_millis);
-        let client = self.client(connect_timeout, spec.upstream_http2 && !upgrade);
+        let reach = Reach {
+            connect_timeout,
+            http2: spec.upstream_http2 && !upgrade,
+            tls: spec.upstream_tls.as_ref(),
+        };
+        let client = match self.client(reach) {
+            Ok(client) => client,
+            Err(err) => return error(502, "bad_gateway", &err, &rid),
+        };
         let timeout = spec.timeout_ms.map_or(self.config.timeout, Duration::from_millis);
         self.count_request(&spec.name);
 
@@ -483,8 +552,7 @@ impl Pipeline {
             };
             let (address, index) = (lease.address().to_string(), lease.index);
             entry.upstream = Some(address.clone());
-            let mut builder =
-                Request::builder().method(method.clone()).uri(format!("http://{address}{target}"));
+            let mut builder = Request::builder().method(method.clone()).uri(reach.uri(&address, &target));
             // The last attempt takes the headers; one that may be retried sends a copy.
             *builder.headers_mut().expect("a fresh builder") =
                 if entry.retries < retries { headers.clone() } else { std::mem::take(&mut headers) };

@@ -799,3 +799,89 @@ async fn read_response(socket: &mut TcpStream) -> String {
         }
     }
 }
+
+/// The test CA and the certificate it issued for 127.0.0.1 and localhost (valid to 2126),
+/// made with openssl for these tests.
+fn tls_file(name: &str) -> String {
+    format!("{}/tests/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An HTTPS upstream (HTTP/1.1 or HTTP/2 by ALPN) that answers its protocol and path.
+async fn tls_upstream() -> String {
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(tls_file("upstream.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(tls_file("upstream.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the certificate ends the handshake.
+                let Ok(tls) = acceptor.accept(socket).await else { return };
+                let service =
+                    hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = format!("{:?} {} over tls", req.version(), req.uri().path());
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(body),
+                        )))
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn tls_upstreams_are_verified_against_the_system_roots_and_a_ca_file() {
+    let secure = tls_upstream().await;
+    let ca = tls_file("ca.pem");
+    let (base, _edge) = proxy(vec![
+        json!({"name": "h1", "match": {"path_prefix": "/h1"}, "upstreams": [secure],
+               "upstream_tls": {"ca_file": ca}, "health_check": {"path": "/health", "interval_ms": 50}}),
+        json!({"name": "h2", "match": {"path_prefix": "/h2"}, "upstreams": [secure],
+               "upstream_tls": {"ca_file": ca}, "upstream_http2": true}),
+        json!({"name": "untrusted", "match": {"path_prefix": "/untrusted"}, "upstreams": [secure],
+               "upstream_tls": {}}),
+    ])
+    .await;
+    let text = |path: &'static str| {
+        let url = format!("{base}{path}");
+        async move {
+            let resp = reqwest::get(url).await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    assert_eq!(text("/h1/x").await, (200, "HTTP/1.1 /h1/x over tls".to_string()));
+    assert_eq!(text("/h2/y").await, (200, "HTTP/2.0 /h2/y over tls".to_string()));
+    // The health checks reach the upstream over TLS too, so it stays in the pool.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(text("/h1/z").await.0, 200);
+    // A certificate from a CA the route does not trust is refused.
+    let (status, body) = text("/untrusted/x").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("bad_gateway"), "{body}");
+
+    let bad = |ca_file: &str| {
+        let spec = json!({"name": "bad", "upstreams": ["127.0.0.1:1"], "upstream_tls": {"ca_file": ca_file}});
+        Edge::new(vec![serde_json::from_value(spec).unwrap()]).err().map(|err| err.to_string())
+    };
+    assert!(bad("/nonexistent/ca.pem").unwrap().contains("upstream_tls.ca_file"));
+    assert!(bad(&tls_file("upstream.key")).unwrap().contains("no PEM certificate"));
+}
