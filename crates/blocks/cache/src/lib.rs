@@ -14,6 +14,7 @@ mod disconnect;
 pub mod glob;
 mod keyspace;
 mod list;
+mod pause;
 pub mod persist;
 mod pubsub;
 pub mod reply;
@@ -117,6 +118,7 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     pub scripting: Mutex<scripting::Scripting>,
     pub script_status: Arc<scripting::ScriptStatus>,
+    pub pause: pause::Pause,
 }
 
 #[derive(Clone)]
@@ -165,6 +167,7 @@ impl Cache {
             shared: Arc::new(Shared {
                 scripting: Mutex::new(scripting),
                 script_status,
+                pause: pause::Pause::default(),
                 ks: Mutex::new(ks),
                 waiters: Mutex::new(HashMap::new()),
                 pubsub: Mutex::new(PubSub::default()),

@@ -116,7 +116,9 @@ impl Session {
             if self.closing {
                 return;
             }
-            let Some(cmd) = self.fast_path(&args) else {
+            // While a CLIENT PAUSE may be in force, every command goes the way that waits.
+            let fast = if self.shared.pause.maybe() { None } else { self.fast_path(&args) };
+            let Some(cmd) = fast else {
                 let reply = self.execute(args).await;
                 replies.push((reply, self.protocol));
                 continue;
@@ -141,6 +143,7 @@ impl Session {
                     replies.push((reply, self.protocol));
                     ticket = t.or(ticket);
                     if let Some(following) = batch.peek()
+                        && !self.shared.pause.maybe()
                         && let Some(cmd) = self.fast_path(following)
                     {
                         ran += 1;
@@ -239,6 +242,9 @@ impl Session {
             }
             queue.push((cmd, args));
             return Reply::status("QUEUED");
+        }
+        if self.shared.pause.maybe() {
+            self.shared.pause.wait(cmd).await;
         }
         self.dispatch(cmd, args).await
     }
@@ -653,6 +659,23 @@ impl Session {
                 }
                 Err(e) => e,
             },
+            ("pause", 3 | 4) => {
+                let Some(ms) = std::str::from_utf8(&args[2]).ok().and_then(|s| s.parse::<u64>().ok()) else {
+                    return Reply::err("ERR timeout is not an integer or out of range");
+                };
+                let writes_only = match args.get(3).map(|m| String::from_utf8_lossy(m).to_ascii_lowercase()) {
+                    None => false,
+                    Some(mode) if mode == "all" => false,
+                    Some(mode) if mode == "write" => true,
+                    Some(_) => return Reply::err("ERR syntax error"),
+                };
+                self.shared.pause.start(ms, writes_only);
+                Reply::OK
+            }
+            ("unpause", 2) => {
+                self.shared.pause.end();
+                Reply::OK
+            }
             ("no-evict" | "no-touch", 3) => Reply::OK,
             ("reply", 3) => Reply::OK,
             _ => Reply::err(format!(

@@ -976,3 +976,40 @@ async fn lua_scripts_and_functions() {
         cmd("FCALL").arg("incr2").arg(1).arg("fc").arg(5).query_async::<Value>(&mut c).await.unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
 }
+
+#[tokio::test]
+async fn client_pause_holds_writes_or_everything_until_unpaused_or_over() {
+    let (addr, mut admin) = start().await;
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut other = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = other.set("k", "before").await.unwrap();
+
+    // WRITE: reads go on, writes wait until CLIENT UNPAUSE.
+    let ok: String =
+        cmd("CLIENT").arg("PAUSE").arg(60_000).arg("WRITE").query_async(&mut admin).await.unwrap();
+    assert_eq!(ok, "OK");
+    assert_eq!(other.get::<_, String>("k").await.unwrap(), "before");
+    // (A connection of its own: a held command holds what its connection sends after it.)
+    let mut writer = client.get_multiplexed_async_connection().await.unwrap();
+    let mut set = tokio::spawn(async move { writer.set::<_, _, ()>("k", "after").await });
+    assert!(tokio::time::timeout(Duration::from_millis(300), &mut set).await.is_err(), "the SET waits");
+    assert_eq!(other.get::<_, String>("k").await.unwrap(), "before");
+    let _: () = cmd("CLIENT").arg("UNPAUSE").query_async(&mut admin).await.unwrap();
+    set.await.unwrap().unwrap();
+    assert_eq!(other.get::<_, String>("k").await.unwrap(), "after");
+
+    // ALL (the default): reads wait too, until the pause is over by itself.
+    let _: () = cmd("CLIENT").arg("PAUSE").arg(400).query_async(&mut admin).await.unwrap();
+    let mut reader = client.get_multiplexed_async_connection().await.unwrap();
+    let mut get = tokio::spawn(async move { reader.get::<_, String>("k").await });
+    assert!(tokio::time::timeout(Duration::from_millis(150), &mut get).await.is_err(), "the GET waits");
+    assert_eq!(get.await.unwrap().unwrap(), "after");
+
+    // Bad arguments are errors, and the connection goes on.
+    let err = cmd("CLIENT").arg("PAUSE").arg("soon").query_async::<()>(&mut admin).await.unwrap_err();
+    assert!(err.to_string().contains("timeout is not an integer"), "{err}");
+    let err =
+        cmd("CLIENT").arg("PAUSE").arg(10).arg("MAYBE").query_async::<()>(&mut admin).await.unwrap_err();
+    assert!(err.to_string().contains("syntax error"), "{err}");
+    assert_eq!(other.get::<_, String>("k").await.unwrap(), "after");
+}
