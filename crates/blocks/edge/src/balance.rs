@@ -77,13 +77,6 @@ pub struct Queued<'a> {
     pool: &'a Pool,
 }
 
-impl<'a> Queued<'a> {
-    /// The pool this place is in.
-    pub fn pool(&self) -> &'a Pool {
-        self.pool
-    }
-}
-
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
         self.pool.pending.fetch_sub(1, Ordering::Relaxed);

@@ -27,13 +27,12 @@ pub async fn run(edge: Edge, pipeline: Arc<Pipeline>) {
                 let (route, pipeline, check) = (route.clone(), pipeline.clone(), check.clone());
                 let address = backend.address.clone();
                 tokio::spawn(async move {
-                    let timeout = Duration::from_millis(check.timeout_ms);
                     let reach = crate::pipeline::Reach {
-                        connect_timeout: timeout,
+                        connect_timeout: Duration::from_millis(check.timeout_ms),
                         http2: route.spec.upstream_http2,
                         tls: route.spec.upstream_tls.as_ref(),
                     };
-                    let ok = pipeline.probe(&address, &check.path, timeout, reach).await;
+                    let ok = pipeline.probe(&address, &check.path, reach).await;
                     route.pool.record_check(index, ok, (check.unhealthy_threshold, check.healthy_threshold));
                 });
             }

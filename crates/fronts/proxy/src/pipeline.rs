@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use strata_edge::balance::{Lease, Queued};
+use strata_edge::balance::{Lease, Pool};
 use strata_edge::ratelimit::Verdict;
 use strata_edge::router::{RequestHead, forward_path};
 use strata_edge::spec::UpstreamTls;
@@ -271,11 +271,13 @@ impl Pipeline {
         Ok(client)
     }
 
-    /// A health check: GET `path` on `address` as `reach` says, 2xx within `timeout`.
-    pub async fn probe(&self, address: &str, path: &str, timeout: Duration, reach: Reach<'_>) -> bool {
+    /// A health check: GET `path` on `address` as `reach` says, 2xx within its connect
+    /// timeout (the check's timeout).
+    pub async fn probe(&self, address: &str, path: &str, reach: Reach<'_>) -> bool {
         let Ok(req) = Request::get(reach.uri(address, path)).body(empty()) else { return false };
-        let Ok(client) = self.client(Reach { connect_timeout: timeout, ..reach }) else { return false };
-        matches!(tokio::time::timeout(timeout, client.request(req)).await, Ok(Ok(resp)) if resp.status().is_success())
+        let Ok(client) = self.client(reach) else { return false };
+        let answer = tokio::time::timeout(reach.connect_timeout, client.request(req)).await;
+        matches!(answer, Ok(Ok(resp)) if resp.status().is_success())
     }
 
     /// Whether the route may retry once more (and counts it).
@@ -527,15 +529,7 @@ impl Pipeline {
                 Some(lease) => lease,
                 None if route.pool.full(&tried) => {
                     let wait = spec.queue_timeout_ms.map_or(connect_timeout, Duration::from_millis);
-                    let waited = match route.pool.enqueue() {
-                        Some(queued) => wait_for_backend(queued, hash_key.as_deref(), &tried, wait)
-                            .await
-                            .ok_or_else(|| format!("no backend fell under max_connections within {wait:?}")),
-                        None => {
-                            Err("every backend is at max_connections and max_pending requests wait".into())
-                        }
-                    };
-                    match waited {
+                    match wait_for_backend(&route.pool, hash_key.as_deref(), &tried, wait).await {
                         Ok(lease) => lease,
                         Err(message) => {
                             metrics::counter!("strata_proxy_overflows_total", "route" => spec.name.clone())
@@ -602,15 +596,18 @@ impl Pipeline {
     }
 }
 
-/// Waits up to `wait`, in the place `queued` holds, for a backend of its pool under
-/// `max_connections`; `None` when the wait ends or no usable backend is left.
+/// Waits up to `wait`, as one of at most `max_pending` waiting requests, for a backend of
+/// `pool` under `max_connections`; the reason for the 503 when the queue is full, the wait
+/// ends, or no usable backend is left.
 async fn wait_for_backend<'p>(
-    queued: Queued<'p>,
+    pool: &'p Pool,
     hash_key: Option<&str>,
     tried: &[usize],
     wait: Duration,
-) -> Option<Lease<'p>> {
-    let pool = queued.pool();
+) -> Result<Lease<'p>, String> {
+    let Some(_queued) = pool.enqueue() else {
+        return Err("every backend is at max_connections and max_pending requests wait".into());
+    };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let released = pool.released();
@@ -618,10 +615,10 @@ async fn wait_for_backend<'p>(
         // Registered before the next try, so a release in between wakes it.
         released.as_mut().enable();
         if let Some(lease) = pool.pick(hash_key, tried) {
-            return Some(lease);
+            return Ok(lease);
         }
         if !pool.full(tried) || tokio::time::timeout_at(deadline, released).await.is_err() {
-            return None;
+            return Err(format!("no backend fell under max_connections within {wait:?}"));
         }
     }
 }
