@@ -167,7 +167,7 @@ impl Cache {
             shared: Arc::new(Shared {
                 scripting: Mutex::new(scripting),
                 script_status,
-                pause: pause::Pause::default(),
+                pause: pause::Pause::new(clock.clone()),
                 ks: Mutex::new(ks),
                 waiters: Mutex::new(HashMap::new()),
                 pubsub: Mutex::new(PubSub::default()),

@@ -5,20 +5,19 @@
 //! so a paused client can still unpause.
 
 use crate::commands::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+use strata_core::Clock;
 
-#[derive(Default)]
 pub(crate) struct Pause {
-    /// Wall-clock ms the pause lasts until; 0 when there is none.
+    /// The cache's clock, the one its key expiry reads.
+    clock: Arc<dyn Clock>,
+    /// The clock's ms the pause lasts until; 0 when there is none.
     until_ms: AtomicU64,
     writes_only: AtomicBool,
-    /// Told when a pause is lifted or shortened.
+    /// Told when a pause starts, grows or is lifted.
     changed: tokio::sync::Notify,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Commands a WRITE pause holds besides those flagged `write`.
@@ -28,6 +27,15 @@ fn may_write(cmd: &Command) -> bool {
 }
 
 impl Pause {
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Pause {
+        Pause {
+            clock,
+            until_ms: AtomicU64::new(0),
+            writes_only: AtomicBool::new(false),
+            changed: Default::default(),
+        }
+    }
+
     /// Whether a pause may be in force: one load, for the hot path.
     pub(crate) fn maybe(&self) -> bool {
         self.until_ms.load(Ordering::Relaxed) != 0
@@ -36,7 +44,7 @@ impl Pause {
     /// Pauses for `ms` from now. A second pause only extends the first, and an ALL pause
     /// stays ALL until it ends (as Redis has it).
     pub(crate) fn start(&self, ms: u64, writes_only: bool) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let ongoing = self.until_ms.load(Ordering::Relaxed) > now;
         // Over an ongoing pause, the stricter mode and the later end win.
         let writes_only = writes_only && (!ongoing || self.writes_only.load(Ordering::Relaxed));
@@ -57,7 +65,7 @@ impl Pause {
         if until == 0 || cmd.name == "client" {
             return false;
         }
-        if until <= now_ms() {
+        if until <= self.clock.now_ms() {
             // Over: the next caller sees no pause at all.
             let _ = self.until_ms.compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
             return false;
@@ -74,7 +82,7 @@ impl Pause {
             if !self.holds(cmd) {
                 return;
             }
-            let left = self.until_ms.load(Ordering::Relaxed).saturating_sub(now_ms());
+            let left = self.until_ms.load(Ordering::Relaxed).saturating_sub(self.clock.now_ms());
             let _ = tokio::time::timeout(Duration::from_millis(left.max(1)), changed).await;
         }
     }
