@@ -79,8 +79,11 @@ pub fn call(name: &str, args: Vec<Value>) -> SqlResult<Value> {
         "concat" => return Ok(Value::Text(args.iter().map(Value::to_text).collect())),
         "now" | "current_timestamp" => return Ok(Value::Timestamptz(chrono::Utc::now())),
         "current_date" => return Ok(Value::Date(chrono::Utc::now().date_naive())),
-        "gen_random_uuid" => return Ok(Value::Uuid(uuid::Uuid::new_v4())),
-        "random" => return Ok(Value::Float(uuid::Uuid::new_v4().as_u128() as f64 / u128::MAX as f64)),
+        // From the thread's generator: `Uuid::new_v4` asked the kernel on every call.
+        "gen_random_uuid" => {
+            return Ok(Value::Uuid(uuid::Builder::from_random_bytes(rand::random()).into_uuid()));
+        }
+        "random" => return Ok(Value::Float(rand::random::<f64>())),
         _ => {}
     }
     if args.iter().any(Value::is_null) {

@@ -1587,6 +1587,28 @@ mod tests {
         assert!(plan.contains("Seq Scan on u"), "{plan}");
     }
 
+    /// A table without a primary key keeps its rows in insertion order, as a PostgreSQL heap
+    /// does before any update or vacuum: a scan without ORDER BY meets them that way, across
+    /// one multi-row INSERT, several statements and several sessions.
+    #[test]
+    fn rows_without_a_primary_key_come_back_in_insertion_order() {
+        let sql = Sql::open(Store::memory()).unwrap();
+        let (mut a, mut b) = (sql.session(), sql.session());
+        a.execute("CREATE TABLE log (n INT, note TEXT)").unwrap();
+        let values: Vec<String> = (0..500).map(|n| format!("({n}, 'x')")).collect();
+        a.execute(&format!("INSERT INTO log VALUES {}", values.join(", "))).unwrap();
+        for n in 500..520 {
+            let session = if n % 2 == 0 { &mut a } else { &mut b };
+            session.execute(&format!("INSERT INTO log VALUES ({n}, 'y')")).unwrap();
+        }
+        let Some(Outcome::Rows { rows, .. }) = b.execute("SELECT n FROM log").unwrap().pop() else {
+            panic!("SELECT gave no rows");
+        };
+        let seen: Vec<String> = rows.iter().map(|r| r[0].to_text()).collect();
+        let want: Vec<String> = (0..520).map(|n| n.to_string()).collect();
+        assert_eq!(seen, want);
+    }
+
     fn column_names(session: &mut Session, query: &str) -> Vec<String> {
         match session.execute(query).unwrap().pop() {
             Some(Outcome::Rows { columns, .. }) => columns.into_iter().map(|c| c.name).collect(),
