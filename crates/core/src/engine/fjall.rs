@@ -54,12 +54,15 @@ impl Engine for FjallEngine {
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<()> {
-        let keyspaces = self.keyspaces.read().expect("keyspace lock poisoned").clone();
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
-        for (ks, key, value) in ops {
-            match value {
-                Some(value) => batch.insert(&keyspaces[ks].1, key, value),
-                None => batch.remove(&keyspaces[ks].1, key),
+        {
+            // The batch keeps handles of its own, so the lock is held only while it fills.
+            let keyspaces = self.keyspaces.read().expect("keyspace lock poisoned");
+            for (ks, key, value) in ops {
+                match value {
+                    Some(value) => batch.insert(&keyspaces[ks].1, key, value),
+                    None => batch.remove(&keyspaces[ks].1, key),
+                }
             }
         }
         batch.commit()?;
