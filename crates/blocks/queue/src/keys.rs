@@ -10,6 +10,7 @@ const READY: u8 = 0x03;
 const DEDUP: u8 = 0x04;
 const GROUP: u8 = 0x05;
 const LOCK: u8 = 0x06;
+const STATE: u8 = 0x07;
 
 pub(crate) fn queue(name: &str) -> Vec<u8> {
     KeyBuf::new().tag(QUEUE).str(name).finish()
@@ -25,6 +26,15 @@ pub(crate) fn msg(queue: &str, id: &str) -> Vec<u8> {
 
 pub(crate) fn msgs(queue: &str) -> Vec<u8> {
     KeyBuf::new().tag(MSG).str(queue).finish()
+}
+
+/// A message's receive state (see `docs/format/queue.md`).
+pub(crate) fn state(queue: &str, id: &str) -> Vec<u8> {
+    KeyBuf::new().tag(STATE).str(queue).str(id).finish()
+}
+
+pub(crate) fn states(queue: &str) -> Vec<u8> {
+    KeyBuf::new().tag(STATE).str(queue).finish()
 }
 
 pub(crate) fn ready(queue: &str, visible_at_ms: u64, seq: u64, id: &str) -> Vec<u8> {
@@ -109,6 +119,7 @@ mod tests {
         assert!(queue("q").starts_with(&queues()));
         assert!(msg("q", "m").starts_with(&msgs("q")));
         assert!(!msg("qq", "m").starts_with(&msgs("q")));
+        assert!(state("q", "m").starts_with(&states("q")) && !state("qq", "m").starts_with(&states("q")));
         let early = ready("q", 5, 9, "b");
         let late = ready("q", 6, 1, "a");
         assert!(early < late && early.starts_with(&readies("q")));

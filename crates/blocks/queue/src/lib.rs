@@ -398,6 +398,36 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("queue records serialize")
 }
 
+/// A message's receive state: what a receive or a visibility change alters. It is kept under
+/// a key of its own, next to the message record written once at send, so that a receive
+/// writes 28 bytes instead of rewriting the body. Layout (little-endian): receive count u32,
+/// first receive ms u64 (0: never), visible at ms u64, nonce u64.
+fn encode_state(m: &Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(STATE_LEN);
+    out.extend_from_slice(&m.receive_count.to_le_bytes());
+    out.extend_from_slice(&m.first_receive_ms.unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&m.visible_at_ms.to_le_bytes());
+    out.extend_from_slice(&m.nonce.to_le_bytes());
+    out
+}
+
+/// Sets `m`'s receive state from a record [`encode_state`] wrote.
+fn apply_state(m: &mut Message, bytes: &[u8]) -> QueueResult<()> {
+    let corrupt =
+        || QueueError::Core(strata_core::errcorrupt!("queue state record of {} bytes", bytes.len()));
+    if bytes.len() != STATE_LEN {
+        return Err(corrupt());
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    m.receive_count = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+    m.first_receive_ms = Some(u64_at(4)).filter(|&ms| ms != 0);
+    m.visible_at_ms = u64_at(12);
+    m.nonce = u64_at(20);
+    Ok(())
+}
+
+const STATE_LEN: usize = 28;
+
 impl Queues {
     pub fn open(store: Store, clock: Arc<dyn Clock>, limits: Limits) -> QueueResult<Queues> {
         let ks = store.keyspace("queue")?;
@@ -571,9 +601,14 @@ impl Queues {
     /// its head.
     fn clear(&self, name: &str) -> QueueResult<u64> {
         let mut removed = 0;
-        for prefix in
-            [keys::msgs(name), keys::readies(name), keys::dedups(name), keys::groups(name), keys::locks(name)]
-        {
+        for prefix in [
+            keys::msgs(name),
+            keys::states(name),
+            keys::readies(name),
+            keys::dedups(name),
+            keys::groups(name),
+            keys::locks(name),
+        ] {
             loop {
                 let batch: Vec<Vec<u8>> = {
                     let txn = self.inner.store.begin_read_only();
@@ -871,9 +906,10 @@ impl Queues {
         Ok(())
     }
 
-    /// Deletes a message's record and index entries (and its group's lock).
+    /// Deletes a message's record, receive state and index entries (and its group's lock).
     fn remove(&self, txn: &mut Txn, log: &mut ReadyLog, queue: &str, m: &Message) -> QueueResult<()> {
         txn.delete(&self.inner.ks, keys::msg(queue, &m.id))?;
+        txn.delete(&self.inner.ks, keys::state(queue, &m.id))?;
         self.delete_ready(txn, log, queue, m)?;
         if let Some(g) = &m.group {
             txn.delete(&self.inner.ks, keys::group(queue, g, m.seq, &m.id))?;
@@ -904,11 +940,26 @@ impl Queues {
         Ok(())
     }
 
+    /// A message as it stands: its record with its receive state, if it has been received.
     fn load(&self, txn: &Txn, queue: &str, id: &str) -> QueueResult<Option<Message>> {
         match txn.get(&self.inner.ks, &keys::msg(queue, id))? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            Some(bytes) => Ok(Some(self.with_state(txn, queue, decode(&bytes)?)?)),
             None => Ok(None),
         }
+    }
+
+    /// `m`, read from its record, with its current receive state.
+    fn with_state(&self, txn: &Txn, queue: &str, mut m: Message) -> QueueResult<Message> {
+        if let Some(state) = txn.get(&self.inner.ks, &keys::state(queue, &m.id))? {
+            apply_state(&mut m, &state)?;
+        }
+        Ok(m)
+    }
+
+    /// Records `m`'s new receive state.
+    fn save_state(&self, txn: &mut Txn, queue: &str, m: &Message) -> QueueResult<()> {
+        txn.set(&self.inner.ks, keys::state(queue, &m.id), encode_state(m))?;
+        Ok(())
     }
 
     /// Receives up to `max` (1-10) visible messages, hiding each for `visibility_secs` (the
@@ -1021,7 +1072,7 @@ impl Queues {
                 m.first_receive_ms.get_or_insert(now);
                 m.nonce = rand::random::<u64>() | 1;
                 m.visible_at_ms = now + visibility;
-                txn.set(&self.inner.ks, keys::msg(queue, &m.id), encode(&m))?;
+                self.save_state(txn, queue, &m)?;
                 self.put_ready(txn, log, queue, &m, IN_FLIGHT)?;
                 if let Some(g) = &m.group {
                     txn.set(&self.inner.ks, keys::lock(queue, g), m.visible_at_ms.to_le_bytes().to_vec())?;
@@ -1139,7 +1190,7 @@ impl Queues {
             }
             self.delete_ready(txn, log, queue, &m)?;
             m.visible_at_ms = now + secs * 1000;
-            txn.set(&self.inner.ks, keys::msg(queue, &m.id), encode(&m))?;
+            self.save_state(txn, queue, &m)?;
             self.put_ready(txn, log, queue, &m, IN_FLIGHT)?;
             if let Some(g) = &m.group {
                 txn.set(&self.inner.ks, keys::lock(queue, g), m.visible_at_ms.to_le_bytes().to_vec())?;
@@ -1255,7 +1306,7 @@ impl Queues {
                 let mut doomed = Vec::new();
                 for item in txn.scan_prefix(&self.inner.ks, &keys::msgs(&queue)) {
                     let (_, v) = item?;
-                    let m: Message = decode(&v)?;
+                    let m = self.with_state(txn, &queue, decode(&v)?)?;
                     // Ids start with the send sequence, so the oldest come first.
                     if m.sent_ms > cutoff || doomed.len() == max {
                         break;

@@ -256,3 +256,39 @@ fn counts_split_a_queue_by_state_and_age_its_oldest_message() {
     clock.advance_ms(60_000);
     assert_eq!(q.counts("mix").unwrap(), Counts { visible: 9, oldest_age_ms: 62_000, ..Counts::default() });
 }
+
+/// A receive records the message's new state apart from its record, which keeps the body as
+/// sent; the state holds across reopening, and expiry removes every key of the message.
+#[test]
+fn receives_keep_the_record_as_sent_and_expiry_leaves_no_key() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let store = Store::memory();
+    let q = Queues::open(store.clone(), Arc::new(clock.clone()), Limits::default()).unwrap();
+    q.create_queue("keep", Attributes { retention_secs: 60, ..Attributes::default() }, BTreeMap::new())
+        .unwrap();
+    let sent = q.send("keep", send(&"x".repeat(4096))).unwrap();
+    let record = || store.begin_read_only().get(&q.inner.ks, &keys::msg("keep", &sent.id)).unwrap();
+    let as_sent = record().expect("the message record");
+
+    let first = q.receive("keep", 1, None).unwrap().pop().unwrap();
+    assert_eq!(record().as_ref(), Some(&as_sent), "a receive does not rewrite the record");
+    let reopened = Queues::open(store.clone(), Arc::new(clock.clone()), Limits::default()).unwrap();
+    assert_eq!(reopened.counts("keep").unwrap().not_visible, 1);
+    reopened.change_visibility("keep", &first.receipt_handle, 0).unwrap();
+    let second = reopened.receive("keep", 1, None).unwrap().pop().unwrap();
+    assert_eq!(
+        (second.message.receive_count, second.message.first_receive_ms),
+        (2, first.message.first_receive_ms)
+    );
+    assert!(matches!(
+        reopened.delete("keep", &first.receipt_handle),
+        Err(QueueError::ReceiptHandleInvalid(_))
+    ));
+
+    clock.advance_ms(61_000);
+    assert_eq!(reopened.expire(100).unwrap(), 1);
+    let txn = store.begin_read_only();
+    for prefix in [keys::msgs("keep"), keys::states("keep"), keys::readies("keep")] {
+        assert_eq!(txn.scan_prefix(&q.inner.ks, &prefix).count(), 0);
+    }
+}
