@@ -103,12 +103,20 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 }
 
 /// Adds calendar months, clamping the day to the month's last (Jan 31 + 1M = Feb 29 in 2024).
-fn add_months(ms: i64, months: i64) -> i64 {
+pub(crate) fn add_months(ms: i64, months: i64) -> i64 {
     let rem = ms.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(ms.div_euclid(86_400_000));
     let total = y * 12 + (m - 1) + months;
     let (ny, nm) = (total.div_euclid(12), total.rem_euclid(12) + 1);
     civil_ms(ny, nm, d.min(days_in_month(ny, nm)), 0, 0, 0, 0).map_or(ms, |base| base + rem)
+}
+
+/// The start of the calendar bucket of `months` months (1: a month, 3: a quarter, 12: a
+/// year) that holds `ms`, in UTC; the next bucket starts `add_months(start, months)` later.
+pub(crate) fn calendar_floor(ms: i64, months: i64) -> i64 {
+    let (y, m, _) = civil_from_days(ms.div_euclid(86_400_000));
+    let first = (m - 1) / months * months + 1;
+    civil_ms(y, first, 1, 0, 0, 0, 0).expect("the first of a month is a date")
 }
 
 fn round_down(ms: i64, unit: char) -> Option<i64> {
@@ -202,5 +210,15 @@ mod tests {
         assert_eq!(eval("now-1d/d", now, false), parse("2024-05-14"));
         assert_eq!(eval("now/M", now, true), Some(parse("2024-06-01").unwrap() - 1));
         assert_eq!(eval("2024-01-31||+1M", now, false), parse("2024-02-29"));
+    }
+
+    #[test]
+    fn calendar_buckets() {
+        let t = parse("2024-05-15T10:00:00Z").unwrap();
+        assert_eq!(calendar_floor(t, 1), parse("2024-05-01").unwrap());
+        assert_eq!(calendar_floor(t, 3), parse("2024-04-01").unwrap());
+        assert_eq!(calendar_floor(t, 12), parse("2024-01-01").unwrap());
+        assert_eq!(add_months(parse("2024-11-01").unwrap(), 3), parse("2025-02-01").unwrap());
+        assert_eq!(calendar_floor(parse("1969-12-31T23:59:59Z").unwrap(), 1), parse("1969-12-01").unwrap());
     }
 }

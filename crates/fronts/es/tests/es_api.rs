@@ -211,6 +211,87 @@ async fn aggregations_give_exact_counts() {
     assert_eq!(aggs["categories"]["value"].as_f64(), Some(4.0));
 }
 
+/// `(key, key_as_string, doc_count)` of a date_histogram's buckets.
+fn date_buckets(agg: &Value) -> Vec<(i64, String, u64)> {
+    agg["buckets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no buckets in {agg}"))
+        .iter()
+        .map(|b| {
+            let label = b["key_as_string"].as_str().unwrap_or_default();
+            (b["key"].as_i64().unwrap(), label[..10].to_string(), b["doc_count"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// Calendar months, quarters and years bucket by the calendar (months differ in length), fill
+/// gaps between the first and last document with empty buckets, honour `min_doc_count`, hold
+/// sub-aggregations and nest under other buckets; what they cannot do is refused.
+#[tokio::test]
+async fn date_histograms_by_calendar_month_quarter_and_year() {
+    let s = corpus().await;
+    let month = |query: Value, extra: Value| {
+        let mut dh = json!({"field": "published", "calendar_interval": "month"});
+        dh.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({"size": 0, "query": query, "aggs": {"m": {"date_histogram": dh, "aggs": {"views": {"sum": {"field": "views"}}}}}})
+    };
+    let (jan, feb, mar) = (1_704_067_200_000_i64, 1_706_745_600_000_i64, 1_709_251_200_000_i64);
+    let all = s.search("articles", month(json!({"match_all": {}}), json!({}))).await;
+    let m = &all["aggregations"]["m"];
+    assert_eq!(
+        date_buckets(m),
+        [(jan, "2024-01-01".into(), 2), (feb, "2024-02-01".into(), 2), (mar, "2024-03-01".into(), 2)]
+    );
+    let sums: Vec<f64> =
+        m["buckets"].as_array().unwrap().iter().map(|b| b["views"]["value"].as_f64().unwrap()).collect();
+    assert_eq!(sums, [40.0, 55.0, 27.0]);
+
+    // Buckets follow the matching documents: none before the first, empty ones in a gap.
+    let nature = s.search("articles", month(json!({"term": {"category": "nature"}}), json!({}))).await;
+    assert_eq!(
+        date_buckets(&nature["aggregations"]["m"]),
+        [(feb, "2024-02-01".into(), 1), (mar, "2024-03-01".into(), 1)]
+    );
+    let gap = json!({"terms": {"category": ["sport", "food"]}});
+    let with_gap = s.search("articles", month(gap.clone(), json!({}))).await;
+    let counts: Vec<u64> = date_buckets(&with_gap["aggregations"]["m"]).into_iter().map(|b| b.2).collect();
+    assert_eq!(counts, [2, 0, 1]);
+    let dense = s.search("articles", month(gap, json!({"min_doc_count": 1}))).await;
+    let keys: Vec<i64> = date_buckets(&dense["aggregations"]["m"]).into_iter().map(|b| b.0).collect();
+    assert_eq!(keys, [jan, mar]);
+
+    // Quarters and years, and a calendar histogram inside terms buckets.
+    let answer = s
+        .search(
+            "articles",
+            json!({"size": 0, "aggs": {
+                "q": {"date_histogram": {"field": "published", "calendar_interval": "quarter"}},
+                "y": {"date_histogram": {"field": "published", "calendar_interval": "1y"}},
+                "by_category": {"terms": {"field": "category"}, "aggs": {
+                    "m": {"date_histogram": {"field": "published", "calendar_interval": "1M"}}}}
+            }}),
+        )
+        .await;
+    let aggs = &answer["aggregations"];
+    assert_eq!(date_buckets(&aggs["q"]), [(jan, "2024-01-01".into(), 6)]);
+    assert_eq!(date_buckets(&aggs["y"]), [(jan, "2024-01-01".into(), 6)]);
+    let nature =
+        aggs["by_category"]["buckets"].as_array().unwrap().iter().find(|b| b["key"] == "nature").unwrap();
+    assert_eq!(date_buckets(&nature["m"]), [(feb, "2024-02-01".into(), 1), (mar, "2024-03-01".into(), 1)]);
+
+    // What is not supported is a clear 400, and the server goes on.
+    for dh in [
+        json!({"field": "published", "calendar_interval": "fortnight"}),
+        json!({"field": "published", "calendar_interval": "month", "time_zone": "Europe/Paris"}),
+    ] {
+        let body = json!({"size": 0, "aggs": {"m": {"date_histogram": dh}}});
+        let (status, answer) = s.call(Method::POST, "/articles/_search", Some(body)).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["type"], "illegal_argument_exception", "{answer}");
+    }
+    assert_eq!(s.search("articles", json!({"size": 0})).await["hits"]["total"]["value"], 6);
+}
+
 #[tokio::test]
 async fn bool_sort_paging_source_highlight_and_suggest() {
     let s = corpus().await;
