@@ -34,6 +34,7 @@
 //! - Scripts (`update`, `_update_by_query`) support assignments, `+=`/`-=`, `.add()` and
 //!   `.remove()` on `ctx._source` with `params` (`script.rs`), not Painless.
 
+mod aggs;
 mod aliases;
 mod analysis;
 mod dates;

@@ -1,11 +1,12 @@
 //! Running a search request: hits (scored by BM25 or sorted by fields, paged by
 //! `from`/`size` or `search_after`), total counts (`track_total_hits`), `_source`
-//! filtering, highlighting, aggregations (tantivy's, whose request and answer follow
-//! Elasticsearch's JSON) and the term suggester ("did you mean").
+//! filtering, highlighting, aggregations (tantivy's, translated in [`crate::aggs`]) and the
+//! term suggester ("did you mean").
 //!
 //! A request over several indices runs on each and merges: hits by their sort keys,
 //! aggregations through tantivy's intermediate results.
 
+use crate::aggs;
 use crate::engine::View;
 use crate::error::{SearchError, SearchResult};
 use crate::fuzzy;
@@ -19,9 +20,8 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tantivy::aggregation::agg_req::Aggregations;
+use tantivy::aggregation::AggregationLimitsGuard;
 use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResults;
-use tantivy::aggregation::{AggContextParams, AggregationLimitsGuard, DistributedAggregationCollector};
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query};
 use tantivy::schema::Value as _;
@@ -399,232 +399,6 @@ fn usize_param(body: &Value, key: &str, default: usize) -> SearchResult<usize> {
     }
 }
 
-/// Most buckets one calendar date_histogram may have (Elasticsearch's `search.max_buckets`
-/// is 65,536 over a whole request).
-const MAX_CALENDAR_BUCKETS: usize = 10_000;
-
-/// A `date_histogram` by calendar months, quarters or years, whose buckets differ in length.
-/// tantivy's date_histogram has fixed intervals only, so this one runs as a `range`
-/// aggregation over the bucket boundaries between the field's lowest and highest value, and
-/// [`answer_calendar`] gives its answer date_histogram's shape.
-struct CalendarAgg {
-    /// Aggregation names from the top down to this one.
-    path: Vec<String>,
-    min_doc_count: u64,
-}
-
-/// Months per bucket of a calendar interval longer than a week.
-fn calendar_months(interval: &str) -> Option<i64> {
-    match interval {
-        "month" | "1M" => Some(1),
-        "quarter" | "1q" => Some(3),
-        "year" | "1y" => Some(12),
-        _ => None,
-    }
-}
-
-/// The range aggregation that buckets `dh` (a date_histogram by `months` months) between the
-/// bounds (epoch ms) of its field's values; and its min_doc_count.
-fn calendar_ranges(
-    dh: &Map<String, Value>,
-    interval: &str,
-    months: i64,
-    bounds: &dyn Fn(&str) -> Option<(i64, i64)>,
-) -> SearchResult<(Value, u64)> {
-    let field = dh
-        .get("field")
-        .and_then(Value::as_str)
-        .ok_or_else(|| SearchError::parsing("[date_histogram] requires a [field]"))?;
-    for key in ["offset", "extended_bounds", "hard_bounds"] {
-        if dh.contains_key(key) {
-            return Err(SearchError::illegal_argument(format!(
-                "[{key}] is not supported with calendar_interval [{interval}] here"
-            )));
-        }
-    }
-    if let Some(zone) = dh.get("time_zone").and_then(Value::as_str)
-        && !matches!(zone, "UTC" | "Z" | "+00:00" | "Etc/UTC")
-    {
-        return Err(SearchError::illegal_argument(format!(
-            "time_zone [{zone}] is not supported with calendar_interval [{interval}] here; buckets are in UTC"
-        )));
-    }
-    let min_doc_count = dh.get("min_doc_count").and_then(Value::as_u64).unwrap_or(0);
-    let (low, high) = bounds(field).unwrap_or((0, 0));
-    let mut ranges = Vec::new();
-    let mut start = dates::calendar_floor(low, months);
-    while start <= high {
-        if ranges.len() == MAX_CALENDAR_BUCKETS {
-            return Err(SearchError::illegal_argument(format!(
-                "too_many_buckets: a date_histogram by [{interval}] over [{field}] would have more than {MAX_CALENDAR_BUCKETS} buckets"
-            )));
-        }
-        let end = dates::add_months(start, months);
-        // tantivy compares date columns in nanoseconds; month starts are exact as f64.
-        ranges.push(json!({"from": start as f64 * 1e6, "to": end as f64 * 1e6}));
-        start = end;
-    }
-    Ok((json!({"field": field, "ranges": ranges, "keyed": false}), min_doc_count))
-}
-
-/// Rewrites the parts of an aggregation request tantivy reads differently. `bounds` gives a
-/// date field's lowest and highest value (epoch ms); each calendar date_histogram found is
-/// recorded in `calendars`, `path` being the names above the aggregations of `v`.
-fn adapt_aggs(
-    v: &mut Value,
-    bounds: &dyn Fn(&str) -> Option<(i64, i64)>,
-    path: &[String],
-    calendars: &mut Vec<CalendarAgg>,
-) -> SearchResult<()> {
-    let Some(obj) = v.as_object_mut() else { return Ok(()) };
-    for (name, agg) in obj.iter_mut() {
-        let Some(agg) = agg.as_object_mut() else { continue };
-        let here: Vec<String> = path.iter().cloned().chain([name.clone()]).collect();
-        let mut as_range = None;
-        if let Some(Value::Object(dh)) = agg.get_mut("date_histogram") {
-            let calendar = dh.remove("calendar_interval").or_else(|| dh.remove("interval"));
-            if let Some(Value::String(interval)) = calendar {
-                if let Some(months) = calendar_months(&interval) {
-                    let (range, min_doc_count) = calendar_ranges(dh, &interval, months, bounds)?;
-                    calendars.push(CalendarAgg { path: here.clone(), min_doc_count });
-                    as_range = Some(range);
-                } else {
-                    let fixed = match interval.as_str() {
-                        "second" | "1s" => "1s",
-                        "minute" | "1m" => "1m",
-                        "hour" | "1h" => "1h",
-                        "day" | "1d" => "1d",
-                        "week" | "1w" => "7d",
-                        other
-                            if other.ends_with(['s', 'm', 'h', 'd'])
-                                && other[..other.len() - 1].parse::<u64>().is_ok() =>
-                        {
-                            other
-                        }
-                        other => {
-                            return Err(SearchError::illegal_argument(format!(
-                                "calendar_interval [{other}] is not supported here; use fixed_interval (e.g. \"30d\") or month, quarter, year"
-                            )));
-                        }
-                    };
-                    dh.insert("fixed_interval".into(), json!(fixed));
-                }
-            }
-        }
-        if let Some(range) = as_range {
-            agg.remove("date_histogram");
-            agg.insert("range".into(), range);
-        }
-        for key in ["aggs", "aggregations"] {
-            if let Some(sub) = agg.remove(key) {
-                let mut sub = sub;
-                adapt_aggs(&mut sub, bounds, &here, calendars)?;
-                agg.insert("aggs".into(), sub);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Gives a calendar aggregation's answer (range buckets) date_histogram's shape: each bucket
-/// keyed by its start in epoch ms, with `key_as_string`. Elasticsearch bounds such a
-/// histogram by the data it aggregates, so empty buckets before the first and after the last
-/// document go (the ranges spanned every value of the field); with a `min_doc_count`, every
-/// bucket under it goes.
-fn answer_calendar(aggs: &mut Value, path: &[String], min_doc_count: u64) {
-    let Some((name, rest)) = path.split_first() else { return };
-    let Some(node) = aggs.get_mut(name) else { return };
-    if !rest.is_empty() {
-        match node.get_mut("buckets") {
-            Some(Value::Array(buckets)) => {
-                buckets.iter_mut().for_each(|b| answer_calendar(b, rest, min_doc_count))
-            }
-            Some(Value::Object(buckets)) => {
-                buckets.values_mut().for_each(|b| answer_calendar(b, rest, min_doc_count))
-            }
-            _ => {}
-        }
-        return;
-    }
-    let Some(Value::Array(buckets)) = node.get_mut("buckets") else { return };
-    for bucket in buckets.iter_mut() {
-        let Some(b) = bucket.as_object_mut() else { continue };
-        let from = b.remove("from").and_then(|v| v.as_f64()).unwrap_or(0.0);
-        let label = b.remove("from_as_string");
-        for gone in ["key", "to", "to_as_string"] {
-            b.remove(gone);
-        }
-        b.insert("key".into(), json!((from / 1e6).round() as i64));
-        if let Some(label) = label {
-            b.insert("key_as_string".into(), label);
-        }
-    }
-    let count = |b: &Value| b.get("doc_count").and_then(Value::as_u64).unwrap_or(0);
-    if min_doc_count == 0 {
-        while buckets.last().is_some_and(|b| count(b) == 0) {
-            buckets.pop();
-        }
-        let first = buckets.iter().position(|b| count(b) > 0).unwrap_or(buckets.len());
-        buckets.drain(..first);
-    } else {
-        buckets.retain(|b| count(b) >= min_doc_count);
-    }
-}
-
-/// The lowest and highest value (epoch ms) of date field `field` over `searchers`.
-fn date_bounds(searchers: &[Searcher], field: &str) -> Option<(i64, i64)> {
-    let mut bounds: Option<(i64, i64)> = None;
-    for segment in searchers.iter().flat_map(|s| s.segment_readers()) {
-        let Ok(column) = segment.fast_fields().date(field) else { continue };
-        if column.values.num_vals() == 0 {
-            continue;
-        }
-        let (low, high) =
-            (column.min_value().into_timestamp_millis(), column.max_value().into_timestamp_millis());
-        bounds = Some(bounds.map_or((low, high), |(a, b)| (a.min(low), b.max(high))));
-    }
-    bounds
-}
-
-fn parse_aggs(
-    body: &Value,
-    searchers: &[Searcher],
-) -> SearchResult<(Option<Aggregations>, Vec<CalendarAgg>)> {
-    let Some(raw) = body.get("aggs").or_else(|| body.get("aggregations")) else {
-        return Ok((None, Vec::new()));
-    };
-    let mut raw = raw.clone();
-    let mut calendars = Vec::new();
-    adapt_aggs(&mut raw, &|field| date_bounds(searchers, field), &[], &mut calendars)?;
-    let aggs: Aggregations = serde_json::from_value(raw)
-        .map_err(|e| SearchError::parsing(format!("failed to parse aggregations: {e}")))?;
-    Ok((Some(aggs), calendars))
-}
-
-fn agg_collector(
-    compiled: &Compiled,
-    aggs: &Option<Aggregations>,
-) -> Option<DistributedAggregationCollector> {
-    aggs.as_ref().map(|a| {
-        DistributedAggregationCollector::from_aggs(
-            a.clone(),
-            AggContextParams::new(AggregationLimitsGuard::default(), compiled.tokenizers.clone()),
-        )
-    })
-}
-
-fn agg_error(e: tantivy::TantivyError) -> SearchError {
-    let msg = e.to_string();
-    if msg.contains("not a fast field") || msg.contains("FastFieldNotAvailable") || msg.contains("fast field")
-    {
-        SearchError::illegal_argument(format!(
-            "{msg}: aggregations need keyword, numeric, boolean or date fields (text fields are not aggregatable; use the .keyword sub-field)"
-        ))
-    } else {
-        SearchError::from(e)
-    }
-}
-
 struct IndexRun {
     hits: Vec<Hit>,
     total: Option<usize>,
@@ -731,7 +505,7 @@ fn run_inner(
     // One searcher per view for the whole request: calendar aggregations read their bounds
     // from the same segments they then aggregate.
     let searchers: Vec<Searcher> = views.iter().map(|(_, view)| view.searcher()).collect();
-    let (aggs, calendars) = parse_aggs(&body, &searchers)?;
+    let (aggs, calendars) = aggs::parse(&body, &searchers)?;
     let filter = SourceFilter::from_json(body.get("_source"));
     let min_score = body.get("min_score").and_then(Value::as_f64).map(|m| m as f32);
     let track_scores = body.get("track_scores") == Some(&json!(true));
@@ -782,7 +556,7 @@ fn run_inner(
         };
         let by_score_only = !sort_given && after.is_none() && min_score.is_none();
         let count = tracked.map(|_| Count);
-        let agg = agg_collector(&view.compiled, &aggs);
+        let agg = aggs::collector(&view.compiled, &aggs);
         let (hits, total, agg_result) = if by_score_only && limit > 0 {
             let collector = TopDocs::with_limit(limit).order_by_score();
             if agg.is_none() {
@@ -792,10 +566,10 @@ fn run_inner(
                 (searcher.search(&*hits_query, &collector)?, total, None)
             } else if body.get("post_filter").is_some() {
                 let top = searcher.search(&*hits_query, &collector)?;
-                let (total, agg_result) = searcher.search(&*query, &(count, agg)).map_err(agg_error)?;
+                let (total, agg_result) = searcher.search(&*query, &(count, agg)).map_err(aggs::error)?;
                 (top, total, agg_result)
             } else {
-                searcher.search(&*hits_query, &(collector, count, agg)).map_err(agg_error)?
+                searcher.search(&*hits_query, &(collector, count, agg)).map_err(aggs::error)?
             }
             .into_hits(i)
         } else {
@@ -810,7 +584,7 @@ fn run_inner(
                 index: i,
             };
             let (mut hits, total, agg_result) =
-                searcher.search(&*hits_query, &(collector, count, agg)).map_err(agg_error)?;
+                searcher.search(&*hits_query, &(collector, count, agg)).map_err(aggs::error)?;
             if limit == 0 {
                 hits.clear();
             }
@@ -859,12 +633,9 @@ fn run_inner(
         }
         if let Some(merged) = merged {
             let result =
-                merged.into_final_result(aggs, AggregationLimitsGuard::default()).map_err(agg_error)?;
+                merged.into_final_result(aggs, AggregationLimitsGuard::default()).map_err(aggs::error)?;
             out["aggregations"] = serde_json::to_value(result).map_err(SearchError::internal)?;
-            for calendar in &calendars {
-                answer_calendar(&mut out["aggregations"], &calendar.path, calendar.min_doc_count);
-            }
-            fix_agg_json(&mut out["aggregations"]);
+            aggs::answer(&mut out["aggregations"], &calendars);
         }
     }
     if let Some(suggest) = body.get("suggest") {
@@ -947,33 +718,6 @@ impl IntoHits for (Vec<(Score, DocAddress)>, Option<usize>, Option<IntermediateA
             .map(|(score, addr)| Hit { keys: vec![Key::Num(score as f64)], score, index, addr })
             .collect();
         (hits, self.1, self.2)
-    }
-}
-
-/// Elasticsearch answers `doc_count_error_upper_bound` and `sum_other_doc_count` on terms
-/// aggregations and integer keys where tantivy has floats; bring the shapes together.
-fn fix_agg_json(v: &mut Value) {
-    match v {
-        Value::Object(obj) => {
-            if let Some(Value::Array(buckets)) = obj.get_mut("buckets") {
-                for b in buckets.iter_mut() {
-                    if let Some(key) = b.get("key").and_then(Value::as_f64)
-                        && key.fract() == 0.0
-                        && key.abs() < 9.0e15
-                    {
-                        b["key"] = json!(key as i64);
-                    }
-                    fix_agg_json(b);
-                }
-            }
-            for (k, child) in obj.iter_mut() {
-                if k != "buckets" {
-                    fix_agg_json(child);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(fix_agg_json),
-        _ => {}
     }
 }
 
