@@ -41,7 +41,8 @@ es.indices.create(index="books", settings={
     "analysis": {"analyzer": {"folded": {"tokenizer": "standard", "filter": ["lowercase", "asciifolding", "porter_stem"]}}}
 }, mappings={"properties": {
     "title": {"type": "text", "analyzer": "folded", "fields": {"raw": {"type": "keyword"}}},
-    "genre": {"type": "keyword"}, "year": {"type": "integer"}, "rating": {"type": "float"}}})
+    "genre": {"type": "keyword"}, "year": {"type": "integer"}, "rating": {"type": "float"},
+    "published": {"type": "date"}}})
 assert es.indices.exists(index="books")
 ok("create an index with a custom analyzer and mappings")
 
@@ -49,7 +50,8 @@ genres = ["fantasy", "science", "history", "poetry"]
 words = ["dragon", "searching", "stars", "empire", "river", "garden", "machines", "winter"]
 docs = [{"_index": "books", "_id": str(i), "_source": {
     "title": f"The {words[i % 8]} of {words[(i * 3) % 8]} volume {i}",
-    "genre": genres[i % 4], "year": 1950 + i % 70, "rating": (i % 50) / 10}} for i in range(2000)]
+    "genre": genres[i % 4], "year": 1950 + i % 70, "rating": (i % 50) / 10,
+    "published": f"{1950 + i % 70}-{i % 12 + 1:02d}-15"}} for i in range(2000)]
 count, errors = helpers.bulk(es, docs, chunk_size=500, refresh="true")
 assert count == 2000 and not errors, errors
 assert es.count(index="books")["count"] == 2000
@@ -90,6 +92,15 @@ assert buckets == {g: 500 for g in genres}, buckets
 assert sum(b["doc_count"] for b in r["aggregations"]["decades"]["buckets"]) == 2000
 assert r["aggregations"]["years"]["value"] == 70
 ok("aggregations: terms with avg sub-aggregation, histogram, cardinality — exact counts")
+r = es.search(index="books", size=0, aggs={
+    "by_year": {"date_histogram": {"field": "published", "calendar_interval": "year"}},
+    "by_month": {"date_histogram": {"field": "published", "calendar_interval": "month", "min_doc_count": 1}}})
+years = r["aggregations"]["by_year"]["buckets"]
+assert len(years) == 70 and sum(b["doc_count"] for b in years) == 2000, len(years)
+assert years[0]["key_as_string"].startswith("1950-01-01") and years[-1]["key_as_string"].startswith("2019-01-01")
+months = r["aggregations"]["by_month"]["buckets"]
+assert sum(b["doc_count"] for b in months) == 2000 and all(b["key_as_string"][8:10] == "01" for b in months)
+ok("date_histogram by calendar year and month — 70 years, every document once")
 
 r = es.search(index="books", size=0, suggest={"fix": {"text": "dragom", "term": {"field": "title"}}})
 assert r["suggest"]["fix"][0]["options"][0]["text"] == "dragon", r["suggest"]
