@@ -30,6 +30,11 @@
 //! own writes and returns; a background thread fsyncs on an interval, so a power loss can
 //! lose the last interval.
 //!
+//! [`crate::Txn::commit_unsynced`] applies like any commit and asks the commit thread for an
+//! fsync without waiting for it: a departure from "a commit returns once durable" for writes
+//! whose loss in a power failure their block's semantics allow (a standard queue's receive
+//! lease). Such a commit survives `kill -9`, since its journal write has reached the OS.
+//!
 //! Visibility: a commit is visible to new snapshots once applied, just before it is durable;
 //! a transaction that depends on it commits after it in the journal, so its own fsync covers
 //! both.
@@ -161,6 +166,8 @@ struct QueueState {
     /// Why an fsync failed: after one has, no commit is applied or acknowledged, since the
     /// kernel may have dropped the dirty pages it could not write.
     failed: Option<String>,
+    /// An unsynced commit asked for an fsync that nobody waits for.
+    sync_requested: bool,
     stopped: bool,
 }
 
@@ -355,7 +362,12 @@ impl Store {
     /// Validates and applies a read-write transaction's writes and ends it; returns its commit
     /// sequence number once durable (per the sync setting).
     /// `visible` runs once the commit is applied (see [`crate::Txn::commit_visible`]).
-    pub(crate) fn commit_writes(&self, pending: PendingCommit, visible: impl FnOnce()) -> Result<u64> {
+    pub(crate) fn commit_writes(
+        &self,
+        pending: PendingCommit,
+        visible: impl FnOnce(),
+        wait: bool,
+    ) -> Result<u64> {
         let started = std::time::Instant::now();
         let always = matches!(self.inner.options.sync, SyncMode::Always);
         if always && let Some(err) = &self.inner.queue.state.lock().expect("queue lock poisoned").failed {
@@ -364,8 +376,12 @@ impl Store {
         }
         let seq = self.apply(pending)?;
         visible();
-        if always {
+        if always && wait {
             self.wait_durable(seq)?;
+        } else if always {
+            // Durable with the commit thread's next fsync, which tells the feed.
+            self.inner.queue.state.lock().expect("queue lock poisoned").sync_requested = true;
+            self.inner.queue.cv.notify_one();
         } else {
             self.notify_feed(seq);
         }
@@ -453,12 +469,13 @@ fn spawn_committer(inner: std::sync::Weak<Inner>, queue: Arc<CommitQueue>) {
             loop {
                 let failed = {
                     let mut state = queue.state.lock().expect("queue lock poisoned");
-                    while state.waiting.is_empty() {
+                    while state.waiting.is_empty() && !state.sync_requested {
                         if state.stopped {
                             return;
                         }
                         state = queue.cv.wait(state).expect("queue lock poisoned");
                     }
+                    state.sync_requested = false;
                     state.failed.clone()
                 };
                 let Some(inner) = inner.upgrade() else { return };

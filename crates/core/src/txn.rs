@@ -190,7 +190,22 @@ impl Txn {
     /// serialises writers with its own locks can release them there, since a transaction that
     /// then reads this commit's writes commits after it in the journal and is acknowledged
     /// only after it. `visible` is not called if the commit fails or writes nothing.
-    pub fn commit_visible(mut self, visible: impl FnOnce()) -> Result<u64> {
+    pub fn commit_visible(self, visible: impl FnOnce()) -> Result<u64> {
+        self.finish(visible, true)
+    }
+
+    /// Commits without waiting for the fsync: the commit is applied, visible, and in the
+    /// journal written to the OS when this returns, so it survives `kill -9`; it becomes
+    /// durable against power loss with the commit thread's next fsync, which it asks for at
+    /// once (and which any later commit waits for). Only for writes whose loss in a power
+    /// failure the caller's own semantics allow (a queue receive's lease: its loss means a
+    /// redelivery, which at-least-once delivery permits). Under `sync = "periodic"` it is
+    /// [`Txn::commit`].
+    pub fn commit_unsynced(self) -> Result<u64> {
+        self.finish(|| {}, false)
+    }
+
+    fn finish(mut self, visible: impl FnOnce(), wait: bool) -> Result<u64> {
         self.ended = true;
         if self.isolation == Isolation::ReadOnly {
             return Ok(self.start_seq);
@@ -212,7 +227,11 @@ impl Txn {
             ranges,
         };
         let changes = std::mem::take(&mut self.changes);
-        self.store.commit_writes(PendingCommit { start_seq: self.start_seq, check, ops, changes }, visible)
+        self.store.commit_writes(
+            PendingCommit { start_seq: self.start_seq, check, ops, changes },
+            visible,
+            wait,
+        )
     }
 
     /// Discards the transaction's writes.

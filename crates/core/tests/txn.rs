@@ -240,3 +240,29 @@ fn commit_visible_runs_once_the_commit_is_visible_and_only_if_it_commits() {
         assert_eq!(*seen.lock().unwrap(), vec![("a", Some(b"a".to_vec()))]);
     }
 }
+
+/// An unsynced commit is visible when it returns, and the commit thread makes it durable on
+/// its own soon after (the feed, which hears of a commit only after its fsync, reaches it)
+/// though nobody waits; it survives reopening.
+#[test]
+fn an_unsynced_commit_is_visible_at_once_and_synced_without_a_waiter() {
+    for (store, dir) in stores() {
+        let ks = store.keyspace("t").unwrap();
+        let acknowledged = store.subscribe();
+        let mut txn = store.begin_snapshot();
+        txn.set(&ks, b"lease".to_vec(), b"held".to_vec()).unwrap();
+        let seq = txn.commit_unsynced().unwrap();
+        assert_eq!(store.begin_read_only().get(&ks, b"lease").unwrap(), Some(b"held".to_vec()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while *acknowledged.borrow() < seq {
+            assert!(std::time::Instant::now() < deadline, "no fsync covered the unsynced commit");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if let Some(dir) = dir {
+            drop(store);
+            let reopened = Store::open(dir.path(), Options::default()).unwrap();
+            let ks = reopened.keyspace("t").unwrap();
+            assert_eq!(reopened.begin_read_only().get(&ks, b"lease").unwrap(), Some(b"held".to_vec()));
+        }
+    }
+}

@@ -471,14 +471,23 @@ impl Queues {
 
     /// Runs `f` in a transaction, again after a conflict; once it commits, its ready-index
     /// writes go to the heads.
-    fn transact<T>(&self, mut f: impl FnMut(&mut Txn, &mut ReadyLog) -> QueueResult<T>) -> QueueResult<T> {
+    fn transact<T>(&self, f: impl FnMut(&mut Txn, &mut ReadyLog) -> QueueResult<T>) -> QueueResult<T> {
+        self.transact_as(true, f)
+    }
+
+    /// [`Queues::transact`], committing without waiting for the fsync unless `synced`.
+    fn transact_as<T>(
+        &self,
+        synced: bool,
+        mut f: impl FnMut(&mut Txn, &mut ReadyLog) -> QueueResult<T>,
+    ) -> QueueResult<T> {
         let mut attempt = 0;
         let mut log = ReadyLog::default();
         loop {
             log.clear();
             let mut txn = self.inner.store.begin_snapshot();
             let result = f(&mut txn, &mut log).and_then(|value| {
-                let seq = txn.commit()?;
+                let seq = if synced { txn.commit()? } else { txn.commit_unsynced()? };
                 self.inner.heads.apply(seq, std::mem::take(&mut log));
                 Ok(value)
             });
@@ -1018,7 +1027,13 @@ impl Queues {
         let _writing = fifo.then(|| self.writing(queue));
         let _dead_letters = queue_attrs.redrive.as_ref().map(|r| self.writing(&r.dead_letter_queue));
         let bound = cursor.bound(self.now());
-        self.transact(|txn, log| {
+        // A standard queue's receive does not wait for its fsync: the lease survives `kill -9`
+        // (the journal write has reached the OS), and were a power loss to take it, the
+        // message would only come back visible early: a redelivery, which at-least-once
+        // delivery allows. The delete that follows waits for its fsync, which covers this
+        // commit too. A FIFO receive waits, since its group lock keeps the group's next
+        // message from a second worker.
+        self.transact_as(fifo, |txn, log| {
             let meta = self.must_queue(txn, queue)?;
             let attrs = &meta.attributes;
             let now = self.now();
