@@ -121,10 +121,8 @@ pub(crate) fn calendar_floor(ms: i64, months: i64) -> i64 {
 
 fn round_down(ms: i64, unit: char) -> Option<i64> {
     match unit {
-        'M' | 'y' => {
-            let (y, m, _) = civil_from_days(ms.div_euclid(86_400_000));
-            civil_ms(y, if unit == 'y' { 1 } else { m }, 1, 0, 0, 0, 0)
-        }
+        'M' => Some(calendar_floor(ms, 1)),
+        'y' => Some(calendar_floor(ms, 12)),
         'w' => {
             // Weeks start on Monday; the epoch was a Thursday.
             let days = ms.div_euclid(86_400_000);
