@@ -1220,7 +1220,10 @@ pub fn parse_memory(text: &str) -> Option<usize> {
     n.checked_mul(mul)
 }
 
-/// COMMAND, COMMAND COUNT | LIST | INFO name... | DOCS [name...] | GETKEYS cmd args...
+/// COMMAND, COMMAND COUNT | LIST | INFO name... | GETKEYS cmd args...
+///
+/// COMMAND DOCS is refused as Redis 6 refuses it: redis-cli then builds its argument hints
+/// from the help compiled into it, where docs without argument specs would leave it none.
 fn command_info(args: &[Bytes]) -> Reply {
     let info = |c: &Command| {
         Reply::Array(vec![
@@ -1239,28 +1242,29 @@ fn command_info(args: &[Bytes]) -> Reply {
     let Some(sub) = args.get(1) else { return Reply::Array(COMMANDS.iter().map(info).collect()) };
     match String::from_utf8_lossy(sub).to_ascii_lowercase().as_str() {
         "count" => Reply::Int(COMMANDS.len() as i64),
+        "help" => Reply::Array(
+            [
+                "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "(no subcommand)",
+                "    Return details about all commands.",
+                "COUNT",
+                "    Return the total number of commands in this server.",
+                "LIST",
+                "    Return a list of all commands in this server.",
+                "INFO [<command-name> ...]",
+                "    Return details about multiple commands.",
+                "GETKEYS <full-command>",
+                "    Return the keys from a full command.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .into_iter()
+            .map(Reply::status)
+            .collect(),
+        ),
         "list" => Reply::Array(COMMANDS.iter().map(|c| Reply::text(c.name)).collect()),
+        "info" if args.len() == 2 => Reply::Array(COMMANDS.iter().map(info).collect()),
         "info" => Reply::Array(args[2..].iter().map(|n| lookup(n).map_or(Reply::NilArray, info)).collect()),
-        "docs" => {
-            let selected: Vec<&Command> = if args.len() > 2 {
-                args[2..].iter().filter_map(|n| lookup(n)).collect()
-            } else {
-                COMMANDS.iter().collect()
-            };
-            Reply::Map(
-                selected
-                    .into_iter()
-                    .map(|c| {
-                        let doc = Reply::Map(vec![
-                            (Reply::text("summary"), Reply::text(c.name)),
-                            (Reply::text("since"), Reply::text("1.0.0")),
-                            (Reply::text("group"), Reply::text("generic")),
-                        ]);
-                        (Reply::text(c.name), doc)
-                    })
-                    .collect(),
-            )
-        }
         "getkeys" if args.len() >= 3 => match lookup(&args[2]) {
             Some(c) if c.arity_ok(args.len() - 2) => {
                 let keys = c.keys(&args[2..]);

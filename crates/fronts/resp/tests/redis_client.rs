@@ -745,7 +745,13 @@ async fn server_commands_clients_probe() {
     assert!(count > 150, "{count}");
     let info: Value = cmd("COMMAND").arg("INFO").arg("get").query_async(&mut c).await.unwrap();
     assert!(format!("{info:?}").contains("readonly"), "{info:?}");
-    let _: Value = cmd("COMMAND").arg("DOCS").arg("set").query_async(&mut c).await.unwrap();
+    let all: Vec<Value> = cmd("COMMAND").arg("INFO").query_async(&mut c).await.unwrap();
+    assert_eq!(all.len() as i64, count);
+    let help: Vec<String> = cmd("COMMAND").arg("HELP").query_async(&mut c).await.unwrap();
+    assert!(help.iter().any(|l| l.starts_with("GETKEYS")), "{help:?}");
+    // Refused, so that redis-cli falls back to the argument hints compiled into it.
+    let docs = cmd("COMMAND").arg("DOCS").arg("set").query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(docs.to_string().contains("unknown subcommand 'DOCS'"), "{docs}");
     let conf: Vec<String> = cmd("CONFIG").arg("GET").arg("maxmemory*").query_async(&mut c).await.unwrap();
     assert!(conf.contains(&"maxmemory-policy".to_string()), "{conf:?}");
     let _: () = cmd("CONFIG")
