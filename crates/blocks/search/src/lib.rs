@@ -246,7 +246,7 @@ const MAX_KEPT_SCROLL_HITS: usize = 10_000_000;
 pub const MAX_SCROLL_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Views of indices, by name, each frozen at one searcher.
-type PinnedViews = Vec<(String, Arc<engine::View>)>;
+type PinnedViews = Vec<search::Target>;
 
 /// An open scroll: the views it searches (a point in time) and its remaining hits.
 struct Scroll {
@@ -496,32 +496,74 @@ impl Search {
     /// Resolves `a,b`, `logs-*`, `_all` and `*` to existing index names.
     /// Aliases stand for their indices.
     pub fn resolve(&self, pattern: &str) -> SearchResult<Vec<String>> {
+        Ok(self.resolve_filtered(pattern)?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// [`Search::resolve`], with the filter each index is searched through: an index named
+    /// itself, or through an alias without a filter for it, has none; one reached only
+    /// through filtered aliases matches any of their filters, as in Elasticsearch.
+    fn resolve_filtered(&self, pattern: &str) -> SearchResult<Vec<(String, Option<Value>)>> {
         let indices = self.inner.indices.read().expect("indices lock");
         let aliases = self.inner.aliases.read().expect("aliases lock");
-        let mut out = Vec::new();
+        // Each index in the order first reached, with the filters of the ways it was reached.
+        let mut out: Vec<(String, Vec<Option<Value>>)> = Vec::new();
+        let mut reach = |index: &str, filter: Option<&Value>| match out.iter_mut().find(|(n, _)| n == index) {
+            Some((_, ways)) => ways.push(filter.cloned()),
+            None => out.push((index.to_string(), vec![filter.cloned()])),
+        };
         for part in pattern.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             if part == "_all" || part.contains('*') {
                 let glob = if part == "_all" { "*" } else { part };
-                let mut matched: Vec<String> =
-                    indices.keys().filter(|n| source::glob_match(glob, n)).cloned().collect();
+                let mut matched: Vec<(String, Option<&Value>)> = indices
+                    .keys()
+                    .filter(|n| source::glob_match(glob, n))
+                    .map(|n| (n.clone(), None))
+                    .collect();
                 if part != "_all" {
                     for alias in aliases.matching(glob) {
-                        matched.extend(aliases.indices(alias).into_iter().flatten().cloned());
+                        matched.extend(
+                            aliases.members(alias).into_iter().flatten().map(|(i, f)| (i.clone(), f)),
+                        );
                     }
                 }
-                matched.sort();
-                out.extend(matched);
+                matched.sort_by(|a, b| a.0.cmp(&b.0));
+                for (index, filter) in matched {
+                    reach(&index, filter);
+                }
             } else if indices.contains_key(part) {
-                out.push(part.to_string());
-            } else if let Some(members) = aliases.indices(part) {
-                out.extend(members.cloned());
+                reach(part, None);
+            } else if let Some(members) = aliases.members(part) {
+                for (index, filter) in members {
+                    reach(index, filter);
+                }
             } else {
                 return Err(SearchError::index_not_found(part));
             }
         }
-        let mut seen = std::collections::HashSet::new();
-        out.retain(|n| seen.insert(n.clone()));
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|(index, ways)| {
+                let filter = if ways.iter().any(Option::is_none) {
+                    None
+                } else {
+                    let mut filters: Vec<Value> = ways.into_iter().flatten().collect();
+                    filters.dedup();
+                    match filters.len() {
+                        1 => filters.pop(),
+                        _ => Some(json!({"bool": {"should": filters, "minimum_should_match": 1}})),
+                    }
+                };
+                (index, filter)
+            })
+            .collect())
+    }
+
+    /// The indices `pattern` names as search targets, at their current views.
+    fn targets(&self, pattern: &str) -> SearchResult<Vec<search::Target>> {
+        self.resolve_filtered(pattern)?
+            .into_iter()
+            .map(|(name, filter)| self.handle(&name).map(|h| search::Target { name, view: h.view(), filter }))
+            .collect()
     }
 
     /// `POST /_aliases`: adds and removes aliases, all or none.
@@ -530,12 +572,12 @@ impl Search {
         self.apply_alias_actions(&actions)
     }
 
-    /// `PUT /<index>/_alias/<name>` (with an optional `{"is_write_index": b}`).
+    /// `PUT /<index>/_alias/<name>` (with an optional `{"is_write_index": b, "filter": q}`).
     pub fn put_alias(&self, index: &str, alias: &str, body: &Value) -> SearchResult<Value> {
-        let is_write_index = body.get("is_write_index").and_then(Value::as_bool);
+        let member = aliases::member(body)?;
         let mut actions = Vec::new();
         for index in self.resolve(index)? {
-            actions.push(aliases::Action::Add { index, alias: alias.to_string(), is_write_index });
+            actions.push(aliases::Action::Add { index, alias: alias.to_string(), member: member.clone() });
         }
         self.apply_alias_actions(&actions)
     }
@@ -555,7 +597,17 @@ impl Search {
         let indices = self.inner.indices.read().expect("indices lock");
         let mut aliases = self.inner.aliases.write().expect("aliases lock");
         let mut txn = self.inner.store.begin();
-        let next = aliases.applied(actions, &|name| indices.contains_key(name), &mut txn, &self.inner.ks)?;
+        let check_filter = |index: &str, filter: &Value| match indices.get(index) {
+            Some(handle) => search::check_filter(&handle.view(), filter),
+            None => Err(SearchError::index_not_found(index)),
+        };
+        let next = aliases.applied(
+            actions,
+            &|name| indices.contains_key(name),
+            &check_filter,
+            &mut txn,
+            &self.inner.ks,
+        )?;
         txn.commit()?;
         *aliases = next;
         Ok(json!({"acknowledged": true, "errors": false}))
@@ -655,12 +707,14 @@ impl Search {
             None => Vec::new(),
             Some(Value::Object(list)) => list
                 .iter()
-                .map(|(alias, opts)| aliases::Action::Add {
-                    index: name.to_string(),
-                    alias: alias.clone(),
-                    is_write_index: opts.get("is_write_index").and_then(Value::as_bool),
+                .map(|(alias, opts)| {
+                    Ok(aliases::Action::Add {
+                        index: name.to_string(),
+                        alias: alias.clone(),
+                        member: aliases::member(opts)?,
+                    })
                 })
-                .collect(),
+                .collect::<SearchResult<_>>()?,
             Some(_) => return Err(SearchError::parsing("[aliases] must be an object")),
         };
         let handle = IndexHandle::open(&self.inner.storage(), meta.clone(), compiled)?;
@@ -669,7 +723,8 @@ impl Search {
         let next = {
             let indices = self.inner.indices.read().expect("indices lock");
             let is_index = |n: &str| n == name || indices.contains_key(n);
-            aliases.applied(&actions, &is_index, &mut txn, &self.inner.ks)?
+            let check_filter = |_: &str, filter: &Value| search::check_filter(&handle.view(), filter);
+            aliases.applied(&actions, &is_index, &check_filter, &mut txn, &self.inner.ks)?
         };
         txn.commit()?;
         *aliases = next;
@@ -1328,12 +1383,7 @@ impl Search {
 
     /// `_search` over one or more indices.
     pub fn search(&self, pattern: &str, body: &Value) -> SearchResult<Value> {
-        let names = self.resolve(pattern)?;
-        let views: Vec<(String, Arc<engine::View>)> = names
-            .iter()
-            .map(|n| self.handle(n).map(|h| (n.clone(), h.view())))
-            .collect::<SearchResult<_>>()?;
-        search::run(&views, body, &self.inner.config)
+        search::run(&self.targets(pattern)?, body, &self.inner.config)
     }
 
     /// `_search?scroll=<keep_alive>`: the first page with a `_scroll_id`; the next pages come
@@ -1413,10 +1463,11 @@ impl Search {
 
     /// The indices `pattern` names, each frozen at its current searcher.
     fn pinned_views(&self, pattern: &str) -> SearchResult<PinnedViews> {
-        self.resolve(pattern)?
-            .into_iter()
-            .map(|n| self.handle(&n).map(|h| (n, Arc::new(h.view().pinned()))))
-            .collect()
+        let mut targets = self.targets(pattern)?;
+        for target in &mut targets {
+            target.view = Arc::new(target.view.pinned());
+        }
+        Ok(targets)
     }
 
     /// `POST /<index>/_pit?keep_alive=`: pins the indices as they are now; searches naming
@@ -1489,14 +1540,13 @@ impl Search {
 
     /// `_count`.
     pub fn count(&self, pattern: &str, body: &Value) -> SearchResult<Value> {
-        let names = self.resolve(pattern)?;
+        let targets = self.targets(pattern)?;
         let mut count = 0;
-        for name in &names {
-            let view = self.handle(name)?.view();
-            count += search::count(&view, body)?;
+        for target in &targets {
+            count += search::count(target, body)?;
         }
         Ok(
-            json!({"count": count, "_shards": {"total": names.len(), "successful": names.len(), "skipped": 0, "failed": 0}}),
+            json!({"count": count, "_shards": {"total": targets.len(), "successful": targets.len(), "skipped": 0, "failed": 0}}),
         )
     }
 
@@ -1512,10 +1562,10 @@ impl Search {
         refresh: Refresh,
     ) -> SearchResult<Value> {
         let started = std::time::Instant::now();
-        let names = self.resolve(pattern)?;
+        let names = self.resolve_filtered(pattern)?;
         let (mut total, mut done, mut conflicts, mut noops) = (0u64, 0u64, 0u64, 0u64);
         let mut failures = Vec::new();
-        for name in &names {
+        for (name, filter) in &names {
             let handle = self.handle(name)?;
             {
                 let mut writer = handle.writer.lock().expect("writer lock");
@@ -1527,7 +1577,8 @@ impl Search {
             let uuid = handle.meta.read().expect("meta lock").uuid;
             let txn = self.inner.store.begin_read_only();
             let mut matches = Vec::new();
-            for id in search::matching_ids(&view, body)? {
+            let target = search::Target { name: name.clone(), view, filter: filter.clone() };
+            for id in search::matching_ids(&target, body)? {
                 if let Some(record) = self.inner.record(&txn, uuid, &id)? {
                     matches.push((id, record.seq));
                 }

@@ -407,9 +407,18 @@ struct IndexRun {
     searcher: Searcher,
 }
 
+/// An index a search reads: its name, its view, and the filter of the alias it was named
+/// through (see `aliases.rs`).
+#[derive(Clone)]
+pub struct Target {
+    pub name: String,
+    pub view: Arc<View>,
+    pub filter: Option<Value>,
+}
+
 /// Runs a search body over views of one or more indices.
-pub fn run(views: &[(String, Arc<View>)], body: &Value, config: &SearchConfig) -> SearchResult<Value> {
-    run_inner(views, body, config, None).map(|(out, _)| out)
+pub fn run(targets: &[Target], body: &Value, config: &SearchConfig) -> SearchResult<Value> {
+    run_inner(targets, body, config, None).map(|(out, _)| out)
 }
 
 /// A scroll between pages: every hit of its search (up to the scroll's cap), collected once
@@ -435,26 +444,26 @@ impl ScrollState {
 /// Opens a scroll: the first page, and the state for the next ones. `cap` bounds the hits
 /// one scroll collects.
 pub fn open_scroll(
-    views: &[(String, Arc<View>)],
+    targets: &[Target],
     body: &Value,
     config: &SearchConfig,
     cap: usize,
 ) -> SearchResult<(Value, ScrollState)> {
-    let (out, state) = run_inner(views, body, config, Some(cap))?;
+    let (out, state) = run_inner(targets, body, config, Some(cap))?;
     Ok((out, state.expect("a scroll run keeps its state")))
 }
 
-/// The next page of a scroll over the same `views`.
-pub fn next_scroll_page(views: &[(String, Arc<View>)], state: &mut ScrollState) -> SearchResult<Value> {
+/// The next page of a scroll over the same `targets`.
+pub fn next_scroll_page(targets: &[Target], state: &mut ScrollState) -> SearchResult<Value> {
     let started = Instant::now();
     let take = state.size.min(state.rest.len());
     let page: Vec<Hit> = state.rest.drain(..take).collect();
     let sources: Vec<(&Searcher, &dyn Query)> = state.runs.iter().map(|(s, q)| (s, &**q)).collect();
-    let (hits_json, max_score) = render(views, &page, &sources, &state.render)?;
+    let (hits_json, max_score) = render(targets, &page, &sources, &state.render)?;
     Ok(json!({
         "took": started.elapsed().as_millis() as u64,
         "timed_out": false,
-        "_shards": {"total": views.len(), "successful": views.len(), "skipped": 0, "failed": 0},
+        "_shards": {"total": targets.len(), "successful": targets.len(), "skipped": 0, "failed": 0},
         "hits": {"total": state.total, "max_score": max_score, "hits": hits_json},
     }))
 }
@@ -472,7 +481,7 @@ struct Render {
 /// Runs a search; with `scroll` (its cap), every hit up to the cap is collected and what is
 /// past the first page is kept for the next ones.
 fn run_inner(
-    views: &[(String, Arc<View>)],
+    targets: &[Target],
     body: &Value,
     config: &SearchConfig,
     scroll: Option<usize>,
@@ -504,7 +513,7 @@ fn run_inner(
     let tracked = track_total(body.get("track_total_hits"))?;
     // One searcher per view for the whole request: calendar aggregations read their bounds
     // from the same segments they then aggregate.
-    let searchers: Vec<Searcher> = views.iter().map(|(_, view)| view.searcher()).collect();
+    let searchers: Vec<Searcher> = targets.iter().map(|t| t.view.searcher()).collect();
     let (aggs, calendars) = aggs::parse(&body, &searchers)?;
     let filter = SourceFilter::from_json(body.get("_source"));
     let min_score = body.get("min_score").and_then(Value::as_f64).map(|m| m as f32);
@@ -515,9 +524,13 @@ fn run_inner(
     let mut specs_out = Vec::new();
     // Whether the request sorts by anything (every index reads the same `sort`).
     let mut sort_given = false;
-    for (i, ((_, view), searcher)) in views.iter().zip(searchers).enumerate() {
+    for (i, (target, searcher)) in targets.iter().zip(searchers).enumerate() {
+        let view = &target.view;
         let ctx = Ctx { compiled: &view.compiled, searcher: &searcher, now_ms: now };
-        let query = body_query(&ctx, &body)?;
+        // The body's own query is what highlighting reads; hits, counts and aggregations
+        // also stay within the alias filter.
+        let highlight_query = body_query(&ctx, &body)?;
+        let query = within_alias_filter(&ctx, highlight_query.box_clone(), target.filter.as_ref())?;
         let hits_query: Box<dyn Query> = match body.get("post_filter") {
             Some(pf) => Box::new(BooleanQuery::new(vec![
                 (Occur::Must, query.box_clone()),
@@ -591,7 +604,7 @@ fn run_inner(
             (hits, total, agg_result)
         };
         specs_out = specs;
-        runs.push(IndexRun { hits, total, aggs: agg_result, query, searcher });
+        runs.push(IndexRun { hits, total, aggs: agg_result, query: highlight_query, searcher });
     }
     let total: usize = runs.iter().filter_map(|r| r.total).sum();
     let mut all_hits: Vec<Hit> = runs.iter_mut().flat_map(|r| std::mem::take(&mut r.hits)).collect();
@@ -607,11 +620,11 @@ fn run_inner(
     let style =
         Render { specs: specs_out, sort_given, scored, filter, highlight: body.get("highlight").cloned() };
     let sources: Vec<(&Searcher, &dyn Query)> = runs.iter().map(|r| (&r.searcher, &*r.query)).collect();
-    let (hits_json, max_score) = render(views, &page, &sources, &style)?;
+    let (hits_json, max_score) = render(targets, &page, &sources, &style)?;
     let mut out = json!({
         "took": started.elapsed().as_millis() as u64,
         "timed_out": false,
-        "_shards": {"total": views.len(), "successful": views.len(), "skipped": 0, "failed": 0},
+        "_shards": {"total": targets.len(), "successful": targets.len(), "skipped": 0, "failed": 0},
         "hits": {"max_score": max_score, "hits": hits_json},
     });
     if let Some(limit) = tracked {
@@ -639,7 +652,7 @@ fn run_inner(
         }
     }
     if let Some(suggest) = body.get("suggest") {
-        out["suggest"] = suggestions(views, suggest)?;
+        out["suggest"] = suggestions(targets, suggest)?;
     }
     let state = scroll.map(|_| ScrollState {
         rest,
@@ -653,7 +666,7 @@ fn run_inner(
 
 /// The JSON of a page of hits, and its highest score.
 fn render(
-    views: &[(String, Arc<View>)],
+    targets: &[Target],
     page: &[Hit],
     sources: &[(&Searcher, &dyn Query)],
     style: &Render,
@@ -662,7 +675,7 @@ fn render(
     let mut max_score: Option<f32> = None;
     let highlight = style.highlight.as_ref();
     for hit in page {
-        let (name, view) = &views[hit.index];
+        let Target { name, view, .. } = &targets[hit.index];
         let (searcher, query) = sources[hit.index];
         let (id, source_bytes) = stored(searcher, &view.compiled, hit.addr)?;
         let source: Value = if style.filter.disabled && highlight.is_none() {
@@ -815,7 +828,7 @@ fn highlight_hit(
 
 /// The term suggester: for each word of `text` missing from (or rare in) the field, the
 /// field's terms within two edits, by closeness then frequency.
-fn suggestions(views: &[(String, Arc<View>)], suggest: &Value) -> SearchResult<Value> {
+fn suggestions(targets: &[Target], suggest: &Value) -> SearchResult<Value> {
     let obj = suggest.as_object().ok_or_else(|| SearchError::parsing("suggest must be an object"))?;
     let global_text = obj.get("text").and_then(Value::as_str);
     let mut out = Map::new();
@@ -842,7 +855,7 @@ fn suggestions(views: &[(String, Arc<View>)], suggest: &Value) -> SearchResult<V
         let min_word_length = term.get("min_word_length").and_then(Value::as_u64).unwrap_or(4) as usize;
         let mode = term.get("suggest_mode").and_then(Value::as_str).unwrap_or("missing");
         let mut entries = Vec::new();
-        let Some((_, first)) = views.first() else { continue };
+        let Some(first) = targets.first().map(|t| &t.view) else { continue };
         let info = first.compiled.field(field);
         let analyzer_name = info.map_or("standard", |i| i.leaf.query_analyzer());
         let mut analyzer =
@@ -866,7 +879,7 @@ fn suggestions(views: &[(String, Arc<View>)], suggest: &Value) -> SearchResult<V
                 .unwrap_or_else(|| word.clone());
             let mut options: Vec<(String, f32, u64)> = Vec::new();
             let mut own_freq = 0u64;
-            for (_, view) in views {
+            for Target { view, .. } in targets {
                 let Some(info) = view.compiled.field(field) else { continue };
                 let searcher = view.searcher();
                 own_freq += searcher.doc_freq(&tantivy::Term::from_field_text(info.field, &analyzed))?;
@@ -920,19 +933,43 @@ fn body_query(ctx: &Ctx, body: &Value) -> SearchResult<Box<dyn Query>> {
     }
 }
 
-/// `_count`: how many documents match the body's query.
-pub fn count(view: &View, body: &Value) -> SearchResult<usize> {
+/// The body's query within the alias `filter`, which narrows the hits and adds nothing to
+/// their scores.
+fn within_alias_filter(
+    ctx: &Ctx,
+    query: Box<dyn Query>,
+    filter: Option<&Value>,
+) -> SearchResult<Box<dyn Query>> {
+    Ok(match filter {
+        None => query,
+        Some(filter) => Box::new(BooleanQuery::new(vec![
+            (Occur::Must, query),
+            (Occur::Must, Box::new(ConstScoreQuery::new(ctx.build(filter)?, 0.0))),
+        ])),
+    })
+}
+
+/// Whether `filter` is a query the index can run (checked when an alias gets it).
+pub fn check_filter(view: &View, filter: &Value) -> SearchResult<()> {
     let searcher = view.searcher();
     let ctx = Ctx { compiled: &view.compiled, searcher: &searcher, now_ms: now_ms() };
-    let query = body_query(&ctx, body)?;
+    ctx.build(filter).map(drop)
+}
+
+/// `_count`: how many documents match the body's query.
+pub fn count(target: &Target, body: &Value) -> SearchResult<usize> {
+    let searcher = target.view.searcher();
+    let ctx = Ctx { compiled: &target.view.compiled, searcher: &searcher, now_ms: now_ms() };
+    let query = within_alias_filter(&ctx, body_query(&ctx, body)?, target.filter.as_ref())?;
     Ok(query.count(&searcher)?)
 }
 
 /// Ids of every matching document (for the by-query APIs), read from the refreshed index.
-pub fn matching_ids(view: &View, body: &Value) -> SearchResult<Vec<String>> {
+pub fn matching_ids(target: &Target, body: &Value) -> SearchResult<Vec<String>> {
+    let view = &target.view;
     let searcher = view.searcher();
     let ctx = Ctx { compiled: &view.compiled, searcher: &searcher, now_ms: now_ms() };
-    let query = body_query(&ctx, body)?;
+    let query = within_alias_filter(&ctx, body_query(&ctx, body)?, target.filter.as_ref())?;
     let limit = body.get("max_docs").and_then(Value::as_u64).map_or(usize::MAX, |n| n as usize);
     let addrs = searcher.search(&*query, &tantivy::collector::DocSetCollector)?;
     addrs

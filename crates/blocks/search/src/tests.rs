@@ -185,7 +185,15 @@ fn aliases_survive_reopening_and_leave_with_their_index() {
     search.create_index("a", &json!({"aliases": {"both": {}, "one": {"is_write_index": true}}})).unwrap();
     search.create_index("b", &json!({})).unwrap();
     search.put_alias("b", "both", &json!({})).unwrap();
+    put(&search, "b", "red", json!({"colour": "red"}));
+    put(&search, "b", "blue", json!({"colour": "blue"}));
+    search.put_alias("b", "reds", &json!({"filter": {"term": {"colour": "red"}}})).unwrap();
     drop(search);
+    // A record as written before aliases had filters: index → is_write_index.
+    let ks = store.keyspace("search").unwrap();
+    let mut txn = store.begin();
+    txn.set(&ks, keys::alias("legacy"), br#"{"b": true}"#.to_vec()).unwrap();
+    txn.commit().unwrap();
     let search = open();
     assert_eq!(search.resolve("both").unwrap(), ["a", "b"]);
     assert_eq!(search.resolve("one").unwrap(), ["a"]);
@@ -193,6 +201,12 @@ fn aliases_survive_reopening_and_leave_with_their_index() {
         search.get_aliases(Some("a"), None).unwrap(),
         json!({"a": {"aliases": {"both": {}, "one": {"is_write_index": true}}}})
     );
+    assert_eq!(
+        search.get_aliases(Some("b"), Some("reds,legacy")).unwrap(),
+        json!({"b": {"aliases": {"legacy": {"is_write_index": true}, "reds": {"filter": {"term": {"colour": "red"}}}}}})
+    );
+    search.refresh("b").unwrap();
+    assert_eq!(ids(&search.search("reds", &json!({})).unwrap()), ["red"]);
     search.delete_index("a").unwrap();
     drop(search);
     let search = open();

@@ -483,14 +483,16 @@ fn cat_aliases(search: &Search, params: &Params) -> Outcome {
     for (index, entry) in per_index.as_object().into_iter().flatten() {
         for (alias, opts) in entry["aliases"].as_object().into_iter().flatten() {
             let write = opts.get("is_write_index").map_or("-".to_string(), |w| w.to_string());
-            rows.push((alias.clone(), index.clone(), write));
+            // `*` marks a filtered alias, as in Elasticsearch.
+            let filter = if opts.get("filter").is_some() { "*" } else { "-" };
+            rows.push((alias.clone(), index.clone(), filter, write));
         }
     }
     rows.sort();
     if params.get("format") == Some("json") {
         let list: Vec<Value> = rows
             .iter()
-            .map(|(a, i, w)| json!({"alias": a, "index": i, "filter": "-", "routing.index": "-", "routing.search": "-", "is_write_index": w}))
+            .map(|(a, i, f, w)| json!({"alias": a, "index": i, "filter": f, "routing.index": "-", "routing.search": "-", "is_write_index": w}))
             .collect();
         return Ok(Reply::Json(200, Value::Array(list)));
     }
@@ -498,8 +500,8 @@ fn cat_aliases(search: &Search, params: &Params) -> Outcome {
     if params.has("v") {
         text.push_str("alias index filter routing.index routing.search is_write_index\n");
     }
-    for (a, i, w) in rows {
-        text.push_str(&format!("{a} {i} - - - {w}\n"));
+    for (a, i, f, w) in rows {
+        text.push_str(&format!("{a} {i} {f} - - {w}\n"));
     }
     Ok(Reply::Text(200, text))
 }

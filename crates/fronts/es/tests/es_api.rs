@@ -802,6 +802,85 @@ async fn aliases_read_all_their_indices_and_write_to_one() {
 }
 
 #[tokio::test]
+async fn filtered_aliases_show_one_index_as_several() {
+    let s = server(strata_es::EsConfig::default()).await;
+    let lines: Vec<Value> = [
+        ("1", "acme", "red shoe"),
+        ("2", "acme", "red hat"),
+        ("3", "globex", "red car"),
+        ("4", "globex", "blue car"),
+    ]
+    .into_iter()
+    .flat_map(|(id, tenant, text)| {
+        [json!({"index": {"_index": "shop", "_id": id}}), json!({"tenant": tenant, "text": text})]
+    })
+    .collect();
+    s.bulk("/_bulk?refresh=true", &lines).await;
+    let (status, answer) = s
+        .call(
+            Method::POST,
+            "/_aliases",
+            Some(json!({"actions": [
+                {"add": {"index": "shop", "alias": "acme", "filter": {"term": {"tenant.keyword": "acme"}}}},
+                {"add": {"index": "shop", "alias": "globex", "filter": {"term": {"tenant.keyword": "globex"}}}},
+                {"add": {"index": "shop", "alias": "everyone"}}
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    // Searches, counts and aggregations through a filtered alias see only its documents,
+    // with the scores the query alone gives them.
+    let red =
+        json!({"query": {"match": {"text": "red"}}, "aggs": {"t": {"terms": {"field": "tenant.keyword"}}}});
+    let acme = s.search("acme", red.clone()).await;
+    let mut got = ids(&acme);
+    got.sort();
+    assert_eq!(got, ["1", "2"]);
+    assert_eq!(acme["aggregations"]["t"]["buckets"], json!([{"key": "acme", "doc_count": 2}]));
+    let (_, count) =
+        s.call(Method::POST, "/globex/_count", Some(json!({"query": {"match": {"text": "car"}}}))).await;
+    assert_eq!(count["count"], 2);
+    let unfiltered = s.search("shop", red.clone()).await;
+    let score = |answer: &Value, id: &str| {
+        answer["hits"]["hits"].as_array().unwrap().iter().find(|h| h["_id"] == id).unwrap()["_score"].as_f64()
+    };
+    assert_eq!(score(&acme, "1"), score(&unfiltered, "1"));
+    // Two filtered aliases of one index match either filter; naming the index, or an
+    // alias without a filter, lifts them.
+    assert_eq!(s.search("acme,globex", red.clone()).await["hits"]["total"]["value"], 3);
+    assert_eq!(s.search("acme,shop", json!({})).await["hits"]["total"]["value"], 4);
+    assert_eq!(s.search("acme,everyone", json!({})).await["hits"]["total"]["value"], 4);
+    // Deleting by query through the alias deletes only within it.
+    let (status, deleted) = s
+        .call(
+            Method::POST,
+            "/globex/_delete_by_query?refresh=true",
+            Some(json!({"query": {"match_all": {}}})),
+        )
+        .await;
+    assert_eq!((status, deleted["deleted"].clone()), (StatusCode::OK, json!(2)));
+    assert_eq!(s.search("shop", json!({})).await["hits"]["total"]["value"], 2);
+    // The filter is listed, and marked in _cat/aliases.
+    let (_, listed) = s.call(Method::GET, "/_alias/acme", None).await;
+    assert_eq!(
+        listed,
+        json!({"shop": {"aliases": {"acme": {"filter": {"term": {"tenant.keyword": "acme"}}}}}})
+    );
+    let cat = s.http.get(format!("{}/_cat/aliases", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(cat.contains("acme shop * - - -") && cat.contains("everyone shop - - - -"), "{cat}");
+    // PUT with a filter, and a filter that is not a query is refused.
+    let (status, _) =
+        s.call(Method::PUT, "/shop/_alias/hats", Some(json!({"filter": {"match": {"text": "hat"}}}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&s.search("hats", json!({})).await), ["2"]);
+    let (status, err) =
+        s.call(Method::PUT, "/shop/_alias/bad", Some(json!({"filter": {"no_such_query": {}}}))).await;
+    assert_eq!((status, err["error"]["type"].clone()), (StatusCode::BAD_REQUEST, json!("parsing_exception")));
+    let (status, _) = s.call(Method::GET, "/_alias/bad", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
 async fn a_point_in_time_pages_with_search_after_over_a_frozen_view() {
     let s = server(strata_es::EsConfig::default()).await;
     let lines: Vec<Value> = (0..12)
