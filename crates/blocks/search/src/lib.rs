@@ -49,6 +49,7 @@ mod query;
 mod schema;
 mod script;
 mod search;
+mod slice;
 mod source;
 mod store;
 
@@ -1383,6 +1384,13 @@ impl Search {
 
     /// `_search` over one or more indices.
     pub fn search(&self, pattern: &str, body: &Value) -> SearchResult<Value> {
+        if body.get("slice").is_some() {
+            return Err(SearchError::new(
+                400,
+                "action_request_validation_exception",
+                "Validation Failed: 1: [slice] can only be used with [scroll] or [point-in-time] requests;",
+            ));
+        }
         search::run(&self.targets(pattern)?, body, &self.inner.config)
     }
 

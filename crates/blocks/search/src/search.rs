@@ -13,6 +13,7 @@ use crate::fuzzy;
 use crate::mapping::FieldType;
 use crate::query::Ctx;
 use crate::schema::{Compiled, FieldInfo};
+use crate::slice::SliceQuery;
 use crate::source::{SourceFilter, glob_match};
 use crate::{SearchConfig, analysis, dates};
 use serde_json::{Map, Value, json};
@@ -31,6 +32,7 @@ use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader,
 /// The keys of a search body this module reads; anything else is refused.
 const KNOWN_KEYS: &[&str] = &[
     "query",
+    "slice",
     "from",
     "size",
     "sort",
@@ -530,7 +532,10 @@ fn run_inner(
         // The body's own query is what highlighting reads; hits, counts and aggregations
         // also stay within the alias filter.
         let highlight_query = body_query(&ctx, &body)?;
-        let query = within_alias_filter(&ctx, highlight_query.box_clone(), target.filter.as_ref())?;
+        let mut query = within_alias_filter(&ctx, highlight_query.box_clone(), target.filter.as_ref())?;
+        if let Some(slice) = body.get("slice") {
+            query = narrowed(query, Box::new(SliceQuery::parse(slice, view.compiled.id)?));
+        }
         let hits_query: Box<dyn Query> = match body.get("post_filter") {
             Some(pf) => Box::new(BooleanQuery::new(vec![
                 (Occur::Must, query.box_clone()),
@@ -942,11 +947,16 @@ fn within_alias_filter(
 ) -> SearchResult<Box<dyn Query>> {
     Ok(match filter {
         None => query,
-        Some(filter) => Box::new(BooleanQuery::new(vec![
-            (Occur::Must, query),
-            (Occur::Must, Box::new(ConstScoreQuery::new(ctx.build(filter)?, 0.0))),
-        ])),
+        Some(filter) => narrowed(query, ctx.build(filter)?),
     })
+}
+
+/// The documents of `query` that `by` also matches, scored by `query` alone.
+fn narrowed(query: Box<dyn Query>, by: Box<dyn Query>) -> Box<dyn Query> {
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Must, query),
+        (Occur::Must, Box::new(ConstScoreQuery::new(by, 0.0))),
+    ]))
 }
 
 /// Whether `filter` is a query the index can run (checked when an alias gets it).

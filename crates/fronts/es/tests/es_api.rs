@@ -710,6 +710,67 @@ async fn scroll_pages_through_a_point_in_time_and_clears() {
 }
 
 #[tokio::test]
+async fn sliced_scrolls_split_the_documents_between_workers() {
+    let s = server(strata_es::EsConfig::default()).await;
+    // Two batches, refreshed apart, so that slices cut across segments.
+    for batch in [0..120, 120..200] {
+        let lines: Vec<Value> = batch
+            .flat_map(|i| [json!({"index": {"_index": "big", "_id": format!("d{i}")}}), json!({"n": i})])
+            .collect();
+        let (status, _) = s.bulk("/_bulk?refresh=true", &lines).await;
+        assert_eq!(status, 200);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for slice in 0..3 {
+        let body =
+            json!({"size": 30, "slice": {"id": slice, "max": 3}, "query": {"range": {"n": {"gte": 0}}}});
+        let (status, first) = s.call(Method::POST, "/big/_search?scroll=1m", Some(body)).await;
+        assert_eq!(status, 200, "{first}");
+        let total = first["hits"]["total"]["value"].as_u64().unwrap();
+        assert!((30..110).contains(&total), "slice {slice} holds {total} of 200");
+        let id = first["_scroll_id"].as_str().unwrap().to_string();
+        let mut mine: Vec<String> = ids(&first).into_iter().map(String::from).collect();
+        loop {
+            let (_, page) =
+                s.call(Method::POST, "/_search/scroll", Some(json!({"scroll": "1m", "scroll_id": id}))).await;
+            if ids(&page).is_empty() {
+                break;
+            }
+            mine.extend(ids(&page).into_iter().map(String::from));
+        }
+        assert_eq!(mine.len() as u64, total);
+        for doc in mine {
+            assert!(seen.insert(doc.clone()), "{doc} is in two slices");
+        }
+    }
+    assert_eq!(seen.len(), 200, "every document is in a slice");
+    // A point in time slices the same way.
+    let (_, pit) = s.call(Method::POST, "/big/_pit?keep_alive=1m", None).await;
+    let pit_id = pit["id"].as_str().unwrap();
+    let mut from_pit = 0;
+    for slice in 0..2 {
+        let body = json!({"size": 200, "pit": {"id": pit_id}, "slice": {"id": slice, "max": 2}});
+        let (status, page) = s.call(Method::POST, "/_search", Some(body)).await;
+        assert_eq!(status, 200, "{page}");
+        from_pit += ids(&page).len();
+    }
+    assert_eq!(from_pit, 200);
+    // A slice outside a scroll or point in time, and bad slices, are refused.
+    let (status, err) =
+        s.call(Method::POST, "/big/_search", Some(json!({"slice": {"id": 0, "max": 2}}))).await;
+    assert_eq!(
+        (status, err["error"]["type"].clone()),
+        (StatusCode::BAD_REQUEST, json!("action_request_validation_exception"))
+    );
+    let (status, err) =
+        s.call(Method::POST, "/big/_search?scroll=1m", Some(json!({"slice": {"id": 3, "max": 3}}))).await;
+    assert_eq!(
+        (status, err["error"]["reason"].clone()),
+        (StatusCode::BAD_REQUEST, json!("max must be greater than id"))
+    );
+}
+
+#[tokio::test]
 async fn aliases_read_all_their_indices_and_write_to_one() {
     let s = server(strata_es::EsConfig::default()).await;
     for (index, n) in [("logs-1", 3), ("logs-2", 2)] {
