@@ -1,11 +1,11 @@
 //! Aggregations: Elasticsearch's requests and answers, to and from tantivy's aggregation
 //! engine, whose JSON follows Elasticsearch's closely. This module rewrites what tantivy
-//! reads differently (calendar intervals of a date_histogram among them), builds the
-//! collector, and brings the answer back to Elasticsearch's shapes.
+//! reads differently (calendar intervals and time zones of a date_histogram among them),
+//! builds the collector, and brings the answer back to Elasticsearch's shapes.
 
-use crate::dates;
 use crate::error::{SearchError, SearchResult};
 use crate::schema::Compiled;
+use crate::zones::{Step, Zone, fixed_interval_ms};
 use serde_json::{Map, Value, json};
 use tantivy::Searcher;
 use tantivy::aggregation::agg_req::Aggregations;
@@ -15,32 +15,40 @@ use tantivy::aggregation::{AggContextParams, AggregationLimitsGuard, Distributed
 /// is 65,536 over a whole request).
 const MAX_CALENDAR_BUCKETS: usize = 10_000;
 
-/// A `date_histogram` by calendar months, quarters or years, whose buckets differ in length.
-/// tantivy's date_histogram has fixed intervals only, so this one runs as a `range`
-/// aggregation over the bucket boundaries between the field's lowest and highest value, and
+/// A `date_histogram` whose buckets differ in length: by calendar months, quarters or years,
+/// or in a time zone (whose days change length with daylight saving). tantivy's
+/// date_histogram has fixed intervals in UTC only, so this one runs as a `range` aggregation
+/// over the bucket boundaries between the field's lowest and highest value, and
 /// [`answer_calendar`] gives its answer date_histogram's shape.
 pub(crate) struct CalendarAgg {
     /// Aggregation names from the top down to this one.
     path: Vec<String>,
     min_doc_count: u64,
+    zone: Zone,
 }
 
-/// Months per bucket of a calendar interval longer than a week.
-fn calendar_months(interval: &str) -> Option<i64> {
-    match interval {
-        "month" | "1M" => Some(1),
-        "quarter" | "1q" => Some(3),
-        "year" | "1y" => Some(12),
-        _ => None,
-    }
+/// The local step of a calendar interval (`month`, `1d`, ...).
+fn calendar_step(interval: &str) -> Option<Step> {
+    Some(match interval {
+        "month" | "1M" => Step::Months(1),
+        "quarter" | "1q" => Step::Months(3),
+        "year" | "1y" => Step::Months(12),
+        "week" | "1w" => Step::Weeks,
+        "day" | "1d" => Step::Fixed(86_400_000),
+        "hour" | "1h" => Step::Fixed(3_600_000),
+        "minute" | "1m" => Step::Fixed(60_000),
+        "second" | "1s" => Step::Fixed(1000),
+        _ => return None,
+    })
 }
 
-/// The range aggregation that buckets `dh` (a date_histogram by `months` months) between the
-/// bounds (epoch ms) of its field's values; and its min_doc_count.
+/// The range aggregation that buckets `dh` (a date_histogram by `step` in `zone`) between
+/// the bounds (epoch ms) of its field's values; and its min_doc_count.
 fn calendar_ranges(
     dh: &Map<String, Value>,
     interval: &str,
-    months: i64,
+    step: Step,
+    zone: Zone,
     bounds: &dyn Fn(&str) -> Option<(i64, i64)>,
 ) -> SearchResult<(Value, u64)> {
     let field = dh
@@ -50,29 +58,25 @@ fn calendar_ranges(
     for key in ["offset", "extended_bounds", "hard_bounds"] {
         if dh.contains_key(key) {
             return Err(SearchError::illegal_argument(format!(
-                "[{key}] is not supported with calendar_interval [{interval}] here"
+                "[{key}] is not supported with interval [{interval}] in a time zone or by calendar months here"
             )));
         }
-    }
-    if let Some(zone) = dh.get("time_zone").and_then(Value::as_str)
-        && !matches!(zone, "UTC" | "Z" | "+00:00" | "Etc/UTC")
-    {
-        return Err(SearchError::illegal_argument(format!(
-            "time_zone [{zone}] is not supported with calendar_interval [{interval}] here; buckets are in UTC"
-        )));
     }
     let min_doc_count = dh.get("min_doc_count").and_then(Value::as_u64).unwrap_or(0);
     let (low, high) = bounds(field).unwrap_or((0, 0));
     let mut ranges = Vec::new();
-    let mut start = dates::calendar_floor(low, months);
+    let mut local = step.floor(zone.to_local(low));
+    let mut start = zone.to_utc(local);
     while start <= high {
         if ranges.len() == MAX_CALENDAR_BUCKETS {
             return Err(SearchError::illegal_argument(format!(
                 "too_many_buckets: a date_histogram by [{interval}] over [{field}] would have more than {MAX_CALENDAR_BUCKETS} buckets"
             )));
         }
-        let end = dates::add_months(start, months);
-        // tantivy compares date columns in nanoseconds; month starts are exact as f64.
+        local = step.next(local);
+        // Where the clock goes back, two local boundaries can be one instant.
+        let end = zone.to_utc(local).max(start + 1);
+        // tantivy compares date columns in nanoseconds; millisecond starts are exact as f64.
         ranges.push(json!({"from": start as f64 * 1e6, "to": end as f64 * 1e6}));
         start = end;
     }
@@ -94,33 +98,52 @@ fn adapt_aggs(
         let here: Vec<String> = path.iter().cloned().chain([name.clone()]).collect();
         let mut as_range = None;
         if let Some(Value::Object(dh)) = agg.get_mut("date_histogram") {
-            let calendar = dh.remove("calendar_interval").or_else(|| dh.remove("interval"));
-            if let Some(Value::String(interval)) = calendar {
-                if let Some(months) = calendar_months(&interval) {
-                    let (range, min_doc_count) = calendar_ranges(dh, &interval, months, bounds)?;
-                    calendars.push(CalendarAgg { path: here.clone(), min_doc_count });
-                    as_range = Some(range);
-                } else {
-                    let fixed = match interval.as_str() {
-                        "second" | "1s" => "1s",
-                        "minute" | "1m" => "1m",
-                        "hour" | "1h" => "1h",
-                        "day" | "1d" => "1d",
-                        "week" | "1w" => "7d",
-                        other
-                            if other.ends_with(['s', 'm', 'h', 'd'])
-                                && other[..other.len() - 1].parse::<u64>().is_ok() =>
-                        {
-                            other
-                        }
-                        other => {
-                            return Err(SearchError::illegal_argument(format!(
-                                "calendar_interval [{other}] is not supported here; use fixed_interval (e.g. \"30d\") or month, quarter, year"
-                            )));
-                        }
-                    };
-                    dh.insert("fixed_interval".into(), json!(fixed));
+            let zone = match dh.remove("time_zone") {
+                None | Some(Value::Null) => Zone::UTC,
+                Some(Value::String(text)) => Zone::parse(&text)?,
+                Some(other) => {
+                    return Err(SearchError::parsing(format!("[time_zone] must be a string, got {other}")));
                 }
+            };
+            let calendar = dh.remove("calendar_interval").or_else(|| dh.remove("interval"));
+            let step = match &calendar {
+                Some(Value::String(interval)) => Some((
+                    interval.clone(),
+                    calendar_step(interval)
+                        .or_else(|| fixed_interval_ms(interval).map(Step::Fixed))
+                        .ok_or_else(|| {
+                            SearchError::illegal_argument(format!(
+                                "calendar_interval [{interval}] is not supported here; use a calendar unit (minute, hour, day, week, month, quarter, year) or fixed_interval (e.g. \"30d\")"
+                            ))
+                        })?,
+                )),
+                _ => match dh.get("fixed_interval").and_then(Value::as_str) {
+                    Some(fixed) if !zone.is_utc() => Some((
+                        fixed.to_string(),
+                        Step::Fixed(fixed_interval_ms(fixed).ok_or_else(|| {
+                            SearchError::illegal_argument(format!("fixed_interval [{fixed}] is not a fixed length"))
+                        })?),
+                    )),
+                    _ => None,
+                },
+            };
+            match step {
+                // Fixed lengths in UTC are tantivy's own date_histogram (weeks start on Monday,
+                // four days after the epoch's Thursday).
+                Some((_, Step::Fixed(ms))) if zone.is_utc() => {
+                    dh.insert("fixed_interval".into(), json!(format!("{ms}ms")));
+                }
+                Some((_, Step::Weeks)) if zone.is_utc() && !dh.contains_key("offset") => {
+                    dh.insert("fixed_interval".into(), json!("7d"));
+                    dh.insert("offset".into(), json!("4d"));
+                }
+                Some((interval, step)) => {
+                    dh.remove("fixed_interval");
+                    let (range, min_doc_count) = calendar_ranges(dh, &interval, step, zone, bounds)?;
+                    calendars.push(CalendarAgg { path: here.clone(), min_doc_count, zone });
+                    as_range = Some(range);
+                }
+                None => {}
             }
         }
         if let Some(range) = as_range {
@@ -143,16 +166,16 @@ fn adapt_aggs(
 /// histogram by the data it aggregates, so empty buckets before the first and after the last
 /// document go (the ranges spanned every value of the field); with a `min_doc_count`, every
 /// bucket under it goes.
-fn answer_calendar(aggs: &mut Value, path: &[String], min_doc_count: u64) {
+fn answer_calendar(aggs: &mut Value, path: &[String], min_doc_count: u64, zone: Zone) {
     let Some((name, rest)) = path.split_first() else { return };
     let Some(node) = aggs.get_mut(name) else { return };
     if !rest.is_empty() {
         match node.get_mut("buckets") {
             Some(Value::Array(buckets)) => {
-                buckets.iter_mut().for_each(|b| answer_calendar(b, rest, min_doc_count))
+                buckets.iter_mut().for_each(|b| answer_calendar(b, rest, min_doc_count, zone))
             }
             Some(Value::Object(buckets)) => {
-                buckets.values_mut().for_each(|b| answer_calendar(b, rest, min_doc_count))
+                buckets.values_mut().for_each(|b| answer_calendar(b, rest, min_doc_count, zone))
             }
             _ => {}
         }
@@ -166,8 +189,11 @@ fn answer_calendar(aggs: &mut Value, path: &[String], min_doc_count: u64) {
         for gone in ["key", "to", "to_as_string"] {
             b.remove(gone);
         }
-        b.insert("key".into(), json!((from / 1e6).round() as i64));
-        if let Some(label) = label {
+        let key = (from / 1e6).round() as i64;
+        b.insert("key".into(), json!(key));
+        if !zone.is_utc() {
+            b.insert("key_as_string".into(), json!(zone.format(key)));
+        } else if let Some(label) = label {
             b.insert("key_as_string".into(), label);
         }
     }
@@ -241,7 +267,7 @@ pub(crate) fn error(e: tantivy::TantivyError) -> SearchError {
 /// request first.
 pub(crate) fn answer(v: &mut Value, calendars: &[CalendarAgg]) {
     for calendar in calendars {
-        answer_calendar(v, &calendar.path, calendar.min_doc_count);
+        answer_calendar(v, &calendar.path, calendar.min_doc_count, calendar.zone);
     }
     fix_agg_json(v);
 }

@@ -119,15 +119,18 @@ pub(crate) fn calendar_floor(ms: i64, months: i64) -> i64 {
     civil_ms(y, first, 1, 0, 0, 0, 0).expect("the first of a month is a date")
 }
 
+/// The start of the week (Monday, 00:00) that holds `ms`.
+pub(crate) fn week_floor(ms: i64) -> i64 {
+    // The epoch was a Thursday.
+    let days = ms.div_euclid(86_400_000);
+    (days - (days + 3).rem_euclid(7)) * 86_400_000
+}
+
 fn round_down(ms: i64, unit: char) -> Option<i64> {
     match unit {
         'M' => Some(calendar_floor(ms, 1)),
         'y' => Some(calendar_floor(ms, 12)),
-        'w' => {
-            // Weeks start on Monday; the epoch was a Thursday.
-            let days = ms.div_euclid(86_400_000);
-            Some((days - (days + 3).rem_euclid(7)) * 86_400_000)
-        }
+        'w' => Some(week_floor(ms)),
         _ => unit_ms(unit).map(|u| ms.div_euclid(u) * u),
     }
 }

@@ -52,6 +52,7 @@ mod search;
 mod slice;
 mod source;
 mod store;
+mod zones;
 
 pub use error::{SearchError, SearchResult};
 pub use indexer::{CollectionChange, Collections};

@@ -282,7 +282,8 @@ async fn date_histograms_by_calendar_month_quarter_and_year() {
     // What is not supported is a clear 400, and the server goes on.
     for dh in [
         json!({"field": "published", "calendar_interval": "fortnight"}),
-        json!({"field": "published", "calendar_interval": "month", "time_zone": "Europe/Paris"}),
+        json!({"field": "published", "calendar_interval": "month", "time_zone": "Europe/Atlantis"}),
+        json!({"field": "published", "calendar_interval": "month", "offset": "+1d"}),
     ] {
         let body = json!({"size": 0, "aggs": {"m": {"date_histogram": dh}}});
         let (status, answer) = s.call(Method::POST, "/articles/_search", Some(body)).await;
@@ -290,6 +291,66 @@ async fn date_histograms_by_calendar_month_quarter_and_year() {
         assert_eq!(answer["error"]["type"], "illegal_argument_exception", "{answer}");
     }
     assert_eq!(s.search("articles", json!({"size": 0})).await["hits"]["total"]["value"], 6);
+}
+
+/// With `time_zone`, buckets start at the zone's local boundaries: a Berlin day is 23 hours
+/// long on the day clocks go forward, and keys say their offset; weeks start on Monday.
+#[tokio::test]
+async fn date_histograms_in_a_time_zone() {
+    let s = server(strata_es::EsConfig::default()).await;
+    let (status, _) = s
+        .call(Method::PUT, "/clicks", Some(json!({"mappings": {"properties": {"at": {"type": "date"}}}})))
+        .await;
+    assert_eq!(status, 200);
+    // In Berlin: Feb 1 00:30, Mar 31 00:30 (CET), Mar 31 23:30 (CEST), Apr 1 00:30 (CEST).
+    let times =
+        ["2024-01-31T23:30:00Z", "2024-03-30T23:30:00Z", "2024-03-31T21:30:00Z", "2024-03-31T22:30:00Z"];
+    let lines: Vec<Value> = times
+        .iter()
+        .enumerate()
+        .flat_map(|(i, at)| [json!({"index": {"_index": "clicks", "_id": i.to_string()}}), json!({"at": at})])
+        .collect();
+    s.bulk("/_bulk?refresh=true", &lines).await;
+    let s = &s;
+    let histogram = |dh: Value| async move {
+        let answer = s.search("clicks", json!({"size": 0, "aggs": {"h": {"date_histogram": dh}}})).await;
+        answer["aggregations"]["h"]["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b["key_as_string"].as_str().unwrap().to_string(), b["doc_count"].as_u64().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let berlin_days = histogram(
+        json!({"field": "at", "calendar_interval": "day", "time_zone": "Europe/Berlin", "min_doc_count": 1}),
+    )
+    .await;
+    assert_eq!(
+        berlin_days,
+        [
+            ("2024-02-01T00:00:00.000+01:00".to_string(), 1),
+            ("2024-03-31T00:00:00.000+01:00".to_string(), 2),
+            ("2024-04-01T00:00:00.000+02:00".to_string(), 1)
+        ]
+    );
+    let berlin_months =
+        histogram(json!({"field": "at", "calendar_interval": "month", "time_zone": "Europe/Berlin"})).await;
+    let counts: Vec<u64> = berlin_months.iter().map(|b| b.1).collect();
+    assert_eq!(counts, [1, 2, 1], "{berlin_months:?}");
+    assert_eq!(berlin_months[0].0, "2024-02-01T00:00:00.000+01:00");
+    let utc_months: Vec<u64> =
+        histogram(json!({"field": "at", "calendar_interval": "month"})).await.iter().map(|b| b.1).collect();
+    assert_eq!(utc_months, [1, 0, 3]);
+    // A fixed offset shifts fixed intervals too: hours in India start at half past UTC.
+    let key = |dh: Value| async move {
+        let answer = s.search("clicks", json!({"size": 0, "aggs": {"h": {"date_histogram": dh}}})).await;
+        answer["aggregations"]["h"]["buckets"][0]["key"].as_i64().unwrap()
+    };
+    let first = 1_706_743_800_000_i64; // 2024-01-31T23:30:00Z
+    assert_eq!(key(json!({"field": "at", "fixed_interval": "1h", "time_zone": "+05:30"})).await, first);
+    assert_eq!(key(json!({"field": "at", "fixed_interval": "1h"})).await, first - 1_800_000);
+    // Weeks start on Monday: Wednesday Jan 31 is in the week of Monday Jan 29.
+    assert_eq!(key(json!({"field": "at", "calendar_interval": "week"})).await, 1_706_486_400_000);
 }
 
 #[tokio::test]
