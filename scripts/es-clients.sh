@@ -3,7 +3,8 @@
 # checks the X-Elastic-Product header and sends compatible-with=8 media types) and
 # opensearch-py. Covers index creation with a custom analyzer, bulk loading through the
 # clients' helpers, match/fuzzy/phrase/bool queries, aggregations, the term suggester,
-# search_after paging, scrolling (helpers.scan, reindex), updates with if_seq_no, and
+# search_after paging, scrolling (helpers.scan, reindex, sliced), filtered aliases,
+# date_histogram in a time zone, updates with if_seq_no, and
 # errors as the clients' exceptions.
 #
 #   scripts/es-clients.sh
@@ -101,6 +102,29 @@ assert years[0]["key_as_string"].startswith("1950-01-01") and years[-1]["key_as_
 months = r["aggregations"]["by_month"]["buckets"]
 assert sum(b["doc_count"] for b in months) == 2000 and all(b["key_as_string"][8:10] == "01" for b in months)
 ok("date_histogram by calendar year and month — 70 years, every document once")
+r = es.search(index="books", size=0, aggs={"days": {"date_histogram": {
+    "field": "published", "calendar_interval": "day", "time_zone": "America/New_York", "min_doc_count": 1}}})
+days = r["aggregations"]["days"]["buckets"]
+# Each book is published at UTC midnight on the 15th: the 14th in New York.
+assert sum(b["doc_count"] for b in days) == 2000 and all(b["key_as_string"][8:10] == "14" for b in days), days[0]
+assert all(b["key_as_string"].endswith(("-05:00", "-04:00")) for b in days)
+ok("date_histogram by day in America/New_York — local days, zoned keys")
+
+es.indices.update_aliases(actions=[{"add": {"index": "books", "alias": "poetry", "filter": {"term": {"genre": "poetry"}}}}])
+assert es.count(index="poetry")["count"] == 500
+assert all(h["_source"]["genre"] == "poetry" for h in es.search(index="poetry", size=50)["hits"]["hits"])
+assert "filter" in es.indices.get_alias(name="poetry")["books"]["aliases"]["poetry"]
+ok("filtered alias: a genre seen as an index of its own")
+
+sliced = []
+for i in range(2):
+    page = es.search(index="books", scroll="1m", size=400, slice={"id": i, "max": 2}, source=False)
+    while page["hits"]["hits"]:
+        sliced.extend(h["_id"] for h in page["hits"]["hits"])
+        page = es.scroll(scroll_id=page["_scroll_id"], scroll="1m")
+    es.clear_scroll(scroll_id=page["_scroll_id"])
+assert len(sliced) == 2000 and len(set(sliced)) == 2000, len(sliced)
+ok("sliced scroll: two slices, every document in exactly one")
 
 r = es.search(index="books", size=0, suggest={"fix": {"text": "dragom", "term": {"field": "title"}}})
 assert r["suggest"]["fix"][0]["options"][0]["text"] == "dragon", r["suggest"]

@@ -11,9 +11,9 @@ use tantivy::Searcher;
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::{AggContextParams, AggregationLimitsGuard, DistributedAggregationCollector};
 
-/// Most buckets one calendar date_histogram may have (Elasticsearch's `search.max_buckets`
-/// is 65,536 over a whole request).
-const MAX_CALENDAR_BUCKETS: usize = 10_000;
+/// Most buckets one calendar date_histogram may have: tantivy's bucket limit for a request
+/// (Elasticsearch's `search.max_buckets` is 65,536). Seventy years of days fit.
+const MAX_CALENDAR_BUCKETS: usize = tantivy::aggregation::DEFAULT_BUCKET_LIMIT as usize;
 
 /// A `date_histogram` whose buckets differ in length: by calendar months, quarters or years,
 /// or in a time zone (whose days change length with daylight saving). tantivy's
