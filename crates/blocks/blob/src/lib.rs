@@ -97,6 +97,11 @@ pub enum BlobError {
     InvalidRange {
         size: u64,
     },
+    /// A part number the object does not have (it has `count`; a single PUT is one part).
+    InvalidPartNumber {
+        part: u64,
+        count: u64,
+    },
     TooLarge {
         limit: u64,
     },
@@ -141,6 +146,12 @@ impl std::fmt::Display for BlobError {
             BlobError::InvalidArgument(msg) => write!(f, "{msg}"),
             BlobError::InvalidRange { size } => {
                 write!(f, "the range is not satisfiable for an object of {size} bytes")
+            }
+            BlobError::InvalidPartNumber { part, count } => {
+                write!(
+                    f,
+                    "the requested partnumber {part} is not satisfiable: the object has {count} part(s)"
+                )
             }
             BlobError::TooLarge { limit } => write!(f, "the upload exceeds the limit of {limit} bytes"),
             BlobError::TooSmall(msg) => write!(f, "{msg}"),
@@ -385,6 +396,22 @@ pub fn check_read_conditions(meta: &ObjectMeta, cond: &ReadConditions) -> BlobRe
 }
 
 /// Resolves a range against an object's size into `(start, len)`.
+/// The bytes of part `part` (from 1) of an object: `None` (all of it) for part 1 of an
+/// object written by a single PUT.
+pub fn part_range(meta: &ObjectMeta, part: u64) -> BlobResult<Option<ByteRange>> {
+    let count = meta.part_sizes.len().max(1) as u64;
+    if part == 0 || part > count {
+        return Err(BlobError::InvalidPartNumber { part, count });
+    }
+    if meta.part_sizes.is_empty() {
+        return Ok(None);
+    }
+    let index = (part - 1) as usize;
+    let first: u64 = meta.part_sizes[..index].iter().sum();
+    let last = (first + meta.part_sizes[index]).saturating_sub(1);
+    Ok(Some(ByteRange::From { first, last: Some(last) }))
+}
+
 pub fn resolve_range(range: Option<ByteRange>, size: u64) -> BlobResult<(u64, u64)> {
     match range {
         None => Ok((0, size)),
@@ -876,10 +903,36 @@ impl Blob {
         range: Option<ByteRange>,
         conditions: &ReadConditions,
     ) -> BlobResult<(ObjectMeta, ObjectReader, (u64, u64))> {
+        self.open_reading(bucket, key, version, conditions, |_| Ok(range))
+    }
+
+    /// Opens part `part` (from 1) of an object for reading, as S3's `GetObject?partNumber=`
+    /// does: the bytes one part of its multipart upload carried, or the whole object for
+    /// part 1 of one written by a single PUT.
+    pub fn open_object_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        part: u64,
+        conditions: &ReadConditions,
+    ) -> BlobResult<(ObjectMeta, ObjectReader, (u64, u64))> {
+        self.open_reading(bucket, key, version, conditions, |meta| part_range(meta, part))
+    }
+
+    /// Opens the bytes that `range` picks from the object's record, in one snapshot.
+    fn open_reading(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        conditions: &ReadConditions,
+        range: impl FnOnce(&ObjectMeta) -> BlobResult<Option<ByteRange>>,
+    ) -> BlobResult<(ObjectMeta, ObjectReader, (u64, u64))> {
         let txn = self.inner.store.begin_read_only();
         let meta = self.lookup(&txn, bucket, key, version)?;
         check_read_conditions(&meta, conditions)?;
-        let (start, len) = resolve_range(range, meta.size)?;
+        let (start, len) = resolve_range(range(&meta)?, meta.size)?;
         let reader = self.reader(&txn, &meta.segments, start, len)?;
         Ok((meta, reader, (start, len)))
     }

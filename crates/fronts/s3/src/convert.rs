@@ -25,6 +25,12 @@ pub(crate) fn s3_error(err: BlobError) -> S3Error {
         BlobError::InvalidKey(_) => C::KeyTooLongError,
         BlobError::InvalidArgument(_) => C::InvalidArgument,
         BlobError::InvalidRange { .. } => C::InvalidRange,
+        BlobError::InvalidPartNumber { .. } => {
+            // S3's code for it, which s3s does not list.
+            let mut e = S3Error::with_message(C::Custom("InvalidPartNumber".into()), msg);
+            e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+            return e;
+        }
         BlobError::TooLarge { .. } => C::EntityTooLarge,
         BlobError::TooSmall(_) => C::EntityTooSmall,
         BlobError::BadDigest(_) => C::BadDigest,
@@ -92,6 +98,22 @@ pub(crate) fn range(r: dto::Range) -> ByteRange {
     match r {
         dto::Range::Int { first, last } => ByteRange::From { first, last },
         dto::Range::Suffix { length } => ByteRange::Suffix(length),
+    }
+}
+
+/// The part a read names (`?partNumber=`), refused next to a `Range`, as S3 refuses it.
+pub(crate) fn part_number(part: Option<i32>, range: Option<&dto::Range>) -> Result<Option<u64>, S3Error> {
+    match (part, range) {
+        (None, _) => Ok(None),
+        (Some(_), Some(_)) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter",
+        )),
+        (Some(n @ 1..=10_000), None) => Ok(Some(n as u64)),
+        (Some(_), None) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive",
+        )),
     }
 }
 

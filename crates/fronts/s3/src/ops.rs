@@ -311,9 +311,7 @@ impl S3 for Strata {
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        if input.part_number.is_some() {
-            return Err(s3_error!(NotImplemented, "GetObject by partNumber is not supported"));
-        }
+        let part = part_number(input.part_number, input.range.as_ref())?;
         let conditions = read_conditions(
             input.if_match,
             input.if_none_match,
@@ -324,13 +322,16 @@ impl S3 for Strata {
         let blob = self.blob.clone();
         let (bucket, key, version) = (input.bucket.clone(), input.key.clone(), input.version_id.clone());
         let (meta, (start, len), body, versioned) = spawn(move || {
-            let (meta, reader, span) =
-                blob.open_object(&bucket, &key, version.as_deref(), range, &conditions)?;
+            let (meta, reader, span) = match part {
+                Some(part) => blob.open_object_part(&bucket, &key, version.as_deref(), part, &conditions)?,
+                None => blob.open_object(&bucket, &key, version.as_deref(), range, &conditions)?,
+            };
             let versioned = blob.bucket(&bucket)?.versioning != Versioning::Unversioned;
             Ok((meta, span, read_body(reader), versioned))
         })
         .await?;
-        let sums = if checksum_mode_on(&input.checksum_mode) && range.is_none() {
+        let partial = range.is_some() || part.is_some();
+        let sums = if checksum_mode_on(&input.checksum_mode) && !partial {
             checksum_fields(&meta.checksums)
         } else {
             checksum_fields(&Default::default())
@@ -339,7 +340,8 @@ impl S3 for Strata {
             body: Some(body),
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
-            content_range: range.map(|_| format!("bytes {start}-{}/{}", start + len - 1, meta.size)),
+            content_range: partial
+                .then(|| format!("bytes {start}-{}/{}", (start + len).max(1) - 1, meta.size)),
             content_type: input
                 .response_content_type
                 .or(meta.headers.content_type.clone())
@@ -366,7 +368,7 @@ impl S3 for Strata {
             ..Default::default()
         };
         let mut response = S3Response::new(output);
-        if range.is_some() {
+        if partial {
             response.status = Some(http::StatusCode::PARTIAL_CONTENT);
         }
         Ok(response)
@@ -374,6 +376,7 @@ impl S3 for Strata {
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
+        let part = part_number(input.part_number, input.range.as_ref())?;
         let conditions = read_conditions(
             input.if_match,
             input.if_none_match,
@@ -388,16 +391,24 @@ impl S3 for Strata {
             Ok((meta, blob.bucket(&bucket)?.versioning != Versioning::Unversioned))
         })
         .await?;
-        let (start, len) = strata_blob::resolve_range(input.range.map(range), meta.size).map_err(s3_error)?;
-        let sums = if checksum_mode_on(&input.checksum_mode) {
+        let wanted = match part {
+            Some(part) => strata_blob::part_range(&meta, part).map_err(s3_error)?,
+            None => input.range.map(range),
+        };
+        let (start, len) = strata_blob::resolve_range(wanted, meta.size).map_err(s3_error)?;
+        let partial = input.range.is_some() || part.is_some();
+        let sums = if checksum_mode_on(&input.checksum_mode) && !partial {
             checksum_fields(&meta.checksums)
         } else {
             checksum_fields(&Default::default())
         };
-        let mut response = S3Response::new(HeadObjectOutput {
+        // s3s answers every HeadObject with 200, whatever status is set here; a partial
+        // HEAD shows in its Content-Range and Content-Length.
+        ok(HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
-            content_range: input.range.map(|_| format!("bytes {start}-{}/{}", start + len - 1, meta.size)),
+            content_range: partial
+                .then(|| format!("bytes {start}-{}/{}", (start + len).max(1) - 1, meta.size)),
             content_type: meta.headers.content_type.clone().or(Some(DEFAULT_CONTENT_TYPE.into())),
             content_encoding: meta.headers.content_encoding.clone(),
             content_disposition: meta.headers.content_disposition.clone(),
@@ -416,11 +427,7 @@ impl S3 for Strata {
             checksum_sha256: sums.sha256,
             checksum_type: sums.kind,
             ..Default::default()
-        });
-        if input.range.is_some() {
-            response.status = Some(http::StatusCode::PARTIAL_CONTENT);
-        }
-        Ok(response)
+        })
     }
 
     async fn delete_object(

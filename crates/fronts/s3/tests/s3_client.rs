@@ -228,6 +228,54 @@ async fn object_store_client_puts_gets_lists_copies_and_deletes() {
     assert_eq!(store.get(&copy).await.unwrap().bytes().await.unwrap().as_ref(), &big[..]);
 }
 
+/// `?partNumber=` reads one part of a multipart object (as parallel downloaders do), with a
+/// 206, its Content-Range and the part count; part 1 of a single PUT is the whole object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_head_by_part_number() {
+    let server = start(Limits::default()).await;
+    create_bucket(&server, ROOT, "parts").await;
+    let store = client(&server, "parts", ROOT);
+    const PART: usize = 5 * 1024 * 1024;
+    let upload = store.put_multipart(&Path::from("three")).await.unwrap();
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+    for (letter, len) in [(b'a', PART), (b'b', PART), (b'c', 100)] {
+        writer.write(&vec![letter; len]);
+    }
+    writer.finish().await.unwrap();
+    let size = 2 * PART + 100;
+
+    let (status, body, headers) = signed(&server, ROOT, "GET", "/parts/three?partNumber=2", b"").await;
+    assert_eq!(status, 206);
+    assert!(body.len() == PART && body.bytes().all(|b| b == b'b'), "part 2 is the b's");
+    assert_eq!(headers["content-range"], format!("bytes {PART}-{}/{size}", 2 * PART - 1).as_str());
+    assert_eq!(headers["x-amz-mp-parts-count"], "3");
+    assert!(headers["etag"].to_str().unwrap().ends_with("-3\""));
+    let (status, _, headers) = signed(&server, ROOT, "HEAD", "/parts/three?partNumber=3", b"").await;
+    assert_eq!((status, headers["content-length"].to_str().unwrap()), (200, "100"));
+    assert_eq!(headers["content-range"], format!("bytes {}-{}/{size}", 2 * PART, size - 1).as_str());
+
+    // A single PUT is one part.
+    store.put(&Path::from("one"), PutPayload::from_static(b"whole")).await.unwrap();
+    let (status, body, _) = signed(&server, ROOT, "GET", "/parts/one?partNumber=1", b"").await;
+    assert_eq!((status, body.as_str()), (206, "whole"));
+
+    // Parts it does not have, and a part number with a Range, are S3's errors.
+    for (path, code, want) in [
+        ("/parts/three?partNumber=4", "InvalidPartNumber", 416),
+        ("/parts/one?partNumber=2", "InvalidPartNumber", 416),
+        ("/parts/three?partNumber=0", "InvalidArgument", 400),
+    ] {
+        let (status, body, _) = signed(&server, ROOT, "GET", path, b"").await;
+        assert_eq!(status, want, "{path}: {body}");
+        assert!(body.contains(&format!("<Code>{code}</Code>")), "{path}: {body}");
+    }
+    let (status, body, _) =
+        signed_with(&server, ROOT, "GET", "/parts/three?partNumber=1", b"", &[("range", "bytes=0-9")], None)
+            .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("<Code>InvalidRequest</Code>"), "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flexible_checksums_are_verified_and_returned() {
     let server = start(Limits::default()).await;
