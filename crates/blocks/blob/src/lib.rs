@@ -58,8 +58,8 @@ pub use checksum::{ChecksumAlgorithm, Checksums};
 pub use files::{ObjectReader, SegmentWriter, Written};
 pub use links::Link;
 pub use meta::{
-    BucketMeta, CorsRule, Headers, NULL_VERSION, ObjectMeta, PartMeta, Segment, UploadMeta, UserMeta,
-    Versioning,
+    BucketMeta, CannedAcl, CorsRule, Headers, NULL_VERSION, ObjectMeta, PartMeta, Segment, UploadMeta,
+    UserMeta, Versioning,
 };
 pub use policy::{Decision, Policy, Principal};
 pub use remote::RemoteStore;
@@ -233,6 +233,7 @@ pub struct NewObject {
     pub if_none_match_star: bool,
     /// `If-Match: etag`: only replace this version.
     pub if_match: Option<String>,
+    pub acl: CannedAcl,
 }
 
 /// Digests a client sent with its bytes.
@@ -755,6 +756,7 @@ impl Blob {
             tags: new.tags.clone(),
             segments: vec![written.segment.clone()],
             part_sizes: Vec::new(),
+            acl: new.acl,
         };
         let (meta, replaced) = self.transact(|txn| {
             let bucket_meta = self.must_bucket(txn, bucket)?;
@@ -1016,6 +1018,7 @@ impl Blob {
         dst: (&str, &str),
         replace: Option<(Headers, BTreeMap<String, String>)>,
         tags: Option<BTreeMap<String, String>>,
+        acl: CannedAcl,
         conditions: &ReadConditions,
     ) -> BlobResult<ObjectMeta> {
         check_key(dst.1)?;
@@ -1041,10 +1044,12 @@ impl Blob {
             }
         }
         drop(txn);
+        // As in S3, a copy has the ACL the copy request gives it, not its source's.
         let mut meta = ObjectMeta {
             segments: segments.clone(),
             last_modified_ms: self.now_ms(),
             version_id: String::new(),
+            acl,
             ..source
         };
         if let Some((headers, user_metadata)) = replace {
@@ -1084,11 +1089,22 @@ impl Blob {
         tags: BTreeMap<String, String>,
     ) -> BlobResult<String> {
         self.check_tags(&tags)?;
+        self.update_version(bucket, key, version, |meta| meta.tags = tags.clone())
+    }
+
+    /// Changes an object's current version (or `version`) in place; returns its version id.
+    fn update_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        change: impl Fn(&mut ObjectMeta),
+    ) -> BlobResult<String> {
         self.transact(|txn| {
             let meta = self.lookup(txn, bucket, key, version)?;
             let (ord, mut meta) =
                 self.find_version(txn, bucket, key, &meta.version_id)?.expect("the version was just found");
-            meta.tags = tags.clone();
+            change(&mut meta);
             txn.set(&self.inner.ks, Key::Version { bucket, key, ord }.encode(), meta::encode(&meta))?;
             Ok(meta.version_id)
         })
@@ -1471,6 +1487,7 @@ impl Blob {
                 tags: upload.tags.clone(),
                 segments: chosen.iter().filter_map(|p| p.segment.clone()).collect(),
                 part_sizes: chosen.iter().map(|p| p.size).collect(),
+                acl: upload.acl,
                 ..ObjectMeta::default()
             };
             // Parts uploaded but left out are deleted with the upload.
@@ -1654,8 +1671,38 @@ impl Blob {
             Decision::Deny => Err(BlobError::AccessDenied("denied by the bucket policy".into())),
             Decision::Allow => Ok(()),
             Decision::Silent if owner => Ok(()),
+            Decision::Silent if action == "s3:GetObject" && self.acl_lets_read(principal, bucket, key)? => {
+                Ok(())
+            }
             Decision::Silent => Err(BlobError::AccessDenied("access denied".into())),
         }
+    }
+
+    /// Whether the current version of `key` has an ACL that lets `principal` read it.
+    fn acl_lets_read(&self, principal: Principal<'_>, bucket: &str, key: Option<&str>) -> BlobResult<bool> {
+        let Some(key) = key else { return Ok(false) };
+        let txn = self.inner.store.begin_read_only();
+        let acl = match self.current_version(&txn, bucket, key)? {
+            Some(meta) => meta.acl,
+            None => return Ok(false),
+        };
+        Ok(match acl {
+            CannedAcl::PublicRead => true,
+            CannedAcl::AuthenticatedRead => matches!(principal, Principal::Key(_)),
+            CannedAcl::Private => false,
+        })
+    }
+
+    /// PutObjectAcl: gives an object's current version (or `version`) a canned ACL; returns
+    /// the version id.
+    pub fn set_object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        acl: CannedAcl,
+    ) -> BlobResult<String> {
+        self.update_version(bucket, key, version, |meta| meta.acl = acl)
     }
 
     /// A presigned URL for `link.method` on an object, signed with `link.access_key` (the

@@ -96,6 +96,41 @@ pub struct ObjectMeta {
     /// For a multipart object, the size of each part, in order.
     #[serde(default)]
     pub part_sizes: Vec<u64>,
+    #[serde(default, skip_serializing_if = "CannedAcl::is_private")]
+    pub acl: CannedAcl,
+}
+
+/// Who besides the bucket's owner (and what its policy allows) may read an object: its
+/// canned ACL, from `x-amz-acl` on the write or PutObjectAcl.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CannedAcl {
+    #[default]
+    Private,
+    /// Anyone, unsigned requests included.
+    PublicRead,
+    /// Any request signed with a valid access key.
+    AuthenticatedRead,
+}
+
+impl CannedAcl {
+    /// S3's canned ACL names for objects. A bucket's objects belong to its owner here, so
+    /// `bucket-owner-read` and `bucket-owner-full-control` are `private`; `public-read-write`
+    /// grants nothing more than reading on an object.
+    pub fn parse(name: &str) -> Result<CannedAcl, String> {
+        Ok(match name {
+            "private" | "bucket-owner-read" | "bucket-owner-full-control" | "aws-exec-read" => {
+                CannedAcl::Private
+            }
+            "public-read" | "public-read-write" => CannedAcl::PublicRead,
+            "authenticated-read" => CannedAcl::AuthenticatedRead,
+            other => return Err(format!("the canned ACL {other} is not one an object can have")),
+        })
+    }
+
+    pub fn is_private(&self) -> bool {
+        *self == CannedAcl::Private
+    }
 }
 
 impl ObjectMeta {
@@ -126,6 +161,8 @@ pub struct UploadMeta {
     /// The checksum algorithm the parts carry, if the client chose one.
     #[serde(default)]
     pub checksum_algorithm: Option<crate::ChecksumAlgorithm>,
+    #[serde(default)]
+    pub acl: CannedAcl,
     /// The client asked for a full-object checksum rather than a composite one.
     #[serde(default)]
     pub checksum_full_object: bool,

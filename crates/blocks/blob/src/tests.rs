@@ -298,7 +298,14 @@ fn copies_share_files_and_garbage_is_collected_at_open() {
     put(&f.blob, "src", &data);
     let copy = f
         .blob
-        .copy_object(("photos", "src", None), ("photos", "dst"), None, None, &ReadConditions::default())
+        .copy_object(
+            ("photos", "src", None),
+            ("photos", "dst"),
+            None,
+            None,
+            CannedAcl::Private,
+            &ReadConditions::default(),
+        )
         .unwrap();
     assert_eq!(copy.etag, f.blob.head_object("photos", "src", None).unwrap().etag);
     f.blob.delete_object("photos", "src", None).unwrap();
@@ -337,6 +344,30 @@ fn oversize_and_invalid_names_are_refused() {
     assert!(matches!(f.blob.create_bucket("photos", "root"), Err(BlobError::BucketAlreadyOwnedByYou(_))));
     assert!(matches!(f.blob.create_bucket("photos", "other"), Err(BlobError::BucketAlreadyExists(_))));
     assert!(matches!(f.blob.head_object("nope", "k", None), Err(BlobError::NoSuchBucket(_))));
+}
+
+#[test]
+fn canned_acls_let_others_read_one_object() {
+    let f = fixture();
+    let (bob, _) = f.blob.create_user(false).unwrap();
+    let get = |p: Principal<'_>, key: &str| f.blob.authorize(p, "s3:GetObject", Some("photos"), Some(key));
+    put(&f.blob, "plain", b"x");
+    let shared = NewObject { acl: CannedAcl::AuthenticatedRead, ..NewObject::default() };
+    f.blob.put_object("photos", "shared", shared, write(&f.blob, b"x"), &[]).unwrap();
+    assert!(get(Principal::Key(&bob), "plain").is_err() && get(Principal::Anonymous, "plain").is_err());
+    assert!(get(Principal::Key(&bob), "shared").is_ok(), "authenticated-read: any valid key");
+    assert!(get(Principal::Anonymous, "shared").is_err());
+    f.blob.set_object_acl("photos", "shared", None, CannedAcl::PublicRead).unwrap();
+    assert!(get(Principal::Anonymous, "shared").is_ok());
+    assert!(
+        f.blob.authorize(Principal::Anonymous, "s3:PutObject", Some("photos"), Some("shared")).is_err(),
+        "an ACL lets others read, nothing more"
+    );
+    // Kept with the object: a new version without one is private again.
+    put(&f.blob, "shared", b"y");
+    assert!(get(Principal::Anonymous, "shared").is_err());
+    assert_eq!(CannedAcl::parse("bucket-owner-full-control"), Ok(CannedAcl::Private));
+    assert!(CannedAcl::parse("log-delivery-write").is_err());
 }
 
 #[test]

@@ -5,7 +5,7 @@ use s3s::dto::{self, ETag, ETagCondition, Timestamp};
 use s3s::{S3Error, S3ErrorCode};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
-use strata_blob::{BlobError, ByteRange, ChecksumAlgorithm, Checksums, Expected, ReadConditions};
+use strata_blob::{BlobError, ByteRange, CannedAcl, ChecksumAlgorithm, Checksums, Expected, ReadConditions};
 
 /// The S3 error for a blob error: its code, HTTP status and message.
 pub(crate) fn s3_error(err: BlobError) -> S3Error {
@@ -99,6 +99,67 @@ pub(crate) fn range(r: dto::Range) -> ByteRange {
         dto::Range::Int { first, last } => ByteRange::From { first, last },
         dto::Range::Suffix { length } => ByteRange::Suffix(length),
     }
+}
+
+/// An object's canned ACL from `x-amz-acl` (private without one). Explicit grants
+/// (`x-amz-grant-*`) are refused: there are no S3 accounts to grant to here, only access keys,
+/// which bucket policies name.
+pub(crate) fn object_acl(acl: Option<&dto::ObjectCannedACL>, grants: &[bool]) -> Result<CannedAcl, S3Error> {
+    if grants.iter().any(|g| *g) {
+        return Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "x-amz-grant-* headers are not supported; use a canned ACL (x-amz-acl) or a bucket policy",
+        ));
+    }
+    acl.map_or(Ok(CannedAcl::Private), |a| {
+        CannedAcl::parse(a.as_str()).map_err(|m| S3Error::with_message(S3ErrorCode::InvalidArgument, m))
+    })
+}
+
+/// Checks a bucket's canned ACL: buckets here are private to their owner (and what their
+/// policy allows), so any other is refused rather than ignored.
+pub(crate) fn bucket_acl(acl: Option<&dto::BucketCannedACL>) -> Result<(), S3Error> {
+    match acl.map(|a| a.as_str()) {
+        None | Some("private") => Ok(()),
+        Some(other) => Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            format!("the bucket ACL {other} is not supported; a bucket policy opens a bucket or prefix"),
+        )),
+    }
+}
+
+/// GetObjectAcl's and GetBucketAcl's answer: the owner has full control, and a canned ACL
+/// adds reading for everyone or for every access key.
+pub(crate) fn acl_grants(owner: &str, acl: CannedAcl) -> (dto::Owner, dto::Grants) {
+    let owner_id = dto::Owner { id: Some(owner.to_owned()), display_name: Some(owner.to_owned()) };
+    let mut grants = vec![dto::Grant {
+        grantee: Some(dto::Grantee {
+            id: Some(owner.to_owned()),
+            display_name: Some(owner.to_owned()),
+            type_: dto::Type::from_static(dto::Type::CANONICAL_USER),
+            email_address: None,
+            uri: None,
+        }),
+        permission: Some(dto::Permission::from_static(dto::Permission::FULL_CONTROL)),
+    }];
+    let group = match acl {
+        CannedAcl::Private => None,
+        CannedAcl::PublicRead => Some("http://acs.amazonaws.com/groups/global/AllUsers"),
+        CannedAcl::AuthenticatedRead => Some("http://acs.amazonaws.com/groups/global/AuthenticatedUsers"),
+    };
+    if let Some(uri) = group {
+        grants.push(dto::Grant {
+            grantee: Some(dto::Grantee {
+                type_: dto::Type::from_static(dto::Type::GROUP),
+                uri: Some(uri.to_owned()),
+                id: None,
+                display_name: None,
+                email_address: None,
+            }),
+            permission: Some(dto::Permission::from_static(dto::Permission::READ)),
+        });
+    }
+    (owner_id, grants)
 }
 
 /// The part a read names (`?partNumber=`), refused next to a `Range`, as S3 refuses it.

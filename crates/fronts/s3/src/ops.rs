@@ -175,6 +175,7 @@ impl S3 for Strata {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let owner = owner_of(&req);
+        bucket_acl(req.input.acl.as_ref())?;
         let bucket = req.input.bucket;
         let blob = self.blob.clone();
         let name = bucket.clone();
@@ -195,6 +196,85 @@ impl S3 for Strata {
         let blob = self.blob.clone();
         spawn(move || blob.bucket(&req.input.bucket)).await?;
         ok(HeadBucketOutput { bucket_region: Some(self.region.clone()), ..Default::default() })
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        let input = req.input;
+        let blob = self.blob.clone();
+        let (owner, acl) = spawn(move || {
+            let meta = blob.head_object(&input.bucket, &input.key, input.version_id.as_deref())?;
+            Ok((blob.bucket(&input.bucket)?.owner, meta.acl))
+        })
+        .await?;
+        let (owner, grants) = acl_grants(&owner, acl);
+        ok(GetObjectAclOutput { owner: Some(owner), grants: Some(grants), ..Default::default() })
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        let input = req.input;
+        if input.access_control_policy.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "an AccessControlPolicy body is not supported; use a canned ACL (x-amz-acl) or a bucket policy"
+            ));
+        }
+        let acl = object_acl(
+            input.acl.as_ref(),
+            &[
+                input.grant_read.is_some(),
+                input.grant_full_control.is_some(),
+                input.grant_read_acp.is_some(),
+                input.grant_write.is_some(),
+                input.grant_write_acp.is_some(),
+            ],
+        )?;
+        let blob = self.blob.clone();
+        spawn(move || blob.set_object_acl(&input.bucket, &input.key, input.version_id.as_deref(), acl))
+            .await?;
+        ok(PutObjectAclOutput::default())
+    }
+
+    /// A bucket's ACL is its owner's full control; who else may do what is its policy's.
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        let blob = self.blob.clone();
+        let bucket = req.input.bucket;
+        let owner = spawn(move || Ok(blob.bucket(&bucket)?.owner)).await?;
+        let (owner, grants) = acl_grants(&owner, strata_blob::CannedAcl::Private);
+        ok(GetBucketAclOutput { owner: Some(owner), grants: Some(grants) })
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        let input = req.input;
+        let grants = [
+            &input.grant_full_control,
+            &input.grant_read,
+            &input.grant_read_acp,
+            &input.grant_write,
+            &input.grant_write_acp,
+        ];
+        if input.access_control_policy.is_some() || grants.iter().any(|g| g.is_some()) || input.acl.is_none()
+        {
+            return Err(s3_error!(
+                NotImplemented,
+                "only a canned private bucket ACL is supported; a bucket policy opens a bucket or prefix"
+            ));
+        }
+        bucket_acl(input.acl.as_ref())?;
+        let blob = self.blob.clone();
+        spawn(move || blob.bucket(&input.bucket).map(drop)).await?;
+        ok(PutBucketAclOutput::default())
     }
 
     async fn get_bucket_location(
@@ -238,6 +318,15 @@ impl S3 for Strata {
                 ETagCondition::Any => "*".to_owned(),
                 ETagCondition::ETag(t) => t.into_value(),
             }),
+            acl: object_acl(
+                input.acl.as_ref(),
+                &[
+                    input.grant_read.is_some(),
+                    input.grant_full_control.is_some(),
+                    input.grant_read_acp.is_some(),
+                    input.grant_write_acp.is_some(),
+                ],
+            )?,
         };
         let meta = self
             .store_object(
@@ -280,6 +369,7 @@ impl S3 for Strata {
             user_metadata: user_metadata(input.metadata),
             tags: tagging_header(input.tagging.as_deref()),
             expected: Expected { content_md5: input.content_md5, checksums: Vec::new() },
+            acl: object_acl(input.acl.as_ref(), &[])?,
             ..NewObject::default()
         };
         let bucket = input.bucket.clone();
@@ -523,6 +613,15 @@ impl S3 for Strata {
             .as_ref()
             .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE)
             .then(|| tagging_header(input.tagging.as_deref()));
+        let acl = object_acl(
+            input.acl.as_ref(),
+            &[
+                input.grant_read.is_some(),
+                input.grant_full_control.is_some(),
+                input.grant_read_acp.is_some(),
+                input.grant_write_acp.is_some(),
+            ],
+        )?;
         let blob = self.blob.clone();
         let (bucket, key) = (input.bucket, input.key);
         let source_version = src_version.clone();
@@ -532,6 +631,7 @@ impl S3 for Strata {
                 (&bucket, &key),
                 replace,
                 tags,
+                acl,
                 &conditions,
             )
         })
@@ -692,6 +792,15 @@ impl S3 for Strata {
             tags: tagging_header(input.tagging.as_deref()),
             checksum_algorithm: algorithm,
             checksum_full_object: full_object,
+            acl: object_acl(
+                input.acl.as_ref(),
+                &[
+                    input.grant_read.is_some(),
+                    input.grant_full_control.is_some(),
+                    input.grant_read_acp.is_some(),
+                    input.grant_write_acp.is_some(),
+                ],
+            )?,
             ..UploadMeta::default()
         };
         let blob = self.blob.clone();

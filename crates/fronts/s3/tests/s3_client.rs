@@ -228,6 +228,74 @@ async fn object_store_client_puts_gets_lists_copies_and_deletes() {
     assert_eq!(store.get(&copy).await.unwrap().bytes().await.unwrap().as_ref(), &big[..]);
 }
 
+/// Canned ACLs: `x-amz-acl: public-read` on a write (or PutObjectAcl) lets unsigned requests
+/// read that object, as `aws s3 cp --acl public-read` expects; a copy does not inherit it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canned_acls_make_single_objects_public() {
+    let server = start(Limits::default()).await;
+    create_bucket(&server, ROOT, "site").await;
+    let anonymous = |key: &str| {
+        let url = format!("http://{}/site/{key}", server.addr);
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    };
+    let public = [("x-amz-acl", "public-read")];
+    let (status, body, _) =
+        signed_with(&server, ROOT, "PUT", "/site/index.html", b"<h1>hi</h1>", &public, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = signed(&server, ROOT, "PUT", "/site/secret.txt", b"psst").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(anonymous("index.html").await, 200);
+    assert_eq!(
+        reqwest::get(format!("http://{}/site/index.html", server.addr)).await.unwrap().text().await.unwrap(),
+        "<h1>hi</h1>"
+    );
+    assert_eq!(anonymous("secret.txt").await, 403, "private by default");
+
+    let (status, acl, _) = signed(&server, ROOT, "GET", "/site/index.html?acl", b"").await;
+    assert_eq!(status, 200, "{acl}");
+    assert!(acl.contains("global/AllUsers") && acl.contains("<Permission>READ</Permission>"), "{acl}");
+    assert!(acl.contains("<Permission>FULL_CONTROL</Permission>"), "{acl}");
+    let (_, acl, _) = signed(&server, ROOT, "GET", "/site/secret.txt?acl", b"").await;
+    assert!(!acl.contains("AllUsers"), "{acl}");
+
+    // PutObjectAcl both ways.
+    let private = [("x-amz-acl", "private")];
+    let (status, body, _) =
+        signed_with(&server, ROOT, "PUT", "/site/index.html?acl", b"", &private, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(anonymous("index.html").await, 403);
+    let (status, _, _) = signed_with(&server, ROOT, "PUT", "/site/secret.txt?acl", b"", &public, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(anonymous("secret.txt").await, 200);
+
+    // A copy has the ACL its own request gives.
+    let source = [("x-amz-copy-source", "/site/secret.txt")];
+    let (status, body, _) = signed_with(&server, ROOT, "PUT", "/site/copy.txt", b"", &source, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(anonymous("copy.txt").await, 403);
+    let both = [("x-amz-copy-source", "/site/secret.txt"), ("x-amz-acl", "public-read")];
+    signed_with(&server, ROOT, "PUT", "/site/copy2.txt", b"", &both, None).await;
+    assert_eq!(anonymous("copy2.txt").await, 200);
+
+    // What cannot be honoured is refused, not ignored.
+    let bucket_only = [("x-amz-acl", "log-delivery-write")];
+    let (status, body, _) = signed_with(&server, ROOT, "PUT", "/site/x", b"x", &bucket_only, None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("<Code>InvalidArgument</Code>"), "{body}");
+    let grant = [("x-amz-grant-read", "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"")];
+    let (status, body, _) = signed_with(&server, ROOT, "PUT", "/site/x", b"x", &grant, None).await;
+    assert_eq!(status, 501, "{body}");
+    assert_eq!(anonymous("x").await, 403, "not made public");
+    let (status, acl, _) = signed(&server, ROOT, "GET", "/site?acl", b"").await;
+    assert!(status == 200 && acl.contains("FULL_CONTROL") && !acl.contains("AllUsers"), "{acl}");
+    let (status, _, _) = signed_with(&server, ROOT, "PUT", "/site?acl", b"", &private, None).await;
+    assert_eq!(status, 200);
+    let (status, body, _) = signed_with(&server, ROOT, "PUT", "/site?acl", b"", &public, None).await;
+    assert_eq!(status, 501, "a public bucket ACL is refused: {body}");
+    let (status, _, _) = signed_with(&server, ROOT, "PUT", "/open", b"", &public, None).await;
+    assert_eq!(status, 501);
+}
+
 /// `?partNumber=` reads one part of a multipart object (as parallel downloaders do), with a
 /// 206, its Content-Range and the part count; part 1 of a single PUT is the whole object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
