@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Drives Strata's s3 front with real S3 clients: aws-cli (apt) for `aws s3` and `aws s3api`,
-# curl for presigned links and public objects, s3cmd (apt), and boto3 (pip), which since
+# curl for presigned links, public objects and canned ACLs, s3cmd (apt), and boto3 (pip), which since
 # 1.36 sends a flexible checksum with every upload.
 #
 #   sudo scripts/s3-clients.sh            # builds Strata (release), runs it on spare ports
@@ -65,6 +65,19 @@ aws s3api put-bucket-policy --bucket clients --policy \
 curl -fs "$S3/clients/tree/a/b/f1.txt" | grep -q "file 1" && check "public-read policy: anonymous GET"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$S3/clients/small.bin")" = 403 ] && check "outside the policy: 403"
 curl -fs localhost:18080/blob/clients/tree/a/b/f2.txt | grep -q "file 2" && check "http front serves public objects"
+
+# Canned ACLs: one object made public by the upload itself, then private again.
+aws s3 cp "$work/p2" s3://clients/shared.bin --acl public-read >/dev/null
+curl -fs "$S3/clients/shared.bin" | cmp - "$work/p2" && check "aws s3 cp --acl public-read: anonymous GET"
+aws s3api get-object-acl --bucket clients --key shared.bin --query 'Grants[].Grantee.URI' --output text \
+    | grep -q AllUsers && check "get-object-acl shows the AllUsers grant"
+aws s3api put-object-acl --bucket clients --key shared.bin --acl private
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$S3/clients/shared.bin")" = 403 ] && check "put-object-acl private: 403 again"
+
+# One part of a multipart object by number, as parallel downloaders read it.
+aws s3api get-object --bucket clients --key dir/big.bin --part-number 2 "$work/part2" \
+    --query '[PartsCount,ContentRange]' --output text | grep -q "^3"$'\t'"bytes 8388608-16777215/" \
+    && cmp "$work/part2" <(tail -c +8388609 "$work/big.bin" | head -c 8388608) && check "get-object --part-number 2"
 
 aws s3api put-bucket-versioning --bucket clients --versioning-configuration Status=Enabled
 v1=$(aws s3api put-object --bucket clients --key doc --body "$work/p2" --query VersionId --output text)
