@@ -396,7 +396,6 @@ pub fn check_read_conditions(meta: &ObjectMeta, cond: &ReadConditions) -> BlobRe
     Ok(())
 }
 
-/// Resolves a range against an object's size into `(start, len)`.
 /// The bytes of part `part` (from 1) of an object: `None` (all of it) for part 1 of an
 /// object written by a single PUT.
 pub fn part_range(meta: &ObjectMeta, part: u64) -> BlobResult<Option<ByteRange>> {
@@ -413,6 +412,7 @@ pub fn part_range(meta: &ObjectMeta, part: u64) -> BlobResult<Option<ByteRange>>
     Ok(Some(ByteRange::From { first, last: Some(last) }))
 }
 
+/// Resolves a range against an object's size into `(start, len)`.
 pub fn resolve_range(range: Option<ByteRange>, size: u64) -> BlobResult<(u64, u64)> {
     match range {
         None => Ok((0, size)),

@@ -42,6 +42,29 @@ fn calendar_step(interval: &str) -> Option<Step> {
     })
 }
 
+/// The interval of date_histogram `dh` (taking its calendar interval out of it) and its step
+/// in local time; `None` for a fixed interval in UTC, which tantivy reads as it is.
+fn histogram_step(dh: &mut Map<String, Value>, zone: Zone) -> SearchResult<Option<(String, Step)>> {
+    let calendar = dh.remove("calendar_interval").or_else(|| dh.remove("interval"));
+    if let Some(Value::String(interval)) = calendar {
+        let step = calendar_step(&interval).or_else(|| fixed_interval_ms(&interval).map(Step::Fixed)).ok_or_else(|| {
+            SearchError::illegal_argument(format!(
+                "calendar_interval [{interval}] is not supported here; use a calendar unit (minute, hour, day, week, month, quarter, year) or fixed_interval (e.g. \"30d\")"
+            ))
+        })?;
+        return Ok(Some((interval, step)));
+    }
+    match dh.get("fixed_interval").and_then(Value::as_str) {
+        Some(fixed) if !zone.is_utc() => {
+            let ms = fixed_interval_ms(fixed).ok_or_else(|| {
+                SearchError::illegal_argument(format!("fixed_interval [{fixed}] is not a fixed length"))
+            })?;
+            Ok(Some((fixed.to_string(), Step::Fixed(ms))))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// The range aggregation that buckets `dh` (a date_histogram by `step` in `zone`) between
 /// the bounds (epoch ms) of its field's values; and its min_doc_count.
 fn calendar_ranges(
@@ -105,29 +128,7 @@ fn adapt_aggs(
                     return Err(SearchError::parsing(format!("[time_zone] must be a string, got {other}")));
                 }
             };
-            let calendar = dh.remove("calendar_interval").or_else(|| dh.remove("interval"));
-            let step = match &calendar {
-                Some(Value::String(interval)) => Some((
-                    interval.clone(),
-                    calendar_step(interval)
-                        .or_else(|| fixed_interval_ms(interval).map(Step::Fixed))
-                        .ok_or_else(|| {
-                            SearchError::illegal_argument(format!(
-                                "calendar_interval [{interval}] is not supported here; use a calendar unit (minute, hour, day, week, month, quarter, year) or fixed_interval (e.g. \"30d\")"
-                            ))
-                        })?,
-                )),
-                _ => match dh.get("fixed_interval").and_then(Value::as_str) {
-                    Some(fixed) if !zone.is_utc() => Some((
-                        fixed.to_string(),
-                        Step::Fixed(fixed_interval_ms(fixed).ok_or_else(|| {
-                            SearchError::illegal_argument(format!("fixed_interval [{fixed}] is not a fixed length"))
-                        })?),
-                    )),
-                    _ => None,
-                },
-            };
-            match step {
+            match histogram_step(dh, zone)? {
                 // Fixed lengths in UTC are tantivy's own date_histogram (weeks start on Monday,
                 // four days after the epoch's Thursday).
                 Some((_, Step::Fixed(ms))) if zone.is_utc() => {

@@ -537,10 +537,7 @@ fn run_inner(
             query = narrowed(query, Box::new(SliceQuery::parse(slice, view.compiled.id)?));
         }
         let hits_query: Box<dyn Query> = match body.get("post_filter") {
-            Some(pf) => Box::new(BooleanQuery::new(vec![
-                (Occur::Must, query.box_clone()),
-                (Occur::Must, Box::new(ConstScoreQuery::new(ctx.build(pf)?, 0.0))),
-            ])),
+            Some(pf) => narrowed(query.box_clone(), ctx.build(pf)?),
             None => query.box_clone(),
         };
         let specs = parse_sort(&view.compiled, body.get("sort"))?;

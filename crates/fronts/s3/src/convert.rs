@@ -101,11 +101,35 @@ pub(crate) fn range(r: dto::Range) -> ByteRange {
     }
 }
 
+/// Requests that carry S3's explicit grant headers (`x-amz-grant-*`).
+pub(crate) trait GrantHeaders {
+    /// Whether any grant header is present.
+    fn has_grants(&self) -> bool;
+}
+
+macro_rules! grant_headers {
+    ($($input:ty: $($grant:ident),+;)+) => {
+        $(impl GrantHeaders for $input {
+            fn has_grants(&self) -> bool {
+                $(self.$grant.is_some())||+
+            }
+        })+
+    };
+}
+
+grant_headers! {
+    dto::PutObjectInput: grant_read, grant_full_control, grant_read_acp, grant_write_acp;
+    dto::CopyObjectInput: grant_read, grant_full_control, grant_read_acp, grant_write_acp;
+    dto::CreateMultipartUploadInput: grant_read, grant_full_control, grant_read_acp, grant_write_acp;
+    dto::PutObjectAclInput: grant_read, grant_full_control, grant_read_acp, grant_write, grant_write_acp;
+    dto::PutBucketAclInput: grant_read, grant_full_control, grant_read_acp, grant_write, grant_write_acp;
+}
+
 /// An object's canned ACL from `x-amz-acl` (private without one). Explicit grants
 /// (`x-amz-grant-*`) are refused: there are no S3 accounts to grant to here, only access keys,
 /// which bucket policies name.
-pub(crate) fn object_acl(acl: Option<&dto::ObjectCannedACL>, grants: &[bool]) -> Result<CannedAcl, S3Error> {
-    if grants.iter().any(|g| *g) {
+pub(crate) fn object_acl(acl: Option<&dto::ObjectCannedACL>, grants: bool) -> Result<CannedAcl, S3Error> {
+    if grants {
         return Err(S3Error::with_message(
             S3ErrorCode::NotImplemented,
             "x-amz-grant-* headers are not supported; use a canned ACL (x-amz-acl) or a bucket policy",

@@ -224,16 +224,7 @@ impl S3 for Strata {
                 "an AccessControlPolicy body is not supported; use a canned ACL (x-amz-acl) or a bucket policy"
             ));
         }
-        let acl = object_acl(
-            input.acl.as_ref(),
-            &[
-                input.grant_read.is_some(),
-                input.grant_full_control.is_some(),
-                input.grant_read_acp.is_some(),
-                input.grant_write.is_some(),
-                input.grant_write_acp.is_some(),
-            ],
-        )?;
+        let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
         let blob = self.blob.clone();
         spawn(move || blob.set_object_acl(&input.bucket, &input.key, input.version_id.as_deref(), acl))
             .await?;
@@ -257,15 +248,7 @@ impl S3 for Strata {
         req: S3Request<PutBucketAclInput>,
     ) -> S3Result<S3Response<PutBucketAclOutput>> {
         let input = req.input;
-        let grants = [
-            &input.grant_full_control,
-            &input.grant_read,
-            &input.grant_read_acp,
-            &input.grant_write,
-            &input.grant_write_acp,
-        ];
-        if input.access_control_policy.is_some() || grants.iter().any(|g| g.is_some()) || input.acl.is_none()
-        {
+        if input.access_control_policy.is_some() || input.has_grants() || input.acl.is_none() {
             return Err(s3_error!(
                 NotImplemented,
                 "only a canned private bucket ACL is supported; a bucket policy opens a bucket or prefix"
@@ -291,6 +274,7 @@ impl S3 for Strata {
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
+        let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
         let expected = Expected {
             content_md5: input.content_md5,
             checksums: sent_checksums(
@@ -318,15 +302,7 @@ impl S3 for Strata {
                 ETagCondition::Any => "*".to_owned(),
                 ETagCondition::ETag(t) => t.into_value(),
             }),
-            acl: object_acl(
-                input.acl.as_ref(),
-                &[
-                    input.grant_read.is_some(),
-                    input.grant_full_control.is_some(),
-                    input.grant_read_acp.is_some(),
-                    input.grant_write_acp.is_some(),
-                ],
-            )?,
+            acl,
         };
         let meta = self
             .store_object(
@@ -369,7 +345,7 @@ impl S3 for Strata {
             user_metadata: user_metadata(input.metadata),
             tags: tagging_header(input.tagging.as_deref()),
             expected: Expected { content_md5: input.content_md5, checksums: Vec::new() },
-            acl: object_acl(input.acl.as_ref(), &[])?,
+            acl: object_acl(input.acl.as_ref(), false)?,
             ..NewObject::default()
         };
         let bucket = input.bucket.clone();
@@ -586,6 +562,7 @@ impl S3 for Strata {
         let (src_bucket, src_key, src_version) = copy_source(&req.input.copy_source)?;
         authorize_source(&self.blob, &req, &src_bucket, &src_key).await?;
         let input = req.input;
+        let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
         let conditions = read_conditions(
             input.copy_source_if_match,
             input.copy_source_if_none_match,
@@ -613,15 +590,6 @@ impl S3 for Strata {
             .as_ref()
             .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE)
             .then(|| tagging_header(input.tagging.as_deref()));
-        let acl = object_acl(
-            input.acl.as_ref(),
-            &[
-                input.grant_read.is_some(),
-                input.grant_full_control.is_some(),
-                input.grant_read_acp.is_some(),
-                input.grant_write_acp.is_some(),
-            ],
-        )?;
         let blob = self.blob.clone();
         let (bucket, key) = (input.bucket, input.key);
         let source_version = src_version.clone();
@@ -778,6 +746,7 @@ impl S3 for Strata {
         let algorithm = input.checksum_algorithm.as_ref().map(algorithm).transpose()?;
         let full_object =
             input.checksum_type.as_ref().is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT);
+        let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
         let upload = UploadMeta {
             owner,
             headers: headers_of(
@@ -792,15 +761,7 @@ impl S3 for Strata {
             tags: tagging_header(input.tagging.as_deref()),
             checksum_algorithm: algorithm,
             checksum_full_object: full_object,
-            acl: object_acl(
-                input.acl.as_ref(),
-                &[
-                    input.grant_read.is_some(),
-                    input.grant_full_control.is_some(),
-                    input.grant_read_acp.is_some(),
-                    input.grant_write_acp.is_some(),
-                ],
-            )?,
+            acl,
             ..UploadMeta::default()
         };
         let blob = self.blob.clone();
