@@ -104,7 +104,7 @@ cmp "$work/big.bin" "$work/big.s3cmd" && s3c ls s3://s3cmd | grep -q big.bin && 
 
 # boto3: default checksums, presigned POST (browser form upload), user keys.
 python3 - "$S3" <<'EOF'
-import sys, boto3, botocore, urllib.request, json
+import sys, boto3, botocore, urllib.request, urllib.error, json
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="strata",
                   aws_secret_access_key="strata-secret", region_name="us-east-1")
 s3.create_bucket(Bucket="boto")
@@ -123,12 +123,32 @@ req = urllib.request.Request(post["url"], data=body, method="POST",
                              headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
 urllib.request.urlopen(req)
 assert s3.get_object(Bucket="boto", Key="form-upload.txt")["Body"].read() == b"from a form"
+def form_post(key, fields, conditions):
+    post = s3.generate_presigned_post("boto", key, Fields=fields, Conditions=conditions, ExpiresIn=60)
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                    for k, v in post["fields"].items())
+    body += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\nx\r\n--{boundary}--\r\n'.encode()
+    req = urllib.request.Request(post["url"], data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        return urllib.request.urlopen(req).status
+    except urllib.error.HTTPError as e:
+        return e.code
+all_users = 'uri="http://acs.amazonaws.com/groups/global/AllUsers"'
+assert form_post("granted.txt", {"x-amz-grant-read": all_users}, [{"x-amz-grant-read": all_users}]) == 501
+assert form_post("public.txt", {"acl": "public-read"}, [{"acl": "public-read"}]) == 204
+assert urllib.request.urlopen(f"{sys.argv[1]}/boto/public.txt").read() == b"x"
+try:
+    s3.create_bucket(Bucket="granted", GrantRead=all_users)
+    raise SystemExit("expected NotImplemented for a bucket grant")
+except botocore.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "NotImplemented", e.response
 try:
     s3.get_object(Bucket="boto", Key="crc", Range="bytes=200000-")
     raise SystemExit("expected InvalidRange")
 except botocore.exceptions.ClientError as e:
     assert e.response["Error"]["Code"] == "InvalidRange", e.response
-print("ok: boto3 checksums, upload_file, presigned POST, InvalidRange")
+print("ok: boto3 checksums, upload_file, presigned POST (with a canned ACL; grants refused), InvalidRange")
 EOF
 
 echo "all S3 client checks passed"

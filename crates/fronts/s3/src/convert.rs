@@ -123,6 +123,8 @@ grant_headers! {
     dto::CreateMultipartUploadInput: grant_read, grant_full_control, grant_read_acp, grant_write_acp;
     dto::PutObjectAclInput: grant_read, grant_full_control, grant_read_acp, grant_write, grant_write_acp;
     dto::PutBucketAclInput: grant_read, grant_full_control, grant_read_acp, grant_write, grant_write_acp;
+    dto::CreateBucketInput: grant_read, grant_full_control, grant_read_acp, grant_write, grant_write_acp;
+    dto::PostObjectInput: grant_read, grant_full_control, grant_read_acp, grant_write_acp;
 }
 
 /// An object's canned ACL from `x-amz-acl` (private without one). Explicit grants
@@ -140,9 +142,16 @@ pub(crate) fn object_acl(acl: Option<&dto::ObjectCannedACL>, grants: bool) -> Re
     })
 }
 
-/// Checks a bucket's canned ACL: buckets here are private to their owner (and what their
-/// policy allows), so any other is refused rather than ignored.
-pub(crate) fn bucket_acl(acl: Option<&dto::BucketCannedACL>) -> Result<(), S3Error> {
+/// Checks a bucket's canned ACL and grant headers: buckets here are private to their owner
+/// (and what their policy allows), so any other ACL, and any grant, is refused rather than
+/// ignored.
+pub(crate) fn bucket_acl(acl: Option<&dto::BucketCannedACL>, grants: bool) -> Result<(), S3Error> {
+    if grants {
+        return Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "x-amz-grant-* headers are not supported on buckets; a bucket policy opens a bucket or prefix",
+        ));
+    }
     match acl.map(|a| a.as_str()) {
         None | Some("private") => Ok(()),
         Some(other) => Err(S3Error::with_message(

@@ -28,7 +28,7 @@ fn matching<'a>(rules: &'a [CorsRule], origin: &str, method: &str, headers: &[&s
     })
 }
 
-fn bucket_of(req: &http::Request<hyper::body::Incoming>, domain: &Domain) -> Option<String> {
+fn bucket_of<B>(req: &http::Request<B>, domain: &Domain) -> Option<String> {
     let host = req
         .headers()
         .get(header::HOST)
@@ -71,12 +71,12 @@ pub(crate) async fn around(
     service: s3s::service::S3Service,
     blob: Blob,
     domain: &Domain,
-    req: http::Request<hyper::body::Incoming>,
+    req: http::Request<s3s::Body>,
 ) -> Result<Response<s3s::Body>, s3s::HttpError> {
     let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
     let bucket = bucket_of(&req, domain);
     let (Some(origin), Some(bucket)) = (origin, bucket) else {
-        return hyper::service::Service::call(&service, req).await;
+        return service.call(req).await;
     };
     if req.method() == Method::OPTIONS {
         let method = req
@@ -105,7 +105,7 @@ pub(crate) async fn around(
         return Ok(response);
     }
     let method = req.method().to_string();
-    let mut response = hyper::service::Service::call(&service, req).await?;
+    let mut response = service.call(req).await?;
     let rules = rules(&blob, bucket).await;
     if let Some(rule) = matching(&rules, &origin, &method, &[]) {
         allow(&mut response, rule, &origin, &method);

@@ -19,15 +19,16 @@
 //!
 //! ## Limitations
 //!
-//! - Browser form uploads (POST policies) are buffered by s3s up to
-//!   `post_object_max_file_size` before they reach the block.
-//! - GetObject by `partNumber`, object ACLs, lifecycle rules, object lock, SSE and website
-//!   hosting are not implemented (`NotImplemented`).
+//! - Browser form uploads (POST policies) are buffered, up to `max_post_bytes`, before they
+//!   reach the block (`form.rs` reads their `acl` field, s3s the rest).
+//! - Explicit ACL grants, lifecycle rules, object lock, SSE and website hosting are not
+//!   implemented (`NotImplemented`).
 
 mod access;
 mod body;
 mod convert;
 mod cors;
+mod form;
 mod ops;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -134,8 +135,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (service, blob, domain) = (service.clone(), blob.clone(), domain.clone());
-        let handler =
-            hyper::service::service_fn(move |req| handle(service.clone(), blob.clone(), domain.clone(), req));
+        let max_post = config.max_post_bytes;
+        let handler = hyper::service::service_fn(move |req| {
+            handle(service.clone(), blob.clone(), domain.clone(), max_post, req)
+        });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), handler).into_owned());
         tokio::spawn(async move {
             if let Err(err) = conn.await {
@@ -150,16 +153,20 @@ pub async fn serve(
     Ok(())
 }
 
-/// One request: CORS around s3s, and request metrics.
+/// One request: a form upload's ACL, CORS around s3s, and request metrics.
 async fn handle(
     service: s3s::service::S3Service,
     blob: Blob,
     domain: Domain,
+    max_post: u64,
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let response = cors::around(service, blob, &domain, req).await;
+    let response = match form::read_acl(req, max_post).await {
+        Ok(req) => cors::around(service, blob, &domain, req).await,
+        Err(refused) => Ok(refused),
+    };
     if let Ok(response) = &response {
         metrics::counter!("strata_s3_requests_total", "method" => method.clone(), "status" => response.status().as_u16().to_string())
             .increment(1);

@@ -175,7 +175,7 @@ impl S3 for Strata {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let owner = owner_of(&req);
-        bucket_acl(req.input.acl.as_ref())?;
+        bucket_acl(req.input.acl.as_ref(), req.input.has_grants())?;
         let bucket = req.input.bucket;
         let blob = self.blob.clone();
         let name = bucket.clone();
@@ -254,7 +254,7 @@ impl S3 for Strata {
                 "only a canned private bucket ACL is supported; a bucket policy opens a bucket or prefix"
             ));
         }
-        bucket_acl(input.acl.as_ref())?;
+        bucket_acl(input.acl.as_ref(), false)?;
         let blob = self.blob.clone();
         spawn(move || blob.bucket(&input.bucket).map(drop)).await?;
         ok(PutBucketAclOutput::default())
@@ -332,7 +332,11 @@ impl S3 for Strata {
     }
 
     async fn post_object(&self, req: S3Request<PostObjectInput>) -> S3Result<S3Response<PostObjectOutput>> {
+        // s3s reads the ACL from an `x-amz-acl` field; S3's forms name it `acl` (`form.rs`).
+        let form_acl =
+            req.extensions.get::<crate::form::FormAcl>().map(|a| ObjectCannedACL::from(a.0.clone()));
         let input = req.input;
+        let acl = object_acl(input.acl.as_ref().or(form_acl.as_ref()), input.has_grants())?;
         let new = NewObject {
             headers: headers_of(
                 input.content_type,
@@ -345,7 +349,7 @@ impl S3 for Strata {
             user_metadata: user_metadata(input.metadata),
             tags: tagging_header(input.tagging.as_deref()),
             expected: Expected { content_md5: input.content_md5, checksums: Vec::new() },
-            acl: object_acl(input.acl.as_ref(), false)?,
+            acl,
             ..NewObject::default()
         };
         let bucket = input.bucket.clone();

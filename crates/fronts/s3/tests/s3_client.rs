@@ -294,6 +294,83 @@ async fn canned_acls_make_single_objects_public() {
     assert_eq!(status, 501, "a public bucket ACL is refused: {body}");
     let (status, _, _) = signed_with(&server, ROOT, "PUT", "/open", b"", &public, None).await;
     assert_eq!(status, 501);
+    let (status, body, _) = signed_with(&server, ROOT, "PUT", "/granted", b"", &grant, None).await;
+    assert_eq!(status, 501, "a grant on CreateBucket is refused: {body}");
+    let (status, _, _) = signed(&server, ROOT, "HEAD", "/granted", b"").await;
+    assert_eq!(status, 404, "and the bucket is not created");
+}
+
+/// A browser form upload (POST policy signed with SigV4, as `generate_presigned_post` makes
+/// it): its `acl` field makes the object public; a grant field is refused.
+#[tokio::test]
+async fn form_uploads_take_a_canned_acl_field() {
+    use hmac::{KeyInit, Mac};
+    let server = start(Limits::default()).await;
+    create_bucket(&server, ROOT, "forms").await;
+    let hmac = |key: &[u8], data: &str| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(data.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let date = format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
+    let credential = format!("{}/{date}/us-east-1/s3/aws4_request", ROOT.0);
+    let amz_date = format!("{date}T{:02}{:02}{:02}Z", now.hour(), now.minute(), now.second());
+    let post = |key: &'static str, extra: Vec<(&'static str, &'static str)>| {
+        let mut conditions = vec![
+            serde_json::json!({"bucket": "forms"}),
+            serde_json::json!({"key": key}),
+            serde_json::json!({"x-amz-algorithm": "AWS4-HMAC-SHA256"}),
+            serde_json::json!({"x-amz-credential": credential}),
+            serde_json::json!({"x-amz-date": amz_date}),
+        ];
+        conditions.extend(extra.iter().map(|(k, v)| serde_json::json!({*k: *v})));
+        let end = now + time::Duration::minutes(5);
+        let expiration = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            end.year(),
+            u8::from(end.month()),
+            end.day(),
+            end.hour(),
+            end.minute(),
+            end.second()
+        );
+        let policy = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            serde_json::json!({"expiration": expiration, "conditions": conditions}).to_string(),
+        );
+        let signing_key = ["us-east-1", "s3", "aws4_request"]
+            .iter()
+            .fold(hmac(format!("AWS4{}", ROOT.1).as_bytes(), &date), |key, part| hmac(&key, part));
+        let signature = hex::encode(hmac(&signing_key, &policy));
+        let mut form = reqwest::multipart::Form::new()
+            .text("key", key)
+            .text("x-amz-algorithm", "AWS4-HMAC-SHA256")
+            .text("x-amz-credential", credential.clone())
+            .text("x-amz-date", amz_date.clone());
+        for (k, v) in extra {
+            form = form.text(k, v);
+        }
+        let form = form
+            .text("policy", policy)
+            .text("x-amz-signature", signature)
+            .part("file", reqwest::multipart::Part::bytes(b"from a form".to_vec()).file_name("f.txt"));
+        let url = format!("http://{}/forms", server.addr);
+        async move { reqwest::Client::new().post(url).multipart(form).send().await.unwrap().status().as_u16() }
+    };
+    let anonymous = |key: &str| {
+        let url = format!("http://{}/forms/{key}", server.addr);
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    };
+
+    assert_eq!(post("private.txt", vec![]).await, 204);
+    assert_eq!(anonymous("private.txt").await, 403, "private by default");
+    assert_eq!(post("public.txt", vec![("acl", "public-read")]).await, 204);
+    assert_eq!(anonymous("public.txt").await, 200, "the form's acl field is honoured");
+    let all_users = "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"";
+    assert_eq!(post("granted.txt", vec![("x-amz-grant-read", all_users)]).await, 501);
+    let (status, _, _) = signed(&server, ROOT, "HEAD", "/forms/granted.txt", b"").await;
+    assert_eq!(status, 404, "a refused form stores nothing");
 }
 
 /// `?partNumber=` reads one part of a multipart object (as parallel downloaders do), with a
