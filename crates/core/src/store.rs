@@ -34,6 +34,8 @@
 //! fsync without waiting for it: a departure from "a commit returns once durable" for writes
 //! whose loss in a power failure their block's semantics allow (a standard queue's receive
 //! lease). Such a commit survives `kill -9`, since its journal write has reached the OS.
+//! An async caller may also await its fsync afterwards ([`Store::durable`]) and acknowledge
+//! only then: durable like [`crate::Txn::commit`], without a thread parked meanwhile.
 //!
 //! Visibility: a commit is visible to new snapshots once applied, just before it is durable;
 //! a transaction that depends on it commits after it in the journal, so its own fsync covers
@@ -147,9 +149,29 @@ pub(crate) struct PendingCommit {
 }
 
 /// Where the commit thread leaves a commit's result for the thread parked on it.
-struct Waiter {
+struct Parked {
     result: Mutex<Option<Result<u64>>>,
     thread: std::thread::Thread,
+}
+
+/// Who waits for the fsync that covers a commit: a parked committer ([`Txn::commit`]) or a
+/// task awaiting [`Store::durable`].
+enum Waiter {
+    Thread(Arc<Parked>),
+    Task(tokio::sync::oneshot::Sender<Result<u64>>),
+}
+
+impl Waiter {
+    fn wake(self, result: Result<u64>) {
+        match self {
+            Waiter::Thread(parked) => {
+                *parked.result.lock().expect("waiter lock poisoned") = Some(result);
+                parked.thread.unpark();
+            }
+            // A task that stopped waiting has nothing to learn.
+            Waiter::Task(sender) => drop(sender.send(result)),
+        }
+    }
 }
 
 /// Applied commits waiting for the commit thread's fsync.
@@ -162,7 +184,7 @@ struct CommitQueue {
 #[derive(Default)]
 struct QueueState {
     /// Applied commits waiting for an fsync, by sequence number.
-    waiting: Vec<(u64, Arc<Waiter>)>,
+    waiting: Vec<(u64, Waiter)>,
     /// Why an fsync failed: after one has, no commit is applied or acknowledged, since the
     /// kernel may have dropped the dirty pages it could not write.
     failed: Option<String>,
@@ -392,14 +414,55 @@ impl Store {
 
     /// Parks until the commit thread's next fsync covers `seq` (which then notifies the feed).
     fn wait_durable(&self, seq: u64) -> Result<()> {
-        let waiter = Arc::new(Waiter { result: Mutex::new(None), thread: std::thread::current() });
-        self.inner.queue.state.lock().expect("queue lock poisoned").waiting.push((seq, waiter.clone()));
+        let parked = Arc::new(Parked { result: Mutex::new(None), thread: std::thread::current() });
+        self.inner
+            .queue
+            .state
+            .lock()
+            .expect("queue lock poisoned")
+            .waiting
+            .push((seq, Waiter::Thread(parked.clone())));
         self.inner.queue.cv.notify_one();
         loop {
-            if let Some(result) = waiter.result.lock().expect("waiter lock poisoned").take() {
+            if let Some(result) = parked.result.lock().expect("waiter lock poisoned").take() {
                 return result.map(|_| ());
             }
             std::thread::park();
+        }
+    }
+
+    /// Resolves once commit `seq` is durable: at once under [`SyncMode::Periodic`] or when an
+    /// fsync already covered it, else with the commit thread's next fsync (which it asks
+    /// for). An error if that fsync, or an earlier one, failed.
+    ///
+    /// With [`crate::Txn::commit_unsynced`] this lets an async caller apply a commit on its
+    /// own thread and await its fsync without parking that thread, where [`crate::Txn::commit`]
+    /// would park it: the sqs front runs its hot actions that way instead of handing each to
+    /// a blocking thread.
+    pub fn durable(&self, seq: u64) -> impl std::future::Future<Output = Result<u64>> + Send + 'static {
+        let waiting = if matches!(self.inner.options.sync, SyncMode::Always) {
+            let mut state = self.inner.queue.state.lock().expect("queue lock poisoned");
+            if let Some(err) = &state.failed {
+                Some(Err(Error::Unavailable(format!("an earlier fsync failed: {err}"))))
+            } else if *self.inner.feed_tx.borrow() >= seq {
+                None
+            } else {
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                state.waiting.push((seq, Waiter::Task(sender)));
+                self.inner.queue.cv.notify_one();
+                Some(Ok(receiver))
+            }
+        } else {
+            None
+        };
+        async move {
+            match waiting {
+                None => Ok(seq),
+                Some(Err(err)) => Err(err),
+                Some(Ok(receiver)) => receiver
+                    .await
+                    .unwrap_or_else(|_| Err(Error::Unavailable("the store closed before an fsync".into()))),
+            }
         }
     }
 
@@ -514,12 +577,10 @@ fn spawn_committer(inner: std::sync::Weak<Inner>, queue: Arc<CommitQueue>) {
                     store.notify_feed(target);
                 }
                 for (seq, waiter) in done {
-                    let result = match &synced {
+                    waiter.wake(match &synced {
                         Ok(()) => Ok(seq),
                         Err(err) => Err(Error::Unavailable(format!("fsync failed: {err}"))),
-                    };
-                    *waiter.result.lock().expect("waiter lock poisoned") = Some(result);
-                    waiter.thread.unpark();
+                    });
                 }
             }
         })

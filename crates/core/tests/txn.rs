@@ -266,3 +266,44 @@ fn an_unsynced_commit_is_visible_at_once_and_synced_without_a_waiter() {
         }
     }
 }
+
+/// `Store::durable` resolves once the fsync covering a commit is done, for many tasks at
+/// once, without a thread parked per commit; a commit already covered resolves at once.
+#[test]
+fn unsynced_commits_are_awaited_durable_from_tasks() {
+    for (store, dir) in stores() {
+        let ks = store.keyspace("t").unwrap();
+        let acknowledged = store.subscribe();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let seqs = runtime.block_on(async {
+            let tasks: Vec<_> = (0..32u32)
+                .map(|i| {
+                    let (store, ks) = (store.clone(), ks.clone());
+                    tokio::spawn(async move {
+                        let mut txn = store.begin_snapshot();
+                        txn.set(&ks, i.to_be_bytes().to_vec(), b"sent".to_vec()).unwrap();
+                        let seq = txn.commit_unsynced().unwrap();
+                        assert_eq!(store.durable(seq).await.unwrap(), seq);
+                        seq
+                    })
+                })
+                .collect();
+            let mut seqs = Vec::new();
+            for task in tasks {
+                seqs.push(task.await.unwrap());
+            }
+            seqs
+        });
+        let highest = *seqs.iter().max().unwrap();
+        if dir.is_some() {
+            assert!(*acknowledged.borrow() >= highest, "the fsync covered every awaited commit");
+        }
+        assert_eq!(runtime.block_on(store.durable(highest)).unwrap(), highest, "already durable");
+        if let Some(dir) = dir {
+            drop(store);
+            let reopened = Store::open(dir.path(), Options::default()).unwrap();
+            let ks = reopened.keyspace("t").unwrap();
+            assert_eq!(reopened.begin_read_only().scan_prefix(&ks, b"").count(), 32);
+        }
+    }
+}

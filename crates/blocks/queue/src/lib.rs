@@ -337,6 +337,9 @@ const IN_FLIGHT: u8 = 1;
 #[derive(Clone)]
 pub struct Queues {
     inner: Arc<Inner>,
+    /// On a [`Queues::deferring`] handle: the newest commit whose fsync the caller must await
+    /// ([`Queues::durable`]) before it acknowledges the operation.
+    deferred: Option<Arc<AtomicU64>>,
 }
 
 struct Inner {
@@ -445,7 +448,30 @@ impl Queues {
                 all_counted: std::sync::atomic::AtomicBool::new(false),
                 waiters: Mutex::new(HashMap::new()),
             }),
+            deferred: None,
         })
+    }
+
+    /// A handle on the same queues whose operations return without waiting for their fsync,
+    /// for async callers: each commit is applied, visible and written to the OS (so it
+    /// survives `kill -9`) when the operation returns, and [`Queues::durable`] then awaits the
+    /// fsyncs the operations would have waited for, without parking a thread. The caller
+    /// acknowledges nothing before that resolves. Meanwhile other receivers may already see
+    /// what was committed; a power loss before the fsync could take back a send someone
+    /// received (its sender, never acknowledged, sends again: at least once) or a delete
+    /// (the message comes back, as after a visibility timeout).
+    pub fn deferring(&self) -> Queues {
+        Queues { inner: self.inner.clone(), deferred: Some(Arc::new(AtomicU64::new(0))) }
+    }
+
+    /// Resolves once every commit this [`Queues::deferring`] handle made is as durable as the
+    /// plain handle would have made it before returning; at once on a plain handle.
+    pub async fn durable(&self) -> QueueResult<()> {
+        let newest = self.deferred.as_ref().map_or(0, |d| d.load(Ordering::Acquire));
+        if newest > 0 {
+            self.inner.store.durable(newest).await?;
+        }
+        Ok(())
     }
 
     pub fn limits(&self) -> &Limits {
@@ -487,7 +513,15 @@ impl Queues {
             log.clear();
             let mut txn = self.inner.store.begin_snapshot();
             let result = f(&mut txn, &mut log).and_then(|value| {
-                let seq = if synced { txn.commit()? } else { txn.commit_unsynced()? };
+                let seq = match &self.deferred {
+                    Some(newest) if synced => {
+                        let seq = txn.commit_unsynced()?;
+                        newest.fetch_max(seq, Ordering::AcqRel);
+                        seq
+                    }
+                    None if synced => txn.commit()?,
+                    _ => txn.commit_unsynced()?,
+                };
                 self.inner.heads.apply(seq, std::mem::take(&mut log));
                 Ok(value)
             });

@@ -292,3 +292,29 @@ fn receives_keep_the_record_as_sent_and_expiry_leaves_no_key() {
         assert_eq!(txn.scan_prefix(&q.inner.ks, &prefix).count(), 0);
     }
 }
+
+/// A deferring handle's send is visible when it returns, and `durable` resolves only once the
+/// fsync covering it is done; the plain handle has nothing to await.
+#[test]
+fn a_deferring_handle_awaits_its_fsync_afterwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), strata_core::Options::default()).unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let q = Queues::open(store.clone(), Arc::new(clock), Limits::default()).unwrap();
+    q.create_queue("jobs", Attributes::default(), BTreeMap::new()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let acknowledged = store.subscribe();
+
+    let deferring = q.deferring();
+    deferring.send("jobs", send("later")).unwrap();
+    let sent_at = store.last_seq();
+    assert_eq!(q.receive("jobs", 1, None).unwrap()[0].message.body, "later", "visible at once");
+    runtime.block_on(deferring.durable()).unwrap();
+    assert!(*acknowledged.borrow() >= sent_at, "durable resolved before the fsync covered the send");
+    runtime.block_on(q.durable()).unwrap();
+    drop((q, deferring, store));
+
+    let store = Store::open(dir.path(), strata_core::Options::default()).unwrap();
+    let q = Queues::open(store, Arc::new(ManualClock::new(1_700_000_100_000)), Limits::default()).unwrap();
+    assert_eq!(q.receive("jobs", 1, None).unwrap()[0].message.body, "later");
+}

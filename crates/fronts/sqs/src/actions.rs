@@ -1,5 +1,6 @@
-//! The SQS actions: each reads its JSON input, calls the queue block on a blocking thread,
-//! and builds the JSON output SQS documents.
+//! The SQS actions: each reads its JSON input, calls the queue block (on a blocking thread,
+//! or for the hot actions on this one, see [`inline`]), and builds the JSON output SQS
+//! documents.
 
 use crate::{SqsConfig, SqsError};
 use base64::Engine as _;
@@ -37,6 +38,20 @@ async fn blocking<T: Send + 'static>(
             Err(SqsError::from(strata_queue::QueueError::Core(strata_core::Error::Storage(err.to_string()))))
         }
     }
+}
+
+/// Runs a hot action's queue work (send, receive, delete, visibility change) on this thread
+/// rather than a blocking one, then awaits the fsync its commits need (`Queues::deferring`).
+/// Such work is a few short reads and one commit; handing it to a blocking thread and back
+/// cost two thread wake-ups per request, more than the work itself.
+async fn inline<T>(
+    queues: &Queues,
+    f: impl FnOnce(&Queues) -> Result<T, strata_queue::QueueError>,
+) -> Result<T, SqsError> {
+    let deferring = queues.deferring();
+    let value = f(&deferring)?;
+    deferring.durable().await?;
+    Ok(value)
 }
 
 fn str_field<'a>(input: &'a Value, name: &str) -> Result<&'a str, SqsError> {
@@ -308,14 +323,13 @@ pub(crate) async fn run(cx: Context, action: &str, input: Value) -> Result<Value
             let name = queue_of(&input)?;
             let send = send_of(&input)?;
             let n = name.clone();
-            let (sent, fifo) =
-                blocking(move || Ok((q.send(&n, send)?, q.queue(&n)?.attributes.fifo))).await?;
+            let (sent, fifo) = inline(&q, |q| Ok((q.send(&n, send)?, q.queue(&n)?.attributes.fifo))).await?;
             Ok(Value::Object(sent_json(&sent, fifo)))
         }
         "SendMessageBatch" => {
             let name = queue_of(&input)?;
             let entries = entries(&input)?.clone();
-            blocking(move || {
+            inline(&q, |q| {
                 let fifo = q.queue(&name)?.attributes.fifo;
                 let (mut ok, mut bad) = (Vec::new(), Vec::new());
                 let (mut ids, mut sends) = (Vec::new(), Vec::new());
@@ -346,7 +360,7 @@ pub(crate) async fn run(cx: Context, action: &str, input: Value) -> Result<Value
         "DeleteMessageBatch" => {
             let name = queue_of(&input)?;
             let entries = entries(&input)?.clone();
-            blocking(move || {
+            inline(&q, |q| {
                 let (mut ok, mut bad) = (Vec::new(), Vec::new());
                 let (mut ids, mut handles) = (Vec::new(), Vec::new());
                 for entry in &entries {
@@ -373,13 +387,13 @@ pub(crate) async fn run(cx: Context, action: &str, input: Value) -> Result<Value
         "DeleteMessage" => {
             let name = queue_of(&input)?;
             let handle = str_field(&input, "ReceiptHandle")?.to_owned();
-            blocking(move || q.delete(&name, &handle)).await?;
+            inline(&q, |q| q.delete(&name, &handle)).await?;
             Ok(json!({}))
         }
         "ChangeMessageVisibilityBatch" => {
             let name = queue_of(&input)?;
             let entries = entries(&input)?.clone();
-            blocking(move || {
+            inline(&q, |q| {
                 let (mut ok, mut bad) = (Vec::new(), Vec::new());
                 for entry in entries {
                     let id = entry.get("Id").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -402,7 +416,7 @@ pub(crate) async fn run(cx: Context, action: &str, input: Value) -> Result<Value
             let handle = str_field(&input, "ReceiptHandle")?.to_owned();
             let secs = int_field(&input, "VisibilityTimeout")?
                 .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
-            blocking(move || q.change_visibility(&name, &handle, secs)).await?;
+            inline(&q, |q| q.change_visibility(&name, &handle, secs)).await?;
             Ok(json!({}))
         }
         "ListDeadLetterSourceQueues" => {
@@ -534,8 +548,7 @@ async fn receive(cx: Context, input: Value) -> Result<Value, SqsError> {
     let waiter = cx.queues.waiter(&name);
     let received = loop {
         let notified = waiter.notified();
-        let (q, n) = (cx.queues.clone(), name.clone());
-        let got = blocking(move || q.receive(&n, max, visibility)).await?;
+        let got = inline(&cx.queues, |q| q.receive(&name, max, visibility)).await?;
         let now = Instant::now();
         if !got.is_empty() || now >= deadline {
             break got;

@@ -8,8 +8,11 @@
 //! and ARNs `arn:aws:sqs:<region>:<account>:<queue>`.
 //!
 //! ```text
-//!   request ─► bounded body ─► SigV4 ─► X-Amz-Target ─► actions::run (blocking thread)
-//!                                                       └─► strata-queue
+//!   request ─► bounded body ─► SigV4 ─► X-Amz-Target ─► actions::run
+//!                                                       └─► strata-queue: sends, receives,
+//!                                                           deletes inline, then await
+//!                                                           their fsync; the rest on a
+//!                                                           blocking thread
 //! ```
 //!
 //! ## Limitations
