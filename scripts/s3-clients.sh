@@ -73,6 +73,14 @@ aws s3api get-object-acl --bucket clients --key shared.bin --query 'Grants[].Gra
     | grep -q AllUsers && check "get-object-acl shows the AllUsers grant"
 aws s3api put-object-acl --bucket clients --key shared.bin --acl private
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$S3/clients/shared.bin")" = 403 ] && check "put-object-acl private: 403 again"
+aws s3api put-bucket-lifecycle-configuration --bucket clients --lifecycle-configuration '{"Rules": [
+  {"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7},
+   "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]}'
+aws s3api get-bucket-lifecycle-configuration --bucket clients --query 'Rules[0].Expiration.Days' --output text \
+    | grep -qx 7 && check "put/get-bucket-lifecycle-configuration"
+aws s3api delete-bucket-lifecycle --bucket clients
+aws s3api get-bucket-lifecycle-configuration --bucket clients 2>&1 | grep -q NoSuchLifecycleConfiguration \
+    && check "delete-bucket-lifecycle: NoSuchLifecycleConfiguration"
 
 # One part of a multipart object by number, as parallel downloaders read it.
 aws s3api get-object --bucket clients --key dir/big.bin --part-number 2 "$work/part2" \

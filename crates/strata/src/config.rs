@@ -297,6 +297,8 @@ pub struct BlobConfig {
     pub max_buckets: u64,
     /// Bytes of `x-amz-meta-*` per object.
     pub max_user_metadata_bytes: usize,
+    /// How often buckets' lifecycle rules are applied (S3 applies them once a day).
+    pub lifecycle_interval_secs: u64,
 }
 
 impl Default for BlobConfig {
@@ -317,6 +319,7 @@ impl Default for BlobConfig {
             inline_max_bytes: limits.inline_max_bytes,
             max_buckets: limits.max_buckets,
             max_user_metadata_bytes: limits.max_user_metadata_bytes,
+            lifecycle_interval_secs: 3600,
         }
     }
 }

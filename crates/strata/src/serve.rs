@@ -319,6 +319,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     ));
     tokio::spawn(every(
+        "applying blob lifecycle rules",
+        Duration::from_secs(config.blob.lifecycle_interval_secs.max(1)),
+        shutdown_rx.clone(),
+        {
+            let blob = blob.clone();
+            move || blob.sweep_lifecycle()
+        },
+    ));
+    tokio::spawn(every(
         "expiring keys",
         Duration::from_millis(config.kv.sweep_interval_ms),
         shutdown_rx.clone(),

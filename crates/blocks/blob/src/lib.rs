@@ -2,8 +2,8 @@
 //!
 //! What users get, over the s3 front (any S3 client) and the admin API:
 //!
-//! - **Buckets** with versioning (off, enabled, suspended), a bucket policy, CORS rules and
-//!   tags; **objects** with their HTTP headers, user metadata, tags, an MD5 ETag (S3's
+//! - **Buckets** with versioning (off, enabled, suspended), a bucket policy, CORS rules,
+//!   tags and lifecycle rules ([`lifecycle`]); **objects** with their HTTP headers, user metadata, tags, an MD5 ETag (S3's
 //!   `md5-of-md5s-N` form for multipart uploads) and S3's flexible checksums.
 //! - **Streaming writes that survive a crash**: bytes go through a [`SegmentWriter`] into a
 //!   temporary file that is fsynced and renamed before the core commit that makes the
@@ -48,6 +48,7 @@ mod checksum;
 mod files;
 mod glob;
 mod keys;
+pub mod lifecycle;
 pub mod links;
 mod md5_lanes;
 mod meta;
@@ -85,6 +86,7 @@ pub enum BlobError {
     NoSuchVersion(String),
     NoSuchUpload(String),
     NoSuchBucketPolicy(String),
+    NoSuchLifecycleConfiguration(String),
     NoSuchAccessKey(String),
     /// Someone else owns a bucket of that name.
     BucketAlreadyExists(String),
@@ -135,6 +137,9 @@ impl std::fmt::Display for BlobError {
             BlobError::NoSuchVersion(v) => write!(f, "the version {v} does not exist"),
             BlobError::NoSuchUpload(u) => write!(f, "the upload {u} does not exist (completed or aborted?)"),
             BlobError::NoSuchBucketPolicy(b) => write!(f, "the bucket {b} has no policy"),
+            BlobError::NoSuchLifecycleConfiguration(b) => {
+                write!(f, "the bucket {b} has no lifecycle configuration")
+            }
             BlobError::NoSuchAccessKey(k) => write!(f, "the access key {k} does not exist"),
             BlobError::BucketAlreadyExists(b) => {
                 write!(f, "the bucket {b} exists and belongs to someone else")
@@ -832,13 +837,23 @@ impl Blob {
 
     /// The newest version of `key` (maybe a delete marker).
     fn current_version(&self, txn: &Txn, bucket: &str, key: &str) -> BlobResult<Option<ObjectMeta>> {
+        Ok(self.current_version_ord(txn, bucket, key)?.map(|(_, meta)| meta))
+    }
+
+    /// The newest version of `key` with its order number.
+    fn current_version_ord(
+        &self,
+        txn: &Txn,
+        bucket: &str,
+        key: &str,
+    ) -> BlobResult<Option<(u64, ObjectMeta)>> {
         let prefix = KeyPrefix::ObjectVersions { bucket, key }.encode();
         match txn.scan_prefix(&self.inner.ks, &prefix).next() {
             Some(item) => {
-                let (_, value) = item?;
+                let (k, value) = item?;
                 let mut meta: ObjectMeta = meta::decode(&value)?;
                 meta.key = key.to_owned();
-                Ok(Some(meta))
+                Ok(Some((decode_version_key(&k)?.2, meta)))
             }
             None => Ok(None),
         }
@@ -988,26 +1003,38 @@ impl Blob {
                     }
                 };
             }
-            if bucket_meta.versioning == Versioning::Unversioned {
-                return match self.find_version(txn, bucket, key, NULL_VERSION)? {
-                    Some((ord, meta)) => {
-                        Ok((Deleted::default(), self.remove_version(txn, bucket, key, ord, &meta)?))
-                    }
-                    None => Ok((Deleted::default(), Vec::new())),
-                };
-            }
-            let marker = ObjectMeta {
-                key: key.to_owned(),
-                delete_marker: true,
-                last_modified_ms: self.now_ms(),
-                ..ObjectMeta::default()
-            };
-            let (marker, files) = self.add_version(txn, &bucket_meta, bucket, key, marker)?;
-            Ok((Deleted { version_id: Some(marker.version_id), delete_marker: true }, files))
+            self.delete_current(txn, &bucket_meta, bucket, key)
         })?;
         self.inner.files.remove(&files);
         metrics::counter!("strata_blob_deletes_total").increment(1);
         Ok(deleted)
+    }
+
+    /// A delete without a version id: the object goes in an unversioned bucket, and a delete
+    /// marker hides it in a versioned one. Returns the file segments to remove once committed.
+    fn delete_current(
+        &self,
+        txn: &mut Txn,
+        bucket_meta: &BucketMeta,
+        bucket: &str,
+        key: &str,
+    ) -> BlobResult<(Deleted, Vec<Segment>)> {
+        if bucket_meta.versioning == Versioning::Unversioned {
+            return match self.find_version(txn, bucket, key, NULL_VERSION)? {
+                Some((ord, meta)) => {
+                    Ok((Deleted::default(), self.remove_version(txn, bucket, key, ord, &meta)?))
+                }
+                None => Ok((Deleted::default(), Vec::new())),
+            };
+        }
+        let marker = ObjectMeta {
+            key: key.to_owned(),
+            delete_marker: true,
+            last_modified_ms: self.now_ms(),
+            ..ObjectMeta::default()
+        };
+        let (marker, files) = self.add_version(txn, bucket_meta, bucket, key, marker)?;
+        Ok((Deleted { version_id: Some(marker.version_id), delete_marker: true }, files))
     }
 
     /// Copies an object (or one version) to `dst`, sharing its bytes. `replace` sets new

@@ -45,6 +45,9 @@ pub struct BucketMeta {
     pub cors: Vec<CorsRule>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Lifecycle rules; none when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<crate::lifecycle::LifecycleRule>,
 }
 
 /// A run of an object's bytes: a file under `<data-dir>/blob/data/`, or a value in core for

@@ -410,3 +410,129 @@ fn access_keys_owners_and_policies() {
     assert!(f.blob.presign(&Link { access_key: Some("nobody"), ..link }).is_err());
     assert!(url.starts_with("http://127.0.0.1:9000/anns/a%20b.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"));
 }
+
+/// Lifecycle rules with a clock moved by days: current versions expire by prefix, tag and
+/// size (to a delete marker when versioned), noncurrent versions go after their days except
+/// the newest kept ones, a delete marker left alone is removed, and a stalled upload is
+/// aborted; nothing else is touched.
+#[test]
+fn lifecycle_rules_expire_versions_markers_and_uploads() {
+    use lifecycle::{Expiration, LifecycleRule, NoncurrentExpiration, RuleFilter};
+    const DAY: u64 = 24 * 60 * 60 * 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let blob = Blob::open(
+        Store::memory(),
+        dir.path(),
+        Arc::new(clock.clone()),
+        Limits { inline_max_bytes: 16, min_part_bytes: 4, ..Limits::default() },
+        ("root".into(), "secret".into()),
+    )
+    .unwrap();
+    blob.create_bucket("photos", "root").unwrap();
+    assert!(matches!(blob.lifecycle("photos"), Err(BlobError::NoSuchLifecycleConfiguration(_))));
+    let tagged = |key: &str, tag: &str| {
+        let new = NewObject { tags: BTreeMap::from([("class".into(), tag.into())]), ..NewObject::default() };
+        blob.put_object("photos", key, new, write(&blob, b"a file larger than sixteen bytes"), &[]).unwrap();
+    };
+    put(&blob, "logs/a", b"old log");
+    put(&blob, "keep/a", b"kept");
+    tagged("tmp/scratch", "scratch");
+    tagged("tmp/precious", "precious");
+    let upload = blob.create_upload("photos", "logs/stalled", UploadMeta::default()).unwrap();
+    let rules = vec![
+        LifecycleRule {
+            id: "logs".into(),
+            enabled: true,
+            filter: RuleFilter { prefix: "logs/".into(), ..RuleFilter::default() },
+            expiration: Some(Expiration::Days(2)),
+            abort_incomplete_upload_days: Some(1),
+            ..LifecycleRule::default()
+        },
+        LifecycleRule {
+            id: "scratch".into(),
+            enabled: true,
+            filter: RuleFilter {
+                prefix: "tmp/".into(),
+                tags: BTreeMap::from([("class".into(), "scratch".into())]),
+                size_greater_than: Some(10),
+                ..RuleFilter::default()
+            },
+            expiration: Some(Expiration::Days(1)),
+            ..LifecycleRule::default()
+        },
+        LifecycleRule {
+            id: "off".into(),
+            enabled: false,
+            expiration: Some(Expiration::Days(1)),
+            ..LifecycleRule::default()
+        },
+    ];
+    blob.set_lifecycle("photos", Some(rules.clone())).unwrap();
+    assert_eq!(blob.lifecycle("photos").unwrap(), rules);
+
+    assert_eq!(blob.sweep_lifecycle().unwrap(), lifecycle::Swept::default(), "nothing is due yet");
+    clock.advance_ms(2 * DAY);
+    let swept = blob.sweep_lifecycle().unwrap();
+    assert_eq!((swept.expired, swept.uploads_aborted), (1, 1), "{swept:?}: the scratch file and the upload");
+    assert!(matches!(blob.head_object("photos", "tmp/scratch", None), Err(BlobError::NoSuchKey(_))));
+    assert!(blob.head_object("photos", "tmp/precious", None).is_ok(), "another tag");
+    assert!(blob.head_object("photos", "logs/a", None).is_ok(), "two days, rounded up to midnight");
+    assert!(matches!(blob.upload("photos", "logs/stalled", &upload), Err(BlobError::NoSuchUpload(_))));
+    clock.advance_ms(DAY);
+    assert_eq!(blob.sweep_lifecycle().unwrap().expired, 1);
+    assert!(matches!(blob.head_object("photos", "logs/a", None), Err(BlobError::NoSuchKey(_))));
+    assert_eq!(read(&blob, "keep/a", None, None), b"kept", "no rule for it");
+
+    // Versioned: expiry leaves a delete marker; noncurrent versions go after their days,
+    // keeping the newest one; then the marker, alone, is removed.
+    blob.set_versioning("photos", true).unwrap();
+    blob.set_lifecycle(
+        "photos",
+        Some(vec![
+            LifecycleRule {
+                id: "versions".into(),
+                enabled: true,
+                filter: RuleFilter { prefix: "docs/".into(), ..RuleFilter::default() },
+                noncurrent: Some(NoncurrentExpiration { days: 1, keep_newer: Some(1) }),
+                expiration: Some(Expiration::Days(5)),
+                ..LifecycleRule::default()
+            },
+            LifecycleRule {
+                id: "markers".into(),
+                enabled: true,
+                filter: RuleFilter { prefix: "docs/".into(), ..RuleFilter::default() },
+                expiration: Some(Expiration::ExpiredObjectDeleteMarker),
+                noncurrent: Some(NoncurrentExpiration { days: 3, keep_newer: None }),
+                ..LifecycleRule::default()
+            },
+        ]),
+    )
+    .unwrap();
+    let v1 = put(&blob, "docs/d", b"one");
+    let v2 = put(&blob, "docs/d", b"two");
+    let v3 = put(&blob, "docs/d", b"three");
+    clock.advance_ms(2 * DAY);
+    let swept = blob.sweep_lifecycle().unwrap();
+    assert_eq!(swept.noncurrent_removed, 1, "{swept:?}: v1 goes, v2 is the newest noncurrent one kept");
+    assert!(blob.head_object("photos", "docs/d", Some(&v2.version_id)).is_ok());
+    assert!(blob.head_object("photos", "docs/d", Some(&v1.version_id)).is_err());
+    clock.advance_ms(4 * DAY);
+    let swept = blob.sweep_lifecycle().unwrap();
+    // v3 expires behind a delete marker; v2, noncurrent for over three days, goes by the
+    // second rule, which keeps no newest.
+    assert_eq!((swept.expired, swept.noncurrent_removed), (1, 1), "{swept:?}");
+    assert!(matches!(blob.head_object("photos", "docs/d", None), Err(BlobError::NoSuchKey(_))));
+    assert_eq!(read(&blob, "docs/d", Some(&v3.version_id), None), b"three", "kept behind the marker");
+    clock.advance_ms(4 * DAY);
+    let swept = blob.sweep_lifecycle().unwrap();
+    assert_eq!((swept.noncurrent_removed, swept.delete_markers_removed), (1, 1), "{swept:?}");
+    let left = blob.list_versions(
+        "photos",
+        &VersionQuery { prefix: "docs/".into(), max: 10, ..VersionQuery::default() },
+    );
+    assert!(left.unwrap().versions.is_empty());
+
+    blob.set_lifecycle("photos", None).unwrap();
+    assert!(matches!(blob.lifecycle("photos"), Err(BlobError::NoSuchLifecycleConfiguration(_))));
+}

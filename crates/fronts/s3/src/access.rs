@@ -46,6 +46,8 @@ pub(crate) fn action(op: &str) -> String {
         "ListMultipartUploads" => "s3:ListBucketMultipartUploads",
         "GetBucketLocation" => "s3:GetBucketLocation",
         "ListBuckets" => "s3:ListAllMyBuckets",
+        "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => "s3:PutLifecycleConfiguration",
+        "GetBucketLifecycleConfiguration" => "s3:GetLifecycleConfiguration",
         other => return format!("s3:{other}"),
     }
     .to_owned()

@@ -17,6 +17,7 @@ pub(crate) fn s3_error(err: BlobError) -> S3Error {
         BlobError::NoSuchVersion(_) => C::NoSuchVersion,
         BlobError::NoSuchUpload(_) => C::NoSuchUpload,
         BlobError::NoSuchBucketPolicy(_) => C::NoSuchBucketPolicy,
+        BlobError::NoSuchLifecycleConfiguration(_) => C::NoSuchLifecycleConfiguration,
         BlobError::NoSuchAccessKey(_) => C::InvalidAccessKeyId,
         BlobError::BucketAlreadyExists(_) => C::BucketAlreadyExists,
         BlobError::BucketAlreadyOwnedByYou(_) => C::BucketAlreadyOwnedByYou,

@@ -21,14 +21,15 @@
 //!
 //! - Browser form uploads (POST policies) are buffered, up to `max_post_bytes`, before they
 //!   reach the block (`form.rs` reads their `acl` field, s3s the rest).
-//! - Explicit ACL grants, lifecycle rules, object lock, SSE and website hosting are not
-//!   implemented (`NotImplemented`).
+//! - Explicit ACL grants, lifecycle transitions, object lock, SSE and website hosting are
+//!   not implemented (`NotImplemented`).
 
 mod access;
 mod body;
 mod convert;
 mod cors;
 mod form;
+mod lifecycle;
 mod ops;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};

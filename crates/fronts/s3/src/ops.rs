@@ -1102,6 +1102,41 @@ impl S3 for Strata {
         ok(DeleteBucketTaggingOutput {})
     }
 
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        let input = req.input;
+        let config = input
+            .lifecycle_configuration
+            .ok_or_else(|| s3_error!(MalformedXML, "the request has no LifecycleConfiguration"))?;
+        let rules = crate::lifecycle::rules_of(config)?;
+        let blob = self.blob.clone();
+        spawn(move || blob.set_lifecycle(&input.bucket, Some(rules))).await?;
+        ok(PutBucketLifecycleConfigurationOutput::default())
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        let blob = self.blob.clone();
+        let rules = spawn(move || blob.lifecycle(&req.input.bucket)).await?;
+        ok(GetBucketLifecycleConfigurationOutput {
+            rules: Some(crate::lifecycle::rules_to_dto(rules)),
+            ..Default::default()
+        })
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        let blob = self.blob.clone();
+        spawn(move || blob.set_lifecycle(&req.input.bucket, None)).await?;
+        ok(DeleteBucketLifecycleOutput {})
+    }
+
     async fn get_bucket_policy(
         &self,
         req: S3Request<GetBucketPolicyInput>,
