@@ -22,14 +22,14 @@ echo $! >"$work/pid"
 for _ in $(seq 100); do curl -fs localhost:18091/health >/dev/null && break; sleep 0.1; done
 B=127.0.0.1:19092
 check() { echo "ok: $*"; }
+fail() { echo "FAILED: $*" >&2; exit 1; }
 
 # kcat: produce keyed records (auto-creating the topic), read them back with keys.
 printf 'alice:10\nbob:20\nalice:5\n' | kcat -b $B -P -t likes -K: -z snappy
 out=$(kcat -b $B -C -t likes -o beginning -e -q -f '%k=%s@%o\n')
-[ "$out" = $'alice=10@0\nbob=20@1\nalice=5@2' ] && check "kcat produce and consume with keys"
-kcat -b $B -L -t likes | grep -q 'partition 0, leader 0' && check "kcat metadata"
-kcat -b $B -C -t likes -o -1 -e -q -f '%s\n' | grep -qx 5 && check "kcat reads from the end (-o -1)"
-
+[ "$out" = $'alice=10@0\nbob=20@1\nalice=5@2' ] && check "kcat produce and consume with keys" || fail "kcat produce and consume with keys"
+kcat -b $B -L -t likes | grep -q 'partition 0, leader 0' && check "kcat metadata" || fail "kcat metadata"
+kcat -b $B -C -t likes -o -1 -e -q -f '%s\n' | grep -qx 5 && check "kcat reads from the end (-o -1)" || fail "kcat reads from the end (-o -1)"
 python3 - "$B" <<'EOF'
 import sys, time, threading
 from kafka import KafkaProducer, KafkaConsumer, KafkaAdminClient, TopicPartition
@@ -141,5 +141,5 @@ ok("kafka-python admin: create partitions, alter and describe configs")
 EOF
 
 # kcat as a group member reads what the groups above did not touch.
-kcat -b $B -G kcat-group likes -e -q -f '%s\n' -X auto.offset.reset=earliest 2>/dev/null | sort | tr '\n' ' ' | grep -q '10 20 5' && check "kcat -G consumer group"
+kcat -b $B -G kcat-group likes -e -q -f '%s\n' -X auto.offset.reset=earliest 2>/dev/null | sort | tr '\n' ' ' | grep -q '10 20 5' && check "kcat -G consumer group" || fail "kcat -G consumer group"
 echo "all kafka client checks passed"

@@ -28,15 +28,15 @@ export AWS_EC2_METADATA_DISABLED=true
 EP="http://127.0.0.1:19334"
 aws() { /usr/bin/aws --endpoint-url "$EP" "$@"; }
 check() { echo "ok: $*"; }
+fail() { echo "FAILED: $*" >&2; exit 1; }
 
 url=$(aws sqs create-queue --queue-name cli --query QueueUrl --output text)
 aws sqs send-message --queue-url "$url" --message-body "hello" >/dev/null
 handle=$(aws sqs receive-message --queue-url "$url" --query 'Messages[0].ReceiptHandle' --output text)
 aws sqs delete-message --queue-url "$url" --receipt-handle "$handle"
 [ "$(aws sqs get-queue-attributes --queue-url "$url" --attribute-names All \
-    --query 'Attributes.ApproximateNumberOfMessagesNotVisible' --output text)" = 0 ] && check "aws sqs send/receive/delete"
-aws sqs list-queues --query 'QueueUrls[0]' --output text | grep -q cli && check "aws sqs list-queues"
-
+    --query 'Attributes.ApproximateNumberOfMessagesNotVisible' --output text)" = 0 ] && check "aws sqs send/receive/delete" || fail "aws sqs send/receive/delete"
+aws sqs list-queues --query 'QueueUrls[0]' --output text | grep -q cli && check "aws sqs list-queues" || fail "aws sqs list-queues"
 python3 - "$EP" <<'EOF'
 import sys, time, threading, boto3
 sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1",
