@@ -128,6 +128,43 @@ grant_headers! {
     dto::PostObjectInput: grant_read, grant_full_control, grant_read_acp, grant_write_acp;
 }
 
+/// Requests that ask for server-side encryption (`x-amz-server-side-encryption`, SSE-C's
+/// `x-amz-server-side-encryption-customer-*`, a KMS key).
+pub(crate) trait EncryptionHeaders {
+    fn asks_encryption(&self) -> bool;
+}
+
+macro_rules! encryption_headers {
+    ($($input:ty: $($field:ident),+;)+) => {
+        $(impl EncryptionHeaders for $input {
+            fn asks_encryption(&self) -> bool {
+                $(self.$field.is_some())||+
+            }
+        })+
+    };
+}
+
+encryption_headers! {
+    dto::PutObjectInput: server_side_encryption, sse_customer_algorithm, ssekms_key_id;
+    dto::PostObjectInput: server_side_encryption, sse_customer_algorithm, ssekms_key_id;
+    dto::CopyObjectInput: server_side_encryption, sse_customer_algorithm, ssekms_key_id, copy_source_sse_customer_algorithm;
+    dto::CreateMultipartUploadInput: server_side_encryption, sse_customer_algorithm, ssekms_key_id;
+    dto::UploadPartInput: sse_customer_algorithm;
+    dto::UploadPartCopyInput: sse_customer_algorithm, copy_source_sse_customer_algorithm;
+}
+
+/// Server-side encryption is refused rather than ignored: an object stored in the clear
+/// while its writer believes it encrypted would be worse than an error.
+pub(crate) fn refuse_encryption(asks: bool) -> Result<(), S3Error> {
+    if asks {
+        return Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "server-side encryption is not supported; objects are stored as written",
+        ));
+    }
+    Ok(())
+}
+
 /// An object's canned ACL from `x-amz-acl` (private without one). Explicit grants
 /// (`x-amz-grant-*`) are refused: there are no S3 accounts to grant to here, only access keys,
 /// which bucket policies name.

@@ -27,7 +27,10 @@ fn rule_of(rule: dto::LifecycleRule) -> S3Result<LifecycleRule> {
         dto::ExpirationStatus::ENABLED => true,
         dto::ExpirationStatus::DISABLED => false,
         other => {
-            return Err(s3_error!(MalformedXML, "rule {id}: Status must be Enabled or Disabled, not {other}"));
+            return Err(s3_error!(
+                MalformedXML,
+                "rule {id}: Status must be Enabled or Disabled, not {other}"
+            ));
         }
     };
     let filter = match (rule.filter, rule.prefix) {

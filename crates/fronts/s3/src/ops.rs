@@ -273,6 +273,7 @@ impl S3 for Strata {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        refuse_encryption(req.input.asks_encryption())?;
         let input = req.input;
         let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
         let expected = Expected {
@@ -335,6 +336,7 @@ impl S3 for Strata {
         // s3s reads the ACL from an `x-amz-acl` field; S3's forms name it `acl` (`form.rs`).
         let form_acl =
             req.extensions.get::<crate::form::FormAcl>().map(|a| ObjectCannedACL::from(a.0.clone()));
+        refuse_encryption(req.input.asks_encryption())?;
         let input = req.input;
         let acl = object_acl(input.acl.as_ref().or(form_acl.as_ref()), input.has_grants())?;
         let new = NewObject {
@@ -563,6 +565,7 @@ impl S3 for Strata {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        refuse_encryption(req.input.asks_encryption())?;
         let (src_bucket, src_key, src_version) = copy_source(&req.input.copy_source)?;
         authorize_source(&self.blob, &req, &src_bucket, &src_key).await?;
         let input = req.input;
@@ -745,6 +748,7 @@ impl S3 for Strata {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        refuse_encryption(req.input.asks_encryption())?;
         let owner = owner_of(&req);
         let input = req.input;
         let algorithm = input.checksum_algorithm.as_ref().map(algorithm).transpose()?;
@@ -782,6 +786,7 @@ impl S3 for Strata {
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        refuse_encryption(req.input.asks_encryption())?;
         let input = req.input;
         let mut expected = Expected {
             content_md5: input.content_md5,
@@ -825,6 +830,7 @@ impl S3 for Strata {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        refuse_encryption(req.input.asks_encryption())?;
         let (src_bucket, src_key, src_version) = copy_source(&req.input.copy_source)?;
         authorize_source(&self.blob, &req, &src_bucket, &src_key).await?;
         let input = req.input;

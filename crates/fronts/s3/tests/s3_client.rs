@@ -633,6 +633,24 @@ async fn bad_input_gets_the_right_s3_errors() {
         assert_eq!(status, want_status, "{body}");
         assert!(body.contains(&format!("<Code>{code}</Code>")), "wanted {code}: {body}");
     };
+    // Server-side encryption is refused, not silently skipped, and nothing is stored.
+    for sse in [
+        ("x-amz-server-side-encryption", "AES256"),
+        ("x-amz-server-side-encryption", "aws:kms"),
+        ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+    ] {
+        expect(
+            signed_with(&server, ROOT, "PUT", "/strict/sse", b"secret", &[sse], None).await,
+            501,
+            "NotImplemented",
+        );
+        expect(
+            signed_with(&server, ROOT, "POST", "/strict/sse-mp?uploads", b"", &[sse], None).await,
+            501,
+            "NotImplemented",
+        );
+    }
+    expect(signed(&server, ROOT, "GET", "/strict/sse", b"").await, 404, "NoSuchKey");
     expect(
         signed(&server, (ROOT.0, "wrong-secret"), "GET", "/strict/x", b"").await,
         403,
