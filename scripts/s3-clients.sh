@@ -70,6 +70,10 @@ aws s3api get-object-acl --bucket clients --key shared.bin --query 'Grants[].Gra
     | grep -q AllUsers && check "get-object-acl shows the AllUsers grant" || fail "get-object-acl shows the AllUsers grant"
 aws s3api put-object-acl --bucket clients --key shared.bin --acl private
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$S3/clients/shared.bin")" = 403 ] && check "put-object-acl private: 403 again" || fail "put-object-acl private: 403 again"
+aws s3 cp "$work/big.bin" s3://clients/sealed.bin --sse AES256 >/dev/null
+aws s3api head-object --bucket clients --key sealed.bin --query ServerSideEncryption --output text | grep -qx AES256 \
+    && aws s3 cp s3://clients/sealed.bin - | cmp - "$work/big.bin" && check "aws s3 cp --sse AES256 (multipart): sealed, read back" \
+    || fail "aws s3 cp --sse AES256 (multipart): sealed, read back"
 aws s3api put-bucket-lifecycle-configuration --bucket clients --lifecycle-configuration '{"Rules": [
   {"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7},
    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]}'
@@ -110,6 +114,9 @@ s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="strata",
                   aws_secret_access_key="strata-secret", region_name="us-east-1")
 s3.create_bucket(Bucket="boto")
 s3.put_object(Bucket="boto", Key="crc", Body=b"x" * 100_000, ChecksumAlgorithm="CRC32")
+sealed = s3.put_object(Bucket="boto", Key="sealed", Body=b"y" * 100_000, ServerSideEncryption="AES256")
+assert sealed["ServerSideEncryption"] == "AES256", sealed
+assert s3.get_object(Bucket="boto", Key="sealed", Range="bytes=10-19")["Body"].read() == b"y" * 10
 head = s3.head_object(Bucket="boto", Key="crc", ChecksumMode="ENABLED")
 assert head.get("ChecksumCRC32"), head
 s3.upload_file("/etc/os-release", "boto", "os-release")          # s3transfer, default checksums
@@ -149,7 +156,7 @@ try:
     raise SystemExit("expected InvalidRange")
 except botocore.exceptions.ClientError as e:
     assert e.response["Error"]["Code"] == "InvalidRange", e.response
-print("ok: boto3 checksums, upload_file, presigned POST (with a canned ACL; grants refused), InvalidRange")
+print("ok: boto3 checksums, SSE-S3, upload_file, presigned POST (with a canned ACL; grants refused), InvalidRange")
 EOF
 
 echo "all S3 client checks passed"

@@ -11,11 +11,15 @@
 //!
 //! With a remote backend (`remote.rs`) finished segments leave `tmp/` for the external
 //! object store instead of `data/`, under the same rules.
+//!
+//! A segment written [`SegmentWriter::encrypted`] is stored sealed (`sse.rs`), in `data/`,
+//! in core and remotely alike; [`ObjectReader`] opens it at any offset.
 
 use crate::checksum::{ChecksumAlgorithm, Checksums, Hasher};
 use crate::md5_lanes::LaneStream;
 use crate::meta::Segment;
 use crate::remote::{Remote, RemoteReader};
+use crate::sse::{MasterKey, SegmentCipher};
 use crate::{BlobError, BlobResult};
 use std::collections::HashSet;
 use std::fs::File;
@@ -24,10 +28,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Where the blob block keeps segment bytes.
-#[derive(Debug)]
 pub(crate) struct Files {
     tmp: PathBuf,
     place: Place,
+    /// The master key of encrypted segments.
+    pub(crate) sse: MasterKey,
 }
 
 #[derive(Debug)]
@@ -50,7 +55,8 @@ impl Files {
                 Place::Local(data)
             }
         };
-        Ok(Arc::new(Files { tmp, place }))
+        let sse = MasterKey::load_or_create(dir)?;
+        Ok(Arc::new(Files { tmp, place, sse }))
     }
 
     /// Where local segment `id` lives.
@@ -222,6 +228,8 @@ impl Spill {
 pub struct SegmentWriter {
     files: Arc<Files>,
     id: String,
+    /// Set when the segment is encrypted at rest.
+    cipher: Option<SegmentCipher>,
     buf: Vec<u8>,
     file: Option<Spill>,
     size: u64,
@@ -313,6 +321,7 @@ impl SegmentWriter {
         SegmentWriter {
             files,
             id: new_id(),
+            cipher: None,
             buf: Vec::new(),
             file: None,
             size: 0,
@@ -322,24 +331,40 @@ impl SegmentWriter {
         }
     }
 
+    /// Encrypts the segment at rest (`sse.rs`); before the first write.
+    pub fn encrypted(mut self) -> SegmentWriter {
+        assert_eq!(self.size, 0, "encryption is chosen before the first byte");
+        self.cipher = Some(self.files.sse.segment(&self.id));
+        self
+    }
+
     /// Appends bytes. Fails with [`BlobError::TooLarge`] past the size limit.
     pub fn write(&mut self, data: &[u8]) -> BlobResult<()> {
+        let offset = self.size;
         self.size += data.len() as u64;
         if self.size > self.max_bytes {
             return Err(BlobError::TooLarge { limit: self.max_bytes });
         }
+        let spill_now = self.file.is_none() && self.buf.len() + data.len() > self.inline_max;
+        if spill_now {
+            self.hashing.move_to_lanes();
+        }
+        // Digests are of the plaintext; what is stored may be sealed.
+        self.hashing.update(data);
+        let sealed;
+        let data = match &self.cipher {
+            Some(cipher) => {
+                let mut copy = data.to_vec();
+                cipher.apply(offset, &mut copy);
+                sealed = copy;
+                &sealed[..]
+            }
+            None => data,
+        };
         match &mut self.file {
-            Some(spill) => {
-                self.hashing.update(data);
-                spill.write(data)?;
-            }
-            None if self.buf.len() + data.len() <= self.inline_max => {
-                self.hashing.update(data);
-                self.buf.extend_from_slice(data);
-            }
+            Some(spill) => spill.write(data)?,
+            None if !spill_now => self.buf.extend_from_slice(data),
             None => {
-                self.hashing.move_to_lanes();
-                self.hashing.update(data);
                 let path = self.files.tmp.join(&self.id);
                 let mut spill = Spill { file: File::create(&path)?, path, unflushed: 0, flusher: None };
                 spill.write(&std::mem::take(&mut self.buf))?;
@@ -353,7 +378,12 @@ impl SegmentWriter {
     /// Makes the bytes durable (fsync, rename into `data/`, fsync of the directory) and
     /// returns the segment with its digests.
     pub fn finish(mut self) -> BlobResult<Written> {
-        let segment = Segment { id: self.id.clone(), size: self.size, inline: self.file.is_none() };
+        let segment = Segment {
+            id: self.id.clone(),
+            size: self.size,
+            inline: self.file.is_none(),
+            key_id: self.cipher.is_some().then(|| self.id.clone()),
+        };
         let inline = match self.file.take() {
             None => Some(std::mem::take(&mut self.buf)),
             Some(mut spill) => {
@@ -400,10 +430,13 @@ impl Source {
     }
 }
 
+/// A segment as a reader sees it: where its bytes are, its size, and its cipher if it is
+/// encrypted.
+pub(crate) type ReadSegment = (Source, u64, Option<SegmentCipher>);
+
 /// Reads a byte range of an object across its segments.
 pub struct ObjectReader {
-    /// (source, segment size) in order.
-    segments: Vec<(Source, u64)>,
+    segments: Vec<ReadSegment>,
     index: usize,
     /// Offset inside the current segment.
     offset: u64,
@@ -414,7 +447,7 @@ pub struct ObjectReader {
 impl ObjectReader {
     /// A reader of `len` bytes starting at `start`; the first segment is opened now, so a
     /// reader that exists keeps its bytes even if the object is replaced meanwhile.
-    pub(crate) fn new(mut segments: Vec<(Source, u64)>, start: u64, len: u64) -> BlobResult<ObjectReader> {
+    pub(crate) fn new(mut segments: Vec<ReadSegment>, start: u64, len: u64) -> BlobResult<ObjectReader> {
         let mut index = 0;
         let mut offset = start;
         while index < segments.len() && offset >= segments[index].1 && segments[index].1 > 0 {
@@ -425,7 +458,7 @@ impl ObjectReader {
             index += 1;
         }
         if len > 0
-            && let Some((source, size)) = segments.get_mut(index)
+            && let Some((source, size, _)) = segments.get_mut(index)
         {
             source.open(offset, *size)?;
         }
@@ -453,7 +486,7 @@ impl ObjectReader {
 impl Read for ObjectReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.remaining > 0 {
-            let Some((source, size)) = self.segments.get_mut(self.index) else {
+            let Some((source, size, cipher)) = self.segments.get_mut(self.index) else {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "object shorter than its record",
@@ -486,6 +519,9 @@ impl Read for ObjectReader {
                     n
                 }
             };
+            if let Some(cipher) = cipher {
+                cipher.apply(self.offset, &mut out[..n]);
+            }
             self.offset += n as u64;
             self.remaining -= n as u64;
             return Ok(n);

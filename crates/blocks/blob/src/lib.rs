@@ -54,6 +54,7 @@ mod md5_lanes;
 mod meta;
 pub mod policy;
 mod remote;
+mod sse;
 
 pub use checksum::{ChecksumAlgorithm, Checksums};
 pub use files::{ObjectReader, SegmentWriter, Written};
@@ -969,7 +970,8 @@ impl Blob {
             } else {
                 Source::File { files: self.inner.files.clone(), id: segment.id.clone(), handle: None }
             };
-            sources.push((source, segment.size));
+            let cipher = segment.key_id.as_deref().map(|id| self.inner.files.sse.segment(id));
+            sources.push((source, segment.size, cipher));
             offset += segment.size;
         }
         ObjectReader::new(sources, start, len).map_err(|err| match err {
@@ -1414,11 +1416,14 @@ impl Blob {
         upload_id: &str,
         number: u64,
     ) -> BlobResult<PartMeta> {
-        let algorithm = self.upload(bucket, key, upload_id)?.checksum_algorithm;
+        let upload = self.upload(bucket, key, upload_id)?;
         let (_, mut reader, _) = self.open_object(src.0, src.1, src.2, range, conditions).map_err(|e| {
             if let BlobError::NotModified { .. } = e { BlobError::PreconditionFailed } else { e }
         })?;
-        let mut writer = self.part_writer(&algorithm.into_iter().collect::<Vec<_>>());
+        let mut writer = self.part_writer(&upload.checksum_algorithm.into_iter().collect::<Vec<_>>());
+        if upload.encrypted {
+            writer = writer.encrypted();
+        }
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = std::io::Read::read(&mut reader, &mut buf)?;

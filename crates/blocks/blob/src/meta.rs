@@ -58,6 +58,10 @@ pub struct Segment {
     pub size: u64,
     #[serde(default)]
     pub inline: bool,
+    /// Encrypted at rest (`sse.rs`) under the key derived from this id: the segment's own id
+    /// when written, its source's in a copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// The HTTP headers an object is served with, as its writer set them.
@@ -145,6 +149,11 @@ impl ObjectMeta {
     pub fn is_null_version(&self) -> bool {
         self.version_id == NULL_VERSION
     }
+
+    /// Whether its bytes are encrypted at rest (S3's SSE-S3): every segment is.
+    pub fn encrypted(&self) -> bool {
+        !self.segments.is_empty() && self.segments.iter().all(|s| s.key_id.is_some())
+    }
 }
 
 /// The version id of objects written while versioning is off or suspended.
@@ -169,6 +178,9 @@ pub struct UploadMeta {
     /// The client asked for a full-object checksum rather than a composite one.
     #[serde(default)]
     pub checksum_full_object: bool,
+    /// Parts are encrypted at rest (`x-amz-server-side-encryption: AES256` at creation).
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// An uploaded part.

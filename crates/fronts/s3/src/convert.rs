@@ -128,16 +128,23 @@ grant_headers! {
     dto::PostObjectInput: grant_read, grant_full_control, grant_read_acp, grant_write_acp;
 }
 
-/// Requests that ask for server-side encryption (`x-amz-server-side-encryption`, SSE-C's
-/// `x-amz-server-side-encryption-customer-*`, a KMS key).
+/// Requests that may ask for server-side encryption.
 pub(crate) trait EncryptionHeaders {
-    fn asks_encryption(&self) -> bool;
+    /// `x-amz-server-side-encryption`, if sent.
+    fn server_side_encryption(&self) -> Option<&str> {
+        None
+    }
+    /// Whether SSE-C (`x-amz-server-side-encryption-customer-*`) or a KMS key is asked for.
+    fn customer_or_kms(&self) -> bool;
 }
 
 macro_rules! encryption_headers {
     ($($input:ty: $($field:ident),+;)+) => {
         $(impl EncryptionHeaders for $input {
-            fn asks_encryption(&self) -> bool {
+            fn server_side_encryption(&self) -> Option<&str> {
+                self.server_side_encryption.as_ref().map(|s| s.as_str())
+            }
+            fn customer_or_kms(&self) -> bool {
                 $(self.$field.is_some())||+
             }
         })+
@@ -145,24 +152,47 @@ macro_rules! encryption_headers {
 }
 
 encryption_headers! {
-    dto::PutObjectInput: server_side_encryption, sse_customer_algorithm, ssekms_key_id;
-    dto::PostObjectInput: server_side_encryption, sse_customer_algorithm, ssekms_key_id;
-    dto::CopyObjectInput: server_side_encryption, sse_customer_algorithm, ssekms_key_id, copy_source_sse_customer_algorithm;
-    dto::CreateMultipartUploadInput: server_side_encryption, sse_customer_algorithm, ssekms_key_id;
-    dto::UploadPartInput: sse_customer_algorithm;
-    dto::UploadPartCopyInput: sse_customer_algorithm, copy_source_sse_customer_algorithm;
+    dto::PutObjectInput: sse_customer_algorithm, ssekms_key_id;
+    dto::PostObjectInput: sse_customer_algorithm, ssekms_key_id;
+    dto::CopyObjectInput: sse_customer_algorithm, ssekms_key_id, copy_source_sse_customer_algorithm;
+    dto::CreateMultipartUploadInput: sse_customer_algorithm, ssekms_key_id;
 }
 
-/// Server-side encryption is refused rather than ignored: an object stored in the clear
-/// while its writer believes it encrypted would be worse than an error.
-pub(crate) fn refuse_encryption(asks: bool) -> Result<(), S3Error> {
-    if asks {
-        return Err(S3Error::with_message(
-            S3ErrorCode::NotImplemented,
-            "server-side encryption is not supported; objects are stored as written",
-        ));
+impl EncryptionHeaders for dto::UploadPartInput {
+    fn customer_or_kms(&self) -> bool {
+        self.sse_customer_algorithm.is_some()
     }
-    Ok(())
+}
+
+impl EncryptionHeaders for dto::UploadPartCopyInput {
+    fn customer_or_kms(&self) -> bool {
+        self.sse_customer_algorithm.is_some() || self.copy_source_sse_customer_algorithm.is_some()
+    }
+}
+
+/// Whether a write asks for SSE-S3 (`AES256`), which the blob block does (`sse.rs`). SSE-KMS
+/// and SSE-C are refused rather than ignored: an object stored other than its writer asked
+/// would be worse than an error.
+pub(crate) fn wants_sse(input: &impl EncryptionHeaders) -> Result<bool, S3Error> {
+    let refused = |what: &str| {
+        Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            format!("{what} is not supported; server-side encryption here is SSE-S3 (AES256)"),
+        ))
+    };
+    if input.customer_or_kms() {
+        return refused("encryption with a customer-provided or KMS key");
+    }
+    match input.server_side_encryption() {
+        None => Ok(false),
+        Some(dto::ServerSideEncryption::AES256) => Ok(true),
+        Some(other) => refused(&format!("server-side encryption {other}")),
+    }
+}
+
+/// The `x-amz-server-side-encryption` answer for an object or upload.
+pub(crate) fn sse_field(encrypted: bool) -> Option<dto::ServerSideEncryption> {
+    encrypted.then(|| dto::ServerSideEncryption::from_static(dto::ServerSideEncryption::AES256))
 }
 
 /// An object's canned ACL from `x-amz-acl` (private without one). Explicit grants

@@ -130,9 +130,13 @@ impl Strata {
         content_length: Option<i64>,
         algorithm_field: Option<&ChecksumAlgorithm>,
         mut new: NewObject,
+        encrypted: bool,
     ) -> S3Result<ObjectMeta> {
         let asked = wanted_algorithms(headers, algorithm_field, &new.expected.checksums)?;
-        let writer = self.blob.object_writer(&asked);
+        let mut writer = self.blob.object_writer(&asked);
+        if encrypted {
+            writer = writer.encrypted();
+        }
         let written = write_body(writer, body, content_length, self.blob.limits().inline_max_bytes).await?;
         add_trailer_checksums(trailers, &mut new.expected);
         let blob = self.blob.clone();
@@ -273,7 +277,7 @@ impl S3 for Strata {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
-        refuse_encryption(req.input.asks_encryption())?;
+        let sse = wants_sse(&req.input)?;
         let input = req.input;
         let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
         let expected = Expected {
@@ -315,11 +319,13 @@ impl S3 for Strata {
                 input.content_length,
                 input.checksum_algorithm.as_ref(),
                 new,
+                sse,
             )
             .await?;
         let sums = checksum_fields(&meta.checksums);
         ok(PutObjectOutput {
             e_tag: Some(etag(&meta.etag)),
+            server_side_encryption: sse_field(meta.encrypted()),
             version_id: (!meta.is_null_version()).then(|| meta.version_id.clone()),
             checksum_crc32: sums.crc32,
             checksum_crc32c: sums.crc32c,
@@ -336,7 +342,7 @@ impl S3 for Strata {
         // s3s reads the ACL from an `x-amz-acl` field; S3's forms name it `acl` (`form.rs`).
         let form_acl =
             req.extensions.get::<crate::form::FormAcl>().map(|a| ObjectCannedACL::from(a.0.clone()));
-        refuse_encryption(req.input.asks_encryption())?;
+        let sse = wants_sse(&req.input)?;
         let input = req.input;
         let acl = object_acl(input.acl.as_ref().or(form_acl.as_ref()), input.has_grants())?;
         let new = NewObject {
@@ -366,11 +372,13 @@ impl S3 for Strata {
                 input.content_length,
                 None,
                 new,
+                sse,
             )
             .await?;
         let status = input.success_action_status.unwrap_or(204);
         let mut response = S3Response::new(PostObjectOutput {
             e_tag: Some(etag(&meta.etag)),
+            server_side_encryption: sse_field(meta.encrypted()),
             version_id: (!meta.is_null_version()).then(|| meta.version_id.clone()),
             ..Default::default()
         });
@@ -431,6 +439,7 @@ impl S3 for Strata {
             version_id: version_out(&meta, versioned),
             tag_count: (!meta.tags.is_empty()).then_some(meta.tags.len() as i32),
             parts_count: (!meta.part_sizes.is_empty()).then_some(meta.part_sizes.len() as i32),
+            server_side_encryption: sse_field(meta.encrypted()),
             checksum_crc32: sums.crc32,
             checksum_crc32c: sums.crc32c,
             checksum_crc64nvme: sums.crc64nvme,
@@ -492,6 +501,7 @@ impl S3 for Strata {
             metadata: Some(meta.user_metadata.clone().into_iter().collect()),
             version_id: version_out(&meta, versioned),
             parts_count: (!meta.part_sizes.is_empty()).then_some(meta.part_sizes.len() as i32),
+            server_side_encryption: sse_field(meta.encrypted()),
             checksum_crc32: sums.crc32,
             checksum_crc32c: sums.crc32c,
             checksum_crc64nvme: sums.crc64nvme,
@@ -565,9 +575,21 @@ impl S3 for Strata {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
-        refuse_encryption(req.input.asks_encryption())?;
+        let sse = wants_sse(&req.input)?;
         let (src_bucket, src_key, src_version) = copy_source(&req.input.copy_source)?;
         authorize_source(&self.blob, &req, &src_bucket, &src_key).await?;
+        if sse {
+            // A copy shares its source's bytes (`Blob::copy_object`), sealed or not.
+            let (blob, b, k, v) =
+                (self.blob.clone(), src_bucket.clone(), src_key.clone(), src_version.clone());
+            if !spawn(move || blob.head_object(&b, &k, v.as_deref())).await?.encrypted() {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::NotImplemented,
+                    "a copy shares its source's bytes, which are not encrypted; \
+                     upload the object again with x-amz-server-side-encryption: AES256",
+                ));
+            }
+        }
         let input = req.input;
         let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
         let conditions = read_conditions(
@@ -625,6 +647,7 @@ impl S3 for Strata {
             }),
             copy_source_version_id: source_version,
             version_id: (!meta.is_null_version()).then(|| meta.version_id.clone()),
+            server_side_encryption: sse_field(meta.encrypted()),
             ..Default::default()
         })
     }
@@ -748,7 +771,7 @@ impl S3 for Strata {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        refuse_encryption(req.input.asks_encryption())?;
+        let sse = wants_sse(&req.input)?;
         let owner = owner_of(&req);
         let input = req.input;
         let algorithm = input.checksum_algorithm.as_ref().map(algorithm).transpose()?;
@@ -770,6 +793,7 @@ impl S3 for Strata {
             checksum_algorithm: algorithm,
             checksum_full_object: full_object,
             acl,
+            encrypted: sse,
             ..UploadMeta::default()
         };
         let blob = self.blob.clone();
@@ -781,12 +805,13 @@ impl S3 for Strata {
             upload_id: Some(upload_id),
             checksum_algorithm: input.checksum_algorithm,
             checksum_type: input.checksum_type,
+            server_side_encryption: sse_field(sse),
             ..Default::default()
         })
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
-        refuse_encryption(req.input.asks_encryption())?;
+        wants_sse(&req.input)?;
         let input = req.input;
         let mut expected = Expected {
             content_md5: input.content_md5,
@@ -804,7 +829,10 @@ impl S3 for Strata {
             (self.blob.clone(), input.bucket.clone(), input.key.clone(), input.upload_id.clone());
         let upload = spawn(move || blob.upload(&bucket, &key, &upload_id)).await?;
         asked.extend(upload.checksum_algorithm);
-        let writer = self.blob.part_writer(&asked);
+        let mut writer = self.blob.part_writer(&asked);
+        if upload.encrypted {
+            writer = writer.encrypted();
+        }
         let written =
             write_body(writer, input.body, input.content_length, self.blob.limits().inline_max_bytes).await?;
         add_trailer_checksums(req.trailing_headers.as_ref(), &mut expected);
@@ -817,6 +845,7 @@ impl S3 for Strata {
         let sums = checksum_fields(&part.checksums);
         ok(UploadPartOutput {
             e_tag: Some(etag(&part.etag)),
+            server_side_encryption: sse_field(upload.encrypted),
             checksum_crc32: sums.crc32,
             checksum_crc32c: sums.crc32c,
             checksum_crc64nvme: sums.crc64nvme,
@@ -830,7 +859,7 @@ impl S3 for Strata {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-        refuse_encryption(req.input.asks_encryption())?;
+        wants_sse(&req.input)?;
         let (src_bucket, src_key, src_version) = copy_source(&req.input.copy_source)?;
         authorize_source(&self.blob, &req, &src_bucket, &src_key).await?;
         let input = req.input;
@@ -863,6 +892,7 @@ impl S3 for Strata {
                 ..Default::default()
             }),
             copy_source_version_id: source_version,
+            server_side_encryption: sse_field(part.segment.as_ref().is_some_and(|s| s.key_id.is_some())),
             ..Default::default()
         })
     }
@@ -900,6 +930,7 @@ impl S3 for Strata {
             e_tag: Some(etag(&meta.etag)),
             location: Some(format!("/{}/{}", input.bucket, input.key)),
             version_id: (!meta.is_null_version()).then(|| meta.version_id.clone()),
+            server_side_encryption: sse_field(meta.encrypted()),
             checksum_crc32: sums.crc32,
             checksum_crc32c: sums.crc32c,
             checksum_crc64nvme: sums.crc64nvme,

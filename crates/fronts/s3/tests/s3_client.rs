@@ -633,9 +633,9 @@ async fn bad_input_gets_the_right_s3_errors() {
         assert_eq!(status, want_status, "{body}");
         assert!(body.contains(&format!("<Code>{code}</Code>")), "wanted {code}: {body}");
     };
-    // Server-side encryption is refused, not silently skipped, and nothing is stored.
+    // Encryption with a KMS or customer key is refused, not silently skipped, and nothing
+    // is stored.
     for sse in [
-        ("x-amz-server-side-encryption", "AES256"),
         ("x-amz-server-side-encryption", "aws:kms"),
         ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
     ] {
@@ -944,4 +944,74 @@ async fn lifecycle_configurations_round_trip_and_expire_objects() {
     let (status, _, _) = signed(&server, ROOT, "DELETE", "/logs?lifecycle", b"").await;
     assert_eq!(status, 204);
     assert_eq!(signed(&server, ROOT, "GET", "/logs?lifecycle", b"").await.0, 404);
+}
+
+/// SSE-S3: `x-amz-server-side-encryption: AES256` stores an object sealed (its file is not
+/// the plaintext) and every answer about it says so; multipart uploads follow their
+/// creation's choice; a copy cannot add encryption its source lacks.
+#[tokio::test]
+async fn sse_s3_objects_are_encrypted_at_rest() {
+    let server = start(Limits::default()).await;
+    create_bucket(&server, ROOT, "vault").await;
+    let aes = [("x-amz-server-side-encryption", "AES256")];
+    let data = pattern(300_000, 9);
+    let (status, body, headers) =
+        signed_with(&server, ROOT, "PUT", "/vault/secret.bin", &data, &aes, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers.get("x-amz-server-side-encryption").unwrap(), "AES256");
+    let (status, _, headers) = signed(&server, ROOT, "HEAD", "/vault/secret.bin", b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("x-amz-server-side-encryption").unwrap(), "AES256");
+    let store = client(&server, "vault", ROOT);
+    let got = store.get(&Path::from("secret.bin")).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+    let ranged = store.get_range(&Path::from("secret.bin"), 1000..200_000).await.unwrap();
+    assert_eq!(ranged.as_ref(), &data[1000..200_000]);
+    let meta = server.blob.head_object("vault", "secret.bin", None).unwrap();
+    let file = std::fs::read(
+        server._dir.path().join("blob/data").join(&meta.segments[0].id[..2]).join(&meta.segments[0].id),
+    )
+    .unwrap();
+    assert_eq!(file.len(), data.len());
+    assert_ne!(file, data, "ciphertext on disk");
+
+    // A plain object says nothing about encryption.
+    let (_, _, headers) = signed(&server, ROOT, "PUT", "/vault/open.txt", b"open").await;
+    assert!(headers.get("x-amz-server-side-encryption").is_none());
+
+    // Multipart: the creation's choice holds for its parts and the object.
+    let (status, body, headers) =
+        signed_with(&server, ROOT, "POST", "/vault/mp.bin?uploads", b"", &aes, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers.get("x-amz-server-side-encryption").unwrap(), "AES256");
+    let upload_id = body.split("<UploadId>").nth(1).unwrap().split("</UploadId>").next().unwrap().to_owned();
+    let part = pattern(5 * 1024 * 1024, 3);
+    let (status, body, headers) =
+        signed(&server, ROOT, "PUT", &format!("/vault/mp.bin?partNumber=1&uploadId={upload_id}"), &part)
+            .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers.get("x-amz-server-side-encryption").unwrap(), "AES256");
+    let etag = headers.get("etag").unwrap().to_str().unwrap().to_owned();
+    let complete = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    );
+    let (status, body, headers) =
+        signed(&server, ROOT, "POST", &format!("/vault/mp.bin?uploadId={upload_id}"), complete.as_bytes())
+            .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers.get("x-amz-server-side-encryption").unwrap(), "AES256");
+    assert!(server.blob.head_object("vault", "mp.bin", None).unwrap().encrypted());
+    let got = store.get(&Path::from("mp.bin")).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.as_ref(), part.as_slice());
+
+    // Copies share bytes: an encrypted source copies encrypted; a plain one cannot be.
+    let from_sealed = [("x-amz-copy-source", "/vault/secret.bin"), aes[0]];
+    let (status, body, _) =
+        signed_with(&server, ROOT, "PUT", "/vault/copy.bin", b"", &from_sealed, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(server.blob.head_object("vault", "copy.bin", None).unwrap().encrypted());
+    let from_plain = [("x-amz-copy-source", "/vault/open.txt"), aes[0]];
+    let (status, body, _) =
+        signed_with(&server, ROOT, "PUT", "/vault/copy2.txt", b"", &from_plain, None).await;
+    assert_eq!(status, 501, "{body}");
 }
