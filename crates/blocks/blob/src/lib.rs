@@ -16,6 +16,8 @@
 //!   writes a record naming them in order, so it copies no data. Copies hard-link segments.
 //! - **Access**: access keys with secrets (admins, and users who own the buckets they
 //!   create), bucket policies ([`policy`]), and presigned links ([`links`]).
+//! - **Encryption at rest** for objects written with SSE-S3 (`sse.rs`): sealed segments,
+//!   read back at any offset.
 //!
 //! ```text
 //!   keyspace `blob` (core)                          <data-dir>/blob/
