@@ -74,6 +74,10 @@ aws s3 cp "$work/big.bin" s3://clients/sealed.bin --sse AES256 >/dev/null
 aws s3api head-object --bucket clients --key sealed.bin --query ServerSideEncryption --output text | grep -qx AES256 \
     && aws s3 cp s3://clients/sealed.bin - | cmp - "$work/big.bin" && check "aws s3 cp --sse AES256 (multipart): sealed, read back" \
     || fail "aws s3 cp --sse AES256 (multipart): sealed, read back"
+aws s3 cp s3://clients/dir/big.bin s3://clients/resealed.bin --sse AES256 >/dev/null
+aws s3api head-object --bucket clients --key resealed.bin --query ServerSideEncryption --output text | grep -qx AES256 \
+    && aws s3 cp s3://clients/resealed.bin - | cmp - "$work/big.bin" && check "aws s3 cp s3-to-s3 --sse AES256 (part copies): sealed" \
+    || fail "aws s3 cp s3-to-s3 --sse AES256 (part copies): sealed"
 aws s3api put-bucket-lifecycle-configuration --bucket clients --lifecycle-configuration '{"Rules": [
   {"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7},
    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]}'

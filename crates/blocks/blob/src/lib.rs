@@ -311,6 +311,19 @@ pub struct VersionPage {
     pub next_version_id_marker: Option<String>,
 }
 
+/// What a copy changes from its source.
+#[derive(Clone, Debug, Default)]
+pub struct CopyAs {
+    /// New headers and metadata instead of the source's.
+    pub replace: Option<(Headers, BTreeMap<String, String>)>,
+    /// New tags instead of the source's.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// The copy's ACL (never its source's, as in S3).
+    pub acl: CannedAcl,
+    /// Encrypt at rest: bytes in the clear are written again, sealed, instead of shared.
+    pub encrypt: bool,
+}
+
 /// What a delete did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Deleted {
@@ -1041,17 +1054,31 @@ impl Blob {
         Ok((Deleted { version_id: Some(marker.version_id), delete_marker: true }, files))
     }
 
-    /// Copies an object (or one version) to `dst`, sharing its bytes. `replace` sets new
-    /// headers and metadata instead of copying them; `tags`, new tags.
+    /// A copy of `segment`'s bytes, encrypted, as a new segment (with its bytes if they go
+    /// into core).
+    fn seal_copy(&self, txn: &Txn, segment: &Segment) -> BlobResult<(Segment, Option<Vec<u8>>)> {
+        let mut reader = self.reader(txn, std::slice::from_ref(segment), 0, segment.size)?;
+        let mut writer = self.object_writer(&[]).encrypted();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = std::io::Read::read(&mut reader, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            writer.write(&buf[..n])?;
+        }
+        Ok(writer.finish()?.keep())
+    }
+
+    /// Copies an object (or one version) to `dst` as `copy` says, sharing its bytes.
     pub fn copy_object(
         &self,
         src: (&str, &str, Option<&str>),
         dst: (&str, &str),
-        replace: Option<(Headers, BTreeMap<String, String>)>,
-        tags: Option<BTreeMap<String, String>>,
-        acl: CannedAcl,
+        copy: CopyAs,
         conditions: &ReadConditions,
     ) -> BlobResult<ObjectMeta> {
+        let CopyAs { replace, tags, acl, encrypt } = copy;
         check_key(dst.1)?;
         let (src_bucket, src_key, src_version) = src;
         let txn = self.inner.store.begin_read_only();
@@ -1063,7 +1090,14 @@ impl Blob {
         let mut segments = Vec::with_capacity(source.segments.len());
         let mut inline = Vec::new();
         for segment in &source.segments {
-            if segment.inline {
+            if encrypt && segment.key_id.is_none() {
+                // Sharing would leave the copy in the clear: its bytes are written again, sealed.
+                let (sealed, bytes) = self.seal_copy(&txn, segment)?;
+                if let Some(bytes) = bytes {
+                    inline.push((sealed.id.clone(), bytes));
+                }
+                segments.push(sealed);
+            } else if segment.inline {
                 let bytes = txn
                     .get(&self.inner.ks, &Key::Data(&segment.id).encode())?
                     .ok_or_else(|| strata_core::errcorrupt!("blob segment {} is missing", segment.id))?;

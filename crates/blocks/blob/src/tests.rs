@@ -301,9 +301,7 @@ fn copies_share_files_and_garbage_is_collected_at_open() {
         .copy_object(
             ("photos", "src", None),
             ("photos", "dst"),
-            None,
-            None,
-            CannedAcl::Private,
+            CopyAs::default(),
             &ReadConditions::default(),
         )
         .unwrap();
@@ -577,9 +575,7 @@ fn encrypted_objects_are_sealed_at_rest_and_read_back_plain() {
         .copy_object(
             ("photos", "big", None),
             ("photos", "copy"),
-            None,
-            None,
-            CannedAcl::Private,
+            CopyAs::default(),
             &ReadConditions::default(),
         )
         .unwrap();
@@ -588,6 +584,19 @@ fn encrypted_objects_are_sealed_at_rest_and_read_back_plain() {
         read(&f.blob, "copy", None, Some(ByteRange::From { first: 50_000, last: Some(50_009) })),
         plain[50_000..=50_009]
     );
+    // A copy that asks for encryption of a plain source writes the bytes again, sealed.
+    put(&f.blob, "clear", &plain);
+    let sealed_copy = f
+        .blob
+        .copy_object(
+            ("photos", "clear", None),
+            ("photos", "sealed-copy"),
+            CopyAs { encrypt: true, ..CopyAs::default() },
+            &ReadConditions::default(),
+        )
+        .unwrap();
+    assert!(sealed_copy.encrypted());
+    assert_eq!(read(&f.blob, "sealed-copy", None, None), plain);
 
     // Multipart: parts of an encrypted upload are sealed, and so is the object.
     let upload = f
@@ -612,7 +621,7 @@ fn encrypted_objects_are_sealed_at_rest_and_read_back_plain() {
     );
 
     // Unencrypted objects are unchanged, and digests are of the plaintext either way.
-    let clear = put(&f.blob, "plain", &plain);
+    let clear = f.blob.head_object("photos", "clear", None).unwrap();
     assert!(!clear.encrypted());
     assert_eq!(meta.etag, clear.etag);
 }

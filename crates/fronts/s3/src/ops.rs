@@ -578,18 +578,6 @@ impl S3 for Strata {
         let sse = wants_sse(&req.input)?;
         let (src_bucket, src_key, src_version) = copy_source(&req.input.copy_source)?;
         authorize_source(&self.blob, &req, &src_bucket, &src_key).await?;
-        if sse {
-            // A copy shares its source's bytes (`Blob::copy_object`), sealed or not.
-            let (blob, b, k, v) =
-                (self.blob.clone(), src_bucket.clone(), src_key.clone(), src_version.clone());
-            if !spawn(move || blob.head_object(&b, &k, v.as_deref())).await?.encrypted() {
-                return Err(S3Error::with_message(
-                    S3ErrorCode::NotImplemented,
-                    "a copy shares its source's bytes, which are not encrypted; \
-                     upload the object again with x-amz-server-side-encryption: AES256",
-                ));
-            }
-        }
         let input = req.input;
         let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
         let conditions = read_conditions(
@@ -626,9 +614,7 @@ impl S3 for Strata {
             blob.copy_object(
                 (&src_bucket, &src_key, src_version.as_deref()),
                 (&bucket, &key),
-                replace,
-                tags,
-                acl,
+                strata_blob::CopyAs { replace, tags, acl, encrypt: sse },
                 &conditions,
             )
         })
