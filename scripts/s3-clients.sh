@@ -78,6 +78,13 @@ aws s3 cp s3://clients/dir/big.bin s3://clients/resealed.bin --sse AES256 >/dev/
 aws s3api head-object --bucket clients --key resealed.bin --query ServerSideEncryption --output text | grep -qx AES256 \
     && aws s3 cp s3://clients/resealed.bin - | cmp - "$work/big.bin" && check "aws s3 cp s3-to-s3 --sse AES256 (part copies): sealed" \
     || fail "aws s3 cp s3-to-s3 --sse AES256 (part copies): sealed"
+aws s3 mb s3://sealed >/dev/null
+aws s3api put-bucket-encryption --bucket sealed --server-side-encryption-configuration \
+    '{"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}'
+aws s3 cp "$work/p1" s3://sealed/p1 >/dev/null
+aws s3api head-object --bucket sealed --key p1 --query ServerSideEncryption --output text | grep -qx AES256 \
+    && aws s3api get-bucket-encryption --bucket sealed --output text | grep -q AES256 \
+    && check "put-bucket-encryption: new objects sealed by default" || fail "put-bucket-encryption: new objects sealed by default"
 aws s3api put-bucket-lifecycle-configuration --bucket clients --lifecycle-configuration '{"Rules": [
   {"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7},
    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]}'

@@ -48,6 +48,9 @@ pub struct BucketMeta {
     /// Lifecycle rules; none when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lifecycle: Vec<crate::lifecycle::LifecycleRule>,
+    /// New objects are encrypted at rest (SSE-S3) even when their writes do not ask.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_encryption: bool,
 }
 
 /// A run of an object's bytes: a file under `<data-dir>/blob/data/`, or a value in core for

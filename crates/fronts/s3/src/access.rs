@@ -48,6 +48,8 @@ pub(crate) fn action(op: &str) -> String {
         "ListBuckets" => "s3:ListAllMyBuckets",
         "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => "s3:PutLifecycleConfiguration",
         "GetBucketLifecycleConfiguration" => "s3:GetLifecycleConfiguration",
+        "PutBucketEncryption" | "DeleteBucketEncryption" => "s3:PutEncryptionConfiguration",
+        "GetBucketEncryption" => "s3:GetEncryptionConfiguration",
         other => return format!("s3:{other}"),
     }
     .to_owned()

@@ -1018,4 +1018,23 @@ async fn sse_s3_objects_are_encrypted_at_rest() {
     assert_eq!(headers.get("x-amz-server-side-encryption").unwrap(), "AES256");
     assert!(server.blob.head_object("vault", "open.txt", None).unwrap().encrypted());
     assert_eq!(signed(&server, ROOT, "GET", "/vault/open.txt", b"").await.1, "open");
+
+    // Default bucket encryption seals writes that do not ask.
+    let (status, body, _) = signed(&server, ROOT, "GET", "/vault?encryption", b"").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("ServerSideEncryptionConfigurationNotFoundError"), "{body}");
+    let kms = br#"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>aws:kms</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"#;
+    assert_eq!(signed(&server, ROOT, "PUT", "/vault?encryption", kms).await.0, 501);
+    let aes256 = br#"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"#;
+    let (status, body, _) = signed(&server, ROOT, "PUT", "/vault?encryption", aes256).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body, _) = signed(&server, ROOT, "GET", "/vault?encryption", b"").await;
+    assert!(body.contains("<SSEAlgorithm>AES256</SSEAlgorithm>"), "{body}");
+    let (status, _, headers) = signed(&server, ROOT, "PUT", "/vault/default.txt", b"sealed by default").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("x-amz-server-side-encryption").unwrap(), "AES256");
+    assert!(server.blob.head_object("vault", "default.txt", None).unwrap().encrypted());
+    assert_eq!(signed(&server, ROOT, "DELETE", "/vault?encryption", b"").await.0, 204);
+    let (_, _, headers) = signed(&server, ROOT, "PUT", "/vault/after.txt", b"clear again").await;
+    assert!(headers.get("x-amz-server-side-encryption").is_none());
 }
