@@ -375,6 +375,18 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// Appends everything `reader` has left (a copy's bytes).
+    pub(crate) fn write_all_from(&mut self, reader: &mut ObjectReader) -> BlobResult<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.write(&buf[..n])?;
+        }
+    }
+
     /// Makes the bytes durable (fsync, rename into `data/`, fsync of the directory) and
     /// returns the segment with its digests.
     pub fn finish(mut self) -> BlobResult<Written> {

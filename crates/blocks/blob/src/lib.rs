@@ -1059,14 +1059,7 @@ impl Blob {
     fn seal_copy(&self, txn: &Txn, segment: &Segment) -> BlobResult<(Segment, Option<Vec<u8>>)> {
         let mut reader = self.reader(txn, std::slice::from_ref(segment), 0, segment.size)?;
         let mut writer = self.object_writer(&[]).encrypted();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = std::io::Read::read(&mut reader, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            writer.write(&buf[..n])?;
-        }
+        writer.write_all_from(&mut reader)?;
         Ok(writer.finish()?.keep())
     }
 
@@ -1460,14 +1453,7 @@ impl Blob {
         if upload.encrypted {
             writer = writer.encrypted();
         }
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = std::io::Read::read(&mut reader, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            writer.write(&buf[..n])?;
-        }
+        writer.write_all_from(&mut reader)?;
         self.put_part(bucket, key, upload_id, number, writer.finish()?, &Expected::default())
     }
 
