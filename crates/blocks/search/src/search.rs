@@ -534,7 +534,7 @@ fn run_inner(
         let highlight_query = body_query(&ctx, &body)?;
         let mut query = within_alias_filter(&ctx, highlight_query.box_clone(), target.filter.as_ref())?;
         if let Some(slice) = body.get("slice") {
-            query = narrowed(query, Box::new(SliceQuery::parse(slice, view.compiled.id)?));
+            query = narrowed(query, Box::new(SliceQuery::parse(slice, &view.compiled)?));
         }
         let hits_query: Box<dyn Query> = match body.get("post_filter") {
             Some(pf) => narrowed(query.box_clone(), ctx.build(pf)?),

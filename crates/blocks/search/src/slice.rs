@@ -4,27 +4,42 @@
 //! one slice, whichever view (segments) the slice's search reads, because only its `_id`
 //! decides.
 //!
+//! `"field": <numeric field>` slices by a hash of that field's value instead, as
+//! Elasticsearch does with doc values: a document without a value is in no slice, and one
+//! with several goes by its first.
+//!
 //! tantivy has no query for "documents whose term hashes to k", so [`SliceQuery`] builds it:
-//! per segment it walks the `_id` term dictionary and marks the documents of the terms in
-//! its slice.
+//! per segment it walks the `_id` term dictionary, or the field's fast-field column, and
+//! marks the documents in its slice.
 
 use crate::error::{SearchError, SearchResult};
+use crate::mapping::FieldType;
+use crate::schema::Compiled;
 use serde_json::Value;
 use tantivy::query::{BitSetDocSet, ConstScorer, EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{BitSet, DocId, DocSet, Score, SegmentReader, TERMINATED};
 
-/// Documents whose `_id` falls in slice `id` of `max`.
+/// Documents whose `_id` (or value of a numeric field) falls in slice `id` of `max`.
 #[derive(Clone, Debug)]
 pub struct SliceQuery {
-    id_field: Field,
+    by: SliceBy,
     id: u64,
     max: u64,
 }
 
+/// What decides a document's slice.
+#[derive(Clone, Debug)]
+enum SliceBy {
+    Id(Field),
+    /// A fast-field column: integers and dates as `i64`, floats as `f64`.
+    Integer(String),
+    Float(String),
+}
+
 impl SliceQuery {
     /// The body's `slice` (`{"id", "max", "field"}`), read as Elasticsearch checks it.
-    pub fn parse(slice: &Value, id_field: Field) -> SearchResult<SliceQuery> {
+    pub fn parse(slice: &Value, compiled: &Compiled) -> SearchResult<SliceQuery> {
         let number = |key: &str| -> SearchResult<i64> {
             slice
                 .get(key)
@@ -32,11 +47,18 @@ impl SliceQuery {
                 .ok_or_else(|| SearchError::parsing(format!("[slice] needs an integer [{key}]")))
         };
         let (id, max) = (number("id")?, number("max")?);
-        if let Some(field) = slice.get("field").and_then(Value::as_str).filter(|f| *f != "_id") {
-            return Err(SearchError::illegal_argument(format!(
-                "cannot slice by [{field}] here: slices split documents by [_id]"
-            )));
-        }
+        let by = match slice.get("field").and_then(Value::as_str).filter(|f| *f != "_id") {
+            None => SliceBy::Id(compiled.id),
+            Some(field) => match compiled.field(field).map(|f| f.leaf.ty) {
+                Some(ty) if ty.is_integer() || ty == FieldType::Date => SliceBy::Integer(field.to_owned()),
+                Some(ty) if ty.is_float() => SliceBy::Float(field.to_owned()),
+                _ => {
+                    return Err(SearchError::illegal_argument(format!(
+                        "cannot slice by [{field}]: a slice field must be a numeric or date field"
+                    )));
+                }
+            },
+        };
         if max <= 1 {
             return Err(SearchError::illegal_argument("max must be greater than 1"));
         }
@@ -46,7 +68,7 @@ impl SliceQuery {
         if id >= max {
             return Err(SearchError::illegal_argument("max must be greater than id"));
         }
-        Ok(SliceQuery { id_field, id: id as u64, max: max as u64 })
+        Ok(SliceQuery { by, id: id as u64, max: max as u64 })
     }
 }
 
@@ -64,7 +86,31 @@ impl Query for SliceQuery {
 impl Weight for SliceQuery {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
         let mut docs = BitSet::with_max_value(reader.max_doc());
-        let inverted = reader.inverted_index(self.id_field)?;
+        let in_slice = |value: u64| slice_hash(&value.to_le_bytes()) % self.max == self.id;
+        let id_field = match &self.by {
+            SliceBy::Id(field) => *field,
+            SliceBy::Integer(name) => {
+                if let Some(column) = reader.fast_fields().column_opt::<i64>(name)? {
+                    (0..reader.max_doc())
+                        .filter(|doc| column.first(*doc).is_some_and(|v| in_slice(v as u64)))
+                        .for_each(|doc| {
+                            docs.insert(doc);
+                        });
+                }
+                return Ok(Box::new(ConstScorer::new(BitSetDocSet::from(docs), boost)));
+            }
+            SliceBy::Float(name) => {
+                if let Some(column) = reader.fast_fields().column_opt::<f64>(name)? {
+                    (0..reader.max_doc())
+                        .filter(|doc| column.first(*doc).is_some_and(|v| in_slice(v.to_bits())))
+                        .for_each(|doc| {
+                            docs.insert(doc);
+                        });
+                }
+                return Ok(Box::new(ConstScorer::new(BitSetDocSet::from(docs), boost)));
+            }
+        };
+        let inverted = reader.inverted_index(id_field)?;
         let mut terms = inverted.terms().stream()?;
         while terms.advance() {
             if slice_hash(terms.key()) % self.max != self.id {
@@ -108,12 +154,18 @@ mod tests {
 
     #[test]
     fn bad_slices_are_refused_as_elasticsearch_does() {
-        let field = Field::from_field_id(0);
+        let mapping = serde_json::json!({"properties": {"n": {"type": "long"}, "t": {"type": "text"}}});
+        let compiled = Compiled::new(crate::mapping::Mapping::parse(&mapping).unwrap(), None).unwrap();
         let reason =
-            |v: Value| SliceQuery::parse(&v, field).unwrap_err().to_json()["error"]["reason"].clone();
+            |v: Value| SliceQuery::parse(&v, &compiled).unwrap_err().to_json()["error"]["reason"].clone();
         assert_eq!(reason(serde_json::json!({"id": 0, "max": 1})), "max must be greater than 1");
         assert_eq!(reason(serde_json::json!({"id": 2, "max": 2})), "max must be greater than id");
         assert_eq!(reason(serde_json::json!({"id": -1, "max": 2})), "id must be greater than or equal to 0");
-        assert!(SliceQuery::parse(&serde_json::json!({"id": 1, "max": 2}), field).is_ok());
+        assert_eq!(
+            reason(serde_json::json!({"id": 0, "max": 2, "field": "t"})),
+            "cannot slice by [t]: a slice field must be a numeric or date field"
+        );
+        assert!(SliceQuery::parse(&serde_json::json!({"id": 1, "max": 2}), &compiled).is_ok());
+        assert!(SliceQuery::parse(&serde_json::json!({"id": 1, "max": 2, "field": "n"}), &compiled).is_ok());
     }
 }

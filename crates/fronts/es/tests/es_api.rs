@@ -816,6 +816,27 @@ async fn sliced_scrolls_split_the_documents_between_workers() {
         from_pit += ids(&page).len();
     }
     assert_eq!(from_pit, 200);
+    // Slicing by a numeric field splits by its values instead, across the same segments.
+    let mut by_n = std::collections::BTreeSet::new();
+    for slice in 0..3 {
+        let body = json!({"size": 200, "slice": {"field": "n", "id": slice, "max": 3}, "_source": ["n"]});
+        let (status, page) = s.call(Method::POST, "/big/_search?scroll=1m", Some(body)).await;
+        assert_eq!(status, 200, "{page}");
+        let mine = ids(&page);
+        assert!((30..110).contains(&mine.len()), "slice {slice} by n holds {} of 200", mine.len());
+        for doc in mine {
+            assert!(by_n.insert(doc.to_string()), "{doc} is in two slices by n");
+        }
+    }
+    assert_eq!(by_n.len(), 200, "every document is in a slice by n");
+    let (status, err) = s
+        .call(
+            Method::POST,
+            "/big/_search?scroll=1m",
+            Some(json!({"slice": {"field": "nope", "id": 0, "max": 2}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     // A slice outside a scroll or point in time, and bad slices, are refused.
     let (status, err) =
         s.call(Method::POST, "/big/_search", Some(json!({"slice": {"id": 0, "max": 2}}))).await;
