@@ -193,6 +193,13 @@ struct QueueState {
     stopped: bool,
 }
 
+impl QueueState {
+    /// The error every commit and durability wait gets once an fsync has failed.
+    fn refusal(&self) -> Option<Error> {
+        self.failed.as_ref().map(|err| Error::Unavailable(format!("an earlier fsync failed: {err}")))
+    }
+}
+
 const META_LAST_SEQ: &[u8] = b"last_seq";
 
 /// How long opening waits for the data directory lock before reporting it in use.
@@ -392,9 +399,9 @@ impl Store {
     ) -> Result<u64> {
         let started = std::time::Instant::now();
         let always = matches!(self.inner.options.sync, SyncMode::Always);
-        if always && let Some(err) = &self.inner.queue.state.lock().expect("queue lock poisoned").failed {
+        if always && let Some(err) = self.inner.queue.state.lock().expect("queue lock poisoned").refusal() {
             self.end_txn(pending.start_seq);
-            return Err(Error::Unavailable(format!("an earlier fsync failed: {err}")));
+            return Err(err);
         }
         let seq = self.apply(pending)?;
         visible();
@@ -442,8 +449,8 @@ impl Store {
     pub fn durable(&self, seq: u64) -> impl std::future::Future<Output = Result<u64>> + Send + 'static {
         let waiting = if matches!(self.inner.options.sync, SyncMode::Always) {
             let mut state = self.inner.queue.state.lock().expect("queue lock poisoned");
-            if let Some(err) = &state.failed {
-                Some(Err(Error::Unavailable(format!("an earlier fsync failed: {err}"))))
+            if let Some(err) = state.refusal() {
+                Some(Err(err))
             } else if *self.inner.feed_tx.borrow() >= seq {
                 None
             } else {

@@ -3,8 +3,9 @@
 //! What users get, over the s3 front (any S3 client) and the admin API:
 //!
 //! - **Buckets** with versioning (off, enabled, suspended), a bucket policy, CORS rules,
-//!   tags and lifecycle rules ([`lifecycle`]); **objects** with their HTTP headers, user metadata, tags, an MD5 ETag (S3's
-//!   `md5-of-md5s-N` form for multipart uploads) and S3's flexible checksums.
+//!   tags and lifecycle rules ([`lifecycle`]); **objects** with their HTTP headers, user
+//!   metadata, tags, an MD5 ETag (S3's `md5-of-md5s-N` form for multipart uploads) and S3's
+//!   flexible checksums.
 //! - **Streaming writes that survive a crash**: bytes go through a [`SegmentWriter`] into a
 //!   temporary file that is fsynced and renamed before the core commit that makes the
 //!   object visible (small objects go into core itself, in that commit). A crash leaves

@@ -337,15 +337,22 @@ impl Blob {
         self.transact(|txn| {
             let prefix = KeyPrefix::ObjectVersions { bucket, key }.encode();
             let mut versions = txn.scan_prefix(&self.inner.ks, &prefix);
-            let only = match (versions.next(), versions.next()) {
-                (Some(item), None) => decode_version_key(&item?.0)?.2 == ord,
-                _ => false,
+            let lone = match (versions.next(), versions.next()) {
+                (Some(item), None) => {
+                    let (k, value) = item?;
+                    let marker: ObjectMeta = meta::decode(&value)?;
+                    (decode_version_key(&k)?.2 == ord).then_some(marker)
+                }
+                _ => None,
             };
             drop(versions);
-            if only {
-                txn.delete(&self.inner.ks, Key::Version { bucket, key, ord }.encode())?;
+            match lone {
+                Some(marker) => {
+                    self.remove_version(txn, bucket, key, ord, &marker)?;
+                    Ok(true)
+                }
+                None => Ok(false),
             }
-            Ok(only)
         })
     }
 

@@ -174,20 +174,22 @@ impl EncryptionHeaders for dto::UploadPartCopyInput {
 /// and SSE-C are refused rather than ignored: an object stored other than its writer asked
 /// would be worse than an error.
 pub(crate) fn wants_sse(input: &impl EncryptionHeaders) -> Result<bool, S3Error> {
-    let refused = |what: &str| {
-        Err(S3Error::with_message(
-            S3ErrorCode::NotImplemented,
-            format!("{what} is not supported; server-side encryption here is SSE-S3 (AES256)"),
-        ))
-    };
     if input.customer_or_kms() {
-        return refused("encryption with a customer-provided or KMS key");
+        return Err(sse_refused("encryption with a customer-provided or KMS key"));
     }
     match input.server_side_encryption() {
         None => Ok(false),
         Some(dto::ServerSideEncryption::AES256) => Ok(true),
-        Some(other) => refused(&format!("server-side encryption {other}")),
+        Some(other) => Err(sse_refused(&format!("server-side encryption {other}"))),
     }
+}
+
+/// The 501 for any encryption other than SSE-S3, on a write or as a bucket's default.
+pub(crate) fn sse_refused(what: &str) -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::NotImplemented,
+        format!("{what} is not supported; server-side encryption here is SSE-S3 (AES256)"),
+    )
 }
 
 /// The `x-amz-server-side-encryption` answer for an object or upload.

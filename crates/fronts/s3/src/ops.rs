@@ -1148,11 +1148,7 @@ impl S3 for Strata {
             if default.sse_algorithm.as_str() != ServerSideEncryption::AES256
                 || default.kms_master_key_id.is_some()
             {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "default encryption {} is not supported; server-side encryption here is SSE-S3 (AES256)",
-                    default.sse_algorithm.as_str()
-                ));
+                return Err(sse_refused(&format!("default encryption {}", default.sse_algorithm.as_str())));
             }
         }
         self.change_bucket(input.bucket, |meta| meta.default_encryption = true).await?;
