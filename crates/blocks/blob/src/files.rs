@@ -292,6 +292,11 @@ impl Written {
         self.segment.size
     }
 
+    /// Whether the bytes are held in memory, to be committed with the record.
+    pub fn in_memory(&self) -> bool {
+        self.inline.is_some()
+    }
+
     pub fn md5_hex(&self) -> String {
         hex::encode(self.md5)
     }
@@ -373,6 +378,11 @@ impl SegmentWriter {
             }
         }
         Ok(())
+    }
+
+    /// Whether the bytes so far are held in memory, so [`SegmentWriter::finish`] does no I/O.
+    pub fn in_memory(&self) -> bool {
+        self.file.is_none()
     }
 
     /// Appends everything `reader` has left (a copy's bytes).

@@ -348,6 +348,29 @@ pub struct Blob {
     inner: Arc<Inner>,
 }
 
+/// A write committed and visible but maybe not yet fsynced (as [`Blob::put_object_unsynced`]
+/// makes): the caller awaits [`Unsynced::durable`] before acknowledging it.
+#[must_use = "a write is acknowledged only once it is durable"]
+pub struct Unsynced<T> {
+    value: T,
+    seq: u64,
+    /// File segments of a version the write replaced, removed once the write is durable.
+    replaced: Vec<Segment>,
+    blob: Blob,
+}
+
+impl<T> Unsynced<T> {
+    /// Resolves once the write is as durable as the synced call would have made it.
+    pub async fn durable(self) -> BlobResult<T> {
+        self.blob.inner.store.durable(self.seq).await?;
+        if self.replaced.iter().any(|s| !s.inline) {
+            let (files, replaced) = (self.blob.inner.files.clone(), self.replaced);
+            let _ = tokio::task::spawn_blocking(move || files.remove(&replaced)).await;
+        }
+        Ok(self.value)
+    }
+}
+
 struct Inner {
     store: Store,
     ks: Keyspace,
@@ -590,13 +613,23 @@ impl Blob {
     }
 
     /// Runs `f` in a transaction, again on a conflict.
-    fn transact<T>(&self, mut f: impl FnMut(&mut Txn) -> BlobResult<T>) -> BlobResult<T> {
+    fn transact<T>(&self, f: impl FnMut(&mut Txn) -> BlobResult<T>) -> BlobResult<T> {
+        self.transact_as(true, f).map(|(value, _)| value)
+    }
+
+    /// [`Blob::transact`], committing without waiting for the fsync unless `synced`; returns
+    /// the commit's sequence number too.
+    fn transact_as<T>(
+        &self,
+        synced: bool,
+        mut f: impl FnMut(&mut Txn) -> BlobResult<T>,
+    ) -> BlobResult<(T, u64)> {
         let mut attempt = 0;
         loop {
             let mut txn = self.inner.store.begin();
             let result = f(&mut txn).and_then(|value| {
-                txn.commit()?;
-                Ok(value)
+                let seq = if synced { txn.commit()? } else { txn.commit_unsynced()? };
+                Ok((value, seq))
             });
             match result {
                 Err(BlobError::Core(err)) if err.is_retryable() && attempt < MAX_RETRIES => attempt += 1,
@@ -762,6 +795,39 @@ impl Blob {
         written: Written,
         asked: &[ChecksumAlgorithm],
     ) -> BlobResult<ObjectMeta> {
+        let (meta, replaced, _) = self.put_object_as(true, bucket, key, new, written, asked)?;
+        self.inner.files.remove(&replaced);
+        Ok(meta)
+    }
+
+    /// [`Blob::put_object`] without waiting for the fsync: the version is committed, visible
+    /// and written to the OS (so it survives `kill -9`) when this returns, and the caller
+    /// acknowledges it only once [`Unsynced::durable`] resolves. The s3 front stores small
+    /// objects this way, on the request's own thread: with `written` held in memory the call
+    /// is CPU work, and a blocking thread's round trip per PUT is spared. Until the fsync a
+    /// reader may already see the version; a power loss before it could take the version
+    /// back, its writer never having been told it was stored.
+    pub fn put_object_unsynced(
+        &self,
+        bucket: &str,
+        key: &str,
+        new: NewObject,
+        written: Written,
+        asked: &[ChecksumAlgorithm],
+    ) -> BlobResult<Unsynced<ObjectMeta>> {
+        let (value, replaced, seq) = self.put_object_as(false, bucket, key, new, written, asked)?;
+        Ok(Unsynced { value, seq, replaced, blob: self.clone() })
+    }
+
+    fn put_object_as(
+        &self,
+        synced: bool,
+        bucket: &str,
+        key: &str,
+        new: NewObject,
+        written: Written,
+        asked: &[ChecksumAlgorithm],
+    ) -> BlobResult<(ObjectMeta, Vec<Segment>, u64)> {
         check_key(key)?;
         self.check_object_description(&new)?;
         written.verify(&new.expected)?;
@@ -780,7 +846,7 @@ impl Blob {
             part_sizes: Vec::new(),
             acl: new.acl,
         };
-        let (meta, replaced) = self.transact(|txn| {
+        let ((meta, replaced), seq) = self.transact_as(synced, |txn| {
             let bucket_meta = self.must_bucket(txn, bucket)?;
             if new.if_none_match_star || new.if_match.is_some() {
                 let current = self.current_version(txn, bucket, key)?.filter(|m| !m.delete_marker);
@@ -799,10 +865,9 @@ impl Blob {
             self.add_version(txn, &bucket_meta, bucket, key, meta.clone())
         })?;
         written.keep();
-        self.inner.files.remove(&replaced);
         metrics::counter!("strata_blob_objects_written_total").increment(1);
         metrics::counter!("strata_blob_bytes_written_total").increment(meta.size);
-        Ok(meta)
+        Ok((meta, replaced, seq))
     }
 
     /// Adds `meta` as the newest version of `key` as the bucket's versioning says, returning

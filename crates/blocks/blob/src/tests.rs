@@ -638,3 +638,38 @@ fn files_under(dir: &std::path::Path) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// An unsynced put is visible when it returns; `durable` resolves only once the fsync covers
+/// it, and only then removes the file of the version it replaced. It survives a reopen.
+#[test]
+fn an_unsynced_put_is_acknowledged_after_its_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let store = Store::open(dir.path().join("core"), strata_core::Options::default()).unwrap();
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let limits = Limits { inline_max_bytes: 16, ..Limits::default() };
+        let blob =
+            Blob::open(store.clone(), &dir.path().join("blob"), clock, limits, ("root".into(), "s".into()));
+        (store, blob.unwrap())
+    };
+    let (store, blob) = open();
+    blob.create_bucket("photos", "root").unwrap();
+    let big = vec![7u8; 1000];
+    put(&blob, "a", &big);
+    assert_eq!(files_on_disk(&dir.path().join("blob")), 1);
+    let acknowledged = store.subscribe();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+
+    let unsynced = blob.put_object_unsynced("photos", "a", NewObject::default(), write(&blob, b"small"), &[]);
+    let committed_at = store.last_seq();
+    assert_eq!(read(&blob, "a", None, None), b"small", "visible at once");
+    assert_eq!(files_on_disk(&dir.path().join("blob")), 1, "the old bytes stay until the fsync");
+    let meta = runtime.block_on(unsynced.unwrap().durable()).unwrap();
+    assert!(*acknowledged.borrow() >= committed_at, "durable resolved before the fsync covered the put");
+    assert_eq!(meta.etag, "eb5c1399a871211c7e7ed732d15e3a8b");
+    assert_eq!(files_on_disk(&dir.path().join("blob")), 0, "the replaced version's file is removed");
+    drop((blob, store));
+
+    let (_store, blob) = open();
+    assert_eq!(read(&blob, "a", None, None), b"small");
+}

@@ -17,7 +17,7 @@ const WRITE_BATCH: usize = 256 * 1024;
 const READ_CHUNK: usize = 256 * 1024;
 
 /// Streams `body` through `writer` and returns the finished segment. Bodies no larger than
-/// `inline_max` are gathered here and written in one step.
+/// `inline_max` are gathered and finished here, in memory.
 pub(crate) async fn write_body(
     mut writer: SegmentWriter,
     body: Option<StreamingBlob>,
@@ -30,6 +30,9 @@ pub(crate) async fn write_body(
     if content_length.is_some_and(|n| n >= 0 && n as usize <= inline_max) {
         while let Some(chunk) = body.next().await {
             writer.write(&chunk.map_err(read_error)?).map_err(crate::convert::s3_error)?;
+        }
+        if writer.in_memory() {
+            return writer.finish().map_err(crate::convert::s3_error);
         }
         return spawn(move || writer.finish()).await;
     }

@@ -146,6 +146,11 @@ impl Strata {
         }
         let written = write_body(writer, body, content_length, self.blob.limits().inline_max_bytes).await?;
         add_trailer_checksums(trailers, &mut new.expected);
+        if written.in_memory() {
+            // Held in memory: committed here, acknowledged after its fsync.
+            let unsynced = self.blob.put_object_unsynced(&bucket, &key, new, written, &asked);
+            return unsynced.map_err(s3_error)?.durable().await.map_err(s3_error);
+        }
         let blob = self.blob.clone();
         spawn(move || blob.put_object(&bucket, &key, new, written, &asked)).await
     }
