@@ -342,6 +342,10 @@ pub struct UploadSummary {
     pub meta: UploadMeta,
 }
 
+/// An opened object: its record, a reader of the bytes picked, and the `(start, len)` of
+/// them it reads.
+pub type Opened = (ObjectMeta, ObjectReader, (u64, u64));
+
 /// The blob block. Cheap to clone.
 #[derive(Clone)]
 pub struct Blob {
@@ -1001,8 +1005,9 @@ impl Blob {
         version: Option<&str>,
         range: Option<ByteRange>,
         conditions: &ReadConditions,
-    ) -> BlobResult<(ObjectMeta, ObjectReader, (u64, u64))> {
-        self.open_reading(bucket, key, version, conditions, |_| Ok(range))
+    ) -> BlobResult<Opened> {
+        let opened = self.open_reading(false, bucket, key, version, conditions, |_| Ok(range))?;
+        Ok(opened.expect("opened wherever the bytes are"))
     }
 
     /// Opens part `part` (from 1) of an object for reading, as S3's `GetObject?partNumber=`
@@ -1015,25 +1020,51 @@ impl Blob {
         version: Option<&str>,
         part: u64,
         conditions: &ReadConditions,
-    ) -> BlobResult<(ObjectMeta, ObjectReader, (u64, u64))> {
-        self.open_reading(bucket, key, version, conditions, |meta| part_range(meta, part))
+    ) -> BlobResult<Opened> {
+        let opened =
+            self.open_reading(false, bucket, key, version, conditions, |meta| part_range(meta, part))?;
+        Ok(opened.expect("opened wherever the bytes are"))
     }
 
-    /// Opens the bytes that `range` picks from the object's record, in one snapshot.
+    /// [`Blob::open_object`], or [`Blob::open_object_part`] with `part`, for an object whose
+    /// bytes are all held in core: the call then reads core and nothing else, so an async
+    /// caller can make it on its own thread. `None` when some bytes are in files (or a
+    /// remote store), to be opened where blocking I/O may run.
+    pub fn open_object_in_core(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        range: Option<ByteRange>,
+        part: Option<u64>,
+        conditions: &ReadConditions,
+    ) -> BlobResult<Option<Opened>> {
+        self.open_reading(true, bucket, key, version, conditions, |meta| match part {
+            Some(part) => part_range(meta, part),
+            None => Ok(range),
+        })
+    }
+
+    /// Opens the bytes that `range` picks from the object's record, in one snapshot; `None`
+    /// if `in_core_only` and some of them are in files.
     fn open_reading(
         &self,
+        in_core_only: bool,
         bucket: &str,
         key: &str,
         version: Option<&str>,
         conditions: &ReadConditions,
         range: impl FnOnce(&ObjectMeta) -> BlobResult<Option<ByteRange>>,
-    ) -> BlobResult<(ObjectMeta, ObjectReader, (u64, u64))> {
+    ) -> BlobResult<Option<Opened>> {
         let txn = self.inner.store.begin_read_only();
         let meta = self.lookup(&txn, bucket, key, version)?;
+        if in_core_only && meta.segments.iter().any(|s| !s.inline) {
+            return Ok(None);
+        }
         check_read_conditions(&meta, conditions)?;
         let (start, len) = resolve_range(range(&meta)?, meta.size)?;
         let reader = self.reader(&txn, &meta.segments, start, len)?;
-        Ok((meta, reader, (start, len)))
+        Ok(Some((meta, reader, (start, len))))
     }
 
     fn reader(&self, txn: &Txn, segments: &[Segment], start: u64, len: u64) -> BlobResult<ObjectReader> {

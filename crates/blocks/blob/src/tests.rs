@@ -673,3 +673,28 @@ fn an_unsynced_put_is_acknowledged_after_its_fsync() {
     let (_store, blob) = open();
     assert_eq!(read(&blob, "a", None, None), b"small");
 }
+
+/// `open_object_in_core` opens what core holds, ranges and parts as `open_object` does, and
+/// leaves objects in files to the blocking path.
+#[test]
+fn objects_held_in_core_open_without_files() {
+    let f = fixture();
+    put(&f.blob, "small", b"0123456789");
+    put(&f.blob, "large", &[1u8; 100]);
+    let open = |key: &str, range: Option<ByteRange>, part: Option<u64>| {
+        f.blob.open_object_in_core("photos", key, None, range, part, &ReadConditions::default())
+    };
+    let (meta, mut reader, span) = open("small", Some(ByteRange::From { first: 2, last: Some(4) }), None)
+        .unwrap()
+        .expect("a small object is held in core");
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).unwrap();
+    assert_eq!((out.as_slice(), span, meta.size), (&b"234"[..], (2, 3), 10));
+    let (_, _, span) = open("small", None, Some(1)).unwrap().unwrap();
+    assert_eq!(span, (0, 10), "part 1 of a single PUT is the whole object");
+    assert!(open("large", None, None).unwrap().is_none(), "bytes in a file are not opened here");
+    assert!(matches!(open("missing", None, None), Err(BlobError::NoSuchKey(_))));
+    let stale = ReadConditions { if_match: Some("\"nope\"".into()), ..ReadConditions::default() };
+    let refused = f.blob.open_object_in_core("photos", "small", None, None, None, &stale);
+    assert!(matches!(refused, Err(BlobError::PreconditionFailed)));
+}

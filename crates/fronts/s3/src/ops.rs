@@ -117,6 +117,11 @@ impl Strata {
     /// Whether a write to `bucket` is encrypted: it asks (`wants_sse`), or the bucket's
     /// default encryption says so. The bucket record is read on this thread: one point read
     /// from core, cheaper than a hand-over to a blocking thread on every write.
+    /// Whether `bucket` has had versioning on (its objects then show their version ids).
+    fn versioned(&self, bucket: &str) -> S3Result<bool> {
+        Ok(self.blob.bucket(bucket).map_err(s3_error)?.versioning != Versioning::Unversioned)
+    }
+
     fn encrypts(&self, bucket: &str, asked: bool) -> S3Result<bool> {
         Ok(asked || self.blob.bucket(bucket).map_err(s3_error)?.default_encryption)
     }
@@ -411,17 +416,27 @@ impl S3 for Strata {
             input.if_unmodified_since,
         );
         let range = input.range.map(range);
-        let blob = self.blob.clone();
         let (bucket, key, version) = (input.bucket.clone(), input.key.clone(), input.version_id.clone());
-        let (meta, (start, len), body, versioned) = spawn(move || {
-            let (meta, reader, span) = match part {
-                Some(part) => blob.open_object_part(&bucket, &key, version.as_deref(), part, &conditions)?,
-                None => blob.open_object(&bucket, &key, version.as_deref(), range, &conditions)?,
-            };
-            let versioned = blob.bucket(&bucket)?.versioning != Versioning::Unversioned;
-            Ok((meta, span, read_body(reader), versioned))
-        })
-        .await?;
+        // An object held in core is read here; one in files on a blocking thread.
+        let in_core =
+            self.blob.open_object_in_core(&bucket, &key, version.as_deref(), range, part, &conditions);
+        let (meta, (start, len), body) = match in_core.map_err(s3_error)? {
+            Some((meta, reader, span)) => (meta, span, read_body(reader)),
+            None => {
+                let blob = self.blob.clone();
+                spawn(move || {
+                    let (meta, reader, span) = match part {
+                        Some(part) => {
+                            blob.open_object_part(&bucket, &key, version.as_deref(), part, &conditions)?
+                        }
+                        None => blob.open_object(&bucket, &key, version.as_deref(), range, &conditions)?,
+                    };
+                    Ok((meta, span, read_body(reader)))
+                })
+                .await?
+            }
+        };
+        let versioned = self.versioned(&input.bucket)?;
         let partial = range.is_some() || part.is_some();
         let sums = if checksum_mode_on(&input.checksum_mode) && !partial {
             checksum_fields(&meta.checksums)
@@ -476,14 +491,11 @@ impl S3 for Strata {
             input.if_modified_since,
             input.if_unmodified_since,
         );
-        let blob = self.blob.clone();
-        let (bucket, key, version) = (input.bucket.clone(), input.key.clone(), input.version_id.clone());
-        let (meta, versioned) = spawn(move || {
-            let meta = blob.head_object(&bucket, &key, version.as_deref())?;
-            strata_blob::check_read_conditions(&meta, &conditions)?;
-            Ok((meta, blob.bucket(&bucket)?.versioning != Versioning::Unversioned))
-        })
-        .await?;
+        // Point reads of core, done here.
+        let meta = self.blob.head_object(&input.bucket, &input.key, input.version_id.as_deref());
+        let meta = meta.map_err(s3_error)?;
+        strata_blob::check_read_conditions(&meta, &conditions).map_err(s3_error)?;
+        let versioned = self.versioned(&input.bucket)?;
         let wanted = match part {
             Some(part) => strata_blob::part_range(&meta, part).map_err(s3_error)?,
             None => input.range.map(range),
