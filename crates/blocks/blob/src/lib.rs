@@ -10,7 +10,8 @@
 //!   temporary file that is fsynced and renamed before the core commit that makes the
 //!   object visible (small objects go into core itself, in that commit). A crash leaves
 //!   either the old object or the whole new one; files of uploads cut short are collected
-//!   when the block opens.
+//!   when the block opens. Async callers may commit small writes on their own thread and
+//!   await the fsync afterwards ([`Unsynced`]).
 //! - **Reads of any byte range** through an [`ObjectReader`] that never holds more than
 //!   its caller's buffer.
 //! - **Multipart uploads**: parts are segments of their own; completing an upload only
@@ -353,12 +354,13 @@ pub struct Blob {
 }
 
 /// A write committed and visible but maybe not yet fsynced (as [`Blob::put_object_unsynced`]
-/// makes): the caller awaits [`Unsynced::durable`] before acknowledging it.
+/// and [`Blob::delete_object_unsynced`] make): the caller awaits [`Unsynced::durable`] before
+/// acknowledging it.
 #[must_use = "a write is acknowledged only once it is durable"]
 pub struct Unsynced<T> {
     value: T,
     seq: u64,
-    /// File segments of a version the write replaced, removed once the write is durable.
+    /// File segments of a version the write replaced or deleted, removed once it is durable.
     replaced: Vec<Segment>,
     blob: Blob,
 }
@@ -1100,7 +1102,31 @@ impl Blob {
 
     /// Deletes an object (a delete marker in a versioned bucket) or one version of it.
     pub fn delete_object(&self, bucket: &str, key: &str, version: Option<&str>) -> BlobResult<Deleted> {
-        let (deleted, files) = self.transact(|txn| {
+        let (deleted, files, _) = self.delete_object_as(true, bucket, key, version)?;
+        self.inner.files.remove(&files);
+        Ok(deleted)
+    }
+
+    /// [`Blob::delete_object`] without waiting for the fsync, as [`Blob::put_object_unsynced`]:
+    /// the version's files are removed once [`Unsynced::durable`] resolves.
+    pub fn delete_object_unsynced(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> BlobResult<Unsynced<Deleted>> {
+        let (value, replaced, seq) = self.delete_object_as(false, bucket, key, version)?;
+        Ok(Unsynced { value, seq, replaced, blob: self.clone() })
+    }
+
+    fn delete_object_as(
+        &self,
+        synced: bool,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> BlobResult<(Deleted, Vec<Segment>, u64)> {
+        let ((deleted, files), seq) = self.transact_as(synced, |txn| {
             let bucket_meta = self.must_bucket(txn, bucket)?;
             if let Some(v) = version {
                 return match self.find_version(txn, bucket, key, v)? {
@@ -1119,9 +1145,8 @@ impl Blob {
             }
             self.delete_current(txn, &bucket_meta, bucket, key)
         })?;
-        self.inner.files.remove(&files);
         metrics::counter!("strata_blob_deletes_total").increment(1);
-        Ok(deleted)
+        Ok((deleted, files, seq))
     }
 
     /// A delete without a version id: the object goes in an unversioned bucket, and a delete

@@ -639,10 +639,11 @@ fn files_under(dir: &std::path::Path) -> Vec<Vec<u8>> {
     out
 }
 
-/// An unsynced put is visible when it returns; `durable` resolves only once the fsync covers
-/// it, and only then removes the file of the version it replaced. It survives a reopen.
+/// An unsynced put or delete shows when it returns; `durable` resolves only once the fsync
+/// covers it, and only then removes the file of the version it replaced or deleted. Both
+/// survive a reopen.
 #[test]
-fn an_unsynced_put_is_acknowledged_after_its_fsync() {
+fn unsynced_puts_and_deletes_are_acknowledged_after_their_fsync() {
     let dir = tempfile::tempdir().unwrap();
     let open = || {
         let store = Store::open(dir.path().join("core"), strata_core::Options::default()).unwrap();
@@ -668,10 +669,20 @@ fn an_unsynced_put_is_acknowledged_after_its_fsync() {
     assert!(*acknowledged.borrow() >= committed_at, "durable resolved before the fsync covered the put");
     assert_eq!(meta.etag, "eb5c1399a871211c7e7ed732d15e3a8b");
     assert_eq!(files_on_disk(&dir.path().join("blob")), 0, "the replaced version's file is removed");
+
+    put(&blob, "b", &big);
+    let unsynced = blob.delete_object_unsynced("photos", "b", None).unwrap();
+    let deleted_at = store.last_seq();
+    assert!(matches!(blob.head_object("photos", "b", None), Err(BlobError::NoSuchKey(_))), "gone at once");
+    assert_eq!(files_on_disk(&dir.path().join("blob")), 1, "the bytes stay until the fsync");
+    runtime.block_on(unsynced.durable()).unwrap();
+    assert!(*acknowledged.borrow() >= deleted_at, "durable resolved before the fsync covered the delete");
+    assert_eq!(files_on_disk(&dir.path().join("blob")), 0, "the deleted version's file is removed");
     drop((blob, store));
 
     let (_store, blob) = open();
     assert_eq!(read(&blob, "a", None, None), b"small");
+    assert!(matches!(blob.head_object("photos", "b", None), Err(BlobError::NoSuchKey(_))));
 }
 
 /// `open_object_in_core` opens what core holds, ranges and parts as `open_object` does, and

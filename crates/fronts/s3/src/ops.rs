@@ -541,9 +541,10 @@ impl S3 for Strata {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
-        let blob = self.blob.clone();
-        let deleted =
-            spawn(move || blob.delete_object(&input.bucket, &input.key, input.version_id.as_deref())).await?;
+        // Core work only: committed here, acknowledged after its fsync.
+        let unsynced =
+            self.blob.delete_object_unsynced(&input.bucket, &input.key, input.version_id.as_deref());
+        let deleted = unsynced.map_err(s3_error)?.durable().await.map_err(s3_error)?;
         ok(DeleteObjectOutput {
             delete_marker: deleted.delete_marker.then_some(true),
             version_id: deleted.version_id,
