@@ -70,6 +70,13 @@ aws s3api get-object-acl --bucket clients --key shared.bin --query 'Grants[].Gra
     | grep -q AllUsers && check "get-object-acl shows the AllUsers grant" || fail "get-object-acl shows the AllUsers grant"
 aws s3api put-object-acl --bucket clients --key shared.bin --acl private
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$S3/clients/shared.bin")" = 403 ] && check "put-object-acl private: 403 again" || fail "put-object-acl private: 403 again"
+aws s3api put-object-acl --bucket clients --key shared.bin --grant-read 'uri="http://acs.amazonaws.com/groups/global/AllUsers"'
+curl -fs "$S3/clients/shared.bin" | cmp - "$work/p2" && check "put-object-acl --grant-read AllUsers: anonymous GET" || fail "put-object-acl --grant-read AllUsers: anonymous GET"
+aws s3api get-object-acl --bucket clients --key shared.bin --output json >"$work/acl.json"
+aws s3api put-object-acl --bucket clients --key shared.bin --access-control-policy "file://$work/acl.json"
+curl -fs "$S3/clients/shared.bin" >/dev/null && check "get-object-acl output round-trips through --access-control-policy" || fail "get-object-acl output round-trips through --access-control-policy"
+aws s3api put-object-acl --bucket clients --key shared.bin --grant-read id=strata
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$S3/clients/shared.bin")" = 403 ] && aws s3api get-object-acl --bucket clients --key shared.bin --query 'Grants[].Permission' --output text | grep -q READ && check "put-object-acl --grant-read id=<key> replaces the public grant" || fail "put-object-acl --grant-read id=<key> replaces the public grant"
 aws s3 cp "$work/big.bin" s3://clients/sealed.bin --sse AES256 >/dev/null
 aws s3api head-object --bucket clients --key sealed.bin --query ServerSideEncryption --output text | grep -qx AES256 \
     && aws s3 cp s3://clients/sealed.bin - | cmp - "$work/big.bin" && check "aws s3 cp --sse AES256 (multipart): sealed, read back" \

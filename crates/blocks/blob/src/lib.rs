@@ -64,8 +64,8 @@ pub use checksum::{ChecksumAlgorithm, Checksums};
 pub use files::{ObjectReader, SegmentWriter, Written};
 pub use links::Link;
 pub use meta::{
-    BucketMeta, CannedAcl, CorsRule, Headers, NULL_VERSION, ObjectMeta, PartMeta, Segment, UploadMeta,
-    UserMeta, Versioning,
+    BucketMeta, CannedAcl, CorsRule, Grant, Headers, NULL_VERSION, ObjectMeta, PartMeta, Permission, Segment,
+    UploadMeta, UserMeta, Versioning,
 };
 pub use policy::{Decision, Policy, Principal};
 pub use remote::RemoteStore;
@@ -82,6 +82,9 @@ use strata_core::{Clock, Keyspace, Store, Txn};
 
 /// How many times an operation is retried after losing a race with a concurrent writer.
 pub const MAX_RETRIES: usize = 32;
+
+/// Most explicit grants an object's ACL holds (S3 allows 100).
+pub const MAX_GRANTS: usize = 100;
 
 /// Everything that can go wrong in the blob block, in S3's terms.
 #[derive(Debug)]
@@ -244,6 +247,7 @@ pub struct NewObject {
     /// `If-Match: etag`: only replace this version.
     pub if_match: Option<String>,
     pub acl: CannedAcl,
+    pub grants: Vec<Grant>,
 }
 
 /// Digests a client sent with its bytes.
@@ -320,8 +324,9 @@ pub struct CopyAs {
     pub replace: Option<(Headers, BTreeMap<String, String>)>,
     /// New tags instead of the source's.
     pub tags: Option<BTreeMap<String, String>>,
-    /// The copy's ACL (never its source's, as in S3).
+    /// The copy's ACL and grants (never its source's, as in S3).
     pub acl: CannedAcl,
+    pub grants: Vec<Grant>,
     /// Encrypt at rest: bytes in the clear are written again, sealed, instead of shared.
     pub encrypt: bool,
 }
@@ -836,6 +841,7 @@ impl Blob {
     ) -> BlobResult<(ObjectMeta, Vec<Segment>, u64)> {
         check_key(key)?;
         self.check_object_description(&new)?;
+        self.check_grants(&new.grants)?;
         written.verify(&new.expected)?;
         let meta = ObjectMeta {
             key: key.to_owned(),
@@ -851,6 +857,7 @@ impl Blob {
             segments: vec![written.segment.clone()],
             part_sizes: Vec::new(),
             acl: new.acl,
+            grants: new.grants.clone(),
         };
         let ((meta, replaced), seq) = self.transact_as(synced, |txn| {
             let bucket_meta = self.must_bucket(txn, bucket)?;
@@ -1193,8 +1200,9 @@ impl Blob {
         copy: CopyAs,
         conditions: &ReadConditions,
     ) -> BlobResult<ObjectMeta> {
-        let CopyAs { replace, tags, acl, encrypt } = copy;
+        let CopyAs { replace, tags, acl, grants, encrypt } = copy;
         check_key(dst.1)?;
+        self.check_grants(&grants)?;
         let (src_bucket, src_key, src_version) = src;
         let txn = self.inner.store.begin_read_only();
         let source = self.lookup(&txn, src_bucket, src_key, src_version)?;
@@ -1230,6 +1238,7 @@ impl Blob {
             last_modified_ms: self.now_ms(),
             version_id: String::new(),
             acl,
+            grants,
             ..source
         };
         if let Some((headers, user_metadata)) = replace {
@@ -1466,6 +1475,7 @@ impl Blob {
     pub fn create_upload(&self, bucket: &str, key: &str, mut upload: UploadMeta) -> BlobResult<String> {
         check_key(key)?;
         self.check_tags(&upload.tags)?;
+        self.check_grants(&upload.grants)?;
         let upload_id = files::new_id();
         upload.initiated_ms = self.now_ms();
         self.transact(|txn| {
@@ -1664,6 +1674,7 @@ impl Blob {
                 segments: chosen.iter().filter_map(|p| p.segment.clone()).collect(),
                 part_sizes: chosen.iter().map(|p| p.size).collect(),
                 acl: upload.acl,
+                grants: upload.grants.clone(),
                 ..ObjectMeta::default()
             };
             // Parts uploaded but left out are deleted with the upload.
@@ -1847,38 +1858,68 @@ impl Blob {
             Decision::Deny => Err(BlobError::AccessDenied("denied by the bucket policy".into())),
             Decision::Allow => Ok(()),
             Decision::Silent if owner => Ok(()),
-            Decision::Silent if action == "s3:GetObject" && self.acl_lets_read(principal, bucket, key)? => {
-                Ok(())
-            }
+            Decision::Silent if self.acl_allows(principal, action, bucket, key)? => Ok(()),
             Decision::Silent => Err(BlobError::AccessDenied("access denied".into())),
         }
     }
 
     /// Whether the current version of `key` has an ACL that lets `principal` read it.
-    fn acl_lets_read(&self, principal: Principal<'_>, bucket: &str, key: Option<&str>) -> BlobResult<bool> {
+    fn acl_allows(
+        &self,
+        principal: Principal<'_>,
+        action: &str,
+        bucket: &str,
+        key: Option<&str>,
+    ) -> BlobResult<bool> {
         let Some(key) = key else { return Ok(false) };
+        if !Permission::FullControl.allows(action) {
+            return Ok(false); // no object ACL speaks of it: no read of the record needed
+        }
         let txn = self.inner.store.begin_read_only();
-        let acl = match self.current_version(&txn, bucket, key)? {
-            Some(meta) => meta.acl,
-            None => return Ok(false),
+        let Some(meta) = self.current_version(&txn, bucket, key)? else { return Ok(false) };
+        let canned = action == "s3:GetObject"
+            && match meta.acl {
+                CannedAcl::PublicRead => true,
+                CannedAcl::AuthenticatedRead => matches!(principal, Principal::Key(_)),
+                CannedAcl::Private => false,
+            };
+        let granted = match principal {
+            Principal::Key(ak) => meta.grants.iter().any(|g| g.key == ak && g.permission.allows(action)),
+            Principal::Anonymous => false,
         };
-        Ok(match acl {
-            CannedAcl::PublicRead => true,
-            CannedAcl::AuthenticatedRead => matches!(principal, Principal::Key(_)),
-            CannedAcl::Private => false,
-        })
+        Ok(canned || granted)
     }
 
-    /// PutObjectAcl: gives an object's current version (or `version`) a canned ACL; returns
-    /// the version id.
+    /// PutObjectAcl: gives an object's current version (or `version`) a canned ACL and
+    /// explicit grants, replacing its old ones; returns the version id.
     pub fn set_object_acl(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
         acl: CannedAcl,
+        grants: Vec<Grant>,
     ) -> BlobResult<String> {
-        self.update_version(bucket, key, version, |meta| meta.acl = acl)
+        self.check_grants(&grants)?;
+        self.update_version(bucket, key, version, |meta| {
+            meta.acl = acl;
+            meta.grants = grants.clone();
+        })
+    }
+
+    /// Grants name known access keys, at most [`MAX_GRANTS`] of them.
+    fn check_grants(&self, grants: &[Grant]) -> BlobResult<()> {
+        if grants.len() > MAX_GRANTS {
+            return Err(BlobError::InvalidArgument(format!(
+                "an object may have at most {MAX_GRANTS} grants"
+            )));
+        }
+        for grant in grants {
+            if self.user(&grant.key)?.is_none() {
+                return Err(BlobError::InvalidArgument(format!("invalid id: no access key {}", grant.key)));
+            }
+        }
+        Ok(())
     }
 
     /// A presigned URL for `link.method` on an object, signed with `link.access_key` (the

@@ -108,6 +108,54 @@ pub struct ObjectMeta {
     pub part_sizes: Vec<u64>,
     #[serde(default, skip_serializing_if = "CannedAcl::is_private")]
     pub acl: CannedAcl,
+    /// Explicit grants to access keys, besides what `acl` gives everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
+}
+
+/// An explicit ACL grant on an object to one access key (S3's canonical user id here), from
+/// `x-amz-grant-*` on the write or a PutObjectAcl.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub key: String,
+    pub permission: Permission,
+}
+
+/// What an object grant lets its grantee do; S3's names. (`WRITE` applies to buckets only.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Permission {
+    /// Read the object and its metadata.
+    Read,
+    /// Read the object's ACL.
+    ReadAcp,
+    /// Replace the object's ACL.
+    WriteAcp,
+    /// All three.
+    FullControl,
+}
+
+impl Permission {
+    /// Whether the permission covers `action` (an IAM action name) on the object.
+    pub fn allows(self, action: &str) -> bool {
+        let wanted = match action {
+            "s3:GetObject" => Permission::Read,
+            "s3:GetObjectAcl" => Permission::ReadAcp,
+            "s3:PutObjectAcl" => Permission::WriteAcp,
+            _ => return false,
+        };
+        self == wanted || self == Permission::FullControl
+    }
+
+    /// S3's name of the permission.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "READ",
+            Permission::ReadAcp => "READ_ACP",
+            Permission::WriteAcp => "WRITE_ACP",
+            Permission::FullControl => "FULL_CONTROL",
+        }
+    }
 }
 
 /// Who besides the bucket's owner (and what its policy allows) may read an object: its
@@ -178,6 +226,8 @@ pub struct UploadMeta {
     pub checksum_algorithm: Option<crate::ChecksumAlgorithm>,
     #[serde(default)]
     pub acl: CannedAcl,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
     /// The client asked for a full-object checksum rather than a composite one.
     #[serde(default)]
     pub checksum_full_object: bool,

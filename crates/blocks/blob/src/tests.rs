@@ -355,7 +355,7 @@ fn canned_acls_let_others_read_one_object() {
     assert!(get(Principal::Key(&bob), "plain").is_err() && get(Principal::Anonymous, "plain").is_err());
     assert!(get(Principal::Key(&bob), "shared").is_ok(), "authenticated-read: any valid key");
     assert!(get(Principal::Anonymous, "shared").is_err());
-    f.blob.set_object_acl("photos", "shared", None, CannedAcl::PublicRead).unwrap();
+    f.blob.set_object_acl("photos", "shared", None, CannedAcl::PublicRead, Vec::new()).unwrap();
     assert!(get(Principal::Anonymous, "shared").is_ok());
     assert!(
         f.blob.authorize(Principal::Anonymous, "s3:PutObject", Some("photos"), Some("shared")).is_err(),
@@ -366,6 +366,38 @@ fn canned_acls_let_others_read_one_object() {
     assert!(get(Principal::Anonymous, "shared").is_err());
     assert_eq!(CannedAcl::parse("bucket-owner-full-control"), Ok(CannedAcl::Private));
     assert!(CannedAcl::parse("log-delivery-write").is_err());
+}
+
+/// A grant lets one key do what its permission covers on one object, and no more; grants to
+/// unknown keys are refused.
+#[test]
+fn grants_let_one_key_read_or_manage_one_object() {
+    let f = fixture();
+    let (bob, _) = f.blob.create_user(false).unwrap();
+    let (eve, _) = f.blob.create_user(false).unwrap();
+    let may = |p: Principal<'_>, action: &str| f.blob.authorize(p, action, Some("photos"), Some("a")).is_ok();
+    let grant = |key: &str, permission| Grant { key: key.to_owned(), permission };
+    let new = NewObject { grants: vec![grant(&bob, Permission::Read)], ..NewObject::default() };
+    f.blob.put_object("photos", "a", new, write(&f.blob, b"x"), &[]).unwrap();
+    assert!(may(Principal::Key(&bob), "s3:GetObject"));
+    assert!(!may(Principal::Key(&bob), "s3:GetObjectAcl") && !may(Principal::Key(&bob), "s3:PutObject"));
+    assert!(!may(Principal::Key(&eve), "s3:GetObject") && !may(Principal::Anonymous, "s3:GetObject"));
+    let grants = vec![grant(&eve, Permission::WriteAcp), grant(&bob, Permission::FullControl)];
+    f.blob.set_object_acl("photos", "a", None, CannedAcl::Private, grants).unwrap();
+    assert!(may(Principal::Key(&eve), "s3:PutObjectAcl") && !may(Principal::Key(&eve), "s3:GetObject"));
+    assert!(
+        ["s3:GetObject", "s3:GetObjectAcl", "s3:PutObjectAcl"].iter().all(|a| may(Principal::Key(&bob), a))
+    );
+    assert!(!may(Principal::Key(&bob), "s3:DeleteObject"), "FULL_CONTROL is of the ACL's permissions only");
+    let unknown = vec![grant("nobody", Permission::Read)];
+    let refused = f.blob.set_object_acl("photos", "a", None, CannedAcl::Private, unknown.clone());
+    assert!(matches!(refused, Err(BlobError::InvalidArgument(_))));
+    assert!(may(Principal::Key(&bob), "s3:GetObject"), "a refused change changes nothing");
+    let new = NewObject { grants: unknown, ..NewObject::default() };
+    assert!(f.blob.put_object("photos", "b", new, write(&f.blob, b"x"), &[]).is_err());
+    // Kept with the version: a new one without grants is private again.
+    put(&f.blob, "a", b"y");
+    assert!(!may(Principal::Key(&bob), "s3:GetObject"));
 }
 
 #[test]

@@ -5,7 +5,10 @@ use s3s::dto::{self, ETag, ETagCondition, Timestamp};
 use s3s::{S3Error, S3ErrorCode};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
-use strata_blob::{BlobError, ByteRange, CannedAcl, ChecksumAlgorithm, Checksums, Expected, ReadConditions};
+use strata_blob::{
+    BlobError, ByteRange, CannedAcl, ChecksumAlgorithm, Checksums, Expected, Grant, Permission,
+    ReadConditions,
+};
 
 /// The S3 error for a blob error: its code, HTTP status and message.
 pub(crate) fn s3_error(err: BlobError) -> S3Error {
@@ -104,18 +107,39 @@ pub(crate) fn range(r: dto::Range) -> ByteRange {
 
 /// Requests that carry S3's explicit grant headers (`x-amz-grant-*`).
 pub(crate) trait GrantHeaders {
+    /// The grant headers present: S3's permission name (`READ`, `WRITE_ACP`, ...) and the
+    /// header's value.
+    fn grant_headers(&self) -> Vec<(&'static str, &str)>;
+
     /// Whether any grant header is present.
-    fn has_grants(&self) -> bool;
+    fn has_grants(&self) -> bool {
+        !self.grant_headers().is_empty()
+    }
 }
 
 macro_rules! grant_headers {
     ($($input:ty: $($grant:ident),+;)+) => {
         $(impl GrantHeaders for $input {
-            fn has_grants(&self) -> bool {
-                $(self.$grant.is_some())||+
+            fn grant_headers(&self) -> Vec<(&'static str, &str)> {
+                let mut present = Vec::new();
+                $(if let Some(value) = self.$grant.as_deref() {
+                    present.push((permission_of(stringify!($grant)), value));
+                })+
+                present
             }
         })+
     };
+}
+
+/// S3's permission name for a grant header's field name (`grant_read_acp` -> `READ_ACP`).
+fn permission_of(field: &'static str) -> &'static str {
+    match field {
+        "grant_read" => "READ",
+        "grant_read_acp" => "READ_ACP",
+        "grant_write" => "WRITE",
+        "grant_write_acp" => "WRITE_ACP",
+        _ => "FULL_CONTROL",
+    }
 }
 
 grant_headers! {
@@ -200,16 +224,135 @@ pub(crate) fn sse_field(encrypted: bool) -> Option<dto::ServerSideEncryption> {
 /// An object's canned ACL from `x-amz-acl` (private without one). Explicit grants
 /// (`x-amz-grant-*`) are refused: there are no S3 accounts to grant to here, only access keys,
 /// which bucket policies name.
-pub(crate) fn object_acl(acl: Option<&dto::ObjectCannedACL>, grants: bool) -> Result<CannedAcl, S3Error> {
-    if grants {
-        return Err(S3Error::with_message(
-            S3ErrorCode::NotImplemented,
-            "x-amz-grant-* headers are not supported; use a canned ACL (x-amz-acl) or a bucket policy",
-        ));
+/// GetObjectAcl's group URIs.
+const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
+const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
+
+/// An object's ACL from a write's or PutObjectAcl's `x-amz-acl` or `x-amz-grant-*` headers
+/// (S3 refuses both at once): a canned ACL, and grants to access keys.
+pub(crate) fn object_acl(
+    acl: Option<&dto::ObjectCannedACL>,
+    input: &impl GrantHeaders,
+) -> Result<(CannedAcl, Vec<Grant>), S3Error> {
+    let headers = input.grant_headers();
+    if let Some(acl) = acl {
+        if !headers.is_empty() {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                "specifying both a canned ACL and grant headers is not allowed",
+            ));
+        }
+        let canned = CannedAcl::parse(acl.as_str())
+            .map_err(|m| S3Error::with_message(S3ErrorCode::InvalidArgument, m))?;
+        return Ok((canned, Vec::new()));
     }
-    acl.map_or(Ok(CannedAcl::Private), |a| {
-        CannedAcl::parse(a.as_str()).map_err(|m| S3Error::with_message(S3ErrorCode::InvalidArgument, m))
-    })
+    let mut grants = Grants::default();
+    for (permission, value) in headers {
+        for grantee in value.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+            let (kind, who) = grantee.split_once('=').ok_or_else(|| {
+                S3Error::with_message(S3ErrorCode::InvalidArgument, format!("malformed grantee {grantee}"))
+            })?;
+            let who = who.trim().trim_matches('"');
+            let kind = match kind.trim() {
+                "id" => dto::Type::CANONICAL_USER,
+                "uri" => dto::Type::GROUP,
+                "emailAddress" => dto::Type::AMAZON_CUSTOMER_BY_EMAIL,
+                other => {
+                    return Err(S3Error::with_message(
+                        S3ErrorCode::InvalidArgument,
+                        format!("unknown grantee type {other}; use id, uri or emailAddress"),
+                    ));
+                }
+            };
+            grants.add(kind, who, permission)?;
+        }
+    }
+    Ok((grants.canned, grants.keys))
+}
+
+/// An object's ACL from PutObjectAcl's `AccessControlPolicy` body.
+pub(crate) fn object_acl_body(policy: &dto::AccessControlPolicy) -> Result<(CannedAcl, Vec<Grant>), S3Error> {
+    let mut grants = Grants::default();
+    for grant in policy.grants.iter().flatten() {
+        let (Some(grantee), Some(permission)) = (&grant.grantee, &grant.permission) else {
+            return Err(S3Error::with_message(
+                S3ErrorCode::MalformedACLError,
+                "a grant needs a grantee and a permission",
+            ));
+        };
+        let who = match grantee.type_.as_str() {
+            dto::Type::CANONICAL_USER => grantee.id.as_deref(),
+            dto::Type::GROUP => grantee.uri.as_deref(),
+            _ => grantee.email_address.as_deref(),
+        };
+        let who = who
+            .ok_or_else(|| S3Error::with_message(S3ErrorCode::MalformedACLError, "a grantee names no one"))?;
+        grants.add(grantee.type_.as_str(), who, permission.as_str())?;
+    }
+    Ok((grants.canned, grants.keys))
+}
+
+/// Grants gathered from headers or a body: groups reading become the canned ACL they are
+/// (AllUsers is `public-read`, AuthenticatedUsers `authenticated-read`); grants to ids are
+/// kept per access key.
+#[derive(Default)]
+struct Grants {
+    canned: CannedAcl,
+    keys: Vec<Grant>,
+}
+
+impl Grants {
+    fn add(&mut self, kind: &str, who: &str, permission: &str) -> Result<(), S3Error> {
+        let permission = match permission {
+            "READ" => Permission::Read,
+            "READ_ACP" => Permission::ReadAcp,
+            "WRITE_ACP" => Permission::WriteAcp,
+            "FULL_CONTROL" => Permission::FullControl,
+            "WRITE" => {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::InvalidArgument,
+                    "WRITE applies to buckets, not objects",
+                ));
+            }
+            other => {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::MalformedACLError,
+                    format!("unknown permission {other}"),
+                ));
+            }
+        };
+        match kind {
+            dto::Type::CANONICAL_USER => {
+                let grant = Grant { key: who.to_owned(), permission };
+                if !self.keys.contains(&grant) {
+                    self.keys.push(grant);
+                }
+            }
+            dto::Type::GROUP if permission == Permission::Read && who == ALL_USERS => {
+                self.canned = CannedAcl::PublicRead;
+            }
+            dto::Type::GROUP if permission == Permission::Read && who == AUTHENTICATED_USERS => {
+                if self.canned != CannedAcl::PublicRead {
+                    self.canned = CannedAcl::AuthenticatedRead;
+                }
+            }
+            dto::Type::GROUP => {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::NotImplemented,
+                    format!(
+                        "only READ to AllUsers or AuthenticatedUsers can be granted to a group, not {permission:?} to {who}"
+                    ),
+                ));
+            }
+            _ => {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::NotImplemented,
+                    "grants by e-mail address are not supported; grant to an access key (id=...)",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Checks a bucket's canned ACL and grant headers: buckets here are private to their owner
@@ -231,9 +374,9 @@ pub(crate) fn bucket_acl(acl: Option<&dto::BucketCannedACL>, grants: bool) -> Re
     }
 }
 
-/// GetObjectAcl's and GetBucketAcl's answer: the owner has full control, and a canned ACL
-/// adds reading for everyone or for every access key.
-pub(crate) fn acl_grants(owner: &str, acl: CannedAcl) -> (dto::Owner, dto::Grants) {
+/// GetObjectAcl's and GetBucketAcl's answer: the owner has full control, a canned ACL adds
+/// reading for everyone or for every access key, and `keys` are the grants to access keys.
+pub(crate) fn acl_grants(owner: &str, acl: CannedAcl, keys: &[Grant]) -> (dto::Owner, dto::Grants) {
     let owner_id = dto::Owner { id: Some(owner.to_owned()), display_name: Some(owner.to_owned()) };
     let mut grants = vec![dto::Grant {
         grantee: Some(dto::Grantee {
@@ -247,8 +390,8 @@ pub(crate) fn acl_grants(owner: &str, acl: CannedAcl) -> (dto::Owner, dto::Grant
     }];
     let group = match acl {
         CannedAcl::Private => None,
-        CannedAcl::PublicRead => Some("http://acs.amazonaws.com/groups/global/AllUsers"),
-        CannedAcl::AuthenticatedRead => Some("http://acs.amazonaws.com/groups/global/AuthenticatedUsers"),
+        CannedAcl::PublicRead => Some(ALL_USERS),
+        CannedAcl::AuthenticatedRead => Some(AUTHENTICATED_USERS),
     };
     if let Some(uri) = group {
         grants.push(dto::Grant {
@@ -260,6 +403,19 @@ pub(crate) fn acl_grants(owner: &str, acl: CannedAcl) -> (dto::Owner, dto::Grant
                 email_address: None,
             }),
             permission: Some(dto::Permission::from_static(dto::Permission::READ)),
+        });
+    }
+    // The owner's own full control is shown once, above.
+    for grant in keys.iter().filter(|g| !(g.key == owner && g.permission == Permission::FullControl)) {
+        grants.push(dto::Grant {
+            grantee: Some(dto::Grantee {
+                id: Some(grant.key.clone()),
+                display_name: Some(grant.key.clone()),
+                type_: dto::Type::from_static(dto::Type::CANONICAL_USER),
+                email_address: None,
+                uri: None,
+            }),
+            permission: Some(dto::Permission::from(grant.permission.as_str().to_owned())),
         });
     }
     (owner_id, grants)

@@ -225,12 +225,12 @@ impl S3 for Strata {
     ) -> S3Result<S3Response<GetObjectAclOutput>> {
         let input = req.input;
         let blob = self.blob.clone();
-        let (owner, acl) = spawn(move || {
+        let (owner, meta) = spawn(move || {
             let meta = blob.head_object(&input.bucket, &input.key, input.version_id.as_deref())?;
-            Ok((blob.bucket(&input.bucket)?.owner, meta.acl))
+            Ok((blob.bucket(&input.bucket)?.owner, meta))
         })
         .await?;
-        let (owner, grants) = acl_grants(&owner, acl);
+        let (owner, grants) = acl_grants(&owner, meta.acl, &meta.grants);
         ok(GetObjectAclOutput { owner: Some(owner), grants: Some(grants), ..Default::default() })
     }
 
@@ -239,16 +239,21 @@ impl S3 for Strata {
         req: S3Request<PutObjectAclInput>,
     ) -> S3Result<S3Response<PutObjectAclOutput>> {
         let input = req.input;
-        if input.access_control_policy.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "an AccessControlPolicy body is not supported; use a canned ACL (x-amz-acl) or a bucket policy"
-            ));
-        }
-        let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
+        let (acl, grants) = match &input.access_control_policy {
+            Some(_) if input.acl.is_some() || input.has_grants() => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "an AccessControlPolicy body cannot come with a canned ACL or grant headers"
+                ));
+            }
+            Some(policy) => object_acl_body(policy)?,
+            None => object_acl(input.acl.as_ref(), &input)?,
+        };
         let blob = self.blob.clone();
-        spawn(move || blob.set_object_acl(&input.bucket, &input.key, input.version_id.as_deref(), acl))
-            .await?;
+        spawn(move || {
+            blob.set_object_acl(&input.bucket, &input.key, input.version_id.as_deref(), acl, grants)
+        })
+        .await?;
         ok(PutObjectAclOutput::default())
     }
 
@@ -260,7 +265,7 @@ impl S3 for Strata {
         let blob = self.blob.clone();
         let bucket = req.input.bucket;
         let owner = spawn(move || Ok(blob.bucket(&bucket)?.owner)).await?;
-        let (owner, grants) = acl_grants(&owner, strata_blob::CannedAcl::Private);
+        let (owner, grants) = acl_grants(&owner, strata_blob::CannedAcl::Private, &[]);
         ok(GetBucketAclOutput { owner: Some(owner), grants: Some(grants) })
     }
 
@@ -296,7 +301,7 @@ impl S3 for Strata {
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let sse = self.encrypts(&req.input.bucket, wants_sse(&req.input)?)?;
         let input = req.input;
-        let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
+        let (acl, grants) = object_acl(input.acl.as_ref(), &input)?;
         let expected = Expected {
             content_md5: input.content_md5,
             checksums: sent_checksums(
@@ -325,6 +330,7 @@ impl S3 for Strata {
                 ETagCondition::ETag(t) => t.into_value(),
             }),
             acl,
+            grants,
         };
         let meta = self
             .store_object(
@@ -361,7 +367,13 @@ impl S3 for Strata {
             req.extensions.get::<crate::form::FormAcl>().map(|a| ObjectCannedACL::from(a.0.clone()));
         let sse = self.encrypts(&req.input.bucket, wants_sse(&req.input)?)?;
         let input = req.input;
-        let acl = object_acl(input.acl.as_ref().or(form_acl.as_ref()), input.has_grants())?;
+        if input.has_grants() {
+            return Err(s3_error!(
+                NotImplemented,
+                "grant fields are not supported in form uploads; use the acl field or PutObjectAcl"
+            ));
+        }
+        let acl = object_acl(input.acl.as_ref().or(form_acl.as_ref()), &input)?.0;
         let new = NewObject {
             headers: headers_of(
                 input.content_type,
@@ -604,7 +616,7 @@ impl S3 for Strata {
         let (src_bucket, src_key, src_version) = copy_source(&req.input.copy_source)?;
         authorize_source(&self.blob, &req, &src_bucket, &src_key).await?;
         let input = req.input;
-        let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
+        let (acl, grants) = object_acl(input.acl.as_ref(), &input)?;
         let conditions = read_conditions(
             input.copy_source_if_match,
             input.copy_source_if_none_match,
@@ -639,7 +651,7 @@ impl S3 for Strata {
             blob.copy_object(
                 (&src_bucket, &src_key, src_version.as_deref()),
                 (&bucket, &key),
-                strata_blob::CopyAs { replace, tags, acl, encrypt: sse },
+                strata_blob::CopyAs { replace, tags, acl, grants, encrypt: sse },
                 &conditions,
             )
         })
@@ -788,7 +800,7 @@ impl S3 for Strata {
         let algorithm = input.checksum_algorithm.as_ref().map(algorithm).transpose()?;
         let full_object =
             input.checksum_type.as_ref().is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT);
-        let acl = object_acl(input.acl.as_ref(), input.has_grants())?;
+        let (acl, grants) = object_acl(input.acl.as_ref(), &input)?;
         let upload = UploadMeta {
             owner,
             headers: headers_of(
@@ -804,6 +816,7 @@ impl S3 for Strata {
             checksum_algorithm: algorithm,
             checksum_full_object: full_object,
             acl,
+            grants,
             encrypted: sse,
             ..UploadMeta::default()
         };

@@ -283,9 +283,11 @@ async fn canned_acls_make_single_objects_public() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("<Code>InvalidArgument</Code>"), "{body}");
     let grant = [("x-amz-grant-read", "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"")];
-    let (status, body, _) = signed_with(&server, ROOT, "PUT", "/site/x", b"x", &grant, None).await;
+    let by_mail = [("x-amz-grant-read", "emailAddress=\"ann@example.com\"")];
+    let (status, body, _) = signed_with(&server, ROOT, "PUT", "/site/x", b"x", &by_mail, None).await;
     assert_eq!(status, 501, "{body}");
-    assert_eq!(anonymous("x").await, 403, "not made public");
+    let (status, _, _) = signed(&server, ROOT, "HEAD", "/site/x", b"").await;
+    assert_eq!(status, 404, "nothing stored");
     let (status, acl, _) = signed(&server, ROOT, "GET", "/site?acl", b"").await;
     assert!(status == 200 && acl.contains("FULL_CONTROL") && !acl.contains("AllUsers"), "{acl}");
     let (status, _, _) = signed_with(&server, ROOT, "PUT", "/site?acl", b"", &private, None).await;
@@ -693,6 +695,87 @@ async fn bad_input_gets_the_right_s3_errors() {
     // A bucket with objects cannot be deleted; the server keeps serving after all of this.
     expect(signed(&server, ROOT, "DELETE", "/strict", b"").await, 409, "BucketNotEmpty");
     assert_eq!(store.get(&Path::from("ten")).await.unwrap().bytes().await.unwrap().as_ref(), b"0123456789");
+}
+
+/// Explicit grants (`x-amz-grant-*` on a write, or PutObjectAcl with headers or an
+/// AccessControlPolicy body): an access key granted READ reads the object, READ_ACP its ACL,
+/// WRITE_ACP may replace it; a group READ grant is the canned ACL it stands for; what cannot
+/// be honoured is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_grants_let_named_keys_read_and_manage_an_object() {
+    let server = start(Limits::default()).await;
+    let (ann_key, ann_secret) = server.blob.create_user(false).unwrap();
+    let (bob_key, bob_secret) = server.blob.create_user(false).unwrap();
+    let (ann, bob) = ((ann_key.as_str(), ann_secret.as_str()), (bob_key.as_str(), bob_secret.as_str()));
+    create_bucket(&server, ROOT, "docs").await;
+    let to_ann = format!("id=\"{ann_key}\"");
+    let read = [("x-amz-grant-read", to_ann.as_str())];
+    let (status, body, _) =
+        signed_with(&server, ROOT, "PUT", "/docs/plan.txt", b"the plan", &read, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = signed(&server, ann, "GET", "/docs/plan.txt", b"").await;
+    assert_eq!((status, body.as_str()), (200, "the plan"), "a READ grant lets ann read");
+    assert_eq!(signed(&server, bob, "GET", "/docs/plan.txt", b"").await.0, 403, "bob has no grant");
+    assert_eq!(signed(&server, ann, "GET", "/docs/plan.txt?acl", b"").await.0, 403, "READ is not READ_ACP");
+    let (_, acl, _) = signed(&server, ROOT, "GET", "/docs/plan.txt?acl", b"").await;
+    assert!(
+        acl.contains(&format!("<ID>{ann_key}</ID>")) && acl.contains("<Permission>READ</Permission>"),
+        "{acl}"
+    );
+
+    // WRITE_ACP lets ann hand the object to bob through an AccessControlPolicy body.
+    let manage = [("x-amz-grant-write-acp", to_ann.as_str()), ("x-amz-grant-read-acp", to_ann.as_str())];
+    let (status, body, _) = signed_with(&server, ROOT, "PUT", "/docs/plan.txt?acl", b"", &manage, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        signed(&server, ann, "GET", "/docs/plan.txt", b"").await.0,
+        403,
+        "the old READ grant was replaced"
+    );
+    let (status, acl, _) = signed(&server, ann, "GET", "/docs/plan.txt?acl", b"").await;
+    assert!(status == 200 && acl.contains("WRITE_ACP"), "{acl}");
+    let policy = format!(
+        "<AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Owner><ID>strata</ID></Owner>\
+         <AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
+         xsi:type=\"CanonicalUser\"><ID>{bob_key}</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant>\
+         <Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"Group\">\
+         <URI>http://acs.amazonaws.com/groups/global/AuthenticatedUsers</URI></Grantee>\
+         <Permission>READ</Permission></Grant></AccessControlList></AccessControlPolicy>"
+    );
+    let (status, body, _) = signed(&server, ann, "PUT", "/docs/plan.txt?acl", policy.as_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        signed(&server, bob, "GET", "/docs/plan.txt?acl", b"").await.0,
+        200,
+        "FULL_CONTROL covers READ_ACP"
+    );
+    assert_eq!(signed(&server, ann, "GET", "/docs/plan.txt", b"").await.0, 200, "AuthenticatedUsers READ");
+    let anonymous = reqwest::get(format!("http://{}/docs/plan.txt", server.addr)).await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 403, "but not strangers");
+    assert_eq!(
+        signed(&server, ann, "PUT", "/docs/plan.txt?acl", policy.as_bytes()).await.0,
+        403,
+        "ann lost WRITE_ACP"
+    );
+
+    // Refused, and nothing changes: an unknown key, WRITE on an object, canned and grants at once.
+    let unknown = [("x-amz-grant-read", "id=\"nobody\"")];
+    let (status, body, _) =
+        signed_with(&server, ROOT, "PUT", "/docs/plan.txt?acl", b"", &unknown, None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("<Code>InvalidArgument</Code>"), "{body}");
+    let write = [("x-amz-grant-write", to_ann.as_str())];
+    assert_eq!(signed_with(&server, ROOT, "PUT", "/docs/plan.txt?acl", b"", &write, None).await.0, 400);
+    let both = [("x-amz-acl", "public-read"), ("x-amz-grant-read", to_ann.as_str())];
+    let (status, body, _) = signed_with(&server, ROOT, "PUT", "/docs/other.txt", b"x", &both, None).await;
+    assert!(status == 400 && body.contains("<Code>InvalidRequest</Code>"), "{body}");
+    assert_eq!(signed(&server, bob, "GET", "/docs/plan.txt?acl", b"").await.0, 200, "bob keeps FULL_CONTROL");
+
+    // A group READ grant is the canned ACL it stands for.
+    let public = [("x-amz-grant-read", "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"")];
+    signed_with(&server, ROOT, "PUT", "/docs/open.txt", b"open", &public, None).await;
+    let anonymous = reqwest::get(format!("http://{}/docs/open.txt", server.addr)).await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
