@@ -348,6 +348,16 @@ pub struct UploadSummary {
     pub meta: UploadMeta,
 }
 
+/// What a read takes from an object.
+#[derive(Clone, Copy, Debug)]
+pub enum Pick {
+    /// A byte range, or all of it.
+    Range(Option<ByteRange>),
+    /// Part `n` (from 1) as its multipart upload carried it; part 1 of an object written by
+    /// a single PUT is all of it.
+    Part(u64),
+}
+
 /// An opened object: its record, a reader of the bytes picked, and the `(start, len)` of
 /// them it reads.
 pub type Opened = (ObjectMeta, ObjectReader, (u64, u64));
@@ -1015,55 +1025,46 @@ impl Blob {
         range: Option<ByteRange>,
         conditions: &ReadConditions,
     ) -> BlobResult<Opened> {
-        let opened = self.open_reading(false, bucket, key, version, conditions, |_| Ok(range))?;
-        Ok(opened.expect("opened wherever the bytes are"))
+        self.open_object_part(bucket, key, version, Pick::Range(range), conditions)
     }
 
-    /// Opens part `part` (from 1) of an object for reading, as S3's `GetObject?partNumber=`
-    /// does: the bytes one part of its multipart upload carried, or the whole object for
-    /// part 1 of one written by a single PUT.
+    /// [`Blob::open_object`] for what `pick` picks: a range, or a part as S3's
+    /// `GetObject?partNumber=` does.
     pub fn open_object_part(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
-        part: u64,
+        pick: Pick,
         conditions: &ReadConditions,
     ) -> BlobResult<Opened> {
-        let opened =
-            self.open_reading(false, bucket, key, version, conditions, |meta| part_range(meta, part))?;
+        let opened = self.open_reading(false, (bucket, key, version), pick, conditions)?;
         Ok(opened.expect("opened wherever the bytes are"))
     }
 
-    /// [`Blob::open_object`], or [`Blob::open_object_part`] with `part`, for an object whose
-    /// bytes are all held in core: the call then reads core and nothing else, so an async
-    /// caller can make it on its own thread. `None` when some bytes are in files (or a
-    /// remote store), to be opened where blocking I/O may run.
+    /// [`Blob::open_object_part`] for an object whose bytes are all held in core: the call
+    /// then reads core and nothing else, so an async caller can make it on its own thread.
+    /// `None` when some bytes are in files (or a remote store), to be opened where blocking
+    /// I/O may run.
     pub fn open_object_in_core(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
-        range: Option<ByteRange>,
-        part: Option<u64>,
+        pick: Pick,
         conditions: &ReadConditions,
     ) -> BlobResult<Option<Opened>> {
-        self.open_reading(true, bucket, key, version, conditions, |meta| match part {
-            Some(part) => part_range(meta, part),
-            None => Ok(range),
-        })
+        self.open_reading(true, (bucket, key, version), pick, conditions)
     }
 
-    /// Opens the bytes that `range` picks from the object's record, in one snapshot; `None`
-    /// if `in_core_only` and some of them are in files.
+    /// Opens the bytes `pick` picks from the object's record, in one snapshot; `None` if
+    /// `in_core_only` and some of them are in files.
     fn open_reading(
         &self,
         in_core_only: bool,
-        bucket: &str,
-        key: &str,
-        version: Option<&str>,
+        (bucket, key, version): (&str, &str, Option<&str>),
+        pick: Pick,
         conditions: &ReadConditions,
-        range: impl FnOnce(&ObjectMeta) -> BlobResult<Option<ByteRange>>,
     ) -> BlobResult<Option<Opened>> {
         let txn = self.inner.store.begin_read_only();
         let meta = self.lookup(&txn, bucket, key, version)?;
@@ -1071,7 +1072,11 @@ impl Blob {
             return Ok(None);
         }
         check_read_conditions(&meta, conditions)?;
-        let (start, len) = resolve_range(range(&meta)?, meta.size)?;
+        let range = match pick {
+            Pick::Range(range) => range,
+            Pick::Part(part) => part_range(&meta, part)?,
+        };
+        let (start, len) = resolve_range(range, meta.size)?;
         let reader = self.reader(&txn, &meta.segments, start, len)?;
         Ok(Some((meta, reader, (start, len))))
     }

@@ -724,20 +724,21 @@ fn objects_held_in_core_open_without_files() {
     let f = fixture();
     put(&f.blob, "small", b"0123456789");
     put(&f.blob, "large", &[1u8; 100]);
-    let open = |key: &str, range: Option<ByteRange>, part: Option<u64>| {
-        f.blob.open_object_in_core("photos", key, None, range, part, &ReadConditions::default())
+    let open = |key: &str, pick: Pick| {
+        f.blob.open_object_in_core("photos", key, None, pick, &ReadConditions::default())
     };
-    let (meta, mut reader, span) = open("small", Some(ByteRange::From { first: 2, last: Some(4) }), None)
-        .unwrap()
-        .expect("a small object is held in core");
+    let (meta, mut reader, span) =
+        open("small", Pick::Range(Some(ByteRange::From { first: 2, last: Some(4) })))
+            .unwrap()
+            .expect("a small object is held in core");
     let mut out = Vec::new();
     reader.read_to_end(&mut out).unwrap();
     assert_eq!((out.as_slice(), span, meta.size), (&b"234"[..], (2, 3), 10));
-    let (_, _, span) = open("small", None, Some(1)).unwrap().unwrap();
+    let (_, _, span) = open("small", Pick::Part(1)).unwrap().unwrap();
     assert_eq!(span, (0, 10), "part 1 of a single PUT is the whole object");
-    assert!(open("large", None, None).unwrap().is_none(), "bytes in a file are not opened here");
-    assert!(matches!(open("missing", None, None), Err(BlobError::NoSuchKey(_))));
+    assert!(open("large", Pick::Range(None)).unwrap().is_none(), "bytes in a file are not opened here");
+    assert!(matches!(open("missing", Pick::Range(None)), Err(BlobError::NoSuchKey(_))));
     let stale = ReadConditions { if_match: Some("\"nope\"".into()), ..ReadConditions::default() };
-    let refused = f.blob.open_object_in_core("photos", "small", None, None, None, &stale);
+    let refused = f.blob.open_object_in_core("photos", "small", None, Pick::Range(None), &stale);
     assert!(matches!(refused, Err(BlobError::PreconditionFailed)));
 }

@@ -6,7 +6,7 @@ use crate::convert::*;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use std::collections::BTreeMap;
-use strata_blob::{Blob, Expected, Headers, NewObject, ObjectMeta, Principal, UploadMeta, Versioning};
+use strata_blob::{Blob, Expected, Headers, NewObject, ObjectMeta, Pick, Principal, UploadMeta, Versioning};
 
 /// The S3 service over the blob block.
 #[derive(Clone)]
@@ -428,21 +428,17 @@ impl S3 for Strata {
             input.if_unmodified_since,
         );
         let range = input.range.map(range);
+        let pick = part.map_or(Pick::Range(range), Pick::Part);
         let (bucket, key, version) = (input.bucket.clone(), input.key.clone(), input.version_id.clone());
         // An object held in core is read here; one in files on a blocking thread.
-        let in_core =
-            self.blob.open_object_in_core(&bucket, &key, version.as_deref(), range, part, &conditions);
+        let in_core = self.blob.open_object_in_core(&bucket, &key, version.as_deref(), pick, &conditions);
         let (meta, (start, len), body) = match in_core.map_err(s3_error)? {
             Some((meta, reader, span)) => (meta, span, read_body(reader)),
             None => {
                 let blob = self.blob.clone();
                 spawn(move || {
-                    let (meta, reader, span) = match part {
-                        Some(part) => {
-                            blob.open_object_part(&bucket, &key, version.as_deref(), part, &conditions)?
-                        }
-                        None => blob.open_object(&bucket, &key, version.as_deref(), range, &conditions)?,
-                    };
+                    let (meta, reader, span) =
+                        blob.open_object_part(&bucket, &key, version.as_deref(), pick, &conditions)?;
                     Ok((meta, span, read_body(reader)))
                 })
                 .await?
