@@ -370,7 +370,8 @@ pub struct Blob {
 
 /// A write committed and visible but maybe not yet fsynced (as [`Blob::put_object_unsynced`]
 /// and [`Blob::delete_object_unsynced`] make): the caller awaits [`Unsynced::durable`] before
-/// acknowledging it.
+/// acknowledging it. Dropped unawaited (a client that went away), the write stays committed,
+/// and the files it would have removed are collected when the block next opens.
 #[must_use = "a write is acknowledged only once it is durable"]
 pub struct Unsynced<T> {
     value: T,
