@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use strata_blob::{Blob, BlobError, ByteRange, Principal, ReadConditions};
+use strata_blob::{Blob, BlobError, ByteRange, Pick, Principal, ReadConditions};
 
 /// What the blob routes need besides the block: where presigned links point.
 #[derive(Clone)]
@@ -200,19 +200,31 @@ pub(crate) async fn public_object(
         if_modified_since_ms: http_date(&headers, header::IF_MODIFIED_SINCE),
         if_unmodified_since_ms: http_date(&headers, header::IF_UNMODIFIED_SINCE),
     };
-    let opened = blocking(move || {
-        api.blob.authorize(Principal::Anonymous, "s3:GetObject", Some(&bucket), Some(&key))?;
-        api.blob.open_object(&bucket, &key, None, range, &conditions)
-    })
-    .await;
-    let (meta, reader, (start, len)) = match opened {
+    // Point reads of core, done here; an object held in core is read here too, one in files
+    // on a blocking thread.
+    let in_core = api
+        .blob
+        .authorize(Principal::Anonymous, "s3:GetObject", Some(&bucket), Some(&key))
+        .and_then(|()| api.blob.open_object_in_core(&bucket, &key, None, Pick::Range(range), &conditions))
+        .map_err(ApiError::from);
+    let opened = match in_core {
+        Ok(Some((meta, mut reader, span))) => match reader.next_chunk(span.1 as usize) {
+            Ok(bytes) => Ok((meta, Body::from(bytes.unwrap_or_default()), span)),
+            Err(err) => Err(ApiError::from(BlobError::from(err))),
+        },
+        Ok(None) => blocking(move || api.blob.open_object(&bucket, &key, None, range, &conditions))
+            .await
+            .map(|(meta, reader, span)| (meta, stream(reader), span)),
+        Err(err) => Err(err),
+    };
+    let (meta, body, (start, len)) = match opened {
         Ok(opened) => opened,
         Err(err) if err.status == StatusCode::NOT_MODIFIED => {
             return Ok(StatusCode::NOT_MODIFIED.into_response());
         }
         Err(err) => return Err(err),
     };
-    let mut response = Response::new(stream(reader));
+    let mut response = Response::new(body);
     let h = response.headers_mut();
     let mut set = |name: header::HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
