@@ -221,10 +221,7 @@ pub(crate) fn sse_field(encrypted: bool) -> Option<dto::ServerSideEncryption> {
     encrypted.then(|| dto::ServerSideEncryption::from_static(dto::ServerSideEncryption::AES256))
 }
 
-/// An object's canned ACL from `x-amz-acl` (private without one). Explicit grants
-/// (`x-amz-grant-*`) are refused: there are no S3 accounts to grant to here, only access keys,
-/// which bucket policies name.
-/// GetObjectAcl's group URIs.
+/// The group URIs of S3's ACLs.
 const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
 const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
 
