@@ -320,6 +320,13 @@ impl Grants {
         };
         match kind {
             dto::Type::CANONICAL_USER => {
+                // Bounded before the duplicate check, which is linear in the grants so far.
+                if self.keys.len() >= strata_blob::MAX_GRANTS {
+                    return Err(S3Error::with_message(
+                        S3ErrorCode::InvalidArgument,
+                        format!("an object may have at most {} grants", strata_blob::MAX_GRANTS),
+                    ));
+                }
                 let grant = Grant { key: who.to_owned(), permission };
                 if !self.keys.contains(&grant) {
                     self.keys.push(grant);

@@ -764,6 +764,11 @@ async fn explicit_grants_let_named_keys_read_and_manage_an_object() {
         signed_with(&server, ROOT, "PUT", "/docs/plan.txt?acl", b"", &unknown, None).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("<Code>InvalidArgument</Code>"), "{body}");
+    let many: Vec<String> = (0..101).map(|i| format!("id=\"key{i}\"")).collect();
+    let many = [("x-amz-grant-read", many.join(", "))];
+    let many = [(many[0].0, many[0].1.as_str())];
+    let (status, body, _) = signed_with(&server, ROOT, "PUT", "/docs/plan.txt?acl", b"", &many, None).await;
+    assert!(status == 400 && body.contains("at most 100 grants"), "{body}");
     let write = [("x-amz-grant-write", to_ann.as_str())];
     assert_eq!(signed_with(&server, ROOT, "PUT", "/docs/plan.txt?acl", b"", &write, None).await.0, 400);
     let both = [("x-amz-acl", "public-read"), ("x-amz-grant-read", to_ann.as_str())];
