@@ -5,8 +5,10 @@ use reqwest::StatusCode;
 use std::sync::Arc;
 use strata_blob::{Blob, CannedAcl, Limits, NewObject};
 use strata_core::{Store, SystemClock};
-use strata_http::{AppState, BlobApi, metrics_handle};
+use strata_http::{AppState, BlobApi};
 use strata_kv::Kv;
+
+mod common;
 
 struct Server {
     base: String,
@@ -22,27 +24,10 @@ async fn start() -> Server {
         Blob::open(Store::memory(), dir.path(), Arc::new(SystemClock), limits, ("root".into(), "s".into()));
     let blob = blob.unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let state = AppState {
-        kv: Kv::open(Store::memory(), Arc::new(SystemClock), strata_kv::Limits::default()).unwrap(),
-        blob: Some(BlobApi {
-            blob: blob.clone(),
-            endpoint: "http://127.0.0.1:9".into(),
-            region: "us-east-1".into(),
-        }),
-        views: None,
-        edge: None,
-        locks: None,
-        metrics: metrics_handle(),
-        max_body_bytes: 64 * 1024,
-        api_key: None,
-        shutdown: rx.clone(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut stop = rx;
-    tokio::spawn(strata_http::serve(listener, state, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }));
+    let kv = Kv::open(Store::memory(), Arc::new(SystemClock), strata_kv::Limits::default()).unwrap();
+    let api =
+        BlobApi { blob: blob.clone(), endpoint: "http://127.0.0.1:9".into(), region: "us-east-1".into() };
+    let base = common::serve(AppState { blob: Some(api), ..common::state(kv, rx) }).await;
     Server { base, blob, _dir: dir, _shutdown: tx }
 }
 

@@ -6,8 +6,9 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_core::{Store, SystemClock};
-use strata_http::{AppState, metrics_handle};
 use strata_kv::{Kv, Limits};
+
+mod common;
 
 struct Server {
     base: String,
@@ -18,23 +19,7 @@ struct Server {
 async fn start(limits: Limits) -> Server {
     let kv = Kv::open(Store::memory(), Arc::new(SystemClock), limits).unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let state = AppState {
-        kv,
-        blob: None,
-        views: None,
-        edge: None,
-        locks: None,
-        metrics: metrics_handle(),
-        max_body_bytes: 64 * 1024,
-        api_key: None,
-        shutdown: rx.clone(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut stop = rx;
-    tokio::spawn(strata_http::serve(listener, state, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }));
+    let base = common::serve(common::state(kv, rx)).await;
     Server { base, client: reqwest::Client::new(), _shutdown: tx }
 }
 

@@ -5,32 +5,18 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use strata_core::{Store, SystemClock};
-use strata_http::{AppState, metrics_handle};
+use strata_http::AppState;
 use strata_kv::{Kv, Limits};
 use strata_lock::{LockConfig, Locks};
+
+mod common;
 
 async fn start() -> (String, tokio::sync::watch::Sender<bool>) {
     let store = Store::memory();
     let kv = Kv::open(store.clone(), Arc::new(SystemClock), Limits::default()).unwrap();
     let locks = Locks::open(store, LockConfig::default()).unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let state = AppState {
-        kv,
-        blob: None,
-        views: None,
-        edge: None,
-        locks: Some(locks),
-        metrics: metrics_handle(),
-        max_body_bytes: 64 * 1024,
-        api_key: None,
-        shutdown: rx.clone(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut stop = rx;
-    tokio::spawn(strata_http::serve(listener, state, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }));
+    let base = common::serve(AppState { locks: Some(locks), ..common::state(kv, rx) }).await;
     (base, tx)
 }
 
