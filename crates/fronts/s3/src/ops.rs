@@ -117,18 +117,14 @@ impl Strata {
     /// Whether a write to `bucket` is encrypted: it asks (`wants_sse`), or the bucket's
     /// default encryption says so. The bucket record is read on this thread: one point read
     /// from core, cheaper than a hand-over to a blocking thread on every write.
-    /// Whether `bucket` has had versioning on (its objects then show their version ids).
-    fn versioned(&self, bucket: &str) -> S3Result<bool> {
-        Ok(self.blob.bucket(bucket).map_err(s3_error)?.versioning != Versioning::Unversioned)
-    }
-
     fn encrypts(&self, bucket: &str, asked: bool) -> S3Result<bool> {
         Ok(asked || self.blob.bucket(bucket).map_err(s3_error)?.default_encryption)
     }
 
-    async fn versioning(&self, bucket: &str) -> S3Result<Versioning> {
-        let (blob, bucket) = (self.blob.clone(), bucket.to_owned());
-        Ok(spawn(move || blob.bucket(&bucket)).await?.versioning)
+    /// `bucket`'s versioning; once it has been on, its objects show their version ids. A
+    /// point read of core, on this thread as in `encrypts`.
+    fn versioning(&self, bucket: &str) -> S3Result<Versioning> {
+        Ok(self.blob.bucket(bucket).map_err(s3_error)?.versioning)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -444,7 +440,7 @@ impl S3 for Strata {
                 .await?
             }
         };
-        let versioned = self.versioned(&input.bucket)?;
+        let versioned = self.versioning(&input.bucket)? != Versioning::Unversioned;
         let partial = range.is_some() || part.is_some();
         let sums = if checksum_mode_on(&input.checksum_mode) && !partial {
             checksum_fields(&meta.checksums)
@@ -503,7 +499,7 @@ impl S3 for Strata {
         let meta = self.blob.head_object(&input.bucket, &input.key, input.version_id.as_deref());
         let meta = meta.map_err(s3_error)?;
         strata_blob::check_read_conditions(&meta, &conditions).map_err(s3_error)?;
-        let versioned = self.versioned(&input.bucket)?;
+        let versioned = self.versioning(&input.bucket)? != Versioning::Unversioned;
         let wanted = match part {
             Some(part) => strata_blob::part_range(&meta, part).map_err(s3_error)?,
             None => input.range.map(range),
@@ -1077,7 +1073,7 @@ impl S3 for Strata {
         &self,
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
-        let status = match self.versioning(&req.input.bucket).await? {
+        let status = match self.versioning(&req.input.bucket)? {
             Versioning::Unversioned => None,
             Versioning::Enabled => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::ENABLED)),
             Versioning::Suspended => {
