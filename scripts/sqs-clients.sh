@@ -125,5 +125,11 @@ try:
 except strict.exceptions.ClientError as e:
     assert e.response["Error"]["Code"] == "ThrottlingException", e.response
 ok("backpressure: ThrottlingException at queue.max_depth")
+
+own = sqs.create_queue(QueueName="own-depth", Attributes={"MaximumDepth": "3"})["QueueUrl"]
+sent = sqs.send_message_batch(QueueUrl=own, Entries=[{"Id": str(j), "MessageBody": "x"} for j in range(5)])
+assert len(sent["Successful"]) == 3 and [f["Code"] for f in sent["Failed"]] == ["ThrottlingException"] * 2, sent
+assert sqs.get_queue_attributes(QueueUrl=own, AttributeNames=["All"])["Attributes"]["MaximumDepth"] == "3"
+ok("backpressure: a queue's own MaximumDepth attribute")
 EOF
 echo "all SQS client checks passed"

@@ -169,6 +169,11 @@ impl Attributes {
         {
             return Err(invalid("maxReceiveCount must be 1 to 1000"));
         }
+        if let Some(depth) = self.max_depth
+            && !(1..=limits.max_total_messages).contains(&depth)
+        {
+            return Err(invalid(format!("MaximumDepth must be 1 to {}", limits.max_total_messages)));
+        }
         Ok(())
     }
 }

@@ -5,9 +5,16 @@
 //! 16 producers send batches of ten 1 KiB messages (SendMessageBatch) while 16 consumers
 //! receive up to ten at a time and delete them in one DeleteMessageBatch, for 10 seconds,
 //! every request SigV4-signed with AWS's signer as an SDK would. Prints messages/s through
-//! the whole cycle (send + receive + delete, all durable) and the end-to-end latency
-//! (send to receive) p50/p99; then 16 threads committing one small transaction each at a
-//! time against a core store in the same directory, the ceiling the queue is built on.
+//! the whole cycle (send + receive + delete, all durable), the end-to-end latency (send to
+//! receive) p50/p99 and the send rate; then 16 threads committing one small transaction
+//! each at a time against a core store in the same directory, the ceiling the queue is
+//! built on.
+//!
+//! The queue has a `MaximumDepth` of 2,000 (`QUEUE_BENCH_MAX_DEPTH`; 0 for none), and a
+//! producer whose messages a full queue throttles waits 100 ms and sends them again: the
+//! backpressure the queue offers, as RabbitMQ's flow control slows its publishers. Without
+//! it the producers outrun the consumers, the queue grows for as long as the run lasts and the
+//! latency measures only how long that was.
 //!
 //! If a RabbitMQ answers on 127.0.0.1:5672 (guest/guest; `scripts/queue-bench-vs-rabbitmq.sh`
 //! installs and starts one), the same workload runs against it in the same run: a durable
@@ -28,6 +35,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const WORKERS: usize = 16;
 const SECONDS: u64 = 10;
+/// How long a producer waits before resending messages a full queue throttled.
+const BACKOFF: Duration = Duration::from_millis(100);
 
 async fn call(http: &reqwest::Client, base: &str, action: &str, input: Value) -> Value {
     let url = format!("{base}/");
@@ -86,24 +95,41 @@ async fn main() {
         std::future::pending(),
     ));
     let http = reqwest::Client::new();
-    let url = call(&http, &base, "CreateQueue", json!({"QueueName": "bench"})).await["QueueUrl"]
+    let max_depth = std::env::var("QUEUE_BENCH_MAX_DEPTH").map_or(2_000, |v| v.parse::<u64>().unwrap());
+    let attributes = if max_depth > 0 { json!({"MaximumDepth": max_depth.to_string()}) } else { json!({}) };
+    let url = call(&http, &base, "CreateQueue", json!({"QueueName": "bench", "Attributes": attributes}))
+        .await["QueueUrl"]
         .as_str()
         .unwrap()
         .to_owned();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
+    let (sent, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut tasks = Vec::new();
     for p in 0..WORKERS {
-        let (http, base, url, stop) = (http.clone(), base.clone(), url.clone(), stop.clone());
+        let (http, base, url, stop, sent) =
+            (http.clone(), base.clone(), url.clone(), stop.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             let pad = "x".repeat(1024 - 40);
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let entries: Vec<Value> = (0..10)
+                let mut entries: Vec<Value> = (0..10)
                     .map(|j| json!({"Id": format!("{j}"), "MessageBody": format!("{}:{p}:{i}:{pad}", now_us())}))
                     .collect();
-                call(&http, &base, "SendMessageBatch", json!({"QueueUrl": url, "Entries": entries})).await;
+                // A full queue throttles what does not fit: back off, then send the rest.
+                while !entries.is_empty() && !stop.load(Ordering::Relaxed) {
+                    let answer =
+                        call(&http, &base, "SendMessageBatch", json!({"QueueUrl": url, "Entries": entries}))
+                            .await;
+                    let accepted = answer["Successful"].as_array().map_or(0, Vec::len);
+                    sent.fetch_add(accepted as u64, Ordering::Relaxed);
+                    let failed: Vec<&str> =
+                        answer["Failed"].as_array().into_iter().flatten().filter_map(|f| f["Id"].as_str()).collect();
+                    entries.retain(|e| failed.contains(&e["Id"].as_str().unwrap()));
+                    if !entries.is_empty() {
+                        tokio::time::sleep(BACKOFF).await;
+                    }
+                }
                 i += 1;
             }
             Vec::new()
@@ -144,6 +170,7 @@ async fn main() {
     stop.store(true, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     let completed = done.load(Ordering::Relaxed);
+    let sent = sent.load(Ordering::Relaxed);
     let mut latencies = Vec::new();
     for t in tasks {
         latencies.extend(t.await.unwrap());
@@ -151,10 +178,11 @@ async fn main() {
     latencies.sort_unstable();
     println!(
         "strata sqs: {:.0} messages/s sent+received+deleted (durable, batches of 10, {WORKERS} producers, {WORKERS} consumers, 1 KiB); \
-         latency send->receive p50 {:.1} ms, p99 {:.1} ms",
+         latency send->receive p50 {:.1} ms, p99 {:.1} ms; {:.0} messages/s sent",
         completed as f64 / elapsed,
         percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99)
+        percentile(&latencies, 0.99),
+        sent as f64 / elapsed
     );
 
     // The core's durable commit rate with as many committers.

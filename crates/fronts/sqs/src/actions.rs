@@ -108,6 +108,8 @@ fn apply_attributes(attrs: &mut Attributes, given: &Map<String, Value>) -> Resul
             "FifoQueue" => attrs.fifo = flag()?,
             "ContentBasedDeduplication" => attrs.content_based_dedup = flag()?,
             "RedriveAllowPolicy" => attrs.redrive_allow = (!text.is_empty()).then_some(text),
+            "MaximumDepth" if text.is_empty() => attrs.max_depth = None,
+            "MaximumDepth" => attrs.max_depth = Some(number()?),
             "RedrivePolicy" if text.is_empty() => attrs.redrive = None,
             "RedrivePolicy" => {
                 let policy: Value = serde_json::from_str(&text)
@@ -284,6 +286,9 @@ pub(crate) async fn run(cx: Context, action: &str, input: Value) -> Result<Value
                 ("MaximumMessageSize", a.max_message_bytes.to_string()),
                 ("ReceiveMessageWaitTimeSeconds", a.receive_wait_secs.to_string()),
             ];
+            if let Some(depth) = a.max_depth {
+                all.push(("MaximumDepth", depth.to_string()));
+            }
             if let Some(r) = &a.redrive {
                 let policy = json!({"deadLetterTargetArn": cx.arn(&r.dead_letter_queue), "maxReceiveCount": r.max_receive_count});
                 all.push(("RedrivePolicy", policy.to_string()));

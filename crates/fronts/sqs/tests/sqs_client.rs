@@ -280,6 +280,36 @@ async fn bad_input_gets_sqs_errors_and_backpressure_throttles() {
     assert_eq!(got["Messages"].as_array().unwrap().len(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_its_own_maximum_depth_throttles_the_overflow_of_a_batch() {
+    let server = start(Limits::default()).await;
+    let create = json!({"QueueName": "small", "Attributes": {"MaximumDepth": "3"}});
+    let url = call(&server, "CreateQueue", create).await["QueueUrl"].as_str().unwrap().to_owned();
+    let attributes =
+        call(&server, "GetQueueAttributes", json!({"QueueUrl": url, "AttributeNames": ["All"]})).await;
+    assert_eq!(attributes["Attributes"]["MaximumDepth"], "3");
+    let entries: Vec<Value> =
+        (0..5).map(|i| json!({"Id": format!("m{i}"), "MessageBody": format!("{i}")})).collect();
+    let sent = call(&server, "SendMessageBatch", json!({"QueueUrl": url, "Entries": entries})).await;
+    assert_eq!(sent["Successful"].as_array().unwrap().len(), 3);
+    let failed = sent["Failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 2);
+    assert!(failed.iter().all(|f| f["Code"] == "ThrottlingException"), "{failed:?}");
+    // Out of range: refused, the queue unchanged; an empty value lifts the queue's own bound.
+    let (kind, _) =
+        error(&server, "SetQueueAttributes", json!({"QueueUrl": url, "Attributes": {"MaximumDepth": "0"}}))
+            .await;
+    assert_eq!(kind, "com.amazonaws.sqs#InvalidParameterValue");
+    let (kind, _) = error(&server, "SendMessage", json!({"QueueUrl": url, "MessageBody": "x"})).await;
+    assert_eq!(kind, "com.amazonaws.sqs#ThrottlingException");
+    call(&server, "SetQueueAttributes", json!({"QueueUrl": url, "Attributes": {"MaximumDepth": ""}})).await;
+    call(&server, "SendMessage", json!({"QueueUrl": url, "MessageBody": "fits now"})).await;
+    let attributes =
+        call(&server, "GetQueueAttributes", json!({"QueueUrl": url, "AttributeNames": ["All"]})).await;
+    assert_eq!(attributes["Attributes"].get("MaximumDepth"), None);
+    assert_eq!(attributes["Attributes"]["ApproximateNumberOfMessages"], "4");
+}
+
 /// The query protocol: a form-encoded request signed like an older SDK's, answered in XML.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_protocol_forms_get_xml_answers() {
