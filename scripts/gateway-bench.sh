@@ -7,7 +7,8 @@
 # requests/s, p50 and p99 of each and the ratios to nginx.
 #
 # Each proxy gets one worker thread, as nginx (worker_processes 1) and HAProxy (nbthread 1)
-# do here: wrk, the origin and the proxy share the two cores. STRATA_PROXY_WORKERS=0 in the
+# do here, and runs as a process apart from the origin: wrk, the origin and the proxy share
+# the two cores. STRATA_PROXY_WORKERS=0 in the
 # environment runs Strata with its default (one per core) instead.
 #
 #   sudo scripts/gateway-bench.sh            # DURATION=15s CONNECTIONS=64 ROUNDS=3 by default
@@ -28,25 +29,31 @@ work=$(mktemp -d)
 chmod 755 "$work"  # nginx workers (nobody) read the 1 KiB file
 cleanup() {
     for p in "$work"/*.pid; do kill "$(cat "$p")" 2>/dev/null || true; done
-    nginx -p "$work" -c "$work/nginx.conf" -s stop 2>/dev/null || true
+    for c in origin proxy; do nginx -p "$work" -c "$work/$c.conf" -s stop 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
 head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 >"$work/1k.txt"
-cat >"$work/nginx.conf" <<NGINX
+# The origin and the nginx proxy are two nginx instances of one worker each, so that, as
+# HAProxy and Strata are, the proxy is a process of its own: a proxied request wakes the
+# origin's process, and wrk, the origin and the proxy share the two cores.
+nginx_conf() { # name body
+    cat >"$work/$1.conf" <<NGINX
 worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
+pid $work/$1.pid;
+error_log $work/$1-error.log;
 events { worker_connections 4096; }
 http {
     access_log off;
-    upstream origin { server 127.0.0.1:18081; keepalive 128; }
-    server { listen 127.0.0.1:18081; location / { root $work; try_files /1k.txt =404; } }
-    server { listen 127.0.0.1:18082;
-             location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+    $2
 }
 NGINX
-nginx -p "$work" -c "$work/nginx.conf"
+    nginx -p "$work" -c "$work/$1.conf"
+}
+nginx_conf origin "server { listen 127.0.0.1:18081; location / { root $work; try_files /1k.txt =404; } }"
+nginx_conf proxy "upstream origin { server 127.0.0.1:18081; keepalive 128; }
+    server { listen 127.0.0.1:18082;
+             location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 cat >"$work/haproxy.cfg" <<HAP
 global
     maxconn 4096
