@@ -1164,6 +1164,24 @@ api_keys = {{ "key-1" = "alice" }}
     assert_eq!(http.delete(format!("{}/v1/edge/routes/shop", strata.base)).send().unwrap().status(), 204);
     assert_eq!(http.get(format!("{}/shop/cart", strata.proxy)).send().unwrap().status(), 404);
 
+    // Per-route and per-upstream metrics: requests by status class, latency.
+    let metrics = http.get(format!("{}/metrics", strata.base)).send().unwrap().text().unwrap();
+    let has = |series: &str| metrics.lines().any(|l| l.starts_with(series));
+    for series in [
+        r#"strata_proxy_requests_total{route="api",status="2xx"} 1"#,
+        r#"strata_proxy_requests_total{route="api",status="4xx"} 1"#,
+        r#"strata_proxy_requests_total{route="shop",status="2xx"} 1"#,
+        r#"strata_proxy_request_seconds_count{route="api"} 2"#,
+    ] {
+        assert!(has(series), "no {series} in\n{metrics}");
+    }
+    for (upstream, answers) in [(&a, 1), (&b, 1)] {
+        let series = format!(
+            r#"strata_proxy_upstream_requests_total{{upstream="{upstream}",status="2xx"}} {answers}"#
+        );
+        assert!(has(&series), "no {series} in\n{metrics}");
+    }
+
     // Admin changes outlive a kill -9: a new route stays, a config route deleted stays deleted.
     let route = serde_json::json!({"match": {"path_prefix": "/store"}, "upstreams": [b]});
     assert_eq!(

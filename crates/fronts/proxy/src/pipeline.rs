@@ -26,18 +26,24 @@ use strata_edge::{Edge, Route, auth::Credentials};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
-/// Headers that belong to one hop and are not forwarded.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+/// Headers that belong to one hop and are not forwarded. (Names as constants: a `&str`
+/// name is parsed and validated again at every use.)
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
 ];
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Retries allowed per route in a window: this many, plus a fifth of its requests.
 const RETRY_BUDGET_BASE: u64 = 10;
@@ -110,6 +116,8 @@ pub struct Pipeline {
     shared: Option<Arc<crate::shared_limits::SharedLimits>>,
     /// Metric handles by route name.
     metrics: Mutex<HashMap<String, RouteMetrics>>,
+    /// Answers by upstream address and status class.
+    upstream_metrics: Mutex<HashMap<String, [metrics::Counter; 5]>>,
 }
 
 fn full(body: impl Into<Bytes>) -> Body {
@@ -143,21 +151,17 @@ fn class_index(status: u16) -> usize {
     }
 }
 
-fn status_class(status: u16) -> &'static str {
-    STATUS_CLASSES[class_index(status)]
-}
-
 fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(String::from)
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
 }
 
-fn set(headers: &mut HeaderMap, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+fn set(headers: &mut HeaderMap, name: impl TryInto<HeaderName>, value: &str) {
+    if let (Ok(n), Ok(v)) = (name.try_into(), HeaderValue::from_str(value)) {
         headers.insert(n, v);
     }
 }
@@ -224,6 +228,7 @@ impl Pipeline {
             budgets: Arc::default(),
             shared,
             metrics: Mutex::default(),
+            upstream_metrics: Mutex::default(),
         }
     }
 
@@ -238,6 +243,7 @@ impl Pipeline {
             budgets: self.budgets.clone(),
             shared: self.shared.clone(),
             metrics: Mutex::default(),
+            upstream_metrics: Mutex::default(),
         }
     }
 
@@ -313,7 +319,7 @@ impl Pipeline {
             retries: 0,
         };
         let mut resp = self.run(req, peer, &mut entry).await;
-        set(resp.headers_mut(), "x-request-id", &entry.request_id);
+        set(resp.headers_mut(), X_REQUEST_ID, &entry.request_id);
         self.finish(&entry, &resp);
         resp
     }
@@ -345,6 +351,16 @@ impl Pipeline {
                 retries: entry.retries,
             });
         }
+    }
+
+    /// Counts an answer of the upstream at `address`, by status class.
+    fn count_upstream(&self, address: &str, status: u16) {
+        let mut handles = self.upstream_metrics.lock().expect("metrics lock");
+        if !handles.contains_key(address) {
+            let counter = |class: &'static str| metrics::counter!("strata_proxy_upstream_requests_total", "upstream" => address.to_string(), "status" => class);
+            handles.insert(address.to_string(), STATUS_CLASSES.map(counter));
+        }
+        handles[address][class_index(status)].increment(1);
     }
 
     /// Runs `f` on the metric handles of `route`, registered on its first request (a
@@ -473,31 +489,31 @@ impl Pipeline {
             Some(q) => format!("{forwarded}?{q}"),
             None => forwarded,
         };
-        let mut headers = req.headers().clone();
+        let (head, incoming) = req.into_parts();
+        let (method, mut headers) = (head.method, head.headers);
         strip_hop_by_hop(&mut headers, upgrade);
-        headers.remove("x-consumer-id");
+        headers.remove(X_CONSUMER_ID);
         for name in &spec.request_headers.remove {
             headers.remove(name.as_str());
         }
         for (k, v) in &spec.request_headers.add {
             set(&mut headers, k, v);
         }
-        set(&mut headers, "x-request-id", &rid);
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        set(&mut headers, X_REQUEST_ID, &rid);
+        let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prior) => format!("{prior}, {}", peer.ip()),
             None => peer.ip().to_string(),
         };
-        set(&mut headers, "x-forwarded-for", &xff);
-        set(&mut headers, "x-forwarded-proto", "http");
+        set(&mut headers, X_FORWARDED_FOR, &xff);
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         if !host.is_empty() {
-            set(&mut headers, "x-forwarded-host", &host);
-            set(&mut headers, "host", &host);
+            set(&mut headers, X_FORWARDED_HOST, &host);
+            set(&mut headers, header::HOST, &host);
         }
         if let Some(consumer) = &entry.consumer {
-            set(&mut headers, "x-consumer-id", consumer);
+            set(&mut headers, X_CONSUMER_ID, consumer);
         }
         let hash_key = hash_key(spec.hash_on.as_deref(), &headers, peer);
-        let method = req.method().clone();
         let idempotent = matches!(
             method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -507,7 +523,7 @@ impl Pipeline {
         } else {
             0
         };
-        let mut body = Some(Limited::new(req.into_body(), max_body as usize).boxed());
+        let mut body = Some(Limited::new(incoming, max_body as usize).boxed());
         let connect_timeout =
             spec.connect_timeout_ms.map_or(self.config.connect_timeout, Duration::from_millis);
         let reach = Reach {
@@ -556,7 +572,7 @@ impl Pipeline {
             let (failed, outcome) = match attempt {
                 Ok(Ok(resp)) => {
                     let status = resp.status().as_u16();
-                    metrics::counter!("strata_proxy_upstream_requests_total", "upstream" => address.clone(), "status" => status_class(status)).increment(1);
+                    self.count_upstream(&address, status);
                     (status >= 500, Ok(resp))
                 }
                 Ok(Err(err)) => {
@@ -650,7 +666,7 @@ fn respond(
         set(&mut parts.headers, k, v);
     }
     for (k, v) in limit_headers {
-        set(&mut parts.headers, k, v);
+        set(&mut parts.headers, *k, v);
     }
     Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
 }
@@ -658,9 +674,7 @@ fn respond(
 /// Removes hop-by-hop headers (and those `Connection` names); an upgrade keeps
 /// `Connection` and `Upgrade`.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let kept = |name: &str| {
-        upgrade && (name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("upgrade"))
-    };
+    let kept = |name: &HeaderName| upgrade && (name == header::CONNECTION || name == header::UPGRADE);
     // Empty (and not allocated) when there is no `Connection` header.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -670,12 +684,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
     for name in named {
-        if !kept(name.as_str()) {
+        if !kept(&name) {
             headers.remove(name);
         }
     }
     for name in HOP_BY_HOP {
-        if !kept(name) {
+        if !kept(&name) {
             headers.remove(name);
         }
     }
