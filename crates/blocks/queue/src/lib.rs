@@ -11,9 +11,10 @@
 //!   `maxReceiveCount` a message moves to the dead-letter queue, and [`Queues::move_messages`]
 //!   moves messages back.
 //! - **Delays** per queue and per message, **retention** with expiry, **message attributes**
-//!   with SQS's MD5s, a size limit, and **backpressure**: a queue at its `max_depth`, or a
-//!   block at `max_total_messages`, refuses sends with [`QueueError::Throttled`] rather than
-//!   growing without bound.
+//!   with SQS's MD5s, a size limit, and **backpressure**: a queue at its `max_depth` (its
+//!   own, the `MaximumDepth` attribute over SQS, or the block's default), or a block at
+//!   `max_total_messages`, refuses sends with [`QueueError::Throttled`] rather than growing
+//!   without bound.
 //! - **Long polling** support: [`Queues::waiter`] is notified on every send.
 //!
 //! Every operation is one core transaction (snapshot isolation, retried on a write-write
