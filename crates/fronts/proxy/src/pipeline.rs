@@ -115,9 +115,9 @@ pub struct Pipeline {
     /// Rate limits kept in a store shared with other edge processes, when configured.
     shared: Option<Arc<crate::shared_limits::SharedLimits>>,
     /// Metric handles by route name.
-    metrics: Mutex<HashMap<String, RouteMetrics>>,
+    metrics: Handles<RouteMetrics>,
     /// Answers by upstream address and status class.
-    upstream_metrics: Mutex<HashMap<String, [metrics::Counter; 5]>>,
+    upstream_metrics: Handles<ByClass>,
 }
 
 fn full(body: impl Into<Bytes>) -> Body {
@@ -194,23 +194,55 @@ struct LogLine<'a> {
     retries: u32,
 }
 
+/// Metric handles by a label value (a route name, an upstream address), registered on its
+/// first use: a handle is found once per label value, not per request.
+struct Handles<T>(Mutex<HashMap<String, T>>);
+
+impl<T> Default for Handles<T> {
+    fn default() -> Self {
+        Handles(Mutex::default())
+    }
+}
+
+impl<T> Handles<T> {
+    /// Runs `f` on the handles of `label`, made by `make` the first time.
+    fn with(&self, label: &str, make: impl FnOnce(&str) -> T, f: impl FnOnce(&T)) {
+        let mut handles = self.0.lock().expect("metrics lock");
+        if !handles.contains_key(label) {
+            handles.insert(label.to_string(), make(label));
+        }
+        f(&handles[label]);
+    }
+}
+
+/// One counter per status class.
+struct ByClass([metrics::Counter; STATUS_CLASSES.len()]);
+
+impl ByClass {
+    /// The counters of metric `name` whose label `key` is `value`.
+    fn new(name: &'static str, key: &'static str, value: &str) -> ByClass {
+        ByClass(
+            STATUS_CLASSES.map(|class| metrics::counter!(name, key => value.to_string(), "status" => class)),
+        )
+    }
+
+    fn count(&self, status: u16) {
+        self.0[class_index(status)].increment(1);
+    }
+}
+
 /// The request counters (by status class) and latency histogram of one route.
 struct RouteMetrics {
-    by_class: [metrics::Counter; 5],
+    requests: ByClass,
     latency: metrics::Histogram,
 }
 
 impl RouteMetrics {
     fn new(route: &str) -> RouteMetrics {
-        let counter = |class: &'static str| metrics::counter!("strata_proxy_requests_total", "route" => route.to_string(), "status" => class);
         RouteMetrics {
-            by_class: STATUS_CLASSES.map(counter),
+            requests: ByClass::new("strata_proxy_requests_total", "route", route),
             latency: metrics::histogram!("strata_proxy_request_seconds", "route" => route.to_string()),
         }
-    }
-
-    fn requests(&self, status: u16) -> &metrics::Counter {
-        &self.by_class[class_index(status)]
     }
 }
 
@@ -227,8 +259,8 @@ impl Pipeline {
             clients: Mutex::default(),
             budgets: Arc::default(),
             shared,
-            metrics: Mutex::default(),
-            upstream_metrics: Mutex::default(),
+            metrics: Handles::default(),
+            upstream_metrics: Handles::default(),
         }
     }
 
@@ -242,8 +274,8 @@ impl Pipeline {
             clients: Mutex::default(),
             budgets: self.budgets.clone(),
             shared: self.shared.clone(),
-            metrics: Mutex::default(),
-            upstream_metrics: Mutex::default(),
+            metrics: Handles::default(),
+            upstream_metrics: Handles::default(),
         }
     }
 
@@ -328,8 +360,8 @@ impl Pipeline {
         let status = resp.status().as_u16();
         let route = entry.route.as_deref().unwrap_or("-");
         let latency = entry.started.elapsed();
-        self.route_metrics(route, |m| {
-            m.requests(status).increment(1);
+        self.metrics.with(route, RouteMetrics::new, |m| {
+            m.requests.count(status);
             m.latency.record(latency.as_secs_f64());
         });
         if self.log.enabled() {
@@ -351,26 +383,6 @@ impl Pipeline {
                 retries: entry.retries,
             });
         }
-    }
-
-    /// Counts an answer of the upstream at `address`, by status class.
-    fn count_upstream(&self, address: &str, status: u16) {
-        let mut handles = self.upstream_metrics.lock().expect("metrics lock");
-        if !handles.contains_key(address) {
-            let counter = |class: &'static str| metrics::counter!("strata_proxy_upstream_requests_total", "upstream" => address.to_string(), "status" => class);
-            handles.insert(address.to_string(), STATUS_CLASSES.map(counter));
-        }
-        handles[address][class_index(status)].increment(1);
-    }
-
-    /// Runs `f` on the metric handles of `route`, registered on its first request (a
-    /// handle is found once per route and status class, not per request).
-    fn route_metrics(&self, route: &str, f: impl FnOnce(&RouteMetrics)) {
-        let mut handles = self.metrics.lock().expect("metrics lock");
-        if !handles.contains_key(route) {
-            handles.insert(route.to_string(), RouteMetrics::new(route));
-        }
-        f(&handles[route]);
     }
 
     async fn run(&self, mut req: Request<Incoming>, peer: SocketAddr, entry: &mut Entry) -> Response<Body> {
@@ -572,7 +584,9 @@ impl Pipeline {
             let (failed, outcome) = match attempt {
                 Ok(Ok(resp)) => {
                     let status = resp.status().as_u16();
-                    self.count_upstream(&address, status);
+                    let upstream =
+                        |a: &str| ByClass::new("strata_proxy_upstream_requests_total", "upstream", a);
+                    self.upstream_metrics.with(&address, upstream, |c| c.count(status));
                     (status >= 500, Ok(resp))
                 }
                 Ok(Err(err)) => {
