@@ -147,6 +147,13 @@ impl Permission {
         self == wanted || self == Permission::FullControl
     }
 
+    /// The permission S3 calls `name` (`READ`, `READ_ACP`, ...), if an object may have it.
+    pub fn from_name(name: &str) -> Option<Permission> {
+        [Permission::Read, Permission::ReadAcp, Permission::WriteAcp, Permission::FullControl]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
+
     /// S3's name of the permission.
     pub fn as_str(self) -> &'static str {
         match self {

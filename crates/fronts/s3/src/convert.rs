@@ -300,21 +300,18 @@ struct Grants {
 
 impl Grants {
     fn add(&mut self, kind: &str, who: &str, permission: &str) -> Result<(), S3Error> {
-        let permission = match permission {
-            "READ" => Permission::Read,
-            "READ_ACP" => Permission::ReadAcp,
-            "WRITE_ACP" => Permission::WriteAcp,
-            "FULL_CONTROL" => Permission::FullControl,
-            "WRITE" => {
+        let permission = match Permission::from_name(permission) {
+            Some(permission) => permission,
+            None if permission == "WRITE" => {
                 return Err(S3Error::with_message(
                     S3ErrorCode::InvalidArgument,
                     "WRITE applies to buckets, not objects",
                 ));
             }
-            other => {
+            None => {
                 return Err(S3Error::with_message(
                     S3ErrorCode::MalformedACLError,
-                    format!("unknown permission {other}"),
+                    format!("unknown permission {permission}"),
                 ));
             }
         };
