@@ -55,17 +55,22 @@ fn crash_keeps_every_acknowledged_commit() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (acks, acked_rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|line| line.strip_prefix("ack ").map(|n| n.parse::<u64>().unwrap()))
-                .collect::<Vec<_>>()
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(n) = line.strip_prefix("ack ") {
+                    let _ = acks.send(n.parse::<u64>().unwrap());
+                }
+            }
         });
-        std::thread::sleep(Duration::from_millis(rng.random_range(300..900)));
+        // The kill moment is random, but counted from the first acknowledgement: on a loaded
+        // machine the child may take longer than any fixed delay just to open the store.
+        let first = acked_rx.recv_timeout(Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..600)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let acked = reader.join().unwrap();
+        reader.join().unwrap();
+        let acked: Vec<u64> = first.into_iter().chain(acked_rx.try_iter()).collect();
         assert!(!acked.is_empty(), "round {round}: the child acknowledged nothing");
         acked_total += acked.len();
 
