@@ -284,7 +284,7 @@ impl Session {
             "unsubscribe" | "punsubscribe" => self.unsubscribe(&args, cmd.name == "punsubscribe"),
             "publish" => Reply::Int(self.shared.pubsub.lock().publish(&args[1], &args[2])),
             "pubsub" => self.pubsub(&args),
-            "blpop" | "brpop" | "blmove" | "bzpopmin" | "bzpopmax" => self.blocking(cmd, &args).await,
+            _ if commands::is_blocking(cmd.name) => self.blocking(cmd, &args).await,
             "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
                 self.eval(cmd, &args).await
             }
@@ -905,7 +905,7 @@ impl Session {
                     "select" => self.select(&args[1]),
                     "ping" => self.ping(args),
                     "publish" => Reply::Int(self.shared.pubsub.lock().publish(&args[1], &args[2])),
-                    "blpop" | "brpop" | "blmove" | "bzpopmin" | "bzpopmax" => {
+                    name if commands::is_blocking(name) => {
                         let mut ctx = Ctx {
                             name: cmd.name,
                             ks: &mut ks,
@@ -1018,18 +1018,21 @@ impl Session {
         }
     }
 
-    /// BLPOP, BRPOP, BLMOVE, BZPOPMIN, BZPOPMAX: try, and if every key is empty wait for a
-    /// write to one of them or for the timeout (0 = forever).
+    /// The blocking pops (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX,
+    /// BZMPOP): try, and if every key is empty wait for a write to one of them or for the
+    /// timeout (0 = forever).
     async fn blocking(&mut self, cmd: &'static Command, args: &[Bytes]) -> Reply {
-        let timeout = match commands::parse_float(&args[args.len() - 1]) {
+        let (timeout, keys) = match commands::blocking_shape(cmd.name, args) {
+            Ok(shape) => shape,
+            Err(err) => return err,
+        };
+        let timeout = match commands::parse_float(timeout) {
             Some(t) if t < 0.0 => return Reply::err(errors::NEGATIVE_TIMEOUT),
             Some(t) if t.is_finite() && t < 1e9 => t,
             _ => return Reply::err(errors::TIMEOUT),
         };
         let deadline =
             (timeout > 0.0).then(|| tokio::time::Instant::now() + Duration::from_secs_f64(timeout));
-        let keys: Vec<Bytes> =
-            if cmd.name == "blmove" { vec![args[1].clone()] } else { args[1..args.len() - 1].to_vec() };
         loop {
             let (outcome, ticket) = {
                 let mut ks = match self.shared.lock_ks() {
@@ -1097,7 +1100,7 @@ impl Session {
 
 /// What a blocking pop answers when it times out (or, inside MULTI, finds nothing).
 fn nothing_to_pop(cmd: &Command) -> Reply {
-    if cmd.name == "blmove" { Reply::Nil } else { Reply::NilArray }
+    if matches!(cmd.name, "blmove" | "brpoplpush") { Reply::Nil } else { Reply::NilArray }
 }
 
 /// A FUNCTION library change to make durable.

@@ -134,6 +134,40 @@ async fn connections_on_two_io_threads_share_one_keyspace() {
     }
 }
 
+/// MOVE takes a key, with its TTL, to another database where its name is free.
+#[tokio::test]
+async fn move_takes_a_key_to_another_database() {
+    let (_, mut c) = start().await;
+    let _: () = cmd("SET").arg("k").arg("v").arg("EX").arg(100).query_async(&mut c).await.unwrap();
+    assert_eq!(cmd("MOVE").arg("k").arg(1).query_async::<i64>(&mut c).await.unwrap(), 1);
+    assert!(!c.exists::<_, bool>("k").await.unwrap());
+    assert_eq!(cmd("MOVE").arg("k").arg(1).query_async::<i64>(&mut c).await.unwrap(), 0, "no key left here");
+    let (value, ttl): (String, i64) = pipe()
+        .cmd("SELECT")
+        .arg(1)
+        .ignore()
+        .get("k")
+        .ttl("k")
+        .cmd("SELECT")
+        .arg(0)
+        .ignore()
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(value, "v");
+    assert!((99..=100).contains(&ttl), "{ttl}");
+    // A name taken in the target database stays where it is.
+    let _: () = c.set("k", "here").await.unwrap();
+    assert_eq!(cmd("MOVE").arg("k").arg(1).query_async::<i64>(&mut c).await.unwrap(), 0);
+    assert_eq!(c.get::<_, String>("k").await.unwrap(), "here");
+    for (db, wanted) in
+        [("0", "source and destination objects are the same"), ("16", "DB index is out of range")]
+    {
+        let err = cmd("MOVE").arg("k").arg(db).query_async::<Value>(&mut c).await.unwrap_err();
+        assert!(err.to_string().contains(wanted), "MOVE k {db}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn scan_visits_every_key() {
     let (_, mut c) = start().await;
@@ -267,6 +301,94 @@ async fn lists_and_blocking_pops() {
     let _: () = c.rpush("q", "m").await.unwrap();
     assert_eq!(waiter.await.unwrap(), "m");
     assert_eq!(c.lrange::<_, Vec<String>>("q2", 0, -1).await.unwrap(), vec!["m"]);
+}
+
+/// Redis 6.2 and 7's additions to lists: LMPOP, BLMPOP and the older BRPOPLPUSH.
+#[tokio::test]
+async fn multi_key_pops_and_their_blocking_forms() {
+    let (addr, mut c) = start().await;
+    let _: () = c.rpush("l1", &["a", "b", "c", "d"]).await.unwrap();
+    // The first non-empty list, from the chosen end, up to COUNT elements.
+    let popped: (String, Vec<String>) = cmd("LMPOP")
+        .arg(2)
+        .arg("none")
+        .arg("l1")
+        .arg("LEFT")
+        .arg("COUNT")
+        .arg(3)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(popped, ("l1".to_string(), vec!["a".to_string(), "b".to_string(), "c".to_string()]));
+    let popped: (String, Vec<String>) =
+        cmd("LMPOP").arg(1).arg("l1").arg("RIGHT").query_async(&mut c).await.unwrap();
+    assert_eq!(popped.1, vec!["d"]);
+    assert!(!c.exists::<_, bool>("l1").await.unwrap(), "an emptied list is gone");
+    let none: Option<(String, Vec<String>)> =
+        cmd("LMPOP").arg(1).arg("l1").arg("LEFT").query_async(&mut c).await.unwrap();
+    assert_eq!(none, None);
+    for (args, wanted) in [
+        (vec!["0", "l1", "LEFT"], "numkeys should be greater than 0"),
+        (vec!["3", "l1", "LEFT"], "syntax error"),
+        (vec!["1", "l1", "UP"], "syntax error"),
+        (vec!["1", "l1", "LEFT", "COUNT", "0"], "count should be greater than 0"),
+    ] {
+        let err = cmd("LMPOP").arg(&args).query_async::<Value>(&mut c).await.unwrap_err();
+        assert!(err.to_string().contains(wanted), "LMPOP {args:?}: {err}");
+    }
+    let _: () = c.set("str", "x").await.unwrap();
+    let err = cmd("LMPOP").arg(1).arg("str").arg("LEFT").query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+
+    // BLMPOP (timeout first) and BRPOPLPUSH wait for a push from another connection.
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut blocked = client.get_multiplexed_async_connection().await.unwrap();
+    let waiter = tokio::spawn(async move {
+        cmd("BLMPOP")
+            .arg(5)
+            .arg(2)
+            .arg("a")
+            .arg("b")
+            .arg("RIGHT")
+            .arg("COUNT")
+            .arg(2)
+            .query_async::<(String, Vec<String>)>(&mut blocked)
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _: () = c.rpush("b", &["x", "y", "z"]).await.unwrap();
+    assert_eq!(waiter.await.unwrap(), ("b".to_string(), vec!["z".to_string(), "y".to_string()]));
+    let mut blocked = client.get_multiplexed_async_connection().await.unwrap();
+    let waiter = tokio::spawn(async move {
+        cmd("BRPOPLPUSH").arg("src").arg("dst").arg(5).query_async::<String>(&mut blocked).await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _: () = c.rpush("src", &["1", "2"]).await.unwrap();
+    assert_eq!(waiter.await.unwrap(), "2");
+    assert_eq!(c.lrange::<_, Vec<String>>("dst", 0, -1).await.unwrap(), vec!["2"]);
+    // Timeouts answer nil; a bad timeout is an error.
+    let none: Option<(String, Vec<String>)> =
+        cmd("BLMPOP").arg("0.05").arg(1).arg("nothing").arg("LEFT").query_async(&mut c).await.unwrap();
+    assert_eq!(none, None);
+    let none: Option<String> =
+        cmd("BRPOPLPUSH").arg("nothing").arg("dst").arg("0.05").query_async(&mut c).await.unwrap();
+    assert_eq!(none, None);
+    let err =
+        cmd("BLMPOP").arg(-1).arg(1).arg("b").arg("LEFT").query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("timeout is negative"), "{err}");
+    // Inside MULTI a blocking pop does not wait.
+    let (popped,): (Option<(String, Vec<String>)>,) = pipe()
+        .atomic()
+        .cmd("BLMPOP")
+        .arg(0)
+        .arg(1)
+        .arg("nothing")
+        .arg("LEFT")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(popped, None);
 }
 
 #[tokio::test]
@@ -446,6 +568,141 @@ async fn sorted_sets() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let _: () = c.zadd("board", "p", 7).await.unwrap();
     assert_eq!(waiter.await.unwrap(), ("board".to_string(), "p".to_string(), 7.0));
+}
+
+/// A command that answers (member, score) pairs.
+async fn scored(c: &mut MultiplexedConnection, args: &[&str]) -> Vec<(String, f64)> {
+    cmd(args[0]).arg(&args[1..]).query_async(c).await.unwrap()
+}
+
+/// ZUNION, ZINTER, ZDIFF (and ZDIFFSTORE), ZINTERCARD, ZRANGESTORE, ZRANDMEMBER, ZMPOP and
+/// BZMPOP, checked against what redis-server 7.0 answers for the same commands.
+#[tokio::test]
+async fn sorted_set_algebra_random_members_and_multi_key_pops() {
+    let (addr, mut c) = start().await;
+    let _: () = c.zadd_multiple("a", &[(1.0, "x"), (2.0, "y"), (3.0, "z")]).await.unwrap();
+    let _: () = c.zadd_multiple("b", &[(10.0, "y"), (20.0, "z"), (30.0, "w")]).await.unwrap();
+    let _: () = c.sadd("s", &["y", "q"]).await.unwrap();
+    let pairs = |v: &[(&str, f64)]| v.iter().map(|(m, s)| (m.to_string(), *s)).collect::<Vec<_>>();
+    assert_eq!(
+        scored(&mut c, &["ZUNION", "2", "a", "b", "WITHSCORES"]).await,
+        pairs(&[("x", 1.0), ("y", 12.0), ("z", 23.0), ("w", 30.0)])
+    );
+    // Weights, MAX, and a plain set (score 1) as an input.
+    assert_eq!(
+        scored(
+            &mut c,
+            &["ZUNION", "3", "a", "b", "s", "WEIGHTS", "1", "2", "3", "AGGREGATE", "MAX", "WITHSCORES"]
+        )
+        .await,
+        pairs(&[("x", 1.0), ("q", 3.0), ("y", 20.0), ("z", 40.0), ("w", 60.0)])
+    );
+    assert_eq!(
+        scored(&mut c, &["ZINTER", "2", "a", "b", "AGGREGATE", "MIN", "WITHSCORES"]).await,
+        pairs(&[("y", 2.0), ("z", 3.0)])
+    );
+    assert_eq!(scored(&mut c, &["ZDIFF", "2", "a", "b", "WITHSCORES"]).await, pairs(&[("x", 1.0)]));
+    let members: Vec<String> = cmd("ZINTER").arg(2).arg("a").arg("b").query_async(&mut c).await.unwrap();
+    assert_eq!(members, vec!["y", "z"]);
+    assert_eq!(
+        cmd("ZDIFFSTORE").arg("d").arg(2).arg("b").arg("a").query_async::<i64>(&mut c).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        c.zrange_withscores::<_, Vec<(String, f64)>>("d", 0, -1).await.unwrap(),
+        pairs(&[("w", 30.0)])
+    );
+    let card = |limit: i64| cmd("ZINTERCARD").arg(2).arg("a").arg("b").arg("LIMIT").arg(limit).clone();
+    assert_eq!(card(0).query_async::<i64>(&mut c).await.unwrap(), 2);
+    assert_eq!(card(1).query_async::<i64>(&mut c).await.unwrap(), 1);
+    for (args, wanted) in [
+        (vec!["ZDIFF", "0", "a"], "at least 1 input key is needed for 'zdiff' command"),
+        (vec!["ZUNION", "3", "a"], "syntax error"),
+        (vec!["ZDIFF", "2", "a", "b", "WEIGHTS", "1", "2"], "syntax error"),
+        (vec!["ZINTERCARD", "2", "a", "b", "LIMIT", "-1"], "LIMIT can't be negative"),
+    ] {
+        let err = cmd(args[0]).arg(&args[1..]).query_async::<Value>(&mut c).await.unwrap_err();
+        assert!(err.to_string().contains(wanted), "{args:?}: {err}");
+    }
+
+    // ZRANGESTORE: ZRANGE's selection, stored; an empty one removes the destination.
+    let store = |args: &[&str]| cmd("ZRANGESTORE").arg(args).clone();
+    assert_eq!(store(&["r", "a", "1", "-1"]).query_async::<i64>(&mut c).await.unwrap(), 2);
+    assert_eq!(
+        c.zrange_withscores::<_, Vec<(String, f64)>>("r", 0, -1).await.unwrap(),
+        pairs(&[("y", 2.0), ("z", 3.0)])
+    );
+    assert_eq!(
+        store(&["r", "b", "(10", "+inf", "BYSCORE", "LIMIT", "0", "1"])
+            .query_async::<i64>(&mut c)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        c.zrange_withscores::<_, Vec<(String, f64)>>("r", 0, -1).await.unwrap(),
+        pairs(&[("z", 20.0)])
+    );
+    let _: () = c.zadd_multiple("lex", &[(0.0, "a"), (0.0, "b"), (0.0, "c")]).await.unwrap();
+    assert_eq!(store(&["r", "lex", "[b", "+", "BYLEX"]).query_async::<i64>(&mut c).await.unwrap(), 2);
+    assert_eq!(c.zrange::<_, Vec<String>>("r", 0, -1).await.unwrap(), vec!["b", "c"]);
+    assert_eq!(store(&["r", "nothing", "0", "-1"]).query_async::<i64>(&mut c).await.unwrap(), 0);
+    assert!(!c.exists::<_, bool>("r").await.unwrap());
+    let err = store(&["r", "a", "0", "-1", "WITHSCORES"]).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("syntax error"), "{err}");
+
+    // ZRANDMEMBER: distinct members for a positive count, repeats allowed for a negative one.
+    let all: Vec<(String, f64)> =
+        cmd("ZRANDMEMBER").arg("a").arg(10).arg("WITHSCORES").query_async(&mut c).await.unwrap();
+    let mut sorted = all.clone();
+    sorted.sort_by(|x, y| x.1.total_cmp(&y.1));
+    assert_eq!(sorted, pairs(&[("x", 1.0), ("y", 2.0), ("z", 3.0)]));
+    let two: Vec<String> = cmd("ZRANDMEMBER").arg("a").arg(2).query_async(&mut c).await.unwrap();
+    assert!(two.len() == 2 && two[0] != two[1], "{two:?}");
+    let many: Vec<String> = cmd("ZRANDMEMBER").arg("a").arg(-20).query_async(&mut c).await.unwrap();
+    assert!(many.len() == 20 && many.iter().all(|m| ["x", "y", "z"].contains(&m.as_str())));
+    let one: String = cmd("ZRANDMEMBER").arg("a").query_async(&mut c).await.unwrap();
+    assert!(["x", "y", "z"].contains(&one.as_str()));
+    let none: Option<String> = cmd("ZRANDMEMBER").arg("nothing").query_async(&mut c).await.unwrap();
+    assert_eq!(none, None);
+
+    // ZMPOP: the first non-empty sorted set, from the low or the high end.
+    let popped: (String, Vec<(String, f64)>) = cmd("ZMPOP")
+        .arg(2)
+        .arg("nothing")
+        .arg("a")
+        .arg("MAX")
+        .arg("COUNT")
+        .arg(2)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(popped, ("a".to_string(), pairs(&[("z", 3.0), ("y", 2.0)])));
+    let popped: (String, Vec<(String, f64)>) =
+        cmd("ZMPOP").arg(1).arg("a").arg("MIN").query_async(&mut c).await.unwrap();
+    assert_eq!(popped.1, pairs(&[("x", 1.0)]));
+    let none: Option<(String, Vec<(String, f64)>)> =
+        cmd("ZMPOP").arg(1).arg("a").arg("MIN").query_async(&mut c).await.unwrap();
+    assert_eq!(none, None);
+    // BZMPOP waits for a ZADD from another connection.
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut blocked = client.get_multiplexed_async_connection().await.unwrap();
+    let waiter = tokio::spawn(async move {
+        cmd("BZMPOP")
+            .arg(5)
+            .arg(1)
+            .arg("later")
+            .arg("MIN")
+            .query_async::<(String, Vec<(String, f64)>)>(&mut blocked)
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _: () = c.zadd_multiple("later", &[(5.0, "p"), (7.0, "q")]).await.unwrap();
+    assert_eq!(waiter.await.unwrap(), ("later".to_string(), pairs(&[("p", 5.0)])));
+    let none: Option<(String, Vec<(String, f64)>)> =
+        cmd("BZMPOP").arg("0.05").arg(1).arg("nothing").arg("MAX").query_async(&mut c).await.unwrap();
+    assert_eq!(none, None);
 }
 
 #[tokio::test]
@@ -727,6 +984,12 @@ async fn server_commands_clients_probe() {
     let pong: String = cmd("PING").query_async(&mut c).await.unwrap();
     assert_eq!(pong, "PONG");
     assert_eq!(cmd("ECHO").arg("hi").query_async::<String>(&mut c).await.unwrap(), "hi");
+    // A primary without replicas, as clients that look for one (sentinel-aware ones) see it.
+    let role: (String, i64, Vec<Value>) = cmd("ROLE").query_async(&mut c).await.unwrap();
+    assert_eq!(role, ("master".to_string(), 0, Vec::new()));
+    assert_eq!(cmd("WAIT").arg(1).arg(100).query_async::<i64>(&mut c).await.unwrap(), 0);
+    let err = cmd("WAIT").arg(1).arg(-1).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("timeout is negative"), "{err}");
     let info: String = cmd("INFO").query_async(&mut c).await.unwrap();
     assert!(info.contains("redis_version:7."), "{info}");
     for section in

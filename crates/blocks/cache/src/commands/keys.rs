@@ -247,6 +247,24 @@ pub fn copy(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(1))
 }
 
+/// MOVE key db: moves the key, with its TTL, to another database where the name is free.
+pub fn move_(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let db = int(&args[2]).ok().filter(|n| *n >= 0 && (*n as usize) < ctx.ks.databases());
+    let Some(db) = db.map(|n| n as usize) else { return Err(Reply::err(errors::DB_INDEX)) };
+    if db == ctx.db {
+        return Err(Reply::err("ERR source and destination objects are the same"));
+    }
+    if ctx.ks.peek(ctx.db, &args[1]).is_none() || ctx.ks.peek(db, &args[1]).is_some() {
+        return Ok(Reply::Int(0));
+    }
+    let entry = ctx.ks.remove(ctx.db, &args[1]).expect("present above");
+    ctx.ks.set(db, args[1].clone(), entry.value, false);
+    if entry.expire_at != 0 {
+        ctx.ks.set_expire(db, &args[1], entry.expire_at);
+    }
+    Ok(Reply::Int(1))
+}
+
 /// OBJECT ENCODING | FREQ | IDLETIME | REFCOUNT | HELP
 pub fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();

@@ -1,5 +1,5 @@
-//! List commands, and the non-blocking attempt behind BLPOP/BRPOP/BLMOVE/BZPOPMIN/BZPOPMAX
-//! (the session does the waiting).
+//! List commands, and the non-blocking attempt behind the blocking pops (BLPOP, BRPOP,
+//! BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP); the session does the waiting.
 
 use super::{CmdResult, Ctx, eq, int, pop_count};
 use crate::reply::{Reply, errors};
@@ -218,6 +218,56 @@ pub fn rpoplpush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(Reply::opt_bulk(move_one(ctx, &args[1], &args[2], false, true)?))
 }
 
+/// `LEFT|RIGHT [COUNT count]` after the keys of LMPOP and BLMPOP: (left, count).
+fn mpop_opts(rest: &[Bytes]) -> Result<(bool, usize), Reply> {
+    let left = side(rest.first().ok_or_else(|| Reply::err(errors::SYNTAX))?)?;
+    let count = match &rest[1..] {
+        [] => 1,
+        [word, n] if eq(word, "count") => {
+            int(n).ok().filter(|n| *n > 0).ok_or_else(|| Reply::err("ERR count should be greater than 0"))?
+                as usize
+        }
+        _ => return Err(Reply::err(errors::SYNTAX)),
+    };
+    Ok((left, count))
+}
+
+/// The first non-empty list of `keys`, popped: `[key, [element, ...]]`.
+fn mpop(ctx: &mut Ctx, keys: &[Bytes], left: bool, count: usize) -> Result<Option<Reply>, Reply> {
+    for key in keys {
+        if let Some(list) = ctx.write_list(key)? {
+            let mut out = Vec::new();
+            while out.len() < count {
+                match if left { list.pop_front() } else { list.pop_back() } {
+                    Some(v) => out.push(Reply::Bulk(v)),
+                    None => break,
+                }
+            }
+            if !out.is_empty() {
+                return Ok(Some(Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Array(out)])));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]
+pub fn lmpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let (keys, rest) = super::zsets::numkeys_keys(args, 1)?;
+    let (left, count) = mpop_opts(rest)?;
+    Ok(mpop(ctx, keys, left, count)?.unwrap_or(Reply::NilArray))
+}
+
+/// Where a blocking command's timeout is and which keys it waits on: BLMPOP and BZMPOP put
+/// the timeout first and count their keys, the others put it last.
+pub fn blocking_shape<'a>(name: &str, args: &'a [Bytes]) -> Result<(&'a Bytes, Vec<Bytes>), Reply> {
+    Ok(match name {
+        "blmpop" | "bzmpop" => (&args[1], super::zsets::numkeys_keys(args, 2)?.0.to_vec()),
+        "blmove" | "brpoplpush" => (&args[args.len() - 1], vec![args[1].clone()]),
+        _ => (&args[args.len() - 1], args[1..args.len() - 1].to_vec()),
+    })
+}
+
 /// One attempt at a blocking command: `Ok(None)` when every key is empty and the caller
 /// should wait. The timeout argument is parsed by the caller.
 pub fn try_blocking(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Reply> {
@@ -226,6 +276,12 @@ pub fn try_blocking(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Repl
         "blmove" => {
             let (from_left, to_left) = (side(&args[3])?, side(&args[4])?);
             Ok(move_one(ctx, &args[1], &args[2], from_left, to_left)?.map(Reply::Bulk))
+        }
+        "brpoplpush" => Ok(move_one(ctx, &args[1], &args[2], false, true)?.map(Reply::Bulk)),
+        "blmpop" => {
+            let (keys, rest) = super::zsets::numkeys_keys(args, 2)?;
+            let (left, count) = mpop_opts(rest)?;
+            mpop(ctx, keys, left, count)
         }
         "blpop" | "brpop" => {
             for key in &args[1..args.len() - 1] {
@@ -238,6 +294,15 @@ pub fn try_blocking(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Repl
             }
             Ok(None)
         }
+        "bzmpop" => super::zsets::try_bzmpop(ctx, args),
         _ => super::zsets::try_bzpop(ctx, args, cmd == "bzpopmax"),
     }
+}
+
+/// Whether `name` is one of the blocking commands the session waits for.
+pub fn is_blocking(name: &str) -> bool {
+    matches!(
+        name,
+        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop"
+    )
 }

@@ -21,7 +21,7 @@ use crate::zset::ZSet;
 use bytes::Bytes;
 use std::sync::LazyLock;
 
-pub use lists::try_blocking;
+pub use lists::{blocking_shape, is_blocking, try_blocking};
 pub use server::info_text;
 
 /// What a handler sees: the keyspace (locked for the whole command) and the client's
@@ -141,6 +141,7 @@ pub static COMMANDS: &[Command] = &[
     cmd!("flushdb", -1, D, 0, 0, 0, Some(keys::flushdb)),
     cmd!("flushall", -1, D, 0, 0, 0, Some(keys::flushall)),
     cmd!("copy", -3, W, 1, 2, 1, Some(keys::copy)),
+    cmd!("move", 3, WF, 1, 1, 1, Some(keys::move_)),
     cmd!("object", -2, R, 2, 2, 1, Some(keys::object)),
     cmd!("touch", -2, RF, 1, -1, 1, Some(keys::exists)),
     // hashes
@@ -180,8 +181,12 @@ pub static COMMANDS: &[Command] = &[
     cmd!("blpop", -3, B, 1, -2, 1, None),
     cmd!("brpop", -3, B, 1, -2, 1, None),
     cmd!("blmove", 6, B, 1, 2, 1, None),
+    cmd!("brpoplpush", 4, B, 1, 2, 1, None),
+    cmd!("lmpop", -4, D, 0, 0, 0, Some(lists::lmpop)),
+    cmd!("blmpop", -5, B, 0, 0, 0, None),
     cmd!("bzpopmin", -3, B, 1, -2, 1, None),
     cmd!("bzpopmax", -3, B, 1, -2, 1, None),
+    cmd!("bzmpop", -5, B, 0, 0, 0, None),
     // sets
     cmd!("sadd", -3, WF, 1, 1, 1, Some(sets::sadd)),
     cmd!("srem", -3, DF, 1, 1, 1, Some(sets::srem)),
@@ -224,6 +229,14 @@ pub static COMMANDS: &[Command] = &[
     cmd!("zremrangebylex", 4, D, 1, 1, 1, Some(zsets::zremrange)),
     cmd!("zunionstore", -4, W, 1, 1, 1, Some(zsets::zstore)),
     cmd!("zinterstore", -4, W, 1, 1, 1, Some(zsets::zstore)),
+    cmd!("zdiffstore", -4, W, 1, 1, 1, Some(zsets::zstore)),
+    cmd!("zunion", -3, R, 0, 0, 0, Some(zsets::zcombine)),
+    cmd!("zinter", -3, R, 0, 0, 0, Some(zsets::zcombine)),
+    cmd!("zdiff", -3, R, 0, 0, 0, Some(zsets::zcombine)),
+    cmd!("zintercard", -3, R, 0, 0, 0, Some(zsets::zintercard)),
+    cmd!("zrangestore", -5, W, 1, 2, 1, Some(zsets::zrangestore)),
+    cmd!("zrandmember", -2, R, 1, 1, 1, Some(zsets::zrandmember)),
+    cmd!("zmpop", -4, D, 0, 0, 0, Some(zsets::zmpop)),
     cmd!("zscan", -3, R, 1, 1, 1, Some(zsets::zscan)),
     // bitmaps
     cmd!("setbit", 4, W, 1, 1, 1, Some(bitmaps::setbit)),
@@ -253,6 +266,8 @@ pub static COMMANDS: &[Command] = &[
     cmd!("quit", -1, A, 0, 0, 0, None),
     cmd!("reset", 1, A, 0, 0, 0, None),
     cmd!("lastsave", 1, A, 0, 0, 0, Some(server::lastsave)),
+    cmd!("role", 1, &["noscript", "loading", "stale", "fast"], 0, 0, 0, Some(server::role)),
+    cmd!("wait", 3, &["noscript"], 0, 0, 0, Some(server::wait)),
     cmd!("save", 1, S, 0, 0, 0, Some(server::save)),
     cmd!("bgsave", -1, S, 0, 0, 0, Some(server::save)),
     // transactions

@@ -1,5 +1,5 @@
-//! Server commands that need nothing but the keyspace: ECHO, TIME, LASTSAVE, SAVE, and the
-//! text of INFO.
+//! Server commands that need nothing but the keyspace: ECHO, TIME, LASTSAVE, SAVE, ROLE, WAIT
+//! (no replicas: 0 at once), and the text of INFO.
 
 use super::{CmdResult, Ctx};
 use crate::keyspace::Keyspace;
@@ -133,4 +133,18 @@ fn human(bytes: usize) -> String {
     } else {
         format!("{bytes}B")
     }
+}
+
+/// ROLE: a primary without replicas (Strata does not replicate the cache).
+pub fn role(_: &mut Ctx, _: &[Bytes]) -> CmdResult {
+    Ok(Reply::Array(vec![Reply::text("master"), Reply::Int(0), Reply::Array(Vec::new())]))
+}
+
+/// WAIT numreplicas timeout: with no replicas, Redis answers 0 at once; so does Strata.
+pub fn wait(_: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    super::int(&args[1])?;
+    if super::int(&args[2])? < 0 {
+        return Err(Reply::err("ERR timeout is negative"));
+    }
+    Ok(Reply::Int(0))
 }

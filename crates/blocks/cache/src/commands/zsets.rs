@@ -207,7 +207,13 @@ fn with_scores(items: Vec<(Bytes, f64)>, scores: bool) -> Reply {
 /// ZRANGE with BYSCORE/BYLEX/REV/LIMIT/WITHSCORES, and the older ZRANGEBYSCORE, ZREVRANGE,
 /// ZREVRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGEBYLEX forms.
 pub fn zrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let cmd = ctx.name;
+    let (items, scores) = select(ctx, ctx.name, args)?;
+    Ok(with_scores(items, scores))
+}
+
+/// The members (with scores) that ZRANGE in the form `cmd` selects with `args` (`args[1]`
+/// the key), and whether WITHSCORES was asked.
+fn select(ctx: &mut Ctx, cmd: &str, args: &[Bytes]) -> Result<(Vec<(Bytes, f64)>, bool), Reply> {
     let (mut by, mut rev) = match cmd {
         "zrangebyscore" => (By::Score, false),
         "zrevrangebyscore" => (By::Score, true),
@@ -254,18 +260,18 @@ pub fn zrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         By::Rank => Range::Rank(int(a)?, int(b)?),
         By::Score => {
             let (min, max) = (score_bound(a)?, score_bound(b)?);
-            let Some(z) = ctx.read_zset(&args[1])? else { return Ok(Reply::Array(Vec::new())) };
+            let Some(z) = ctx.read_zset(&args[1])? else { return Ok((Vec::new(), scores)) };
             let (lo, hi) = score_ranks(z, min, max);
             Range::Ranks(lo, hi)
         }
         By::Lex => {
             let (min, max) = (lex_bound(a)?, lex_bound(b)?);
-            let Some(z) = ctx.read_zset(&args[1])? else { return Ok(Reply::Array(Vec::new())) };
+            let Some(z) = ctx.read_zset(&args[1])? else { return Ok((Vec::new(), scores)) };
             let (lo, hi) = lex_ranks(z, &min, &max);
             Range::Ranks(lo, hi)
         }
     };
-    let Some(z) = ctx.read_zset(&args[1])? else { return Ok(Reply::Array(Vec::new())) };
+    let Some(z) = ctx.read_zset(&args[1])? else { return Ok((Vec::new(), scores)) };
     let len = z.len();
     // Ranks [lo, hi) in ascending order.
     let (mut lo, mut hi) = match range {
@@ -278,7 +284,7 @@ pub fn zrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     if let Some((offset, count)) = limit {
         if offset < 0 {
-            return Ok(Reply::Array(Vec::new()));
+            return Ok((Vec::new(), scores));
         }
         let offset = offset as usize;
         let count = if count < 0 { usize::MAX } else { count as usize };
@@ -294,7 +300,7 @@ pub fn zrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if rev {
         items.reverse();
     }
-    Ok(with_scores(items, scores))
+    Ok((items, scores))
 }
 
 /// ZRANK and ZREVRANK [WITHSCORE].
@@ -379,50 +385,93 @@ pub fn zremrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(doomed.len() as i64))
 }
 
-/// ZUNIONSTORE and ZINTERSTORE dest numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX]
-pub fn zstore(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let union = eq(&args[0], "zunionstore");
-    let numkeys = int(&args[2])?;
-    if numkeys <= 0 {
-        return Err(Reply::err(format!("ERR at least 1 input key is needed for '{}' command", ctx.name)));
+/// How sorted sets combine: union, intersection, or the first less the others.
+#[derive(Clone, Copy, PartialEq)]
+enum Combine {
+    Union,
+    Inter,
+    Diff,
+}
+
+/// `numkeys key [key ...]` starting at `args[at]` (LMPOP, ZMPOP and their blocking forms):
+/// the keys, and the arguments after them.
+pub fn numkeys_keys(args: &[Bytes], at: usize) -> Result<(&[Bytes], &[Bytes]), Reply> {
+    let n = int(&args[at]).map_err(|_| Reply::err("ERR numkeys should be greater than 0"))?;
+    if n <= 0 {
+        return Err(Reply::err("ERR numkeys should be greater than 0"));
     }
-    let numkeys = numkeys as usize;
-    if args.len() < 3 + numkeys {
+    let n = n as usize;
+    if args.len() - at - 1 < n {
         return Err(Reply::err(errors::SYNTAX));
     }
-    let keys = &args[3..3 + numkeys];
-    let mut weights = vec![1.0; numkeys];
-    let mut aggregate = "sum".to_string();
-    let mut i = 3 + numkeys;
-    while i < args.len() {
-        if eq(&args[i], "weights") && i + numkeys < args.len() {
-            for (j, w) in weights.iter_mut().enumerate() {
-                *w = super::parse_float(&args[i + 1 + j])
+    Ok((&args[at + 1..at + 1 + n], &args[at + 1 + n..]))
+}
+
+/// The members of a sorted set or a plain set (score 1) under `key`, as Redis's set-algebra
+/// commands read them.
+fn members_of(ctx: &mut Ctx, key: &[u8]) -> Result<Vec<(Bytes, f64)>, Reply> {
+    Ok(match ctx.ks.read(ctx.db, key).map(|e| &e.value) {
+        None => Vec::new(),
+        Some(Value::ZSet(z)) => z.iter_members().map(|(m, s)| (m.clone(), s)).collect(),
+        Some(Value::Set(s)) => s.iter().map(|m| (m.clone(), 1.0)).collect(),
+        Some(_) => return Err(Reply::err(errors::WRONGTYPE)),
+    })
+}
+
+/// Options after the keys of ZUNION/ZINTER/ZDIFF and their STORE forms.
+struct CombineOpts {
+    weights: Vec<f64>,
+    aggregate: &'static str,
+    with_scores: bool,
+}
+
+fn combine_opts(rest: &[Bytes], numkeys: usize, op: Combine, store: bool) -> Result<CombineOpts, Reply> {
+    let mut opts = CombineOpts { weights: vec![1.0; numkeys], aggregate: "sum", with_scores: false };
+    let mut i = 0;
+    while i < rest.len() {
+        if op != Combine::Diff && eq(&rest[i], "weights") && i + numkeys < rest.len() {
+            for (j, w) in opts.weights.iter_mut().enumerate() {
+                *w = super::parse_float(&rest[i + 1 + j])
                     .ok_or_else(|| Reply::err("ERR weight value is not a float"))?;
             }
             i += numkeys + 1;
-        } else if eq(&args[i], "aggregate") && i + 1 < args.len() {
-            aggregate = String::from_utf8_lossy(&args[i + 1]).to_ascii_lowercase();
-            if !["sum", "min", "max"].contains(&aggregate.as_str()) {
-                return Err(Reply::err(errors::SYNTAX));
-            }
+        } else if op != Combine::Diff && eq(&rest[i], "aggregate") && i + 1 < rest.len() {
+            opts.aggregate = match () {
+                _ if eq(&rest[i + 1], "sum") => "sum",
+                _ if eq(&rest[i + 1], "min") => "min",
+                _ if eq(&rest[i + 1], "max") => "max",
+                _ => return Err(Reply::err(errors::SYNTAX)),
+            };
             i += 2;
+        } else if !store && eq(&rest[i], "withscores") {
+            opts.with_scores = true;
+            i += 1;
         } else {
             return Err(Reply::err(errors::SYNTAX));
         }
     }
-    // Inputs may be sorted sets or plain sets (score 1), as in Redis.
-    let mut inputs: Vec<Vec<(Bytes, f64)>> = Vec::with_capacity(numkeys);
+    Ok(opts)
+}
+
+/// Combines the sets under `keys` as `op` says, weighting and aggregating scores as Redis
+/// does (a sum that is NaN, `inf + -inf`, is 0).
+fn combine(ctx: &mut Ctx, keys: &[Bytes], op: Combine, opts: &CombineOpts) -> Result<ZSet, Reply> {
+    let mut inputs = Vec::with_capacity(keys.len());
     for key in keys {
-        let members = match ctx.ks.read(ctx.db, key).map(|e| &e.value) {
-            None => Vec::new(),
-            Some(Value::ZSet(z)) => z.iter_members().map(|(m, s)| (m.clone(), s)).collect(),
-            Some(Value::Set(s)) => s.iter().map(|m| (m.clone(), 1.0)).collect(),
-            Some(_) => return Err(Reply::err(errors::WRONGTYPE)),
-        };
-        inputs.push(members);
+        inputs.push(members_of(ctx, key)?);
     }
-    let combine = |a: f64, b: f64| match aggregate.as_str() {
+    let mut out = ZSet::new();
+    if op == Combine::Diff {
+        let others: std::collections::HashSet<&Bytes> =
+            inputs[1..].iter().flatten().map(|(m, _)| m).collect();
+        for (m, s) in &inputs[0] {
+            if !others.contains(m) {
+                out.insert(m.clone(), *s);
+            }
+        }
+        return Ok(out);
+    }
+    let combine = |a: f64, b: f64| match opts.aggregate {
         "min" => a.min(b),
         "max" => a.max(b),
         _ => {
@@ -431,7 +480,7 @@ pub fn zstore(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         }
     };
     let mut acc: HashMap<Bytes, (f64, usize)> = HashMap::new();
-    for (input, w) in inputs.iter().zip(&weights) {
+    for (input, w) in inputs.iter().zip(&opts.weights) {
         for (m, s) in input {
             let v = if *s == 0.0 || *w == 0.0 { 0.0 } else { s * w };
             acc.entry(m.clone())
@@ -442,18 +491,158 @@ pub fn zstore(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 .or_insert((v, 1));
         }
     }
-    let mut out = ZSet::new();
     for (m, (s, n)) in acc {
-        if union || n == numkeys {
+        if op == Combine::Union || n == keys.len() {
             out.insert(m, s);
         }
     }
-    let len = out.len() as i64;
-    ctx.ks.remove(ctx.db, &args[1]);
-    if len > 0 {
-        ctx.ks.set(ctx.db, args[1].clone(), Value::ZSet(out), false);
+    Ok(out)
+}
+
+/// `numkeys key [key ...]` at `args[at]` of ZUNION, ZINTER, ZDIFF and their STORE forms,
+/// with those commands' error wording.
+fn combine_keys<'a>(name: &str, args: &'a [Bytes], at: usize) -> Result<(&'a [Bytes], &'a [Bytes]), Reply> {
+    if int(&args[at])? <= 0 {
+        return Err(Reply::err(format!("ERR at least 1 input key is needed for '{name}' command")));
     }
-    Ok(Reply::Int(len))
+    numkeys_keys(args, at).map_err(|_| Reply::err(errors::SYNTAX))
+}
+
+fn combine_of(name: &str) -> Combine {
+    match name {
+        "zunion" | "zunionstore" => Combine::Union,
+        "zinter" | "zinterstore" => Combine::Inter,
+        _ => Combine::Diff,
+    }
+}
+
+/// Stores `out` under `dest` (removing `dest` when empty); its size.
+fn store(ctx: &mut Ctx, dest: &Bytes, out: ZSet) -> i64 {
+    let len = out.len() as i64;
+    ctx.ks.remove(ctx.db, dest);
+    if len > 0 {
+        ctx.ks.set(ctx.db, dest.clone(), Value::ZSet(out), false);
+    }
+    len
+}
+
+/// ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE dest numkeys key [key ...] [WEIGHTS w ...]
+/// [AGGREGATE SUM|MIN|MAX] (no options for ZDIFFSTORE).
+pub fn zstore(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let op = combine_of(ctx.name);
+    let (keys, rest) = combine_keys(ctx.name, args, 2)?;
+    let opts = combine_opts(rest, keys.len(), op, true)?;
+    let out = combine(ctx, keys, op, &opts)?;
+    Ok(Reply::Int(store(ctx, &args[1], out)))
+}
+
+/// ZUNION, ZINTER, ZDIFF numkeys key [key ...] [WEIGHTS ...] [AGGREGATE ...] [WITHSCORES].
+pub fn zcombine(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let op = combine_of(ctx.name);
+    let (keys, rest) = combine_keys(ctx.name, args, 1)?;
+    let opts = combine_opts(rest, keys.len(), op, false)?;
+    let out = combine(ctx, keys, op, &opts)?;
+    Ok(with_scores(out.range(0, out.len()), opts.with_scores))
+}
+
+/// ZINTERCARD numkeys key [key ...] [LIMIT limit]
+pub fn zintercard(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let (keys, rest) = combine_keys(ctx.name, args, 1)?;
+    let limit = match rest {
+        [] => 0,
+        [word, n] if eq(word, "limit") => {
+            int(n).ok().filter(|n| *n >= 0).ok_or_else(|| Reply::err("ERR LIMIT can't be negative"))? as usize
+        }
+        _ => return Err(Reply::err(errors::SYNTAX)),
+    };
+    let opts = CombineOpts { weights: vec![1.0; keys.len()], aggregate: "sum", with_scores: false };
+    let n = combine(ctx, keys, Combine::Inter, &opts)?.len();
+    Ok(Reply::Int(if limit == 0 { n } else { n.min(limit) } as i64))
+}
+
+/// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]: ZRANGE's
+/// selection, stored.
+pub fn zrangestore(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    // ZRANGE's arguments are these without the destination; it has no WITHSCORES.
+    if args[5..].iter().any(|a| eq(a, "withscores")) {
+        return Err(Reply::err(errors::SYNTAX));
+    }
+    let (items, _) = select(ctx, "zrange", &args[1..])?;
+    let mut out = ZSet::new();
+    for (m, s) in items {
+        out.insert(m, s);
+    }
+    Ok(Reply::Int(store(ctx, &args[1], out)))
+}
+
+/// ZRANDMEMBER key [count [WITHSCORES]]: a positive count gives distinct members, a
+/// negative one may repeat them.
+pub fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let count = args.get(2).map(|c| int(c)).transpose()?;
+    let scores = match args.get(3) {
+        None => false,
+        Some(a) if eq(a, "withscores") && args.len() == 4 => true,
+        _ => return Err(Reply::err(errors::SYNTAX)),
+    };
+    let seed: u64 = rand::Rng::random(ctx.ks.rng());
+    let Some(z) = ctx.read_zset(&args[1])? else {
+        return Ok(if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Nil });
+    };
+    let picks = super::hashes::random_indexes(z.len(), count, seed);
+    let at = |rank: usize| z.get_by_rank(rank).map(|(m, s)| (m.clone(), s)).expect("a rank below len");
+    if count.is_none() {
+        return Ok(Reply::Bulk(at(picks[0]).0));
+    }
+    Ok(with_scores(picks.into_iter().map(at).collect(), scores))
+}
+
+/// `MIN|MAX [COUNT count]` after the keys of ZMPOP and BZMPOP: (max, count).
+fn mpop_opts(rest: &[Bytes], min_word: &str, max_word: &str) -> Result<(bool, usize), Reply> {
+    let max = match rest.first() {
+        Some(w) if eq(w, min_word) => false,
+        Some(w) if eq(w, max_word) => true,
+        _ => return Err(Reply::err(errors::SYNTAX)),
+    };
+    let count = match &rest[1..] {
+        [] => 1,
+        [word, n] if eq(word, "count") => {
+            int(n).ok().filter(|n| *n > 0).ok_or_else(|| Reply::err("ERR count should be greater than 0"))?
+                as usize
+        }
+        _ => return Err(Reply::err(errors::SYNTAX)),
+    };
+    Ok((max, count))
+}
+
+/// The first non-empty sorted set of `keys`, popped: `[key, [[member, score], ...]]`.
+fn mpop(ctx: &mut Ctx, keys: &[Bytes], max: bool, count: usize) -> Result<Option<Reply>, Reply> {
+    for key in keys {
+        if let Some(z) = ctx.write_zset(key)? {
+            let popped = pop_n(z, max, count);
+            if !popped.is_empty() {
+                let pairs = popped
+                    .into_iter()
+                    .map(|(m, s)| Reply::Array(vec![Reply::Bulk(m), Reply::Double(s)]))
+                    .collect();
+                return Ok(Some(Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Array(pairs)])));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]
+pub fn zmpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let (keys, rest) = numkeys_keys(args, 1)?;
+    let (max, count) = mpop_opts(rest, "min", "max")?;
+    Ok(mpop(ctx, keys, max, count)?.unwrap_or(Reply::NilArray))
+}
+
+/// One attempt of BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count].
+pub fn try_bzmpop(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Reply> {
+    let (keys, rest) = numkeys_keys(args, 2)?;
+    let (max, count) = mpop_opts(rest, "min", "max")?;
+    mpop(ctx, keys, max, count)
 }
 
 pub fn zscan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
