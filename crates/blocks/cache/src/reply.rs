@@ -19,6 +19,9 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// A flat array of pairs in RESP2.
     Map(Vec<(Reply, Reply)>),
+    /// Pairs with an order (a sorted set's members WITHSCORES, HRANDFIELD WITHVALUES): a flat
+    /// array in RESP2, an array of two-element arrays in RESP3, as Redis answers them.
+    Pairs(Vec<(Reply, Reply)>),
     /// An array in RESP2.
     Set(Vec<Reply>),
     /// A bulk string in RESP2.

@@ -386,7 +386,8 @@ fn to_lua(lua: &Lua, reply: &Reply) -> mlua::Result<Value> {
             }
             Value::Table(t)
         }
-        Reply::Map(pairs) => {
+        // Scripts speak RESP2: pairs are flat there.
+        Reply::Map(pairs) | Reply::Pairs(pairs) => {
             let t = lua.create_table()?;
             for (i, (k, v)) in pairs.iter().enumerate() {
                 t.raw_set(2 * i + 1, to_lua(lua, k)?)?;

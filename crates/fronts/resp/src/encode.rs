@@ -39,6 +39,16 @@ pub fn encode(reply: &Reply, resp3: bool, out: &mut BytesMut) {
                 encode(v, resp3, out);
             }
         }
+        Reply::Pairs(pairs) => {
+            int_line(out, b'*', pairs.len() as i64 * if resp3 { 1 } else { 2 });
+            for (k, v) in pairs {
+                if resp3 {
+                    out.put_slice(b"*2\r\n");
+                }
+                encode(k, resp3, out);
+                encode(v, resp3, out);
+            }
+        }
         Reply::Double(d) => {
             let text = format_double(*d);
             if resp3 { line(out, b',', text.as_bytes()) } else { bulk(out, text.as_bytes()) }

@@ -808,6 +808,21 @@ async fn pipelining_and_resp3() {
     assert_eq!(score, Value::Double(1.5));
     let missing: Value = cmd("GET").arg("nope").query_async(&mut c).await.unwrap();
     assert_eq!(missing, Value::Nil);
+    // WITHSCORES answers pairs in RESP3, as Redis 7 does; ZPOPMIN without a count stays flat.
+    let _: () = c.zadd("z", "n", 2.5).await.unwrap();
+    let pair = |m: &str, s: f64| Value::Array(vec![Value::BulkString(m.into()), Value::Double(s)]);
+    for args in [vec!["ZRANGE", "z", "0", "-1", "WITHSCORES"], vec!["ZUNION", "1", "z", "WITHSCORES"]] {
+        let ranged: Value = cmd(args[0]).arg(&args[1..]).query_async(&mut c).await.unwrap();
+        assert_eq!(ranged, Value::Array(vec![pair("m", 1.5), pair("n", 2.5)]), "{args:?}");
+    }
+    let popped: Value = cmd("ZPOPMIN").arg("z").query_async(&mut c).await.unwrap();
+    assert_eq!(popped, pair("m", 1.5));
+    let popped: Value = cmd("ZPOPMIN").arg("z").arg(1).query_async(&mut c).await.unwrap();
+    assert_eq!(popped, Value::Array(vec![pair("n", 2.5)]));
+    let fields: Value =
+        cmd("HRANDFIELD").arg("h").arg(1).arg("WITHVALUES").query_async(&mut c).await.unwrap();
+    let field_value = Value::Array(vec![Value::BulkString(b"f".to_vec()), Value::BulkString(b"v".to_vec())]);
+    assert_eq!(fields, Value::Array(vec![field_value]));
 }
 
 #[tokio::test]

@@ -121,15 +121,18 @@ pub fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let Some(_) = count else {
         return Ok(Reply::Bulk(hash.get_index(picks[0]).expect("in range").0.clone()));
     };
-    let mut out = Vec::new();
-    for i in picks {
-        let (f, v) = hash.get_index(i).expect("in range");
-        out.push(Reply::Bulk(f.clone()));
-        if with_values {
-            out.push(Reply::Bulk(v.clone()));
-        }
-    }
-    Ok(Reply::Array(out))
+    let pick = |i: usize| hash.get_index(i).expect("in range");
+    Ok(if with_values {
+        Reply::Pairs(
+            picks
+                .into_iter()
+                .map(pick)
+                .map(|(f, v)| (Reply::Bulk(f.clone()), Reply::Bulk(v.clone())))
+                .collect(),
+        )
+    } else {
+        Reply::Array(picks.into_iter().map(|i| Reply::Bulk(pick(i).0.clone())).collect())
+    })
 }
 
 /// Indexes for the RANDFIELD/RANDMEMBER family: `None` one pick; positive count distinct

@@ -193,15 +193,13 @@ enum By {
     Lex,
 }
 
+/// Members, or (with `scores`) member-score pairs.
 fn with_scores(items: Vec<(Bytes, f64)>, scores: bool) -> Reply {
-    let mut out = Vec::with_capacity(items.len() * if scores { 2 } else { 1 });
-    for (m, s) in items {
-        out.push(Reply::Bulk(m));
-        if scores {
-            out.push(Reply::Double(s));
-        }
+    if scores {
+        Reply::Pairs(items.into_iter().map(|(m, s)| (Reply::Bulk(m), Reply::Double(s))).collect())
+    } else {
+        Reply::Array(items.into_iter().map(|(m, _)| Reply::Bulk(m)).collect())
     }
-    Reply::Array(out)
 }
 
 /// ZRANGE with BYSCORE/BYLEX/REV/LIMIT/WITHSCORES, and the older ZRANGEBYSCORE, ZREVRANGE,
@@ -344,7 +342,12 @@ pub fn zpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let count = pop_count(args.get(2))?;
     let max = eq(&args[0], "zpopmax");
     let Some(z) = ctx.write_zset(&args[1])? else { return Ok(Reply::Array(Vec::new())) };
-    Ok(with_scores(pop_n(z, max, count.unwrap_or(1) as usize), true))
+    let popped = pop_n(z, max, count.unwrap_or(1) as usize);
+    // Without a count the one pair is the answer itself (flat in RESP3 too), as in Redis.
+    Ok(match (count, popped.first()) {
+        (None, Some((m, s))) => Reply::Array(vec![Reply::Bulk(m.clone()), Reply::Double(*s)]),
+        _ => with_scores(popped, true),
+    })
 }
 
 /// One attempt of BZPOPMIN/BZPOPMAX: `[key, member, score]` from the first non-empty key.
