@@ -705,6 +705,132 @@ async fn sorted_set_algebra_random_members_and_multi_key_pops() {
     assert_eq!(none, None);
 }
 
+/// GEO commands, with the answers redis-server 7.0 gives for Redis's own Sicily example.
+#[tokio::test]
+async fn geospatial_commands() {
+    let (_, mut c) = start().await;
+    let add = |args: &[&str]| cmd("GEOADD").arg("Sicily").arg(args).clone();
+    assert_eq!(
+        add(&["13.361389", "38.115556", "Palermo", "15.087269", "37.502669", "Catania"])
+            .query_async::<i64>(&mut c)
+            .await
+            .unwrap(),
+        2
+    );
+    // A GEO key is a sorted set scored by a 52-bit geohash.
+    assert_eq!(c.zscore::<_, _, f64>("Sicily", "Palermo").await.unwrap(), 3479099956230698.0);
+    let err = add(&["200", "100", "bad"]).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("invalid longitude,latitude pair 200.000000,100.000000"), "{err}");
+    assert_eq!(add(&["NX", "1", "1", "Palermo"]).query_async::<i64>(&mut c).await.unwrap(), 0);
+    assert_eq!(
+        add(&["XX", "CH", "12.5", "37.8", "Marsala", "13.361389", "38.115556", "Palermo"])
+            .query_async::<i64>(&mut c)
+            .await
+            .unwrap(),
+        0,
+        "XX adds nothing new and Palermo did not move"
+    );
+
+    let pos: Vec<Option<(String, String)>> =
+        cmd("GEOPOS").arg("Sicily").arg("Palermo").arg("Nowhere").query_async(&mut c).await.unwrap();
+    assert_eq!(pos, vec![Some(("13.36138933897018433".into(), "38.11555639549629859".into())), None]);
+    let dist = |unit: &str| cmd("GEODIST").arg("Sicily").arg("Palermo").arg("Catania").arg(unit).clone();
+    assert_eq!(dist("m").query_async::<String>(&mut c).await.unwrap(), "166274.1516");
+    assert_eq!(dist("km").query_async::<String>(&mut c).await.unwrap(), "166.2742");
+    assert_eq!(dist("mi").query_async::<String>(&mut c).await.unwrap(), "103.3182");
+    let err = dist("parsec").query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("unsupported unit"), "{err}");
+    let hashes: Vec<String> =
+        cmd("GEOHASH").arg("Sicily").arg("Palermo").arg("Catania").query_async(&mut c).await.unwrap();
+    assert_eq!(hashes, vec!["sqc8b49rny0", "sqdtr74hyu0"]);
+
+    // Searches: by radius and by box, nearest first, with distances, hashes and coordinates.
+    let search = |args: &[&str]| cmd("GEOSEARCH").arg("Sicily").arg(args).clone();
+    let near: Vec<(String, String)> =
+        search(&["FROMLONLAT", "15", "37", "BYRADIUS", "200", "km", "ASC", "WITHDIST"])
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(near, vec![("Catania".into(), "56.4413".into()), ("Palermo".into(), "190.4424".into())]);
+    let boxed: Vec<String> = search(&["FROMLONLAT", "15", "37", "BYBOX", "100", "400", "km", "ASC"])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(boxed, vec!["Catania"], "Palermo is 200 km west, outside a box 100 km wide");
+    let full: Value = search(&["FROMMEMBER", "Catania", "BYRADIUS", "1", "km", "WITHHASH", "WITHCOORD"])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let coord = |lon: &str, lat: &str| {
+        Value::Array(vec![Value::BulkString(lon.into()), Value::BulkString(lat.into())])
+    };
+    assert_eq!(
+        full,
+        Value::Array(vec![Value::Array(vec![
+            Value::BulkString(b"Catania".to_vec()),
+            Value::Int(3479447370796909),
+            coord("15.08726745843887329", "37.50266842333162032"),
+        ])])
+    );
+    let one: Vec<String> = cmd("GEORADIUS")
+        .arg(&["Sicily", "15", "37", "200", "km", "COUNT", "1"])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(one, vec!["Catania"]);
+    let by_member: Vec<String> =
+        cmd("GEORADIUSBYMEMBER").arg(&["Sicily", "Palermo", "100", "km"]).query_async(&mut c).await.unwrap();
+    assert_eq!(by_member, vec!["Palermo"]);
+    for (args, wanted) in [
+        (
+            vec!["GEOSEARCH", "Sicily", "BYRADIUS", "1", "km", "ASC", "WITHDIST"],
+            "exactly one of FROMMEMBER or FROMLONLAT",
+        ),
+        (
+            vec!["GEOSEARCH", "Sicily", "FROMLONLAT", "15", "37", "ASC", "WITHDIST"],
+            "exactly one of BYRADIUS and BYBOX",
+        ),
+        (vec!["GEOSEARCH", "Sicily", "FROMMEMBER", "Nowhere", "BYRADIUS", "1", "km"], "could not decode"),
+        (vec!["GEORADIUS", "Sicily", "15", "37", "200", "km", "COUNT", "0"], "COUNT must be > 0"),
+        (vec!["GEORADIUS", "Sicily", "15", "37", "200", "km", "ANY"], "ANY argument requires COUNT"),
+        (vec!["GEORADIUS", "Sicily", "15", "37", "-1", "km"], "radius cannot be negative"),
+        (vec!["GEORADIUS_RO", "Sicily", "15", "37", "200", "km", "STORE", "x"], "syntax error"),
+    ] {
+        let err = cmd(args[0]).arg(&args[1..]).query_async::<Value>(&mut c).await.unwrap_err();
+        assert!(err.to_string().contains(wanted), "{args:?}: {err}");
+    }
+
+    // Stored results: geohashes, or distances in the search's unit.
+    let stored: i64 = cmd("GEOSEARCHSTORE")
+        .arg(&["near", "Sicily", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km", "STOREDIST"])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+    assert_eq!(c.zscore::<_, _, f64>("near", "Catania").await.unwrap(), 56.4412578701582);
+    let stored: i64 = cmd("GEORADIUS")
+        .arg(&["Sicily", "15", "37", "100", "km", "STORE", "close"])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    assert_eq!(c.zscore::<_, _, f64>("close", "Catania").await.unwrap(), 3479447370796909.0);
+
+    // Near the antimeridian, points on both sides of it are found.
+    let _: i64 = cmd("GEOADD")
+        .arg(&["world", "-179.99", "0", "east", "179.99", "0", "west"])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut both: Vec<String> = cmd("GEOSEARCH")
+        .arg(&["world", "FROMLONLAT", "180", "0", "BYRADIUS", "10", "km"])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    both.sort();
+    assert_eq!(both, vec!["east", "west"]);
+}
+
 #[tokio::test]
 async fn rank_and_range_on_a_large_sorted_set() {
     let (_, mut c) = start().await;

@@ -5,6 +5,7 @@
 //! (`args[0]` is the command name) and returns a reply, with errors as `Err(reply)`.
 
 mod bitmaps;
+mod geo;
 mod hashes;
 mod hll;
 mod keys;
@@ -246,6 +247,17 @@ pub static COMMANDS: &[Command] = &[
     cmd!("bitop", -4, W, 2, -1, 1, Some(bitmaps::bitop)),
     cmd!("bitfield", -2, W, 1, 1, 1, Some(bitmaps::bitfield)),
     cmd!("bitfield_ro", -2, RF, 1, 1, 1, Some(bitmaps::bitfield)),
+    // geospatial (sorted sets scored by geohash)
+    cmd!("geoadd", -5, W, 1, 1, 1, Some(geo::geoadd)),
+    cmd!("geopos", -2, R, 1, 1, 1, Some(geo::geopos)),
+    cmd!("geodist", -4, R, 1, 1, 1, Some(geo::geodist)),
+    cmd!("geohash", -2, R, 1, 1, 1, Some(geo::geohash)),
+    cmd!("geosearch", -7, R, 1, 1, 1, Some(geo::geosearch)),
+    cmd!("geosearchstore", -8, W, 1, 2, 1, Some(geo::geosearchstore)),
+    cmd!("georadius", -6, W, 1, 1, 1, Some(geo::georadius)),
+    cmd!("georadius_ro", -6, R, 1, 1, 1, Some(geo::georadius)),
+    cmd!("georadiusbymember", -5, W, 1, 1, 1, Some(geo::georadius)),
+    cmd!("georadiusbymember_ro", -5, R, 1, 1, 1, Some(geo::georadius)),
     // HyperLogLog
     cmd!("pfadd", -2, WF, 1, 1, 1, Some(hll::pfadd)),
     cmd!("pfcount", -2, R, 1, -1, 1, Some(hll::pfcount)),
