@@ -109,6 +109,10 @@ impl Entry {
     pub fn lfu(&self) -> u8 {
         self.lfu
     }
+    /// Bytes counted for the entry in `used_memory`: key, value and bookkeeping.
+    pub fn mem(&self) -> usize {
+        self.mem
+    }
 }
 
 #[derive(Debug, Default)]

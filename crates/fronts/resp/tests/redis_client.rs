@@ -1131,6 +1131,17 @@ async fn server_commands_clients_probe() {
     assert_eq!(cmd("WAIT").arg(1).arg(100).query_async::<i64>(&mut c).await.unwrap(), 0);
     let err = cmd("WAIT").arg(1).arg(-1).query_async::<Value>(&mut c).await.unwrap_err();
     assert!(err.to_string().contains("timeout is negative"), "{err}");
+    // MEMORY USAGE: what a key counts for against maxmemory.
+    let _: () = c.set("big", "x".repeat(10_000)).await.unwrap();
+    let _: () = c.set("small", "x").await.unwrap();
+    let usage = |key: &str| cmd("MEMORY").arg("USAGE").arg(key).clone();
+    let big: i64 = usage("big").query_async(&mut c).await.unwrap();
+    let small: i64 = usage("small").query_async(&mut c).await.unwrap();
+    assert!((10_000..11_000).contains(&big) && small < 1_000, "{big} {small}");
+    let missing: Option<i64> = usage("nothing").query_async(&mut c).await.unwrap();
+    assert_eq!(missing, None);
+    let sampled: i64 = usage("big").arg("SAMPLES").arg(5).query_async(&mut c).await.unwrap();
+    assert_eq!(sampled, big);
     let info: String = cmd("INFO").query_async(&mut c).await.unwrap();
     assert!(info.contains("redis_version:7."), "{info}");
     for section in

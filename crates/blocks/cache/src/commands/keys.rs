@@ -265,6 +265,35 @@ pub fn move_(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(1))
 }
 
+/// MEMORY USAGE key [SAMPLES n] | HELP: what the key counts for in `used_memory` (the same
+/// accounting eviction uses), or nil for a missing key.
+pub fn memory(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    if eq(&args[1], "help") && args.len() == 2 {
+        return Ok(Reply::Array(
+            ["MEMORY <subcommand>", "USAGE <key> [SAMPLES <count>]"]
+                .iter()
+                .map(|s| Reply::status(s))
+                .collect(),
+        ));
+    }
+    if !eq(&args[1], "usage") {
+        return Err(Reply::err(format!(
+            "ERR unknown subcommand '{}'. Try MEMORY HELP.",
+            String::from_utf8_lossy(&args[1])
+        )));
+    }
+    match &args[2..] {
+        [_] => {}
+        // Sizes are kept exactly, so there is nothing to sample.
+        [_, word, n] if eq(word, "samples") => {
+            int(n)?;
+        }
+        [] => return Err(Reply::err(errors::arity("memory|usage"))),
+        _ => return Err(Reply::err(errors::SYNTAX)),
+    }
+    Ok(ctx.ks.peek(ctx.db, &args[2]).map_or(Reply::Nil, |e| Reply::Int(e.mem() as i64)))
+}
+
 /// OBJECT ENCODING | FREQ | IDLETIME | REFCOUNT | HELP
 pub fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();

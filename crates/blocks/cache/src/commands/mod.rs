@@ -144,6 +144,7 @@ pub static COMMANDS: &[Command] = &[
     cmd!("copy", -3, W, 1, 2, 1, Some(keys::copy)),
     cmd!("move", 3, WF, 1, 1, 1, Some(keys::move_)),
     cmd!("object", -2, R, 2, 2, 1, Some(keys::object)),
+    cmd!("memory", -2, R, 2, 2, 1, Some(keys::memory)),
     cmd!("touch", -2, RF, 1, -1, 1, Some(keys::exists)),
     // hashes
     cmd!("hset", -4, WF, 1, 1, 1, Some(hashes::hset)),
