@@ -831,6 +831,76 @@ async fn geospatial_commands() {
     assert_eq!(both, vec!["east", "west"]);
 }
 
+/// SORT and SORT_RO, with the answers redis-server 7.0 gives for the same data.
+#[tokio::test]
+async fn sort_by_value_by_weights_with_gets_and_store() {
+    let (_, mut c) = start().await;
+    let _: () = c.rpush("nums", &["3", "1", "10", "2"]).await.unwrap();
+    let sort = |args: &[&str]| cmd("SORT").arg(args).clone();
+    let sorted = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+    assert_eq!(
+        sort(&["nums"]).query_async::<Vec<Option<String>>>(&mut c).await.unwrap(),
+        sorted(&["1", "2", "3", "10"])
+    );
+    assert_eq!(
+        sort(&["nums", "DESC", "LIMIT", "1", "2"]).query_async::<Vec<Option<String>>>(&mut c).await.unwrap(),
+        sorted(&["3", "2"])
+    );
+    assert_eq!(
+        sort(&["nums", "ALPHA"]).query_async::<Vec<Option<String>>>(&mut c).await.unwrap(),
+        sorted(&["1", "10", "2", "3"])
+    );
+    let _: () = c.rpush("words", &["b", "a"]).await.unwrap();
+    let err = sort(&["words"]).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("can't be converted into double"), "{err}");
+
+    // Weights from other keys (a missing one weighs 0), projections through hashes.
+    let _: () = c.mset(&[("w_3", "30"), ("w_1", "10"), ("w_10", "5")]).await.unwrap();
+    let _: () = c.hset("user_1", "name", "ann").await.unwrap();
+    let _: () = c.hset("user_3", "name", "cid").await.unwrap();
+    let got: Vec<Option<String>> =
+        sort(&["nums", "BY", "w_*", "GET", "#", "GET", "user_*->name"]).query_async(&mut c).await.unwrap();
+    let want = [Some("2"), None, Some("10"), None, Some("1"), Some("ann"), Some("3"), Some("cid")];
+    assert_eq!(got, want.map(|v| v.map(String::from)));
+    assert_eq!(
+        sort(&["nums", "BY", "w_*", "ALPHA"]).query_async::<Vec<Option<String>>>(&mut c).await.unwrap(),
+        sorted(&["2", "1", "3", "10"]),
+        "as text a missing weight comes first, and \"10\" before \"30\" before \"5\""
+    );
+    assert_eq!(
+        sort(&["nums", "BY", "nosort"]).query_async::<Vec<Option<String>>>(&mut c).await.unwrap(),
+        sorted(&["3", "1", "10", "2"])
+    );
+    // Equal weights fall back to the elements themselves.
+    let _: () = c.rpush("eq", &["2", "1"]).await.unwrap();
+    let _: () = c.mset(&[("k_1", "5"), ("k_2", "5")]).await.unwrap();
+    assert_eq!(
+        sort(&["eq", "BY", "k_*"]).query_async::<Vec<Option<String>>>(&mut c).await.unwrap(),
+        sorted(&["1", "2"])
+    );
+
+    // STORE keeps a list (missing values as empty strings); SORT_RO refuses it.
+    assert_eq!(sort(&["nums", "STORE", "out"]).query_async::<i64>(&mut c).await.unwrap(), 4);
+    assert_eq!(c.lrange::<_, Vec<String>>("out", 0, -1).await.unwrap(), vec!["1", "2", "3", "10"]);
+    assert_eq!(sort(&["nums", "GET", "nope_*", "STORE", "out"]).query_async::<i64>(&mut c).await.unwrap(), 4);
+    assert_eq!(c.lrange::<_, Vec<String>>("out", 0, -1).await.unwrap(), vec![""; 4]);
+    let err =
+        cmd("SORT_RO").arg("nums").arg("STORE").arg("x").query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("syntax error"), "{err}");
+    // Sets and sorted sets sort too; other types are refused.
+    let _: () = c.sadd("s", &["5", "4"]).await.unwrap();
+    assert_eq!(sort(&["s"]).query_async::<Vec<Option<String>>>(&mut c).await.unwrap(), sorted(&["4", "5"]));
+    let _: () = c.zadd_multiple("z", &[(1.0, "b"), (2.0, "a")]).await.unwrap();
+    assert_eq!(
+        sort(&["z", "BY", "nosort"]).query_async::<Vec<Option<String>>>(&mut c).await.unwrap(),
+        sorted(&["b", "a"])
+    );
+    let _: () = c.set("str", "x").await.unwrap();
+    let err = sort(&["str"]).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert!(sort(&["nothing"]).query_async::<Vec<String>>(&mut c).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn rank_and_range_on_a_large_sorted_set() {
     let (_, mut c) = start().await;

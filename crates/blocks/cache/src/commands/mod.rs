@@ -12,6 +12,7 @@ mod keys;
 mod lists;
 pub mod server;
 mod sets;
+mod sort;
 mod strings;
 mod zsets;
 
@@ -145,6 +146,8 @@ pub static COMMANDS: &[Command] = &[
     cmd!("move", 3, WF, 1, 1, 1, Some(keys::move_)),
     cmd!("object", -2, R, 2, 2, 1, Some(keys::object)),
     cmd!("memory", -2, R, 2, 2, 1, Some(keys::memory)),
+    cmd!("sort", -2, W, 1, 1, 1, Some(sort::sort)),
+    cmd!("sort_ro", -2, R, 1, 1, 1, Some(sort::sort)),
     cmd!("touch", -2, RF, 1, -1, 1, Some(keys::exists)),
     // hashes
     cmd!("hset", -4, WF, 1, 1, 1, Some(hashes::hset)),
