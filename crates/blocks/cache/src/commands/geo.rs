@@ -160,21 +160,28 @@ pub fn geoadd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(if ch { added + changed } else { added }))
 }
 
-/// GEOPOS key member [member ...]
-pub fn geopos(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+/// Per member named in `args[2..]`: `found` of its score, or `missing`.
+fn per_member(ctx: &mut Ctx, args: &[Bytes], found: impl Fn(f64) -> Reply, missing: Reply) -> CmdResult {
     let zset = ctx.read_zset(&args[1])?;
     Ok(Reply::Array(
         args[2..]
             .iter()
-            .map(|m| match zset.as_ref().and_then(|z| z.score(m)) {
-                Some(score) => {
-                    let (lon, lat) = decode(score);
-                    coords(lon, lat)
-                }
-                None => Reply::NilArray,
-            })
+            .map(|m| zset.as_ref().and_then(|z| z.score(m)).map_or_else(|| missing.clone(), &found))
             .collect(),
     ))
+}
+
+/// GEOPOS key member [member ...]
+pub fn geopos(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    per_member(
+        ctx,
+        args,
+        |score| {
+            let (lon, lat) = decode(score);
+            coords(lon, lat)
+        },
+        Reply::NilArray,
+    )
 }
 
 /// GEODIST key member1 member2 [M|KM|FT|MI]
@@ -194,30 +201,22 @@ pub fn geodist(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// -90..90, as other geohash tools use).
 pub fn geohash(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     const ALPHABET: &[u8; 32] = b"0123456789bcdefghjkmnpqrstuvwxyz";
-    let zset = ctx.read_zset(&args[1])?;
-    Ok(Reply::Array(
-        args[2..]
-            .iter()
-            .map(|m| match zset.as_ref().and_then(|z| z.score(m)) {
-                Some(score) => {
-                    let (lon, lat) = decode(score);
-                    let bits = encode(lon, lat, STEPS, (-90.0, 90.0));
-                    // 52 bits make ten characters; the eleventh is 0, as in Redis.
-                    let text: Vec<u8> = (0..11)
-                        .map(|i| {
-                            if i == 10 {
-                                b'0'
-                            } else {
-                                ALPHABET[((bits >> (52 - (i + 1) * 5)) & 0x1f) as usize]
-                            }
-                        })
-                        .collect();
-                    Reply::Bulk(Bytes::from(text))
-                }
-                None => Reply::Nil,
-            })
-            .collect(),
-    ))
+    per_member(
+        ctx,
+        args,
+        |score| {
+            let (lon, lat) = decode(score);
+            let bits = encode(lon, lat, STEPS, (-90.0, 90.0));
+            // 52 bits make ten characters; the eleventh is 0, as in Redis.
+            let text: Vec<u8> = (0..11)
+                .map(
+                    |i| if i == 10 { b'0' } else { ALPHABET[((bits >> (52 - (i + 1) * 5)) & 0x1f) as usize] },
+                )
+                .collect();
+            Reply::Bulk(Bytes::from(text))
+        },
+        Reply::Nil,
+    )
 }
 
 /// The area a search covers, in meters.

@@ -221,15 +221,7 @@ pub fn rpoplpush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// `LEFT|RIGHT [COUNT count]` after the keys of LMPOP and BLMPOP: (left, count).
 fn mpop_opts(rest: &[Bytes]) -> Result<(bool, usize), Reply> {
     let left = side(rest.first().ok_or_else(|| Reply::err(errors::SYNTAX))?)?;
-    let count = match &rest[1..] {
-        [] => 1,
-        [word, n] if eq(word, "count") => {
-            int(n).ok().filter(|n| *n > 0).ok_or_else(|| Reply::err("ERR count should be greater than 0"))?
-                as usize
-        }
-        _ => return Err(Reply::err(errors::SYNTAX)),
-    };
-    Ok((left, count))
+    Ok((left, super::mpop_count(&rest[1..])?))
 }
 
 /// The first non-empty list of `keys`, popped: `[key, [element, ...]]`.

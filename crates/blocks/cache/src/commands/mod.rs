@@ -380,6 +380,20 @@ pub fn parse_float(arg: &[u8]) -> Option<f64> {
 
 pub use crate::reply::format_double as fmt_float;
 
+/// The optional `COUNT count` of LMPOP, ZMPOP and their blocking forms: a positive integer,
+/// 1 when absent.
+pub fn mpop_count(rest: &[Bytes]) -> Result<usize, Reply> {
+    match rest {
+        [] => Ok(1),
+        [word, n] if eq(word, "count") => int(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .map(|n| n as usize)
+            .ok_or_else(|| Reply::err("ERR count should be greater than 0")),
+        _ => Err(Reply::err(errors::SYNTAX)),
+    }
+}
+
 /// Resolves Redis's negative indexes against `len`: returns the clamped inclusive range, or
 /// None when it is empty.
 pub fn index_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {

@@ -606,15 +606,7 @@ fn mpop_opts(rest: &[Bytes], min_word: &str, max_word: &str) -> Result<(bool, us
         Some(w) if eq(w, max_word) => true,
         _ => return Err(Reply::err(errors::SYNTAX)),
     };
-    let count = match &rest[1..] {
-        [] => 1,
-        [word, n] if eq(word, "count") => {
-            int(n).ok().filter(|n| *n > 0).ok_or_else(|| Reply::err("ERR count should be greater than 0"))?
-                as usize
-        }
-        _ => return Err(Reply::err(errors::SYNTAX)),
-    };
-    Ok((max, count))
+    Ok((max, super::mpop_count(&rest[1..])?))
 }
 
 /// The first non-empty sorted set of `keys`, popped: `[key, [[member, score], ...]]`.
