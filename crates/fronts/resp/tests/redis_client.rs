@@ -134,6 +134,48 @@ async fn connections_on_two_io_threads_share_one_keyspace() {
     }
 }
 
+/// LCS, with Redis's documented example and redis-server 7.0's answers.
+#[tokio::test]
+async fn longest_common_subsequence() {
+    let (_, mut c) = start().await;
+    let _: () = c.mset(&[("key1", "ohmytext"), ("key2", "mynewtext")]).await.unwrap();
+    let lcs = |args: &[&str]| cmd("LCS").arg("key1").arg("key2").arg(args).clone();
+    assert_eq!(lcs(&[]).query_async::<String>(&mut c).await.unwrap(), "mytext");
+    assert_eq!(lcs(&["LEN"]).query_async::<i64>(&mut c).await.unwrap(), 6);
+    let span = |s: i64, e: i64| Value::Array(vec![Value::Int(s), Value::Int(e)]);
+    let indexed: Value = lcs(&["IDX", "MINMATCHLEN", "4", "WITHMATCHLEN"]).query_async(&mut c).await.unwrap();
+    assert_eq!(
+        indexed,
+        Value::Array(vec![
+            Value::BulkString(b"matches".to_vec()),
+            Value::Array(vec![Value::Array(vec![span(4, 7), span(5, 8), Value::Int(4)])]),
+            Value::BulkString(b"len".to_vec()),
+            Value::Int(6),
+        ])
+    );
+    // Every match, last first.
+    let all: Value = lcs(&["IDX"]).query_async(&mut c).await.unwrap();
+    let Value::Array(items) = all else { panic!("{all:?}") };
+    assert_eq!(
+        items[1],
+        Value::Array(vec![
+            Value::Array(vec![span(4, 7), span(5, 8)]),
+            Value::Array(vec![span(2, 3), span(0, 1)]),
+        ])
+    );
+    let err = lcs(&["LEN", "IDX"]).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("please just use IDX"), "{err}");
+    let _: () = c.rpush("list", "x").await.unwrap();
+    let err = cmd("LCS").arg("key1").arg("list").query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("must contain string values"), "{err}");
+    assert_eq!(cmd("LCS").arg("key1").arg("nothing").query_async::<String>(&mut c).await.unwrap(), "");
+    // The table for two 20 KB strings would be 1.6 GB: refused, and the server goes on.
+    let _: () = c.mset(&[("big1", "a".repeat(20_000)), ("big2", "a".repeat(20_000))]).await.unwrap();
+    let err = cmd("LCS").arg("big1").arg("big2").arg("LEN").query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("Insufficient memory"), "{err}");
+    assert_eq!(cmd("PING").query_async::<String>(&mut c).await.unwrap(), "PONG");
+}
+
 /// MOVE takes a key, with its TTL, to another database where its name is free.
 #[tokio::test]
 async fn move_takes_a_key_to_another_database() {

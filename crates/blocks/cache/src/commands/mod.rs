@@ -120,6 +120,7 @@ pub static COMMANDS: &[Command] = &[
     cmd!("getdel", 2, DF, 1, 1, 1, Some(strings::getdel)),
     cmd!("getex", -2, DF, 1, 1, 1, Some(strings::getex)),
     cmd!("getset", 3, WF, 1, 1, 1, Some(strings::getset)),
+    cmd!("lcs", -3, R, 1, 2, 1, Some(strings::lcs)),
     // keys
     cmd!("del", -2, D, 1, -1, 1, Some(keys::del)),
     cmd!("unlink", -2, DF, 1, -1, 1, Some(keys::del)),

@@ -260,3 +260,100 @@ pub fn getset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     ctx.ks.set(ctx.db, args[1].clone(), Value::Str(args[2].clone()), false);
     Ok(Reply::opt_bulk(old))
 }
+
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]: the longest common
+/// subsequence of two strings, its length, or the ranges where they match (last first).
+/// The table is bounded as Redis bounds it, by the longest bulk string allowed.
+pub fn lcs(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let (mut len_only, mut idx, mut with_len, mut min_len) = (false, false, false, 0usize);
+    let mut i = 3;
+    while i < args.len() {
+        match () {
+            _ if eq(&args[i], "len") => len_only = true,
+            _ if eq(&args[i], "idx") => idx = true,
+            _ if eq(&args[i], "withmatchlen") => with_len = true,
+            _ if eq(&args[i], "minmatchlen") && i + 1 < args.len() => {
+                min_len = int(&args[i + 1])?.max(0) as usize;
+                i += 1;
+            }
+            _ => return Err(Reply::err(errors::SYNTAX)),
+        }
+        i += 1;
+    }
+    if len_only && idx {
+        return Err(Reply::err("ERR If you want both the length and indexes, please just use IDX."));
+    }
+    let mut text = |key: &Bytes| match ctx.ks.read(ctx.db, key).map(|e| &e.value) {
+        None => Ok(Bytes::new()),
+        Some(Value::Str(s)) => Ok(s.clone()),
+        Some(_) => Err(Reply::err("ERR The specified keys must contain string values")),
+    };
+    let (a, b) = (text(&args[1])?, text(&args[2])?);
+    let width = b.len() + 1;
+    let cells = (a.len() + 1).checked_mul(width).filter(|n| n.saturating_mul(4) <= ctx.max_bulk);
+    let Some(cells) = cells else {
+        return Err(Reply::err(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        ));
+    };
+    // table[i * width + j]: the LCS length of a[..i] and b[..j].
+    let mut table = vec![0u32; cells];
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            table[i * width + j] = if a[i - 1] == b[j - 1] {
+                table[(i - 1) * width + j - 1] + 1
+            } else {
+                table[(i - 1) * width + j].max(table[i * width + j - 1])
+            };
+        }
+    }
+    let total = table[a.len() * width + b.len()] as usize;
+    if len_only {
+        return Ok(Reply::Int(total as i64));
+    }
+    // Walk back from the end, collecting the subsequence and its contiguous ranges.
+    let mut common = vec![0u8; total];
+    let mut ranges = Vec::new();
+    let (mut i, mut j, mut k) = (a.len(), b.len(), total);
+    let mut open: Option<(usize, usize, usize, usize)> = None; // a start, a end, b start, b end
+    while i > 0 && j > 0 {
+        let close;
+        if a[i - 1] == b[j - 1] {
+            common[k - 1] = a[i - 1];
+            open = Some(match open {
+                Some((a_start, a_end, b_start, b_end)) if a_start == i && b_start == j => {
+                    (a_start - 1, a_end, b_start - 1, b_end)
+                }
+                _ => (i - 1, i - 1, j - 1, j - 1),
+            });
+            close = i == 1 || j == 1;
+            (i, j, k) = (i - 1, j - 1, k - 1);
+        } else {
+            if table[(i - 1) * width + j] > table[i * width + j - 1] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            close = open.is_some();
+        }
+        if close && let Some((a_start, a_end, b_start, b_end)) = open.take() {
+            let matched = a_end - a_start + 1;
+            if matched >= min_len {
+                let span =
+                    |s: usize, e: usize| Reply::Array(vec![Reply::Int(s as i64), Reply::Int(e as i64)]);
+                let mut item = vec![span(a_start, a_end), span(b_start, b_end)];
+                if with_len {
+                    item.push(Reply::Int(matched as i64));
+                }
+                ranges.push(Reply::Array(item));
+            }
+        }
+    }
+    if !idx {
+        return Ok(Reply::Bulk(Bytes::from(common)));
+    }
+    Ok(Reply::Map(vec![
+        (Reply::text("matches"), Reply::Array(ranges)),
+        (Reply::text("len"), Reply::Int(total as i64)),
+    ]))
+}
