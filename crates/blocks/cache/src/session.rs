@@ -284,7 +284,7 @@ impl Session {
             "unsubscribe" | "punsubscribe" => self.unsubscribe(&args, cmd.name == "punsubscribe"),
             "publish" => Reply::Int(self.shared.pubsub.lock().publish(&args[1], &args[2])),
             "pubsub" => self.pubsub(&args),
-            _ if commands::is_blocking(cmd.name) => self.blocking(cmd, &args).await,
+            _ if cmd.is_blocking() => self.blocking(cmd, &args).await,
             "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
                 self.eval(cmd, &args).await
             }
@@ -905,7 +905,7 @@ impl Session {
                     "select" => self.select(&args[1]),
                     "ping" => self.ping(args),
                     "publish" => Reply::Int(self.shared.pubsub.lock().publish(&args[1], &args[2])),
-                    name if commands::is_blocking(name) => {
+                    _ if cmd.is_blocking() => {
                         let mut ctx = Ctx {
                             name: cmd.name,
                             ks: &mut ks,

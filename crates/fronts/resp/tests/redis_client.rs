@@ -764,6 +764,8 @@ async fn geospatial_commands() {
     let err = add(&["200", "100", "bad"]).query_async::<Value>(&mut c).await.unwrap_err();
     assert!(err.to_string().contains("invalid longitude,latitude pair 200.000000,100.000000"), "{err}");
     assert_eq!(add(&["NX", "1", "1", "Palermo"]).query_async::<i64>(&mut c).await.unwrap(), 0);
+    let err = add(&["NX", "XX", "1", "1", "Palermo"]).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("syntax error"), "{err}");
     assert_eq!(
         add(&["XX", "CH", "12.5", "37.8", "Marsala", "13.361389", "38.115556", "Palermo"])
             .query_async::<i64>(&mut c)

@@ -12,7 +12,6 @@
 
 use super::{CmdResult, Ctx, eq, float, int};
 use crate::reply::{Reply, errors};
-use crate::value::Value;
 use crate::zset::ZSet;
 use bytes::Bytes;
 
@@ -116,48 +115,24 @@ fn point(lon: &[u8], lat: &[u8]) -> Result<(f64, f64), Reply> {
     Ok((lon, lat))
 }
 
-/// GEOADD key [NX|XX] [CH] longitude latitude member [...]
+/// GEOADD key [NX|XX] [CH] longitude latitude member [...]: ZADD with each member's
+/// geohash as its score (so the flags mean what they mean there).
 pub fn geoadd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let (mut nx, mut xx, mut ch) = (false, false, false);
-    let mut i = 2;
-    while i < args.len() {
-        match () {
-            _ if eq(&args[i], "nx") => nx = true,
-            _ if eq(&args[i], "xx") => xx = true,
-            _ if eq(&args[i], "ch") => ch = true,
-            _ => break,
-        }
-        i += 1;
-    }
-    let triples = &args[i..];
-    if triples.is_empty() || !triples.len().is_multiple_of(3) {
+    let flags = args[2..].iter().take_while(|a| eq(a, "nx") || eq(a, "xx") || eq(a, "ch")).count();
+    let triples = &args[2 + flags..];
+    let has = |word: &str| args[2..2 + flags].iter().any(|f| eq(f, word));
+    // NX with XX is a syntax error here (ZADD words it otherwise), as in Redis.
+    if triples.is_empty() || !triples.len().is_multiple_of(3) || (has("nx") && has("xx")) {
         return Err(Reply::err(errors::SYNTAX));
     }
-    if nx && xx {
-        return Err(Reply::err("ERR XX and NX options at the same time are not compatible"));
-    }
-    // Every pair is checked before anything changes.
-    let mut scores = Vec::with_capacity(triples.len() / 3);
+    // Every pair is checked before anything changes; ZADD then parses exact integers back.
+    let mut zadd_args = args[..2 + flags].to_vec();
     for t in triples.chunks(3) {
         let (lon, lat) = point(&t[0], &t[1])?;
-        scores.push(encode(lon, lat, STEPS, (LAT_MIN, LAT_MAX)) as f64);
+        zadd_args.push(Bytes::from(encode(lon, lat, STEPS, (LAT_MIN, LAT_MAX)).to_string()));
+        zadd_args.push(t[2].clone());
     }
-    if xx && ctx.read_zset(&args[1])?.is_none() {
-        return Ok(Reply::Int(0));
-    }
-    let zset = ctx.create_zset(&args[1])?;
-    let (mut added, mut changed) = (0, 0);
-    for (score, t) in scores.into_iter().zip(triples.chunks(3)) {
-        match zset.score(&t[2]) {
-            Some(_) if nx => continue,
-            None if xx => continue,
-            Some(old) if old == score => continue,
-            Some(_) => changed += 1,
-            None => added += 1,
-        }
-        zset.insert(t[2].clone(), score);
-    }
-    Ok(Reply::Int(if ch { added + changed } else { added }))
+    super::zsets::zadd(ctx, &zadd_args)
 }
 
 /// Per member named in `args[2..]`: `found` of its score, or `missing`.
@@ -477,12 +452,7 @@ fn store(ctx: &mut Ctx, dest: &Bytes, found: Vec<Found>, as_dist: bool, unit: f6
     for (member, d, score, _) in found {
         out.insert(member, if as_dist { d / unit } else { score });
     }
-    let len = out.len() as i64;
-    ctx.ks.remove(ctx.db, dest);
-    if len > 0 {
-        ctx.ks.set(ctx.db, dest.clone(), Value::ZSet(out), false);
-    }
-    Reply::Int(len)
+    Reply::Int(super::zsets::store(ctx, dest, out))
 }
 
 /// Runs `search` on the sorted set under `key`: its matches, or none for a missing key.

@@ -245,7 +245,7 @@ fn mpop(ctx: &mut Ctx, keys: &[Bytes], left: bool, count: usize) -> Result<Optio
 
 /// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]
 pub fn lmpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let (keys, rest) = super::zsets::numkeys_keys(args, 1)?;
+    let (keys, rest) = super::numkeys_keys(args, 1)?;
     let (left, count) = mpop_opts(rest)?;
     Ok(mpop(ctx, keys, left, count)?.unwrap_or(Reply::NilArray))
 }
@@ -254,7 +254,7 @@ pub fn lmpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// the timeout first and count their keys, the others put it last.
 pub fn blocking_shape<'a>(name: &str, args: &'a [Bytes]) -> Result<(&'a Bytes, Vec<Bytes>), Reply> {
     Ok(match name {
-        "blmpop" | "bzmpop" => (&args[1], super::zsets::numkeys_keys(args, 2)?.0.to_vec()),
+        "blmpop" | "bzmpop" => (&args[1], super::numkeys_keys(args, 2)?.0.to_vec()),
         "blmove" | "brpoplpush" => (&args[args.len() - 1], vec![args[1].clone()]),
         _ => (&args[args.len() - 1], args[1..args.len() - 1].to_vec()),
     })
@@ -271,7 +271,7 @@ pub fn try_blocking(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Repl
         }
         "brpoplpush" => Ok(move_one(ctx, &args[1], &args[2], false, true)?.map(Reply::Bulk)),
         "blmpop" => {
-            let (keys, rest) = super::zsets::numkeys_keys(args, 2)?;
+            let (keys, rest) = super::numkeys_keys(args, 2)?;
             let (left, count) = mpop_opts(rest)?;
             mpop(ctx, keys, left, count)
         }
@@ -289,12 +289,4 @@ pub fn try_blocking(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Repl
         "bzmpop" => super::zsets::try_bzmpop(ctx, args),
         _ => super::zsets::try_bzpop(ctx, args, cmd == "bzpopmax"),
     }
-}
-
-/// Whether `name` is one of the blocking commands the session waits for.
-pub fn is_blocking(name: &str) -> bool {
-    matches!(
-        name,
-        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop"
-    )
 }

@@ -23,7 +23,7 @@ use crate::zset::ZSet;
 use bytes::Bytes;
 use std::sync::LazyLock;
 
-pub use lists::{blocking_shape, is_blocking, try_blocking};
+pub use lists::{blocking_shape, try_blocking};
 pub use server::info_text;
 
 /// What a handler sees: the keyspace (locked for the whole command) and the client's
@@ -54,6 +54,10 @@ pub struct Command {
 impl Command {
     pub fn deny_oom(&self) -> bool {
         self.flags.contains(&"denyoom")
+    }
+    /// A blocking pop, which the session waits for when its keys are empty.
+    pub fn is_blocking(&self) -> bool {
+        self.flags.contains(&"blocking")
     }
     pub fn arity_ok(&self, n: usize) -> bool {
         let n = n as i32;
@@ -380,6 +384,33 @@ pub fn parse_float(arg: &[u8]) -> Option<f64> {
 }
 
 pub use crate::reply::format_double as fmt_float;
+
+/// `numkeys key [key ...]` starting at `args[at]` (LMPOP, ZMPOP and their blocking forms):
+/// the keys, and the arguments after them.
+pub fn numkeys_keys(args: &[Bytes], at: usize) -> Result<(&[Bytes], &[Bytes]), Reply> {
+    let n = int(&args[at]).map_err(|_| Reply::err("ERR numkeys should be greater than 0"))?;
+    if n <= 0 {
+        return Err(Reply::err("ERR numkeys should be greater than 0"));
+    }
+    let n = n as usize;
+    if args.len() - at - 1 < n {
+        return Err(Reply::err(errors::SYNTAX));
+    }
+    Ok((&args[at + 1..at + 1 + n], &args[at + 1 + n..]))
+}
+
+/// The optional `LIMIT limit` of SINTERCARD and ZINTERCARD: 0 (no limit) when absent.
+pub fn intercard_limit(rest: &[Bytes]) -> Result<usize, Reply> {
+    match rest {
+        [] => Ok(0),
+        [word, n] if eq(word, "limit") => int(n)
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| n as usize)
+            .ok_or_else(|| Reply::err("ERR LIMIT can't be negative")),
+        _ => Err(Reply::err(errors::SYNTAX)),
+    }
+}
 
 /// The optional `COUNT count` of LMPOP, ZMPOP and their blocking forms: a positive integer,
 /// 1 when absent.

@@ -2,7 +2,7 @@
 
 use super::hashes::random_indexes;
 use super::keys::{scan_positions, scan_reply};
-use super::{CmdResult, Ctx, cursor, eq, int, pop_count, scan_opts};
+use super::{CmdResult, Ctx, cursor, int, pop_count, scan_opts};
 use crate::glob;
 use crate::reply::{Reply, errors};
 use crate::value::{Set, Value};
@@ -121,14 +121,7 @@ pub fn sintercard(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if args.len() < 2 + numkeys {
         return Err(Reply::err("ERR Number of keys can't be greater than number of args"));
     }
-    let rest = &args[2 + numkeys..];
-    let limit = match rest {
-        [] => 0,
-        [word, n] if eq(word, "limit") => {
-            int(n).ok().filter(|n| *n >= 0).ok_or_else(|| Reply::err("ERR LIMIT can't be negative"))? as usize
-        }
-        _ => return Err(Reply::err(errors::SYNTAX)),
-    };
+    let limit = super::intercard_limit(&args[2 + numkeys..])?;
     let members = compute(ctx, Op::Inter, &args[2..2 + numkeys])?;
     let n = if limit == 0 { members.len() } else { members.len().min(limit) };
     Ok(Reply::Int(n as i64))

@@ -396,20 +396,6 @@ enum Combine {
     Diff,
 }
 
-/// `numkeys key [key ...]` starting at `args[at]` (LMPOP, ZMPOP and their blocking forms):
-/// the keys, and the arguments after them.
-pub fn numkeys_keys(args: &[Bytes], at: usize) -> Result<(&[Bytes], &[Bytes]), Reply> {
-    let n = int(&args[at]).map_err(|_| Reply::err("ERR numkeys should be greater than 0"))?;
-    if n <= 0 {
-        return Err(Reply::err("ERR numkeys should be greater than 0"));
-    }
-    let n = n as usize;
-    if args.len() - at - 1 < n {
-        return Err(Reply::err(errors::SYNTAX));
-    }
-    Ok((&args[at + 1..at + 1 + n], &args[at + 1 + n..]))
-}
-
 /// The members of a sorted set or a plain set (score 1) under `key`, as Redis's set-algebra
 /// commands read them.
 fn members_of(ctx: &mut Ctx, key: &[u8]) -> Result<Vec<(Bytes, f64)>, Reply> {
@@ -508,7 +494,7 @@ fn combine_keys<'a>(name: &str, args: &'a [Bytes], at: usize) -> Result<(&'a [By
     if int(&args[at])? <= 0 {
         return Err(Reply::err(format!("ERR at least 1 input key is needed for '{name}' command")));
     }
-    numkeys_keys(args, at).map_err(|_| Reply::err(errors::SYNTAX))
+    super::numkeys_keys(args, at).map_err(|_| Reply::err(errors::SYNTAX))
 }
 
 fn combine_of(name: &str) -> Combine {
@@ -520,7 +506,7 @@ fn combine_of(name: &str) -> Combine {
 }
 
 /// Stores `out` under `dest` (removing `dest` when empty); its size.
-fn store(ctx: &mut Ctx, dest: &Bytes, out: ZSet) -> i64 {
+pub fn store(ctx: &mut Ctx, dest: &Bytes, out: ZSet) -> i64 {
     let len = out.len() as i64;
     ctx.ks.remove(ctx.db, dest);
     if len > 0 {
@@ -551,13 +537,7 @@ pub fn zcombine(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// ZINTERCARD numkeys key [key ...] [LIMIT limit]
 pub fn zintercard(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let (keys, rest) = combine_keys(ctx.name, args, 1)?;
-    let limit = match rest {
-        [] => 0,
-        [word, n] if eq(word, "limit") => {
-            int(n).ok().filter(|n| *n >= 0).ok_or_else(|| Reply::err("ERR LIMIT can't be negative"))? as usize
-        }
-        _ => return Err(Reply::err(errors::SYNTAX)),
-    };
+    let limit = super::intercard_limit(rest)?;
     let opts = CombineOpts { weights: vec![1.0; keys.len()], aggregate: "sum", with_scores: false };
     let n = combine(ctx, keys, Combine::Inter, &opts)?.len();
     Ok(Reply::Int(if limit == 0 { n } else { n.min(limit) } as i64))
@@ -600,10 +580,10 @@ pub fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 }
 
 /// `MIN|MAX [COUNT count]` after the keys of ZMPOP and BZMPOP: (max, count).
-fn mpop_opts(rest: &[Bytes], min_word: &str, max_word: &str) -> Result<(bool, usize), Reply> {
+fn mpop_opts(rest: &[Bytes]) -> Result<(bool, usize), Reply> {
     let max = match rest.first() {
-        Some(w) if eq(w, min_word) => false,
-        Some(w) if eq(w, max_word) => true,
+        Some(w) if eq(w, "min") => false,
+        Some(w) if eq(w, "max") => true,
         _ => return Err(Reply::err(errors::SYNTAX)),
     };
     Ok((max, super::mpop_count(&rest[1..])?))
@@ -628,15 +608,15 @@ fn mpop(ctx: &mut Ctx, keys: &[Bytes], max: bool, count: usize) -> Result<Option
 
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]
 pub fn zmpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let (keys, rest) = numkeys_keys(args, 1)?;
-    let (max, count) = mpop_opts(rest, "min", "max")?;
+    let (keys, rest) = super::numkeys_keys(args, 1)?;
+    let (max, count) = mpop_opts(rest)?;
     Ok(mpop(ctx, keys, max, count)?.unwrap_or(Reply::NilArray))
 }
 
 /// One attempt of BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count].
 pub fn try_bzmpop(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Reply> {
-    let (keys, rest) = numkeys_keys(args, 2)?;
-    let (max, count) = mpop_opts(rest, "min", "max")?;
+    let (keys, rest) = super::numkeys_keys(args, 2)?;
+    let (max, count) = mpop_opts(rest)?;
     mpop(ctx, keys, max, count)
 }
 
