@@ -324,6 +324,19 @@ fn acknowledged_cache_writes_survive_kill_9() {
         let _: () = redis::cmd("SET").arg("ttl-key").arg("v").arg("EX").arg(1000).query(&mut con).unwrap();
         let _: () = redis::cmd("ZADD").arg("board").arg(1.5).arg("a").query(&mut con).unwrap();
         let _: () = redis::cmd("HSET").arg("h").arg("f").arg("v").query(&mut con).unwrap();
+        let _: String =
+            redis::cmd("XADD").arg("events").arg("1-0").arg("k").arg("v").query(&mut con).unwrap();
+        let _: () =
+            redis::cmd("XGROUP").arg("CREATE").arg("events").arg("g").arg("0").query(&mut con).unwrap();
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("g")
+            .arg("c")
+            .arg("STREAMS")
+            .arg("events")
+            .arg(">")
+            .query(&mut con)
+            .unwrap();
         let lib = "#!lua name=lib\nredis.register_function('get2', function(keys) return redis.call('GET', keys[1]) end)";
         let _: String = redis::cmd("FUNCTION").arg("LOAD").arg(lib).query(&mut con).unwrap();
     }
@@ -354,6 +367,16 @@ fn acknowledged_cache_writes_survive_kill_9() {
     assert_eq!(score, 1.5);
     let f: String = redis::cmd("HGET").arg("h").arg("f").query(&mut con).unwrap();
     assert_eq!(f, "v");
+    let pending: (i64, String, String, Vec<(String, String)>) =
+        redis::cmd("XPENDING").arg("events").arg("g").query(&mut con).unwrap();
+    assert_eq!(
+        pending,
+        (1, "1-0".into(), "1-0".into(), vec![("c".into(), "1".into())]),
+        "a stream's group survives"
+    );
+    let entries: Vec<(String, Vec<String>)> =
+        redis::cmd("XRANGE").arg("events").arg("-").arg("+").query(&mut con).unwrap();
+    assert_eq!(entries, vec![("1-0".to_string(), vec!["k".to_string(), "v".to_string()])]);
     let via_function: String = redis::cmd("FCALL").arg("get2").arg(1).arg("w0:0").query(&mut con).unwrap();
     assert_eq!(via_function, "0", "FUNCTION libraries survive a restart");
 }

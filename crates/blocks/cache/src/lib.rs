@@ -20,6 +20,7 @@ mod pubsub;
 pub mod reply;
 mod scripting;
 mod session;
+pub mod stream;
 pub mod value;
 pub mod zset;
 

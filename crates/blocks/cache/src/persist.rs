@@ -15,6 +15,7 @@
 //! collection costs its size; one value is bounded by core's `max_value_bytes`.
 
 use crate::keyspace::Keyspace;
+use crate::stream::{self, Consumer, Group, Stream, StreamId};
 use crate::value::{Hash, List, Set, Value};
 use crate::zset::ZSet;
 use bytes::Bytes;
@@ -31,6 +32,7 @@ const T_HASH: u8 = 2;
 const T_LIST: u8 = 3;
 const T_SET: u8 = 4;
 const T_ZSET: u8 = 5;
+const T_STREAM: u8 = 6;
 
 /// Longest key a persisted cache accepts: core's key limit less the tuple framing.
 pub const MAX_KEY_BYTES: usize = 8 * 1024 - 64;
@@ -259,8 +261,67 @@ fn encode_value(value: &Value, expire_at: u64) -> Vec<u8> {
             }
             b
         }
+        Value::Stream(s) => encode_stream(buf.tag(T_STREAM).u64(expire_at), s),
     };
     buf.finish()
+}
+
+/// A stream: its counters, its entries (`ms seq n field value ...`), then its groups, each
+/// with its consumers and its pending entries.
+fn encode_stream(buf: KeyBuf, s: &Stream) -> KeyBuf {
+    let id = |b: KeyBuf, id: StreamId| b.u64(id.ms).u64(id.seq);
+    let mut b = id(id(buf, s.last_id), s.max_deleted_id).u64(s.entries_added).u64(s.len() as u64);
+    for (entry, fields) in s.iter() {
+        b = id(b, entry).u64(fields.len() as u64);
+        for f in fields {
+            b = b.bytes(f);
+        }
+    }
+    b = b.u64(s.groups.len() as u64);
+    for (name, g) in &s.groups {
+        // entries-read is stored plus one, 0 meaning unknown.
+        b = id(b.bytes(name), g.last_id).u64(g.entries_read.map_or(0, |n| n + 1));
+        b = b.u64(g.consumers.len() as u64);
+        for (consumer, c) in &g.consumers {
+            b = b.bytes(consumer).u64(c.seen_at);
+        }
+        b = b.u64(g.pel.len() as u64);
+        for (entry, p) in &g.pel {
+            b = id(b, *entry).bytes(&p.consumer).u64(p.delivered_at).u64(p.deliveries);
+        }
+    }
+    b
+}
+
+fn decode_stream(d: &mut Decoder) -> Result<Stream, Error> {
+    fn id(d: &mut Decoder) -> Result<StreamId, Error> {
+        Ok(StreamId::new(d.u64()?, d.u64()?))
+    }
+    let mut s = Stream::default();
+    (s.last_id, s.max_deleted_id, s.entries_added) = (id(d)?, id(d)?, d.u64()?);
+    for _ in 0..d.u64()? {
+        let entry = id(d)?;
+        let fields = (0..d.u64()?).map(|_| d.bytes().map(Bytes::from)).collect::<Result<_, _>>()?;
+        s.restore_entry(entry, fields);
+    }
+    for _ in 0..d.u64()? {
+        let name = Bytes::from(d.bytes()?);
+        let last_id = id(d)?;
+        let entries_read = d.u64()?.checked_sub(1);
+        let mut g = Group::new(last_id, entries_read);
+        for _ in 0..d.u64()? {
+            let consumer = Bytes::from(d.bytes()?);
+            g.consumers.insert(consumer, Consumer { seen_at: d.u64()?, ..Consumer::default() });
+        }
+        s.groups.insert(name.clone(), g);
+        for _ in 0..d.u64()? {
+            let entry = id(d)?;
+            let consumer = Bytes::from(d.bytes()?);
+            let pending = stream::Pending { consumer, delivered_at: d.u64()?, deliveries: d.u64()? };
+            s.restore_pending(&name, entry, pending);
+        }
+    }
+    Ok(s)
 }
 
 fn decode_value(v: &[u8]) -> Result<(Value, u64), Error> {
@@ -298,6 +359,7 @@ fn decode_value(v: &[u8]) -> Result<(Value, u64), Error> {
             }
             Value::ZSet(z)
         }
+        T_STREAM => Value::Stream(Box::new(decode_stream(&mut d)?)),
         t => return Err(Error::Corrupt(format!("unknown cache value type {t}"))),
     };
     Ok((value, expire_at))

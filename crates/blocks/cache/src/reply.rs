@@ -22,6 +22,8 @@ pub enum Reply {
     /// Pairs with an order (a sorted set's members WITHSCORES, HRANDFIELD WITHVALUES): a flat
     /// array in RESP2, an array of two-element arrays in RESP3, as Redis answers them.
     Pairs(Vec<(Reply, Reply)>),
+    /// A map in RESP3; in RESP2 an array of `[key, value]` arrays (XREAD's streams).
+    Keyed(Vec<(Reply, Reply)>),
     /// An array in RESP2.
     Set(Vec<Reply>),
     /// A bulk string in RESP2.

@@ -323,8 +323,15 @@ impl CallState<'_> {
                 _ => Reply::err(errors::DB_INDEX),
             });
         }
-        if cmd.handler.is_none() || cmd.flags.contains(&"blocking") {
+        if cmd.handler.is_none() {
             return Err(lua_err("ERR This Redis command is not allowed from script"));
+        }
+        // XREAD and XREADGROUP run in scripts, but not with BLOCK (as in Redis).
+        if cmd.is_blocking() && matches!(commands::blocking_shape(cmd.name, &argv), Ok(Some(_))) {
+            return Err(lua_err(format!(
+                "ERR {} command is not allowed with BLOCK option from scripts",
+                String::from_utf8_lossy(&argv[0])
+            )));
         }
         let writes = cmd.flags.contains(&"write");
         if writes && self.read_only {
@@ -392,6 +399,16 @@ fn to_lua(lua: &Lua, reply: &Reply) -> mlua::Result<Value> {
             for (i, (k, v)) in pairs.iter().enumerate() {
                 t.raw_set(2 * i + 1, to_lua(lua, k)?)?;
                 t.raw_set(2 * i + 2, to_lua(lua, v)?)?;
+            }
+            Value::Table(t)
+        }
+        Reply::Keyed(pairs) => {
+            let t = lua.create_table()?;
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                let pair = lua.create_table()?;
+                pair.raw_set(1, to_lua(lua, k)?)?;
+                pair.raw_set(2, to_lua(lua, v)?)?;
+                t.raw_set(i + 1, pair)?;
             }
             Value::Table(t)
         }

@@ -2,7 +2,7 @@
 //! with WATCH, pub/sub subscriptions, blocking pops, and the server commands that depend on
 //! the connection (HELLO, CLIENT, SELECT, INFO, CONFIG, COMMAND).
 
-use crate::commands::{self, COMMANDS, Command, Ctx, eq, lookup};
+use crate::commands::{self, Blocking, COMMANDS, Command, Ctx, eq, lookup};
 use crate::keyspace::Policy;
 use crate::pubsub::QUEUE_LIMIT;
 use crate::reply::{Reply, errors};
@@ -1019,20 +1019,17 @@ impl Session {
     }
 
     /// The blocking pops (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX,
-    /// BZMPOP): try, and if every key is empty wait for a write to one of them or for the
-    /// timeout (0 = forever).
+    /// BZMPOP) and stream reads (XREAD, XREADGROUP): try, and if there is nothing to answer
+    /// wait for a write to one of the keys or for the timeout. XREAD's `$` is resolved at
+    /// the first try, so later tries wait for entries added after the command began.
     async fn blocking(&mut self, cmd: &'static Command, args: &[Bytes]) -> Reply {
-        let (timeout, keys) = match commands::blocking_shape(cmd.name, args) {
-            Ok(shape) => shape,
+        let Blocking { timeout, keys } = match commands::blocking_shape(cmd.name, args) {
+            Ok(Some(shape)) => shape,
+            Ok(None) => return self.run(cmd, args).await,
             Err(err) => return err,
         };
-        let timeout = match commands::parse_float(timeout) {
-            Some(t) if t < 0.0 => return Reply::err(errors::NEGATIVE_TIMEOUT),
-            Some(t) if t.is_finite() && t < 1e9 => t,
-            _ => return Reply::err(errors::TIMEOUT),
-        };
-        let deadline =
-            (timeout > 0.0).then(|| tokio::time::Instant::now() + Duration::from_secs_f64(timeout));
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut resolved: Option<Vec<Bytes>> = None;
         loop {
             let (outcome, ticket) = {
                 let mut ks = match self.shared.lock_ks() {
@@ -1046,7 +1043,12 @@ impl Session {
                     db: self.db,
                     max_bulk: self.shared.options.max_bulk_bytes,
                 };
-                let outcome = commands::try_blocking(&mut ctx, args);
+                let outcome = if cmd.name == "xread" && resolved.is_none() {
+                    commands::resolve_dollar(&mut ctx, args)
+                        .and_then(|args| commands::try_blocking(&mut ctx, resolved.insert(args)))
+                } else {
+                    commands::try_blocking(&mut ctx, resolved.as_deref().unwrap_or(args))
+                };
                 let touched = ks.finish();
                 let ticket = self.shared.after_write(&ks, &touched);
                 if matches!(outcome, Ok(None)) {

@@ -2,6 +2,7 @@
 //! stays O(1) per write.
 
 pub use crate::list::List;
+use crate::stream::Stream;
 use crate::zset::ZSet;
 use bytes::Bytes;
 use indexmap::{IndexMap, IndexSet};
@@ -18,6 +19,7 @@ pub enum Value {
     List(List),
     Set(Set),
     ZSet(ZSet),
+    Stream(Box<Stream>),
 }
 
 impl Value {
@@ -28,6 +30,7 @@ impl Value {
             Value::List(_) => "list",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -39,6 +42,7 @@ impl Value {
             Value::List(l) => l.mem(),
             Value::Set(s) => s.bytes,
             Value::ZSet(z) => z.mem(),
+            Value::Stream(s) => s.mem(),
         }
     }
 
@@ -50,6 +54,8 @@ impl Value {
             Value::List(l) => l.is_empty(),
             Value::Set(s) => s.members.is_empty(),
             Value::ZSet(z) => z.is_empty(),
+            // An emptied stream stays, with its groups and last ID, as in Redis.
+            Value::Stream(_) => false,
         }
     }
 
@@ -81,6 +87,7 @@ impl Value {
             Value::Set(_) => "hashtable",
             Value::ZSet(z) if z.len() <= 128 && z.iter_members().all(|(m, _)| m.len() <= 64) => "listpack",
             Value::ZSet(_) => "skiplist",
+            Value::Stream(_) => "stream",
         }
     }
 }

@@ -49,6 +49,16 @@ pub fn encode(reply: &Reply, resp3: bool, out: &mut BytesMut) {
                 encode(v, resp3, out);
             }
         }
+        Reply::Keyed(pairs) => {
+            int_line(out, if resp3 { b'%' } else { b'*' }, pairs.len() as i64);
+            for (k, v) in pairs {
+                if !resp3 {
+                    out.put_slice(b"*2\r\n");
+                }
+                encode(k, resp3, out);
+                encode(v, resp3, out);
+            }
+        }
         Reply::Double(d) => {
             let text = format_double(*d);
             if resp3 { line(out, b',', text.as_bytes()) } else { bulk(out, text.as_bytes()) }

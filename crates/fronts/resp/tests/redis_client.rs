@@ -479,6 +479,283 @@ async fn sets() {
     assert_eq!((cursor, members), (0, vec!["c".to_string()]));
 }
 
+/// An entry as XRANGE and XREAD give it: its ID and its fields and values.
+type Entries = Vec<(String, Vec<String>)>;
+
+fn fv(pairs: &[&str]) -> Vec<String> {
+    pairs.iter().map(|s| s.to_string()).collect()
+}
+
+/// Streams: IDs, ranges, deletes and trims, consumer groups with their pending entries and
+/// claims, and XREAD/XREADGROUP blocking until another connection adds an entry.
+#[tokio::test]
+async fn streams_and_consumer_groups() {
+    let (addr, mut c) = start().await;
+    for (id, v) in [("1-1", "a"), ("1-2", "b"), ("2-0", "c")] {
+        let got: String = cmd("XADD").arg("s").arg(id).arg("f").arg(v).query_async(&mut c).await.unwrap();
+        assert_eq!(got, id);
+    }
+    let err =
+        cmd("XADD").arg("s").arg("2-0").arg("f").arg("v").query_async::<String>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("equal or smaller than the target stream top item"), "{err}");
+    let same_ms: String =
+        cmd("XADD").arg("s").arg("2-*").arg("f").arg("d").query_async(&mut c).await.unwrap();
+    assert_eq!(same_ms, "2-1");
+    let auto: String = cmd("XADD").arg("s").arg("*").arg("f").arg("e").query_async(&mut c).await.unwrap();
+    let ms: u64 = auto.split_once('-').unwrap().0.parse().unwrap();
+    assert!(ms > 1_600_000_000_000, "'*' takes the clock's milliseconds: {auto}");
+    assert_eq!(cmd("XLEN").arg("s").query_async::<i64>(&mut c).await.unwrap(), 5);
+    assert_eq!(cmd("TYPE").arg("s").query_async::<String>(&mut c).await.unwrap(), "stream");
+    let range: Entries = cmd("XRANGE").arg("s").arg("(1-1").arg("2").query_async(&mut c).await.unwrap();
+    assert_eq!(
+        range,
+        vec![
+            ("1-2".into(), fv(&["f", "b"])),
+            ("2-0".into(), fv(&["f", "c"])),
+            ("2-1".into(), fv(&["f", "d"]))
+        ]
+    );
+    let last: Entries =
+        cmd("XREVRANGE").arg("s").arg("+").arg("-").arg("COUNT").arg(1).query_async(&mut c).await.unwrap();
+    assert_eq!(last, vec![(auto.clone(), fv(&["f", "e"]))]);
+    assert_eq!(cmd("XDEL").arg("s").arg("1-2").arg("9-9").query_async::<i64>(&mut c).await.unwrap(), 1);
+    assert_eq!(cmd("XTRIM").arg("s").arg("MAXLEN").arg(2).query_async::<i64>(&mut c).await.unwrap(), 2);
+    let left: Entries = cmd("XRANGE").arg("s").arg("-").arg("+").query_async(&mut c).await.unwrap();
+    assert_eq!(left.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), vec!["2-1", auto.as_str()]);
+    // `~` trims whole nodes of 100 entries only, never below the threshold.
+    let mut p = pipe();
+    for i in 1..=250 {
+        p.cmd("XADD").arg("big").arg(format!("{i}-0")).arg("n").arg(i).ignore();
+    }
+    let _: () = p.query_async(&mut c).await.unwrap();
+    let trimmed: i64 =
+        cmd("XTRIM").arg("big").arg("MAXLEN").arg("~").arg(120).query_async(&mut c).await.unwrap();
+    assert_eq!(trimmed, 100);
+    let trimmed: i64 = cmd("XTRIM").arg("big").arg("MINID").arg("200").query_async(&mut c).await.unwrap();
+    assert_eq!((trimmed, cmd("XLEN").arg("big").query_async::<i64>(&mut c).await.unwrap()), (99, 51));
+
+    // A consumer group: entries go to one consumer each and stay pending until acknowledged.
+    let ok: String = cmd("XGROUP")
+        .arg("CREATE")
+        .arg("jobs")
+        .arg("workers")
+        .arg("$")
+        .arg("MKSTREAM")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let busy = cmd("XGROUP")
+        .arg("CREATE")
+        .arg("jobs")
+        .arg("workers")
+        .arg("0")
+        .query_async::<String>(&mut c)
+        .await
+        .unwrap_err();
+    assert_eq!(busy.code(), Some("BUSYGROUP"));
+    for (id, task) in [("1-0", "one"), ("2-0", "two"), ("3-0", "three")] {
+        let _: String =
+            cmd("XADD").arg("jobs").arg(id).arg("task").arg(task).query_async(&mut c).await.unwrap();
+    }
+    let read = |consumer: &str, count: usize, from: &str| {
+        let mut command = cmd("XREADGROUP");
+        command
+            .arg("GROUP")
+            .arg("workers")
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg("jobs")
+            .arg(from);
+        command
+    };
+    let alice: Vec<(String, Entries)> = read("alice", 2, ">").query_async(&mut c).await.unwrap();
+    assert_eq!(
+        alice,
+        vec![(
+            "jobs".into(),
+            vec![("1-0".into(), fv(&["task", "one"])), ("2-0".into(), fv(&["task", "two"]))]
+        )]
+    );
+    let bob: Vec<(String, Entries)> = read("bob", 10, ">").query_async(&mut c).await.unwrap();
+    assert_eq!(bob, vec![("jobs".into(), vec![("3-0".into(), fv(&["task", "three"]))])]);
+    let nothing: Option<Vec<(String, Entries)>> = read("bob", 10, ">").query_async(&mut c).await.unwrap();
+    assert_eq!(nothing, None, "nothing new for the group");
+    assert_eq!(
+        cmd("XACK").arg("jobs").arg("workers").arg("1-0").query_async::<i64>(&mut c).await.unwrap(),
+        1
+    );
+    type Summary = (i64, String, String, Vec<(String, String)>);
+    let summary: Summary = cmd("XPENDING").arg("jobs").arg("workers").query_async(&mut c).await.unwrap();
+    assert_eq!(
+        summary,
+        (2, "2-0".into(), "3-0".into(), vec![("alice".into(), "1".into()), ("bob".into(), "1".into())])
+    );
+    // Alice's history: what she holds, delivered again.
+    let history: Vec<(String, Entries)> = read("alice", 10, "0").query_async(&mut c).await.unwrap();
+    assert_eq!(history, vec![("jobs".into(), vec![("2-0".into(), fv(&["task", "two"]))])]);
+    let detail: Vec<(String, String, i64, i64)> = cmd("XPENDING")
+        .arg("jobs")
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .arg("alice")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!((detail[0].0.as_str(), detail[0].1.as_str(), detail[0].3), ("2-0", "alice", 2));
+    // Bob claims alice's entry; then carol takes everything with XAUTOCLAIM.
+    let claimed: Entries = cmd("XCLAIM")
+        .arg("jobs")
+        .arg("workers")
+        .arg("bob")
+        .arg(0)
+        .arg("2-0")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(claimed, vec![("2-0".into(), fv(&["task", "two"]))]);
+    let (cursor, ids, deleted): (String, Vec<String>, Vec<String>) = cmd("XAUTOCLAIM")
+        .arg("jobs")
+        .arg("workers")
+        .arg("carol")
+        .arg(0)
+        .arg("0")
+        .arg("JUSTID")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!((cursor.as_str(), ids, deleted), ("0-0", fv(&["2-0", "3-0"]), vec![]));
+    let groups: Vec<std::collections::HashMap<String, Value>> =
+        cmd("XINFO").arg("GROUPS").arg("jobs").query_async(&mut c).await.unwrap();
+    assert_eq!(groups[0]["pending"], Value::Int(2));
+    assert_eq!(groups[0]["lag"], Value::Int(0));
+    assert_eq!(groups[0]["consumers"], Value::Int(3));
+    assert_eq!(
+        cmd("XGROUP")
+            .arg("DELCONSUMER")
+            .arg("jobs")
+            .arg("workers")
+            .arg("carol")
+            .query_async::<i64>(&mut c)
+            .await
+            .unwrap(),
+        2
+    );
+    let no_group = read("x", 1, ">").arg("nokey").arg(">").query_async::<Value>(&mut c).await;
+    assert!(no_group.is_err());
+
+    // XREAD from `$` waits for what is added after it began, however often it is woken.
+    let _: String =
+        cmd("XADD").arg("events").arg("4-0").arg("kind").arg("old").query_async(&mut c).await.unwrap();
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut blocked = client.get_multiplexed_async_connection().await.unwrap();
+    let waiter = tokio::spawn(async move {
+        cmd("XREAD")
+            .arg("BLOCK")
+            .arg(5000)
+            .arg("STREAMS")
+            .arg("events")
+            .arg("$")
+            .query_async::<Option<Vec<(String, Entries)>>>(&mut blocked)
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A write that adds no entry wakes the reader, which goes back to waiting.
+    let _: String =
+        cmd("XGROUP").arg("CREATE").arg("events").arg("g").arg("$").query_async(&mut c).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _: String =
+        cmd("XADD").arg("events").arg("5-0").arg("kind").arg("new").query_async(&mut c).await.unwrap();
+    assert_eq!(
+        waiter.await.unwrap(),
+        Some(vec![("events".into(), vec![("5-0".into(), fv(&["kind", "new"]))])])
+    );
+    // XREADGROUP with `>` waits for an entry the group has not seen.
+    let seen: Vec<(String, Entries)> = cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("g")
+        .arg("dan")
+        .arg("STREAMS")
+        .arg("events")
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(seen[0].1[0].0, "5-0");
+    let mut blocked = client.get_multiplexed_async_connection().await.unwrap();
+    let waiter = tokio::spawn(async move {
+        cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("g")
+            .arg("dan")
+            .arg("BLOCK")
+            .arg(5000)
+            .arg("STREAMS")
+            .arg("events")
+            .arg(">")
+            .query_async::<Vec<(String, Entries)>>(&mut blocked)
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _: String =
+        cmd("XADD").arg("events").arg("6-0").arg("kind").arg("next").query_async(&mut c).await.unwrap();
+    let got = waiter.await.unwrap();
+    assert_eq!(got, vec![("events".into(), vec![("6-0".into(), fv(&["kind", "next"]))])]);
+    // Two consumers blocked on one group: each new entry goes to one of them.
+    let waiters: Vec<_> = ["w1", "w2"]
+        .into_iter()
+        .map(|consumer| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut blocked = client.get_multiplexed_async_connection().await.unwrap();
+                let got: Vec<(String, Entries)> = cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg("g")
+                    .arg(consumer)
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("BLOCK")
+                    .arg(5000)
+                    .arg("STREAMS")
+                    .arg("events")
+                    .arg(">")
+                    .query_async(&mut blocked)
+                    .await
+                    .unwrap();
+                got[0].1[0].0.clone()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for id in ["7-0", "8-0"] {
+        let _: String =
+            cmd("XADD").arg("events").arg(id).arg("kind").arg("x").query_async(&mut c).await.unwrap();
+    }
+    let mut got = Vec::new();
+    for w in waiters {
+        got.push(w.await.unwrap());
+    }
+    got.sort();
+    assert_eq!(got, vec!["7-0", "8-0"]);
+    // A timeout answers nil.
+    let none: Option<Vec<(String, Entries)>> = cmd("XREAD")
+        .arg("BLOCK")
+        .arg(50)
+        .arg("STREAMS")
+        .arg("events")
+        .arg("$")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+}
+
 #[tokio::test]
 async fn sorted_sets() {
     let (addr, mut c) = start().await;

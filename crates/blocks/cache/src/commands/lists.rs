@@ -5,6 +5,7 @@ use super::{CmdResult, Ctx, eq, int, pop_count};
 use crate::reply::{Reply, errors};
 use crate::value::List;
 use bytes::Bytes;
+use std::time::Duration;
 
 /// LPUSH, RPUSH, LPUSHX, RPUSHX.
 pub fn push(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
@@ -250,14 +251,34 @@ pub fn lmpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(mpop(ctx, keys, left, count)?.unwrap_or(Reply::NilArray))
 }
 
-/// Where a blocking command's timeout is and which keys it waits on: BLMPOP and BZMPOP put
-/// the timeout first and count their keys, the others put it last.
-pub fn blocking_shape<'a>(name: &str, args: &'a [Bytes]) -> Result<(&'a Bytes, Vec<Bytes>), Reply> {
-    Ok(match name {
+/// How a blocking command waits: until its timeout (None: forever) for a write to one of
+/// its keys.
+pub struct Blocking {
+    pub timeout: Option<Duration>,
+    pub keys: Vec<Bytes>,
+}
+
+/// Where a blocking command's timeout and keys are, the timeout checked. `Ok(None)` for a
+/// stream read without BLOCK, which answers at once.
+pub fn blocking_shape(name: &str, args: &[Bytes]) -> Result<Option<Blocking>, Reply> {
+    let (timeout, keys) = match name {
+        "xread" | "xreadgroup" => {
+            let read = super::streams::parse_read(name, args)?;
+            return Ok(read.block.map(|ms| Blocking {
+                timeout: (ms > 0).then(|| Duration::from_millis(ms)),
+                keys: read.keys.to_vec(),
+            }));
+        }
         "blmpop" | "bzmpop" => (&args[1], super::numkeys_keys(args, 2)?.0.to_vec()),
         "blmove" | "brpoplpush" => (&args[args.len() - 1], vec![args[1].clone()]),
         _ => (&args[args.len() - 1], args[1..args.len() - 1].to_vec()),
-    })
+    };
+    let seconds = match super::parse_float(timeout) {
+        Some(t) if t < 0.0 => return Err(Reply::err(errors::NEGATIVE_TIMEOUT)),
+        Some(t) if t.is_finite() && t < 1e9 => t,
+        _ => return Err(Reply::err(errors::TIMEOUT)),
+    };
+    Ok(Some(Blocking { timeout: (seconds > 0.0).then(|| Duration::from_secs_f64(seconds)), keys }))
 }
 
 /// One attempt at a blocking command: `Ok(None)` when every key is empty and the caller
@@ -287,6 +308,7 @@ pub fn try_blocking(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Repl
             Ok(None)
         }
         "bzmpop" => super::zsets::try_bzmpop(ctx, args),
+        "xread" | "xreadgroup" => super::streams::try_read(ctx, args),
         _ => super::zsets::try_bzpop(ctx, args, cmd == "bzpopmax"),
     }
 }

@@ -13,18 +13,21 @@ mod lists;
 pub mod server;
 mod sets;
 mod sort;
+mod streams;
 mod strings;
 mod zsets;
 
 use crate::keyspace::Keyspace;
 use crate::reply::{Reply, errors};
+use crate::stream::Stream;
 use crate::value::{Hash, List, Set, Value};
 use crate::zset::ZSet;
 use bytes::Bytes;
 use std::sync::LazyLock;
 
-pub use lists::{blocking_shape, try_blocking};
+pub use lists::{Blocking, blocking_shape, try_blocking};
 pub use server::info_text;
+pub use streams::resolve_dollar;
 
 /// What a handler sees: the keyspace (locked for the whole command) and the client's
 /// selected database.
@@ -267,6 +270,22 @@ pub static COMMANDS: &[Command] = &[
     cmd!("georadius_ro", -6, R, 1, 1, 1, Some(geo::georadius)),
     cmd!("georadiusbymember", -5, W, 1, 1, 1, Some(geo::georadius)),
     cmd!("georadiusbymember_ro", -5, R, 1, 1, 1, Some(geo::georadius)),
+    // streams
+    cmd!("xadd", -5, WF, 1, 1, 1, Some(streams::xadd)),
+    cmd!("xlen", 2, RF, 1, 1, 1, Some(streams::xlen)),
+    cmd!("xrange", -4, R, 1, 1, 1, Some(streams::xrange)),
+    cmd!("xrevrange", -4, R, 1, 1, 1, Some(streams::xrange)),
+    cmd!("xdel", -3, DF, 1, 1, 1, Some(streams::xdel)),
+    cmd!("xtrim", -4, D, 1, 1, 1, Some(streams::xtrim)),
+    cmd!("xread", -4, &["readonly", "blocking", "movablekeys"], 0, 0, 0, Some(streams::xread)),
+    cmd!("xreadgroup", -7, &["write", "blocking", "movablekeys"], 0, 0, 0, Some(streams::xread)),
+    cmd!("xgroup", -2, D, 2, 2, 1, Some(streams::xgroup)),
+    cmd!("xack", -4, DF, 1, 1, 1, Some(streams::xack)),
+    cmd!("xpending", -3, R, 1, 1, 1, Some(streams::xpending)),
+    cmd!("xclaim", -6, DF, 1, 1, 1, Some(streams::xclaim)),
+    cmd!("xautoclaim", -6, DF, 1, 1, 1, Some(streams::xautoclaim)),
+    cmd!("xinfo", -2, R, 2, 2, 1, Some(streams::xinfo)),
+    cmd!("xsetid", -3, WF, 1, 1, 1, Some(streams::xsetid)),
     // HyperLogLog
     cmd!("pfadd", -2, WF, 1, 1, 1, Some(hll::pfadd)),
     cmd!("pfcount", -2, R, 1, -1, 1, Some(hll::pfcount)),
@@ -533,3 +552,4 @@ typed_access!(read_hash, write_hash, create_hash, Hash, Hash, Hash::default());
 typed_access!(read_list, write_list, create_list, List, List, List::default());
 typed_access!(read_set, write_set, create_set, Set, Set, Set::default());
 typed_access!(read_zset, write_zset, create_zset, ZSet, ZSet, ZSet::new());
+typed_access!(read_stream, write_stream, create_stream, Stream, Box<Stream>, Box::default());
