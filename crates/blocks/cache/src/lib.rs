@@ -20,6 +20,7 @@ mod pubsub;
 pub mod reply;
 mod scripting;
 mod session;
+mod slowlog;
 pub mod stream;
 pub mod value;
 pub mod zset;
@@ -120,6 +121,7 @@ pub(crate) struct Shared {
     pub scripting: Mutex<scripting::Scripting>,
     pub script_status: Arc<scripting::ScriptStatus>,
     pub pause: pause::Pause,
+    pub slowlog: slowlog::SlowLog,
 }
 
 #[derive(Clone)]
@@ -169,6 +171,7 @@ impl Cache {
                 scripting: Mutex::new(scripting),
                 script_status,
                 pause: pause::Pause::new(clock.clone()),
+                slowlog: slowlog::SlowLog::default(),
                 ks: Mutex::new(ks),
                 waiters: Mutex::new(HashMap::new()),
                 pubsub: Mutex::new(PubSub::default()),

@@ -10,7 +10,7 @@ use crate::{ClientInfo, REDIS_VERSION, Shared, scripting};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 
 pub struct Session {
@@ -176,12 +176,27 @@ impl Session {
         cmd: &'static Command,
         args: &[Bytes],
     ) -> (Reply, Option<u64>) {
+        let started = Instant::now();
         let reply = self.run_command(ks, cmd, args);
+        self.time_command(args, started.elapsed());
         // Evictions made while failing to make room are writes too.
         let touched = ks.finish();
         let ticket = self.shared.after_write(ks, &touched);
         ks.recycle(touched);
         (reply, ticket)
+    }
+
+    /// Puts the command in the slow log if it ran long enough.
+    fn time_command(&self, args: &[Bytes], took: Duration) {
+        let micros = took.as_micros() as u64;
+        if self.shared.slowlog.is_slow(micros) {
+            let (addr, name) = match self.shared.clients.lock().get(&self.id) {
+                Some(c) => (c.addr.clone(), c.name.clone()),
+                None => Default::default(),
+            };
+            let at = self.shared.clock.now_ms() / 1000;
+            self.shared.slowlog.push(args, micros, at, &addr, &name);
+        }
     }
 
     /// The body of a keyspace command, between `begin` and `finish`: the persisted-key bound,
@@ -284,6 +299,7 @@ impl Session {
             "unsubscribe" | "punsubscribe" => self.unsubscribe(&args, cmd.name == "punsubscribe"),
             "publish" => Reply::Int(self.shared.pubsub.lock().publish(&args[1], &args[2])),
             "pubsub" => self.pubsub(&args),
+            "slowlog" => self.shared.slowlog.command(&args),
             _ if cmd.is_blocking() => self.blocking(cmd, &args).await,
             "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
                 self.eval(cmd, &args).await
@@ -348,6 +364,7 @@ impl Session {
             status.wrote.store(false, Ordering::Release);
             status.kill.store(false, Ordering::Release);
             status.started_ms.store(ks.now().max(1), Ordering::Release);
+            let started = Instant::now();
             let outcome = scripting.run(
                 target,
                 &mut ks,
@@ -358,15 +375,17 @@ impl Session {
                 shared.options.max_bulk_bytes,
                 status,
             );
+            let took = started.elapsed();
             status.started_ms.store(0, Ordering::Release);
             let ticket = shared.after_write(&ks, &outcome.touched);
-            Ok((outcome, ticket))
+            Ok((outcome, ticket, took))
         };
-        let (outcome, ticket) = match tokio::task::spawn_blocking(run).await {
+        let (outcome, ticket, took) = match tokio::task::spawn_blocking(run).await {
             Ok(Ok(done)) => done,
             Ok(Err(busy)) => return busy,
             Err(err) => return Reply::err(format!("ERR the script's thread failed: {err}")),
         };
+        self.time_command(args, took);
         self.await_ticket(ticket).await;
         outcome.reply
     }
@@ -731,6 +750,8 @@ impl Session {
                     ("timeout", "0".to_string()),
                     ("hz", "10".to_string()),
                     ("maxclients", "10000".to_string()),
+                    ("slowlog-log-slower-than", self.shared.slowlog.slower_than().to_string()),
+                    ("slowlog-max-len", self.shared.slowlog.max_len().to_string()),
                 ];
                 let mut out = Vec::new();
                 for (name, value) in params {
@@ -749,6 +770,7 @@ impl Session {
                     Err(busy) => return busy,
                 };
                 let mut settings = ks.settings.clone();
+                let (mut slower_than, mut max_len) = (None, None);
                 for pair in args[2..].chunks(2) {
                     let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
                     let value = String::from_utf8_lossy(&pair[1]).to_string();
@@ -783,6 +805,14 @@ impl Session {
                             Ok(n) => settings.lfu_decay_minutes = n,
                             _ => return bad(),
                         },
+                        "slowlog-log-slower-than" => match value.parse() {
+                            Ok(n) => slower_than = Some(n),
+                            _ => return bad(),
+                        },
+                        "slowlog-max-len" => match value.parse() {
+                            Ok(n) => max_len = Some(n),
+                            _ => return bad(),
+                        },
                         "save" | "appendonly" | "timeout" | "hz" => {}
                         _ => {
                             return Reply::err(format!(
@@ -792,6 +822,13 @@ impl Session {
                     }
                 }
                 ks.settings = settings;
+                // Applied once every pair parsed, as the keyspace settings are.
+                if let Some(n) = slower_than {
+                    self.shared.slowlog.set_slower_than(n);
+                }
+                if let Some(n) = max_len {
+                    self.shared.slowlog.set_max_len(n);
+                }
                 Reply::OK
             }
             "resetstat" if args.len() == 2 => {

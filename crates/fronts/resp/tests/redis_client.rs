@@ -1580,6 +1580,43 @@ async fn server_commands_clients_probe() {
     assert_ne!(stat(&hits_before, "keyspace_misses"), stat(&hits_after, "keyspace_misses"));
 }
 
+/// SLOWLOG: commands at or over `slowlog-log-slower-than` microseconds are kept newest first,
+/// with their client, at most `slowlog-max-len` of them; a negative threshold keeps none.
+#[tokio::test]
+async fn slowlog_keeps_commands_over_the_threshold() {
+    let (_, mut c) = start().await;
+    let set = |name: &str, value: i64| {
+        let mut command = cmd("CONFIG");
+        command.arg("SET").arg(name).arg(value);
+        command
+    };
+    let _: () = set("slowlog-log-slower-than", -1).query_async(&mut c).await.unwrap();
+    let _: () = cmd("SLOWLOG").arg("RESET").query_async(&mut c).await.unwrap();
+    let _: () = c.set("quiet", "1").await.unwrap();
+    assert_eq!(cmd("SLOWLOG").arg("LEN").query_async::<i64>(&mut c).await.unwrap(), 0);
+    let _: () = set("slowlog-log-slower-than", 0).query_async(&mut c).await.unwrap();
+    let _: () = set("slowlog-max-len", 3).query_async(&mut c).await.unwrap();
+    let _: () = cmd("CLIENT").arg("SETNAME").arg("timer").query_async(&mut c).await.unwrap();
+    let _: () = c.set("k", "v").await.unwrap();
+    let _: Option<String> = c.get("k").await.unwrap();
+    let _: i64 = cmd("INCR").arg("n").query_async(&mut c).await.unwrap();
+    let _: i64 = cmd("EVAL").arg("return 1").arg(0).query_async(&mut c).await.unwrap();
+    type Entry = (i64, i64, i64, Vec<String>, String, String);
+    let log: Vec<Entry> = cmd("SLOWLOG").arg("GET").arg(-1).query_async(&mut c).await.unwrap();
+    let commands: Vec<Vec<String>> = log.iter().map(|e| e.3.clone()).collect();
+    assert_eq!(commands, vec![fv(&["EVAL", "return 1", "0"]), fv(&["INCR", "n"]), fv(&["GET", "k"])]);
+    assert!(log[0].0 > log[1].0 && log[1].0 > log[2].0, "newest first: {log:?}");
+    assert!(log[0].1 > 1_700_000_000, "a unix time in seconds: {log:?}");
+    assert!(log[0].4.starts_with("127.0.0.1:") && log[0].5 == "timer", "{log:?}");
+    let conf: Vec<String> = cmd("CONFIG").arg("GET").arg("slowlog-*").query_async(&mut c).await.unwrap();
+    assert_eq!(conf, fv(&["slowlog-log-slower-than", "0", "slowlog-max-len", "3"]));
+    let _: () = cmd("SLOWLOG").arg("RESET").query_async(&mut c).await.unwrap();
+    let after_reset: Vec<Entry> = cmd("SLOWLOG").arg("GET").query_async(&mut c).await.unwrap();
+    assert!(after_reset.is_empty(), "{after_reset:?}");
+    let err = cmd("SLOWLOG").arg("GET").arg(-2).query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("greater than or equal to -1"), "{err}");
+}
+
 fn stat(info: &str, name: &str) -> u64 {
     info.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap().trim().parse().unwrap()
 }

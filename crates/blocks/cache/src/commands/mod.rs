@@ -309,6 +309,7 @@ pub static COMMANDS: &[Command] = &[
     cmd!("role", 1, &["noscript", "loading", "stale", "fast"], 0, 0, 0, Some(server::role)),
     cmd!("wait", 3, &["noscript"], 0, 0, 0, Some(server::wait)),
     cmd!("save", 1, S, 0, 0, 0, Some(server::save)),
+    cmd!("slowlog", -2, &["admin", "loading", "stale"], 0, 0, 0, None),
     cmd!("bgsave", -1, S, 0, 0, 0, Some(server::save)),
     // transactions
     cmd!("multi", 1, A, 0, 0, 0, None),
