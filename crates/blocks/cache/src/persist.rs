@@ -271,9 +271,9 @@ fn encode_value(value: &Value, expire_at: u64) -> Vec<u8> {
 fn encode_stream(buf: KeyBuf, s: &Stream) -> KeyBuf {
     let id = |b: KeyBuf, id: StreamId| b.u64(id.ms).u64(id.seq);
     let mut b = id(id(buf, s.last_id), s.max_deleted_id).u64(s.entries_added).u64(s.len() as u64);
-    for (entry, fields) in s.iter() {
+    for (entry, fields) in s.all() {
         b = id(b, entry).u64(fields.len() as u64);
-        for f in fields {
+        for f in &fields {
             b = b.bytes(f);
         }
     }
@@ -301,8 +301,9 @@ fn decode_stream(d: &mut Decoder) -> Result<Stream, Error> {
     (s.last_id, s.max_deleted_id, s.entries_added) = (id(d)?, id(d)?, d.u64()?);
     for _ in 0..d.u64()? {
         let entry = id(d)?;
-        let fields = (0..d.u64()?).map(|_| d.bytes().map(Bytes::from)).collect::<Result<_, _>>()?;
-        s.restore_entry(entry, fields);
+        let fields: Vec<Bytes> =
+            (0..d.u64()?).map(|_| d.bytes().map(Bytes::from)).collect::<Result<_, _>>()?;
+        s.restore_entry(entry, &fields);
     }
     for _ in 0..d.u64()? {
         let name = Bytes::from(d.bytes()?);

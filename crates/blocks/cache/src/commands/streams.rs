@@ -66,8 +66,8 @@ fn entry_reply(id: StreamId, fields: &Fields) -> Reply {
     Reply::Array(vec![id_reply(id), Reply::bulks(fields.iter().cloned())])
 }
 
-fn entries_reply<'a>(entries: impl IntoIterator<Item = (StreamId, &'a Fields)>) -> Reply {
-    Reply::Array(entries.into_iter().map(|(id, f)| entry_reply(id, f)).collect())
+fn entries_reply(entries: Vec<(StreamId, Fields)>) -> Reply {
+    Reply::Array(entries.iter().map(|(id, f)| entry_reply(*id, f)).collect())
 }
 
 fn no_group(key: &[u8], group: &[u8]) -> Reply {
@@ -211,7 +211,7 @@ pub fn xadd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     .ok_or_else(|| {
         Reply::err("ERR The ID specified in XADD is equal or smaller than the target stream top item")
     })?;
-    stream.append(id, args[i + 1..].to_vec());
+    stream.append(id, &args[i + 1..]);
     if let Some(trim) = t.trim {
         stream.trim(trim, t.approx, t.limit);
     }
@@ -407,7 +407,7 @@ pub fn try_read(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Reply> {
             (From::After(after), _) => {
                 let Some(stream) = ctx.read_stream(key)? else { continue };
                 match after.next() {
-                    Some(start) if stream.last().is_some_and(|(last, _)| last > after) => {
+                    Some(start) if stream.top_id().is_some_and(|top| top > after) => {
                         entries_reply(stream.range(start, StreamId::MAX, r.count, false))
                     }
                     _ => continue,
@@ -418,7 +418,7 @@ pub fn try_read(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<Reply>, Reply> {
                 // as a write, which would wake the other readers blocked on the key.
                 let stream = ctx.read_stream(key)?.expect("resolve checked the key");
                 let last = stream.groups[group.as_ref()].last_id;
-                if stream.last().is_none_or(|(top, _)| top <= last) {
+                if stream.top_id().is_none_or(|top| top <= last) {
                     continue;
                 }
                 let stream = ctx.write_stream(key)?.expect("resolve checked the key");
@@ -768,7 +768,7 @@ pub fn xsetid(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         i += 2;
     }
     let Some(stream) = ctx.write_stream(&args[1])? else { return Err(Reply::err(errors::NO_KEY)) };
-    if let Some((top, _)) = stream.last() {
+    if let Some(top) = stream.top_id() {
         if id < top {
             return Err(Reply::err(
                 "ERR The ID specified in XSETID is smaller than the target stream top item",
@@ -822,7 +822,8 @@ pub fn xinfo(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                     ));
                 }
             };
-            let nodes = stream.len().div_ceil(crate::stream::NODE_ENTRIES);
+            // Redis's radix tree has a key per node and some inner nodes besides.
+            let nodes = stream.nodes();
             let mut info = vec![
                 (text("length"), Reply::Int(stream.len() as i64)),
                 (text("radix-tree-keys"), Reply::Int(nodes as i64)),
@@ -836,7 +837,7 @@ pub fn xinfo(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 None => {
                     info.push((text("groups"), Reply::Int(stream.groups.len() as i64)));
                     let edge =
-                        |e: Option<(StreamId, &Fields)>| e.map_or(Reply::Nil, |(id, f)| entry_reply(id, f));
+                        |e: Option<(StreamId, Fields)>| e.map_or(Reply::Nil, |(id, f)| entry_reply(id, &f));
                     info.push((text("first-entry"), edge(stream.first())));
                     info.push((text("last-entry"), edge(stream.last())));
                 }

@@ -1,23 +1,19 @@
-//! The stream type behind XADD and its family: entries in ID order, and the consumer groups
-//! that read them, each with its pending-entries list (PEL) and consumers, as Redis keeps them.
-//!
-//! Redis stores entries in a radix tree of listpack nodes; a `BTreeMap` keyed by ID has the
-//! same costs (log n to find an ID, ordered walks over ranges). Redis's `~` trimming removes
-//! only whole nodes; here a node is taken to be [`NODE_ENTRIES`] entries counted from the
-//! head (Redis's default `stream-node-max-entries`), so `MAXLEN ~ n` leaves between n and
-//! n + 99 entries as Redis does for small entries. Exact trimming is exact.
+//! The stream type behind XADD and its family: entries in ID order ([`entries`]), and the
+//! consumer groups that read them, each with its pending-entries list (PEL) and consumers,
+//! as Redis keeps them.
 //!
 //! The group bookkeeping (`entries-read`, lag, tombstones) follows Redis 7.0's `t_stream.c`,
 //! so XINFO reports the same numbers.
+
+mod entries;
 
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// Entries per node for `~` trimming.
-pub const NODE_ENTRIES: usize = 100;
-/// Bytes charged per entry, per pending entry and per group beyond their own bytes.
-const ENTRY_OVERHEAD: usize = 40;
+use entries::Entries;
+
+/// Bytes charged per pending entry and per group (and consumer) beyond their own bytes.
 const PENDING_OVERHEAD: usize = 80;
 const GROUP_OVERHEAD: usize = 128;
 
@@ -176,7 +172,7 @@ pub struct AutoClaim {
 
 #[derive(Clone, Debug, Default)]
 pub struct Stream {
-    entries: BTreeMap<StreamId, Fields>,
+    entries: Entries,
     /// The greatest ID ever added (or set by XSETID).
     pub last_id: StreamId,
     /// The greatest ID removed by XDEL (0-0: none).
@@ -185,8 +181,6 @@ pub struct Stream {
     pub entries_added: u64,
     /// By name, in Redis's (byte) order.
     pub groups: BTreeMap<Bytes, Group>,
-    /// Heap bytes of the entries.
-    bytes: usize,
 }
 
 impl Stream {
@@ -195,12 +189,17 @@ impl Stream {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
+    }
+
+    /// How many nodes hold the entries.
+    pub fn nodes(&self) -> usize {
+        self.entries.nodes()
     }
 
     /// Approximate heap bytes held, groups included.
     pub fn mem(&self) -> usize {
-        self.bytes
+        self.entries.mem()
             + self
                 .groups
                 .iter()
@@ -215,34 +214,30 @@ impl Stream {
 
     /// The first entry's ID, 0-0 when empty (Redis's `recorded-first-entry-id`).
     pub fn first_id(&self) -> StreamId {
-        self.entries.keys().next().copied().unwrap_or_default()
+        self.entries.first_id().unwrap_or_default()
     }
 
-    pub fn first(&self) -> Option<(StreamId, &Fields)> {
-        self.entries.iter().next().map(|(id, f)| (*id, f))
+    /// The last entry's ID (not `last_id`, which deleted entries and XSETID move too).
+    pub fn top_id(&self) -> Option<StreamId> {
+        self.entries.last_id()
     }
 
-    pub fn last(&self) -> Option<(StreamId, &Fields)> {
-        self.entries.iter().next_back().map(|(id, f)| (*id, f))
+    pub fn first(&self) -> Option<(StreamId, Fields)> {
+        self.entries.first()
     }
 
-    pub fn get(&self, id: StreamId) -> Option<&Fields> {
-        self.entries.get(&id)
+    pub fn last(&self) -> Option<(StreamId, Fields)> {
+        self.entries.last()
+    }
+
+    pub fn get(&self, id: StreamId) -> Option<Fields> {
+        self.entries.get(id)
     }
 
     /// The entries from `start` to `end` inclusive, in order (reversed if `rev`), at most
     /// `count` of them (0: all).
-    pub fn range(&self, start: StreamId, end: StreamId, count: usize, rev: bool) -> Vec<(StreamId, &Fields)> {
-        if start > end {
-            return Vec::new();
-        }
-        let limit = if count == 0 { usize::MAX } else { count };
-        let range = self.entries.range(start..=end);
-        if rev {
-            range.rev().take(limit).map(|(id, f)| (*id, f)).collect()
-        } else {
-            range.take(limit).map(|(id, f)| (*id, f)).collect()
-        }
+    pub fn range(&self, start: StreamId, end: StreamId, count: usize, rev: bool) -> Vec<(StreamId, Fields)> {
+        self.entries.range(start, end, count, rev)
     }
 
     /// The ID `*` gives now: the clock if ahead of the last ID, else the last ID plus one.
@@ -260,27 +255,16 @@ impl Stream {
     }
 
     /// Appends an entry; the caller has checked that `id` is greater than `last_id`.
-    pub fn append(&mut self, id: StreamId, fields: Fields) {
+    pub fn append(&mut self, id: StreamId, fields: &[Bytes]) {
         debug_assert!(id > self.last_id);
-        self.bytes += ENTRY_OVERHEAD + fields.iter().map(|f| f.len()).sum::<usize>();
-        self.entries.insert(id, fields);
+        self.entries.push(id, fields);
         self.last_id = id;
         self.entries_added += 1;
     }
 
-    fn remove(&mut self, id: StreamId) -> bool {
-        match self.entries.remove(&id) {
-            Some(fields) => {
-                self.bytes -= ENTRY_OVERHEAD + fields.iter().map(|f| f.len()).sum::<usize>();
-                true
-            }
-            None => false,
-        }
-    }
-
     /// XDEL of one ID: true if it was there.
     pub fn delete(&mut self, id: StreamId) -> bool {
-        let deleted = self.remove(id);
+        let deleted = self.entries.delete(id);
         if deleted && id > self.max_deleted_id {
             self.max_deleted_id = id;
         }
@@ -290,26 +274,7 @@ impl Stream {
     /// Removes entries from the head until the strategy holds: exactly, or (`approx`) only
     /// in whole nodes, at most `limit` entries (0: no limit). Returns how many went.
     pub fn trim(&mut self, trim: Trim, approx: bool, limit: usize) -> usize {
-        let doomed: Vec<StreamId> = match trim {
-            Trim::MaxLen(max) => {
-                let excess = self.len().saturating_sub(max.min(usize::MAX as u64) as usize);
-                let n = if approx { excess - excess % NODE_ENTRIES } else { excess };
-                self.entries.keys().take(n).copied().collect()
-            }
-            Trim::MinId(min) => {
-                let below = self.entries.range(..min).count();
-                let n = if approx { below - below % NODE_ENTRIES } else { below };
-                self.entries.keys().take(n).copied().collect()
-            }
-        };
-        let n = match (approx, limit) {
-            (true, l) if l > 0 && doomed.len() > l => l - l % NODE_ENTRIES,
-            _ => doomed.len(),
-        };
-        for id in &doomed[..n] {
-            self.remove(*id);
-        }
-        n
+        self.entries.trim(trim, approx, limit)
     }
 
     /// Redis's streamEstimateDistanceFromFirstEverEntry: how many entries had been added up
@@ -421,7 +386,7 @@ impl Stream {
             .collect();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let fields = self.entries.get(&id).cloned();
+            let fields = self.entries.get(id);
             if fields.is_some()
                 && let Some(p) = g.pel.get_mut(&id)
             {
@@ -449,7 +414,8 @@ impl Stream {
         let delivered_at = opts.delivered_at.filter(|t| *t <= now).unwrap_or(now);
         let mut out = Vec::new();
         for &id in ids {
-            let Some(fields) = entries.get(&id) else {
+            let fields = if opts.just_id { entries.contains(id).then(Fields::new) } else { entries.get(id) };
+            let Some(fields) = fields else {
                 g.ack(id);
                 continue;
             };
@@ -470,7 +436,7 @@ impl Stream {
             };
             g.consumer(consumer, now);
             g.assign(id, consumer, delivered_at, deliveries);
-            out.push((id, if opts.just_id { Fields::new() } else { fields.clone() }));
+            out.push((id, fields));
         }
         Some(out)
     }
@@ -498,7 +464,8 @@ impl Stream {
         while i < attempts && left > 0 && i < ids.len() {
             let id = ids[i];
             i += 1;
-            let Some(fields) = entries.get(&id) else {
+            let fields = if just_id { entries.contains(id).then(Fields::new) } else { entries.get(id) };
+            let Some(fields) = fields else {
                 g.ack(id);
                 deleted.push(id);
                 left -= 1;
@@ -511,22 +478,21 @@ impl Stream {
             let deliveries = if just_id { p.deliveries } else { p.deliveries + 1 };
             g.consumer(consumer, now);
             g.assign(id, consumer, now, deliveries);
-            claimed.push((id, if just_id { Fields::new() } else { fields.clone() }));
+            claimed.push((id, fields));
             left -= 1;
         }
         Some(AutoClaim { cursor: ids.get(i).copied().unwrap_or_default(), claimed, deleted })
     }
 
     /// Every entry, for persistence.
-    pub fn iter(&self) -> impl Iterator<Item = (StreamId, &Fields)> {
-        self.entries.iter().map(|(id, f)| (*id, f))
+    pub fn all(&self) -> Vec<(StreamId, Fields)> {
+        self.entries.range(StreamId::MIN, StreamId::MAX, 0, false)
     }
 
-    /// Puts back a persisted entry without touching the counters (they are restored
-    /// separately).
-    pub fn restore_entry(&mut self, id: StreamId, fields: Fields) {
-        self.bytes += ENTRY_OVERHEAD + fields.iter().map(|f| f.len()).sum::<usize>();
-        self.entries.insert(id, fields);
+    /// Puts back a persisted entry (in ID order) without touching the counters, which are
+    /// restored separately.
+    pub fn restore_entry(&mut self, id: StreamId, fields: &[Bytes]) {
+        self.entries.push(id, fields);
     }
 
     /// Puts back a persisted pending entry, creating its consumer's record of it.
@@ -548,7 +514,7 @@ mod tests {
     fn stream_of(n: u64) -> Stream {
         let mut s = Stream::default();
         for i in 1..=n {
-            s.append(StreamId::new(i, 0), fields());
+            s.append(StreamId::new(i, 0), &fields());
         }
         s
     }
@@ -557,7 +523,7 @@ mod tests {
     fn auto_ids_follow_the_clock_and_never_go_back() {
         let mut s = Stream::default();
         assert_eq!(s.auto_id(5), Some(StreamId::new(5, 0)));
-        s.append(StreamId::new(5, 0), fields());
+        s.append(StreamId::new(5, 0), &fields());
         assert_eq!(s.auto_id(5), Some(StreamId::new(5, 1)));
         assert_eq!(s.auto_id(3), Some(StreamId::new(5, 1)), "a clock behind the last ID");
         assert_eq!(s.auto_seq_id(5), Some(StreamId::new(5, 1)));
