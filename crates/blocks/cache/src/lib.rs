@@ -13,6 +13,7 @@ mod commands;
 mod disconnect;
 pub mod glob;
 mod keyspace;
+mod latency;
 mod list;
 mod pause;
 pub mod persist;
@@ -122,6 +123,7 @@ pub(crate) struct Shared {
     pub script_status: Arc<scripting::ScriptStatus>,
     pub pause: pause::Pause,
     pub slowlog: slowlog::SlowLog,
+    pub latency: latency::Latency,
 }
 
 #[derive(Clone)]
@@ -172,6 +174,7 @@ impl Cache {
                 script_status,
                 pause: pause::Pause::new(clock.clone()),
                 slowlog: slowlog::SlowLog::default(),
+                latency: latency::Latency::default(),
                 ks: Mutex::new(ks),
                 waiters: Mutex::new(HashMap::new()),
                 pubsub: Mutex::new(PubSub::default()),

@@ -178,7 +178,7 @@ impl Session {
     ) -> (Reply, Option<u64>) {
         let started = Instant::now();
         let reply = self.run_command(ks, cmd, args);
-        self.time_command(args, started.elapsed());
+        self.time_command(args, cmd.flags.contains(&"fast"), started.elapsed());
         // Evictions made while failing to make room are writes too.
         let touched = ks.finish();
         let ticket = self.shared.after_write(ks, &touched);
@@ -186,9 +186,12 @@ impl Session {
         (reply, ticket)
     }
 
-    /// Puts the command in the slow log if it ran long enough.
-    fn time_command(&self, args: &[Bytes], took: Duration) {
+    /// Puts the command in the slow log and the latency monitor if it ran long enough.
+    fn time_command(&self, args: &[Bytes], fast: bool, took: Duration) {
         let micros = took.as_micros() as u64;
+        if self.shared.latency.threshold_ms() > 0 {
+            self.shared.latency.command(fast, micros, self.shared.clock.now_ms() / 1000);
+        }
         if self.shared.slowlog.is_slow(micros) {
             let (addr, name) = match self.shared.clients.lock().get(&self.id) {
                 Some(c) => (c.addr.clone(), c.name.clone()),
@@ -300,6 +303,7 @@ impl Session {
             "publish" => Reply::Int(self.shared.pubsub.lock().publish(&args[1], &args[2])),
             "pubsub" => self.pubsub(&args),
             "slowlog" => self.shared.slowlog.command(&args),
+            "latency" => self.shared.latency.run(&args),
             _ if cmd.is_blocking() => self.blocking(cmd, &args).await,
             "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
                 self.eval(cmd, &args).await
@@ -385,7 +389,7 @@ impl Session {
             Ok(Err(busy)) => return busy,
             Err(err) => return Reply::err(format!("ERR the script's thread failed: {err}")),
         };
-        self.time_command(args, took);
+        self.time_command(args, false, took);
         self.await_ticket(ticket).await;
         outcome.reply
     }
@@ -752,6 +756,7 @@ impl Session {
                     ("maxclients", "10000".to_string()),
                     ("slowlog-log-slower-than", self.shared.slowlog.slower_than().to_string()),
                     ("slowlog-max-len", self.shared.slowlog.max_len().to_string()),
+                    ("latency-monitor-threshold", self.shared.latency.threshold_ms().to_string()),
                 ];
                 let mut out = Vec::new();
                 for (name, value) in params {
@@ -770,7 +775,7 @@ impl Session {
                     Err(busy) => return busy,
                 };
                 let mut settings = ks.settings.clone();
-                let (mut slower_than, mut max_len) = (None, None);
+                let (mut slower_than, mut max_len, mut latency) = (None, None, None);
                 for pair in args[2..].chunks(2) {
                     let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
                     let value = String::from_utf8_lossy(&pair[1]).to_string();
@@ -813,6 +818,10 @@ impl Session {
                             Ok(n) => max_len = Some(n),
                             _ => return bad(),
                         },
+                        "latency-monitor-threshold" => match value.parse() {
+                            Ok(n) => latency = Some(n),
+                            _ => return bad(),
+                        },
                         "save" | "appendonly" | "timeout" | "hz" => {}
                         _ => {
                             return Reply::err(format!(
@@ -828,6 +837,9 @@ impl Session {
                 }
                 if let Some(n) = max_len {
                     self.shared.slowlog.set_max_len(n);
+                }
+                if let Some(n) = latency {
+                    self.shared.latency.set_threshold_ms(n);
                 }
                 Reply::OK
             }

@@ -1617,6 +1617,37 @@ async fn slowlog_keeps_commands_over_the_threshold() {
     assert!(err.to_string().contains("greater than or equal to -1"), "{err}");
 }
 
+/// The latency monitor: off until `latency-monitor-threshold` is set; then a script that
+/// runs 5 ms is a sample of the event `command`.
+#[tokio::test]
+async fn latency_monitor_samples_slow_commands() {
+    let (_, mut c) = start().await;
+    let busy = "local s = redis.call('TIME') repeat local n = redis.call('TIME') \
+                until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 5000 return 1";
+    let _: i64 = cmd("EVAL").arg(busy).arg(0).query_async(&mut c).await.unwrap();
+    let latest: Vec<(String, i64, i64, i64)> =
+        cmd("LATENCY").arg("LATEST").query_async(&mut c).await.unwrap();
+    assert!(latest.is_empty(), "off by default: {latest:?}");
+    let _: () =
+        cmd("CONFIG").arg("SET").arg("latency-monitor-threshold").arg(1).query_async(&mut c).await.unwrap();
+    let _: i64 = cmd("EVAL").arg(busy).arg(0).query_async(&mut c).await.unwrap();
+    let latest: Vec<(String, i64, i64, i64)> =
+        cmd("LATENCY").arg("LATEST").query_async(&mut c).await.unwrap();
+    assert_eq!(latest.len(), 1, "{latest:?}");
+    let (event, at, ms, max) = &latest[0];
+    assert_eq!(event, "command");
+    assert!(*at > 1_700_000_000 && *ms >= 5 && max >= ms, "{latest:?}");
+    let history: Vec<(i64, i64)> =
+        cmd("LATENCY").arg("HISTORY").arg("command").query_async(&mut c).await.unwrap();
+    assert_eq!(history, vec![(*at, *ms)]);
+    let doctor: String = cmd("LATENCY").arg("DOCTOR").query_async(&mut c).await.unwrap();
+    assert!(doctor.contains("command: 1 latency spikes"), "{doctor}");
+    assert_eq!(cmd("LATENCY").arg("RESET").query_async::<i64>(&mut c).await.unwrap(), 1);
+    let latest: Vec<(String, i64, i64, i64)> =
+        cmd("LATENCY").arg("LATEST").query_async(&mut c).await.unwrap();
+    assert!(latest.is_empty(), "{latest:?}");
+}
+
 fn stat(info: &str, name: &str) -> u64 {
     info.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap().trim().parse().unwrap()
 }

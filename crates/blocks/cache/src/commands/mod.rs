@@ -310,6 +310,7 @@ pub static COMMANDS: &[Command] = &[
     cmd!("wait", 3, &["noscript"], 0, 0, 0, Some(server::wait)),
     cmd!("save", 1, S, 0, 0, 0, Some(server::save)),
     cmd!("slowlog", -2, &["admin", "loading", "stale"], 0, 0, 0, None),
+    cmd!("latency", -2, &["admin", "noscript", "loading", "stale"], 0, 0, 0, None),
     cmd!("bgsave", -1, S, 0, 0, 0, Some(server::save)),
     // transactions
     cmd!("multi", 1, A, 0, 0, 0, None),
