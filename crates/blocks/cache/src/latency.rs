@@ -105,7 +105,7 @@ impl Latency {
                 Reply::Int(n)
             }
             ("doctor", 2) => Reply::Verbatim(self.doctor(&events)),
-            ("help", 2) => Reply::Array(HELP.iter().map(|l| Reply::status(l)).collect()),
+            ("help", 2) => Reply::help(HELP),
             ("graph" | "histogram", _) => Reply::err(format!(
                 "ERR LATENCY {} is not supported by this server; LATENCY HISTORY gives the samples",
                 sub.to_uppercase()
@@ -171,15 +171,11 @@ const HELP: &[&str] = &[
 mod tests {
     use super::*;
 
-    fn args(words: &[&str]) -> Vec<Bytes> {
-        words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
-    }
-
     #[test]
     fn samples_over_the_threshold_one_per_second() {
         let l = Latency::default();
         l.command(false, 900_000, 100);
-        assert_eq!(l.run(&args(&["LATENCY", "LATEST"])), Reply::Array(vec![]), "off by default");
+        assert_eq!(l.run(&crate::words(&["LATENCY", "LATEST"])), Reply::Array(vec![]), "off by default");
         l.set_threshold_ms(100);
         l.command(false, 99_999, 100);
         l.command(false, 150_000, 100);
@@ -195,18 +191,18 @@ mod tests {
                 Reply::Int(200),
             ]),
         ]);
-        assert_eq!(l.run(&args(&["LATENCY", "LATEST"])), latest);
+        assert_eq!(l.run(&crate::words(&["LATENCY", "LATEST"])), latest);
         let history = Reply::Array(vec![
             Reply::Array(vec![Reply::Int(100), Reply::Int(300)]),
             Reply::Array(vec![Reply::Int(101), Reply::Int(120)]),
         ]);
-        assert_eq!(l.run(&args(&["LATENCY", "HISTORY", "command"])), history);
+        assert_eq!(l.run(&crate::words(&["LATENCY", "HISTORY", "command"])), history);
         for s in 0..200 {
             l.command(false, 100_000, 1_000 + s);
         }
-        let Reply::Array(kept) = l.run(&args(&["LATENCY", "HISTORY", "command"])) else { panic!() };
+        let Reply::Array(kept) = l.run(&crate::words(&["LATENCY", "HISTORY", "command"])) else { panic!() };
         assert_eq!(kept.len(), SAMPLES);
-        assert_eq!(l.run(&args(&["LATENCY", "RESET", "command", "nope"])), Reply::Int(1));
-        assert_eq!(l.run(&args(&["LATENCY", "RESET"])), Reply::Int(1));
+        assert_eq!(l.run(&crate::words(&["LATENCY", "RESET", "command", "nope"])), Reply::Int(1));
+        assert_eq!(l.run(&crate::words(&["LATENCY", "RESET"])), Reply::Int(1));
     }
 }

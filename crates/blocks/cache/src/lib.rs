@@ -32,6 +32,12 @@ pub use pubsub::QUEUE_LIMIT as PUBSUB_QUEUE_LIMIT;
 pub use reply::Reply;
 pub use session::{Session, parse_memory};
 
+/// Command arguments from words, for unit tests.
+#[cfg(test)]
+pub(crate) fn words(words: &[&str]) -> Vec<Bytes> {
+    words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
+}
+
 use bytes::Bytes;
 use keyspace::Keyspace;
 use parking_lot::Mutex;

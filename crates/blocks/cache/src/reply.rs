@@ -61,6 +61,11 @@ impl Reply {
         data.map_or(Reply::Nil, Reply::Bulk)
     }
 
+    /// A HELP subcommand's answer: its lines as status replies, as Redis sends them.
+    pub fn help(lines: &[&'static str]) -> Reply {
+        Reply::Array(lines.iter().map(|l| Reply::status(l)).collect())
+    }
+
     pub fn bulks(items: impl IntoIterator<Item = Bytes>) -> Reply {
         Reply::Array(items.into_iter().map(Reply::Bulk).collect())
     }

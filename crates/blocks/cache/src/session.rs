@@ -970,7 +970,13 @@ impl Session {
                     _ if cmd.handler.is_none() => {
                         Reply::err(format!("ERR '{}' is not supported inside MULTI", cmd.name))
                     }
-                    _ => self.run_command(&mut ks, cmd, args),
+                    _ => {
+                        // Timed one by one, as Redis times the commands of EXEC.
+                        let started = Instant::now();
+                        let reply = self.run_command(&mut ks, cmd, args);
+                        self.time_command(args, cmd.flags.contains(&"fast"), started.elapsed());
+                        reply
+                    }
                 };
                 all_touched.extend(ks.finish());
                 replies.push(reply);

@@ -3,7 +3,7 @@
 //!
 //! A command's time is its execution under the keyspace lock (or its script's run), not
 //! the time it waited for the lock or spent on the network, as Redis times `call()`. Only
-//! keyspace commands and scripts are timed; server commands (CONFIG, CLIENT, INFO, SLOWLOG
+//! keyspace commands (those of MULTI/EXEC one by one) and scripts are timed; server commands (CONFIG, CLIENT, INFO, SLOWLOG
 //! itself) and the blocking forms are not. The check is one atomic load, so the log costs
 //! nothing until a command is slow.
 
@@ -123,7 +123,7 @@ impl SlowLog {
                 self.entries.lock().clear();
                 Reply::OK
             }
-            ("help", 2) => Reply::Array(HELP.iter().map(|l| Reply::status(l)).collect()),
+            ("help", 2) => Reply::help(HELP),
             ("get" | "len" | "reset" | "help", _) => {
                 Reply::err(format!("ERR wrong number of arguments for 'slowlog|{sub}' command"))
             }
@@ -164,26 +164,22 @@ const HELP: &[&str] = &[
 mod tests {
     use super::*;
 
-    fn args(words: &[&str]) -> Vec<Bytes> {
-        words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
-    }
-
     #[test]
     fn keeps_the_newest_and_trims_long_commands() {
         let log = SlowLog::default();
         assert!(!log.is_slow(9_999) && log.is_slow(10_000));
         log.set_max_len(2);
         for i in 0..3 {
-            log.push(&args(&["SET", &format!("k{i}"), "v"]), 20_000, 1, "127.0.0.1:1", "");
+            log.push(&crate::words(&["SET", &format!("k{i}"), "v"]), 20_000, 1, "127.0.0.1:1", "");
         }
-        let got = log.command(&args(&["SLOWLOG", "GET"]));
+        let got = log.command(&crate::words(&["SLOWLOG", "GET"]));
         let Reply::Array(entries) = got else { panic!("{got:?}") };
         assert_eq!(entries.len(), 2);
         let Reply::Array(first) = &entries[0] else { panic!() };
         assert_eq!(first[0], Reply::Int(2), "newest first");
         let long: Vec<String> = (0..40).map(|i| "x".repeat(if i == 1 { 200 } else { 1 })).collect();
-        log.push(&args(&long.iter().map(String::as_str).collect::<Vec<_>>()), 1, 1, "a", "n");
-        let Reply::Array(entries) = log.command(&args(&["SLOWLOG", "GET", "1"])) else { panic!() };
+        log.push(&crate::words(&long.iter().map(String::as_str).collect::<Vec<_>>()), 1, 1, "a", "n");
+        let Reply::Array(entries) = log.command(&crate::words(&["SLOWLOG", "GET", "1"])) else { panic!() };
         let Reply::Array(entry) = &entries[0] else { panic!() };
         let Reply::Array(kept) = &entry[3] else { panic!() };
         assert_eq!(kept.len(), 32);

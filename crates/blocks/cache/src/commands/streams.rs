@@ -467,7 +467,7 @@ pub fn xgroup(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     subcommand_arity("xgroup", &sub, arity, args.len())?;
     if sub == "help" {
-        return Ok(help(XGROUP_HELP));
+        return Ok(Reply::help(XGROUP_HELP));
     }
     let syntax = || {
         Reply::err(format!(
@@ -804,7 +804,7 @@ pub fn xinfo(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     subcommand_arity("xinfo", &sub, arity, args.len())?;
     if sub == "help" {
-        return Ok(help(XINFO_HELP));
+        return Ok(Reply::help(XINFO_HELP));
     }
     let now = ctx.ks.now();
     let key = &args[2];
@@ -954,10 +954,6 @@ fn subcommand_arity(command: &str, sub: &str, arity: i32, n: usize) -> Result<()
         return Err(Reply::err(format!("ERR wrong number of arguments for '{command}|{sub}' command")));
     }
     Ok(())
-}
-
-fn help(lines: &[&'static str]) -> Reply {
-    Reply::Array(lines.iter().map(|l| Reply::status(l)).collect())
 }
 
 const XGROUP_HELP: &[&str] = &[
