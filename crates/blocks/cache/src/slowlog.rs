@@ -3,9 +3,9 @@
 //!
 //! A command's time is its execution under the keyspace lock (or its script's run), not
 //! the time it waited for the lock or spent on the network, as Redis times `call()`. Only
-//! keyspace commands (those of MULTI/EXEC one by one) and scripts are timed; server commands (CONFIG, CLIENT, INFO, SLOWLOG
-//! itself) and the blocking forms are not. The check is one atomic load, so the log costs
-//! nothing until a command is slow.
+//! keyspace commands (those of MULTI/EXEC one by one) and scripts are timed; server
+//! commands (CONFIG, CLIENT, INFO, SLOWLOG itself) and the blocking forms are not. The
+//! check is one atomic load, so the log costs nothing until a command is slow.
 
 use crate::reply::Reply;
 use bytes::Bytes;
