@@ -336,9 +336,122 @@ impl Entries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Milliseconds forward (0: same millisecond), and the value's length.
+        Push(u8, u16),
+        /// The n-th live entry, counted from the oldest.
+        Delete(u8),
+        Trim {
+            max_len: bool,
+            threshold: u16,
+            approx: bool,
+            limit: u16,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u8..3, 0u16..300).prop_map(|(ms, len)| Op::Push(ms, len)),
+            2 => any::<u8>().prop_map(Op::Delete),
+            1 => (any::<bool>(), 0u16..400, any::<bool>(), 0u16..300)
+                .prop_map(|(max_len, threshold, approx, limit)| Op::Trim { max_len, threshold, approx, limit }),
+        ]
+    }
+
+    proptest! {
+        /// Random pushes, deletes and trims against a plain ordered map: the same entries
+        /// come back by ID, by range either way and from the edges, and trims only ever
+        /// take the oldest entries, exactly as many as asked unless `~` or LIMIT hold back.
+        #[test]
+        fn entries_agree_with_an_ordered_map(ops in proptest::collection::vec(op(), 1..400)) {
+            let mut e = Entries::default();
+            let mut model: BTreeMap<StreamId, Fields> = BTreeMap::new();
+            let mut last = StreamId::new(1, 0);
+            for (i, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Push(ms, len) => {
+                        last = if ms == 0 { last.next().unwrap() } else { StreamId::new(last.ms + ms as u64, 0) };
+                        let fields = vec![Bytes::from(format!("f{i}")), Bytes::from(vec![b'x'; len as usize])];
+                        e.push(last, &fields);
+                        model.insert(last, fields);
+                    }
+                    Op::Delete(n) => {
+                        // Even: counted from the oldest; odd: from the newest.
+                        let at = n as usize / 2 % model.len().max(1);
+                        let id = if n % 2 == 0 { model.keys().nth(at) } else { model.keys().nth_back(at) }.copied();
+                        if let Some(id) = id {
+                            prop_assert!(e.delete(id));
+                            model.remove(&id);
+                        }
+                        prop_assert!(!e.delete(StreamId::new(last.ms + 1, 0)));
+                    }
+                    Op::Trim { max_len, threshold, approx, limit } => {
+                        let (trim, asked) = if max_len {
+                            (Trim::MaxLen(threshold as u64), model.len().saturating_sub(threshold as usize))
+                        } else {
+                            let min = StreamId::new(threshold as u64, 0);
+                            (Trim::MinId(min), model.range(..min).count())
+                        };
+                        let limit = if approx { limit as usize } else { 0 };
+                        let removed = e.trim(trim, approx, limit);
+                        if approx {
+                            prop_assert!(removed <= asked);
+                        } else {
+                            prop_assert_eq!(removed, asked);
+                        }
+                        for _ in 0..removed {
+                            model.pop_first();
+                        }
+                    }
+                }
+                prop_assert_eq!(e.len(), model.len());
+                prop_assert_eq!(e.first_id(), model.keys().next().copied());
+                prop_assert_eq!(e.last_id(), model.keys().next_back().copied());
+            }
+            let all: Vec<(StreamId, Fields)> = model.iter().map(|(id, f)| (*id, f.clone())).collect();
+            prop_assert_eq!(e.range(StreamId::MIN, StreamId::MAX, 0, false), all.clone());
+            let mut reversed = all.clone();
+            reversed.reverse();
+            prop_assert_eq!(e.range(StreamId::MIN, StreamId::MAX, 0, true), reversed);
+            prop_assert_eq!(e.first(), all.first().cloned());
+            prop_assert_eq!(e.last(), all.last().cloned());
+            let (a, b) = (all.len() / 3, all.len() * 2 / 3);
+            if b < all.len() {
+                let (from, to) = (all[a].0, all[b].0);
+                prop_assert_eq!(e.range(from, to, 0, false), all[a..=b].to_vec());
+                let inner = e.range(from.next().unwrap(), to.prev().unwrap(), 0, true);
+                let mut expected = all[a..=b].to_vec();
+                expected.retain(|(id, _)| *id != from && *id != to);
+                expected.reverse();
+                prop_assert_eq!(inner, expected);
+            }
+            if let Some((id, fields)) = all.get(all.len() / 2) {
+                prop_assert_eq!(e.get(*id), Some(fields.clone()));
+                let from_middle: Vec<_> = all[all.len() / 2..].iter().take(3).cloned().collect();
+                prop_assert_eq!(e.range(*id, StreamId::MAX, 3, false), from_middle);
+            }
+        }
+    }
 
     fn fields(i: u64) -> Fields {
         vec![Bytes::from_static(b"field"), Bytes::from(i.to_string())]
+    }
+
+    /// A node whose newest entry was deleted, trimmed by MINID up to that entry: nothing
+    /// live is left in it, so it must go, or the stream's first entry would be lost.
+    #[test]
+    fn a_trim_that_empties_a_node_removes_it() {
+        let mut e = Entries::default();
+        for i in 1..=150u64 {
+            e.push(StreamId::new(i, 0), &fields(i));
+        }
+        assert!(e.delete(StreamId::new(100, 0)));
+        assert_eq!(e.trim(Trim::MinId(StreamId::new(100, 0)), false, 0), 99);
+        assert_eq!((e.len(), e.nodes.len()), (50, 1));
+        assert_eq!(e.first_id(), Some(StreamId::new(101, 0)));
     }
 
     #[test]
