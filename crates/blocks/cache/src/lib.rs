@@ -9,6 +9,7 @@
 //! Persistence (`log`): the keys each write touched are written through core, in the order
 //! commands ran, before the write is acknowledged; see [`persist`].
 
+mod cmsgpack;
 mod commands;
 mod disconnect;
 pub mod glob;

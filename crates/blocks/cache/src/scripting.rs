@@ -4,9 +4,9 @@
 //!
 //! Provided to scripts: `KEYS`, `ARGV`, `redis.call`, `redis.pcall`, `redis.error_reply`,
 //! `redis.status_reply`, `redis.sha1hex`, `redis.log`, `cjson.encode`/`cjson.decode`, the
-//! `bit` library (band bor bxor bnot lshift rshift arshift tobit tohex) and `struct`
-//! (pack unpack size), written here over Rust because Redis bundles them as C modules that
-//! vendored Lua does not include.
+//! `bit` library (band bor bxor bnot lshift rshift arshift tobit tohex), `struct` (pack
+//! unpack size) and `cmsgpack` (in `cmsgpack.rs`), written here over Rust because Redis
+//! bundles them as C modules that vendored Lua does not include.
 //!
 //! Limits: a memory limit on the Lua heap; a running script checks every 100k instructions
 //! whether SCRIPT KILL asked it to stop (only scripts that have not written can be killed,
@@ -546,6 +546,7 @@ fn install_libraries(lua: &Lua) -> mlua::Result<()> {
     )?;
     g.set("bit", bit)?;
     install_struct(lua)?;
+    crate::cmsgpack::install(lua)?;
     // As in Redis, scripts may not create globals (a typo would otherwise leak state into
     // every later script); KEYS and ARGV are set with rawset.
     lua.load(
