@@ -220,11 +220,12 @@ pub fn xadd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT count]
 pub fn xtrim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    let t = parse_trim(args, false)?;
-    if t.next < args.len() {
-        return Err(Reply::err(errors::SYNTAX));
+    // As in Redis, a missing key answers 0 before the options are looked at.
+    if ctx.read_stream(&args[1])?.is_none() {
+        return Ok(Reply::Int(0));
     }
-    let Some(stream) = ctx.write_stream(&args[1])? else { return Ok(Reply::Int(0)) };
+    let t = parse_trim(args, false)?;
+    let stream = ctx.write_stream(&args[1])?.expect("checked above");
     let trim = t.trim.expect("parse_trim demands a strategy for XTRIM");
     Ok(Reply::Int(stream.trim(trim, t.approx, t.limit) as i64))
 }
