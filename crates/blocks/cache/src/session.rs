@@ -176,9 +176,7 @@ impl Session {
         cmd: &'static Command,
         args: &[Bytes],
     ) -> (Reply, Option<u64>) {
-        let started = Instant::now();
         let reply = self.run_command(ks, cmd, args);
-        self.time_command(args, cmd.flags.contains(&"fast"), started.elapsed());
         // Evictions made while failing to make room are writes too.
         let touched = ks.finish();
         let ticket = self.shared.after_write(ks, &touched);
@@ -203,15 +201,18 @@ impl Session {
     }
 
     /// The body of a keyspace command, between `begin` and `finish`: the persisted-key bound,
-    /// eviction for commands that may grow memory, then the handler.
+    /// eviction for commands that may grow memory, then the handler. It is timed for the slow
+    /// log and the latency monitor here, so the commands of EXEC are timed one by one, as
+    /// Redis times them.
     fn run_command(
         &self,
         ks: &mut crate::keyspace::Keyspace,
         cmd: &'static Command,
         args: &[Bytes],
     ) -> Reply {
+        let started = Instant::now();
         let max_key = crate::persist::MAX_KEY_BYTES;
-        if self.shared.persister.is_some() && cmd.keys(args).iter().any(|k| k.len() > max_key) {
+        let reply = if self.shared.persister.is_some() && cmd.keys(args).iter().any(|k| k.len() > max_key) {
             Reply::err(format!(
                 "ERR key longer than {max_key} bytes cannot be persisted (cache.persistence = \"log\")"
             ))
@@ -221,7 +222,9 @@ impl Session {
             let mut ctx =
                 Ctx { name: cmd.name, ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
             commands::run(cmd, &mut ctx, args)
-        }
+        };
+        self.time_command(args, cmd.flags.contains(&"fast"), started.elapsed());
+        reply
     }
 
     /// Runs one command (`args[0]` is its name) and returns the reply.
@@ -970,13 +973,7 @@ impl Session {
                     _ if cmd.handler.is_none() => {
                         Reply::err(format!("ERR '{}' is not supported inside MULTI", cmd.name))
                     }
-                    _ => {
-                        // Timed one by one, as Redis times the commands of EXEC.
-                        let started = Instant::now();
-                        let reply = self.run_command(&mut ks, cmd, args);
-                        self.time_command(args, cmd.flags.contains(&"fast"), started.elapsed());
-                        reply
-                    }
+                    _ => self.run_command(&mut ks, cmd, args),
                 };
                 all_touched.extend(ks.finish());
                 replies.push(reply);
