@@ -86,6 +86,24 @@ fn no_such_group(key: &[u8], group: &[u8]) -> Reply {
     ))
 }
 
+/// Whether `key` holds a stream (`None`: no key) with the consumer group `group`.
+fn group_exists(ctx: &mut Ctx, key: &[u8], group: &[u8]) -> Result<Option<bool>, Reply> {
+    Ok(ctx.read_stream(key)?.map(|s| s.groups.contains_key(group)))
+}
+
+/// XCLAIM's and XAUTOCLAIM's `min-idle-time`: negative counts as 0.
+fn parse_min_idle(arg: &[u8], command: &str) -> Result<u64, Reply> {
+    let ms = int(arg).map_err(|_| Reply::err(format!("ERR Invalid min-idle-time argument for {command}")))?;
+    Ok(ms.max(0) as u64)
+}
+
+/// Claimed entries as XCLAIM and XAUTOCLAIM answer them: IDs alone with JUSTID.
+fn claimed_reply(claimed: &[(StreamId, Fields)], just_id: bool) -> Reply {
+    Reply::Array(
+        claimed.iter().map(|(id, f)| if just_id { id_reply(*id) } else { entry_reply(*id, f) }).collect(),
+    )
+}
+
 /// A non-negative count; negative ones count as 0, as Redis reads COUNT.
 fn count(arg: &[u8]) -> Result<usize, Reply> {
     Ok(int(arg)?.max(0) as usize)
@@ -496,8 +514,7 @@ pub fn xgroup(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             }
         }
     }
-    let exists = ctx.read_stream(key)?.map(|s| s.groups.contains_key(name));
-    match exists {
+    match group_exists(ctx, key, name)? {
         None if !mkstream => {
             return Err(Reply::err(
                 "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.",
@@ -551,7 +568,7 @@ pub fn xgroup(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// XACK key group id [id ...]
 pub fn xack(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    if !ctx.read_stream(&args[1])?.is_some_and(|s| s.groups.contains_key(&args[2])) {
+    if group_exists(ctx, &args[1], &args[2])? != Some(true) {
         return Ok(Reply::Int(0));
     }
     let ids = args[3..].iter().map(|a| strict_id(a)).collect::<Result<Vec<_>, _>>()?;
@@ -635,12 +652,10 @@ pub fn xpending(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID id]
 pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let (key, name, consumer) = (&args[1], &args[2], &args[3]);
-    let exists = ctx.read_stream(key)?.map(|s| s.groups.contains_key(name.as_ref()));
-    if exists != Some(true) {
+    if group_exists(ctx, key, name)? != Some(true) {
         return Err(no_group(key, name));
     }
-    let min_idle =
-        int(&args[4]).map_err(|_| Reply::err("ERR Invalid min-idle-time argument for XCLAIM"))?.max(0);
+    let min_idle = parse_min_idle(&args[4], "XCLAIM")?;
     let mut i = 5;
     let mut ids = Vec::new();
     while i < args.len() {
@@ -651,7 +666,7 @@ pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         i += 1;
     }
     let now = ctx.ks.now();
-    let mut opts = ClaimOpts { min_idle: min_idle as u64, ..ClaimOpts::default() };
+    let mut opts = ClaimOpts { min_idle, ..ClaimOpts::default() };
     let mut last_id = None;
     let option = |arg: &Bytes, what: &str| {
         int(arg).map_err(|_| Reply::err(format!("ERR Invalid {what} option argument for XCLAIM")))
@@ -693,20 +708,14 @@ pub fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         g.last_id = g.last_id.max(last);
     }
     let claimed = stream.claim(name, consumer, &ids, opts, now).expect("checked above");
-    Ok(Reply::Array(
-        claimed
-            .iter()
-            .map(|(id, f)| if opts.just_id { id_reply(*id) } else { entry_reply(*id, f) })
-            .collect(),
-    ))
+    Ok(claimed_reply(&claimed, opts.just_id))
 }
 
 /// XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]
 pub fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let (key, name, consumer) = (&args[1], &args[2], &args[3]);
-    let exists = ctx.read_stream(key)?.map(|s| s.groups.contains_key(name.as_ref()));
-    let min_idle =
-        int(&args[4]).map_err(|_| Reply::err("ERR Invalid min-idle-time argument for XAUTOCLAIM"))?.max(0);
+    let exists = group_exists(ctx, key, name)?;
+    let min_idle = parse_min_idle(&args[4], "XAUTOCLAIM")?;
     let start = interval_start(&args[5])?;
     let (mut n, mut just_id) = (100, false);
     let mut i = 6;
@@ -729,16 +738,11 @@ pub fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     let now = ctx.ks.now();
     let stream = ctx.write_stream(key)?.expect("checked above");
-    let opts = ClaimOpts { min_idle: min_idle as u64, just_id, ..ClaimOpts::default() };
+    let opts = ClaimOpts { min_idle, just_id, ..ClaimOpts::default() };
     let auto = stream.auto_claim(name, consumer, start, n, opts, now).expect("checked above");
-    let claimed = auto
-        .claimed
-        .iter()
-        .map(|(id, f)| if just_id { id_reply(*id) } else { entry_reply(*id, f) })
-        .collect();
     Ok(Reply::Array(vec![
         id_reply(auto.cursor),
-        Reply::Array(claimed),
+        claimed_reply(&auto.claimed, just_id),
         Reply::Array(auto.deleted.into_iter().map(id_reply).collect()),
     ]))
 }

@@ -338,11 +338,7 @@ impl Stream {
     ) -> Option<Vec<(StreamId, Fields)>> {
         let after = self.groups.get(group)?.last_id;
         let Some(start) = after.next() else { return Some(Vec::new()) };
-        let batch: Vec<(StreamId, Fields)> = self
-            .range(start, StreamId::MAX, count, false)
-            .into_iter()
-            .map(|(id, f)| (id, f.clone()))
-            .collect();
+        let batch = self.range(start, StreamId::MAX, count, false);
         // Each entry moves the group's read counter as Redis moves it: by one while the
         // counter is known and no tombstone lies ahead, else to the stream's estimate.
         let counts: Vec<(bool, Option<u64>)> =
