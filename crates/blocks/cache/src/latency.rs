@@ -7,7 +7,7 @@
 //! The samples come from the same timing as the slow log ([`crate::slowlog`]). Not kept:
 //! Redis's other events (fork, AOF, expire and eviction cycles); GRAPH and HISTOGRAM.
 
-use crate::reply::Reply;
+use crate::reply::{Reply, errors};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
@@ -111,12 +111,9 @@ impl Latency {
                 sub.to_uppercase()
             )),
             ("latest" | "history" | "doctor" | "help", _) => {
-                Reply::err(format!("ERR wrong number of arguments for 'latency|{sub}' command"))
+                Reply::err(errors::subcommand_arity("latency", &sub))
             }
-            _ => Reply::err(format!(
-                "ERR unknown subcommand '{}'. Try LATENCY HELP.",
-                String::from_utf8_lossy(&args[1])
-            )),
+            _ => Reply::err(errors::unknown_subcommand("LATENCY", &args[1])),
         }
     }
 

@@ -111,6 +111,20 @@ pub mod errors {
         format!("ERR wrong number of arguments for '{}' command", cmd.to_lowercase())
     }
 
+    /// A subcommand the command does not have: `ERR unknown subcommand 'X'. Try CMD HELP.`
+    pub fn unknown_subcommand(command: &str, sub: &[u8]) -> String {
+        format!("ERR unknown subcommand '{}'. Try {command} HELP.", String::from_utf8_lossy(sub))
+    }
+
+    /// A known subcommand with the wrong argument count, in Redis 7's `cmd|sub` form.
+    pub fn subcommand_arity(command: &str, sub: &str) -> String {
+        format!(
+            "ERR wrong number of arguments for '{}|{}' command",
+            command.to_lowercase(),
+            sub.to_lowercase()
+        )
+    }
+
     pub fn unknown_command(name: &[u8], args: &[bytes::Bytes]) -> String {
         let mut text = String::from("ERR unknown command '");
         text.push_str(&String::from_utf8_lossy(name));

@@ -1334,9 +1334,6 @@ fn command_info(args: &[Bytes]) -> Reply {
             Some(_) => Reply::err("ERR Invalid number of arguments specified for command"),
             None => Reply::err("ERR Invalid command specified"),
         },
-        _ => Reply::err(format!(
-            "ERR unknown subcommand '{}'. Try COMMAND HELP.",
-            String::from_utf8_lossy(sub)
-        )),
+        _ => Reply::err(errors::unknown_subcommand("COMMAND", sub)),
     }
 }

@@ -7,7 +7,7 @@
 //! commands (CONFIG, CLIENT, INFO, SLOWLOG itself) and the blocking forms are not. The
 //! check is one atomic load, so the log costs nothing until a command is slow.
 
-use crate::reply::Reply;
+use crate::reply::{Reply, errors};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -124,13 +124,8 @@ impl SlowLog {
                 Reply::OK
             }
             ("help", 2) => Reply::help(HELP),
-            ("get" | "len" | "reset" | "help", _) => {
-                Reply::err(format!("ERR wrong number of arguments for 'slowlog|{sub}' command"))
-            }
-            _ => Reply::err(format!(
-                "ERR unknown subcommand '{}'. Try SLOWLOG HELP.",
-                String::from_utf8_lossy(&args[1])
-            )),
+            ("get" | "len" | "reset" | "help", _) => Reply::err(errors::subcommand_arity("slowlog", &sub)),
+            _ => Reply::err(errors::unknown_subcommand("SLOWLOG", &args[1])),
         }
     }
 }

@@ -277,10 +277,7 @@ pub fn memory(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ));
     }
     if !eq(&args[1], "usage") {
-        return Err(Reply::err(format!(
-            "ERR unknown subcommand '{}'. Try MEMORY HELP.",
-            String::from_utf8_lossy(&args[1])
-        )));
+        return Err(Reply::err(errors::unknown_subcommand("MEMORY", &args[1])));
     }
     match &args[2..] {
         [_] => {}
@@ -322,9 +319,6 @@ pub fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         )),
         "freq" => Ok(Reply::Int(entry.lfu() as i64)),
-        _ => Err(Reply::err(format!(
-            "ERR unknown subcommand '{}'. Try OBJECT HELP.",
-            String::from_utf8_lossy(&args[1])
-        ))),
+        _ => Err(Reply::err(errors::unknown_subcommand("OBJECT", &args[1]))),
     }
 }

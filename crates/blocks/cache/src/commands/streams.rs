@@ -482,9 +482,9 @@ pub fn xgroup(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         "destroy" => 4,
         "createconsumer" | "delconsumer" => 5,
         "help" => 2,
-        _ => return Err(unknown_subcommand("XGROUP", &args[1])),
+        _ => return Err(Reply::err(errors::unknown_subcommand("XGROUP", &args[1]))),
     };
-    subcommand_arity("xgroup", &sub, arity, args.len())?;
+    check_arity("xgroup", &sub, arity, args.len())?;
     if sub == "help" {
         return Ok(Reply::help(XGROUP_HELP));
     }
@@ -805,9 +805,9 @@ pub fn xinfo(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         "groups" => 3,
         "consumers" => 4,
         "help" => 2,
-        _ => return Err(unknown_subcommand("XINFO", &args[1])),
+        _ => return Err(Reply::err(errors::unknown_subcommand("XINFO", &args[1]))),
     };
-    subcommand_arity("xinfo", &sub, arity, args.len())?;
+    check_arity("xinfo", &sub, arity, args.len())?;
     if sub == "help" {
         return Ok(Reply::help(XINFO_HELP));
     }
@@ -948,15 +948,11 @@ fn full_group(stream: &Stream, name: &Bytes, g: &Group, n: usize) -> Reply {
     ])
 }
 
-fn unknown_subcommand(command: &str, sub: &[u8]) -> Reply {
-    Reply::err(format!("ERR unknown subcommand '{}'. Try {command} HELP.", String::from_utf8_lossy(sub)))
-}
-
-/// Checks a subcommand's argument count as Redis 7 does (`xgroup|create`).
-fn subcommand_arity(command: &str, sub: &str, arity: i32, n: usize) -> Result<(), Reply> {
+/// Checks a subcommand's argument count (negative: at least that many), as Redis 7 does.
+fn check_arity(command: &str, sub: &str, arity: i32, n: usize) -> Result<(), Reply> {
     let n = n as i32;
     if (arity >= 0 && n != arity) || n < -arity {
-        return Err(Reply::err(format!("ERR wrong number of arguments for '{command}|{sub}' command")));
+        return Err(Reply::err(errors::subcommand_arity(command, sub)));
     }
     Ok(())
 }
