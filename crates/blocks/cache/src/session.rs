@@ -1299,26 +1299,21 @@ fn command_info(args: &[Bytes]) -> Reply {
     let Some(sub) = args.get(1) else { return Reply::Array(COMMANDS.iter().map(info).collect()) };
     match String::from_utf8_lossy(sub).to_ascii_lowercase().as_str() {
         "count" => Reply::Int(COMMANDS.len() as i64),
-        "help" => Reply::Array(
-            [
-                "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "(no subcommand)",
-                "    Return details about all commands.",
-                "COUNT",
-                "    Return the total number of commands in this server.",
-                "LIST",
-                "    Return a list of all commands in this server.",
-                "INFO [<command-name> ...]",
-                "    Return details about multiple commands.",
-                "GETKEYS <full-command>",
-                "    Return the keys from a full command.",
-                "HELP",
-                "    Print this help.",
-            ]
-            .into_iter()
-            .map(Reply::status)
-            .collect(),
-        ),
+        "help" => Reply::help(&[
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Return details about all commands.",
+            "COUNT",
+            "    Return the total number of commands in this server.",
+            "LIST",
+            "    Return a list of all commands in this server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple commands.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full command.",
+            "HELP",
+            "    Print this help.",
+        ]),
         "list" => Reply::Array(COMMANDS.iter().map(|c| Reply::text(c.name)).collect()),
         "info" if args.len() == 2 => Reply::Array(COMMANDS.iter().map(info).collect()),
         "info" => Reply::Array(args[2..].iter().map(|n| lookup(n).map_or(Reply::NilArray, info)).collect()),

@@ -269,12 +269,7 @@ pub fn move_(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 /// accounting eviction uses), or nil for a missing key.
 pub fn memory(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if eq(&args[1], "help") && args.len() == 2 {
-        return Ok(Reply::Array(
-            ["MEMORY <subcommand>", "USAGE <key> [SAMPLES <count>]"]
-                .iter()
-                .map(|s| Reply::status(s))
-                .collect(),
-        ));
+        return Ok(Reply::help(&["MEMORY <subcommand>", "USAGE <key> [SAMPLES <count>]"]));
     }
     if !eq(&args[1], "usage") {
         return Err(Reply::err(errors::unknown_subcommand("MEMORY", &args[1])));
@@ -295,12 +290,13 @@ pub fn memory(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 pub fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
     if sub == "help" {
-        return Ok(Reply::Array(
-            ["OBJECT <subcommand>", "ENCODING <key>", "FREQ <key>", "IDLETIME <key>", "REFCOUNT <key>"]
-                .iter()
-                .map(|s| Reply::status(s))
-                .collect(),
-        ));
+        return Ok(Reply::help(&[
+            "OBJECT <subcommand>",
+            "ENCODING <key>",
+            "FREQ <key>",
+            "IDLETIME <key>",
+            "REFCOUNT <key>",
+        ]));
     }
     if args.len() != 3 {
         return Err(Reply::err(errors::arity("object")));
