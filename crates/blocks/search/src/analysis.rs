@@ -20,8 +20,8 @@
 //! - Character filters are not supported.
 
 use crate::error::{SearchError, SearchResult};
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, NgramTokenizer, RawTokenizer, RemoveLongFilter,
     SimpleTokenizer, StopWordFilter, TextAnalyzer, TextAnalyzerBuilder, Token, TokenFilter, TokenStream,
@@ -362,7 +362,7 @@ impl CachedStemmer {
 impl TokenFilter for CachedStemmer {
     type Tokenizer<T: Tokenizer> = CachedStemTokenizer<T>;
     fn transform<T: Tokenizer>(self, tokenizer: T) -> CachedStemTokenizer<T> {
-        CachedStemTokenizer { inner: tokenizer, algorithm: self.algorithm, cache: HashMap::new() }
+        CachedStemTokenizer { inner: tokenizer, algorithm: self.algorithm, cache: FxHashMap::default() }
     }
 }
 
@@ -370,7 +370,7 @@ impl TokenFilter for CachedStemmer {
 struct CachedStemTokenizer<T> {
     inner: T,
     algorithm: frostem::Algorithm,
-    cache: HashMap<String, String>,
+    cache: FxHashMap<String, String>,
 }
 
 impl<T: Tokenizer> Tokenizer for CachedStemTokenizer<T> {
@@ -387,7 +387,7 @@ impl<T: Tokenizer> Tokenizer for CachedStemTokenizer<T> {
 struct CachedStemStream<'a, S> {
     tail: S,
     stemmer: frostem::Stemmer,
-    cache: &'a mut HashMap<String, String>,
+    cache: &'a mut FxHashMap<String, String>,
 }
 
 impl<S: TokenStream> TokenStream for CachedStemStream<'_, S> {

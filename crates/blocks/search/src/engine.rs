@@ -85,8 +85,16 @@ pub struct IndexHandle {
 
 /// One change for the tantivy writer, once its core commit is done.
 pub enum Change {
-    Upsert { id: String, doc: TantivyDocument },
-    Delete { id: String },
+    /// `replaces` is false for a document core did not have: no earlier version can be in
+    /// the index then, and tantivy's delete, which builds a term query, is skipped.
+    Upsert {
+        id: String,
+        doc: TantivyDocument,
+        replaces: bool,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 fn generation_dir(root: &Path, uuid: u64, generation: u64) -> PathBuf {
@@ -210,8 +218,10 @@ impl IndexHandle {
     pub fn apply(&self, writer: &mut Writer, changes: Vec<Change>, last_seq: u64) -> SearchResult<()> {
         for change in changes {
             match change {
-                Change::Upsert { id, doc } => {
-                    writer.writer.delete_term(Term::from_field_text(writer.compiled.id, &id));
+                Change::Upsert { id, doc, replaces } => {
+                    if replaces {
+                        writer.writer.delete_term(Term::from_field_text(writer.compiled.id, &id));
+                    }
                     writer.writer.add_document(doc)?;
                 }
                 Change::Delete { id } => {

@@ -20,7 +20,7 @@
 
 use crate::error::{SearchError, SearchResult};
 use crate::store::IndexMeta;
-use crate::{BulkOp, Conditions, Inner, Refresh, Search, keys};
+use crate::{BulkOp, Conditions, Inner, Refresh, Search, Source, keys};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -421,7 +421,7 @@ fn upsert(index: &str, id: String, doc: Map<String, Value>) -> BulkOp {
     BulkOp::Index {
         index: index.to_string(),
         id: Some(id),
-        source: Value::Object(doc),
+        source: Source::from_value(Value::Object(doc)),
         create: false,
         cond: Conditions::default(),
     }

@@ -60,6 +60,7 @@ pub use mapping::Mapping;
 
 use engine::{Change, IndexHandle, Storage, WriterConfig};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -134,7 +135,7 @@ pub struct Conditions {
 /// One operation of a bulk request (or a single-document request).
 #[derive(Clone, Debug)]
 pub enum BulkOp {
-    Index { index: String, id: Option<String>, source: Value, create: bool, cond: Conditions },
+    Index { index: String, id: Option<String>, source: Source, create: bool, cond: Conditions },
     Update { index: String, id: String, body: Value, cond: Conditions },
     Delete { index: String, id: String, cond: Conditions },
 }
@@ -182,20 +183,31 @@ pub struct DocWrite {
 
 impl DocWrite {
     pub fn to_json(&self) -> Value {
-        let mut out = json!({
-            "_index": self.index,
-            "_id": self.id,
-            "_version": self.version,
-            "result": self.result,
-            "_shards": {"total": 1, "successful": if self.result == "noop" { 0 } else { 1 }, "failed": 0},
-            "_seq_no": self.seq_no,
-            "_primary_term": 1,
-        });
-        if let Some(source) = &self.source {
-            out["get"] =
-                json!({"found": true, "_source": source, "_seq_no": self.seq_no, "_primary_term": 1});
+        serde_json::to_value(self).expect("a write's answer always serializes")
+    }
+
+    /// Writes the answer's members into `map`, which the caller may extend (a bulk item
+    /// adds its `status`).
+    pub fn serialize_members<M: serde::ser::SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+        #[derive(serde::Serialize)]
+        struct Shards {
+            total: u8,
+            successful: u8,
+            failed: u8,
         }
-        out
+        map.serialize_entry("_index", &self.index)?;
+        map.serialize_entry("_id", &self.id)?;
+        map.serialize_entry("_version", &self.version)?;
+        map.serialize_entry("result", self.result)?;
+        let successful = if self.result == "noop" { 0 } else { 1 };
+        map.serialize_entry("_shards", &Shards { total: 1, successful, failed: 0 })?;
+        map.serialize_entry("_seq_no", &self.seq_no)?;
+        map.serialize_entry("_primary_term", &1)?;
+        if let Some(source) = &self.source {
+            let get = json!({"found": true, "_source": source, "_seq_no": self.seq_no, "_primary_term": 1});
+            map.serialize_entry("get", &get)?;
+        }
+        Ok(())
     }
 
     /// 201 for a creation, 404 for a delete that found nothing, else 200.
@@ -205,6 +217,15 @@ impl DocWrite {
             "not_found" => 404,
             _ => 200,
         }
+    }
+}
+
+impl serde::Serialize for DocWrite {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        self.serialize_members(&mut map)?;
+        map.end()
     }
 }
 
@@ -1008,10 +1029,10 @@ impl Search {
                 if op.index() != name || results[i].is_some() {
                     continue;
                 }
-                let mut candidates: Vec<Value> = match op {
-                    BulkOp::Index { source, .. } => vec![source.clone()],
+                let mut candidates: Vec<Cow<'_, Value>> = match op {
+                    BulkOp::Index { source, .. } => vec![Cow::Borrowed(source.value())],
                     BulkOp::Update { body, .. } => {
-                        ["doc", "upsert"].iter().filter_map(|k| body.get(*k).cloned()).collect()
+                        ["doc", "upsert"].iter().filter_map(|k| body.get(*k)).map(Cow::Borrowed).collect()
                     }
                     BulkOp::Delete { .. } => vec![],
                 };
@@ -1023,12 +1044,13 @@ impl Search {
                         if let Some(record) = self.inner.record(&txn, uuid, id)? {
                             let mut doc = parse_source(&record.source)?;
                             if script::run(script, &mut doc).is_ok() {
-                                candidates.push(doc);
+                                candidates.push(Cow::Owned(doc));
                             }
                         }
                     }
                 }
                 for candidate in &candidates {
+                    let candidate = candidate.as_ref();
                     if !mapping.has_unmapped(candidate) {
                         continue;
                     }
@@ -1240,7 +1262,7 @@ impl Search {
                             };
                             return Ok((write, None));
                         }
-                        (doc, "updated", wants_source)
+                        (Source::from_value(doc), "updated", wants_source)
                     }
                     None => {
                         let upsert = if body.get("doc_as_upsert").and_then(Value::as_bool) == Some(true) {
@@ -1261,23 +1283,23 @@ impl Search {
                         {
                             script::run(script, &mut doc)?;
                         }
-                        (doc, "created", wants_source)
+                        (Source::from_value(doc), "created", wants_source)
                     }
                 }
             }
         };
-        if !source.is_object() {
+        if !source.value().is_object() {
             return Err(SearchError::mapper_parsing("failed to parse: the document must be a JSON object"));
         }
-        let bytes = serde_json::to_vec(&source).map_err(SearchError::internal)?;
-        if bytes.len() > self.inner.config.max_doc_bytes {
+        if source.text().len() > self.inner.config.max_doc_bytes {
             return Err(SearchError::illegal_argument(format!(
                 "document of {} bytes is over the limit of {} bytes",
-                bytes.len(),
+                source.text().len(),
                 self.inner.config.max_doc_bytes
             )));
         }
-        let doc = writer.compiled.document(&id, &source, &bytes)?;
+        let doc = writer.compiled.document(&id, source.value(), source.text())?;
+        let (source, bytes) = source.into_parts();
         let seq = writer.next_seq;
         writer.next_seq += 1;
         let version = version_after(&current);
@@ -1291,7 +1313,7 @@ impl Search {
             seq_no: seq,
             source: return_source.then_some(source),
         };
-        Ok((write, Some(Change::Upsert { id, doc })))
+        Ok((write, Some(Change::Upsert { id, doc, replaces: current.is_some() })))
     }
 
     /// A 20-character id, unique within this process and, through the clock, across runs.
@@ -1728,7 +1750,7 @@ fn refresh_and_prune(inner: &Inner, handle: &IndexHandle, writer: &mut engine::W
     engine::prune_ops(&inner.store, &inner.ks, uuid, writer.applied_seq)
 }
 
-pub use source::SourceFilter;
+pub use source::{Source, SourceFilter};
 
 #[cfg(test)]
 mod tests;

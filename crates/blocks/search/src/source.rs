@@ -1,8 +1,44 @@
-//! `_source` filtering (`_source: false`, `"_source": ["title", "author.*"]`,
+//! A document's `_source` as stored ([`Source`]), `_source` filtering (`_source: false`, `"_source": ["title", "author.*"]`,
 //! `{"includes": [...], "excludes": [...]}`), the wildcard matching it and index patterns
 //! use, and the URL-safe base64 of generated ids.
 
 use serde_json::{Map, Value};
+
+/// A document's `_source`: the JSON object, and the text stored for it.
+///
+/// A client's document keeps the text it was sent in, as Elasticsearch keeps `_source`;
+/// that also spares serializing every document a second time on its way to core.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    value: Value,
+    text: Vec<u8>,
+}
+
+impl Source {
+    /// Parses a document as a client sent it; the text is kept, trimmed of whitespace.
+    pub fn parse(text: &[u8]) -> serde_json::Result<Source> {
+        let text = text.trim_ascii();
+        Ok(Source { value: serde_json::from_slice(text)?, text: text.to_vec() })
+    }
+
+    /// A document built in the server (an update's result, a collection's row).
+    pub fn from_value(value: Value) -> Source {
+        let text = serde_json::to_vec(&value).expect("a JSON value always serializes");
+        Source { value, text }
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    pub fn into_parts(self) -> (Value, Vec<u8>) {
+        (self.value, self.text)
+    }
+}
 
 /// Which parts of `_source` an answer carries.
 #[derive(Clone, Debug, Default)]
@@ -154,6 +190,17 @@ mod tests {
         let f = SourceFilter::from_json(Some(&json!({"excludes": ["author.email", "body"]})));
         assert_eq!(f.apply(&doc), Some(json!({"title": "t", "author": {"name": "n"}})));
         assert_eq!(SourceFilter::from_json(Some(&json!(false))).apply(&doc), None);
+    }
+
+    #[test]
+    fn a_parsed_source_keeps_its_text() {
+        let sent = b" {\"b\": 1.50, \"a\": [1, 2]}\r\n";
+        let source = Source::parse(sent).unwrap();
+        assert_eq!(source.text(), &sent[1..sent.len() - 2]);
+        assert_eq!(source.value(), &json!({"a": [1, 2], "b": 1.5}));
+        let built = Source::from_value(json!({"b": 1, "a": "x"}));
+        assert_eq!(serde_json::from_slice::<Value>(built.text()).unwrap(), *built.value());
+        assert!(Source::parse(b"{\"a\": ").is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ fn put(search: &Search, index: &str, id: &str, doc: Value) {
     let op = BulkOp::Index {
         index: index.into(),
         id: Some(id.into()),
-        source: doc,
+        source: Source::from_value(doc),
         create: false,
         cond: Conditions::default(),
     };
@@ -78,7 +78,7 @@ fn versions_conditions_and_realtime_get() {
     let op = BulkOp::Index {
         index: "auto".into(),
         id: Some("1".into()),
-        source: json!({"n": 2}),
+        source: Source::from_value(json!({"n": 2})),
         create: false,
         cond: stale,
     };
@@ -95,7 +95,7 @@ fn versions_conditions_and_realtime_get() {
     let create = BulkOp::Index {
         index: "auto".into(),
         id: Some("1".into()),
-        source: json!({}),
+        source: Source::from_value(json!({})),
         create: true,
         cond: Conditions::default(),
     };
@@ -103,7 +103,7 @@ fn versions_conditions_and_realtime_get() {
     let bad = BulkOp::Index {
         index: "auto".into(),
         id: Some("2".into()),
-        source: json!({"n": "not a number"}),
+        source: Source::from_value(json!({"n": "not a number"})),
         create: false,
         cond: Conditions::default(),
     };
@@ -113,6 +113,40 @@ fn versions_conditions_and_realtime_get() {
         .unwrap();
     assert_eq!(del["deleted"], 1);
     assert!(search.get("auto", "1").unwrap().is_none());
+}
+
+#[test]
+fn a_document_is_found_once_however_it_was_rewritten() {
+    let search = block();
+    let hits = |search: &Search| {
+        search.refresh("docs").unwrap();
+        ids(&search.search("docs", &json!({"query": {"match": {"t": "apple"}}})).unwrap())
+    };
+    let index = |id: &str, t: &str| BulkOp::Index {
+        index: "docs".into(),
+        id: Some(id.into()),
+        source: Source::from_value(json!({ "t": t })),
+        create: false,
+        cond: Conditions::default(),
+    };
+    let delete =
+        |id: &str| BulkOp::Delete { index: "docs".into(), id: id.into(), cond: Conditions::default() };
+    // Written twice in one request: the second replaces the first.
+    search.bulk(vec![index("1", "apple"), index("1", "apple pie")], Refresh::No).unwrap();
+    assert_eq!(hits(&search), ["1"]);
+    // Rewritten after a refresh.
+    search.write(index("1", "apple tart"), Refresh::No).unwrap();
+    assert_eq!(hits(&search), ["1"]);
+    // Deleted, then written again, in one request and across refreshes.
+    search.bulk(vec![delete("1"), index("1", "apple crumble")], Refresh::No).unwrap();
+    assert_eq!(hits(&search), ["1"]);
+    search.write(delete("1"), Refresh::No).unwrap();
+    assert!(hits(&search).is_empty());
+    search.write(index("1", "apple cake"), Refresh::No).unwrap();
+    search.write(index("2", "apple"), Refresh::No).unwrap();
+    let mut found = hits(&search);
+    found.sort();
+    assert_eq!(found, ["1", "2"]);
 }
 
 #[test]

@@ -5,8 +5,10 @@
 
 use crate::routes::Params;
 use crate::{Outcome, Reply};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
-use strata_search::{BulkOp, Conditions, Search, SearchError};
+use strata_search::{BulkOp, Conditions, DocWrite, Search, SearchError, Source};
 
 fn lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     body.split(|&b| b == b'\n')
@@ -17,6 +19,10 @@ fn lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
 
 fn malformed(line: usize, why: impl std::fmt::Display) -> SearchError {
     SearchError::illegal_argument(format!("Malformed action/metadata line [{line}], {why}"))
+}
+
+fn unparsable(line: usize, what: &str, err: serde_json::Error) -> SearchError {
+    SearchError::new(400, "x_content_parse_exception", format!("[{line}] failed to parse the {what}: {err}"))
 }
 
 fn meta_u64(meta: &Value, key: &str, line: usize) -> Result<Option<u64>, SearchError> {
@@ -77,19 +83,13 @@ pub(crate) fn parse(body: &[u8], default_index: Option<&str>) -> Result<Vec<Bulk
                 None
             },
         };
-        let mut next_doc = |what: &str| -> Result<Value, SearchError> {
-            let (m, line) = iter.next().ok_or_else(|| SearchError::illegal_argument(format!("The bulk request must be terminated by a newline [\\n]; the {what} after line [{n}] is missing")))?;
-            serde_json::from_slice(line).map_err(|e| {
-                SearchError::new(
-                    400,
-                    "x_content_parse_exception",
-                    format!("[{m}] failed to parse the {what}: {e}"),
-                )
-            })
+        let mut next_line = |what: &str| {
+            iter.next().ok_or_else(|| SearchError::illegal_argument(format!("The bulk request must be terminated by a newline [\\n]; the {what} after line [{n}] is missing")))
         };
         let op = match kind.as_str() {
             "index" | "create" => {
-                let source = next_doc("document")?;
+                let (m, line) = next_line("document")?;
+                let source = Source::parse(line).map_err(|e| unparsable(m, "document", e))?;
                 BulkOp::Index {
                     index,
                     id: id_of(meta),
@@ -100,7 +100,8 @@ pub(crate) fn parse(body: &[u8], default_index: Option<&str>) -> Result<Vec<Bulk
             }
             "update" => {
                 let id = required_id(meta)?;
-                let body = next_doc("update body")?;
+                let (m, line) = next_line("update body")?;
+                let body = serde_json::from_slice(line).map_err(|e| unparsable(m, "update body", e))?;
                 BulkOp::Update { index, id, body, cond }
             }
             "delete" => {
@@ -143,29 +144,62 @@ pub(crate) fn run(search: &Search, default_index: Option<&str>, params: &Params,
         })
         .collect();
     let results = search.bulk(ops, params.refresh()?)?;
-    let mut errors = false;
-    let items: Vec<Value> = results
+    let items: Vec<Item> = results
         .into_iter()
         .zip(actions)
-        .map(|(result, (action, index, id))| {
-            let item = match result {
-                Ok(w) => {
-                    let mut v = w.to_json();
-                    v["status"] = json!(w.status());
-                    v
-                }
-                Err(e) => {
-                    errors = true;
-                    json!({"_index": index, "_id": id, "status": e.status, "error": e.to_json()["error"].clone()})
-                }
-            };
-            json!({ action: item })
-        })
+        .map(|(outcome, (action, index, id))| Item { action, index, id, outcome })
         .collect();
-    Ok(Reply::Json(
-        200,
-        json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": items}),
-    ))
+    let answer = Answer {
+        took: started.elapsed().as_millis() as u64,
+        errors: items.iter().any(|item| item.outcome.is_err()),
+        items,
+    };
+    Ok(Reply::Serialized(200, serde_json::to_string(&answer).map_err(SearchError::internal)?))
+}
+
+/// A bulk answer, written straight to text: building a `Value` tree for each of a thousand
+/// items, then serializing it, was a sixth of a bulk request's CPU under `perf`.
+#[derive(Serialize)]
+struct Answer {
+    took: u64,
+    errors: bool,
+    items: Vec<Item>,
+}
+
+/// `{"<action>": {...}}` for one operation.
+struct Item {
+    action: &'static str,
+    index: String,
+    id: Option<String>,
+    outcome: Result<DocWrite, SearchError>,
+}
+
+impl Serialize for Item {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Members<'a>(&'a Item);
+        impl Serialize for Members<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let item = self.0;
+                let mut map = serializer.serialize_map(None)?;
+                match &item.outcome {
+                    Ok(write) => {
+                        write.serialize_members(&mut map)?;
+                        map.serialize_entry("status", &write.status())?;
+                    }
+                    Err(err) => {
+                        map.serialize_entry("_index", &item.index)?;
+                        map.serialize_entry("_id", &item.id)?;
+                        map.serialize_entry("status", &err.status)?;
+                        map.serialize_entry("error", &err.to_json()["error"])?;
+                    }
+                }
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(self.action, &Members(self))?;
+        map.end()
+    }
 }
 
 /// `POST /_msearch`.

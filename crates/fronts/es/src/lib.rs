@@ -69,6 +69,8 @@ struct AppState {
 /// An answer: status and JSON body (or nothing, for HEAD), or plain text (`_cat`).
 pub(crate) enum Reply {
     Json(u16, Value),
+    /// JSON already written out.
+    Serialized(u16, String),
     Text(u16, String),
     Empty(u16),
 }
@@ -216,6 +218,7 @@ async fn handle(
 fn finish(reply: Reply, content_type: &HeaderValue, method: &Method) -> Response {
     let (status, body, ct) = match reply {
         Reply::Json(status, v) => (status, v.to_string(), content_type.clone()),
+        Reply::Serialized(status, text) => (status, text, content_type.clone()),
         Reply::Text(status, text) => (status, text, HeaderValue::from_static("text/plain; charset=UTF-8")),
         Reply::Empty(status) => (status, String::new(), content_type.clone()),
     };

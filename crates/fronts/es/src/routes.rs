@@ -7,7 +7,7 @@ use crate::{EsConfig, Outcome, Reply, info};
 use axum::http::{Method, Uri};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use strata_search::{BulkOp, Conditions, Refresh, Search, SearchError, SourceFilter};
+use strata_search::{BulkOp, Conditions, Refresh, Search, SearchError, Source, SourceFilter};
 
 pub(crate) struct Params(HashMap<String, String>);
 
@@ -83,9 +83,11 @@ fn json_body(body: &[u8]) -> Result<Value, SearchError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(body).map_err(|e| {
-        SearchError::new(400, "x_content_parse_exception", format!("Failed to parse request body: {e}"))
-    })
+    serde_json::from_slice(body).map_err(unparsable_body)
+}
+
+fn unparsable_body(err: serde_json::Error) -> SearchError {
+    SearchError::new(400, "x_content_parse_exception", format!("Failed to parse request body: {err}"))
 }
 
 fn object_body(body: &[u8]) -> Result<Value, SearchError> {
@@ -119,6 +121,10 @@ pub(crate) fn dispatch(
     let reply = route(search, config, method, uri, &params, body)?;
     Ok(match reply {
         Reply::Json(status, v) if params.has("pretty") => {
+            Reply::Text(status, serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
+        }
+        Reply::Serialized(status, text) if params.has("pretty") => {
+            let v: Value = serde_json::from_str(&text).map_err(SearchError::internal)?;
             Reply::Text(status, serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
         }
         other => other,
@@ -354,9 +360,13 @@ fn index_doc(
     params: &Params,
     body: &[u8],
 ) -> Outcome {
-    let source = json_body(body)?;
-    if !source.is_object() {
-        return Err(SearchError::mapper_parsing("failed to parse, document is empty or not an object"));
+    let not_an_object = || SearchError::mapper_parsing("failed to parse, document is empty or not an object");
+    if body.trim_ascii().is_empty() {
+        return Err(not_an_object());
+    }
+    let source = Source::parse(body).map_err(unparsable_body)?;
+    if !source.value().is_object() {
+        return Err(not_an_object());
     }
     let op = BulkOp::Index {
         index: index.to_string(),
