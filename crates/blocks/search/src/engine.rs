@@ -18,7 +18,8 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use strata_core::keycode::Decoder;
 use strata_core::{Keyspace, Store};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::store::Compressor;
+use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 /// How the block sizes its tantivy writers.
 #[derive(Clone, Debug)]
@@ -275,7 +276,17 @@ fn commit(writer: &mut Writer) -> SearchResult<()> {
 }
 
 fn create_index(root: Option<&Path>, meta: &IndexMeta, compiled: &Compiled) -> SearchResult<Index> {
+    // The doc store is not compressed: core already keeps every `_source`, and lz4 took a
+    // twentieth of bulk indexing's CPU under perf (its own thread). Each search hit reads
+    // one block for its `_id`, which is now a copy rather than a decompression. Segments
+    // written compressed by earlier versions still read.
+    let settings = IndexSettings {
+        docstore_compression: Compressor::None,
+        docstore_compress_dedicated_thread: false,
+        ..IndexSettings::default()
+    };
     let builder = Index::builder()
+        .settings(settings)
         .schema(compiled.schema.clone())
         .tokenizers(compiled.tokenizers.clone())
         .fast_field_tokenizers(compiled.tokenizers.clone());
