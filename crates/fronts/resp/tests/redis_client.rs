@@ -84,6 +84,11 @@ async fn strings_and_keys() {
     assert_eq!(cmd("DBSIZE").query_async::<i64>(&mut c).await.unwrap(), 5);
     assert_eq!(cmd("COPY").arg("s").arg("s2").arg("DB").arg(3).query_async::<i64>(&mut c).await.unwrap(), 1);
     assert_eq!(cmd("OBJECT").arg("ENCODING").arg("n").query_async::<String>(&mut c).await.unwrap(), "int");
+    // The subcommand is checked before the key, as redis-server does.
+    let err = cmd("OBJECT").arg("FOO").arg("missing").query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("unknown subcommand 'FOO'"), "{err}");
+    let err = cmd("OBJECT").arg("ENCODING").query_async::<Value>(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("'object|encoding'"), "{err}");
     assert_eq!(c.del::<_, i64>(&["s", "n", "nope"]).await.unwrap(), 2);
     assert_eq!(cmd("PEXPIRE").arg("f").arg(30).query_async::<i64>(&mut c).await.unwrap(), 1);
     tokio::time::sleep(Duration::from_millis(60)).await;

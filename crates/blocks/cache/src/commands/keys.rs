@@ -298,8 +298,11 @@ pub fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             "REFCOUNT <key>",
         ]));
     }
+    if !["encoding", "freq", "idletime", "refcount"].contains(&sub.as_str()) {
+        return Err(Reply::err(errors::unknown_subcommand("OBJECT", &args[1])));
+    }
     if args.len() != 3 {
-        return Err(Reply::err(errors::arity("object")));
+        return Err(Reply::err(errors::subcommand_arity("object", &sub)));
     }
     let now = ctx.ks.now();
     let lfu = ctx.ks.settings.policy.name().contains("lfu");
@@ -315,6 +318,6 @@ pub fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         )),
         "freq" => Ok(Reply::Int(entry.lfu() as i64)),
-        _ => Err(Reply::err(errors::unknown_subcommand("OBJECT", &args[1]))),
+        _ => unreachable!("subcommand checked above"),
     }
 }
