@@ -120,7 +120,10 @@ fn a_document_is_found_once_however_it_was_rewritten() {
     let search = block();
     let hits = |search: &Search| {
         search.refresh("docs").unwrap();
-        ids(&search.search("docs", &json!({"query": {"match": {"t": "apple"}}})).unwrap())
+        let answer =
+            search.search("docs", &json!({"query": {"match": {"t": "apple"}}, "_source": false})).unwrap();
+        assert!(answer["hits"]["hits"].as_array().unwrap().iter().all(|h| h.get("_source").is_none()));
+        ids(&answer)
     };
     let index = |id: &str, t: &str| BulkOp::Index {
         index: "docs".into(),
@@ -147,6 +150,8 @@ fn a_document_is_found_once_however_it_was_rewritten() {
     let mut found = hits(&search);
     found.sort();
     assert_eq!(found, ["1", "2"]);
+    let answer = search.search("docs", &json!({"query": {"ids": {"values": ["1"]}}})).unwrap();
+    assert_eq!(answer["hits"]["hits"][0]["_source"], json!({"t": "apple cake"}));
 }
 
 #[test]
