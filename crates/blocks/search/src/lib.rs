@@ -1069,7 +1069,8 @@ impl Search {
         // One core transaction for everything.
         let mut txn = self.inner.store.begin();
         let mut changes: BTreeMap<String, Vec<Change>> = BTreeMap::new();
-        let mut touched: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        // Per index written: its uuid and the first and last sequence numbers used.
+        let mut touched: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
         let mut written: Vec<usize> = Vec::new();
         for (i, op) in ops.into_iter().enumerate() {
             if results[i].is_some() {
@@ -1085,7 +1086,7 @@ impl Search {
                 Ok((write, change)) => {
                     if let Some(change) = change {
                         changes.entry(name.clone()).or_default().push(change);
-                        touched.entry(name.clone()).or_insert((uuid, start_seq)).1 = write.seq_no;
+                        touched.entry(name.clone()).or_insert((uuid, start_seq, 0)).2 = write.seq_no;
                         written.push(i);
                     }
                     results[i] = Some(Ok(write));
@@ -1096,36 +1097,46 @@ impl Search {
                 }
             }
         }
-        for (name, (uuid, _)) in &touched {
-            let last = writers[name].next_seq - 1;
+        for (uuid, _, last) in touched.values() {
             txn.set(&self.inner.ks, keys::seq(*uuid), last.to_be_bytes().to_vec())?;
         }
-        if let Err(err) = txn.commit() {
-            // Nothing was written: hand the sequence numbers back.
-            for (name, (_, first)) in &touched {
-                writers.get_mut(name).expect("locked").next_seq = *first;
+        // The changes go to tantivy, and the index locks are released, once the commit is
+        // visible and before its fsync: the next bulk prepares and commits while this one's
+        // fsync runs, where it used to wait for it (a quarter of a 1,000-document bulk).
+        // A refresh that commits tantivy first waits for that fsync (`refresh_and_prune`).
+        let mut locked = Some(writers);
+        let mut applied = Ok(());
+        let committed = txn.commit_visible(|| {
+            let mut writers = locked.take().expect("locked until the commit is visible");
+            applied = changes.into_iter().try_for_each(|(name, list)| {
+                let writer = writers.get_mut(&name).expect("locked");
+                let last = writer.next_seq - 1;
+                handles[&name].apply(writer, list, last)
+            });
+        });
+        if let Err(err) = committed {
+            if let Some(mut writers) = locked {
+                // Nothing was written: hand the sequence numbers back.
+                for (name, (_, first, _)) in &touched {
+                    writers.get_mut(name).expect("locked").next_seq = *first;
+                }
             }
             return Err(err.into());
         }
-        let mut wait = Vec::new();
-        for (name, list) in changes {
-            let handle = &handles[&name];
-            let writer = writers.get_mut(&name).expect("locked");
-            let last = writer.next_seq - 1;
-            handle.apply(writer, list, last)?;
+        applied?;
+        for (name, (_, _, last)) in &touched {
+            let handle = &handles[name];
             match refresh {
-                Refresh::Now => refresh_and_prune(&self.inner, handle, writer)?,
-                Refresh::WaitFor => wait.push((handle.clone(), last)),
+                Refresh::Now => {
+                    let mut writer = handle.writer.lock().expect("writer lock");
+                    refresh_and_prune(&self.inner, handle, &mut writer)?;
+                }
+                Refresh::WaitFor if handle.refresh_interval.is_none() => {
+                    let mut writer = handle.writer.lock().expect("writer lock");
+                    refresh_and_prune(&self.inner, handle, &mut writer)?;
+                }
+                Refresh::WaitFor => handle.wait_refreshed(*last, Duration::from_secs(30)),
                 Refresh::No => {}
-            }
-        }
-        drop(writers);
-        for (handle, seq) in wait {
-            if handle.refresh_interval.is_none() {
-                let mut writer = handle.writer.lock().expect("writer lock");
-                refresh_and_prune(&self.inner, &handle, &mut writer)?;
-            } else {
-                handle.wait_refreshed(seq, Duration::from_secs(30));
             }
         }
         metrics::counter!("strata_search_docs_written_total").increment(written.len() as u64);
@@ -1741,10 +1752,15 @@ impl Inner {
     }
 }
 
+/// Commits tantivy (making what was applied searchable) and drops the operation log it
+/// covers. A bulk applies its changes before their core commit is fsynced, so this first
+/// waits for every core commit so far to be durable: a tantivy commit never holds a
+/// document that a power loss could take from core.
 fn refresh_and_prune(inner: &Inner, handle: &IndexHandle, writer: &mut engine::Writer) -> SearchResult<()> {
     if writer.dirty_since.is_none() {
         return Ok(());
     }
+    futures::executor::block_on(inner.store.durable(inner.store.last_seq()))?;
     handle.refresh(writer)?;
     let uuid = handle.meta.read().expect("meta lock").uuid;
     engine::prune_ops(&inner.store, &inner.ks, uuid, writer.applied_seq)
