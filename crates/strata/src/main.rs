@@ -24,7 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// mimalloc asks for huge pages on the memory it maps, and the kernel zeroes each 2 MiB page
 /// on its first touch: under `perf`, bulk indexing spent a fifth of its CPU in
 /// `clear_page_erms`, for memory that was mostly freed again soon after. Without them
-/// indexing 100k documents took 13% less CPU; the kernel's own default (`madvise`) is untouched
+/// indexing 100k documents took 13-18% less CPU; the kernel's own default (`madvise`) is untouched
 /// for other processes.
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
