@@ -23,8 +23,9 @@
 //! refreshed every `refresh_interval`, caught up from core after a crash.
 //!
 //! ```text
-//!   bulk ─► mapping (dynamic fields → new generation) ─► core txn (docs + op log) ─► fsync
-//!        └─► tantivy writer ─► refresh (commit + reload) ─► searchable
+//!   bulk ─► mapping (dynamic fields → new generation) ─► core txn (docs + op log)
+//!        ─► commit visible: tantivy writer, index lock released ─► fsync ─► acknowledged
+//!   refresh ─► wait for core's fsync ─► tantivy commit + reload ─► searchable
 //! ```
 //!
 //! ## Limitations
