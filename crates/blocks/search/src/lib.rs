@@ -1128,15 +1128,14 @@ impl Search {
         for (name, (_, _, last)) in &touched {
             let handle = &handles[name];
             match refresh {
-                Refresh::Now => {
+                // A periodic refresh will make it searchable; without one, refresh here.
+                Refresh::WaitFor if handle.refresh_interval.is_some() => {
+                    handle.wait_refreshed(*last, Duration::from_secs(30))
+                }
+                Refresh::Now | Refresh::WaitFor => {
                     let mut writer = handle.writer.lock().expect("writer lock");
                     refresh_and_prune(&self.inner, handle, &mut writer)?;
                 }
-                Refresh::WaitFor if handle.refresh_interval.is_none() => {
-                    let mut writer = handle.writer.lock().expect("writer lock");
-                    refresh_and_prune(&self.inner, handle, &mut writer)?;
-                }
-                Refresh::WaitFor => handle.wait_refreshed(*last, Duration::from_secs(30)),
                 Refresh::No => {}
             }
         }

@@ -677,10 +677,10 @@ fn render(
     let mut hits_json = Vec::with_capacity(page.len());
     let mut max_score: Option<f32> = None;
     let highlight = style.highlight.as_ref();
+    let with_source = !style.filter.disabled || highlight.is_some();
     for hit in page {
         let Target { name, view, .. } = &targets[hit.index];
         let (searcher, query) = sources[hit.index];
-        let with_source = !style.filter.disabled || highlight.is_some();
         let (id, source_bytes) = stored(searcher, &view.compiled, hit.addr, with_source)?;
         let source: Value = if with_source {
             serde_json::from_slice(&source_bytes).unwrap_or(Value::Null)
