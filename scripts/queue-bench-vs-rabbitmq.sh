@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Durable queue throughput: Strata's sqs front next to RabbitMQ (apt rabbitmq-server) in one
 # run, with the same shape of workload (16 producers, 16 consumers, batches of ten 1 KiB
-# messages, durable; see crates/fronts/sqs/benches/queue.rs). Strata's queue is bounded
-# (MaximumDepth 2,000) and its producers back off when throttled, as RabbitMQ's flow control
-# slows its publishers; QUEUE_BENCH_MAX_DEPTH=0 runs it unbounded.
+# messages, durable; see crates/fronts/sqs/benches/queue.rs): the most sustained rate (no
+# backlog building up) and the rate with producers flat out, each system the same way.
 #
 #   sudo scripts/queue-bench-vs-rabbitmq.sh
 set -euo pipefail
