@@ -15,8 +15,9 @@
 //!   the queue grows for the whole phase and the latency measures only how long it lasted.
 //! - **Most sustained rate**, as the OpenMessaging Benchmark reports it: producers offer a
 //!   fixed rate, spread evenly over them, and a rate is sustained when it is all sent and
-//!   at least 97% of it goes through the cycle in the same phase, so no backlog builds up.
-//!   Steps of 10% up from 10,000 messages/s, 6 seconds each, find the highest. This runs
+//!   99% of it has gone through the cycle within a second of the producers stopping, so no
+//!   backlog builds up. Steps of 10% up from 10,000 messages/s, 6 seconds each (a second
+//!   try after a failed one), find the highest. This runs
 //!   first; the flat-out phase, which leaves a backlog behind, runs last.
 //!
 //! Then 16 threads commit one small transaction each at a time against a core store in the
@@ -48,6 +49,8 @@ const SECONDS: u64 = 10;
 const STEP_SECONDS: u64 = 6;
 /// The offered rate the search for the most sustained one starts from, messages/s.
 const FIRST_RATE: f64 = 10_000.0;
+/// How long consumers may take, once a paced phase's producers stop, to finish what was sent.
+const DRAIN: Duration = Duration::from_secs(1);
 
 async fn call(http: &reqwest::Client, base: &str, action: &str, input: Value) -> Value {
     let url = format!("{base}/");
@@ -106,9 +109,10 @@ struct Phase {
 
 impl Phase {
     /// Whether the system kept up with `rate` offered messages/s: the producers got it all
-    /// sent, and the consumers took nearly all of it through the cycle, so no backlog grew.
+    /// sent, and the consumers took 99% of it through the cycle by the end of the drain, so
+    /// no backlog grew.
     fn sustains(&self, rate: f64) -> bool {
-        self.sent >= 0.95 * rate && self.completed >= 0.97 * self.sent
+        self.sent >= 0.95 * rate && self.completed >= 0.99 * self.sent
     }
 
     fn describe(&self) -> String {
@@ -131,17 +135,25 @@ fn ticker(rate: Option<f64>, p: usize) -> Option<tokio::time::Interval> {
     Some(tick)
 }
 
-/// The highest offered rate `run` sustains (see [`Phase::sustains`]), in steps of 10% up from
-/// [`FIRST_RATE`] (down from it if that is too much). Returns the rate and its phase.
+/// The highest offered rate `run` sustains (see [`Phase::sustains`]) in one of two tries, in
+/// steps of 10% up from [`FIRST_RATE`] (down from it if that is too much). Returns the rate
+/// and its phase.
 async fn max_sustainable<F, Fut>(mut run: F) -> (f64, Phase)
 where
     F: FnMut(f64) -> Fut,
     Fut: std::future::Future<Output = Phase>,
 {
+    // A rate gets a second try, so that one stall on this shared VM does not end the search.
     let mut step = async |rate: f64| {
-        let phase = run(rate).await;
-        let verdict = if phase.sustains(rate) { "sustained" } else { "not sustained" };
-        println!("  offered {rate:.0} messages/s: {}; {verdict}", phase.describe());
+        let mut phase = Phase::default();
+        for _ in 0..2 {
+            phase = run(rate).await;
+            let verdict = if phase.sustains(rate) { "sustained" } else { "not sustained" };
+            println!("  offered {rate:.0} messages/s: {}; {verdict}", phase.describe());
+            if phase.sustains(rate) {
+                break;
+            }
+        }
         phase
     };
     let mut rate = FIRST_RATE;
@@ -248,6 +260,67 @@ async fn main() {
     );
 }
 
+/// The flags and counters of one phase, shared by its producers and consumers.
+#[derive(Clone, Default)]
+struct Run {
+    stop_sending: Arc<AtomicBool>,
+    stop_receiving: Arc<AtomicBool>,
+    /// Messages acknowledged to producers.
+    sent: Arc<AtomicU64>,
+    /// Messages received and deleted (acknowledged).
+    done: Arc<AtomicU64>,
+}
+
+impl Run {
+    fn sending(&self) -> bool {
+        !self.stop_sending.load(Ordering::Relaxed)
+    }
+
+    fn receiving(&self) -> bool {
+        !self.stop_receiving.load(Ordering::Relaxed)
+    }
+
+    /// Lets the phase run for `seconds`, stops it and measures it. A paced phase (`drain`)
+    /// then gives the consumers up to [`DRAIN`] to finish what was sent, so that messages
+    /// in flight at the end count; flat out, what is left at the end is the backlog.
+    async fn measure(
+        self,
+        seconds: u64,
+        drain: bool,
+        producers: Vec<tokio::task::JoinHandle<()>>,
+        consumers: Vec<tokio::task::JoinHandle<Vec<u64>>>,
+    ) -> Phase {
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        self.stop_sending.store(true, Ordering::Relaxed);
+        let elapsed = started.elapsed().as_secs_f64();
+        if drain {
+            for p in producers {
+                let _ = p.await;
+            }
+            let until = Instant::now() + DRAIN;
+            while self.done.load(Ordering::Relaxed) < self.sent.load(Ordering::Relaxed)
+                && Instant::now() < until
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        self.stop_receiving.store(true, Ordering::Relaxed);
+        let (done, sent) = (self.done.load(Ordering::Relaxed), self.sent.load(Ordering::Relaxed));
+        let mut latencies = Vec::new();
+        for c in consumers {
+            latencies.extend(c.await.unwrap_or_default());
+        }
+        latencies.sort_unstable();
+        Phase {
+            completed: done.min(sent) as f64 / elapsed,
+            sent: sent as f64 / elapsed,
+            p50: percentile(&latencies, 0.5),
+            p99: percentile(&latencies, 0.99),
+        }
+    }
+}
+
 /// One phase against the sqs front, on a fresh queue: 16 producers send batches of ten
 /// (paced by [`ticker`]), 16 consumers receive up to ten and delete them in one batch.
 async fn strata_phase(
@@ -261,13 +334,11 @@ async fn strata_phase(
         .as_str()
         .unwrap()
         .to_owned();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (sent, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut tasks = Vec::new();
+    let run = Run::default();
+    let mut producers = Vec::new();
     for p in 0..WORKERS {
-        let (http, base, url, stop, sent) =
-            (http.clone(), base.clone(), url.clone(), stop.clone(), sent.clone());
-        tasks.push(tokio::spawn(async move {
+        let (http, base, url, run) = (http.clone(), base.clone(), url.clone(), run.clone());
+        producers.push(tokio::spawn(async move {
             let pad = "x".repeat(1024 - 40);
             let mut tick = ticker(rate, p);
             let mut i = 0u64;
@@ -275,7 +346,7 @@ async fn strata_phase(
                 if let Some(tick) = &mut tick {
                     tick.tick().await;
                 }
-                if stop.load(Ordering::Relaxed) {
+                if !run.sending() {
                     break;
                 }
                 let entries: Vec<Value> = (0..10)
@@ -284,18 +355,17 @@ async fn strata_phase(
                 let answer =
                     call(&http, &base, "SendMessageBatch", json!({"QueueUrl": url, "Entries": entries})).await;
                 let accepted = answer["Successful"].as_array().map_or(0, Vec::len);
-                sent.fetch_add(accepted as u64, Ordering::Relaxed);
+                run.sent.fetch_add(accepted as u64, Ordering::Relaxed);
                 i += 1;
             }
-            Vec::new()
         }));
     }
+    let mut consumers = Vec::new();
     for _ in 0..WORKERS {
-        let (http, base, url, stop, done) =
-            (http.clone(), base.clone(), url.clone(), stop.clone(), done.clone());
-        tasks.push(tokio::spawn(async move {
+        let (http, base, url, run) = (http.clone(), base.clone(), url.clone(), run.clone());
+        consumers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
+            while run.receiving() {
                 let got = call(
                     &http,
                     &base,
@@ -315,27 +385,12 @@ async fn strata_phase(
                     entries.push(json!({"Id": format!("{j}"), "ReceiptHandle": m["ReceiptHandle"]}));
                 }
                 call(&http, &base, "DeleteMessageBatch", json!({"QueueUrl": url, "Entries": entries})).await;
-                done.fetch_add(messages.len() as u64, Ordering::Relaxed);
+                run.done.fetch_add(messages.len() as u64, Ordering::Relaxed);
             }
             latencies
         }));
     }
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
-    let (completed, sent) = (done.load(Ordering::Relaxed), sent.load(Ordering::Relaxed));
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
-    latencies.sort_unstable();
-    Phase {
-        completed: completed as f64 / elapsed,
-        sent: sent as f64 / elapsed,
-        p50: percentile(&latencies, 0.5),
-        p99: percentile(&latencies, 0.99),
-    }
+    run.measure(seconds, rate.is_some(), producers, consumers).await
 }
 
 /// A connection to the RabbitMQ on 127.0.0.1:5672 (guest/guest), with the bench's durable
@@ -365,11 +420,10 @@ async fn rabbitmq_phase(conn: &Arc<lapin::Connection>, rate: Option<f64>, second
     use lapin::types::FieldTable;
     let setup = conn.create_channel().await.unwrap();
     setup.queue_purge("strata-bench".into(), QueuePurgeOptions::default()).await.unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (sent, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let run = Run::default();
     let mut publishers = Vec::new();
     for p in 0..WORKERS {
-        let (conn, stop, sent) = (conn.clone(), stop.clone(), sent.clone());
+        let (conn, run) = (conn.clone(), run.clone());
         publishers.push(tokio::spawn(async move {
             let ch = conn.create_channel().await.unwrap();
             ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
@@ -379,7 +433,7 @@ async fn rabbitmq_phase(conn: &Arc<lapin::Connection>, rate: Option<f64>, second
                 if let Some(tick) = &mut tick {
                     tick.tick().await;
                 }
-                if stop.load(Ordering::Relaxed) {
+                if !run.sending() {
                     break;
                 }
                 let mut confirms = Vec::new();
@@ -401,14 +455,14 @@ async fn rabbitmq_phase(conn: &Arc<lapin::Connection>, rate: Option<f64>, second
                 for confirm in confirms {
                     confirm.await.unwrap();
                 }
-                sent.fetch_add(10, Ordering::Relaxed);
+                run.sent.fetch_add(10, Ordering::Relaxed);
             }
             let _ = ch.close(200, "done".into()).await;
         }));
     }
     let mut consumers = Vec::new();
     for i in 0..WORKERS {
-        let (conn, stop, done) = (conn.clone(), stop.clone(), done.clone());
+        let (conn, run) = (conn.clone(), run.clone());
         consumers.push(tokio::spawn(async move {
             let ch = conn.create_channel().await.unwrap();
             ch.basic_qos(10, BasicQosOptions::default()).await.unwrap();
@@ -422,7 +476,7 @@ async fn rabbitmq_phase(conn: &Arc<lapin::Connection>, rate: Option<f64>, second
                 .await
                 .unwrap();
             let mut latencies = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
+            while run.receiving() {
                 let Ok(Some(Ok(delivery))) =
                     tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
                 else {
@@ -432,30 +486,12 @@ async fn rabbitmq_phase(conn: &Arc<lapin::Connection>, rate: Option<f64>, second
                 let sent: u64 = body.split(':').next().unwrap().parse().unwrap();
                 latencies.push(now_us().saturating_sub(sent));
                 delivery.ack(BasicAckOptions::default()).await.unwrap();
-                done.fetch_add(1, Ordering::Relaxed);
+                run.done.fetch_add(1, Ordering::Relaxed);
             }
             // Closing the channel hands its unacknowledged deliveries back to the queue.
             let _ = ch.close(200, "done".into()).await;
             latencies
         }));
     }
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
-    let (completed, sent) = (done.load(Ordering::Relaxed), sent.load(Ordering::Relaxed));
-    for p in publishers {
-        let _ = p.await;
-    }
-    let mut latencies = Vec::new();
-    for c in consumers {
-        latencies.extend(c.await.unwrap_or_default());
-    }
-    latencies.sort_unstable();
-    Phase {
-        completed: completed as f64 / elapsed,
-        sent: sent as f64 / elapsed,
-        p50: percentile(&latencies, 0.5),
-        p99: percentile(&latencies, 0.99),
-    }
+    run.measure(seconds, rate.is_some(), publishers, consumers).await
 }
