@@ -49,5 +49,5 @@ mod txn;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use feed::Change;
-pub use store::{Keyspace, Options, Store, SyncMode};
+pub use store::{Keyspace, KeyspaceTuning, Options, Store, SyncMode};
 pub use txn::{Isolation, Scan, Txn};

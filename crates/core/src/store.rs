@@ -62,6 +62,16 @@ pub enum SyncMode {
     Periodic(Duration),
 }
 
+/// How a keyspace's storage is laid out, for a block whose data lives unlike the rest; set
+/// when the keyspace is created (an existing keyspace keeps what it was created with).
+#[derive(Clone, Debug, Default)]
+pub struct KeyspaceTuning {
+    /// How much a keyspace buffers in memory before writing it out as a table (the disk
+    /// engine's default, 64 MiB, when `None`). Smaller means smaller, more frequent
+    /// writes: each flush then delays commits' fsyncs less.
+    pub memtable_bytes: Option<u64>,
+}
+
 /// Settings of a store.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -238,8 +248,10 @@ impl Store {
     }
 
     fn with_engine(engine: Box<dyn Engine>, options: Options, lock: Option<File>) -> Result<Store> {
-        let meta = Keyspace { id: engine.open_keyspace("_meta")?, name: "_meta".into() };
-        let feed = Keyspace { id: engine.open_keyspace("_feed")?, name: "_feed".into() };
+        let meta =
+            Keyspace { id: engine.open_keyspace("_meta", &KeyspaceTuning::default())?, name: "_meta".into() };
+        let feed =
+            Keyspace { id: engine.open_keyspace("_feed", &KeyspaceTuning::default())?, name: "_feed".into() };
         let last_seq = match engine.snapshot().get(meta.id, META_LAST_SEQ)? {
             Some(bytes) => u64::from_le_bytes(
                 bytes.try_into().map_err(|_| Error::Corrupt("meta last_seq is not 8 bytes".into()))?,
@@ -273,6 +285,11 @@ impl Store {
     /// Opens (creating if needed) the keyspace `name`. Each block owns one or a few; names
     /// starting with `_` belong to the core.
     pub fn keyspace(&self, name: &str) -> Result<Keyspace> {
+        self.keyspace_tuned(name, &KeyspaceTuning::default())
+    }
+
+    /// [`Store::keyspace`], creating it (if it does not exist yet) with `tuning`.
+    pub fn keyspace_tuned(&self, name: &str, tuning: &KeyspaceTuning) -> Result<Keyspace> {
         if name.is_empty() || name.starts_with('_') {
             return Err(crate::errinput!("invalid keyspace name {name:?}"));
         }
@@ -280,7 +297,7 @@ impl Store {
         if let Some(ks) = keyspaces.get(name) {
             return Ok(ks.clone());
         }
-        let ks = Keyspace { id: self.inner.engine.open_keyspace(name)?, name: name.into() };
+        let ks = Keyspace { id: self.inner.engine.open_keyspace(name, tuning)?, name: name.into() };
         keyspaces.insert(name.to_string(), ks.clone());
         Ok(ks)
     }

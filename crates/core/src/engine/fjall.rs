@@ -39,12 +39,18 @@ impl FjallEngine {
 }
 
 impl Engine for FjallEngine {
-    fn open_keyspace(&self, name: &str) -> Result<KsId> {
+    fn open_keyspace(&self, name: &str, tuning: &crate::KeyspaceTuning) -> Result<KsId> {
         let mut keyspaces = self.keyspaces.write().expect("keyspace lock poisoned");
         if let Some(id) = keyspaces.iter().position(|(n, _)| n == name) {
             return Ok(id);
         }
-        let ks = self.db.keyspace(name, KeyspaceCreateOptions::default)?;
+        let ks = self.db.keyspace(name, || {
+            let options = KeyspaceCreateOptions::default();
+            match tuning.memtable_bytes {
+                Some(bytes) => options.max_memtable_size(bytes),
+                None => options,
+            }
+        })?;
         keyspaces.push((name.to_string(), ks));
         Ok(keyspaces.len() - 1)
     }
@@ -128,7 +134,7 @@ mod tests {
     fn active_journal_is_found() {
         let dir = tempfile::tempdir().unwrap();
         let engine = FjallEngine::open(dir.path(), 1 << 20).unwrap();
-        let ks = engine.open_keyspace("t").unwrap();
+        let ks = engine.open_keyspace("t", &crate::KeyspaceTuning::default()).unwrap();
         engine.apply(vec![(ks, b"k".to_vec(), Some(b"v".to_vec()))]).unwrap();
         let id = engine.active_journal().unwrap().expect("fjall keeps a journal");
         engine.sync().unwrap();
@@ -137,5 +143,35 @@ mod tests {
         std::fs::File::create(dir.path().join(format!("{}.jnl", id + 1))).unwrap();
         engine.sync().unwrap();
         assert_eq!(engine.journal.lock().unwrap().as_ref().map(|(open, _)| *open), Some(id + 1));
+    }
+
+    /// A keyspace created with a small memtable writes tables once that much is buffered; a
+    /// default one still buffers it.
+    #[test]
+    fn a_tuned_keyspace_flushes_at_its_memtable_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = crate::KeyspaceTuning { memtable_bytes: Some(1 << 20) };
+        let fill = |engine: &FjallEngine, ks: KsId| {
+            for i in 0u32..3_000 {
+                engine.apply(vec![(ks, i.to_be_bytes().to_vec(), Some(vec![7u8; 1024]))]).unwrap();
+            }
+        };
+        let tables = |engine: &FjallEngine, ks: KsId| {
+            let keyspace = engine.keyspaces.read().unwrap()[ks].1.clone();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while keyspace.table_count() == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            keyspace.table_count()
+        };
+        let engine = FjallEngine::open(dir.path(), 1 << 20).unwrap();
+        let (tuned, plain) = (
+            engine.open_keyspace("tuned", &small).unwrap(),
+            engine.open_keyspace("plain", &crate::KeyspaceTuning::default()).unwrap(),
+        );
+        fill(&engine, tuned);
+        fill(&engine, plain);
+        assert!(tables(&engine, tuned) > 0, "3 MiB written past a 1 MiB memtable");
+        assert_eq!(engine.keyspaces.read().unwrap()[plain].1.table_count(), 0);
     }
 }

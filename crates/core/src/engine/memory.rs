@@ -28,7 +28,7 @@ pub(crate) struct MemoryEngine {
 }
 
 impl Engine for MemoryEngine {
-    fn open_keyspace(&self, name: &str) -> Result<KsId> {
+    fn open_keyspace(&self, name: &str, _tuning: &crate::KeyspaceTuning) -> Result<KsId> {
         let mut state = self.state.write().expect("memory engine lock poisoned");
         if let Some(id) = state.names.iter().position(|n| n == name) {
             return Ok(id);

@@ -29,8 +29,8 @@ pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 pub(crate) type PairIter = Box<dyn Iterator<Item = Result<Pair>> + Send>;
 
 pub(crate) trait Engine: Send + Sync {
-    /// Opens (creating if needed) the keyspace `name`.
-    fn open_keyspace(&self, name: &str) -> Result<KsId>;
+    /// Opens (creating if needed) the keyspace `name`; `tuning` applies when it is created.
+    fn open_keyspace(&self, name: &str, tuning: &crate::KeyspaceTuning) -> Result<KsId>;
     /// A consistent view of every keyspace as of now.
     fn snapshot(&self) -> Arc<dyn Snapshot>;
     /// Applies every op atomically. After return, new snapshots see the batch, and a crash of
