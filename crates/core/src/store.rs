@@ -248,13 +248,8 @@ impl Store {
     }
 
     fn with_engine(engine: Box<dyn Engine>, options: Options, lock: Option<File>) -> Result<Store> {
-        // Every commit rewrites `last_seq` here, a few bytes each: a 64 MiB memtable took
-        // minutes to fill and kept every journal written meanwhile alive, until fjall forced a
-        // flush at 512 MiB of journals, all of which a restart replays (queue bench: up to
-        // 576 MB on disk). At 1 MiB it flushes every few seconds and one or two journals
-        // remain (at most 98 MB in the same run).
-        let meta_tuning = KeyspaceTuning { memtable_bytes: Some(1 << 20) };
-        let meta = Keyspace { id: engine.open_keyspace("_meta", &meta_tuning)?, name: "_meta".into() };
+        let meta =
+            Keyspace { id: engine.open_keyspace("_meta", &KeyspaceTuning::default())?, name: "_meta".into() };
         let feed =
             Keyspace { id: engine.open_keyspace("_feed", &KeyspaceTuning::default())?, name: "_feed".into() };
         let last_seq = match engine.snapshot().get(meta.id, META_LAST_SEQ)? {
