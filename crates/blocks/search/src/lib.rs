@@ -1111,8 +1111,7 @@ impl Search {
             let mut writers = locked.take().expect("locked until the commit is visible");
             applied = changes.into_iter().try_for_each(|(name, list)| {
                 let writer = writers.get_mut(&name).expect("locked");
-                let last = writer.next_seq - 1;
-                handles[&name].apply(writer, list, last)
+                handles[&name].apply(writer, list, touched[&name].2)
             });
         });
         if let Err(err) = committed {
