@@ -16,9 +16,10 @@
 //! - **Most sustained rate**, as the OpenMessaging Benchmark reports it: producers offer a
 //!   fixed rate, spread evenly over them, and a rate is sustained when it is all sent and
 //!   99% of it has gone through the cycle within a second of the producers stopping, with
-//!   a median send-to-receive latency of at most 50 ms, so no backlog builds up. Steps of 10% up from 10,000 messages/s, 6 seconds each (a second
-//!   try after a failed one), find the highest. This runs
-//!   first; the flat-out phase, which leaves a backlog behind, runs last.
+//!   a median send-to-receive latency of at most 50 ms, so no backlog builds up. Steps of
+//!   10% up from 10,000 messages/s, 6 seconds each (a second try after a failed one), find
+//!   the highest. This runs first; the flat-out phase, which leaves a backlog behind, runs
+//!   last.
 //!
 //! Then 16 threads commit one small transaction each at a time against a core store in the
 //! same directory, the ceiling the queue is built on.
@@ -145,39 +146,37 @@ where
     F: FnMut(f64) -> Fut,
     Fut: std::future::Future<Output = Phase>,
 {
-    // A rate gets a second try, so that one stall on this shared VM does not end the search.
+    // The phase that sustained `rate`, if one of two tries did: a second try, so that one
+    // stall on this shared VM does not end the search.
     let mut step = async |rate: f64| {
-        let mut phase = Phase::default();
         for _ in 0..2 {
-            phase = run(rate).await;
-            let verdict = if phase.sustains(rate) { "sustained" } else { "not sustained" };
+            let phase = run(rate).await;
+            let sustained = phase.sustains(rate);
+            let verdict = if sustained { "sustained" } else { "not sustained" };
             println!("  offered {rate:.0} messages/s: {}; {verdict}", phase.describe());
-            if phase.sustains(rate) {
-                break;
+            if sustained {
+                return Some(phase);
             }
         }
-        phase
+        None
     };
     let mut rate = FIRST_RATE;
-    let first = step(rate).await;
-    if !first.sustains(rate) {
+    let Some(first) = step(rate).await else {
         for _ in 0..8 {
             rate /= 1.1;
-            let phase = step(rate).await;
-            if phase.sustains(rate) {
+            if let Some(phase) = step(rate).await {
                 return (rate, phase);
             }
         }
         return (0.0, Phase::default());
-    }
+    };
     let mut best = (rate, first);
     for _ in 0..12 {
         rate *= 1.1;
-        let phase = step(rate).await;
-        if !phase.sustains(rate) {
-            break;
+        match step(rate).await {
+            Some(phase) => best = (rate, phase),
+            None => break,
         }
-        best = (rate, phase);
     }
     best
 }
