@@ -10,8 +10,9 @@
 //!
 //! ```text
 //!   upload ─► LaneStream::update (256 KiB chunks) ─► board: queue per stream, ready FIFO
-//!   hasher threads: ≥ 4 streams ready ─► one chunk of each, side by side (update_many)
-//!                   fewer             ─► one stream's chunk alone (each thread its own)
+//!   hasher threads: ≥ 4 streams with a whole chunk ready ─► 16, 8 or 4 of them, side by
+//!                                                          side (update_many)
+//!                   fewer ─► one stream's chunk alone (each thread its own)
 //!                   (with 8 or more uploads open, a thread first waits up to 2 ms for 8)
 //!   LaneStream::finish ─► waits for its queue to drain ─► digest
 //! ```
@@ -31,10 +32,14 @@ const CHUNK: usize = 256 * 1024;
 /// Chunks a stream may have waiting before its writer blocks.
 const MAX_QUEUED: usize = 8;
 
-/// Fewest ready streams worth hashing side by side; below it the single-stream code is as
-/// fast or faster per byte (measured with `md5_many` on AVX-512, one core: one stream alone
-/// 0.78 GB/s; side by side, 2 streams 0.5 GB/s in total, 4 0.83, 8 2.7, 16 4.0).
-const MIN_LANES: usize = 4;
+/// How many streams a round hashes side by side, widest first: the widths `md5_many` runs at
+/// full speed, and only with chunks of equal length. Every other round is far slower than
+/// hashing its streams one by one (`md5_many` 0.1.0-alpha.4 on AVX-512, one core, 256 KiB
+/// chunks, GB/s in total: one stream alone 0.77; 4 lanes 1.2, 8 lanes 4.9, 16 lanes 7.3;
+/// but 5-7 lanes 0.17-0.24, 9-15 lanes 1.9-2.7, and 8 lanes of which 3 chunks are shorter
+/// 0.26). A 1 MiB upload was hashed in such rounds most of the time, and MD5 took about
+/// half the CPU of 16 clients' PUTs.
+const WIDTHS: [usize; 3] = [16, 8, 4];
 
 /// Ready streams that fill a round well.
 const FULL_ROUND: usize = 8;
@@ -43,7 +48,7 @@ const FULL_ROUND: usize = 8;
 const GATHER: Duration = Duration::from_millis(2);
 
 /// Most streams hashed in one round.
-const MAX_LANES: usize = 16;
+const MAX_LANES: usize = WIDTHS[0];
 
 /// A stream's MD5 and its chunks not yet hashed.
 struct Stream {
@@ -118,18 +123,15 @@ fn hash_forever(shared: &Shared) {
                 let Some(left) = until.checked_duration_since(Instant::now()) else { break };
                 board = shared.work.wait_timeout(board, left).expect("md5 board lock poisoned").0;
             }
-            let take = if board.ready.len() >= MIN_LANES { MAX_LANES } else { 1 };
-            while ids.len() < take
-                && let Some(id) = board.ready.pop_front()
-            {
+            round(&mut board, &mut ids);
+            for &id in &ids {
                 let stream = board.streams.get_mut(&id).expect("a ready stream is on the board");
                 stream.busy = true;
                 states.push(stream.md5);
                 chunks.push(stream.queue.pop_front().expect("a ready stream has a chunk"));
-                ids.push(id);
             }
         }
-        if states.len() >= MIN_LANES {
+        if states.len() > 1 {
             let inputs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
             many.update_many(&mut states, &inputs);
         } else {
@@ -150,6 +152,26 @@ fn hash_forever(shared: &Shared) {
         chunks.clear();
         shared.done.notify_all();
     }
+}
+
+/// Moves the streams of the next round from the ready list to `ids`: the oldest 16, 8 or 4
+/// whose next chunk is whole ([`WIDTHS`]), else the oldest one.
+fn round(board: &mut Board, ids: &mut Vec<u64>) {
+    let whole = |board: &Board, id: &u64| board.streams[id].queue.front().is_some_and(|c| c.len() == CHUNK);
+    let count = board.ready.iter().filter(|id| whole(board, id)).count();
+    let Some(&width) = WIDTHS.iter().find(|&&w| count >= w) else {
+        ids.extend(board.ready.pop_front());
+        return;
+    };
+    let mut rest = VecDeque::with_capacity(board.ready.len());
+    for id in std::mem::take(&mut board.ready) {
+        if ids.len() < width && whole(board, &id) {
+            ids.push(id);
+        } else {
+            rest.push_back(id);
+        }
+    }
+    board.ready = rest;
 }
 
 /// The MD5 of one stream, hashed on the shared hasher threads.
@@ -276,6 +298,37 @@ mod tests {
         let mut next = LaneStream::new(Md5State::new());
         next.update(b"abc");
         assert_eq!(hex_of(next.finish()), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    /// A round is 16, 8 or 4 streams with whole chunks, oldest first, or one stream: never a
+    /// width or a mix of chunk lengths that `md5_many` runs slowly.
+    #[test]
+    fn a_round_takes_a_fast_width_of_whole_chunks_or_one_stream() {
+        let mut board = Board::default();
+        // Streams 0-12 have a whole chunk next, except 2 and 5, which have a tail.
+        for id in 0..13u64 {
+            let len = if id == 2 || id == 5 { 100 } else { CHUNK };
+            let queue = vec![vec![0; len]].into();
+            board.streams.insert(id, Stream { md5: Md5State::new(), queue, busy: false });
+            board.ready.push_back(id);
+        }
+        let mut ids = Vec::new();
+        round(&mut board, &mut ids);
+        assert_eq!(ids, [0, 1, 3, 4, 6, 7, 8, 9], "11 whole chunks: 8 of them");
+        assert_eq!(board.ready, [2, 5, 10, 11, 12], "the rest keep their order");
+        ids.clear();
+        round(&mut board, &mut ids);
+        assert_eq!(ids, [2], "3 whole chunks: the oldest stream alone, a tail or not");
+        board.ready.extend([13, 14]);
+        for id in [13, 14] {
+            board
+                .streams
+                .insert(id, Stream { md5: Md5State::new(), queue: vec![vec![0; CHUNK]].into(), busy: false });
+        }
+        ids.clear();
+        round(&mut board, &mut ids);
+        assert_eq!(ids, [10, 11, 12, 13]);
+        assert_eq!(board.ready, [5, 14]);
     }
 
     fn hex_of(digest: [u8; 16]) -> String {
