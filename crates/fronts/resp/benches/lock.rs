@@ -17,6 +17,10 @@ use strata_cache::{Cache, CacheOptions};
 use strata_core::{Store, SystemClock};
 use strata_lock::{LockConfig, Locks};
 
+/// The allocator the `strata` binary serves with, so the server side allocates as it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CLIENTS: usize = 50;
 const CONTENDED: usize = 5;
 const RELEASE: &str =

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 use strata_blob::{Blob, Limits};
 use strata_core::{Store, SystemClock};
 
+/// The allocator the `strata` binary serves with, so the server side allocates as it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const MIB: usize = 1024 * 1024;
 const ROUNDS: usize = 3;
 /// aws-cli's (s3transfer's) multipart_chunksize and max_concurrent_requests.
