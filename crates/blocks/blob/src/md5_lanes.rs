@@ -155,11 +155,14 @@ fn hash_forever(shared: &Shared) {
 }
 
 /// Moves the streams of the next round from the ready list to `ids`: the oldest 16, 8 or 4
-/// whose next chunk is whole ([`WIDTHS`]), else the oldest one.
+/// whose next chunk is whole ([`WIDTHS`]), else the oldest one. The oldest goes alone, too,
+/// when its next chunk is an upload's shorter last one: that upload is finishing, and it
+/// must not wait while lane rounds of other uploads keep coming.
 fn round(board: &mut Board, ids: &mut Vec<u64>) {
     let whole = |board: &Board, id: &u64| board.streams[id].queue.front().is_some_and(|c| c.len() == CHUNK);
     let count = board.ready.iter().filter(|id| whole(board, id)).count();
-    let Some(&width) = WIDTHS.iter().find(|&&w| count >= w) else {
+    let oldest_whole = board.ready.front().is_some_and(|id| whole(board, id));
+    let Some(&width) = WIDTHS.iter().find(|&&w| count >= w).filter(|_| oldest_whole) else {
         ids.extend(board.ready.pop_front());
         return;
     };
@@ -301,34 +304,35 @@ mod tests {
     }
 
     /// A round is 16, 8 or 4 streams with whole chunks, oldest first, or one stream: never a
-    /// width or a mix of chunk lengths that `md5_many` runs slowly.
+    /// width or a mix of chunk lengths that `md5_many` runs slowly. An upload's last, shorter
+    /// chunk at the head of the line goes first, alone.
     #[test]
     fn a_round_takes_a_fast_width_of_whole_chunks_or_one_stream() {
         let mut board = Board::default();
         // Streams 0-12 have a whole chunk next, except 2 and 5, which have a tail.
-        for id in 0..13u64 {
-            let len = if id == 2 || id == 5 { 100 } else { CHUNK };
+        let add = |board: &mut Board, id: u64, len: usize| {
             let queue = vec![vec![0; len]].into();
             board.streams.insert(id, Stream { md5: Md5State::new(), queue, busy: false });
             board.ready.push_back(id);
+        };
+        for id in 0..13u64 {
+            add(&mut board, id, if id == 2 || id == 5 { 100 } else { CHUNK });
         }
-        let mut ids = Vec::new();
-        round(&mut board, &mut ids);
-        assert_eq!(ids, [0, 1, 3, 4, 6, 7, 8, 9], "11 whole chunks: 8 of them");
+        let next = |board: &mut Board| {
+            let mut ids = Vec::new();
+            round(board, &mut ids);
+            ids
+        };
+        assert_eq!(next(&mut board), [0, 1, 3, 4, 6, 7, 8, 9], "11 whole chunks: 8 of them");
         assert_eq!(board.ready, [2, 5, 10, 11, 12], "the rest keep their order");
-        ids.clear();
-        round(&mut board, &mut ids);
-        assert_eq!(ids, [2], "3 whole chunks: the oldest stream alone, a tail or not");
-        board.ready.extend([13, 14]);
-        for id in [13, 14] {
-            board
-                .streams
-                .insert(id, Stream { md5: Md5State::new(), queue: vec![vec![0; CHUNK]].into(), busy: false });
+        assert_eq!(next(&mut board), [2], "the oldest stream's tail goes first, alone");
+        assert_eq!(next(&mut board), [5]);
+        assert_eq!(next(&mut board), [10], "3 whole chunks: the oldest stream alone");
+        for id in 13..16 {
+            add(&mut board, id, CHUNK);
         }
-        ids.clear();
-        round(&mut board, &mut ids);
-        assert_eq!(ids, [10, 11, 12, 13]);
-        assert_eq!(board.ready, [5, 14]);
+        assert_eq!(next(&mut board), [11, 12, 13, 14]);
+        assert_eq!(board.ready, [15]);
     }
 
     fn hex_of(digest: [u8; 16]) -> String {
