@@ -159,22 +159,21 @@ fn hash_forever(shared: &Shared) {
 /// when its next chunk is an upload's shorter last one: that upload is finishing, and it
 /// must not wait while lane rounds of other uploads keep coming.
 fn round(board: &mut Board, ids: &mut Vec<u64>) {
-    let whole = |board: &Board, id: &u64| board.streams[id].queue.front().is_some_and(|c| c.len() == CHUNK);
-    let count = board.ready.iter().filter(|id| whole(board, id)).count();
-    let oldest_whole = board.ready.front().is_some_and(|id| whole(board, id));
+    let Board { streams, ready, .. } = board;
+    let whole = |id: &u64| streams[id].queue.front().is_some_and(|c| c.len() == CHUNK);
+    let count = ready.iter().filter(|id| whole(id)).count();
+    let oldest_whole = ready.front().is_some_and(whole);
     let Some(&width) = WIDTHS.iter().find(|&&w| count >= w).filter(|_| oldest_whole) else {
-        ids.extend(board.ready.pop_front());
+        ids.extend(ready.pop_front());
         return;
     };
-    let mut rest = VecDeque::with_capacity(board.ready.len());
-    for id in std::mem::take(&mut board.ready) {
-        if ids.len() < width && whole(board, &id) {
-            ids.push(id);
-        } else {
-            rest.push_back(id);
+    ready.retain(|id| {
+        let take = ids.len() < width && whole(id);
+        if take {
+            ids.push(*id);
         }
-    }
-    board.ready = rest;
+        !take
+    });
 }
 
 /// The MD5 of one stream, hashed on the shared hasher threads.
