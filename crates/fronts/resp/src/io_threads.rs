@@ -11,12 +11,23 @@
 //! Work that may block for long does not run here: Lua scripts go to tokio's blocking pool
 //! (`strata_cache::Session`), core commits to core's commit thread.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
+
+thread_local! {
+    /// Connections being served on this I/O thread.
+    static SERVING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether the calling I/O thread serves other connections besides the caller's.
+pub fn has_neighbours() -> bool {
+    SERVING.with(|n| n.get() > 1)
+}
 
 /// Serves one connection on the thread it was handed to.
 pub type Serve =
@@ -55,7 +66,9 @@ impl IoThreads {
                         };
                         let (serve, counter) = (serve.clone(), counter.clone());
                         tokio::spawn(async move {
+                            SERVING.with(|n| n.set(n.get() + 1));
                             serve(socket, peer).await;
+                            SERVING.with(|n| n.set(n.get() - 1));
                             counter.fetch_sub(1, Ordering::AcqRel);
                         });
                     }
@@ -82,5 +95,55 @@ impl IoThreads {
             return Err(std::io::Error::other("a resp I/O thread has stopped"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_connection_knows_whether_its_thread_serves_others() {
+        // Each connection reports has_neighbours() when it starts and once more when told
+        // to, then ends when told to.
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel::<bool>();
+        let (go_tx, go_rx) = tokio::sync::watch::channel(0usize);
+        let serve: Serve = Arc::new(move |_socket, _peer| {
+            let (seen, mut go) = (seen_tx.clone(), go_rx.clone());
+            Box::pin(async move {
+                seen.send(has_neighbours()).unwrap();
+                let _ = go.wait_for(|n| *n >= 1).await;
+                seen.send(has_neighbours()).unwrap();
+                let _ = go.wait_for(|n| *n >= 2).await;
+            })
+        });
+        let threads = IoThreads::start(1, serve).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut clients = Vec::new();
+            let mut connect = async || {
+                clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+                let (socket, peer) = listener.accept().await.unwrap();
+                threads.hand_over(socket, peer).unwrap();
+            };
+            let seen = || seen_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            connect().await;
+            assert!(!seen(), "the first connection is alone on its thread");
+            connect().await;
+            assert!(seen(), "the second one is not");
+            go_tx.send(1).unwrap();
+            assert_eq!([seen(), seen()], [true, true], "while both are open, neither is alone");
+            // Both end; a connection after them is alone again.
+            go_tx.send(2).unwrap();
+            while threads.open() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            go_tx.send(0).unwrap();
+            connect().await;
+            assert!(!seen(), "the ended connections no longer count");
+        });
     }
 }
