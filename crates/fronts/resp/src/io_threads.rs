@@ -11,7 +11,7 @@
 //! Work that may block for long does not run here: Lua scripts go to tokio's blocking pool
 //! (`strata_cache::Session`), core commits to core's commit thread.
 
-use std::cell::Cell;
+use std::cell::OnceCell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 
 thread_local! {
-    /// Connections being served on this I/O thread.
-    static SERVING: Cell<usize> = const { Cell::new(0) };
+    /// On an I/O thread, its count of open connections ([`Thread::open`]).
+    static OPEN_HERE: OnceCell<Arc<AtomicUsize>> = const { OnceCell::new() };
 }
 
-/// Whether the calling I/O thread serves other connections besides the caller's.
+/// Whether the calling I/O thread has other connections open besides the caller's.
 pub fn has_neighbours() -> bool {
-    SERVING.with(|n| n.get() > 1)
+    OPEN_HERE.with(|open| open.get().is_some_and(|n| n.load(Ordering::Relaxed) > 1))
 }
 
 /// Serves one connection on the thread it was handed to.
@@ -54,6 +54,7 @@ impl IoThreads {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (serve, counter) = (serve.clone(), open.clone());
             std::thread::Builder::new().name(format!("resp-io-{i}")).spawn(move || {
+                OPEN_HERE.with(|open| open.set(counter.clone()).expect("set once per thread"));
                 runtime.block_on(async move {
                     while let Some((socket, peer)) = sockets.recv().await {
                         let socket = match tokio::net::TcpStream::from_std(socket) {
@@ -66,9 +67,7 @@ impl IoThreads {
                         };
                         let (serve, counter) = (serve.clone(), counter.clone());
                         tokio::spawn(async move {
-                            SERVING.with(|n| n.set(n.get() + 1));
                             serve(socket, peer).await;
-                            SERVING.with(|n| n.set(n.get() - 1));
                             counter.fetch_sub(1, Ordering::AcqRel);
                         });
                     }
