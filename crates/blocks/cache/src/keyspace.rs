@@ -138,6 +138,9 @@ pub struct Keyspace {
     next_seq: u64,
     fifo: VecDeque<(usize, u64, Bytes)>,
     touched: Vec<(usize, Bytes)>,
+    /// Where each touched key was in its database when recorded (`usize::MAX`: unknown), so
+    /// that [`Keyspace::finish`] finds it again without hashing it while nothing moved it.
+    touched_at: Vec<usize>,
 }
 
 impl Keyspace {
@@ -155,6 +158,7 @@ impl Keyspace {
             next_seq: 0,
             fifo: VecDeque::new(),
             touched: Vec::new(),
+            touched_at: Vec::new(),
         }
     }
 
@@ -267,6 +271,29 @@ impl Keyspace {
         Ok(Some(i))
     }
 
+    /// The position of a live `key` a command may write in place, marked accessed but not yet
+    /// touched: the command calls [`Keyspace::written_at`] once it has changed the value, so
+    /// a write that fails (INCR of a word) is no modification for WATCH.
+    pub fn write_index(&mut self, db: usize, key: &[u8]) -> Option<usize> {
+        let i = self.live_index(db, key)?;
+        let now = self.now;
+        let (factor, decay) = (self.settings.lfu_log_factor, self.settings.lfu_decay_minutes);
+        touch_access(&mut self.dbs[db].keys[i], now, factor, decay, &mut self.rng);
+        Some(i)
+    }
+
+    /// Records that the command changed the entry at `i` (from [`Keyspace::write_index`]).
+    pub fn written_at(&mut self, db: usize, i: usize) {
+        let key = self.dbs[db].keys.get_index(i).map(|(k, _)| k.clone()).expect("live index");
+        self.record(db, key, i);
+    }
+
+    /// Records `key` as touched by this command; `at` is where it is now, if known.
+    fn record(&mut self, db: usize, key: Bytes, at: usize) {
+        self.touched.push((db, key));
+        self.touched_at.push(at);
+    }
+
     /// The entry at a position [`Keyspace::write_index_if`] or [`Keyspace::set`] gave.
     pub fn entry_at(&mut self, db: usize, i: usize) -> &mut Entry {
         &mut self.dbs[db].keys[i]
@@ -278,13 +305,8 @@ impl Keyspace {
         let (factor, decay) = (self.settings.lfu_log_factor, self.settings.lfu_decay_minutes);
         let (k, e) = self.dbs[db].keys.get_index_mut(i).expect("live index");
         touch_access(e, now, factor, decay, &mut self.rng);
-        self.touched.push((db, k.clone()));
-    }
-
-    /// Records that the command changed `key` in place, through an entry it got from
-    /// [`Keyspace::read`] (one lookup instead of a read and then a write).
-    pub fn mark_written(&mut self, db: usize, key: &Bytes) {
-        self.touched.push((db, key.clone()));
+        let key = k.clone();
+        self.record(db, key, i);
     }
 
     /// Stores `value` under `key`, replacing what was there; the expiry is cleared unless
@@ -323,7 +345,7 @@ impl Keyspace {
                 i
             }
         };
-        self.touched.push((db, key));
+        self.record(db, key, i);
         i
     }
 
@@ -334,14 +356,14 @@ impl Keyspace {
             d.volatile.swap_remove(key);
         }
         self.used_memory -= entry.mem;
-        self.touched.push((db, k));
+        self.record(db, k, usize::MAX);
         Some(entry)
     }
 
     /// Sets or clears (`0`) the expiry of an existing key.
     pub fn set_expire(&mut self, db: usize, key: &[u8], at: u64) -> bool {
         let d = &mut self.dbs[db];
-        let Some((_, k, e)) = d.keys.get_full_mut(key) else { return false };
+        let Some((i, k, e)) = d.keys.get_full_mut(key) else { return false };
         let k = k.clone();
         e.expire_at = at;
         if at == 0 {
@@ -349,7 +371,7 @@ impl Keyspace {
         } else {
             d.volatile.insert(k.clone());
         }
-        self.touched.push((db, k));
+        self.record(db, k, i);
         true
     }
 
@@ -363,7 +385,7 @@ impl Keyspace {
         let d = std::mem::take(&mut self.dbs[db]);
         for (key, entry) in d.keys {
             self.used_memory -= entry.mem;
-            self.touched.push((db, key));
+            self.record(db, key, usize::MAX);
         }
     }
 
@@ -372,7 +394,9 @@ impl Keyspace {
         self.dbs.swap(a, b);
         for db in [a, b] {
             let keys: Vec<Bytes> = self.dbs[db].keys.keys().cloned().collect();
-            self.touched.extend(keys.into_iter().map(|k| (db, k)));
+            for (i, key) in keys.into_iter().enumerate() {
+                self.record(db, key, i);
+            }
         }
     }
 
@@ -403,9 +427,12 @@ impl Keyspace {
     /// emptied, and hands back the keys it touched.
     pub fn finish(&mut self) -> Vec<(usize, Bytes)> {
         let touched = std::mem::take(&mut self.touched);
-        for (db, key) in &touched {
+        for ((db, key), &at) in touched.iter().zip(&self.touched_at) {
             let d = &mut self.dbs[*db];
-            let Some(e) = d.keys.get_mut(key) else { continue };
+            // Where the key was recorded, unless a removal since moved another key there.
+            let in_place = d.keys.get_index(at).is_some_and(|(k, _)| k == key);
+            let entry = if in_place { d.keys.get_index_mut(at).map(|(_, e)| e) } else { d.keys.get_mut(key) };
+            let Some(e) = entry else { continue };
             if e.value.is_empty_collection() {
                 if let Some(old) = d.keys.swap_remove(key) {
                     self.used_memory -= old.mem;
@@ -422,6 +449,7 @@ impl Keyspace {
             self.used_memory = self.used_memory + mem - e.mem;
             e.mem = mem;
         }
+        self.touched_at.clear();
         touched
     }
 

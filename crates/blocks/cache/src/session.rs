@@ -109,15 +109,17 @@ impl Session {
     /// the RESP version to encode it in (a HELLO in the batch changes it for what follows).
     /// Consecutive plain keyspace commands run under one acquisition of the lock (as Redis
     /// runs a whole read buffer in one event-loop turn); anything else goes through
-    /// [`Session::execute`]. Stops after QUIT.
-    pub async fn execute_batch(&mut self, batch: Vec<Vec<Bytes>>, replies: &mut Vec<(Reply, u8)>) {
-        let mut batch = batch.into_iter().peekable();
+    /// [`Session::execute`]. Stops after QUIT. The batch is drained, so its caller can refill
+    /// it without allocating.
+    pub async fn execute_batch(&mut self, batch: &mut Vec<Vec<Bytes>>, replies: &mut Vec<(Reply, u8)>) {
+        let mut batch = batch.drain(..).peekable();
+        let mut last = None;
         while let Some(args) = batch.next() {
             if self.closing {
                 return;
             }
             // While a CLIENT PAUSE may be in force, every command goes the way that waits.
-            let fast = if self.shared.pause.maybe() { None } else { self.fast_path(&args) };
+            let fast = if self.shared.pause.maybe() { None } else { self.fast_path(&args, &mut last) };
             let Some(cmd) = fast else {
                 let reply = self.execute(args).await;
                 replies.push((reply, self.protocol));
@@ -136,15 +138,18 @@ impl Session {
                 // The batch reads the clock once, as Redis's commands of one event-loop
                 // round share its cached time.
                 ks.read_clock();
+                // Each command's end is the next one's start: one clock read per command.
+                let mut started = Instant::now();
                 let mut next = Some((cmd, args));
                 while let Some((cmd, args)) = next.take() {
                     ks.begin_at_same_time();
-                    let (reply, t) = self.run_begun(&mut ks, cmd, &args);
+                    let (reply, t, ended) = self.run_begun(&mut ks, cmd, &args, started);
+                    started = ended;
                     replies.push((reply, self.protocol));
                     ticket = t.or(ticket);
                     if let Some(following) = batch.peek()
                         && !self.shared.pause.maybe()
-                        && let Some(cmd) = self.fast_path(following)
+                        && let Some(cmd) = self.fast_path(following, &mut last)
                     {
                         ran += 1;
                         next = Some((cmd, batch.next().expect("peeked")));
@@ -158,8 +163,18 @@ impl Session {
     }
 
     /// The command, if it is a plain keyspace command this session can run right away.
-    fn fast_path(&self, args: &[Bytes]) -> Option<&'static Command> {
-        let cmd = lookup(args.first()?)?;
+    /// `last` is the command the previous request of the batch named: a pipeline usually
+    /// repeats one, and comparing its name costs less than looking it up.
+    fn fast_path(&self, args: &[Bytes], last: &mut Option<&'static Command>) -> Option<&'static Command> {
+        let name = args.first()?;
+        let cmd = match *last {
+            Some(cmd) if name.eq_ignore_ascii_case(cmd.name.as_bytes()) => cmd,
+            _ => {
+                let cmd = lookup(name)?;
+                *last = Some(cmd);
+                cmd
+            }
+        };
         let plain = cmd.handler.is_some()
             && cmd.arity_ok(args.len())
             && self.authenticated
@@ -169,19 +184,21 @@ impl Session {
     }
 
     /// Runs one keyspace command with the lock held, after the caller began it
-    /// (`Keyspace::begin`); returns its reply and durability ticket.
+    /// (`Keyspace::begin`) at `started`; returns its reply, durability ticket and the time
+    /// it ended.
     fn run_begun(
         &self,
         ks: &mut crate::keyspace::Keyspace,
         cmd: &'static Command,
         args: &[Bytes],
-    ) -> (Reply, Option<u64>) {
-        let reply = self.run_command(ks, cmd, args);
+        started: Instant,
+    ) -> (Reply, Option<u64>, Instant) {
+        let (reply, ended) = self.run_command(ks, cmd, args, started);
         // Evictions made while failing to make room are writes too.
         let touched = ks.finish();
         let ticket = self.shared.after_write(ks, &touched);
         ks.recycle(touched);
-        (reply, ticket)
+        (reply, ticket, ended)
     }
 
     /// Puts the command in the slow log and the latency monitor if it ran long enough.
@@ -203,14 +220,14 @@ impl Session {
     /// The body of a keyspace command, between `begin` and `finish`: the persisted-key bound,
     /// eviction for commands that may grow memory, then the handler. It is timed for the slow
     /// log and the latency monitor here, so the commands of EXEC are timed one by one, as
-    /// Redis times them.
+    /// Redis times them. Returns the reply and the time the command ended.
     fn run_command(
         &self,
         ks: &mut crate::keyspace::Keyspace,
         cmd: &'static Command,
         args: &[Bytes],
-    ) -> Reply {
-        let started = Instant::now();
+        started: Instant,
+    ) -> (Reply, Instant) {
         let max_key = crate::persist::MAX_KEY_BYTES;
         let reply = if self.shared.persister.is_some() && cmd.keys(args).iter().any(|k| k.len() > max_key) {
             Reply::err(format!(
@@ -223,8 +240,9 @@ impl Session {
                 Ctx { name: cmd.name, ks, db: self.db, max_bulk: self.shared.options.max_bulk_bytes };
             commands::run(cmd, &mut ctx, args)
         };
-        self.time_command(args, cmd.flags.contains(&"fast"), started.elapsed());
-        reply
+        let ended = Instant::now();
+        self.time_command(args, cmd.flags.contains(&"fast"), ended.saturating_duration_since(started));
+        (reply, ended)
     }
 
     /// Runs one command (`args[0]` is its name) and returns the reply.
@@ -331,7 +349,8 @@ impl Session {
                 Err(busy) => return busy,
             };
             ks.begin();
-            self.run_begun(&mut ks, cmd, args)
+            let (reply, ticket, _) = self.run_begun(&mut ks, cmd, args, Instant::now());
+            (reply, ticket)
         };
         self.await_ticket(ticket).await;
         reply
@@ -973,7 +992,7 @@ impl Session {
                     _ if cmd.handler.is_none() => {
                         Reply::err(format!("ERR '{}' is not supported inside MULTI", cmd.name))
                     }
-                    _ => self.run_command(&mut ks, cmd, args),
+                    _ => self.run_command(&mut ks, cmd, args, Instant::now()).0,
                 };
                 all_touched.extend(ks.finish());
                 replies.push(reply);

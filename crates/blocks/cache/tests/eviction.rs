@@ -188,3 +188,26 @@ async fn memory_accounting_follows_writes_and_deletes() {
     run(&mut s, &["FLUSHALL"]).await;
     assert_eq!(cache.used_memory(), 0);
 }
+
+/// A command can move a key it already wrote: here MSET inserts `a-longer-key` last, then
+/// finds `b` expired and deletes it, which moves `a-longer-key` into `b`'s place, and
+/// inserts `b` where `a-longer-key` was. Each key's size must still land on its own entry.
+#[tokio::test]
+async fn memory_accounting_follows_keys_moved_within_a_command() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let cache = Cache::new(CacheOptions::default(), Arc::new(clock.clone()));
+    let mut s = cache.session("test");
+    run(&mut s, &["SET", "b", "x", "PX", "10"]).await;
+    clock.advance_ms(20);
+    run(&mut s, &["MSET", "a-longer-key", VALUE, "b", "y"]).await;
+    let moved = cache.used_memory();
+
+    let fresh = Cache::new(CacheOptions::default(), Arc::new(ManualClock::new(1_700_000_000_000)));
+    let mut f = fresh.session("test");
+    run(&mut f, &["SET", "a-longer-key", VALUE]).await;
+    run(&mut f, &["SET", "b", "y"]).await;
+    assert_eq!(moved, fresh.used_memory());
+    run(&mut s, &["DEL", "b"]).await;
+    run(&mut f, &["DEL", "b"]).await;
+    assert_eq!(cache.used_memory(), fresh.used_memory());
+}

@@ -243,7 +243,7 @@ async fn run_batch(
         encode(&reply, session.protocol() == 3, output);
         return;
     }
-    session.execute_batch(std::mem::take(batch), replies).await;
+    session.execute_batch(batch, replies).await;
     for (reply, protocol) in replies.drain(..) {
         encode(&reply, protocol == 3, output);
     }

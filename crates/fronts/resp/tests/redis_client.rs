@@ -1387,6 +1387,31 @@ async fn multi_exec_and_watch() {
     let _: () = cmd("MULTI").query_async(&mut w).await.unwrap();
     let _: () = cmd("DISCARD").query_async(&mut w).await.unwrap();
     assert_eq!(c.get::<_, i64>("x").await.unwrap(), 102);
+    // An INCR that fails changes nothing, so a WATCH of its key still lets EXEC run.
+    let _: () = cmd("WATCH").arg("s").query_async(&mut w).await.unwrap();
+    let _ = other.incr::<_, _, i64>("s", 1).await.unwrap_err();
+    let _: () = cmd("MULTI").query_async(&mut w).await.unwrap();
+    let _: String = cmd("INCR").arg("x").query_async(&mut w).await.unwrap();
+    let result: Vec<i64> = cmd("EXEC").query_async(&mut w).await.unwrap();
+    assert_eq!(result, vec![103]);
+}
+
+/// Writes look keys up without counting hits or misses, as Redis's lookupKeyWrite does.
+#[tokio::test]
+async fn writes_count_no_keyspace_hits_or_misses() {
+    let (_addr, mut c) = start().await;
+    let stat = |info: &str, name: &str| -> String {
+        info.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().trim().to_string()
+    };
+    for _ in 0..3 {
+        let _: i64 = c.incr("counter", 1).await.unwrap();
+    }
+    let info: String = cmd("INFO").arg("stats").query_async(&mut c).await.unwrap();
+    assert_eq!((stat(&info, "keyspace_hits:"), stat(&info, "keyspace_misses:")), ("0".into(), "0".into()));
+    let _: Option<String> = c.get("counter").await.unwrap();
+    let _: Option<String> = c.get("absent").await.unwrap();
+    let info: String = cmd("INFO").arg("stats").query_async(&mut c).await.unwrap();
+    assert_eq!((stat(&info, "keyspace_hits:"), stat(&info, "keyspace_misses:")), ("1".into(), "1".into()));
 }
 
 #[tokio::test]

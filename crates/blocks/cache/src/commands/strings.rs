@@ -133,12 +133,16 @@ pub fn incr(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         _ => int(&args[2])?.checked_neg().ok_or_else(|| Reply::err(errors::OVERFLOW))?,
     };
     let key = &args[1];
-    // One lookup when the counter exists, as it usually does.
-    if let Some(s) = ctx.read_str(key)? {
+    // One lookup when the counter exists, as it usually does; a write's lookup, so it
+    // counts as neither hit nor miss (as in Redis).
+    if let Some(i) = ctx.ks.write_index(ctx.db, key) {
+        let Value::Str(s) = &mut ctx.ks.entry_at(ctx.db, i).value else {
+            return Err(Reply::err(errors::WRONGTYPE));
+        };
         let current = crate::value::parse_int(s).ok_or_else(|| Reply::err(errors::NOT_INT))?;
         let new = current.checked_add(by).ok_or_else(|| Reply::err(errors::OVERFLOW))?;
         *s = int_bytes(new);
-        ctx.ks.mark_written(ctx.db, key);
+        ctx.ks.written_at(ctx.db, i);
         return Ok(Reply::Int(new));
     }
     ctx.ks.set(ctx.db, key.clone(), Value::Str(int_bytes(by)), false);
