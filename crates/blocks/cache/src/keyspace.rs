@@ -50,6 +50,10 @@ impl Policy {
         Policy::ALL.iter().find(|(_, p)| *p == self).map(|(n, _)| *n).unwrap_or("noeviction")
     }
 
+    fn is_lfu(self) -> bool {
+        matches!(self, Policy::AllKeysLfu | Policy::VolatileLfu)
+    }
+
     fn volatile_only(self) -> bool {
         matches!(
             self,
@@ -235,11 +239,8 @@ impl Keyspace {
             return None;
         };
         self.stats.hits += 1;
-        let now = self.now;
-        let (factor, decay) = (self.settings.lfu_log_factor, self.settings.lfu_decay_minutes);
-        let (_, e) = self.dbs[db].keys.get_index_mut(i).expect("live index");
-        touch_access(e, now, factor, decay, &mut self.rng);
-        Some(e)
+        self.touch(db, i);
+        Some(&mut self.dbs[db].keys[i])
     }
 
     /// A look without side effects other than expiry (TYPE, EXISTS-like internals, OBJECT).
@@ -276,9 +277,7 @@ impl Keyspace {
     /// a write that fails (INCR of a word) is no modification for WATCH.
     pub fn write_index(&mut self, db: usize, key: &[u8]) -> Option<usize> {
         let i = self.live_index(db, key)?;
-        let now = self.now;
-        let (factor, decay) = (self.settings.lfu_log_factor, self.settings.lfu_decay_minutes);
-        touch_access(&mut self.dbs[db].keys[i], now, factor, decay, &mut self.rng);
+        self.touch(db, i);
         Some(i)
     }
 
@@ -301,12 +300,19 @@ impl Keyspace {
 
     /// Marks the entry at `i` accessed and its key touched by this command.
     fn write_at(&mut self, db: usize, i: usize) {
-        let now = self.now;
-        let (factor, decay) = (self.settings.lfu_log_factor, self.settings.lfu_decay_minutes);
-        let (k, e) = self.dbs[db].keys.get_index_mut(i).expect("live index");
-        touch_access(e, now, factor, decay, &mut self.rng);
-        let key = k.clone();
-        self.record(db, key, i);
+        self.touch(db, i);
+        self.written_at(db, i);
+    }
+
+    /// Records an access to the entry at `i`: its LRU time, and under an LFU policy (only
+    /// then, as in Redis) its frequency counter.
+    fn touch(&mut self, db: usize, i: usize) {
+        let e = &mut self.dbs[db].keys[i];
+        e.last_access = self.now;
+        if self.settings.policy.is_lfu() {
+            let (factor, decay) = (self.settings.lfu_log_factor, self.settings.lfu_decay_minutes);
+            count_access(e, self.now, factor, decay, &mut self.rng);
+        }
     }
 
     /// Stores `value` under `key`, replacing what was there; the expiry is cleared unless
@@ -615,9 +621,8 @@ impl Keyspace {
     }
 }
 
-/// Records an access: the LRU clock, and Redis's logarithmic LFU counter with decay.
-fn touch_access(e: &mut Entry, now: u64, log_factor: u32, decay: u64, rng: &mut SmallRng) {
-    e.last_access = now;
+/// Counts an access in Redis's logarithmic LFU counter, with decay.
+fn count_access(e: &mut Entry, now: u64, log_factor: u32, decay: u64, rng: &mut SmallRng) {
     let counter = lfu_decayed(e, now, decay);
     let counter = if counter == 255 {
         255
