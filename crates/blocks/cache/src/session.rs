@@ -168,7 +168,7 @@ impl Session {
     fn fast_path(&self, args: &[Bytes], last: &mut Option<&'static Command>) -> Option<&'static Command> {
         let name = args.first()?;
         let cmd = match *last {
-            Some(cmd) if name.eq_ignore_ascii_case(cmd.name.as_bytes()) => cmd,
+            Some(cmd) if is_named(name, cmd) => cmd,
             _ => {
                 let cmd = lookup(name)?;
                 *last = Some(cmd);
@@ -1197,6 +1197,13 @@ async fn persist_library(store: strata_core::Store, change: LibraryChange, reply
         Ok(Err(err)) => Reply::err(format!("ERR persisting the function library failed: {err}")),
         Err(err) => Reply::err(format!("ERR persisting the function library failed: {err}")),
     }
+}
+
+/// Whether a request's command name is `cmd`'s, in any case (the table's names are lower
+/// case).
+fn is_named(name: &[u8], cmd: &Command) -> bool {
+    name.len() == cmd.name.len()
+        && name.iter().zip(cmd.name.as_bytes()).all(|(a, b)| a.to_ascii_lowercase() == *b)
 }
 
 impl Drop for Session {

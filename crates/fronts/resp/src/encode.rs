@@ -91,9 +91,16 @@ fn line(out: &mut BytesMut, kind: u8, text: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
+/// `kind`, the decimal `n` and CRLF, assembled on the stack and appended in one copy: most
+/// replies of the common commands are such a line (an integer, or a bulk string's length).
 fn int_line(out: &mut BytesMut, kind: u8, n: i64) {
-    let mut buf = itoa::Buffer::new();
-    line(out, kind, buf.format(n).as_bytes());
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
+    let mut text = [0u8; 24]; // the kind, at most 20 characters of i64, CRLF
+    text[0] = kind;
+    text[1..=digits.len()].copy_from_slice(digits);
+    text[digits.len() + 1..digits.len() + 3].copy_from_slice(b"\r\n");
+    out.extend_from_slice(&text[..digits.len() + 3]);
 }
 
 fn bulk(out: &mut BytesMut, data: &[u8]) {
@@ -125,5 +132,7 @@ mod tests {
         assert_eq!(wire(&Reply::Nil, true), "_\r\n");
         assert_eq!(wire(&Reply::Bulk(Bytes::from_static(b"hi")), true), "$2\r\nhi\r\n");
         assert_eq!(wire(&Reply::err("ERR a\r\nb"), false), "-ERR a  b\r\n");
+        assert_eq!(wire(&Reply::Int(i64::MIN), false), ":-9223372036854775808\r\n");
+        assert_eq!(wire(&Reply::Int(7), false), ":7\r\n");
     }
 }
