@@ -111,6 +111,10 @@ async fn connection(
     let mut session = cache.session(peer);
     let mut pushes = session.take_pushes().expect("a new session has its push queue");
     let disconnect = session.disconnect();
+    // Waited on across the whole loop: a fresh wait per request would register with (and
+    // leave) the notifier's waiter list each time.
+    let killed = disconnect.wait();
+    tokio::pin!(killed);
     let mut parser = Parser::new(config.limits.clone());
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
@@ -191,23 +195,35 @@ async fn connection(
             output.clear();
         }
         pending = 0;
+        // In this order, so that the usual case (the next request has arrived) polls nothing
+        // else; pub/sub messages that came meanwhile are taken after the read, so a client
+        // that never stops sending still gets them.
         tokio::select! {
+            biased;
             read = reader.read_buf(&mut input) => {
                 if read? == 0 {
                     return Ok(());
+                }
+                if !pushes.is_empty() {
+                    take_pushes(&mut pushes, session.protocol() == 3, &mut output);
                 }
             }
             Some(message) = pushes.recv() => {
                 let resp3 = session.protocol() == 3;
                 encode(&message, resp3, &mut output);
-                while output.len() < FLUSH_BYTES {
-                    match pushes.try_recv() {
-                        Ok(m) => encode(&m, resp3, &mut output),
-                        Err(_) => break,
-                    }
-                }
+                take_pushes(&mut pushes, resp3, &mut output);
             }
-            () = disconnect.wait() => return Ok(()),
+            () = &mut killed => return Ok(()),
+        }
+    }
+}
+
+/// Encodes the pub/sub messages waiting in `pushes`, until FLUSH_BYTES of output are pending.
+fn take_pushes(pushes: &mut tokio::sync::mpsc::Receiver<Reply>, resp3: bool, output: &mut BytesMut) {
+    while output.len() < FLUSH_BYTES {
+        match pushes.try_recv() {
+            Ok(m) => encode(&m, resp3, output),
+            Err(_) => break,
         }
     }
 }

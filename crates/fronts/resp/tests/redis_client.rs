@@ -1718,6 +1718,42 @@ async fn raw(addr: &str, send: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A RESP3 subscriber that keeps sending requests gets its messages between the replies:
+/// messages that arrive while requests are being read are not held back for a quiet moment.
+#[tokio::test]
+async fn a_busy_resp3_subscriber_gets_its_messages() {
+    let (addr, mut c) = start().await;
+    let mut sub = TcpStream::connect(&addr).await.unwrap();
+    sub.write_all(b"HELLO 3\r\nSUBSCRIBE news\r\n").await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 65536];
+    let subscribed = b">3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n";
+    while !seen.windows(subscribed.len()).any(|w| w == subscribed) {
+        let n = tokio::time::timeout(Duration::from_secs(5), sub.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let pings = 20_000;
+    let (mut rd, mut wr) = sub.into_split();
+    let writer = tokio::spawn(async move {
+        for _ in 0..pings / 1000 {
+            wr.write_all(&b"PING\r\n".repeat(1000)).await.unwrap();
+        }
+        wr
+    });
+    let receivers: i64 = c.publish("news", "hi").await.unwrap();
+    assert_eq!(receivers, 1);
+    let message = b">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n";
+    let mut seen = Vec::new();
+    let count = |seen: &[u8]| seen.windows(7).filter(|w| w == b"+PONG\r\n").count();
+    while count(&seen) < pings || !seen.windows(message.len()).any(|w| w == message) {
+        let n = tokio::time::timeout(Duration::from_secs(5), rd.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed after {} replies", count(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    writer.await.unwrap();
+}
+
 #[tokio::test]
 async fn bad_input_gets_errors_and_the_connection_goes_on() {
     let addr = start_with(CacheOptions::default()).await;
