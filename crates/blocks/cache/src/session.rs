@@ -32,6 +32,8 @@ pub struct Session {
     push_rx: Option<mpsc::Receiver<Reply>>,
     wake: Arc<Notify>,
     closing: bool,
+    /// The command the last plain request named (see [`Session::fast_path`]).
+    last_command: Option<&'static Command>,
 }
 
 impl Session {
@@ -64,6 +66,7 @@ impl Session {
             push_rx: Some(push_rx),
             wake: Arc::new(Notify::new()),
             closing: false,
+            last_command: None,
         }
     }
 
@@ -113,10 +116,10 @@ impl Session {
     /// it without allocating.
     pub async fn execute_batch(&mut self, batch: &mut Vec<Vec<Bytes>>, replies: &mut Vec<(Reply, u8)>) {
         let mut batch = batch.drain(..).peekable();
-        let mut last = None;
+        let mut last = self.last_command;
         while let Some(args) = batch.next() {
             if self.closing {
-                return;
+                break;
             }
             // While a CLIENT PAUSE may be in force, every command goes the way that waits.
             let fast = if self.shared.pause.maybe() { None } else { self.fast_path(&args, &mut last) };
@@ -160,11 +163,12 @@ impl Session {
             self.shared.total_commands.fetch_add(ran, Ordering::Relaxed);
             self.await_ticket(ticket).await;
         }
+        self.last_command = last;
     }
 
     /// The command, if it is a plain keyspace command this session can run right away.
-    /// `last` is the command the previous request of the batch named: a pipeline usually
-    /// repeats one, and comparing its name costs less than looking it up.
+    /// `last` is the command the previous plain request named: a client usually repeats one,
+    /// and comparing its name costs less than looking it up.
     fn fast_path(&self, args: &[Bytes], last: &mut Option<&'static Command>) -> Option<&'static Command> {
         let name = args.first()?;
         let cmd = match *last {
@@ -176,6 +180,7 @@ impl Session {
             }
         };
         let plain = cmd.handler.is_some()
+            && !cmd.is_blocking()
             && cmd.arity_ok(args.len())
             && self.authenticated
             && self.multi.is_none()

@@ -254,11 +254,6 @@ async fn run_batch(
     if batch.is_empty() {
         return;
     }
-    if batch.len() == 1 {
-        let reply = session.execute(batch.pop().expect("one")).await;
-        encode(&reply, session.protocol() == 3, output);
-        return;
-    }
     session.execute_batch(batch, replies).await;
     for (reply, protocol) in replies.drain(..) {
         encode(&reply, protocol == 3, output);
