@@ -112,22 +112,42 @@ impl Session {
     /// the RESP version to encode it in (a HELLO in the batch changes it for what follows).
     /// Consecutive plain keyspace commands run under one acquisition of the lock (as Redis
     /// runs a whole read buffer in one event-loop turn); anything else goes through
-    /// [`Session::execute`]. Stops after QUIT. The batch is drained, so its caller can refill
-    /// it without allocating.
-    pub async fn execute_batch(&mut self, batch: &mut Vec<Vec<Bytes>>, replies: &mut Vec<(Reply, u8)>) {
-        let mut batch = batch.drain(..).peekable();
+    /// [`Session::execute`]. Stops after QUIT.
+    ///
+    /// The commands run are taken out of `batch`, so its caller can refill it without
+    /// allocating. Returns `true` when it stopped, with replies pending, before a command
+    /// that may wait (a blocking read, or any command while a pause may be in force): the
+    /// caller sends those replies first, as Redis writes a client's replies once it blocks,
+    /// and calls again for the rest.
+    pub async fn execute_batch(
+        &mut self,
+        batch: &mut Vec<Vec<Bytes>>,
+        replies: &mut Vec<(Reply, u8)>,
+    ) -> bool {
+        let mut taken = 0;
+        let mut stopped = false;
         let mut last = self.last_command;
-        while let Some(args) = batch.next() {
+        while taken < batch.len() {
             if self.closing {
+                taken = batch.len();
                 break;
             }
             // While a CLIENT PAUSE may be in force, every command goes the way that waits.
-            let fast = if self.shared.pause.maybe() { None } else { self.fast_path(&args, &mut last) };
+            let paused = self.shared.pause.maybe();
+            let fast = if paused { None } else { self.fast_path(&batch[taken], &mut last) };
             let Some(cmd) = fast else {
+                if !replies.is_empty() && (paused || may_block(&batch[taken])) {
+                    stopped = true;
+                    break;
+                }
+                let args = std::mem::take(&mut batch[taken]);
+                taken += 1;
                 let reply = self.execute(args).await;
                 replies.push((reply, self.protocol));
                 continue;
             };
+            let args = std::mem::take(&mut batch[taken]);
+            taken += 1;
             let mut ticket = None;
             let mut ran = 1;
             {
@@ -150,12 +170,13 @@ impl Session {
                     started = ended;
                     replies.push((reply, self.protocol));
                     ticket = t.or(ticket);
-                    if let Some(following) = batch.peek()
+                    if let Some(following) = batch.get(taken)
                         && !self.shared.pause.maybe()
                         && let Some(cmd) = self.fast_path(following, &mut last)
                     {
                         ran += 1;
-                        next = Some((cmd, batch.next().expect("peeked")));
+                        next = Some((cmd, std::mem::take(&mut batch[taken])));
+                        taken += 1;
                     }
                 }
             }
@@ -163,7 +184,9 @@ impl Session {
             self.shared.total_commands.fetch_add(ran, Ordering::Relaxed);
             self.await_ticket(ticket).await;
         }
+        batch.drain(..taken);
         self.last_command = last;
+        stopped
     }
 
     /// The command, if it is a plain keyspace command this session can run right away.
@@ -1202,6 +1225,11 @@ async fn persist_library(store: strata_core::Store, change: LibraryChange, reply
         Ok(Err(err)) => Reply::err(format!("ERR persisting the function library failed: {err}")),
         Err(err) => Reply::err(format!("ERR persisting the function library failed: {err}")),
     }
+}
+
+/// Whether a request names a command that may wait for other clients (BLPOP, XREAD BLOCK).
+fn may_block(args: &[Bytes]) -> bool {
+    args.first().and_then(|name| lookup(name)).is_some_and(|cmd| cmd.is_blocking())
 }
 
 /// Whether a request's command name is `cmd`'s, in any case (the table's names are lower

@@ -120,6 +120,8 @@ async fn connection(
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut batch = Vec::new();
     let mut replies = Vec::new();
+    let mut io =
+        Io { writer: &mut writer, output: &mut output, replies: &mut replies, disconnect: &disconnect };
     // Requests read since the last reply was sent.
     let mut pending = 0usize;
     loop {
@@ -131,18 +133,23 @@ async fn connection(
             pending += usize::from(matches!(next, Ok(Some(_))));
             match next {
                 Ok(Some(Frame::Command(args))) if args.first().is_some_and(|a| lock::is_lock_command(a)) => {
-                    run_batch(&mut session, &mut batch, &mut replies, &mut output).await;
+                    // A lock may be waited for: what came before it is answered first.
+                    if !run_batch(&mut io, &mut session, &mut batch).await? || !io.flush().await? {
+                        return Ok(());
+                    }
                     let reply = match locks {
                         _ if !session.authenticated() => Reply::err("NOAUTH Authentication required."),
                         Some(locks) => lock::execute(locks, &args).await,
                         None => Reply::err("ERR the lock block is not enabled on this server"),
                     };
-                    encode(&reply, session.protocol() == 3, &mut output);
+                    encode(&reply, session.protocol() == 3, io.output);
                 }
                 Ok(Some(Frame::Command(args))) => batch.push(args),
                 Ok(Some(Frame::Rejected(err))) => {
-                    run_batch(&mut session, &mut batch, &mut replies, &mut output).await;
-                    encode(&Reply::Error(err), false, &mut output);
+                    if !run_batch(&mut io, &mut session, &mut batch).await? {
+                        return Ok(());
+                    }
+                    encode(&Reply::Error(err), false, io.output);
                 }
                 Ok(None) => {
                     drained = true;
@@ -154,28 +161,27 @@ async fn connection(
                 }
             }
         }
-        run_batch(&mut session, &mut batch, &mut replies, &mut output).await;
+        if !run_batch(&mut io, &mut session, &mut batch).await? {
+            return Ok(());
+        }
         if disconnect.is_set() {
             // Killed (CLIENT KILL) or too far behind its pub/sub messages: closed at once.
             return Ok(());
         }
         if session.closing() || broken.is_some() {
             if let Some(err) = broken {
-                encode(&Reply::Error(err), false, &mut output);
+                encode(&Reply::Error(err), false, io.output);
             }
-            send(&mut writer, &output, &disconnect).await?;
+            io.flush().await?;
             return Ok(());
         }
-        if output.len() >= FLUSH_BYTES {
-            if !send(&mut writer, &output, &disconnect).await? {
-                return Ok(());
-            }
-            output.clear();
+        if io.output.len() >= FLUSH_BYTES && !io.flush().await? {
+            return Ok(());
         }
         if !drained {
             continue;
         }
-        if !output.is_empty() {
+        if !io.output.is_empty() {
             if pending > 1 && io_threads::has_neighbours() {
                 // Redis writes its replies after running every client the event loop found
                 // ready. Yielding here does the same for pipelines: the connections woken in
@@ -189,10 +195,9 @@ async fn connection(
                 // requests/s; higher p99s without pipelining).
                 tokio::task::yield_now().await;
             }
-            if !send(&mut writer, &output, &disconnect).await? {
+            if !io.flush().await? {
                 return Ok(());
             }
-            output.clear();
         }
         pending = 0;
         // In this order, so that the usual case (the next request has arrived) polls nothing
@@ -205,13 +210,13 @@ async fn connection(
                     return Ok(());
                 }
                 if !pushes.is_empty() {
-                    take_pushes(&mut pushes, session.protocol() == 3, &mut output);
+                    take_pushes(&mut pushes, session.protocol() == 3, io.output);
                 }
             }
             Some(message) = pushes.recv() => {
                 let resp3 = session.protocol() == 3;
-                encode(&message, resp3, &mut output);
-                take_pushes(&mut pushes, resp3, &mut output);
+                encode(&message, resp3, io.output);
+                take_pushes(&mut pushes, resp3, io.output);
             }
             () = &mut killed => return Ok(()),
         }
@@ -245,17 +250,44 @@ async fn send(
 
 /// Runs the pending batch and encodes its replies, each in the RESP version in force when it
 /// was produced.
+///
+/// Before a command that may wait (a blocking read, a held command under CLIENT PAUSE), the
+/// replies of the commands before it are sent, as Redis writes them once the client blocks.
+/// Returns whether the connection is still to be served.
 async fn run_batch(
+    io: &mut Io<'_>,
     session: &mut Session,
     batch: &mut Vec<Vec<Bytes>>,
-    replies: &mut Vec<(Reply, u8)>,
-    output: &mut BytesMut,
-) {
-    if batch.is_empty() {
-        return;
+) -> std::io::Result<bool> {
+    while !batch.is_empty() {
+        let stopped = session.execute_batch(batch, io.replies).await;
+        for (reply, protocol) in io.replies.drain(..) {
+            encode(&reply, protocol == 3, io.output);
+        }
+        if stopped && !io.flush().await? {
+            return Ok(false);
+        }
     }
-    session.execute_batch(batch, replies).await;
-    for (reply, protocol) in replies.drain(..) {
-        encode(&reply, protocol == 3, output);
+    Ok(true)
+}
+
+/// A connection's writing side: the socket, the replies of a batch being encoded, and the
+/// output not yet sent.
+struct Io<'a> {
+    writer: &'a mut tokio::net::tcp::OwnedWriteHalf,
+    output: &'a mut BytesMut,
+    replies: &'a mut Vec<(Reply, u8)>,
+    disconnect: &'a strata_cache::Disconnect,
+}
+
+impl Io<'_> {
+    /// Sends the pending output; returns whether it was sent.
+    async fn flush(&mut self) -> std::io::Result<bool> {
+        if self.output.is_empty() {
+            return Ok(true);
+        }
+        let sent = send(self.writer, self.output, self.disconnect).await?;
+        self.output.clear();
+        Ok(sent)
     }
 }

@@ -184,3 +184,22 @@ async fn redlock_takes_a_majority_of_three() {
         cmd("GET").arg("job:2").query_async(&mut connect(&addrs[0]).await).await.unwrap();
     assert_eq!(left, None);
 }
+
+/// A LOCK.ACQUIRE that waits, pipelined behind other requests: their replies are sent at
+/// once, not held until the lock is granted.
+#[tokio::test]
+async fn replies_before_a_waiting_acquire_are_sent_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = start().await;
+    let mut holder = connect(&addr).await;
+    assert!(matches!(run(&mut holder, "LOCK.ACQUIRE r OWNER a TTL 30000").await.unwrap(), Value::Int(_)));
+    let mut waiter = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    waiter.write_all(b"PING\r\nLOCK.ACQUIRE r OWNER b TTL 30000 WAIT 5000\r\n").await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), waiter.read(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf[..n], b"+PONG\r\n");
+    wait_for_waiter(&mut holder, "r").await;
+    assert_eq!(run(&mut holder, "LOCK.RELEASE r OWNER a").await.unwrap(), Value::Int(1));
+    let n = tokio::time::timeout(Duration::from_secs(5), waiter.read(&mut buf)).await.unwrap().unwrap();
+    assert!(buf[..n].starts_with(b":"), "a fencing token: {:?}", String::from_utf8_lossy(&buf[..n]));
+}

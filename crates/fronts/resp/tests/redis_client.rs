@@ -1718,18 +1718,19 @@ async fn raw(addr: &str, send: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A blocking read that arrives in one packet with other requests still blocks. (The
-/// replies before it leave with its own, once it is answered.)
+/// A blocking read that arrives in one packet with other requests still blocks, and the
+/// replies before it are sent at once, as Redis sends them once the client blocks.
 #[tokio::test]
 async fn a_pipelined_blocking_read_waits_for_its_entry() {
     let (addr, mut c) = start().await;
     let mut reader = TcpStream::connect(&addr).await.unwrap();
     reader.write_all(b"PING\r\nXREAD BLOCK 5000 STREAMS events $\r\n").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let _: String = cmd("XADD").arg("events").arg("1-0").arg("k").arg("v").query_async(&mut c).await.unwrap();
     let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf[..n], b"+PONG\r\n");
+    let _: String = cmd("XADD").arg("events").arg("1-0").arg("k").arg("v").query_async(&mut c).await.unwrap();
     let mut seen = Vec::new();
-    let entry = b"+PONG\r\n*1\r\n*2\r\n$6\r\nevents\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nk\r\n$1\r\nv\r\n";
+    let entry = b"*1\r\n*2\r\n$6\r\nevents\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nk\r\n$1\r\nv\r\n";
     while seen.len() < entry.len() {
         let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await.unwrap().unwrap();
         assert!(n > 0);
