@@ -63,8 +63,7 @@ impl Value {
     pub fn encoding(&self) -> &'static str {
         match self {
             Value::Str(b) => {
-                if b.len() <= 20 && std::str::from_utf8(b).ok().and_then(|s| s.parse::<i64>().ok()).is_some()
-                {
+                if parse_int(b).is_some() {
                     "int"
                 } else if b.len() <= 44 {
                     "embstr"

@@ -1396,6 +1396,31 @@ async fn multi_exec_and_watch() {
     assert_eq!(result, vec![103]);
 }
 
+/// Integer arguments are read as Redis reads them (string2ll): no '+', no leading zeros,
+/// no "-0". Each answer below is redis-server 7.0's.
+#[tokio::test]
+async fn integer_arguments_are_read_as_redis_reads_them() {
+    let (_addr, mut c) = start().await;
+    let _: () = c.set("k", "v").await.unwrap();
+    for line in
+        ["INCRBY n +1", "INCRBY n 007", "INCRBY n -0", "EXPIRE k 007", "SETRANGE k +1 x", "LRANGE l 0 +1"]
+    {
+        let mut command = cmd(line.split(' ').next().unwrap());
+        line.split(' ').skip(1).for_each(|a| {
+            command.arg(a);
+        });
+        let err = command.query_async::<Value>(&mut c).await.unwrap_err();
+        assert_eq!(err.detail(), Some("value is not an integer or out of range"), "{line}");
+    }
+    assert_eq!(c.incr::<_, _, i64>("n", -7).await.unwrap(), -7);
+    // A string is an "int" to OBJECT ENCODING only if it reads as one.
+    for (value, encoding) in [("007", "embstr"), ("7", "int"), ("-0", "embstr"), ("-7", "int")] {
+        let _: () = c.set("k", value).await.unwrap();
+        let got: String = cmd("OBJECT").arg("ENCODING").arg("k").query_async(&mut c).await.unwrap();
+        assert_eq!(got, encoding, "{value}");
+    }
+}
+
 /// Writes look keys up without counting hits or misses, as Redis's lookupKeyWrite does.
 #[tokio::test]
 async fn writes_count_no_keyspace_hits_or_misses() {

@@ -368,11 +368,9 @@ pub fn eq(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
+/// An integer argument, as Redis reads one (string2ll: no '+', no leading zeros).
 pub fn int(arg: &[u8]) -> Result<i64, Reply> {
-    std::str::from_utf8(arg)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| Reply::err(errors::NOT_INT))
+    crate::value::parse_int(arg).ok_or_else(|| Reply::err(errors::NOT_INT))
 }
 
 /// The optional count of LPOP/RPOP/SPOP/ZPOPMIN/ZPOPMAX: a non-negative integer.
