@@ -195,7 +195,7 @@ impl Session {
     fn fast_path(&self, args: &[Bytes], last: &mut Option<&'static Command>) -> Option<&'static Command> {
         let name = args.first()?;
         let cmd = match *last {
-            Some(cmd) if is_named(name, cmd) => cmd,
+            Some(cmd) if cmd.is_named(name) => cmd,
             _ => {
                 let cmd = lookup(name)?;
                 *last = Some(cmd);
@@ -1230,13 +1230,6 @@ async fn persist_library(store: strata_core::Store, change: LibraryChange, reply
 /// Whether a request names a command that may wait for other clients (BLPOP, XREAD BLOCK).
 fn may_block(args: &[Bytes]) -> bool {
     args.first().and_then(|name| lookup(name)).is_some_and(|cmd| cmd.is_blocking())
-}
-
-/// Whether a request's command name is `cmd`'s, in any case (the table's names are lower
-/// case).
-fn is_named(name: &[u8], cmd: &Command) -> bool {
-    name.len() == cmd.name.len()
-        && name.iter().zip(cmd.name.as_bytes()).all(|(a, b)| a.to_ascii_lowercase() == *b)
 }
 
 impl Drop for Session {

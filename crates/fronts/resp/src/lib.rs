@@ -107,7 +107,7 @@ async fn connection(
     locks: Option<&Locks>,
     config: &RespConfig,
 ) -> std::io::Result<()> {
-    let (mut reader, mut writer) = socket.into_split();
+    let (mut reader, writer) = socket.into_split();
     let mut session = cache.session(peer);
     let mut pushes = session.take_pushes().expect("a new session has its push queue");
     let disconnect = session.disconnect();
@@ -117,11 +117,13 @@ async fn connection(
     tokio::pin!(killed);
     let mut parser = Parser::new(config.limits.clone());
     let mut input = BytesMut::with_capacity(16 * 1024);
-    let mut output = BytesMut::with_capacity(16 * 1024);
     let mut batch = Vec::new();
-    let mut replies = Vec::new();
-    let mut io =
-        Io { writer: &mut writer, output: &mut output, replies: &mut replies, disconnect: &disconnect };
+    let mut io = Io {
+        writer,
+        output: BytesMut::with_capacity(16 * 1024),
+        replies: Vec::new(),
+        disconnect: &disconnect,
+    };
     // Requests read since the last reply was sent.
     let mut pending = 0usize;
     loop {
@@ -142,14 +144,14 @@ async fn connection(
                         Some(locks) => lock::execute(locks, &args).await,
                         None => Reply::err("ERR the lock block is not enabled on this server"),
                     };
-                    encode(&reply, session.protocol() == 3, io.output);
+                    encode(&reply, session.protocol() == 3, &mut io.output);
                 }
                 Ok(Some(Frame::Command(args))) => batch.push(args),
                 Ok(Some(Frame::Rejected(err))) => {
                     if !run_batch(&mut io, &mut session, &mut batch).await? {
                         return Ok(());
                     }
-                    encode(&Reply::Error(err), false, io.output);
+                    encode(&Reply::Error(err), false, &mut io.output);
                 }
                 Ok(None) => {
                     drained = true;
@@ -170,7 +172,7 @@ async fn connection(
         }
         if session.closing() || broken.is_some() {
             if let Some(err) = broken {
-                encode(&Reply::Error(err), false, io.output);
+                encode(&Reply::Error(err), false, &mut io.output);
             }
             io.flush().await?;
             return Ok(());
@@ -210,13 +212,13 @@ async fn connection(
                     return Ok(());
                 }
                 if !pushes.is_empty() {
-                    take_pushes(&mut pushes, session.protocol() == 3, io.output);
+                    take_pushes(&mut pushes, session.protocol() == 3, &mut io.output);
                 }
             }
             Some(message) = pushes.recv() => {
                 let resp3 = session.protocol() == 3;
-                encode(&message, resp3, io.output);
-                take_pushes(&mut pushes, resp3, io.output);
+                encode(&message, resp3, &mut io.output);
+                take_pushes(&mut pushes, resp3, &mut io.output);
             }
             () = &mut killed => return Ok(()),
         }
@@ -260,9 +262,9 @@ async fn run_batch(
     batch: &mut Vec<Vec<Bytes>>,
 ) -> std::io::Result<bool> {
     while !batch.is_empty() {
-        let stopped = session.execute_batch(batch, io.replies).await;
+        let stopped = session.execute_batch(batch, &mut io.replies).await;
         for (reply, protocol) in io.replies.drain(..) {
-            encode(&reply, protocol == 3, io.output);
+            encode(&reply, protocol == 3, &mut io.output);
         }
         if stopped && !io.flush().await? {
             return Ok(false);
@@ -274,9 +276,9 @@ async fn run_batch(
 /// A connection's writing side: the socket, the replies of a batch being encoded, and the
 /// output not yet sent.
 struct Io<'a> {
-    writer: &'a mut tokio::net::tcp::OwnedWriteHalf,
-    output: &'a mut BytesMut,
-    replies: &'a mut Vec<(Reply, u8)>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    output: BytesMut,
+    replies: Vec<(Reply, u8)>,
     disconnect: &'a strata_cache::Disconnect,
 }
 
@@ -286,7 +288,7 @@ impl Io<'_> {
         if self.output.is_empty() {
             return Ok(true);
         }
-        let sent = send(self.writer, self.output, self.disconnect).await?;
+        let sent = send(&mut self.writer, &self.output, self.disconnect).await?;
         self.output.clear();
         Ok(sent)
     }

@@ -62,6 +62,13 @@ impl Command {
     pub fn is_blocking(&self) -> bool {
         self.flags.contains(&"blocking")
     }
+    /// Whether a request's command `name` is this command's, in any case: the table's names
+    /// are lower case, so only the request's side is lowered (cheaper than `eq`, which lowers
+    /// both, on the path every request takes).
+    pub fn is_named(&self, name: &[u8]) -> bool {
+        name.len() == self.name.len()
+            && name.iter().zip(self.name.as_bytes()).all(|(a, b)| a.to_ascii_lowercase() == *b)
+    }
     pub fn arity_ok(&self, n: usize) -> bool {
         let n = n as i32;
         if self.arity >= 0 { n == self.arity } else { n >= -self.arity }
