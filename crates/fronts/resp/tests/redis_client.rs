@@ -1750,18 +1750,29 @@ async fn a_pipelined_blocking_read_waits_for_its_entry() {
     let (addr, mut c) = start().await;
     let mut reader = TcpStream::connect(&addr).await.unwrap();
     reader.write_all(b"PING\r\nXREAD BLOCK 5000 STREAMS events $\r\n").await.unwrap();
-    let mut buf = [0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await.unwrap().unwrap();
-    assert_eq!(&buf[..n], b"+PONG\r\n");
+    let mut seen = Vec::new();
+    read_until(&mut reader, &mut seen, |seen| seen.len() >= 7).await;
+    assert_eq!(String::from_utf8_lossy(&seen), "+PONG\r\n");
     let _: String = cmd("XADD").arg("events").arg("1-0").arg("k").arg("v").query_async(&mut c).await.unwrap();
     let mut seen = Vec::new();
     let entry = b"*1\r\n*2\r\n$6\r\nevents\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nk\r\n$1\r\nv\r\n";
-    while seen.len() < entry.len() {
-        let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await.unwrap().unwrap();
-        assert!(n > 0);
+    read_until(&mut reader, &mut seen, |seen| seen.len() >= entry.len()).await;
+    assert_eq!(String::from_utf8_lossy(&seen), String::from_utf8_lossy(entry));
+}
+
+/// Reads from `socket` into `seen` until `done(seen)`, each read within 5 s; the server
+/// closing the connection first fails the test.
+async fn read_until(
+    socket: &mut (impl AsyncReadExt + Unpin),
+    seen: &mut Vec<u8>,
+    done: impl Fn(&[u8]) -> bool,
+) {
+    let mut buf = vec![0u8; 65536];
+    while !done(seen) {
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed after {} bytes", seen.len());
         seen.extend_from_slice(&buf[..n]);
     }
-    assert_eq!(String::from_utf8_lossy(&seen), String::from_utf8_lossy(entry));
 }
 
 /// A RESP3 subscriber that keeps sending requests gets its messages between the replies:
@@ -1772,13 +1783,8 @@ async fn a_busy_resp3_subscriber_gets_its_messages() {
     let mut sub = TcpStream::connect(&addr).await.unwrap();
     sub.write_all(b"HELLO 3\r\nSUBSCRIBE news\r\n").await.unwrap();
     let mut seen = Vec::new();
-    let mut buf = [0u8; 65536];
     let subscribed = b">3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n";
-    while !seen.windows(subscribed.len()).any(|w| w == subscribed) {
-        let n = tokio::time::timeout(Duration::from_secs(5), sub.read(&mut buf)).await.unwrap().unwrap();
-        assert!(n > 0);
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut sub, &mut seen, |seen| seen.windows(subscribed.len()).any(|w| w == subscribed)).await;
     let pings = 20_000;
     let (mut rd, mut wr) = sub.into_split();
     let writer = tokio::spawn(async move {
@@ -1792,11 +1798,10 @@ async fn a_busy_resp3_subscriber_gets_its_messages() {
     let message = b">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n";
     let mut seen = Vec::new();
     let count = |seen: &[u8]| seen.windows(7).filter(|w| w == b"+PONG\r\n").count();
-    while count(&seen) < pings || !seen.windows(message.len()).any(|w| w == message) {
-        let n = tokio::time::timeout(Duration::from_secs(5), rd.read(&mut buf)).await.unwrap().unwrap();
-        assert!(n > 0, "closed after {} replies", count(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut rd, &mut seen, |seen| {
+        count(seen) >= pings && seen.windows(message.len()).any(|w| w == message)
+    })
+    .await;
     writer.await.unwrap();
 }
 
