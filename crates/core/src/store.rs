@@ -436,6 +436,25 @@ impl Store {
         Ok(seq)
     }
 
+    /// Blocks until commit `seq` is durable: the blocking twin of [`Store::durable`], for a
+    /// thread that applies with [`crate::Txn::commit_unsynced`] and leaves the fsync wait to
+    /// another thread, so that it can apply the next writes meanwhile.
+    pub fn wait_synced(&self, seq: u64) -> Result<u64> {
+        if !matches!(self.inner.options.sync, SyncMode::Always) {
+            return Ok(seq);
+        }
+        {
+            let state = self.inner.queue.state.lock().expect("queue lock poisoned");
+            if let Some(err) = state.refusal() {
+                return Err(err);
+            }
+            if *self.inner.feed_tx.borrow() >= seq {
+                return Ok(seq);
+            }
+        }
+        self.wait_durable(seq).map(|()| seq)
+    }
+
     /// Parks until the commit thread's next fsync covers `seq` (which then notifies the feed).
     fn wait_durable(&self, seq: u64) -> Result<()> {
         let parked = Arc::new(Parked { result: Mutex::new(None), thread: std::thread::current() });

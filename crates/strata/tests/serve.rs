@@ -1089,6 +1089,8 @@ fn held_locks_and_fencing_tokens_survive_kill_9() {
     for i in 0..50 {
         last = int(lock(&mut con, &format!("LOCK.ACQUIRE item:{i} OWNER bidder TTL 60000")));
     }
+    // A release is answered once in the journal (before its fsync): the kill keeps it.
+    assert_eq!(int(lock(&mut con, "LOCK.RELEASE item:7 OWNER bidder")), 1);
     drop(con);
     drop(strata); // SIGKILL
     std::thread::sleep(Duration::from_millis(400));
@@ -1106,6 +1108,9 @@ fn held_locks_and_fencing_tokens_survive_kill_9() {
     assert!(next > last, "{next} > {last}");
     // The holder still owns it.
     assert_eq!(int(lock(&mut con, "LOCK.RELEASE ticket:42 OWNER checkout-1")), 1);
+    // The lock released just before the kill is free; the others are still held.
+    assert!(int(lock(&mut con, "LOCK.ACQUIRE item:7 OWNER bidder-2 TTL 1000")) > last);
+    assert_eq!(lock(&mut con, "LOCK.ACQUIRE item:8 OWNER bidder-2 TTL 1000"), redis::Value::Nil);
 }
 
 /// A tiny HTTP upstream on port 0 that answers `<name> <path>` to every request.

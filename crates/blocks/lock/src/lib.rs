@@ -11,15 +11,17 @@
 //!   **blocking** acquire with a timeout and a fair FIFO queue per resource, and
 //!   **deadlock detection**: a wait that would close a cycle of owners fails at once
 //!   (`table.rs` has the rules).
-//! - **Durable**: a grant is in core (fsynced) before it is answered, a release is removed
-//!   from core before it is answered; after `kill -9` held locks are still held until
-//!   their TTL and tokens keep increasing (`store.rs`).
+//! - **Durable**: a grant or an extension is in core (fsynced) before it is answered; a
+//!   release is removed from core (in the journal, written to the OS, and fsynced with the
+//!   next group commit) before it is answered. After `kill -9` held locks are still held
+//!   until their TTL, released ones are free, and tokens keep increasing (`store.rs`,
+//!   `writer.rs`).
 //! - **Redlock**: [`redlock::Redlock`], a client for the classic pattern over N Redis (or
 //!   Strata) instances.
 //!
 //! ```text
 //!   acquire ─► table (grant | queue | deadlock) ─► core txn: hold record ─► fsync ─► token
-//!   release ─► core txn: delete record ─► fsync ─► table: free ─► wake waiters (FIFO)
+//!   release ─► table: free ─► wake waiters (FIFO); core txn: delete record ─► journal
 //!   expiry thread ─► table: end holds past TTL ─► wake waiters ─► delete records
 //! ```
 //!
@@ -42,6 +44,7 @@ use std::time::{Duration, Instant};
 use strata_core::Store;
 use table::{Decision, Grant, Request, Table};
 use tokio::sync::oneshot;
+use writer::Durability;
 
 /// Limits of the lock block.
 #[derive(Clone, Debug)]
@@ -316,11 +319,12 @@ impl Locks {
     /// not hold one. Returns how many were released.
     pub async fn release(&self, owner: &str, resources: &[String]) -> LockResult<usize> {
         // The delete is queued before the waiters are woken, so their grants, queued after
-        // it to the same writer, are never durable without it; the answer waits for it.
+        // it to the same writer, are never durable without it. The answer waits for it to
+        // reach the journal, not for its fsync (`writer.rs` says why that is safe).
         let (durable, released) = {
             let mut state = self.state();
             let holds = state.table.held_by(owner, resources).map_err(LockError::NotOwner)?;
-            let durable = self.inner.writer.queue(store::deletions(&holds));
+            let durable = self.inner.writer.queue(store::deletions(&holds), Durability::Written);
             let grants = state.table.release(&holds, Instant::now());
             dispatch(&mut state, grants);
             (durable, holds.len())
@@ -392,9 +396,9 @@ impl Locks {
         Ok(())
     }
 
-    /// Writes keys (`None` deletes) through the writer; returns once they are durable.
+    /// Writes keys (`None` deletes) through the writer; returns once they are fsynced.
     async fn write(&self, ops: writer::Ops) -> LockResult<()> {
-        wait_durable(self.inner.writer.queue(ops)).await
+        wait_durable(self.inner.writer.queue(ops, Durability::Synced)).await
     }
 }
 
