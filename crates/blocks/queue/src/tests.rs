@@ -318,3 +318,35 @@ fn a_deferring_handle_awaits_its_fsync_afterwards() {
     let q = Queues::open(store, Arc::new(ManualClock::new(1_700_000_100_000)), Limits::default()).unwrap();
     assert_eq!(q.receive("jobs", 1, None).unwrap()[0].message.body, "later");
 }
+
+/// Queue records are decoded once and kept (`must_queue`), but every operation still sees
+/// the record its own transaction reads: a changed attribute, a deleted queue, and a queue
+/// created again under the same name with other attributes.
+#[test]
+fn operations_see_a_queues_current_attributes() {
+    let (q, clock) = queues();
+    q.create_queue("jobs", Attributes::default(), BTreeMap::new()).unwrap();
+    q.send("jobs", send("one")).unwrap();
+    assert_eq!(q.receive("jobs", 1, None).unwrap().len(), 1);
+    q.update_queue("jobs", |meta| {
+        meta.attributes.visibility_timeout_secs = 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(q.queue("jobs").unwrap().attributes.visibility_timeout_secs, 1);
+    q.send("jobs", send("two")).unwrap();
+    assert_eq!(q.receive("jobs", 1, None).unwrap().len(), 1);
+    clock.advance_ms(1_001);
+    let back = q.receive("jobs", 10, None).unwrap();
+    assert_eq!(back.len(), 1, "the second message, hidden for the new timeout of 1 s, is back");
+    assert_eq!(back[0].message.body, "two");
+
+    q.delete_queue("jobs").unwrap();
+    assert!(matches!(q.receive("jobs", 1, None), Err(QueueError::NoSuchQueue(_))));
+    assert!(matches!(q.send("jobs", send("three")), Err(QueueError::NoSuchQueue(_))));
+    let attributes = Attributes { delay_secs: 5, ..Attributes::default() };
+    q.create_queue("jobs", attributes, BTreeMap::new()).unwrap();
+    assert_eq!(q.queue("jobs").unwrap().attributes.delay_secs, 5);
+    q.send("jobs", send("four")).unwrap();
+    assert!(q.receive("jobs", 1, None).unwrap().is_empty(), "delayed by the new queue's 5 s");
+}
