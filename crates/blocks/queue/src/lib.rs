@@ -348,6 +348,9 @@ pub struct Queues {
     deferred: Option<Arc<AtomicU64>>,
 }
 
+/// A queue's record and the bytes it was decoded from.
+type Decoded = (Vec<u8>, Arc<QueueMeta>);
+
 struct Inner {
     store: Store,
     ks: Keyspace,
@@ -355,8 +358,8 @@ struct Inner {
     limits: Limits,
     last_seq: AtomicU64,
     depths: Mutex<HashMap<String, Arc<AtomicI64>>>,
-    /// Each queue's record as last decoded, with the bytes it was decoded from (`must_queue`).
-    metas: Mutex<HashMap<String, (Vec<u8>, Arc<QueueMeta>)>>,
+    /// Each queue's record as last decoded (`must_queue`).
+    metas: Mutex<HashMap<String, Decoded>>,
     /// Per FIFO queue, a time before which its ready index holds only deleted entries, so
     /// that receives need not walk the tombstones every receive leaves behind (see `receive`).
     cursors: Mutex<HashMap<String, Arc<Cursor>>>,
