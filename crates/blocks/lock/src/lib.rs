@@ -21,7 +21,8 @@
 //!
 //! ```text
 //!   acquire ─► table (grant | queue | deadlock) ─► core txn: hold record ─► fsync ─► token
-//!   release ─► table: free ─► wake waiters (FIFO); core txn: delete record ─► journal
+//!   release ─► queue delete of the record ─► table: free ─► wake waiters (FIFO)
+//!           ─► delete in the journal (fsync follows) ─► answer
 //!   expiry thread ─► table: end holds past TTL ─► wake waiters ─► delete records
 //! ```
 //!
